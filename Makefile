@@ -1,0 +1,93 @@
+# The engine: a C library (build/libengine.a, build/libengine.so), the CLI
+# (build/engine), and the test and benchmark entry points.
+#
+#   make            build
+#   make run        install what is missing, build, run examples/pipeline.lua
+#   make test       install what is missing, build, run every spec
+#   make install PREFIX=/usr/local [DESTDIR=...]
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := 0.1.0
+
+PKGS    := luajit libcurl libcjson libuv
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+             -DENGINE_VERSION='"$(VERSION)"' -DENGINE_LUA_DIR='"$(LUA_DIR)"'
+LDLIBS  := $(PKG_LIBS) -lpthread -lm
+
+LUA_DIR ?= $(CURDIR)/lua
+
+SRCS    := $(filter-out engine/main.c,$(wildcard engine/*.c))
+HDRS    := $(wildcard engine/*.h)
+SPEC_TOOLS := $(patsubst spec/support/%.c,%,$(wildcard spec/support/*.c))
+
+# One build directory per flavour: plain, ASan+UBSan, TSan.
+B ?= build
+OBJS    = $(patsubst engine/%.c,$(B)/obj/%.o,$(SRCS))
+
+.PHONY: all build asan tsan deps run test test-unit test-integration \
+        install clean lint
+
+all: build
+
+build: $(B)/engine $(B)/libengine.a $(B)/libengine.so $(addprefix $(B)/,$(SPEC_TOOLS))
+
+$(B)/obj/%.o: engine/%.c $(HDRS) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/obj:
+	mkdir -p $@
+
+$(B)/libengine.a: $(OBJS)
+	rm -f $@; ar rcs $@ $^
+
+$(B)/libengine.so: $(OBJS)
+	$(CC) -shared $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(B)/engine: $(B)/obj/main.o $(B)/libengine.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(B)/%: spec/support/%.c $(B)/libengine.a
+	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
+
+SAN_ASAN := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SAN_TSAN := -O1 -g -fsanitize=thread
+
+asan:
+	$(MAKE) --no-print-directory B=build/asan CFLAGS="$(SAN_ASAN)" LDFLAGS="-fsanitize=address,undefined" build
+tsan:
+	$(MAKE) --no-print-directory B=build/tsan CFLAGS="$(SAN_TSAN)" LDFLAGS="-fsanitize=thread" build
+
+deps:
+	@sh scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	@sh scripts/run-demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory build asan tsan
+	@sh scripts/test.sh
+
+test-unit: build asan
+	@sh scripts/test.sh unit
+
+test-integration: build asan tsan
+	@sh scripts/test.sh integration
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/engine/lua/engine \
+	           $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/engine
+	install -m 755 $(B)/engine $(DESTDIR)$(PREFIX)/bin/engine
+	install -m 644 $(B)/libengine.a $(DESTDIR)$(PREFIX)/lib/libengine.a
+	install -m 644 engine/engine.h $(DESTDIR)$(PREFIX)/include/engine/engine.h
+	cp -R lua/. $(DESTDIR)$(PREFIX)/share/engine/lua/
+
+clean:
+	rm -rf build

@@ -1,0 +1,43 @@
+/* batch.h - a batch of lines from one container, on its way to the filters.
+ *
+ * A batch is built on the loop thread by the container's reader, then handed
+ * whole to the pipeline thread (pipeline_submit), which owns and frees it.
+ * Lines are stored back to back in one byte buffer, with a small record per
+ * line, so a batch is two allocations whatever its size. */
+#ifndef ENGINE_BATCH_H
+#define ENGINE_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "container.h"
+
+typedef struct batch_rec {
+  int64_t ts;      /* UTC ns */
+  uint32_t off;    /* offset of the line in bytes */
+  uint32_t len;
+  uint8_t stream;  /* DECODE_STDOUT or DECODE_STDERR */
+  uint8_t flags;   /* DECODE_* flags */
+} batch_rec_t;
+
+typedef struct batch {
+  struct batch *next;      /* queue link, owned by whoever queues it */
+  container_t *container;  /* one reference held by the batch */
+  batch_rec_t *recs;
+  size_t n, cap;
+  char *bytes;
+  size_t used, bytes_cap;
+} batch_t;
+
+/* Returns an empty batch holding a new reference to c, or NULL when out of
+ * memory. */
+batch_t *batch_new(container_t *c);
+
+/* Appends a line. Returns 0, or -1 when out of memory (the batch is then
+ * unchanged). */
+int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags,
+              const char *data, size_t len);
+
+/* Frees the batch and drops its container reference. NULL is ignored. */
+void batch_free(batch_t *b);
+
+#endif

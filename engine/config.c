@@ -1,0 +1,38 @@
+/* config.c - the engine's settings and their defaults (see config.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "decode.h"
+
+/* Fills c with the documented defaults; the selection starts empty (every
+ * container). Can't fail. */
+void config_defaults(config_t *c)
+{
+  memset(c, 0, sizeof *c);
+  c->docker_host = NULL;
+  c->since_start = 0;
+  c->batch_max_lines = 1000;
+  c->batch_max_bytes = 1024 * 1024;
+  c->flush_interval = 1.0;
+  c->cycle = 300;
+  c->stop_timeout = 10;
+  c->filter_timeout = 5;
+  c->reconcile_interval = 30;
+  c->backoff_initial = 0.5;
+  c->backoff_max = 30;
+  c->resume_margin = 1.0;
+  c->line_max = DECODE_LINE_MAX_DEFAULT;
+  c->frame_max = DECODE_FRAME_MAX_DEFAULT;
+  c->log_level = -1;
+}
+
+/* Releases the strings and the selection rules. c can be filled with
+ * config_defaults again afterwards. */
+void config_free(config_t *c)
+{
+  free(c->docker_host);
+  c->docker_host = NULL;
+  selection_free(&c->select);
+  memset(&c->select, 0, sizeof c->select);
+}

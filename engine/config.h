@@ -1,0 +1,36 @@
+/* config.h - the settings a pipeline.lua gives the engine, with defaults.
+ *
+ * Filled by pipeline_load from the table pipeline.lua returns (validated by
+ * lua/engine/pipeline.lua first, so C only copies checked values). Durations
+ * are in seconds. Owned by the engine; config_free releases the strings. */
+#ifndef ENGINE_CONFIG_H
+#define ENGINE_CONFIG_H
+
+#include <stddef.h>
+#include "select.h"
+
+typedef struct config {
+  char *docker_host;        /* NULL: $DOCKER_HOST, else unix:///var/run/docker.sock */
+  selection_t select;
+  int since_start;          /* containers running at start with no cursor:
+                               1 = read from the engine's start, 0 = whole history */
+  size_t batch_max_lines;   /* 1000 */
+  size_t batch_max_bytes;   /* 1 MiB */
+  double flush_interval;    /* 1.0 */
+  double cycle;             /* 300: lifetime of one follow stream */
+  double stop_timeout;      /* 10 */
+  double filter_timeout;    /* 5: one filter call */
+  double reconcile_interval;/* 30: periodic container list */
+  double backoff_initial;   /* 0.5 */
+  double backoff_max;       /* 30 */
+  double resume_margin;     /* 1.0 */
+  size_t line_max;          /* 1 MiB */
+  size_t frame_max;         /* 1 MiB */
+  int log_level;            /* -1: not set by the pipeline */
+} config_t;
+
+/* Fills c with the defaults above. Can't fail. */
+void config_defaults(config_t *c);
+void config_free(config_t *c);
+
+#endif

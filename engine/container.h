@@ -1,0 +1,39 @@
+/* container.h - what the engine knows of one container (from inspect).
+ *
+ * Shared, immutable after creation, reference-counted with atomic counts:
+ * readers hold one reference, every batch in flight holds one, so the
+ * pipeline thread can read it while the loop thread drops its own. */
+#ifndef ENGINE_CONTAINER_H
+#define ENGINE_CONTAINER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef struct container {
+  atomic_int refs;    /* use container_ref/unref */
+  char id[65];        /* full id */
+  char *name;         /* without the leading '/' */
+  char *image;        /* Config.Image (the name the user gave) */
+  char **label_keys;  /* n_labels keys and values, sorted by key */
+  char **label_values;
+  char **label_pairs; /* "key=value", for selection */
+  size_t n_labels;
+  int tty;            /* Config.Tty: raw stream instead of frames */
+  int running;        /* State.Running at inspect time */
+} container_t;
+
+/* Builds a container from an inspect document (a cJSON object, passed as
+ * void* to keep cJSON out of this header). Returns NULL with a message in
+ * err when a required field (Id) is missing or memory runs out. The new
+ * container has one reference. */
+container_t *container_from_inspect(const void *cjson, char *err, size_t errlen);
+
+/* Builds a container by hand (tests, fake sources). labels: n "key=value". */
+container_t *container_new(const char *id, const char *name, const char *image,
+                           const char *const *labels, size_t n, int tty);
+
+container_t *container_ref(container_t *c);
+/* Drops a reference; frees on the last. NULL is ignored. */
+void container_unref(container_t *c);
+
+#endif

@@ -1,0 +1,282 @@
+/* cursor.c - the resume point and the dedupe window (see cursor.h).
+ *
+ * The window is a multiset of keys: an open-addressing hash table (linear
+ * probing, backward-shift deletion) maps a key to how many times it was
+ * delivered and how many replayed copies may still be skipped. A FIFO ring
+ * holds one entry per delivery, in delivery order; eviction pops its head.
+ *
+ * Resume rule (cursor_since), with E the newest timestamp of any key that
+ * left the window:
+ *
+ *   since = min(oldest ts in the window, newest - margin, last floor)
+ *   since = max(since, E + 1)                     (and at least 0)
+ *
+ * The min reaches back to everything the window or the pending line needs;
+ * the max guarantees that every delivered line a replay can return is still
+ * in the window, so it is skipped, never repeated. A key evicted by age has
+ * ts < min(newest - margin, floor) at the time, so E + 1 only wins over the
+ * min after max_keys forced keys out, or when a much older line was
+ * delivered late; in both cases a line older than E could be missed, never
+ * repeated. */
+#include "cursor.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+  cursor_key_t key;
+  uint32_t delivered; /* 0: empty slot */
+  uint32_t skip;      /* replayed copies still to drop, <= delivered */
+} entry_t;
+
+struct cursor {
+  int64_t margin;
+  size_t max_keys;
+  int any;             /* something was delivered */
+  int64_t newest;
+  int64_t floor;       /* floor_ts of the last delivery */
+  int evicted;         /* a key has left the window */
+  int64_t evicted_max; /* newest ts of a key that left the window */
+
+  entry_t *table;
+  size_t table_cap; /* power of two */
+  size_t table_used;
+
+  cursor_key_t *ring;
+  size_t ring_cap, head, count;
+};
+
+#define TABLE_MIN 16
+#define RING_MIN 16
+
+static uint64_t slot_hash(const cursor_key_t *k)
+{
+  uint64_t h = k->hash ^ ((uint64_t)k->ts * 0x9E3779B97F4A7C15ULL) ^
+               ((uint64_t)k->len << 8 | k->stream);
+  h ^= h >> 31;
+  h *= 0xD6E8FEB86659FD93ULL;
+  h ^= h >> 32;
+  return h;
+}
+
+static int key_eq(const cursor_key_t *a, const cursor_key_t *b)
+{
+  return a->ts == b->ts && a->hash == b->hash && a->len == b->len &&
+         a->stream == b->stream;
+}
+
+/* The slot holding k, or the empty slot where it would go. */
+static size_t table_find(const cursor_t *c, const cursor_key_t *k)
+{
+  size_t mask = c->table_cap - 1;
+  size_t i = slot_hash(k) & mask;
+  while (c->table[i].delivered != 0 && !key_eq(&c->table[i].key, k))
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* Makes room for one more distinct key (load factor at most 1/2).
+ * Returns 0, or -1 when out of memory (the table is unchanged). */
+static int table_reserve(cursor_t *c)
+{
+  if ((c->table_used + 1) * 2 <= c->table_cap)
+    return 0;
+  size_t cap = c->table_cap ? c->table_cap * 2 : TABLE_MIN;
+  entry_t *old = c->table;
+  size_t old_cap = c->table_cap;
+  c->table = calloc(cap, sizeof *c->table);
+  if (!c->table) {
+    c->table = old;
+    return -1;
+  }
+  c->table_cap = cap;
+  for (size_t i = 0; i < old_cap; i++)
+    if (old[i].delivered != 0)
+      c->table[table_find(c, &old[i].key)] = old[i];
+  free(old);
+  return 0;
+}
+
+/* Empties slot i, shifting later entries of its probe run back so that
+ * every entry stays reachable from its home slot. */
+static void table_remove(cursor_t *c, size_t i)
+{
+  size_t mask = c->table_cap - 1;
+  for (size_t j = (i + 1) & mask; c->table[j].delivered != 0; j = (j + 1) & mask) {
+    size_t home = slot_hash(&c->table[j].key) & mask;
+    if (((j - home) & mask) >= ((j - i) & mask)) {
+      c->table[i] = c->table[j];
+      i = j;
+    }
+  }
+  memset(&c->table[i], 0, sizeof c->table[i]);
+  c->table_used--;
+}
+
+/* Makes room for one more ring entry, growing up to max_keys + 1 (one
+ * delivery over the cap is recorded before eviction drops one). Returns 0,
+ * or -1 when out of memory. */
+static int ring_reserve(cursor_t *c)
+{
+  if (c->count < c->ring_cap)
+    return 0;
+  size_t cap = c->ring_cap ? c->ring_cap * 2 : RING_MIN;
+  if (cap > c->max_keys + 1)
+    cap = c->max_keys + 1;
+  cursor_key_t *ring = malloc(cap * sizeof *ring);
+  if (!ring)
+    return -1;
+  for (size_t i = 0; i < c->count; i++)
+    ring[i] = c->ring[(c->head + i) % c->ring_cap];
+  free(c->ring);
+  c->ring = ring;
+  c->ring_cap = cap;
+  c->head = 0;
+  return 0;
+}
+
+/* Removes the oldest delivery from the window. */
+static void drop_head(cursor_t *c)
+{
+  const cursor_key_t *k = &c->ring[c->head];
+  size_t i = table_find(c, k);
+  entry_t *e = &c->table[i];
+  if (!c->evicted || k->ts > c->evicted_max)
+    c->evicted_max = k->ts;
+  c->evicted = 1;
+  if (--e->delivered == 0)
+    table_remove(c, i);
+  else if (e->skip > e->delivered)
+    e->skip = e->delivered;
+  c->head = (c->head + 1) % c->ring_cap;
+  c->count--;
+}
+
+static int64_t sub_sat(int64_t a, int64_t b)
+{
+  int64_t r;
+  return __builtin_sub_overflow(a, b, &r) ? INT64_MIN : r;
+}
+
+/* Drops deliveries from the head while they are older than the window
+ * must cover, and while there are more than max_keys. */
+static void evict(cursor_t *c)
+{
+  int64_t cutoff = sub_sat(c->newest, c->margin);
+  if (c->floor < cutoff)
+    cutoff = c->floor;
+  while (c->count > 0 &&
+         (c->ring[c->head].ts < cutoff || c->count > c->max_keys))
+    drop_head(c);
+}
+
+cursor_t *cursor_new(int64_t margin_ns, size_t max_keys)
+{
+  cursor_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->margin = margin_ns > 0 ? margin_ns : 0;
+  c->max_keys = max_keys ? max_keys : CURSOR_MAX_KEYS_DEFAULT;
+  c->newest = -1;
+  c->floor = INT64_MAX;
+  return c;
+}
+
+void cursor_free(cursor_t *c)
+{
+  if (!c)
+    return;
+  free(c->table);
+  free(c->ring);
+  free(c);
+}
+
+cursor_key_t cursor_key(int64_t ts, int stream, const char *data, size_t len)
+{
+  uint64_t h = 0xCBF29CE484222325ULL; /* FNV-1a, 64 bits */
+  const unsigned char *p = (const unsigned char *)data;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001B3ULL;
+  }
+  cursor_key_t k;
+  memset(&k, 0, sizeof k);
+  k.ts = ts;
+  k.hash = h;
+  k.len = (uint32_t)len;
+  k.stream = (uint8_t)stream;
+  return k;
+}
+
+/* The rule is in the comment at the top; O(window) for the oldest key. */
+int64_t cursor_since(const cursor_t *c)
+{
+  if (!c->any)
+    return -1;
+  int64_t since = sub_sat(c->newest, c->margin);
+  for (size_t i = 0; i < c->count; i++) {
+    int64_t ts = c->ring[(c->head + i) % c->ring_cap].ts;
+    if (ts < since)
+      since = ts;
+  }
+  if (c->floor < since)
+    since = c->floor;
+  if (c->evicted && since <= c->evicted_max)
+    since = c->evicted_max == INT64_MAX ? INT64_MAX : c->evicted_max + 1;
+  return since < 0 ? 0 : since;
+}
+
+void cursor_begin_replay(cursor_t *c)
+{
+  for (size_t i = 0; i < c->table_cap; i++)
+    c->table[i].skip = c->table[i].delivered;
+}
+
+int cursor_seen(cursor_t *c, const cursor_key_t *k)
+{
+  if (c->table_cap == 0)
+    return 0;
+  entry_t *e = &c->table[table_find(c, k)];
+  if (e->delivered == 0 || e->skip == 0)
+    return 0;
+  e->skip--;
+  return 1;
+}
+
+int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts)
+{
+  if (!c->any || k->ts > c->newest)
+    c->newest = k->ts;
+  c->any = 1;
+  c->floor = floor_ts;
+
+  int rc = 0;
+  if (ring_reserve(c) < 0 || table_reserve(c) < 0) {
+    /* Unrecorded: resume past it, as if it had been evicted. */
+    if (!c->evicted || k->ts > c->evicted_max)
+      c->evicted_max = k->ts;
+    c->evicted = 1;
+    rc = -1;
+  } else {
+    entry_t *e = &c->table[table_find(c, k)];
+    if (e->delivered == 0) {
+      e->key = *k;
+      c->table_used++;
+    }
+    e->delivered++;
+    c->ring[(c->head + c->count) % c->ring_cap] = *k;
+    c->count++;
+  }
+  evict(c);
+  return rc;
+}
+
+int64_t cursor_newest(const cursor_t *c)
+{
+  return c->any ? c->newest : -1;
+}
+
+size_t cursor_window(const cursor_t *c)
+{
+  return c->count;
+}

@@ -1,0 +1,68 @@
+/* cursor.h - where a container's stream resumes, and which replayed lines
+ * were delivered already.
+ *
+ * Docker's `since` is inclusive and stdout/stderr timestamps are not
+ * monotonic, so a reconnect asks for lines from a margin before the newest
+ * delivered timestamp and drops the ones already delivered. The cursor keeps
+ * a window of recently delivered lines as keys (ts, stream, len, hash) with
+ * their multiplicity: a key seen twice (two chunks of one split line, or two
+ * identical lines in one nanosecond) is skipped twice on replay, no more.
+ *
+ * The window covers at least [newest - margin, newest] and everything from
+ * the floor passed to cursor_deliver (the oldest line still being assembled),
+ * up to max_keys entries; when max_keys forces out older keys, the resume
+ * point moves past them, so a replay never repeats a line (at worst a line
+ * stamped more than the window behind the newest one is not replayed).
+ *
+ * A cursor lives as long as the engine knows the container (across stream
+ * cycles, container restarts and daemon restarts). Loop thread only. */
+#ifndef ENGINE_CURSOR_H
+#define ENGINE_CURSOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cursor_key {
+  int64_t ts;
+  uint64_t hash; /* hash of the line's bytes */
+  uint32_t len;
+  uint8_t stream;
+} cursor_key_t;
+
+typedef struct cursor cursor_t;
+
+#define CURSOR_MARGIN_DEFAULT_NS 1000000000LL /* 1 s */
+#define CURSOR_MAX_KEYS_DEFAULT 65536
+
+/* Returns a new, empty cursor (nothing delivered: cursor_since gives -1), or
+ * NULL when out of memory. */
+cursor_t *cursor_new(int64_t margin_ns, size_t max_keys);
+void cursor_free(cursor_t *c);
+
+/* Builds the key of a line. Can't fail. */
+cursor_key_t cursor_key(int64_t ts, int stream, const char *data, size_t len);
+
+/* Where the next connection starts: -1 when nothing was ever delivered (read
+ * the whole retained history), else a time in ns to pass as `since`. */
+int64_t cursor_since(const cursor_t *c);
+
+/* Starts a new connection: every key in the window becomes skippable once
+ * per delivery. Call right before a stream (re)connects with cursor_since. */
+void cursor_begin_replay(cursor_t *c);
+
+/* Returns 1 when the line was delivered already (it is consumed from the
+ * skip counts and must be dropped), 0 when it is new. */
+int cursor_seen(cursor_t *c, const cursor_key_t *k);
+
+/* Records a delivered line. floor_ts is the oldest timestamp that must stay
+ * covered (decoder_pending_ts), or INT64_MAX. Returns 0, or -1 when out of
+ * memory (the key is then not recorded; the line is still delivered). */
+int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts);
+
+/* The newest delivered timestamp, or -1. */
+int64_t cursor_newest(const cursor_t *c);
+
+/* Number of keys in the window (for tests and metrics). */
+size_t cursor_window(const cursor_t *c);
+
+#endif

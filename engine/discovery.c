@@ -1,0 +1,316 @@
+/* discovery.c - list, events and reconcile (see discovery.h). */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "container.h"
+#include "discovery.h"
+#include "log.h"
+#include "reader.h"
+#include "registry.h"
+#include "timestamp.h"
+#include "uvh.h"
+
+#define EVENT_LINE_MAX (1024 * 1024)
+
+typedef struct inspect_req {
+  struct discovery *d;
+  http_req_t *req;
+  char id[129];
+  struct inspect_req *next, *prev;
+} inspect_req_t;
+
+struct discovery {
+  core_t *core;
+  void (*ready)(void *, const char *);
+  void *ready_ud;
+  int started;              /* the first list was handled */
+  int stopping;
+  http_req_t *ping, *list, *events;
+  inspect_req_t *inspects;  /* inspections in flight */
+  uv_timer_t timer;         /* events backoff and reconcile */
+  int events_backoff_pending;
+  double backoff;
+  int64_t events_since;     /* last event time seen, ns */
+  uint64_t next_reconcile;  /* uv_now ms */
+  char *evbuf;              /* an unfinished events line */
+  size_t evlen, evcap;
+  unsigned long reconnects;
+  void (*closed)(void *);
+  void *closed_ud;
+};
+
+static void start_events(discovery_t *d);
+static void start_list(discovery_t *d);
+static void schedule(discovery_t *d);
+
+/* --- inspect and attach ------------------------------------------------- */
+
+static void drop_inspect(inspect_req_t *q) {
+  discovery_t *d = q->d;
+  if (q->prev) q->prev->next = q->next;
+  else d->inspects = q->next;
+  if (q->next) q->next->prev = q->prev;
+  free(q);
+}
+
+static void on_inspect(void *ud, const http_result_t *res) {
+  inspect_req_t *q = ud;
+  discovery_t *d = q->d;
+  char err[300];
+  cJSON *doc = docker_json(res, err, sizeof err);
+  if (!doc) {
+    if (res->status != 404) log_warn(NULL, "cannot inspect container %.12s: %s", q->id, err);
+    drop_inspect(q);
+    return;
+  }
+  container_t *c = container_from_inspect(doc, err, sizeof err);
+  cJSON_Delete(doc);
+  if (!c) log_warn(NULL, "cannot read container %.12s: %s", q->id, err);
+  drop_inspect(q);
+  if (!c) return;
+  const config_t *cfg = d->core->cfg;
+  if (c->running &&
+      selection_match(&cfg->select, c->id, c->name, c->image,
+                      (const char *const *)c->label_pairs, c->n_labels))
+    registry_attach(d->core->registry, c, cfg->since_start ? d->core->start_ns : -1);
+  container_unref(c);
+}
+
+/* Inspects a container and follows it if it runs and is selected. An id
+ * already followed is not inspected again. */
+static void consider(discovery_t *d, const char *id) {
+  static const http_handler_t handler = {NULL, NULL, on_inspect};
+  if (d->stopping) return;
+  reader_t *rd = registry_find(d->core->registry, id);
+  if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) return;
+  for (inspect_req_t *q = d->inspects; q; q = q->next)
+    if (strcmp(q->id, id) == 0) return;
+  inspect_req_t *q = calloc(1, sizeof *q);
+  if (!q) return;
+  q->d = d;
+  snprintf(q->id, sizeof q->id, "%s", id);
+  if (!(q->req = docker_inspect(d->core->docker, id, &handler, q))) {
+    free(q);
+    return;
+  }
+  q->next = d->inspects;
+  if (d->inspects) d->inspects->prev = q;
+  d->inspects = q;
+}
+
+/* --- list --------------------------------------------------------------- */
+
+static void on_list(void *ud, const http_result_t *res) {
+  discovery_t *d = ud;
+  char err[300];
+  d->list = NULL;
+  cJSON *doc = docker_json(res, err, sizeof err);
+  if (!doc) {
+    if (!d->started) {
+      d->started = 1;
+      char msg[400];
+      snprintf(msg, sizeof msg, "cannot list containers at %s: %s", docker_host(d->core->docker),
+               err);
+      d->ready(d->ready_ud, msg);
+      return;
+    }
+    log_warn(NULL, "cannot list containers: %s", err);
+    return;
+  }
+  const cJSON *c;
+  cJSON_ArrayForEach(c, doc) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "Id");
+    if (cJSON_IsString(id)) consider(d, id->valuestring);
+  }
+  cJSON_Delete(doc);
+  if (!d->started) {
+    d->started = 1;
+    start_events(d);
+    schedule(d);
+    d->ready(d->ready_ud, NULL);
+  }
+}
+
+static void start_list(discovery_t *d) {
+  static const http_handler_t handler = {NULL, NULL, on_list};
+  if (d->list || d->stopping) return;
+  d->list = docker_list(d->core->docker, &handler, d);
+}
+
+/* --- events ------------------------------------------------------------- */
+
+static void handle_event(discovery_t *d, const char *text, size_t len) {
+  cJSON *ev = cJSON_ParseWithLength(text, len);
+  if (!ev) {
+    log_warn(NULL, "ignoring a malformed event from the daemon");
+    return;
+  }
+  const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "Type");
+  const cJSON *action = cJSON_GetObjectItemCaseSensitive(ev, "Action");
+  const cJSON *actor = cJSON_GetObjectItemCaseSensitive(ev, "Actor");
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(actor, "ID");
+  const cJSON *tn = cJSON_GetObjectItemCaseSensitive(ev, "timeNano");
+  if (cJSON_IsNumber(tn) && tn->valuedouble > 0) {
+    /* A double holds the ns time to within a microsecond; the replay is
+     * inclusive and handling is idempotent, so a step back is harmless. */
+    int64_t t = (int64_t)tn->valuedouble - 1000;
+    if (t > d->events_since) d->events_since = t;
+  }
+  if (cJSON_IsString(type) && strcmp(type->valuestring, "container") == 0 &&
+      cJSON_IsString(action) && cJSON_IsString(id)) {
+    const char *a = action->valuestring;
+    log_debug(NULL, "event %s %.12s", a, id->valuestring);
+    if (!strcmp(a, "start") || !strcmp(a, "restart") || !strcmp(a, "unpause")) {
+      consider(d, id->valuestring);
+    } else if (!strcmp(a, "die")) {
+      reader_t *rd = registry_find(d->core->registry, id->valuestring);
+      if (rd) reader_container_died(rd);
+    } else if (!strcmp(a, "destroy")) {
+      registry_forget(d->core->registry, id->valuestring);
+    }
+  }
+  cJSON_Delete(ev);
+}
+
+static int on_events_body(void *ud, const char *data, size_t len) {
+  discovery_t *d = ud;
+  d->backoff = d->core->cfg->backoff_initial;
+  while (len) {
+    const char *nl = memchr(data, '\n', len);
+    size_t n = nl ? (size_t)(nl - data) : len;
+    if (d->evlen + n > EVENT_LINE_MAX) {
+      log_warn(NULL, "an event larger than %d bytes was skipped", EVENT_LINE_MAX);
+      d->evlen = 0;
+      return -1; /* the stream restarts */
+    }
+    if (d->evlen || !nl) { /* keep the unfinished part */
+      if (d->evlen + n > d->evcap) {
+        size_t cap = d->evcap ? d->evcap : 4096;
+        while (cap < d->evlen + n) cap *= 2;
+        char *p = realloc(d->evbuf, cap);
+        if (!p) return -1;
+        d->evbuf = p;
+        d->evcap = cap;
+      }
+      memcpy(d->evbuf + d->evlen, data, n);
+      d->evlen += n;
+    }
+    if (!nl) break;
+    if (d->evlen) {
+      handle_event(d, d->evbuf, d->evlen);
+      d->evlen = 0;
+    } else if (n) {
+      handle_event(d, data, n);
+    }
+    data += n + 1;
+    len -= n + 1;
+  }
+  return 0;
+}
+
+static void on_events_done(void *ud, const http_result_t *res) {
+  discovery_t *d = ud;
+  char why[300];
+  d->events = NULL;
+  d->evlen = 0;
+  if (res->ok && res->status == 200) snprintf(why, sizeof why, "the daemon ended the events stream");
+  else docker_describe_error(res, why, sizeof why);
+  double delay = d->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+  log_warn(NULL, "events stream: %s; reconnecting in %.2f s", why, delay);
+  d->backoff *= 2;
+  if (d->backoff > d->core->cfg->backoff_max) d->backoff = d->core->cfg->backoff_max;
+  d->events_backoff_pending = 1;
+  d->next_reconcile = uv_now(d->core->loop) + (uint64_t)(delay * 1000);
+  schedule(d);
+}
+
+static void start_events(discovery_t *d) {
+  static const http_handler_t handler = {NULL, on_events_body, on_events_done};
+  if (d->events || d->stopping) return;
+  d->events = docker_events(d->core->docker, d->events_since, &handler, d);
+}
+
+/* --- the timer: events reconnect and periodic reconcile ----------------- */
+
+static void on_timer(uv_timer_t *t) {
+  discovery_t *d = t->data;
+  if (d->events_backoff_pending) {
+    d->events_backoff_pending = 0;
+    d->reconnects++;
+    start_events(d);
+  }
+  start_list(d); /* a reconnect also reconciles: events may have been missed */
+  d->next_reconcile = uv_now(d->core->loop) + (uint64_t)(d->core->cfg->reconcile_interval * 1000);
+  schedule(d);
+}
+
+static void schedule(discovery_t *d) {
+  if (d->stopping) return;
+  uint64_t now = uv_now(d->core->loop);
+  if (!d->next_reconcile)
+    d->next_reconcile = now + (uint64_t)(d->core->cfg->reconcile_interval * 1000);
+  uv_timer_start(&d->timer, on_timer, d->next_reconcile > now ? d->next_reconcile - now : 0, 0);
+}
+
+/* --- start -------------------------------------------------------------- */
+
+static void on_ping(void *ud, const http_result_t *res) {
+  discovery_t *d = ud;
+  char err[400];
+  d->ping = NULL;
+  if (docker_negotiate(d->core->docker, res, err, sizeof err) != 0) {
+    d->started = 1;
+    d->ready(d->ready_ud, err);
+    return;
+  }
+  log_info(NULL, "connected to the Docker daemon at %s (API %s)", docker_host(d->core->docker),
+           docker_api_version(d->core->docker));
+  /* Events from just before the list on, so none falls between the two. */
+  d->events_since = ts_now() - 1000000000LL;
+  start_list(d);
+}
+
+discovery_t *discovery_start(core_t *core, void (*ready)(void *, const char *), void *ud) {
+  static const http_handler_t handler = {NULL, NULL, on_ping};
+  discovery_t *d = calloc(1, sizeof *d);
+  if (!d) return NULL;
+  d->core = core;
+  d->ready = ready;
+  d->ready_ud = ud;
+  d->backoff = core->cfg->backoff_initial;
+  uv_timer_init(core->loop, &d->timer);
+  uvh_opened((uv_handle_t *)&d->timer);
+  d->timer.data = d;
+  d->ping = docker_ping(core->docker, &handler, d);
+  return d;
+}
+
+unsigned long discovery_reconnects(const discovery_t *d) { return d->reconnects; }
+
+static void timer_closed(uv_handle_t *h) {
+  discovery_t *d = h->data;
+  void (*cb)(void *) = d->closed;
+  void *ud = d->closed_ud;
+  uvh_closed(h);
+  free(d->evbuf);
+  free(d);
+  if (cb) cb(ud);
+}
+
+void discovery_stop(discovery_t *d, void (*closed)(void *), void *ud) {
+  if (d->stopping) return;
+  d->stopping = 1;
+  d->closed = closed;
+  d->closed_ud = ud;
+  http_cancel(d->ping);
+  http_cancel(d->list);
+  http_cancel(d->events);
+  d->ping = d->list = d->events = NULL;
+  while (d->inspects) {
+    http_cancel(d->inspects->req);
+    drop_inspect(d->inspects);
+  }
+  uv_timer_stop(&d->timer);
+  uvh_close((uv_handle_t *)&d->timer, timer_closed);
+}

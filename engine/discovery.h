@@ -1,0 +1,34 @@
+/* discovery.h - finding the containers to follow.
+ *
+ * At start: negotiate the API version (/_ping), note the time, list the
+ * running containers, and follow /events from that time, so a container
+ * that starts between the list and the subscription is still seen (the
+ * daemon replays events since then). Each container id is handled
+ * idempotently: inspect, check the pipeline's selection, attach a reader.
+ * Every reconcile_interval the list is read again, because the daemon drops
+ * events for slow listeners. The events stream reconnects with backoff and
+ * jitter, without limit, from the last event it saw.
+ *
+ * Loop thread only. Owns its requests and one timer. */
+#ifndef ENGINE_DISCOVERY_H
+#define ENGINE_DISCOVERY_H
+
+#include "core.h"
+
+typedef struct discovery discovery_t;
+
+/* Starts discovery. ready(ud, NULL) runs once the daemon answered and the
+ * first list was handled; ready(ud, message) when the daemon cannot be
+ * reached or refused the API version at start (nothing is retried then).
+ * Returns NULL when out of memory. */
+discovery_t *discovery_start(core_t *core, void (*ready)(void *ud, const char *error),
+                             void *ud);
+
+/* Events-stream reconnects since start (for metrics and tests). */
+unsigned long discovery_reconnects(const discovery_t *d);
+
+/* Cancels every request and closes the timer. closed(ud) runs once the timer
+ * is closed; d is freed by then. Idempotent. */
+void discovery_stop(discovery_t *d, void (*closed)(void *ud), void *ud);
+
+#endif

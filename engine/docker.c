@@ -1,0 +1,178 @@
+/* docker.c - Docker Engine API requests (see docker.h). */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "docker.h"
+#include "timestamp.h"
+
+#define DEFAULT_HOST "unix:///var/run/docker.sock"
+#define PING_MAX 4096
+
+struct docker {
+  http_t *http;
+  char *host;
+  char version[16];  /* "1.41" */
+  char prefix[20];   /* "/v1.41" or "" */
+  void (*closed)(void *);
+  void *closed_ud;
+};
+
+docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen) {
+  if (!host || !*host) host = getenv("DOCKER_HOST");
+  if (!host || !*host) host = DEFAULT_HOST;
+  docker_t *d = calloc(1, sizeof *d);
+  if (!d || !(d->host = strdup(host))) {
+    snprintf(err, errlen, "out of memory");
+    free(d);
+    return NULL;
+  }
+  if (!(d->http = http_new(loop, host, err, errlen))) {
+    free(d->host);
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+const char *docker_host(const docker_t *d) { return d->host; }
+
+const char *docker_api_version(const docker_t *d) { return d->version; }
+
+http_req_t *docker_ping(docker_t *d, const http_handler_t *cb, void *ud) {
+  return http_get(d->http, "/_ping", PING_MAX, cb, ud);
+}
+
+/* Parses "major.minor". Returns 0 or -1. */
+static int parse_version(const char *s, int *major, int *minor) {
+  char *end;
+  long a = strtol(s, &end, 10);
+  if (end == s || *end != '.') return -1;
+  const char *m = end + 1;
+  long b = strtol(m, &end, 10);
+  if (end == m || *end) return -1;
+  *major = (int)a;
+  *minor = (int)b;
+  return 0;
+}
+
+int docker_negotiate(docker_t *d, const http_result_t *r, char *err, size_t errlen) {
+  if (!r->ok) {
+    snprintf(err, errlen, "cannot reach the Docker daemon at %s: %s", d->host,
+             r->error ? r->error : "no answer");
+    return -1;
+  }
+  if (r->status != 200) {
+    snprintf(err, errlen, "the Docker daemon at %s answered /_ping with HTTP %ld", d->host,
+             r->status);
+    return -1;
+  }
+  /* Without the header the daemon predates version negotiation: 1.24 is the
+   * oldest API that has every request the engine makes. */
+  const char *v = r->api_version && *r->api_version ? r->api_version : "1.24";
+  int major, minor;
+  if (parse_version(v, &major, &minor) != 0) {
+    snprintf(err, errlen, "the Docker daemon at %s sent a malformed API version '%s'",
+             d->host, v);
+    return -1;
+  }
+  if (major < 1 || (major == 1 && minor < 24)) {
+    snprintf(err, errlen, "the Docker daemon at %s speaks API %s; the engine needs 1.24 or later",
+             d->host, v);
+    return -1;
+  }
+  snprintf(d->version, sizeof d->version, "%d.%d", major, minor);
+  snprintf(d->prefix, sizeof d->prefix, "/v%s", d->version);
+  return 0;
+}
+
+static http_req_t *get(docker_t *d, const char *fmt_path, size_t max,
+                       const http_handler_t *cb, void *ud) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s%s", d->prefix, fmt_path);
+  return http_get(d->http, path, max, cb, ud);
+}
+
+http_req_t *docker_list(docker_t *d, const http_handler_t *cb, void *ud) {
+  return get(d, "/containers/json", DOCKER_LIST_MAX, cb, ud);
+}
+
+/* Container ids and names are [A-Za-z0-9_.-]; anything else is refused
+ * rather than escaped, so a path can never be altered. */
+static int safe_id(const char *id) {
+  if (!*id || strlen(id) > 128) return 0;
+  for (const char *p = id; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == '.' || *p == '-'))
+      return 0;
+  return 1;
+}
+
+http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb, void *ud) {
+  if (!safe_id(id)) return NULL;
+  char path[256];
+  snprintf(path, sizeof path, "/containers/%s/json", id);
+  return get(d, path, DOCKER_INSPECT_MAX, cb, ud);
+}
+
+http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int follow,
+                        const http_handler_t *cb, void *ud) {
+  if (!safe_id(id)) return NULL;
+  char since[32] = "0";
+  if (since_ns >= 0) ts_format_since(since_ns, since);
+  char path[512];
+  snprintf(path, sizeof path,
+           "/containers/%s/logs?stdout=1&stderr=1&timestamps=1&follow=%d&since=%s", id,
+           follow ? 1 : 0, since);
+  return get(d, path, 0, cb, ud);
+}
+
+http_req_t *docker_events(docker_t *d, int64_t since_ns, const http_handler_t *cb, void *ud) {
+  char since[32];
+  ts_format_since(since_ns, since);
+  char path[512];
+  /* filters={"type":["container"]}, URL-encoded */
+  snprintf(path, sizeof path,
+           "/events?since=%s&filters=%%7B%%22type%%22%%3A%%5B%%22container%%22%%5D%%7D", since);
+  return get(d, path, 0, cb, ud);
+}
+
+void docker_describe_error(const http_result_t *r, char *out, size_t n) {
+  if (!r->ok && r->status == 0) {
+    snprintf(out, n, "%s", r->error ? r->error : "no answer");
+    return;
+  }
+  const char *msg = NULL;
+  cJSON *j = r->body_len ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+  if (cJSON_IsString(m)) msg = m->valuestring;
+  if (msg) snprintf(out, n, "HTTP %ld: %s", r->status, msg);
+  else if (!r->ok) snprintf(out, n, "HTTP %ld: %s", r->status, r->error ? r->error : "failed");
+  else snprintf(out, n, "HTTP %ld: %.200s", r->status, r->body_len ? r->body : "(no message)");
+  cJSON_Delete(j);
+}
+
+void *docker_json(const http_result_t *r, char *err, size_t errlen) {
+  if (!r->ok || r->status < 200 || r->status >= 300) {
+    docker_describe_error(r, err, errlen);
+    return NULL;
+  }
+  cJSON *j = cJSON_ParseWithLength(r->body, r->body_len);
+  if (!j) snprintf(err, errlen, "the daemon's answer is not valid JSON");
+  return j;
+}
+
+static void http_closed(void *ud) {
+  docker_t *d = ud;
+  void (*cb)(void *) = d->closed;
+  void *cud = d->closed_ud;
+  free(d->host);
+  free(d);
+  if (cb) cb(cud);
+}
+
+void docker_close(docker_t *d, void (*closed)(void *), void *ud) {
+  d->closed = closed;
+  d->closed_ud = ud;
+  http_close(d->http, http_closed, d);
+}

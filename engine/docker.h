@@ -1,0 +1,70 @@
+/* docker.h - the part of the Docker Engine API the engine uses, on http.h.
+ *
+ * Only GET requests: the engine never changes anything in the daemon, so
+ * read access to the socket is all it needs. The API version is negotiated
+ * from /_ping (docker_negotiate) and never hard-coded; until then requests
+ * carry no version prefix (the daemon's own maximum).
+ *
+ * Requests return the http_req_t to cancel with http_cancel, or NULL when
+ * out of memory (no callback runs). Buffered answers are parsed with
+ * docker_json. Loop thread only. */
+#ifndef ENGINE_DOCKER_H
+#define ENGINE_DOCKER_H
+
+#include <stdint.h>
+#include "http.h"
+
+typedef struct docker docker_t;
+
+/* Size limits for buffered answers. */
+#define DOCKER_LIST_MAX (64u * 1024 * 1024)
+#define DOCKER_INSPECT_MAX (4u * 1024 * 1024)
+
+/* host: a DOCKER_HOST value, or NULL for $DOCKER_HOST, else
+ * unix:///var/run/docker.sock. Returns NULL with a message in err. */
+docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen);
+
+/* The host in use, for messages. */
+const char *docker_host(const docker_t *d);
+
+/* GET /_ping. Pass its result to docker_negotiate. */
+http_req_t *docker_ping(docker_t *d, const http_handler_t *cb, void *ud);
+
+/* Takes the version from a /_ping answer. Returns 0, or -1 with a message
+ * when the daemon did not answer like a Docker daemon or its API is older
+ * than the engine supports (1.24). */
+int docker_negotiate(docker_t *d, const http_result_t *r, char *err, size_t errlen);
+
+/* The negotiated version ("1.41"), or "" before negotiation. */
+const char *docker_api_version(const docker_t *d);
+
+/* GET /containers/json (running containers). */
+http_req_t *docker_list(docker_t *d, const http_handler_t *cb, void *ud);
+
+/* GET /containers/{id}/json. */
+http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb, void *ud);
+
+/* GET /containers/{id}/logs with stdout, stderr and timestamps; since_ns <0:
+ * the whole retained history. A streaming request. */
+http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int follow,
+                        const http_handler_t *cb, void *ud);
+
+/* GET /events for container events from since_ns. A streaming request of
+ * newline-separated JSON objects. */
+http_req_t *docker_events(docker_t *d, int64_t since_ns, const http_handler_t *cb, void *ud);
+
+/* Parses a buffered answer. Returns the document (free with cJSON_Delete,
+ * passed as void* to keep cJSON out of this header), or NULL with a message
+ * in err: the transport error, the daemon's {"message"} for a non-2xx
+ * status, or a parse error. */
+void *docker_json(const http_result_t *r, char *err, size_t errlen);
+
+/* Writes a one-line description of a failed answer: the transport error,
+ * or "HTTP <status>: <daemon's message>". */
+void docker_describe_error(const http_result_t *r, char *out, size_t n);
+
+/* Closes the client (cancelling every request). closed(ud) runs once the
+ * handles are closed; d is freed by then. */
+void docker_close(docker_t *d, void (*closed)(void *ud), void *ud);
+
+#endif

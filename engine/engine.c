@@ -1,0 +1,311 @@
+/* engine.c - wiring the modules together, and the stop sequence.
+ *
+ * Start: docker client, registry, pipeline thread, discovery.
+ * Stop (begin_stop, once): discovery and readers stop; when both are closed
+ * the pipeline finishes what was handed to it and its thread exits; then
+ * the docker client closes its handles, then the engine's own handles. The
+ * loop ends when the last handle is closed. A stop timer bounds all of it:
+ * at 80% of stop_timeout the running filter is aborted (its batch and the
+ * queued ones still reach the outputs unfiltered), at 100% the engine gives
+ * up and engine_run returns -1. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "discovery.h"
+#include "engine.h"
+#include "log.h"
+#include "registry.h"
+#include "timestamp.h"
+#include "uvh.h"
+
+#ifndef ENGINE_LUA_DIR
+#define ENGINE_LUA_DIR "lua"
+#endif
+
+struct engine {
+  config_t cfg;
+  pipeline_t *pipeline;
+  uv_loop_t loop;
+  core_t core;
+  discovery_t *discovery;
+  uv_async_t wake;          /* engine_stop from any thread */
+  uv_signal_t sigint, sigterm;
+  uv_timer_t stop_timer;
+  int handle_signals;
+  int running;              /* the loop and wake handle exist */
+  atomic_int stop_requested;
+  int stopping;
+  int aborted;              /* the pipeline was told to abort */
+  int pipeline_started;
+  int discovery_closed, readers_stopped, pipeline_exited;
+  unsigned long events_reconnects;
+  int failed;
+  char error[512];
+  engine_stats_t final;     /* the counts at the end of engine_run */
+};
+
+const char *engine_version(void) { return ENGINE_VERSION; }
+
+engine_t *engine_new(void) {
+  engine_t *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  config_defaults(&e->cfg);
+  atomic_init(&e->stop_requested, 0);
+  return e;
+}
+
+int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, size_t errlen) {
+  if (e->pipeline) {
+    snprintf(err, errlen, "a pipeline is loaded already");
+    return -1;
+  }
+  if (!lua_dir) lua_dir = getenv("ENGINE_LUA_DIR");
+  if (!lua_dir || !*lua_dir) lua_dir = ENGINE_LUA_DIR;
+  e->pipeline = pipeline_load(path, lua_dir, &e->cfg, err, errlen);
+  return e->pipeline ? 0 : -1;
+}
+
+const char *engine_error(const engine_t *e) { return e->error; }
+
+static void fail(engine_t *e, const char *msg) {
+  if (!e->failed) snprintf(e->error, sizeof e->error, "%s", msg);
+  e->failed = 1;
+}
+
+/* --- stop sequence ------------------------------------------------------ */
+
+static void handle_closed(uv_handle_t *h) { uvh_closed(h); }
+
+static void close_own_handles(engine_t *e) {
+  uvh_close((uv_handle_t *)&e->wake, handle_closed);
+  uvh_close((uv_handle_t *)&e->stop_timer, handle_closed);
+  if (e->handle_signals) {
+    uvh_close((uv_handle_t *)&e->sigint, handle_closed);
+    uvh_close((uv_handle_t *)&e->sigterm, handle_closed);
+  }
+}
+
+static void snapshot(engine_t *e, engine_stats_t *out);
+
+static void docker_closed(void *ud) {
+  engine_t *e = ud;
+  e->core.docker = NULL;
+  close_own_handles(e);
+}
+
+static void on_pipeline_exit(void *ud) {
+  engine_t *e = ud;
+  e->pipeline_exited = 1;
+  snapshot(e, &e->final);
+  if (e->pipeline_started) pipeline_close(e->pipeline);
+  uv_timer_stop(&e->stop_timer);
+  docker_close(e->core.docker, docker_closed, e);
+}
+
+static void maybe_finish_pipeline(engine_t *e) {
+  if (!e->discovery_closed || !e->readers_stopped) return;
+  if (e->pipeline_started) pipeline_finish(e->pipeline);
+  else on_pipeline_exit(e);
+}
+
+static void on_discovery_closed(void *ud) {
+  engine_t *e = ud;
+  e->discovery = NULL;
+  e->discovery_closed = 1;
+  maybe_finish_pipeline(e);
+}
+
+static void on_readers_stopped(void *ud) {
+  engine_t *e = ud;
+  e->readers_stopped = 1;
+  maybe_finish_pipeline(e);
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+  engine_t *e = t->data;
+  if (!e->aborted) {
+    e->aborted = 1;
+    log_warn(NULL, "stop is taking long: interrupting the running filter");
+    pipeline_abort(e->pipeline);
+    uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 200), 0);
+    return;
+  }
+  /* Only a filter stuck inside one C call can get here. */
+  char msg[200];
+  snprintf(msg, sizeof msg, "stop did not complete within stop_timeout (%g s): the pipeline "
+           "thread is stuck in a C function", e->cfg.stop_timeout);
+  log_error(NULL, "%s", msg);
+  fail(e, msg);
+  uv_stop(&e->loop);
+}
+
+static void begin_stop(engine_t *e, const char *why) {
+  if (e->stopping) return;
+  e->stopping = 1;
+  e->core.stopping = 1;
+  log_info(NULL, "stopping (%s)", why);
+  uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 800), 0);
+  if (e->discovery) {
+    e->events_reconnects = discovery_reconnects(e->discovery);
+    discovery_stop(e->discovery, on_discovery_closed, e);
+  }
+  else e->discovery_closed = 1;
+  registry_stop_all(e->core.registry, on_readers_stopped, e);
+}
+
+static void on_wake(uv_async_t *a) {
+  engine_t *e = a->data;
+  if (atomic_load(&e->stop_requested)) begin_stop(e, "requested");
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  engine_t *e = s->data;
+  if (e->stopping) {
+    log_info(NULL, "already stopping (stop_timeout %g s)", e->cfg.stop_timeout);
+    return;
+  }
+  begin_stop(e, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+void engine_stop(engine_t *e) {
+  if (atomic_exchange(&e->stop_requested, 1)) return;
+  if (e->running) uv_async_send(&e->wake);
+}
+
+static void on_ready(void *ud, const char *error) {
+  engine_t *e = ud;
+  if (!error) return;
+  log_error(NULL, "%s", error);
+  fail(e, error);
+  begin_stop(e, "the Docker daemon cannot be used");
+}
+
+/* --- run ---------------------------------------------------------------- */
+
+static void init_handle(uv_handle_t *h, void *data) {
+  h->data = data;
+  uvh_opened(h);
+}
+
+static void log_leftover(uv_handle_t *h, void *arg) {
+  log_error(NULL, "libuv handle left open at stop: %s", uv_handle_type_name(h->type));
+}
+
+int engine_run(engine_t *e, int handle_signals) {
+  char err[512];
+  if (!e->pipeline) {
+    fail(e, "no pipeline loaded");
+    return -1;
+  }
+  if (e->cfg.log_level >= 0 && log_get_level() == LOG_INFO) log_set_level(e->cfg.log_level);
+  srand((unsigned)time(NULL) ^ (unsigned)(uintptr_t)e);
+  if (uv_loop_init(&e->loop) != 0) {
+    fail(e, "cannot create the event loop");
+    return -1;
+  }
+  e->core.loop = &e->loop;
+  e->core.cfg = &e->cfg;
+  e->core.pipeline = e->pipeline;
+  e->core.start_ns = ts_now();
+  e->core.docker = docker_new(&e->loop, e->cfg.docker_host, err, sizeof err);
+  e->core.registry = registry_new(&e->core);
+  if (!e->core.docker || !e->core.registry) {
+    fail(e, e->core.docker ? "out of memory" : err);
+    log_error(NULL, "%s", e->error);
+    if (e->core.docker) docker_close(e->core.docker, NULL, NULL);
+    registry_free(e->core.registry);
+    e->core.registry = NULL;
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&e->loop);
+    return -1;
+  }
+  uv_async_init(&e->loop, &e->wake, on_wake);
+  init_handle((uv_handle_t *)&e->wake, e);
+  uv_timer_init(&e->loop, &e->stop_timer);
+  init_handle((uv_handle_t *)&e->stop_timer, e);
+  e->handle_signals = handle_signals;
+  if (handle_signals) {
+    uv_signal_init(&e->loop, &e->sigint);
+    init_handle((uv_handle_t *)&e->sigint, e);
+    uv_signal_start(&e->sigint, on_signal, SIGINT);
+    uv_signal_init(&e->loop, &e->sigterm);
+    init_handle((uv_handle_t *)&e->sigterm, e);
+    uv_signal_start(&e->sigterm, on_signal, SIGTERM);
+  }
+  e->running = 1;
+  if (pipeline_start(e->pipeline, &e->loop, on_pipeline_exit, e) != 0) {
+    fail(e, "cannot start the pipeline thread");
+    begin_stop(e, "start failed");
+  } else {
+    e->pipeline_started = 1;
+    e->discovery = discovery_start(&e->core, on_ready, e);
+    if (!e->discovery) {
+      fail(e, "out of memory");
+      begin_stop(e, "start failed");
+    }
+  }
+  if (atomic_load(&e->stop_requested)) begin_stop(e, "requested");
+  uv_run(&e->loop, UV_RUN_DEFAULT);
+  e->running = 0;
+  if (!e->pipeline_exited) return -1; /* gave up: the loop cannot be closed */
+  if (uv_loop_close(&e->loop) != 0) {
+    uv_walk(&e->loop, log_leftover, NULL);
+    fail(e, "libuv handles were left open at stop");
+    return -1;
+  }
+  registry_free(e->core.registry);
+  e->core.registry = NULL;
+  engine_stats_t *s = &e->final;
+  log_info(NULL,
+           "stopped: readers live %llu, started %llu, stopped %llu, cycled %llu; "
+           "batches %llu, records in %llu, out %llu; filter errors %llu, timeouts %llu",
+           (unsigned long long)s->readers_live, (unsigned long long)s->readers_started,
+           (unsigned long long)s->readers_stopped, (unsigned long long)s->readers_cycled,
+           (unsigned long long)s->batches, (unsigned long long)s->records_in,
+           (unsigned long long)s->records_out, (unsigned long long)s->filter_errors,
+           (unsigned long long)s->filter_timeouts);
+  return e->failed ? -1 : 0;
+}
+
+static void snapshot(engine_t *e, engine_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  if (e->core.registry) {
+    registry_stats_t r;
+    registry_stats(e->core.registry, &r);
+    out->readers_live = r.live;
+    out->readers_started = r.started;
+    out->readers_stopped = r.stopped;
+    out->readers_cycled = r.cycled;
+  }
+  if (e->pipeline) {
+    pipeline_stats_t p;
+    pipeline_stats(e->pipeline, &p);
+    out->batches = p.batches;
+    out->records_in = p.records_in;
+    out->records_out = p.records_out;
+    out->filter_errors = p.filter_errors;
+    out->filter_timeouts = p.filter_timeouts;
+  }
+  out->events_reconnects = e->discovery ? discovery_reconnects(e->discovery) : e->events_reconnects;
+  out->handles_open = uvh_live();
+}
+
+void engine_stats(engine_t *e, engine_stats_t *out) {
+  if (e->running) snapshot(e, out);
+  else {
+    *out = e->final;
+    out->handles_open = uvh_live();
+  }
+}
+
+void engine_free(engine_t *e) {
+  if (!e) return;
+  if (e->running || (e->pipeline && !e->pipeline_exited && e->core.loop)) return; /* stuck */
+  registry_free(e->core.registry);
+  pipeline_free(e->pipeline);
+  config_free(&e->cfg);
+  free(e);
+}

@@ -1,0 +1,66 @@
+/* engine.h - the engine as a library: the one public header.
+ *
+ * An engine follows Docker containers' logs through the Lua filters of one
+ * pipeline to its outputs. An appliance embeds it like this:
+ *
+ *   engine_t *e = engine_new();
+ *   if (engine_load(e, "pipeline.lua", NULL, err, sizeof err) != 0) ...
+ *   engine_run(e, 1);          // blocks until stopped (SIGINT/SIGTERM or engine_stop)
+ *   engine_free(e);
+ *
+ * Threads: engine_run runs one libuv loop on the calling thread (all network
+ * I/O, timers, signals) and one pipeline thread for the Lua filters and the
+ * outputs. engine_stop may be called from any thread or a signal handler.
+ *
+ * Stop: bounded by the pipeline's stop_timeout (default 10 s), idempotent,
+ * safe at any moment. Readers stop, what they read is filtered and written,
+ * and when engine_run returns 0 every reader, libcurl handle, libuv handle,
+ * timer and thread is gone. */
+#ifndef ENGINE_ENGINE_H
+#define ENGINE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct engine engine_t;
+
+typedef struct engine_stats {
+  uint64_t readers_live, readers_started, readers_stopped, readers_cycled;
+  uint64_t batches, records_in, records_out, filter_errors, filter_timeouts;
+  unsigned long events_reconnects;
+  long handles_open;   /* libuv handles not yet closed, whole process */
+} engine_stats_t;
+
+/* Returns a new engine, or NULL when out of memory. */
+engine_t *engine_new(void);
+
+/* Loads and checks a pipeline (runs pipeline.lua, validates it). lua_dir is
+ * the folder of the engine's Lua library (NULL: $ENGINE_LUA_DIR or the
+ * folder compiled in). Returns 0, or -1 with "file:line: message" or a
+ * validation message in err. Call once, before engine_run. */
+int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err,
+                size_t errlen);
+
+/* Runs until stopped. handle_signals: stop on SIGINT and SIGTERM. Returns 0
+ * after a clean stop, -1 on a runtime failure (engine_error says which: the
+ * daemon unreachable at start, a stop that ran out of time, ...). */
+int engine_run(engine_t *e, int handle_signals);
+
+/* Asks a running engine to stop; before engine_run, makes it return at once.
+ * Thread-safe and async-signal-safe; a second call does nothing. */
+void engine_stop(engine_t *e);
+
+/* The last runtime failure, or "". */
+const char *engine_error(const engine_t *e);
+
+/* Counts. From the thread that runs engine_run (inside its callbacks) or
+ * after engine_run returned. */
+void engine_stats(engine_t *e, engine_stats_t *out);
+
+/* Frees the engine. engine_run must have returned (or never run). */
+void engine_free(engine_t *e);
+
+/* The version string. */
+const char *engine_version(void);
+
+#endif

@@ -1,0 +1,460 @@
+/* http.c - libcurl's multi socket interface driven by libuv (see http.h).
+ *
+ * libcurl tells us which sockets to watch (socket_cb) and when to wake it
+ * (timer_cb); we tell it what happened with curl_multi_socket_action. Every
+ * call into libcurl from a uv callback goes through drive(), which also
+ * runs what callbacks deferred: new requests, cancellations and the
+ * completion of finished transfers. */
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "http.h"
+#include "uvh.h"
+
+#define ERROR_BODY_MAX (64 * 1024)
+
+struct http_req {
+  http_t *http;
+  CURL *easy;
+  http_handler_t cb;
+  void *ud;
+  size_t buffer_max;     /* 0: streaming */
+  long status;
+  int headers_done;
+  int cancelled;
+  int added;             /* attached to the multi handle */
+  int queued;            /* on http->pending */
+  char *body;            /* buffered body or error body */
+  size_t body_len, body_cap;
+  int body_overflow;
+  char content_type[128];
+  char api_version[32];
+  char errbuf[CURL_ERROR_SIZE];
+  http_req_t *next, *prev; /* http->reqs */
+  http_req_t *next_pending; /* http->pending (adds and cancels) */
+};
+
+struct http {
+  uv_loop_t *loop;
+  CURLM *multi;
+  uv_timer_t timer;
+  char *unix_path;       /* NULL for TCP */
+  char *base_url;        /* "http://host:port" */
+  int depth;             /* >0 while inside libcurl */
+  int closing;
+  size_t active;
+  size_t open_handles;   /* timer + polls not yet closed */
+  http_req_t *reqs;      /* every live request */
+  http_req_t *pending;   /* requests to add or to drop once libcurl returns */
+  void (*closed)(void *);
+  void *closed_ud;
+};
+
+typedef struct poll_ctx {
+  uv_poll_t poll;
+  http_t *http;
+  curl_socket_t fd;
+} poll_ctx_t;
+
+static void drive(http_t *h, curl_socket_t fd, int flags);
+static void maybe_closed(http_t *h);
+
+/* --- requests ----------------------------------------------------------- */
+
+static void req_unlink(http_req_t *r) {
+  http_t *h = r->http;
+  if (r->prev) r->prev->next = r->next;
+  else h->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->next = r->prev = NULL;
+}
+
+/* Detaches and frees a request. Never called from inside libcurl. */
+static void req_free(http_req_t *r) {
+  http_t *h = r->http;
+  if (r->added) {
+    curl_multi_remove_handle(h->multi, r->easy);
+    h->active--;
+  }
+  curl_easy_cleanup(r->easy);
+  req_unlink(r);
+  free(r->body);
+  free(r);
+}
+
+static int body_append(http_req_t *r, const char *data, size_t len, size_t max) {
+  if (r->body_len + len > max) {
+    r->body_overflow = 1;
+    len = max - r->body_len;
+  }
+  if (r->body_len + len + 1 > r->body_cap) {
+    size_t cap = r->body_cap ? r->body_cap : 1024;
+    while (cap < r->body_len + len + 1) cap *= 2;
+    char *p = realloc(r->body, cap);
+    if (!p) return -1;
+    r->body = p;
+    r->body_cap = cap;
+  }
+  memcpy(r->body + r->body_len, data, len);
+  r->body_len += len;
+  r->body[r->body_len] = '\0';
+  return 0;
+}
+
+static size_t header_cb(char *buf, size_t size, size_t n, void *ud) {
+  http_req_t *r = ud;
+  size_t len = size * n;
+  if (r->cancelled) return len;
+  if (len > 5 && strncasecmp(buf, "HTTP/", 5) == 0) { /* a new status line */
+    r->headers_done = 0;
+    r->content_type[0] = '\0';
+    return len;
+  }
+  const char *colon = memchr(buf, ':', len);
+  if (colon) {
+    size_t klen = (size_t)(colon - buf);
+    const char *v = colon + 1;
+    size_t vlen = len - klen - 1;
+    while (vlen && (*v == ' ' || *v == '\t')) v++, vlen--;
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ')) vlen--;
+    char *dst = NULL;
+    size_t cap = 0;
+    if (klen == 12 && strncasecmp(buf, "Content-Type", 12) == 0)
+      dst = r->content_type, cap = sizeof r->content_type;
+    else if (klen == 11 && strncasecmp(buf, "Api-Version", 11) == 0)
+      dst = r->api_version, cap = sizeof r->api_version;
+    if (dst) {
+      if (vlen >= cap) vlen = cap - 1;
+      memcpy(dst, v, vlen);
+      dst[vlen] = '\0';
+    }
+    return len;
+  }
+  if ((len == 2 && buf[0] == '\r') || (len == 1 && buf[0] == '\n')) {
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (r->status >= 100 && r->status < 200) return len; /* interim answer */
+    r->headers_done = 1;
+    if (!r->buffer_max && r->cb.on_headers) r->cb.on_headers(r->ud, r->status, r->content_type);
+  }
+  return len;
+}
+
+static size_t write_cb(char *data, size_t size, size_t n, void *ud) {
+  http_req_t *r = ud;
+  size_t len = size * n;
+  if (r->cancelled) return 0;
+  if (r->buffer_max) {
+    if (body_append(r, data, len, r->buffer_max) != 0 || r->body_overflow) return 0;
+    return len;
+  }
+  if (r->status < 200 || r->status >= 300) {
+    if (body_append(r, data, len, ERROR_BODY_MAX) != 0) return 0;
+    return len;
+  }
+  if (r->cb.on_body && r->cb.on_body(r->ud, data, len) != 0) return 0;
+  return len;
+}
+
+http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
+                     const http_handler_t *cb, void *ud) {
+  if (h->closing) return NULL;
+  http_req_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->http = h;
+  r->cb = *cb;
+  r->ud = ud;
+  r->buffer_max = buffer_max;
+  if (!(r->easy = curl_easy_init())) {
+    free(r);
+    return NULL;
+  }
+  size_t ulen = strlen(h->base_url) + strlen(path) + 1;
+  char *url = malloc(ulen);
+  if (!url) {
+    curl_easy_cleanup(r->easy);
+    free(r);
+    return NULL;
+  }
+  snprintf(url, ulen, "%s%s", h->base_url, path);
+  CURL *e = r->easy;
+  curl_easy_setopt(e, CURLOPT_URL, url);
+  free(url); /* libcurl keeps its own copy */
+  if (h->unix_path) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, h->unix_path);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+  /* A buffered answer (ping, list, inspect) must come in bounded time; a
+   * stream may stay quiet for as long as its container is. */
+  if (buffer_max) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 60000L);
+  r->next = h->reqs;
+  if (h->reqs) h->reqs->prev = r;
+  h->reqs = r;
+  if (h->depth > 0) {
+    r->queued = 1;
+    r->next_pending = h->pending;
+    h->pending = r;
+  } else {
+    r->added = 1;
+    h->active++;
+    curl_multi_add_handle(h->multi, e);
+  }
+  return r;
+}
+
+void http_cancel(http_req_t *r) {
+  if (!r || r->cancelled) return;
+  r->cancelled = 1;
+  http_t *h = r->http;
+  if (h->depth == 0) {
+    req_free(r);
+  } else if (!r->queued) { /* libcurl may be using it: drop it once it returns */
+    r->queued = 1;
+    r->next_pending = h->pending;
+    h->pending = r;
+  }
+}
+
+size_t http_active(const http_t *h) { return h->active; }
+
+/* --- completion --------------------------------------------------------- */
+
+static void finish(http_req_t *r, CURLcode code) {
+  http_result_t res = {0};
+  res.ok = code == CURLE_OK && !r->body_overflow;
+  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &res.status);
+  r->status = res.status;
+  if (code != CURLE_OK)
+    res.error = code == CURLE_WRITE_ERROR ? "aborted"
+              : r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
+  else if (r->body_overflow)
+    res.error = "answer too large";
+  /* The request is freed before on_done runs (which may start others); the
+   * body and the strings are kept alive until it returns. */
+  char *body = r->body;
+  r->body = NULL;
+  char api_version[sizeof r->api_version], error[CURL_ERROR_SIZE];
+  memcpy(api_version, r->api_version, sizeof api_version);
+  if (res.error) {
+    snprintf(error, sizeof error, "%s", res.error);
+    res.error = error;
+  }
+  res.body = body ? body : "";
+  res.body_len = r->body_len;
+  res.api_version = api_version;
+  http_handler_t cb = r->cb;
+  void *ud = r->ud;
+  req_free(r);
+  if (cb.on_done) cb.on_done(ud, &res);
+  free(body);
+}
+
+/* Runs what callbacks deferred, then reports finished transfers. */
+static void after_curl(http_t *h) {
+  while (h->pending) {
+    http_req_t *r = h->pending;
+    h->pending = r->next_pending;
+    r->next_pending = NULL;
+    r->queued = 0;
+    if (r->cancelled) {
+      req_free(r);
+    } else if (!r->added) {
+      r->added = 1;
+      h->active++;
+      curl_multi_add_handle(h->multi, r->easy);
+    }
+  }
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(h->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    http_req_t *r = NULL;
+    CURLcode code = m->data.result;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (r->cancelled) req_free(r);
+    else finish(r, code);
+  }
+}
+
+static void drive(http_t *h, curl_socket_t fd, int flags) {
+  int running;
+  h->depth++;
+  curl_multi_socket_action(h->multi, fd, flags, &running);
+  h->depth--;
+  after_curl(h);
+}
+
+/* --- libuv side --------------------------------------------------------- */
+
+static void poll_closed(uv_handle_t *handle) {
+  poll_ctx_t *p = handle->data;
+  http_t *h = p->http;
+  uvh_closed(handle);
+  free(p);
+  h->open_handles--;
+  maybe_closed(h);
+}
+
+static void on_poll(uv_poll_t *poll, int status, int events) {
+  poll_ctx_t *p = poll->data;
+  int flags = 0;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  drive(p->http, p->fd, flags);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
+  http_t *h = userp;
+  poll_ctx_t *p = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (p) {
+      uv_poll_stop(&p->poll);
+      uvh_close((uv_handle_t *)&p->poll, poll_closed);
+      curl_multi_assign(h->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (!p) {
+    if (!(p = calloc(1, sizeof *p))) return -1;
+    if (uv_poll_init_socket(h->loop, &p->poll, fd) != 0) {
+      free(p);
+      return -1;
+    }
+    uvh_opened((uv_handle_t *)&p->poll);
+    h->open_handles++;
+    p->poll.data = p;
+    p->http = h;
+    p->fd = fd;
+    curl_multi_assign(h->multi, fd, p);
+  }
+  int events = 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&p->poll, events, on_poll);
+  return 0;
+}
+
+static void on_timer(uv_timer_t *t) {
+  drive(t->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  http_t *h = userp;
+  if (timeout_ms < 0) uv_timer_stop(&h->timer);
+  else uv_timer_start(&h->timer, on_timer, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+/* --- client ------------------------------------------------------------- */
+
+static int parse_base(http_t *h, const char *base, char *err, size_t errlen) {
+  if (strncmp(base, "unix://", 7) == 0) {
+    const char *path = base + 7;
+    if (!*path) {
+      snprintf(err, errlen, "docker host '%s' has no socket path", base);
+      return -1;
+    }
+    h->unix_path = strdup(path);
+    h->base_url = strdup("http://localhost");
+  } else if (strncmp(base, "tcp://", 6) == 0 || strncmp(base, "http://", 7) == 0) {
+    const char *hp = base + (base[0] == 't' ? 6 : 7);
+    size_t n = strcspn(hp, "/");
+    if (n == 0) {
+      snprintf(err, errlen, "docker host '%s' has no address", base);
+      return -1;
+    }
+    h->base_url = malloc(n + 8);
+    if (h->base_url) snprintf(h->base_url, n + 8, "http://%.*s", (int)n, hp);
+  } else {
+    snprintf(err, errlen,
+             "docker host '%s' is not understood (expected unix:///path or tcp://host:port)",
+             base);
+    return -1;
+  }
+  if (!h->base_url || (strncmp(base, "unix://", 7) == 0 && !h->unix_path)) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  return 0;
+}
+
+static void free_client(http_t *h) {
+  free(h->unix_path);
+  free(h->base_url);
+  free(h);
+}
+
+http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen) {
+  static int global_done;
+  if (!global_done) { /* not thread-safe: the engine creates clients on one thread */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    global_done = 1;
+  }
+  http_t *h = calloc(1, sizeof *h);
+  if (!h) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  h->loop = loop;
+  if (parse_base(h, base, err, errlen) != 0) goto err;
+  if (!(h->multi = curl_multi_init())) {
+    snprintf(err, errlen, "libcurl failed to start");
+    goto err;
+  }
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  uv_timer_init(loop, &h->timer);
+  uvh_opened((uv_handle_t *)&h->timer);
+  h->open_handles = 1;
+  h->timer.data = h;
+  return h;
+err:
+  free_client(h);
+  return NULL;
+}
+
+static void timer_closed(uv_handle_t *t) {
+  http_t *h = t->data;
+  uvh_closed(t);
+  h->open_handles--;
+  maybe_closed(h);
+}
+
+/* Frees a closing client once its last handle is closed. */
+static void maybe_closed(http_t *h) {
+  if (!h->closing || h->open_handles) return;
+  void (*cb)(void *) = h->closed;
+  void *ud = h->closed_ud;
+  free_client(h);
+  if (cb) cb(ud);
+}
+
+void http_close(http_t *h, void (*closed)(void *), void *ud) {
+  if (h->closing) return;
+  h->closing = 1;
+  h->closed = closed;
+  h->closed_ud = ud;
+  while (h->pending) { /* not yet attached: nothing in libcurl to undo */
+    http_req_t *r = h->pending;
+    h->pending = r->next_pending;
+    r->next_pending = NULL;
+    r->queued = 0;
+  }
+  while (h->reqs) req_free(h->reqs);
+  /* Closes cached connections; libcurl reports each socket as removed. */
+  curl_multi_cleanup(h->multi);
+  h->multi = NULL;
+  uv_timer_stop(&h->timer);
+  uvh_close((uv_handle_t *)&h->timer, timer_closed);
+}

@@ -1,0 +1,66 @@
+/* http.h - HTTP GET requests on the engine's libuv loop, through libcurl's
+ * multi socket interface (a uv_poll_t per socket, one uv_timer_t for
+ * libcurl's timer). No thread, no blocking call.
+ *
+ * Ownership: an http_t owns its requests. A request ends exactly once with
+ * on_done, unless it is cancelled first with http_cancel, after which none
+ * of its callbacks runs again. Callbacks run on the loop thread; inside them
+ * http_get and http_cancel are allowed (they are deferred until libcurl has
+ * returned, since libcurl may not be called from its own callbacks).
+ *
+ * Two kinds of request:
+ *  - buffered (buffer_max > 0): the whole body, up to buffer_max bytes, is
+ *    handed to on_done; a larger body fails the request.
+ *  - streaming (buffer_max == 0): on_headers once, then on_body per slice
+ *    for 2xx answers; the body of any other answer is collected (up to
+ *    64 KiB) and handed to on_done. */
+#ifndef ENGINE_HTTP_H
+#define ENGINE_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct http http_t;
+typedef struct http_req http_req_t;
+
+typedef struct http_result {
+  int ok;               /* the transfer completed cleanly (any status) */
+  long status;          /* HTTP status, 0 when no answer came */
+  const char *error;    /* transport failure in words, when !ok */
+  const char *body;     /* see above; NUL-terminated, may be empty */
+  size_t body_len;
+  const char *api_version; /* the Api-Version header, or "" */
+} http_result_t;
+
+typedef struct http_handler {
+  /* Streaming only: the answer's headers are in. May be NULL. */
+  void (*on_headers)(void *ud, long status, const char *content_type);
+  /* Streaming only, 2xx answers: a slice of the body. Return 0 to go on, or
+   * -1 to end the transfer (on_done then reports !ok, error "aborted"). */
+  int (*on_body)(void *ud, const char *data, size_t len);
+  /* The end. Called once (never after http_cancel). */
+  void (*on_done)(void *ud, const http_result_t *r);
+} http_handler_t;
+
+/* Creates a client. base is "unix:///path/to.sock", "tcp://host:port" or
+ * "http://host:port" (a DOCKER_HOST value). Returns NULL with a message in
+ * err when base is not understood or libcurl fails to start. */
+http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen);
+
+/* Starts GET base+path. Returns the request, or NULL when out of memory (no
+ * callback will then run). */
+http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
+                     const http_handler_t *cb, void *ud);
+
+/* Halts the request at once (or as soon as libcurl returns); no callback of
+ * it runs again. NULL is ignored. */
+void http_cancel(http_req_t *r);
+
+/* Requests in progress (for tests and metrics). */
+size_t http_active(const http_t *h);
+
+/* Cancels every request, then closes the client's handles. closed(ud) runs
+ * on the loop once every handle is closed; h is freed before it runs. */
+void http_close(http_t *h, void (*closed)(void *ud), void *ud);
+
+#endif

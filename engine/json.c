@@ -1,0 +1,447 @@
+/* json.c - the byte buffer and the JSON encoder the outputs share.
+ *
+ * Encodes Lua values straight into a strbuf, without a tree in between. Only
+ * raw table access is used (lua_rawget, lua_next), so no metamethod runs and
+ * nothing here raises a Lua error short of running out of memory. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h>
+
+#include "output.h"
+
+#define JSON_MAX_DEPTH 32
+
+/* Makes room for `more` bytes after len. Returns 0, or -1 when out of memory
+ * (the buffer is unchanged). */
+int strbuf_reserve(strbuf_t *b, size_t more)
+{
+  size_t need, cap;
+  char *data;
+
+  if (b->cap - b->len >= more)
+    return 0;
+  if (more > SIZE_MAX - b->len)
+    return -1;
+  need = b->len + more;
+  cap = b->cap ? b->cap : 256;
+  while (cap < need)
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  data = realloc(b->data, cap);
+  if (data == NULL)
+    return -1;
+  b->data = data;
+  b->cap = cap;
+  return 0;
+}
+
+/* Appends n bytes. Returns 0, or -1 when out of memory. */
+int strbuf_add(strbuf_t *b, const char *s, size_t n)
+{
+  if (strbuf_reserve(b, n) < 0)
+    return -1;
+  if (n > 0)
+    memcpy(b->data + b->len, s, n);
+  b->len += n;
+  return 0;
+}
+
+/* Frees the bytes; the buffer is empty and usable afterwards. */
+void strbuf_free(strbuf_t *b)
+{
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* 1 for bytes that go into a JSON string as they are: printable ASCII
+ * except '"' and '\\'. */
+static inline int json_plain(unsigned char c)
+{
+  return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n) (s[0] >= 0x80), or 0 when
+ * it is invalid; *bad is then the length of its maximal invalid prefix (at
+ * least 1), which becomes one U+FFFD. Overlong forms, surrogates and code
+ * points above U+10FFFF are invalid. */
+static size_t utf8_valid(const unsigned char *s, size_t n, size_t *bad)
+{
+  unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+  size_t len, i;
+
+  if (c >= 0xC2 && c <= 0xDF)
+    len = 2;
+  else if (c >= 0xE0 && c <= 0xEF)
+    len = 3;
+  else if (c >= 0xF0 && c <= 0xF4)
+    len = 4;
+  else {
+    *bad = 1;
+    return 0;
+  }
+  if (c == 0xE0)
+    lo = 0xA0;
+  else if (c == 0xED)
+    hi = 0x9F;
+  else if (c == 0xF0)
+    lo = 0x90;
+  else if (c == 0xF4)
+    hi = 0x8F;
+  for (i = 1; i < len; i++) {
+    if (i >= n || s[i] < lo || s[i] > hi) {
+      *bad = i;
+      return 0;
+    }
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  return len;
+}
+
+/* Appends the escape for control character or quote c. */
+static int json_escape(strbuf_t *b, unsigned char c)
+{
+  static const char hex[] = "0123456789abcdef";
+  char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+
+  switch (c) {
+  case '"': return strbuf_add(b, "\\\"", 2);
+  case '\\': return strbuf_add(b, "\\\\", 2);
+  case '\n': return strbuf_add(b, "\\n", 2);
+  case '\r': return strbuf_add(b, "\\r", 2);
+  case '\t': return strbuf_add(b, "\\t", 2);
+  case '\b': return strbuf_add(b, "\\b", 2);
+  case '\f': return strbuf_add(b, "\\f", 2);
+  default: return strbuf_add(b, e, sizeof e);
+  }
+}
+
+/* Appends s as a quoted JSON string: plain ASCII runs are copied in one go,
+ * valid UTF-8 is copied, invalid sequences become U+FFFD (EF BF BD).
+ * Returns 0, or -1 when out of memory (the buffer may hold part of it). */
+int json_add_string(strbuf_t *b, const char *str, size_t n)
+{
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0, run, len, bad;
+
+  if (strbuf_reserve(b, n + 2) < 0)
+    return -1;
+  b->data[b->len++] = '"';
+  while (i < n) {
+    run = i;
+    while (run < n && json_plain(s[run]))
+      run++;
+    if (run > i && strbuf_add(b, (const char *)s + i, run - i) < 0)
+      return -1;
+    i = run;
+    if (i >= n)
+      break;
+    if (s[i] < 0x80) {
+      if (json_escape(b, s[i]) < 0)
+        return -1;
+      i++;
+      continue;
+    }
+    len = utf8_valid(s + i, n - i, &bad);
+    if (len > 0) {
+      if (strbuf_add(b, (const char *)s + i, len) < 0)
+        return -1;
+      i += len;
+    } else {
+      if (strbuf_add(b, "\xEF\xBF\xBD", 3) < 0)
+        return -1;
+      i += bad;
+    }
+  }
+  return strbuf_add(b, "\"", 1);
+}
+
+/* Appends a number: integers without a fraction, others with 17 significant
+ * digits, NaN and infinities as null. */
+static int json_add_number(strbuf_t *b, double v)
+{
+  char tmp[40];
+  int n;
+
+  if (isnan(v) || isinf(v))
+    return strbuf_add(b, "null", 4);
+  if (v == floor(v) && fabs(v) < 1e18)
+    n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+  else
+    n = snprintf(tmp, sizeof tmp, "%.17g", v);
+  return strbuf_add(b, tmp, (size_t)n);
+}
+
+/* An object key, as bytes: a Lua string or a formatted number. */
+typedef struct json_key {
+  const char *s; /* the Lua string's bytes, unless is_num */
+  size_t len;
+  int is_num;
+  char num[40];  /* a number key, formatted */
+} json_key_t;
+
+static const char *json_key_bytes(const json_key_t *k)
+{
+  return k->is_num ? k->num : k->s;
+}
+
+typedef struct json_keys {
+  json_key_t *v;
+  size_t n, cap;
+} json_keys_t;
+
+static int json_key_cmp(const void *a, const void *b)
+{
+  const json_key_t *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(json_key_bytes(x), json_key_bytes(y), n);
+
+  if (c != 0)
+    return c;
+  return (x->len > y->len) - (x->len < y->len);
+}
+
+static int json_keys_push(json_keys_t *k, json_key_t **out)
+{
+  json_key_t *v;
+  size_t cap;
+
+  if (k->n == k->cap) {
+    cap = k->cap ? k->cap * 2 : 16;
+    v = realloc(k->v, cap * sizeof *v);
+    if (v == NULL)
+      return -1;
+    k->v = v;
+    k->cap = cap;
+  }
+  *out = &k->v[k->n++];
+  return 0;
+}
+
+static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth);
+
+/* Returns n when the table at idx has exactly the keys 1..n (n > 0),
+ * else 0. */
+static size_t json_array_len(lua_State *L, int idx)
+{
+  size_t count = 0, n = lua_objlen(L, idx);
+  double k;
+
+  if (n == 0)
+    return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1); /* the value; keep the key */
+    if (lua_type(L, -1) != LUA_TNUMBER) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    k = lua_tonumber(L, -1);
+    if (k < 1 || k > (double)n || k != floor(k)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    count++;
+  }
+  return count == n ? n : 0;
+}
+
+static int json_add_array(strbuf_t *b, lua_State *L, int idx, size_t n, int depth)
+{
+  size_t i;
+  int rc = 0;
+
+  if (strbuf_add(b, "[", 1) < 0)
+    return -1;
+  for (i = 1; i <= n && rc == 0; i++) {
+    if (i > 1 && strbuf_add(b, ",", 1) < 0)
+      return -1;
+    lua_rawgeti(L, idx, (int)i);
+    rc = json_add_value(b, L, lua_gettop(L), depth + 1);
+    if (rc == 1)
+      rc = strbuf_add(b, "null", 4); /* keep the positions */
+    lua_pop(L, 1);
+  }
+  if (rc < 0)
+    return -1;
+  return strbuf_add(b, "]", 1);
+}
+
+/* Collects the string and number keys of the table at idx, except the n_skip
+ * names in skip, sorted by their bytes. Returns 0 or -1. */
+static int json_collect_keys(lua_State *L, int idx, json_keys_t *keys,
+                             const char *const *skip, size_t n_skip)
+{
+  json_key_t *k;
+  const char *s;
+  size_t len, i;
+  int t, skipped;
+
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1); /* the value; keep the key */
+    t = lua_type(L, -1);
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+      continue;
+    if (t == LUA_TSTRING) {
+      s = lua_tolstring(L, -1, &len);
+      skipped = 0;
+      for (i = 0; i < n_skip && !skipped; i++)
+        skipped = strlen(skip[i]) == len && memcmp(skip[i], s, len) == 0;
+      if (skipped)
+        continue;
+    }
+    if (json_keys_push(keys, &k) < 0) {
+      lua_pop(L, 1);
+      return -1;
+    }
+    k->is_num = t == LUA_TNUMBER;
+    if (t == LUA_TSTRING) {
+      k->s = s;
+      k->len = len;
+    } else {
+      /* lua_tolstring would turn the key into a string and break lua_next */
+      double v = lua_tonumber(L, -1);
+      if (v == floor(v) && fabs(v) < 1e18)
+        k->len = (size_t)snprintf(k->num, sizeof k->num, "%lld", (long long)v);
+      else
+        k->len = (size_t)snprintf(k->num, sizeof k->num, "%.17g", v);
+      k->s = NULL;
+    }
+  }
+  qsort(keys->v, keys->n, sizeof *keys->v, json_key_cmp);
+  return 0;
+}
+
+/* Appends the members named in keys (without braces), each preceded by a
+ * comma unless it is the first (*first tracks that). Values JSON cannot hold
+ * are left out. Returns 0 or -1. */
+static int json_add_members(strbuf_t *b, lua_State *L, int idx,
+                            const json_keys_t *keys, int *first, int depth)
+{
+  size_t i, mark;
+  int rc;
+
+  for (i = 0; i < keys->n; i++) {
+    mark = b->len;
+    if (!*first && strbuf_add(b, ",", 1) < 0)
+      return -1;
+    if (json_add_string(b, json_key_bytes(&keys->v[i]), keys->v[i].len) < 0 ||
+        strbuf_add(b, ":", 1) < 0)
+      return -1;
+    if (keys->v[i].is_num)
+      lua_pushnumber(L, strtod(keys->v[i].num, NULL));
+    else
+      lua_pushlstring(L, keys->v[i].s, keys->v[i].len);
+    lua_rawget(L, idx);
+    rc = json_add_value(b, L, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+    if (rc < 0)
+      return -1;
+    if (rc == 1) {
+      b->len = mark; /* nothing to write: take the key back */
+      continue;
+    }
+    *first = 0;
+  }
+  return 0;
+}
+
+static int json_add_object(strbuf_t *b, lua_State *L, int idx, int depth)
+{
+  json_keys_t keys = { 0 };
+  int first = 1, rc = -1;
+
+  if (json_collect_keys(L, idx, &keys, NULL, 0) < 0)
+    goto err;
+  if (strbuf_add(b, "{", 1) < 0)
+    goto err;
+  if (json_add_members(b, L, idx, &keys, &first, depth) < 0)
+    goto err;
+  rc = strbuf_add(b, "}", 1);
+err:
+  free(keys.v);
+  return rc;
+}
+
+/* Appends the value at idx (absolute). Returns 0, 1 when the value has no
+ * JSON form (nothing was written), or -1 when out of memory. */
+static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth)
+{
+  const char *s;
+  size_t len, n;
+
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &len);
+    return json_add_string(b, s, len);
+  case LUA_TNUMBER:
+    return json_add_number(b, lua_tonumber(L, idx));
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx) ? strbuf_add(b, "true", 4) : strbuf_add(b, "false", 5);
+  case LUA_TTABLE:
+    if (depth >= JSON_MAX_DEPTH)
+      return strbuf_add(b, "null", 4);
+    if (!lua_checkstack(L, 4))
+      return -1;
+    n = json_array_len(L, idx);
+    if (n > 0)
+      return json_add_array(b, L, idx, n, depth);
+    return json_add_object(b, L, idx, depth);
+  default:
+    return 1;
+  }
+}
+
+/* The record fields in output order, before the others. */
+static const char *const record_fields[] = {
+  "time", "stream", "container", "name", "image", "line", "labels",
+};
+#define N_RECORD_FIELDS (sizeof record_fields / sizeof record_fields[0])
+
+/* Appends the record table at idx as one JSON object: the known fields in
+ * their fixed order, then the other keys sorted. Returns 0, or -1 when out
+ * of memory or when the value is not a table. */
+int json_add_record(strbuf_t *b, lua_State *L, int idx)
+{
+  json_keys_t keys = { 0 };
+  json_key_t *k;
+  size_t i;
+  int first = 1, rc = -1;
+
+  if (idx < 0 && idx > LUA_REGISTRYINDEX)
+    idx = lua_gettop(L) + idx + 1;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4))
+    return -1;
+  for (i = 0; i < N_RECORD_FIELDS; i++) {
+    lua_pushstring(L, record_fields[i]);
+    lua_rawget(L, idx);
+    if (!lua_isnil(L, -1)) {
+      if (json_keys_push(&keys, &k) < 0) {
+        lua_pop(L, 1);
+        goto err;
+      }
+      k->is_num = 0;
+      k->s = record_fields[i];
+      k->len = strlen(record_fields[i]);
+    }
+    lua_pop(L, 1);
+  }
+  if (strbuf_add(b, "{", 1) < 0)
+    goto err;
+  if (json_add_members(b, L, idx, &keys, &first, 0) < 0)
+    goto err;
+  keys.n = 0;
+  if (json_collect_keys(L, idx, &keys, record_fields, N_RECORD_FIELDS) < 0)
+    goto err;
+  if (json_add_members(b, L, idx, &keys, &first, 0) < 0)
+    goto err;
+  rc = strbuf_add(b, "}", 1);
+err:
+  free(keys.v);
+  return rc;
+}

@@ -1,0 +1,111 @@
+/* main.c - the `engine` command: a thin layer over engine.h.
+ *
+ *   engine run FILE [--log-level LEVEL]   follow containers through FILE
+ *   engine check FILE                     load and validate FILE, no Docker
+ *   engine version | --help
+ *
+ * Exit codes: 0 clean stop, 2 bad pipeline or arguments, 1 runtime failure. */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "engine.h"
+#include "log.h"
+
+static const char usage[] =
+    "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug]\n"
+    "       engine check PIPELINE.lua\n"
+    "       engine version\n"
+    "       engine --help\n"
+    "\n"
+    "Follows Docker containers' logs through the Lua filters of PIPELINE.lua to\n"
+    "its outputs. The Docker daemon is the pipeline's docker.host, else\n"
+    "$DOCKER_HOST, else unix:///var/run/docker.sock.\n"
+    "Exit codes: 0 clean stop, 2 bad pipeline or arguments, 1 runtime failure.\n";
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The engine's Lua library: $ENGINE_LUA_DIR, else ../lua next to the binary
+ * (a build tree), else ../share/engine/lua (an installed tree). */
+static const char *find_lua_dir(char *buf, size_t n) {
+  const char *env = getenv("ENGINE_LUA_DIR");
+  if (env && *env) return env;
+  char exe[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len <= 0) return NULL;
+  exe[len] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (!slash) return NULL;
+  *slash = '\0';
+  snprintf(buf, n, "%s/../lua/engine", exe);
+  if (is_dir(buf)) {
+    snprintf(buf, n, "%s/../lua", exe);
+    return buf;
+  }
+  snprintf(buf, n, "%s/../share/engine/lua", exe);
+  return is_dir(buf) ? buf : NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+      !strcmp(argv[1], "help")) {
+    fputs(usage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+    printf("engine %s\n", engine_version());
+    return 0;
+  }
+  int run = !strcmp(argv[1], "run");
+  if (!run && strcmp(argv[1], "check") != 0) {
+    fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], usage);
+    return 2;
+  }
+  const char *file = NULL;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
+      int level = log_parse_level(argv[++i]);
+      if (level < 0) {
+        fprintf(stderr, "engine: unknown log level '%s'\n", argv[i]);
+        return 2;
+      }
+      log_set_level(level);
+    } else if (argv[i][0] == '-' || file) {
+      fprintf(stderr, "engine: unexpected argument '%s'\n\n%s", argv[i], usage);
+      return 2;
+    } else {
+      file = argv[i];
+    }
+  }
+  if (!file) {
+    fprintf(stderr, "engine: %s needs a pipeline file\n\n%s", argv[1], usage);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN); /* a closed stdout is an output error, not a death */
+  char dirbuf[PATH_MAX + 32], err[2048];
+  engine_t *e = engine_new();
+  if (!e) {
+    fprintf(stderr, "engine: out of memory\n");
+    return 1;
+  }
+  if (engine_load(e, file, find_lua_dir(dirbuf, sizeof dirbuf), err, sizeof err) != 0) {
+    fprintf(stderr, "engine: %s\n", err);
+    engine_free(e);
+    return 2;
+  }
+  if (!run) {
+    printf("%s: ok\n", file);
+    engine_free(e);
+    return 0;
+  }
+  int rc = engine_run(e, 1);
+  if (rc != 0) fprintf(stderr, "engine: %s\n", engine_error(e));
+  engine_free(e); /* frees nothing when the pipeline thread is stuck */
+  return rc != 0 ? 1 : 0;
+}

@@ -1,0 +1,311 @@
+/* reader.c - one container's log stream (see reader.h for the states). */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "batch.h"
+#include "decode.h"
+#include "docker.h"
+#include "log.h"
+#include "reader.h"
+#include "registry.h"
+#include "timestamp.h"
+#include "uvh.h"
+
+struct reader {
+  core_t *core;
+  container_t *c;
+  cursor_t *cursor;        /* borrowed from the registry */
+  reader_state_t state;
+  http_req_t *req;         /* the logs or inspect request in flight */
+  uv_timer_t life;         /* cycle while connected, delay while in backoff */
+  uv_timer_t flush;        /* the open batch's flush interval */
+  int open_handles;
+  decoder_t dec;
+  batch_t *batch;          /* open batch, or NULL */
+  double backoff;          /* the next delay, seconds */
+  int64_t initial_since;   /* where to start while the cursor is empty */
+  uint64_t stream_started; /* uv_now when the current request was made */
+  uint64_t stream_lines;   /* lines delivered by the current request */
+  int protocol_error;
+  char error[192];
+  uint64_t lines, errors;
+};
+
+static const char *const state_names[] = {
+    "connecting", "streaming", "cycling", "draining",
+    "inspecting", "backoff",   "stopping", "closed",
+};
+
+const char *reader_state_name(reader_state_t s) {
+  return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s] : "?";
+}
+
+reader_state_t reader_state(const reader_t *r) { return r->state; }
+const container_t *reader_container(const reader_t *r) { return r->c; }
+uint64_t reader_lines(const reader_t *r) { return r->lines; }
+uint64_t reader_errors(const reader_t *r) { return r->errors; }
+
+/* Every state change goes through here. */
+static void reader_set_state(reader_t *r, reader_state_t to, const char *why) {
+  reader_state_t from = r->state;
+  if (from == to) return;
+  r->state = to;
+  log_debug(r->c->name, "reader %s -> %s%s%s", reader_state_name(from), reader_state_name(to),
+            why ? ": " : "", why ? why : "");
+  registry_state_changed(r->core->registry, r, (int)from, (int)to);
+}
+
+static uint64_t ms(double seconds) { return seconds <= 0 ? 0 : (uint64_t)(seconds * 1000.0 + 0.5); }
+
+/* --- batches ------------------------------------------------------------ */
+
+static void submit_batch(reader_t *r) {
+  uv_timer_stop(&r->flush);
+  if (!r->batch) return;
+  batch_t *b = r->batch;
+  r->batch = NULL;
+  pipeline_submit(r->core->pipeline, b);
+}
+
+static void on_flush(uv_timer_t *t) { submit_batch(t->data); }
+
+static void deliver(reader_t *r, const decode_line_t *l) {
+  const config_t *cfg = r->core->cfg;
+  cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
+  if (cursor_seen(r->cursor, &k)) return; /* delivered before this connection */
+  if (!r->batch) {
+    if (!(r->batch = batch_new(r->c))) {
+      log_error(r->c->name, "out of memory for a batch; line dropped");
+      return;
+    }
+    uv_timer_start(&r->flush, on_flush, ms(cfg->flush_interval), 0);
+  }
+  if (batch_add(r->batch, l->ts, l->stream, l->flags, l->data, l->len) != 0) {
+    log_error(r->c->name, "out of memory for a line of %zu bytes; line dropped", l->len);
+    return;
+  }
+  cursor_deliver(r->cursor, &k, decoder_pending_ts(&r->dec));
+  r->lines++;
+  r->stream_lines++;
+  if (r->batch->n >= cfg->batch_max_lines || r->batch->used >= cfg->batch_max_bytes)
+    submit_batch(r);
+}
+
+static void on_line(void *ud, const decode_line_t *l) {
+  reader_t *r = ud;
+  if (l->stream == DECODE_SYSERR) {
+    r->errors++;
+    log_error(r->c->name, "the daemon reported: %.*s", (int)(l->len > 500 ? 500 : l->len), l->data);
+    return;
+  }
+  deliver(r, l);
+}
+
+/* --- connecting --------------------------------------------------------- */
+
+static void connect_stream(reader_t *r);
+static void finish(reader_t *r, const char *why);
+
+static void on_life(uv_timer_t *t) {
+  reader_t *r = t->data;
+  if (r->state == READER_BACKOFF) {
+    connect_stream(r);
+    return;
+  }
+  /* The stream lived its cycle: close it and resume from the cursor. */
+  reader_set_state(r, READER_CYCLING, NULL);
+  http_cancel(r->req);
+  r->req = NULL;
+  registry_cycled(r->core->registry);
+  connect_stream(r);
+}
+
+/* Reconnects after an exponential, jittered delay. An error is counted and
+ * logged as a warning; a retry that is no error is logged at debug level. */
+static void retry_later(reader_t *r, const char *why, int is_error) {
+  const config_t *cfg = r->core->cfg;
+  double delay = r->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+  if (is_error) r->errors++;
+  log_msg(is_error ? LOG_WARN : LOG_DEBUG, r->c->name, "%s; reconnecting in %.2f s", why, delay);
+  r->backoff *= 2;
+  if (r->backoff > cfg->backoff_max) r->backoff = cfg->backoff_max;
+  reader_set_state(r, READER_BACKOFF, why);
+  uv_timer_start(&r->life, on_life, ms(delay), 0);
+}
+
+static void go_backoff(reader_t *r, const char *why) { retry_later(r, why, 1); }
+
+static void on_logs_headers(void *ud, long status, const char *content_type) {
+  reader_t *r = ud;
+  if (status != 200) return;
+  reader_set_state(r, READER_STREAMING, NULL);
+  r->backoff = r->core->cfg->backoff_initial;
+}
+
+static int on_logs_body(void *ud, const char *data, size_t len) {
+  reader_t *r = ud;
+  if (decoder_feed(&r->dec, data, len) != 0) {
+    r->protocol_error = 1;
+    snprintf(r->error, sizeof r->error, "%s", r->dec.error);
+    return -1;
+  }
+  return 0;
+}
+
+static void inspect_after_end(reader_t *r);
+
+static void on_logs_done(void *ud, const http_result_t *res) {
+  reader_t *r = ud;
+  char why[300];
+  r->req = NULL;
+  uv_timer_stop(&r->life);
+  if (r->protocol_error) {
+    snprintf(why, sizeof why, "protocol error in the log stream (%s)", r->error);
+    submit_batch(r);
+    go_backoff(r, why);
+    return;
+  }
+  if (res->ok && res->status == 200) { /* the daemon ended the stream */
+    decoder_finish(&r->dec);
+    submit_batch(r);
+    inspect_after_end(r);
+    return;
+  }
+  docker_describe_error(res, why, sizeof why);
+  if (res->status == 404 || res->status == 409) {
+    finish(r, why);
+  } else if (res->status == 501) {
+    r->errors++;
+    log_warn(r->c->name, "its log driver cannot be read through the API (%s); not following it",
+             why);
+    finish(r, "log driver cannot be read");
+  } else {
+    char msg[400];
+    snprintf(msg, sizeof msg, "log stream failed: %s", why);
+    submit_batch(r);
+    go_backoff(r, msg);
+  }
+}
+
+static void connect_stream(reader_t *r) {
+  static const http_handler_t handler = {on_logs_headers, on_logs_body, on_logs_done};
+  int64_t since = cursor_since(r->cursor);
+  if (since < 0) since = r->initial_since;
+  int64_t pending = decoder_pending_ts(&r->dec);
+  if (pending != INT64_MAX && (since < 0 || pending < since)) since = pending;
+  decoder_reset(&r->dec);
+  cursor_begin_replay(r->cursor);
+  r->protocol_error = 0;
+  r->stream_lines = 0;
+  r->stream_started = uv_now(r->core->loop);
+  reader_set_state(r, READER_CONNECTING, NULL);
+  r->req = docker_logs(r->core->docker, r->c->id, since, 1, &handler, r);
+  if (!r->req) {
+    go_backoff(r, "cannot start the logs request (out of memory)");
+    return;
+  }
+  uv_timer_start(&r->life, on_life, ms(r->core->cfg->cycle), 0);
+}
+
+/* --- the end of a stream ------------------------------------------------ */
+
+static void on_inspect_done(void *ud, const http_result_t *res) {
+  reader_t *r = ud;
+  char err[300];
+  r->req = NULL;
+  if (res->status == 404) {
+    finish(r, "container removed");
+    return;
+  }
+  cJSON *doc = docker_json(res, err, sizeof err);
+  if (!doc) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "cannot inspect the container: %s", err);
+    go_backoff(r, msg);
+    return;
+  }
+  cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "State");
+  int running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running"));
+  cJSON_Delete(doc);
+  if (!running) {
+    finish(r, "container exited");
+    return;
+  }
+  /* Running again (restarted), or the daemon closed the stream: follow on
+   * from the cursor; a stream that ends at once with nothing waits first. */
+  if (r->stream_lines == 0 && uv_now(r->core->loop) - r->stream_started < 1000) {
+    retry_later(r, "the stream ended at once while the container runs", 0);
+    return;
+  }
+  connect_stream(r);
+}
+
+static void inspect_after_end(reader_t *r) {
+  static const http_handler_t handler = {NULL, NULL, on_inspect_done};
+  reader_set_state(r, READER_INSPECTING, "stream ended");
+  r->req = docker_inspect(r->core->docker, r->c->id, &handler, r);
+  if (!r->req) go_backoff(r, "cannot start the inspect request (out of memory)");
+}
+
+/* --- stopping ----------------------------------------------------------- */
+
+static void timer_closed(uv_handle_t *h) {
+  reader_t *r = h->data;
+  uvh_closed(h);
+  if (--r->open_handles > 0) return;
+  reader_set_state(r, READER_CLOSED, NULL);
+  registry_reader_closed(r->core->registry, r);
+}
+
+static void close_reader(reader_t *r, const char *why) {
+  if (r->state == READER_STOPPING || r->state == READER_CLOSED) return;
+  reader_set_state(r, READER_STOPPING, why);
+  http_cancel(r->req);
+  r->req = NULL;
+  submit_batch(r);
+  uv_timer_stop(&r->life);
+  uvh_close((uv_handle_t *)&r->life, timer_closed);
+  uvh_close((uv_handle_t *)&r->flush, timer_closed);
+}
+
+static void finish(reader_t *r, const char *why) {
+  log_info(r->c->name, "stopped following: %s", why);
+  close_reader(r, why);
+}
+
+void reader_stop(reader_t *r) { close_reader(r, "engine stopping"); }
+
+void reader_container_died(reader_t *r) {
+  if (r->state == READER_STREAMING) reader_set_state(r, READER_DRAINING, "container died");
+}
+
+/* --- life --------------------------------------------------------------- */
+
+reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns) {
+  reader_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->core = core;
+  r->c = container_ref(c);
+  r->cursor = cursor;
+  r->initial_since = since_ns;
+  r->backoff = core->cfg->backoff_initial;
+  r->state = READER_CLOSED; /* becomes CONNECTING below */
+  decoder_init(&r->dec, c->tty, core->cfg->frame_max, core->cfg->line_max, on_line, r);
+  uv_timer_init(core->loop, &r->life);
+  uvh_opened((uv_handle_t *)&r->life);
+  uv_timer_init(core->loop, &r->flush);
+  uvh_opened((uv_handle_t *)&r->flush);
+  r->life.data = r->flush.data = r;
+  r->open_handles = 2;
+  connect_stream(r);
+  return r;
+}
+
+void reader_free(reader_t *r) {
+  if (!r) return;
+  decoder_free(&r->dec);
+  batch_free(r->batch);
+  container_unref(r->c);
+  free(r);
+}

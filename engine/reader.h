@@ -1,0 +1,70 @@
+/* reader.h - one container's log stream, from the Docker API to batches.
+ *
+ * A reader follows /containers/{id}/logs, decodes it (decode.h), drops the
+ * lines a resume replayed (cursor.h), groups lines into batches (batch.h)
+ * and hands them to the pipeline. Its life is a state machine; every change
+ * goes through reader_set_state, which logs it at debug level and keeps the
+ * registry's counts:
+ *
+ *   CONNECTING -> STREAMING       200 answer to the logs request
+ *   STREAMING  -> CYCLING         the stream lived `cycle` seconds: it is
+ *                                 closed and reopened from the cursor
+ *   STREAMING  -> DRAINING        the container died: read to the end
+ *   STREAMING/DRAINING -> INSPECTING  the stream ended cleanly: running
+ *                                 again? reconnect; else finished
+ *   any -> BACKOFF                transport error, 5xx, protocol error:
+ *                                 reconnect after an exponential, jittered
+ *                                 delay, without limit
+ *   any -> STOPPING -> CLOSED     reader_stop, or the container is gone
+ *                                 (404, 409, 501 or not running at EOF)
+ *
+ * A reader owns one request at a time and two timers (its lifetime timer:
+ * cycle or backoff; and the batch flush timer). Closing is asynchronous:
+ * once both timers' close callbacks ran, the registry frees the reader.
+ * Loop thread only. */
+#ifndef ENGINE_READER_H
+#define ENGINE_READER_H
+
+#include <stdint.h>
+#include "container.h"
+#include "core.h"
+#include "cursor.h"
+
+typedef enum reader_state {
+  READER_CONNECTING,
+  READER_STREAMING,
+  READER_CYCLING,
+  READER_DRAINING,
+  READER_INSPECTING,
+  READER_BACKOFF,
+  READER_STOPPING,
+  READER_CLOSED,
+} reader_state_t;
+
+typedef struct reader reader_t;
+
+/* Creates a reader for c with the registry's cursor for it (borrowed; the
+ * registry keeps it alive longer than the reader). Takes a new reference to
+ * c. Returns NULL when out of memory. The reader starts connecting at once. */
+reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns);
+
+/* Stops the reader: cancels its request, hands its partial batch to the
+ * pipeline (nothing read is lost), closes its timers. Idempotent, safe in
+ * any state, also in the middle of a read. */
+void reader_stop(reader_t *r);
+
+/* The container died (an event): the stream will end after the last line. */
+void reader_container_died(reader_t *r);
+
+reader_state_t reader_state(const reader_t *r);
+const char *reader_state_name(reader_state_t s);
+const container_t *reader_container(const reader_t *r);
+
+/* Lines delivered, errors seen, since the reader started. */
+uint64_t reader_lines(const reader_t *r);
+uint64_t reader_errors(const reader_t *r);
+
+/* Frees a CLOSED reader (the registry calls it). */
+void reader_free(reader_t *r);
+
+#endif

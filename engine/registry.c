@@ -1,0 +1,172 @@
+/* registry.c - every reader and cursor, by container id (see registry.h). */
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "reader.h"
+#include "registry.h"
+
+#define BUCKETS 1024
+
+typedef struct entry {
+  char id[65];
+  cursor_t *cursor;
+  reader_t *reader;        /* live reader, or NULL */
+  int reattach;            /* attach again once the closing reader is gone */
+  int64_t reattach_since;
+  container_t *reattach_c;
+  int forget;              /* forget the entry once its reader is gone */
+  struct entry *next;      /* bucket chain */
+} entry_t;
+
+struct registry {
+  core_t *core;
+  entry_t *buckets[BUCKETS];
+  registry_stats_t stats;
+  int stopping;
+  void (*stopped)(void *);
+  void *stopped_ud;
+};
+
+static unsigned bucket_of(const char *id) {
+  unsigned h = 2166136261u;
+  for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
+  return h % BUCKETS;
+}
+
+static entry_t *find_entry(const registry_t *r, const char *id) {
+  for (entry_t *e = r->buckets[bucket_of(id)]; e; e = e->next)
+    if (strcmp(e->id, id) == 0) return e;
+  return NULL;
+}
+
+registry_t *registry_new(core_t *core) {
+  registry_t *r = calloc(1, sizeof *r);
+  if (r) r->core = core;
+  return r;
+}
+
+static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns) {
+  r->stats.by_state[READER_CLOSED]++; /* a new reader starts out closed */
+  e->reader = reader_start(r->core, c, e->cursor, since_ns);
+  if (!e->reader) {
+    r->stats.by_state[READER_CLOSED]--;
+    log_error(c->name, "out of memory: cannot follow this container");
+    return -1;
+  }
+  r->stats.started++;
+  r->stats.live++;
+  log_info(c->name, "following container %.12s", c->id);
+  return 0;
+}
+
+int registry_attach(registry_t *r, container_t *c, int64_t since_ns) {
+  if (r->stopping || r->core->stopping) return -1;
+  entry_t *e = find_entry(r, c->id);
+  if (!e) {
+    if (!(e = calloc(1, sizeof *e))) return -1;
+    memcpy(e->id, c->id, sizeof e->id);
+    if (!(e->cursor = cursor_new((int64_t)(r->core->cfg->resume_margin * 1e9),
+                                 CURSOR_MAX_KEYS_DEFAULT))) {
+      free(e);
+      return -1;
+    }
+    unsigned b = bucket_of(e->id);
+    e->next = r->buckets[b];
+    r->buckets[b] = e;
+  }
+  e->forget = 0;
+  if (e->reader) {
+    reader_state_t s = reader_state(e->reader);
+    if (s == READER_STOPPING || s == READER_CLOSED) { /* finishing: start again after */
+      if (!e->reattach) {
+        e->reattach = 1;
+        e->reattach_since = since_ns;
+        e->reattach_c = container_ref(c);
+      }
+    }
+    return 0;
+  }
+  return start_reader(r, e, c, since_ns);
+}
+
+reader_t *registry_find(registry_t *r, const char *id) {
+  entry_t *e = find_entry(r, id);
+  return e ? e->reader : NULL;
+}
+
+static void drop_entry(registry_t *r, entry_t *e) {
+  entry_t **p = &r->buckets[bucket_of(e->id)];
+  while (*p != e) p = &(*p)->next;
+  *p = e->next;
+  cursor_free(e->cursor);
+  container_unref(e->reattach_c);
+  free(e);
+}
+
+void registry_forget(registry_t *r, const char *id) {
+  entry_t *e = find_entry(r, id);
+  if (!e) return;
+  if (e->reader) e->forget = 1;
+  else drop_entry(r, e);
+}
+
+static void check_stopped(registry_t *r) {
+  if (!r->stopping || r->stats.live || !r->stopped) return;
+  void (*cb)(void *) = r->stopped;
+  r->stopped = NULL;
+  cb(r->stopped_ud);
+}
+
+void registry_stop_all(registry_t *r, void (*done)(void *), void *ud) {
+  if (r->stopping) return;
+  r->stopping = 1;
+  r->stopped = done;
+  r->stopped_ud = ud;
+  for (unsigned b = 0; b < BUCKETS; b++)
+    for (entry_t *e = r->buckets[b]; e; e = e->next) {
+      e->reattach = 0;
+      if (e->reader) reader_stop(e->reader);
+    }
+  check_stopped(r);
+}
+
+void registry_stats(const registry_t *r, registry_stats_t *out) { *out = r->stats; }
+
+void registry_state_changed(registry_t *r, reader_t *rd, int from, int to) {
+  r->stats.by_state[from]--;
+  r->stats.by_state[to]++;
+}
+
+void registry_cycled(registry_t *r) { r->stats.cycled++; }
+
+void registry_reader_closed(registry_t *r, reader_t *rd) {
+  entry_t *e = find_entry(r, reader_container(rd)->id);
+  r->stats.by_state[READER_CLOSED]--;
+  r->stats.live--;
+  r->stats.stopped++;
+  if (e && e->reader == rd) e->reader = NULL;
+  reader_free(rd);
+  if (e && e->reattach && !r->stopping && !r->core->stopping) {
+    container_t *c = e->reattach_c;
+    e->reattach = 0;
+    e->reattach_c = NULL;
+    start_reader(r, e, c, e->reattach_since);
+    container_unref(c);
+  } else if (e && e->forget) {
+    drop_entry(r, e);
+  }
+  check_stopped(r);
+}
+
+void registry_each(registry_t *r, void (*fn)(void *, reader_t *), void *ud) {
+  for (unsigned b = 0; b < BUCKETS; b++)
+    for (entry_t *e = r->buckets[b]; e; e = e->next)
+      if (e->reader) fn(ud, e->reader);
+}
+
+void registry_free(registry_t *r) {
+  if (!r) return;
+  for (unsigned b = 0; b < BUCKETS; b++)
+    while (r->buckets[b]) drop_entry(r, r->buckets[b]);
+  free(r);
+}

@@ -1,0 +1,66 @@
+/* registry.h - every reader the engine has, and every container cursor.
+ *
+ * The registry owns the readers and the cursors. A container known to the
+ * engine has one entry: its cursor (kept after its reader finishes, so a
+ * restarted container resumes where it stopped) and at most one live reader.
+ * registry_attach is idempotent per container id: attaching a container whose
+ * reader is live does nothing.
+ *
+ * Counts: readers live, started, stopped (closed for any reason), cycled,
+ * and how many are in each state. Readers report their state changes
+ * through registry_state_changed (called from reader_set_state only).
+ * Loop thread only. */
+#ifndef ENGINE_REGISTRY_H
+#define ENGINE_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "container.h"
+#include "core.h"
+#include "cursor.h"
+
+typedef struct registry registry_t;
+struct reader;
+
+typedef struct registry_stats {
+  uint64_t live, started, stopped, cycled;
+  uint64_t by_state[8]; /* indexed by reader_state_t */
+} registry_stats_t;
+
+/* Returns a new, empty registry, or NULL when out of memory. */
+registry_t *registry_new(core_t *core);
+
+/* Starts following c unless a reader for it is live. since_ns is where a
+ * container with no cursor yet starts (-1: all history). Returns 0 (also when
+ * a reader was live already), or -1 when out of memory or stopping. */
+int registry_attach(registry_t *r, container_t *c, int64_t since_ns);
+
+/* The live reader of a container, or NULL. */
+struct reader *registry_find(registry_t *r, const char *id);
+
+/* Forgets a removed container: its cursor, once its reader is gone. */
+void registry_forget(registry_t *r, const char *id);
+
+/* Stops every reader (reader_stop). done() runs on the loop once the last
+ * reader has closed (at once when there is none). Idempotent. */
+void registry_stop_all(registry_t *r, void (*done)(void *ud), void *ud);
+
+void registry_stats(const registry_t *r, registry_stats_t *out);
+
+/* Called by readers only: a reader moved from one state to another. */
+void registry_state_changed(registry_t *r, struct reader *rd, int from, int to);
+
+/* Called by readers only: a reader cycled its stream. */
+void registry_cycled(registry_t *r);
+
+/* Called by readers only, from the close callback of their last handle: the
+ * reader is closed and is freed by the registry. */
+void registry_reader_closed(registry_t *r, struct reader *rd);
+
+/* Frees the registry; every reader must be closed. */
+void registry_free(registry_t *r);
+
+/* Calls fn for each live reader (for /readers-style reports). */
+void registry_each(registry_t *r, void (*fn)(void *ud, struct reader *rd), void *ud);
+
+#endif

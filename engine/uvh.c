@@ -1,0 +1,17 @@
+/* uvh.c - the count of open libuv handles (see uvh.h). */
+#include <stdatomic.h>
+#include "uvh.h"
+
+static atomic_long live;
+
+void uvh_opened(uv_handle_t *h) { (void)h; atomic_fetch_add(&live, 1); }
+
+void uvh_closed(uv_handle_t *h) { (void)h; atomic_fetch_sub(&live, 1); }
+
+long uvh_live(void) { return atomic_load(&live); }
+
+int uvh_close(uv_handle_t *h, uv_close_cb cb) {
+  if (uv_is_closing(h)) return 0;
+  uv_close(h, cb);
+  return 1;
+}

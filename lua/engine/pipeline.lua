@@ -1,0 +1,332 @@
+-- engine.pipeline: checks the table a pipeline.lua returns and puts it in a
+-- normal form for the C side (pipeline.c), which copies the values without
+-- checking them again.
+--
+-- validate(tbl, path) returns a new table:
+--   docker  = { host = string|nil }
+--   select  = { include = { name = {..}, id = {..}, label = {..}, image = {..} },
+--               exclude = { same } }            -- every list present, maybe empty
+--   history = "all" | "start" | nil
+--   batch   = { max_lines, max_bytes, flush_interval }   -- each maybe nil
+--   filters = { { name = string, on_error = "pass"|"drop", process = function }, .. }
+--   outputs = { { type = "stdout", name = string, format = "json"|"plain" }, .. }
+--   engine  = { cycle, stop_timeout, ..., log_level }    -- each maybe nil
+-- Settings left out stay nil: their defaults live in C (config.c).
+-- Any mistake raises an error (level 0, no position) starting with path.
+
+local M = {}
+
+local format, type, pairs, ipairs = string.format, type, pairs, ipairs
+local floor, huge = math.floor, math.huge
+
+local SIZE_MAX = 2147483647
+
+local function show(v)
+  if type(v) == "string" then
+    if #v > 40 then v = v:sub(1, 37) .. "..." end
+    return format("%q", v)
+  elseif type(v) == "number" or type(v) == "boolean" then
+    return tostring(v)
+  end
+  return "a " .. type(v)
+end
+
+local function sorted_keys(set)
+  local keys = {}
+  for k in pairs(set) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  return table.concat(keys, ", ")
+end
+
+-- A checker: carries the file name for messages.
+local Check = {}
+Check.__index = Check
+
+function Check:fail(where, fmt, ...)
+  local msg = format(fmt, ...)
+  if where and where ~= "" then msg = where .. " " .. msg end
+  error(self.path .. ": " .. msg, 0)
+end
+
+local function join(where, key)
+  if type(key) == "number" then return format("%s[%d]", where, key) end
+  if where == "" then return key end
+  return where .. "." .. key
+end
+
+-- Fails on keys of tbl that known does not list.
+function Check:keys(tbl, known, where)
+  for k in pairs(tbl) do
+    if type(k) ~= "string" or not known[k] then
+      local name = type(k) == "string" and format("%q", k) or show(k)
+      if where == "" then
+        self:fail(nil, "unknown key %s (expected one of: %s)", name, sorted_keys(known))
+      end
+      self:fail(nil, "unknown key %s in %s (expected one of: %s)", name, where, sorted_keys(known))
+    end
+  end
+end
+
+function Check:table(v, where)
+  if type(v) ~= "table" then self:fail(where, "must be a table (got %s)", show(v)) end
+  return v
+end
+
+-- Fails unless v is a table whose keys are exactly 1..n; returns n.
+function Check:list(v, where, what)
+  self:table(v, where)
+  local n = 0
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or floor(k) ~= k then
+      self:fail(where, "must be a list of %s (found the key %s)", what, show(k))
+    end
+    n = n + 1
+  end
+  for i = 1, n do
+    if v[i] == nil then self:fail(where, "must be a list of %s (no item %d)", what, i) end
+  end
+  return n
+end
+
+-- A string or a list of non-empty strings; returns a new list.
+function Check:strings(v, where)
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" then
+    self:fail(where, "must be a string or a list of strings (got %s)", show(v))
+  end
+  local n = self:list(v, where, "strings")
+  local out = {}
+  for i = 1, n do
+    local s = v[i]
+    if type(s) ~= "string" or s == "" then
+      self:fail(join(where, i), "must be a non-empty string (got %s)", show(s))
+    end
+    out[i] = s
+  end
+  return out
+end
+
+function Check:number(v, where)
+  if type(v) ~= "number" then self:fail(where, "must be a number (got %s)", show(v)) end
+  if v ~= v or v == huge or v == -huge then
+    self:fail(where, "must be a finite number (got %s)", show(v))
+  end
+  return v
+end
+
+function Check:positive(v, where)
+  self:number(v, where)
+  if v <= 0 then self:fail(where, "must be a positive number (got %s)", show(v)) end
+  return v
+end
+
+function Check:nonnegative(v, where)
+  self:number(v, where)
+  if v < 0 then self:fail(where, "must be 0 or a positive number (got %s)", show(v)) end
+  return v
+end
+
+function Check:size(v, where)
+  self:number(v, where)
+  if v < 1 or v > SIZE_MAX or floor(v) ~= v then
+    self:fail(where, "must be an integer from 1 to %d (got %s)", SIZE_MAX, show(v))
+  end
+  return v
+end
+
+function Check:choice(v, where, choices)
+  for _, c in ipairs(choices) do
+    if v == c then return v end
+  end
+  local quoted = {}
+  for i, c in ipairs(choices) do quoted[i] = format("%q", c) end
+  local list
+  if #quoted == 1 then
+    list = quoted[1]
+  elseif #quoted == 2 then
+    list = quoted[1] .. " or " .. quoted[2]
+  else
+    list = "one of " .. table.concat(quoted, ", ")
+  end
+  self:fail(where, "must be %s (got %s)", list, show(v))
+end
+
+function Check:nonempty_string(v, where)
+  if type(v) ~= "string" or v == "" then
+    self:fail(where, "must be a non-empty string (got %s)", show(v))
+  end
+  return v
+end
+
+-- docker = { host = "unix:///..." }
+function Check:docker(v)
+  if v == nil then return {} end
+  self:table(v, "docker")
+  self:keys(v, { host = true }, "docker")
+  local out = {}
+  if v.host ~= nil then out.host = self:nonempty_string(v.host, "docker.host") end
+  return out
+end
+
+local SELECT_KINDS = { name = true, id = true, label = true, image = true }
+
+function Check:rules(v, where)
+  local out = { name = {}, id = {}, label = {}, image = {} }
+  if v == nil then return out end
+  self:table(v, where)
+  self:keys(v, SELECT_KINDS, where)
+  for kind in pairs(SELECT_KINDS) do
+    if v[kind] ~= nil then out[kind] = self:strings(v[kind], join(where, kind)) end
+  end
+  for i, l in ipairs(out.label) do
+    if l:sub(1, 1) == "=" then
+      self:fail(join(join(where, "label"), i),
+        "must be \"key\" or \"key=value\" with a non-empty key (got %s)", show(l))
+    end
+  end
+  return out
+end
+
+function Check:select(v)
+  if v == nil then v = {} end
+  self:table(v, "select")
+  self:keys(v, { include = true, exclude = true }, "select")
+  return {
+    include = self:rules(v.include, "select.include"),
+    exclude = self:rules(v.exclude, "select.exclude"),
+  }
+end
+
+local BATCH_KEYS = { max_lines = true, max_bytes = true, flush_interval = true }
+
+function Check:batch(v)
+  if v == nil then return {} end
+  self:table(v, "batch")
+  self:keys(v, BATCH_KEYS, "batch")
+  local out = {}
+  if v.max_lines ~= nil then out.max_lines = self:size(v.max_lines, "batch.max_lines") end
+  if v.max_bytes ~= nil then out.max_bytes = self:size(v.max_bytes, "batch.max_bytes") end
+  if v.flush_interval ~= nil then
+    out.flush_interval = self:positive(v.flush_interval, "batch.flush_interval")
+  end
+  return out
+end
+
+local FILTER_KEYS = { name = true, on_error = true, process = true }
+
+function Check:filters(v)
+  if v == nil then return {} end
+  local n = self:list(v, "filters", "filters")
+  local out, seen = {}, {}
+  for i = 1, n do
+    local f, where = v[i], join("filters", i)
+    local entry
+    if type(f) == "function" then
+      entry = { name = "filter" .. i, on_error = "pass", process = f }
+    elseif type(f) == "table" then
+      self:keys(f, FILTER_KEYS, where)
+      if type(f.process) ~= "function" then
+        self:fail(where .. ".process", "must be a function(batch, ctx) (got %s)", show(f.process))
+      end
+      entry = { name = "filter" .. i, on_error = "pass", process = f.process }
+      if f.name ~= nil then entry.name = self:nonempty_string(f.name, where .. ".name") end
+      if f.on_error ~= nil then
+        entry.on_error = self:choice(f.on_error, where .. ".on_error", { "pass", "drop" })
+      end
+    else
+      self:fail(where, "must be a function or a table with a process function (got %s)", show(f))
+    end
+    if seen[entry.name] then
+      self:fail(where .. ".name", "%q is already the name of filters[%d]", entry.name, seen[entry.name])
+    end
+    seen[entry.name] = i
+    out[i] = entry
+  end
+  return out
+end
+
+local OUTPUT_KEYS = { type = true, name = true, format = true }
+
+function Check:outputs(v)
+  if v == nil then return { { type = "stdout", name = "stdout", format = "json" } } end
+  self:table(v, "outputs")
+  if v.type ~= nil then
+    self:fail("outputs", "must be a list of outputs, e.g. { { type = \"stdout\" } }")
+  end
+  local n = self:list(v, "outputs", "outputs")
+  if n == 0 then self:fail("outputs", "must list at least one output") end
+  local out, seen = {}, {}
+  for i = 1, n do
+    local o, where = v[i], join("outputs", i)
+    self:table(o, where)
+    self:keys(o, OUTPUT_KEYS, where)
+    local entry = {
+      type = self:choice(o.type, where .. ".type", { "stdout" }),
+      format = "json",
+    }
+    entry.name = entry.type
+    if n > 1 then entry.name = entry.type .. i end
+    if o.format ~= nil then entry.format = self:choice(o.format, where .. ".format", { "json", "plain" }) end
+    if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
+    if seen[entry.name] then
+      self:fail(where .. ".name", "%q is already the name of outputs[%d]", entry.name, seen[entry.name])
+    end
+    seen[entry.name] = i
+    out[i] = entry
+  end
+  return out
+end
+
+-- Engine settings and how each is checked.
+local ENGINE_KEYS = {
+  cycle = "positive", stop_timeout = "positive", filter_timeout = "nonnegative",
+  reconcile_interval = "positive", backoff_initial = "positive", backoff_max = "positive",
+  resume_margin = "positive", line_max = "size", frame_max = "size", log_level = "level",
+}
+
+function Check:engine(v)
+  if v == nil then return {} end
+  self:table(v, "engine")
+  self:keys(v, ENGINE_KEYS, "engine")
+  local out = {}
+  for key, kind in pairs(ENGINE_KEYS) do
+    local val, where = v[key], "engine." .. key
+    if val ~= nil then
+      if kind == "level" then
+        out[key] = self:choice(val, where, { "error", "warn", "info", "debug" })
+      else
+        out[key] = self[kind](self, val, where)
+      end
+    end
+  end
+  if out.backoff_initial and out.backoff_max and out.backoff_max < out.backoff_initial then
+    self:fail("engine.backoff_max", "(%s) must not be less than engine.backoff_initial (%s)",
+      show(out.backoff_max), show(out.backoff_initial))
+  end
+  return out
+end
+
+local TOP_KEYS = {
+  docker = true, select = true, history = true, batch = true,
+  filters = true, outputs = true, engine = true,
+}
+
+--- Checks the table a pipeline.lua returned. Returns the normal form described
+-- at the top of this file; raises "path: what is wrong" on any mistake.
+function M.validate(tbl, path)
+  local c = setmetatable({ path = path or "pipeline.lua" }, Check)
+  if type(tbl) ~= "table" then c:fail(nil, "must return a table (got %s)", show(tbl)) end
+  c:keys(tbl, TOP_KEYS, "")
+  local out = {
+    docker = c:docker(tbl.docker),
+    select = c:select(tbl.select),
+    batch = c:batch(tbl.batch),
+    filters = c:filters(tbl.filters),
+    outputs = c:outputs(tbl.outputs),
+    engine = c:engine(tbl.engine),
+  }
+  if tbl.history ~= nil then out.history = c:choice(tbl.history, "history", { "all", "start" }) end
+  return out
+end
+
+return M

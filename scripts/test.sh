@@ -1,0 +1,84 @@
+#!/bin/sh
+# Runs the specs: `scripts/test.sh [unit|integration|all]` (default all).
+#
+#  unit         spec/unit against build/ and again against the AddressSanitizer
+#               + UBSan build (build/asan/)
+#  integration  starts a private Docker daemon (scripts/dockerd.sh), runs
+#               spec/integration with build/engine, then again with the
+#               ASan+UBSan engine (leak checks on) and the reader-lifecycle
+#               specs with the ThreadSanitizer engine; stops the daemon at
+#               the end, also when a spec fails.
+#
+# Ends with one line "N passed, N failed" over every run.
+set -u
+cd "$(dirname "$0")/.."
+what=${1:-all}
+BUSTED="luajit /usr/bin/busted"
+ASAN_LIBS="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+SUPP="$PWD/spec/support/sanitizers"
+log=$(mktemp -d /tmp/engine-test.XXXXXX)
+passed=0
+failed=0
+status=0
+
+# run NAME ENV... -- ARGS: one busted run, its counts added to the totals.
+run() {
+  name=$1; shift
+  echo "== $name"
+  ( while [ "$1" != "--" ]; do export "$1"; shift; done; shift
+    exec $BUSTED -o plainTerminal "$@" ) 2>&1 | tee "$log/$name.out"
+  line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log/$name.out" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "!! $name: busted printed no summary"
+    failed=$((failed + 1)); status=1; return
+  fi
+  s=$(echo "$line" | grep -oE '[0-9]+ success' | grep -oE '[0-9]+')
+  f=$(echo "$line" | grep -oE '[0-9]+ failure' | grep -oE '[0-9]+')
+  e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+')
+  p=$(echo "$line" | grep -oE '[0-9]+ pending' | grep -oE '[0-9]+')
+  passed=$((passed + s))
+  failed=$((failed + f + e + p))
+  if [ "$((f + e + p))" -ne 0 ]; then status=1; fi
+}
+
+unit() {
+  run unit ENGINE_LIB=build/libengine.so ENGINE_BIN=build/engine ENGINE_TOOLS=build \
+    -- spec/unit
+  run unit-asan LD_PRELOAD="$ASAN_LIBS" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ENGINE_LIB=build/asan/libengine.so ENGINE_BIN=build/asan/engine ENGINE_TOOLS=build/asan \
+    -- spec/unit
+}
+
+integration() {
+  dir=$(mktemp -d /tmp/edk.XXXXXX)
+  trap 'sh scripts/dockerd.sh stop "$dir" >/dev/null 2>&1' EXIT INT TERM
+  if ! host=$(sh scripts/dockerd.sh start "$dir"); then
+    echo "!! cannot start the private Docker daemon"
+    failed=$((failed + 1)); status=1; return
+  fi
+  run integration ENGINE_TEST_DOCKER_HOST="$host" ENGINE_TEST_DOCKER_DIR="$dir" \
+    ENGINE_BIN=build/engine ENGINE_TOOLS=build -- spec/integration
+  run integration-asan ENGINE_TEST_DOCKER_HOST="$host" ENGINE_TEST_DOCKER_DIR="$dir" \
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=66" \
+    LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+    ENGINE_SANITIZER=asan ENGINE_BIN=build/asan/engine ENGINE_TOOLS=build/asan \
+    -- --tags=sanitize spec/integration
+  run integration-tsan ENGINE_TEST_DOCKER_HOST="$host" ENGINE_TEST_DOCKER_DIR="$dir" \
+    TSAN_OPTIONS="halt_on_error=0:exitcode=66:suppressions=$SUPP/tsan.supp" \
+    ENGINE_SANITIZER=tsan ENGINE_BIN=build/tsan/engine ENGINE_TOOLS=build/tsan \
+    -- --tags=tsan spec/integration
+  sh scripts/dockerd.sh stop "$dir"
+  trap - EXIT INT TERM
+}
+
+case "$what" in
+  unit) unit ;;
+  integration) integration ;;
+  all) unit; integration ;;
+  *) echo "usage: scripts/test.sh [unit|integration|all]" >&2; exit 2 ;;
+esac
+rm -rf "$log"
+echo "$passed passed, $failed failed"
+exit $status

@@ -1,0 +1,297 @@
+-- spec/support/ffi.lua - LuaJIT FFI bindings to build/libengine.so for the
+-- unit specs: the declarations of timestamp.h, decode.h, cursor.h and
+-- select.h, and helpers around them.
+--
+-- Load it as require("support.ffi") with "spec/?.lua" on package.path (a
+-- plain require("ffi") would return LuaJIT's own module). The library is
+-- ENGINE_LIB, or build/libengine.so.
+local ffi = require("ffi")
+
+local M = {}
+
+-- ffi.cdef refuses redefinitions, and busted may load this module again for
+-- every spec file.
+if not pcall(ffi.typeof, "decoder_t") then
+  ffi.cdef([[
+/* timestamp.h */
+int ts_parse(const char *s, size_t len, int64_t *ns, size_t *used);
+void ts_format(int64_t ns, char out[31]);
+void ts_format_since(int64_t ns, char out[32]);
+int64_t ts_now(void);
+
+/* decode.h */
+typedef struct decode_line {
+  int stream;
+  int64_t ts;
+  const char *data;
+  size_t len;
+  unsigned flags;
+} decode_line_t;
+typedef void (*decode_line_fn)(void *ud, const decode_line_t *line);
+typedef struct decode_buf {
+  char *data;
+  size_t len, cap;
+} decode_buf_t;
+typedef struct decode_partial {
+  decode_buf_t buf;
+  int64_t ts;
+  int active;
+} decode_partial_t;
+typedef struct decoder {
+  int raw;
+  size_t frame_max, line_max;
+  decode_line_fn on_line;
+  void *ud;
+  unsigned char hdr[8];
+  size_t hdr_len;
+  int frame_type;
+  size_t frame_left;
+  decode_buf_t frame;
+  decode_partial_t part[3];
+  char error[128];
+} decoder_t;
+void decoder_init(decoder_t *d, int raw, size_t frame_max, size_t line_max,
+                  decode_line_fn on_line, void *ud);
+int decoder_feed(decoder_t *d, const char *buf, size_t len);
+void decoder_finish(decoder_t *d);
+void decoder_reset(decoder_t *d);
+int64_t decoder_pending_ts(const decoder_t *d);
+void decoder_free(decoder_t *d);
+
+/* cursor.h */
+typedef struct cursor_key {
+  int64_t ts;
+  uint64_t hash;
+  uint32_t len;
+  uint8_t stream;
+} cursor_key_t;
+typedef struct cursor cursor_t;
+cursor_t *cursor_new(int64_t margin_ns, size_t max_keys);
+void cursor_free(cursor_t *c);
+cursor_key_t cursor_key(int64_t ts, int stream, const char *data, size_t len);
+int64_t cursor_since(const cursor_t *c);
+void cursor_begin_replay(cursor_t *c);
+int cursor_seen(cursor_t *c, const cursor_key_t *k);
+int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts);
+int64_t cursor_newest(const cursor_t *c);
+size_t cursor_window(const cursor_t *c);
+
+/* select.h */
+enum select_kind { SELECT_NAME, SELECT_ID, SELECT_LABEL, SELECT_IMAGE };
+typedef struct select_rule {
+  int kind;
+  char *pattern;
+} select_rule_t;
+typedef struct selection {
+  select_rule_t *include, *exclude;
+  size_t n_include, n_exclude;
+} selection_t;
+int selection_add(selection_t *s, int exclude, int kind, const char *pattern);
+int selection_match(const selection_t *s, const char *id, const char *name,
+                    const char *image, const char *const *labels, size_t n);
+void selection_free(selection_t *s);
+]])
+end
+
+-- Input is copied into malloc'd buffers of the exact size, so that
+-- AddressSanitizer sees a read past the end of a slice.
+if not pcall(function() return ffi.C.malloc end) then
+  ffi.cdef("void *malloc(size_t size); void free(void *p);")
+end
+
+-- A malloc'd copy of s (freed by the GC), or nil for "".
+local function exact_copy(s)
+  if #s == 0 then return nil end
+  local p = ffi.gc(ffi.cast("char *", ffi.C.malloc(#s)), ffi.C.free)
+  ffi.copy(p, s, #s)
+  return p
+end
+M.exact_copy = exact_copy
+
+local C = ffi.load(os.getenv("ENGINE_LIB") or "build/libengine.so")
+M.C = C
+
+-- Constants from the headers' #defines.
+M.TS_LEN = 30
+M.STDOUT, M.STDERR, M.SYSERR = 1, 2, 3
+M.TRUNCATED, M.UNTERMINATED = 0x1, 0x2
+M.INT64_MAX = 0x7fffffffffffffffLL
+M.CURSOR_MAX_KEYS_DEFAULT = 65536
+
+---------------------------------------------------------------- timestamps
+
+-- Returns ns (int64 cdata) and the bytes used, or nil.
+function M.ts_parse(s)
+  local ns, used = ffi.new("int64_t[1]"), ffi.new("size_t[1]")
+  if C.ts_parse(s, #s, ns, used) ~= 0 then return nil end
+  return ns[0], tonumber(used[0])
+end
+
+function M.ts_format(ns)
+  local out = ffi.new("char[31]")
+  C.ts_format(ns, out)
+  return ffi.string(out)
+end
+
+function M.ts_format_since(ns)
+  local out = ffi.new("char[32]")
+  C.ts_format_since(ns, out)
+  return ffi.string(out)
+end
+
+------------------------------------------------------------------ decoder
+
+-- One C callback for the whole module; `sink` is the table lines go to.
+local sink
+local callback
+
+local function on_line(_, line)
+  sink[#sink + 1] = {
+    stream = line.stream,
+    ts = line.ts,
+    line = ffi.string(line.data, line.len),
+    flags = line.flags,
+  }
+end
+
+local function get_callback()
+  if not callback then callback = ffi.cast("decode_line_fn", on_line) end
+  return callback
+end
+
+-- Frees the C callback (recreated on next use). Call from teardown().
+function M.release()
+  if callback then
+    callback:free()
+    callback = nil
+  end
+end
+
+-- A decoder wrapper: d:feed(s) returns rc; d.lines collects the output.
+local Decoder = {}
+Decoder.__index = Decoder
+
+-- opts: raw (bool), frame_max, line_max (0: default).
+function M.decoder(opts)
+  opts = opts or {}
+  local d = setmetatable({ lines = {} }, Decoder)
+  d.cd = ffi.gc(ffi.new("decoder_t"), C.decoder_free)
+  C.decoder_init(d.cd, opts.raw and 1 or 0, opts.frame_max or 0,
+                 opts.line_max or 0, get_callback(), nil)
+  return d
+end
+
+local function with_sink(d, fn, ...)
+  local saved = sink
+  sink = d.lines
+  local rc = fn(...)
+  sink = saved
+  return rc
+end
+
+function Decoder:feed(s)
+  local p = exact_copy(s)
+  local rc = with_sink(self, C.decoder_feed, self.cd, p, #s)
+  ffi.gc(p, nil)
+  if p ~= nil then ffi.C.free(p) end
+  return rc
+end
+
+function Decoder:finish()
+  with_sink(self, C.decoder_finish, self.cd)
+end
+
+function Decoder:error()
+  return ffi.string(self.cd.error)
+end
+
+function Decoder:pending_ts()
+  return C.decoder_pending_ts(self.cd)
+end
+
+-- Calling back into Lua from a C function must not happen inside a trace.
+jit.off(Decoder.feed)
+jit.off(Decoder.finish)
+jit.off(with_sink)
+
+-- Cuts s into slices: `slices` is a number (every slice that long), a list
+-- of slice lengths (the rest is one last slice), or nil (one slice).
+local function cut(s, slices)
+  if slices == nil then return { s } end
+  local out, pos = {}, 1
+  if type(slices) == "number" then
+    while pos <= #s do
+      out[#out + 1] = s:sub(pos, pos + slices - 1)
+      pos = pos + slices
+    end
+    return out
+  end
+  for _, n in ipairs(slices) do
+    out[#out + 1] = s:sub(pos, pos + n - 1)
+    pos = pos + n
+  end
+  if pos <= #s then out[#out + 1] = s:sub(pos) end
+  return out
+end
+M.cut = cut
+
+-- Decodes input fed in the given slices. opts as for M.decoder, plus
+-- slices (see cut) and finish (call decoder_finish at the end). Returns
+-- the lines ({stream=, ts=, line=, flags=}), the last rc and the error.
+function M.decode(input, opts)
+  opts = opts or {}
+  local d = M.decoder(opts)
+  local rc = 0
+  for _, piece in ipairs(cut(input, opts.slices)) do
+    rc = d:feed(piece)
+    if rc ~= 0 then break end
+  end
+  if rc == 0 and opts.finish then d:finish() end
+  return d.lines, rc, d:error()
+end
+
+-- A multiplexed frame: type (0-3) and payload.
+function M.frame(stype, payload)
+  local n = #payload
+  return string.char(stype, 0, 0, 0, bit.band(bit.rshift(n, 24), 255),
+                     bit.band(bit.rshift(n, 16), 255),
+                     bit.band(bit.rshift(n, 8), 255), bit.band(n, 255)) .. payload
+end
+
+------------------------------------------------------------------- cursor
+
+-- A new cursor, freed by the GC.
+function M.cursor(margin_ns, max_keys)
+  local c = C.cursor_new(margin_ns or 1000000000LL, max_keys or 0)
+  assert(c ~= nil, "cursor_new")
+  return ffi.gc(c, C.cursor_free)
+end
+
+function M.key(ts, stream, line)
+  return C.cursor_key(ts, stream, line, #line)
+end
+
+------------------------------------------------------------------- select
+
+-- A selection built from rules { {exclude=bool, kind="name"|..., pattern=} }.
+local kinds = { name = C.SELECT_NAME, id = C.SELECT_ID, label = C.SELECT_LABEL,
+                image = C.SELECT_IMAGE }
+
+function M.selection(rules)
+  local s = ffi.gc(ffi.new("selection_t"), C.selection_free)
+  for _, r in ipairs(rules) do
+    assert(C.selection_add(s, r.exclude and 1 or 0, kinds[r.kind], r.pattern) == 0)
+  end
+  return s
+end
+
+-- container: {id=, name=, image=, labels={"k=v", ...}}. Returns a boolean.
+function M.match(s, container)
+  local labels = container.labels or {}
+  local arr = ffi.new("const char *[?]", #labels + 1)
+  for i, l in ipairs(labels) do arr[i - 1] = l end
+  return C.selection_match(s, container.id, container.name, container.image,
+                           arr, #labels) == 1
+end
+
+return M

@@ -1,0 +1,247 @@
+/* pipeline_feed - runs a pipeline.lua on lines read from a file, for specs.
+ *
+ *   pipeline_feed [--lockstep] [--abort-when FILE] PIPELINE.lua INPUT
+ *
+ * INPUT has one line per record: name TAB stream TAB RFC3339Nano-time TAB
+ * text (the text is the rest of the line, any bytes but '\n'). stream is
+ * "stdout" or "stderr", with ",truncated" to flag the record truncated. A
+ * blank line ends a batch, and so does a change of container name. A line
+ * "@labels TAB name TAB key=value ..." gives a container its labels (before
+ * its first record). Containers get the id "id-<name>" and the image "img".
+ *
+ * The pipeline's records go to stdout. At the end the stats go to stderr as
+ * one line "stats batches=N records_in=N records_out=N filter_errors=N
+ * filter_timeouts=N output_errors=N maxrss_kb=N", and the tool exits 0; it
+ * exits 2 with the message when the pipeline does not load, 1 on any other
+ * failure.
+ *
+ * --lockstep waits for each batch to be processed before reading the next
+ * (so memory use shows the pipeline's own, not the queue's).
+ * --abort-when FILE submits everything, waits until FILE exists (a filter
+ * creates it), then calls pipeline_abort. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "batch.h"
+#include "config.h"
+#include "container.h"
+#include "decode.h"
+#include "pipeline.h"
+#include "timestamp.h"
+#include "uvh.h"
+
+#define MAX_CONTAINERS 64
+#define MAX_LABELS 32
+
+typedef struct feed {
+  pipeline_t *p;
+  container_t *containers[MAX_CONTAINERS];
+  size_t n_containers;
+  batch_t *batch;
+  unsigned long long submitted;
+  int lockstep;
+  int exited;
+} feed_t;
+
+static container_t *find_container(feed_t *f, const char *name, const char *const *labels,
+                                   size_t n_labels)
+{
+  char id[300];
+  container_t *c;
+  size_t i;
+
+  for (i = 0; i < f->n_containers; i++)
+    if (strcmp(f->containers[i]->name, name) == 0)
+      return f->containers[i];
+  if (f->n_containers == MAX_CONTAINERS)
+    return NULL;
+  snprintf(id, sizeof id, "id-%s", name);
+  c = container_new(id, name, "img", labels, n_labels, 0);
+  if (c != NULL)
+    f->containers[f->n_containers++] = c;
+  return c;
+}
+
+static void wait_processed(feed_t *f)
+{
+  pipeline_stats_t st;
+
+  for (;;) {
+    pipeline_stats(f->p, &st);
+    if (st.batches >= f->submitted)
+      return;
+    usleep(200);
+  }
+}
+
+static void submit(feed_t *f)
+{
+  if (f->batch == NULL)
+    return;
+  pipeline_submit(f->p, f->batch);
+  f->batch = NULL;
+  f->submitted++;
+  if (f->lockstep)
+    wait_processed(f);
+}
+
+/* "@labels TAB name TAB k=v TAB k=v ..." */
+static int labels_line(feed_t *f, char *line)
+{
+  const char *labels[MAX_LABELS];
+  size_t n = 0;
+  char *name, *save = NULL, *tok;
+
+  strtok_r(line, "\t", &save); /* "@labels" */
+  name = strtok_r(NULL, "\t", &save);
+  if (name == NULL)
+    return -1;
+  while ((tok = strtok_r(NULL, "\t", &save)) != NULL && n < MAX_LABELS)
+    labels[n++] = tok;
+  return find_container(f, name, labels, n) ? 0 : -1;
+}
+
+/* One record line. Returns 0 or -1 (malformed). */
+static int record_line(feed_t *f, char *line, size_t len)
+{
+  char *t1, *t2, *t3, *text;
+  container_t *c;
+  int64_t ts;
+  size_t used;
+  int stream;
+  unsigned flags = 0;
+
+  t1 = memchr(line, '\t', len);
+  t2 = t1 ? memchr(t1 + 1, '\t', len - (size_t)(t1 + 1 - line)) : NULL;
+  t3 = t2 ? memchr(t2 + 1, '\t', len - (size_t)(t2 + 1 - line)) : NULL;
+  if (t3 == NULL)
+    return -1;
+  *t1 = *t2 = *t3 = '\0';
+  text = t3 + 1;
+  if (strncmp(t1 + 1, "stderr", 6) == 0)
+    stream = DECODE_STDERR;
+  else if (strncmp(t1 + 1, "stdout", 6) == 0)
+    stream = DECODE_STDOUT;
+  else
+    return -1;
+  if (strstr(t1 + 1, ",truncated") != NULL)
+    flags |= DECODE_TRUNCATED;
+  if (ts_parse(t2 + 1, strlen(t2 + 1), &ts, &used) < 0 || used != strlen(t2 + 1))
+    return -1;
+  c = find_container(f, line, NULL, 0);
+  if (c == NULL)
+    return -1;
+  if (f->batch != NULL && f->batch->container != c)
+    submit(f);
+  if (f->batch == NULL && (f->batch = batch_new(c)) == NULL)
+    return -1;
+  return batch_add(f->batch, ts, stream, flags, text, len - (size_t)(text - line));
+}
+
+static int feed_file(feed_t *f, const char *path)
+{
+  FILE *in = fopen(path, "rb");
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  int rc = 0;
+  unsigned long lineno = 0;
+
+  if (in == NULL) {
+    perror(path);
+    return -1;
+  }
+  while (rc == 0 && (n = getline(&line, &cap, in)) >= 0) {
+    lineno++;
+    if (n > 0 && line[n - 1] == '\n')
+      line[--n] = '\0';
+    if (n == 0)
+      submit(f);
+    else if (strncmp(line, "@labels\t", 8) == 0)
+      rc = labels_line(f, line);
+    else
+      rc = record_line(f, line, (size_t)n);
+    if (rc < 0)
+      fprintf(stderr, "%s:%lu: malformed line\n", path, lineno);
+  }
+  submit(f);
+  free(line);
+  fclose(in);
+  return rc;
+}
+
+static void on_exit_cb(void *ud)
+{
+  feed_t *f = ud;
+
+  f->exited = 1;
+  pipeline_close(f->p);
+}
+
+int main(int argc, char **argv)
+{
+  feed_t f = { 0 };
+  config_t cfg;
+  uv_loop_t loop;
+  pipeline_stats_t st;
+  struct rusage ru;
+  const char *abort_when = NULL, *lua_dir = getenv("ENGINE_LUA_DIR");
+  char err[1024];
+  int i = 1, rc = 0;
+  size_t k;
+
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    if (strcmp(argv[i], "--lockstep") == 0)
+      f.lockstep = 1;
+    else if (strcmp(argv[i], "--abort-when") == 0 && i + 1 < argc)
+      abort_when = argv[++i];
+    else
+      break;
+  }
+  if (argc - i != 2) {
+    fprintf(stderr, "usage: pipeline_feed [--lockstep] [--abort-when FILE] PIPELINE.lua INPUT\n");
+    return 1;
+  }
+  config_defaults(&cfg);
+  f.p = pipeline_load(argv[i], lua_dir ? lua_dir : ENGINE_LUA_DIR, &cfg, err, sizeof err);
+  if (f.p == NULL) {
+    fprintf(stderr, "%s\n", err);
+    config_free(&cfg);
+    return 2;
+  }
+  uv_loop_init(&loop);
+  if (pipeline_start(f.p, &loop, on_exit_cb, &f) < 0) {
+    fprintf(stderr, "pipeline_start failed\n");
+    return 1;
+  }
+  if (feed_file(&f, argv[i + 1]) < 0)
+    rc = 1;
+  if (abort_when != NULL) {
+    while (access(abort_when, F_OK) != 0)
+      usleep(1000);
+    pipeline_abort(f.p);
+  }
+  pipeline_finish(f.p);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (!f.exited || uvh_live() != 0 || uv_loop_close(&loop) != 0) {
+    fprintf(stderr, "handles left open (exited=%d live=%ld)\n", f.exited, uvh_live());
+    rc = 1;
+  }
+  pipeline_stats(f.p, &st);
+  getrusage(RUSAGE_SELF, &ru);
+  fprintf(stderr,
+          "stats batches=%llu records_in=%llu records_out=%llu filter_errors=%llu "
+          "filter_timeouts=%llu output_errors=%llu maxrss_kb=%ld\n",
+          st.batches, st.records_in, st.records_out, st.filter_errors, st.filter_timeouts,
+          st.output_errors, ru.ru_maxrss);
+  pipeline_free(f.p);
+  for (k = 0; k < f.n_containers; k++)
+    container_unref(f.containers[k]);
+  config_free(&cfg);
+  return rc;
+}
