@@ -17,6 +17,7 @@ typedef struct inspect_req {
   struct discovery *d;
   http_req_t *req;
   char id[129];
+  int started;              /* seen in a start event: follow even if it exited */
   struct inspect_req *next, *prev;
 } inspect_req_t;
 
@@ -66,29 +67,39 @@ static void on_inspect(void *ud, const http_result_t *res) {
   }
   container_t *c = container_from_inspect(doc, err, sizeof err);
   cJSON_Delete(doc);
-  if (!c) log_warn(NULL, "cannot read container %.12s: %s", q->id, err);
-  drop_inspect(q);
-  if (!c) return;
+  if (!c) {
+    log_warn(NULL, "cannot read container %.12s: %s", q->id, err);
+    drop_inspect(q);
+    return;
+  }
   const config_t *cfg = d->core->cfg;
-  if (c->running &&
+  int started = q->started;
+  drop_inspect(q);
+  /* A container that started and already exited is still read to its end:
+   * the lines of short-lived containers are not lost. */
+  if ((c->running || started) &&
       selection_match(&cfg->select, c->id, c->name, c->image,
                       (const char *const *)c->label_pairs, c->n_labels))
     registry_attach(d->core->registry, c, cfg->since_start ? d->core->start_ns : -1);
   container_unref(c);
 }
 
-/* Inspects a container and follows it if it runs and is selected. An id
- * already followed is not inspected again. */
-static void consider(discovery_t *d, const char *id) {
+/* Inspects a container and follows it if it is selected and runs (or was
+ * started: an event). An id already followed is not inspected again. */
+static void consider(discovery_t *d, const char *id, int started) {
   static const http_handler_t handler = {NULL, NULL, on_inspect};
   if (d->stopping) return;
   reader_t *rd = registry_find(d->core->registry, id);
   if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) return;
   for (inspect_req_t *q = d->inspects; q; q = q->next)
-    if (strcmp(q->id, id) == 0) return;
+    if (strcmp(q->id, id) == 0) {
+      q->started |= started;
+      return;
+    }
   inspect_req_t *q = calloc(1, sizeof *q);
   if (!q) return;
   q->d = d;
+  q->started = started;
   snprintf(q->id, sizeof q->id, "%s", id);
   if (!(q->req = docker_inspect(d->core->docker, id, &handler, q))) {
     free(q);
@@ -121,7 +132,7 @@ static void on_list(void *ud, const http_result_t *res) {
   const cJSON *c;
   cJSON_ArrayForEach(c, doc) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "Id");
-    if (cJSON_IsString(id)) consider(d, id->valuestring);
+    if (cJSON_IsString(id)) consider(d, id->valuestring, 0);
   }
   cJSON_Delete(doc);
   if (!d->started) {
@@ -162,7 +173,7 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
     const char *a = action->valuestring;
     log_debug(NULL, "event %s %.12s", a, id->valuestring);
     if (!strcmp(a, "start") || !strcmp(a, "restart") || !strcmp(a, "unpause")) {
-      consider(d, id->valuestring);
+      consider(d, id->valuestring, 1);
     } else if (!strcmp(a, "die")) {
       reader_t *rd = registry_find(d->core->registry, id->valuestring);
       if (rd) reader_container_died(rd);

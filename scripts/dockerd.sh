@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2086 # lists of pids and ids are split on purpose
 # A private Docker daemon for the integration specs and the demo, with every
 # file it makes (data, state, socket, log) under one folder DIR.
 #
@@ -92,6 +93,7 @@ owned_pids() {
 # Prints the pids among owned_pids whose program name matches the pattern $1.
 owned_named() {
   for p in $(owned_pids); do
+    # shellcheck disable=SC2254 # $1 is a glob on purpose
     case "$(cat "/proc/$p/comm" 2>/dev/null)" in
       $1) echo "$p" ;;
     esac
@@ -200,14 +202,11 @@ kill_containers() {
 do_stop() {
   if is_up; then
     ids=$(timeout 20 "$DOCKER" -H "$(sock)" ps -aq 2>/dev/null)
-    # shellcheck disable=SC2086
     [ -n "$ids" ] && timeout 60 "$DOCKER" -H "$(sock)" rm -f $ids >/dev/null 2>&1
   fi
   pids=$(owned_named dockerd)
   if [ -n "$pids" ]; then
-    # shellcheck disable=SC2086
     kill -TERM $pids 2>/dev/null
-    # shellcheck disable=SC2086
     if ! wait_gone "$STOP_TIMEOUT" $pids; then
       echo "dockerd.sh: dockerd did not exit within ${STOP_TIMEOUT}s, killing it" >&2
       kill -KILL $pids 2>/dev/null
@@ -217,9 +216,7 @@ do_stop() {
   kill_containers
   left=$(owned_pids)
   if [ -n "$left" ]; then
-    # shellcheck disable=SC2086
     kill -KILL $left 2>/dev/null
-    # shellcheck disable=SC2086
     wait_gone 10 $left || echo "dockerd.sh: still alive after SIGKILL:$left" >&2
   fi
   # deepest first
@@ -240,9 +237,8 @@ do_stop() {
 
 do_restart_kill() {
   [ -e "$DIR/$MARK" ] || die "no daemon folder at $DIR (run start first)"
-  pids="$(owned_named dockerd) $(owned_named containerd)"
-  # shellcheck disable=SC2086
-  if [ -n "$(echo $pids)" ]; then
+  pids=$(owned_named dockerd; owned_named containerd)
+  if [ -n "$pids" ]; then
     kill -KILL $pids 2>/dev/null
     wait_gone 10 $pids || die "dockerd or containerd survived SIGKILL:$pids"
   fi
@@ -250,7 +246,6 @@ do_restart_kill() {
   # 10 s stop timeout on each of them while it restores its state.
   kill_containers
   left=$(owned_pids)
-  # shellcheck disable=SC2086
   [ -n "$left" ] && { kill -KILL $left 2>/dev/null; wait_gone 10 $left; }
   do_start
 }

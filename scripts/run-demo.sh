@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2317 # stop_engine and cleanup run from traps
 # What `make run` runs after the build: the engine on examples/pipeline.lua.
 #
 # If a Docker daemon answers at $DOCKER_HOST (else /var/run/docker.sock), the
