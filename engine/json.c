@@ -313,7 +313,7 @@ static int json_collect_keys(lua_State *L, int idx, json_keys_t *keys,
       k->s = NULL;
     }
   }
-  qsort(keys->v, keys->n, sizeof *keys->v, json_key_cmp);
+  if (keys->n > 1) qsort(keys->v, keys->n, sizeof *keys->v, json_key_cmp);
   return 0;
 }
 
