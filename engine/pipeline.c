@@ -227,6 +227,11 @@ static int pipeline_no_exit(lua_State *L)
   return luaL_error(L, "os.exit is not available to pipelines");
 }
 
+static int pipeline_no_jit(lua_State *L)
+{
+  return luaL_error(L, "jit.on is not available to pipelines (the runaway guard needs the JIT off)");
+}
+
 /* print() writes to the engine's log (stderr), not among the records on
  * stdout. */
 static int pipeline_print(lua_State *L)
@@ -250,8 +255,9 @@ static int pipeline_print(lua_State *L)
   return 0;
 }
 
-/* Protected: opens the libraries, sets package.path to the pipeline's folder
- * and the engine's Lua folder, and replaces os.exit and print.
+/* Protected: opens the libraries, turns the JIT compiler off, sets
+ * package.path to the pipeline's folder and the engine's Lua folder, and
+ * replaces os.exit, jit.on and print.
  * Arguments: the pipeline's path, the engine's Lua folder. */
 static int setup_state(lua_State *L)
 {
@@ -260,6 +266,8 @@ static int setup_state(lua_State *L)
   const char *slash = strrchr(path, '/');
 
   luaL_openlibs(L);
+  /* after the libraries: opening the jit library turns the compiler on */
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   lua_getglobal(L, "package");
   if (slash == NULL)
     lua_pushliteral(L, ".");
@@ -274,6 +282,9 @@ static int setup_state(lua_State *L)
   lua_getglobal(L, "os");
   lua_pushcfunction(L, pipeline_no_exit);
   lua_setfield(L, -2, "exit");
+  lua_getglobal(L, "jit");
+  lua_pushcfunction(L, pipeline_no_jit);
+  lua_setfield(L, -2, "on");
   lua_pushcfunction(L, pipeline_print);
   lua_setglobal(L, "print");
   return 0;
@@ -482,7 +493,6 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
     snprintf(p->err, sizeof p->err, "cannot create a Lua state: out of memory");
     goto err;
   }
-  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   lua_pushlightuserdata(L, p);
   lua_pushcclosure(L, traceback_handler, 1);
   p->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -11,9 +11,9 @@
  *
  * The pipeline's records go to stdout. At the end the stats go to stderr as
  * one line "stats batches=N records_in=N records_out=N filter_errors=N
- * filter_timeouts=N output_errors=N maxrss_kb=N", and the tool exits 0; it
- * exits 2 with the message when the pipeline does not load, 1 on any other
- * failure.
+ * filter_timeouts=N output_errors=N maxrss_kb=N" (maxrss_kb: the peak
+ * resident set), and the tool exits 0; it exits 2 with the message when the
+ * pipeline does not load, 1 on any other failure.
  *
  * --lockstep waits for each batch to be processed before reading the next
  * (so memory use shows the pipeline's own, not the queue's).
@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -175,6 +174,23 @@ static int feed_file(feed_t *f, const char *path)
   return rc;
 }
 
+/* The process's peak resident set in KiB (VmHWM: unlike ru_maxrss it does
+ * not carry over the forking parent's peak), or -1. */
+static long peak_rss_kb(void)
+{
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb;
+}
+
 static void on_exit_cb(void *ud)
 {
   feed_t *f = ud;
@@ -189,7 +205,6 @@ int main(int argc, char **argv)
   config_t cfg;
   uv_loop_t loop;
   pipeline_stats_t st;
-  struct rusage ru;
   const char *abort_when = NULL, *lua_dir = getenv("ENGINE_LUA_DIR");
   char err[1024];
   int i = 1, rc = 0;
@@ -233,12 +248,11 @@ int main(int argc, char **argv)
     rc = 1;
   }
   pipeline_stats(f.p, &st);
-  getrusage(RUSAGE_SELF, &ru);
   fprintf(stderr,
           "stats batches=%llu records_in=%llu records_out=%llu filter_errors=%llu "
           "filter_timeouts=%llu output_errors=%llu maxrss_kb=%ld\n",
           st.batches, st.records_in, st.records_out, st.filter_errors, st.filter_timeouts,
-          st.output_errors, ru.ru_maxrss);
+          st.output_errors, peak_rss_kb());
   pipeline_free(f.p);
   for (k = 0; k < f.n_containers; k++)
     container_unref(f.containers[k]);
