@@ -22,6 +22,7 @@ void config_defaults(config_t *c)
   c->backoff_initial = 0.5;
   c->backoff_max = 30;
   c->resume_margin = 1.0;
+  c->stats_interval = 0;
   c->line_max = DECODE_LINE_MAX_DEFAULT;
   c->frame_max = DECODE_FRAME_MAX_DEFAULT;
   c->log_level = -1;

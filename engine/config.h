@@ -26,6 +26,7 @@ typedef struct config {
   double resume_margin;     /* 1.0 */
   size_t line_max;          /* 1 MiB */
   size_t frame_max;         /* 1 MiB */
+  double stats_interval;    /* 0: off; else log a stats line this often */
   int log_level;            /* -1: not set by the pipeline */
 } config_t;
 

@@ -17,6 +17,7 @@
 #include "discovery.h"
 #include "engine.h"
 #include "log.h"
+#include "reader.h"
 #include "registry.h"
 #include "timestamp.h"
 #include "uvh.h"
@@ -34,6 +35,7 @@ struct engine {
   uv_async_t wake;          /* engine_stop from any thread */
   uv_signal_t sigint, sigterm;
   uv_timer_t stop_timer;
+  uv_timer_t stats_timer;   /* the periodic stats line */
   int handle_signals;
   int running;              /* the loop and wake handle exist */
   atomic_int stop_requested;
@@ -82,6 +84,7 @@ static void handle_closed(uv_handle_t *h) { uvh_closed(h); }
 static void close_own_handles(engine_t *e) {
   uvh_close((uv_handle_t *)&e->wake, handle_closed);
   uvh_close((uv_handle_t *)&e->stop_timer, handle_closed);
+  uvh_close((uv_handle_t *)&e->stats_timer, handle_closed);
   if (e->handle_signals) {
     uvh_close((uv_handle_t *)&e->sigint, handle_closed);
     uvh_close((uv_handle_t *)&e->sigterm, handle_closed);
@@ -147,6 +150,7 @@ static void begin_stop(engine_t *e, const char *why) {
   e->stopping = 1;
   e->core.stopping = 1;
   log_info(NULL, "stopping (%s)", why);
+  uv_timer_stop(&e->stats_timer);
   uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 800), 0);
   if (e->discovery) {
     e->events_reconnects = discovery_reconnects(e->discovery);
@@ -181,6 +185,28 @@ static void on_ready(void *ud, const char *error) {
   log_error(NULL, "%s", error);
   fail(e, error);
   begin_stop(e, "the Docker daemon cannot be used");
+}
+
+/* --- the stats line ----------------------------------------------------- */
+
+static void on_stats(uv_timer_t *t) {
+  engine_t *e = t->data;
+  engine_stats_t s;
+  registry_stats_t r;
+  snapshot(e, &s);
+  registry_stats(e->core.registry, &r);
+  log_info(NULL,
+           "stats: readers live %llu (connecting %llu, streaming %llu, draining %llu, "
+           "backoff %llu), started %llu, stopped %llu, cycled %llu; records in %llu, out %llu; "
+           "filter errors %llu, timeouts %llu; events reconnects %lu; handles %ld",
+           (unsigned long long)s.readers_live, (unsigned long long)r.by_state[READER_CONNECTING],
+           (unsigned long long)r.by_state[READER_STREAMING],
+           (unsigned long long)r.by_state[READER_DRAINING],
+           (unsigned long long)r.by_state[READER_BACKOFF], (unsigned long long)s.readers_started,
+           (unsigned long long)s.readers_stopped, (unsigned long long)s.readers_cycled,
+           (unsigned long long)s.records_in, (unsigned long long)s.records_out,
+           (unsigned long long)s.filter_errors, (unsigned long long)s.filter_timeouts,
+           s.events_reconnects, s.handles_open);
 }
 
 /* --- run ---------------------------------------------------------------- */
@@ -226,6 +252,12 @@ int engine_run(engine_t *e, int handle_signals) {
   init_handle((uv_handle_t *)&e->wake, e);
   uv_timer_init(&e->loop, &e->stop_timer);
   init_handle((uv_handle_t *)&e->stop_timer, e);
+  uv_timer_init(&e->loop, &e->stats_timer);
+  init_handle((uv_handle_t *)&e->stats_timer, e);
+  if (e->cfg.stats_interval > 0) {
+    uint64_t every = (uint64_t)(e->cfg.stats_interval * 1000);
+    uv_timer_start(&e->stats_timer, on_stats, every, every);
+  }
   e->handle_signals = handle_signals;
   if (handle_signals) {
     uv_signal_init(&e->loop, &e->sigint);

@@ -432,6 +432,7 @@ static int copy_config(lua_State *L)
   opt_number(L, 4, "backoff_initial", &cfg->backoff_initial);
   opt_number(L, 4, "backoff_max", &cfg->backoff_max);
   opt_number(L, 4, "resume_margin", &cfg->resume_margin);
+  opt_number(L, 4, "stats_interval", &cfg->stats_interval);
   opt_size(L, 4, "line_max", &cfg->line_max);
   opt_size(L, 4, "frame_max", &cfg->frame_max);
   lua_getfield(L, 4, "log_level");

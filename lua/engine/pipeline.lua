@@ -282,6 +282,7 @@ local ENGINE_KEYS = {
   cycle = "positive", stop_timeout = "positive", filter_timeout = "nonnegative",
   reconcile_interval = "positive", backoff_initial = "positive", backoff_max = "positive",
   resume_margin = "positive", line_max = "size", frame_max = "size", log_level = "level",
+  stats_interval = "nonnegative",
 }
 
 function Check:engine(v)
