@@ -8,6 +8,7 @@
  * at 80% of stop_timeout the running filter is aborted (its batch and the
  * queued ones still reach the outputs unfiltered), at 100% the engine gives
  * up and engine_run returns -1. */
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,7 +38,8 @@ struct engine {
   uv_timer_t stop_timer;
   uv_timer_t stats_timer;   /* the periodic stats line */
   int handle_signals;
-  int running;              /* the loop and wake handle exist */
+  atomic_int running;       /* the wake handle may be used by engine_stop */
+  atomic_int senders;       /* engine_stop calls inside uv_async_send */
   atomic_int stop_requested;
   int stopping;
   int aborted;              /* the pipeline was told to abort */
@@ -56,6 +58,8 @@ engine_t *engine_new(void) {
   if (!e) return NULL;
   config_defaults(&e->cfg);
   atomic_init(&e->stop_requested, 0);
+  atomic_init(&e->running, 0);
+  atomic_init(&e->senders, 0);
   return e;
 }
 
@@ -82,6 +86,10 @@ static void fail(engine_t *e, const char *msg) {
 static void handle_closed(uv_handle_t *h) { uvh_closed(h); }
 
 static void close_own_handles(engine_t *e) {
+  /* No engine_stop may be inside uv_async_send when the handle closes. A
+   * spin, not a mutex: engine_stop runs in signal handlers too. */
+  atomic_store(&e->running, 0);
+  while (atomic_load(&e->senders) > 0) sched_yield();
   uvh_close((uv_handle_t *)&e->wake, handle_closed);
   uvh_close((uv_handle_t *)&e->stop_timer, handle_closed);
   uvh_close((uv_handle_t *)&e->stats_timer, handle_closed);
@@ -176,7 +184,9 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 void engine_stop(engine_t *e) {
   if (atomic_exchange(&e->stop_requested, 1)) return;
-  if (e->running) uv_async_send(&e->wake);
+  atomic_fetch_add(&e->senders, 1);
+  if (atomic_load(&e->running)) uv_async_send(&e->wake);
+  atomic_fetch_sub(&e->senders, 1);
 }
 
 static void on_ready(void *ud, const char *error) {
@@ -267,7 +277,7 @@ int engine_run(engine_t *e, int handle_signals) {
     init_handle((uv_handle_t *)&e->sigterm, e);
     uv_signal_start(&e->sigterm, on_signal, SIGTERM);
   }
-  e->running = 1;
+  atomic_store(&e->running, 1); /* engine_stop may use the wake handle from now on */
   if (pipeline_start(e->pipeline, &e->loop, on_pipeline_exit, e) != 0) {
     fail(e, "cannot start the pipeline thread");
     begin_stop(e, "start failed");
@@ -281,8 +291,10 @@ int engine_run(engine_t *e, int handle_signals) {
   }
   if (atomic_load(&e->stop_requested)) begin_stop(e, "requested");
   uv_run(&e->loop, UV_RUN_DEFAULT);
-  e->running = 0;
-  if (!e->pipeline_exited) return -1; /* gave up: the loop cannot be closed */
+  if (!e->pipeline_exited) { /* gave up: the loop cannot be closed */
+    snapshot(e, &e->final);
+    return -1;
+  }
   if (uv_loop_close(&e->loop) != 0) {
     uv_walk(&e->loop, log_leftover, NULL);
     fail(e, "libuv handles were left open at stop");
@@ -326,7 +338,7 @@ static void snapshot(engine_t *e, engine_stats_t *out) {
 }
 
 void engine_stats(engine_t *e, engine_stats_t *out) {
-  if (e->running) snapshot(e, out);
+  if (e->core.loop && !e->pipeline_exited) snapshot(e, out);
   else {
     *out = e->final;
     out->handles_open = uvh_live();
@@ -335,7 +347,7 @@ void engine_stats(engine_t *e, engine_stats_t *out) {
 
 void engine_free(engine_t *e) {
   if (!e) return;
-  if (e->running || (e->pipeline && !e->pipeline_exited && e->core.loop)) return; /* stuck */
+  if (e->pipeline && !e->pipeline_exited && e->core.loop) return; /* running, or stuck */
   registry_free(e->core.registry);
   pipeline_free(e->pipeline);
   config_free(&e->cfg);

@@ -179,6 +179,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
     r->errors++;
     log_warn(r->c->name, "its log driver cannot be read through the API (%s); not following it",
              why);
+    registry_unreadable(r->core->registry, r->c->id);
     finish(r, "log driver cannot be read");
   } else {
     char msg[400];

@@ -15,6 +15,7 @@ typedef struct entry {
   int64_t reattach_since;
   container_t *reattach_c;
   int forget;              /* forget the entry once its reader is gone */
+  int unreadable;          /* its log driver cannot be read: never attach */
   struct entry *next;      /* bucket chain */
 } entry_t;
 
@@ -75,6 +76,7 @@ int registry_attach(registry_t *r, container_t *c, int64_t since_ns) {
     r->buckets[b] = e;
   }
   e->forget = 0;
+  if (e->unreadable) return 0;
   if (e->reader) {
     reader_state_t s = reader_state(e->reader);
     if (s == READER_STOPPING || s == READER_CLOSED) { /* finishing: start again after */
@@ -138,6 +140,11 @@ void registry_state_changed(registry_t *r, reader_t *rd, int from, int to) {
 }
 
 void registry_cycled(registry_t *r) { r->stats.cycled++; }
+
+void registry_unreadable(registry_t *r, const char *id) {
+  entry_t *e = find_entry(r, id);
+  if (e) e->unreadable = 1;
+}
 
 void registry_reader_closed(registry_t *r, reader_t *rd) {
   entry_t *e = find_entry(r, reader_container(rd)->id);

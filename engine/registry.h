@@ -50,6 +50,10 @@ void registry_stats(const registry_t *r, registry_stats_t *out);
 /* Called by readers only: a reader moved from one state to another. */
 void registry_state_changed(registry_t *r, struct reader *rd, int from, int to);
 
+/* Called by readers only: the container's logs cannot be read through the
+ * API (HTTP 501); it is not attached again until it is removed. */
+void registry_unreadable(registry_t *r, const char *id);
+
 /* Called by readers only: a reader cycled its stream. */
 void registry_cycled(registry_t *r);
 

@@ -6,7 +6,8 @@
  * stop-before-run: engine_stop, then engine_run, which must return at once.
  * stop-from-thread: engine_run on this thread; another thread sleeps MS ms
  * and calls engine_stop twice (the second must change nothing).
- * Prints one JSON line: the return code, the reader counts, open libuv
+ * Prints one line "result: {JSON}" on stderr (stdout carries the records):
+ * the return code, the reader counts, open libuv
  * handles and the milliseconds from the first engine_stop to the return of
  * engine_run. Exit 0 when run returned 0, else 1; 2 on bad arguments. */
 #include <pthread.h>
@@ -68,7 +69,7 @@ int main(int argc, char **argv) {
   double ms = -since_ms(&end) + since_ms(&stopped_at);
   engine_stats_t s;
   engine_stats(engine, &s);
-  printf("{\"rc\":%d,\"live\":%llu,\"started\":%llu,\"stopped\":%llu,\"cycled\":%llu,"
+  fprintf(stderr, "result: {\"rc\":%d,\"live\":%llu,\"started\":%llu,\"stopped\":%llu,\"cycled\":%llu,"
          "\"handles\":%ld,\"stop_ms\":%.1f,\"records\":%llu}\n",
          rc, (unsigned long long)s.readers_live, (unsigned long long)s.readers_started,
          (unsigned long long)s.readers_stopped, (unsigned long long)s.readers_cycled,
