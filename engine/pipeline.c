@@ -59,6 +59,7 @@ typedef struct pipeline_counters {
 } pipeline_counters_t;
 
 struct pipeline {
+  int loading;              /* running the file's top level */
   lua_State *L;
   int handler_ref; /* traceback_handler closure */
   int run_ref;     /* run_batch */
@@ -120,7 +121,8 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
   if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
     snprintf(msg, sizeof msg, "filter aborted: engine stopping");
   else if (p->guard.on && p->guard.deadline != 0 && now_coarse() >= p->guard.deadline)
-    snprintf(msg, sizeof msg, "filter timed out after %g s", p->filter_timeout);
+    snprintf(msg, sizeof msg, p->loading ? "still running after %g s while loading"
+                                         : "filter timed out after %g s", p->filter_timeout);
   else
     return;
   p->guard.tripped = 1;
@@ -128,6 +130,8 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
     p->escalated = 1;
     lua_sethook(L, guard_hook, LUA_MASKCOUNT, 1);
   }
+  if (ar && lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+    luaL_error(L, "%s:%d: %s", ar->short_src, ar->currentline, msg);
   luaL_error(L, "%s", msg);
 }
 
@@ -450,6 +454,8 @@ static int run_batch(lua_State *L);
 
 /* Runs the file and validates what it returns; leaves the normal form on
  * the stack. Returns 0, or -1 with the message in p->err. */
+#define PIPELINE_LOAD_TIMEOUT 10.0 /* seconds the top level of pipeline.lua may run */
+
 static int load_file(pipeline_t *p, const char *path)
 {
   lua_State *L = p->L;
@@ -459,7 +465,13 @@ static int load_file(pipeline_t *p, const char *path)
     lua_pop(L, 1);
     return -1;
   }
-  if (lua_call_protected(p, 0, 1, path, NULL, 0) != CALL_OK)
+  /* The file's top level runs under the runaway guard too, with a fixed
+   * bound, so a loop there fails `engine check` instead of hanging it. */
+  p->filter_timeout = PIPELINE_LOAD_TIMEOUT;
+  p->loading = 1;
+  int rc = lua_call_protected(p, 0, 1, path, NULL, 1);
+  p->loading = 0;
+  if (rc != CALL_OK)
     return -1;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "engine.pipeline");

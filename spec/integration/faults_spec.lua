@@ -154,6 +154,28 @@ describe("stop #tsan #sanitize", function()
     assert.matches("readers live 0, started 3, stopped 3", e:stderr_text(), 1, true)
   end)
 
+  it("interrupts a filter that never returns, and still stops within its bound", function()
+    srv = fake.start { "--containers", "2", "--rate", "100", "--lines", "20" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  filters = { { name = "spin", process = function(batch)
+    local x = 0
+    while true do x = x + 1 end
+  end } },
+  engine = { filter_timeout = 100, stop_timeout = 2 },
+}]], srv.host) }
+    proc.wait_for(function() return e:stderr_text():find("following container", 1, true) end, 20, "readers")
+    proc.sleep(1)
+    local t0 = proc.now()
+    assert.equal(0, e:stop("TERM", 10))
+    local took = proc.now() - t0
+    assert.is_true(took < 2 + 1, string.format("stop took %.2f s", took))
+    assert.matches("filter aborted: engine stopping", e:stderr_text(), 1, true)
+    assert.is_true(#e:json_records() > 0, "the batches reached the output unfiltered")
+  end)
+
   local function api(srv_host, ...)
     local dir = select(2, proc.sh("mktemp -d /tmp/api.XXXXXX")):gsub("%s+$", "")
     local f = assert(io.open(dir .. "/p.lua", "w"))
