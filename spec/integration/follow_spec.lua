@@ -195,6 +195,47 @@ describe("engine run #sanitize", function()
   end)
 end)
 
+describe("container selection", function()
+  local prefix, e
+  before_each(function() prefix = dockerenv.unique("sel") end)
+  after_each(function()
+    if e then e:cleanup() end
+    e = nil
+    env:cleanup(prefix)
+  end)
+
+  it("follows containers by label, and leaves out excluded names and unlabelled ones", function()
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  select = {
+    include = { label = { "team=%s" } },
+    exclude = { name = { "%s-skip*" } },
+  },
+  batch = { flush_interval = 0.1 },
+}]], env.host, prefix, prefix) }
+    wait_log(e, "connected to the Docker daemon")
+    env:run { name = prefix .. "-lab", labels = { team = prefix }, cmd = "echo by-label" }
+    env:run { name = prefix .. "-skip", labels = { team = prefix }, cmd = "echo skipped" }
+    env:run { name = prefix .. "-none", cmd = "echo unlabelled" }
+    env:run { name = prefix .. "-lab2", labels = { team = prefix }, cmd = "echo by-label" }
+    e:wait_records(function(recs) return count_for(prefix .. "-lab2")(recs) >= 1 end, 30)
+    env:wait_exit(prefix .. "-skip")
+    env:wait_exit(prefix .. "-none")
+    assert.equal(0, e:stop())
+    local recs = e:json_records()
+    assert.equal(0, count_for(prefix .. "-skip")(recs))
+    assert.equal(0, count_for(prefix .. "-none")(recs))
+    assert.equal(1, count_for(prefix .. "-lab")(recs))
+    for _, r in ipairs(recs) do
+      if r.name == prefix .. "-lab" then
+        assert.equal("by-label", r.line)
+        assert.equal(prefix, r.labels.team)
+      end
+    end
+  end)
+end)
+
 describe("engine run with bad input", function()
   it("exits 2 with the file and line of a syntax error in pipeline.lua", function()
     local code, _, err = engine.run_once { command = "run", pipeline = "return {\n  filters = {\n    function(b) return b end end,\n}\n" }

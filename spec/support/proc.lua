@@ -111,6 +111,9 @@ function M.spawn(opts)
     unistd.dup2(nul, 0)
     unistd.dup2(out, 1)
     unistd.dup2(err, 2)
+    -- LD_PRELOAD only serves the spec runner (a sanitizer runtime under
+    -- luajit); children are built with their own, or need none.
+    stdlib.setenv("LD_PRELOAD", nil)
     for k, v in pairs(opts.env or {}) do
       if v == false then stdlib.setenv(k, nil) else stdlib.setenv(k, tostring(v)) end
     end
@@ -257,7 +260,7 @@ local MARK = "__proc_sh_status="
 -- seconds (default 60; then it is killed and the status is 124 or 137).
 -- Returns ok (status == 0), the output, and the exit status.
 function M.sh(cmd, timeout_s)
-  local full = string.format("timeout -k 5 %g sh -c %s </dev/null 2>&1; printf '\\n%s%%d' $?",
+  local full = string.format("LD_PRELOAD= timeout -k 5 %g sh -c %s </dev/null 2>&1; printf '\\n%s%%d' $?",
                              timeout_s or 60, M.quote(cmd), MARK)
   local f = assert(io.popen(full, "r"))
   local out = f:read("*a")

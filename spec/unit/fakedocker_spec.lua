@@ -409,7 +409,7 @@ describe("fakedocker", function()
 
   it("exits 0 on SIGTERM, even with a follow stream open", function()
     srv = start { "--rate", "100" }
-    local f = io.popen(proc.join { "curl", "-sN", "--max-time", "20", "--unix-socket", srv.sock,
+    local f = io.popen("LD_PRELOAD= " .. proc.join { "curl", "-sN", "--max-time", "20", "--unix-socket", srv.sock,
                                    "http://localhost" .. LOGS .. "&follow=1" } .. " 2>/dev/null")
     proc.wait_for(function()
       return srv.p:signal("USR1") and proc.read(srv.out):find('"connections":1', 1, true)
