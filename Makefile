@@ -91,3 +91,6 @@ install: build
 
 clean:
 	rm -rf build
+
+# Further targets (fuzzing, lint, cross builds, benchmarks), one file each.
+-include $(sort $(wildcard mk/*.mk))

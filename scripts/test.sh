@@ -9,6 +9,10 @@
 #               specs with the ThreadSanitizer engine; stops the daemon at
 #               the end, also when a spec fails.
 #
+#  extra        every scripts/test.d/*.sh in turn (lint, short fuzz runs,
+#               cross-architecture runs, ...): each counts as one passed or
+#               failed check by its exit status
+#
 # Ends with one line "N passed, N failed" over every run.
 set -u
 cd "$(dirname "$0")/.."
@@ -74,11 +78,22 @@ integration() {
   trap - EXIT INT TERM
 }
 
+extra() {
+  for t in scripts/test.d/*.sh; do
+    [ -e "$t" ] || continue
+    echo "== $t"
+    if sh "$t"; then passed=$((passed + 1)); else
+      echo "!! $t failed"; failed=$((failed + 1)); status=1
+    fi
+  done
+}
+
 case "$what" in
   unit) unit ;;
   integration) integration ;;
-  all) unit; integration ;;
-  *) echo "usage: scripts/test.sh [unit|integration|all]" >&2; exit 2 ;;
+  extra) extra ;;
+  all) unit; integration; extra ;;
+  *) echo "usage: scripts/test.sh [unit|integration|extra|all]" >&2; exit 2 ;;
 esac
 rm -rf "$log"
 echo "$passed passed, $failed failed"
