@@ -4,10 +4,17 @@
 # touched at all when nothing is missing.
 #   scripts/deps.sh          build + test dependencies
 #   scripts/deps.sh build    only what `make` needs
+# Further groups of test packages live in scripts/deps.d/*.list (one
+# package name per line, # comments), one file per concern.
 set -eu
+cd "$(dirname "$0")/.."
 
 build="build-essential pkg-config libluajit-5.1-dev luajit libcurl4-openssl-dev libcjson-dev libuv1-dev"
 test="lua-busted lua-posix lua-cjson docker.io busybox-static curl"
+for f in scripts/deps.d/*.list; do
+  [ -e "$f" ] || continue
+  test="$test $(sed 's/#.*//' "$f" | tr '\n' ' ')"
+done
 
 case "${1:-all}" in
   build) want="$build" ;;
