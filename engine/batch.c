@@ -7,6 +7,7 @@ batch_t *batch_new(container_t *c) {
   batch_t *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   b->container = container_ref(c);
+  b->floor_ts = INT64_MAX;
   return b;
 }
 

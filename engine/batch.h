@@ -17,6 +17,7 @@ typedef struct batch_rec {
   uint32_t len;
   uint8_t stream;  /* DECODE_STDOUT or DECODE_STDERR */
   uint8_t flags;   /* DECODE_* flags */
+  uint64_t hash;   /* the line's cursor key hash (0 when not from a reader) */
 } batch_rec_t;
 
 typedef struct batch {
@@ -26,6 +27,8 @@ typedef struct batch {
   size_t n, cap;
   char *bytes;
   size_t used, bytes_cap;
+  int64_t floor_ts;        /* oldest line still being assembled when the batch
+                              was cut (INT64_MAX: none); a resume starts there */
 } batch_t;
 
 /* Returns an empty batch holding a new reference to c, or NULL when out of

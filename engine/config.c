@@ -23,6 +23,10 @@ void config_defaults(config_t *c)
   c->backoff_max = 30;
   c->resume_margin = 1.0;
   c->stats_interval = 0;
+  c->state_dir = strdup(ENGINE_STATE_DIR_DEFAULT); /* NULL (no memory): in memory only */
+  c->checkpoint_interval = 1.0;
+  c->fsync = 0;
+  c->max_buffered = 64u * 1024 * 1024;
   c->line_max = DECODE_LINE_MAX_DEFAULT;
   c->frame_max = DECODE_FRAME_MAX_DEFAULT;
   c->log_level = -1;
@@ -33,6 +37,7 @@ void config_defaults(config_t *c)
 void config_free(config_t *c)
 {
   free(c->docker_host);
+  free(c->state_dir);
   c->docker_host = NULL;
   selection_free(&c->select);
   memset(&c->select, 0, sizeof c->select);

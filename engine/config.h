@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include "select.h"
 
+#define ENGINE_STATE_DIR_DEFAULT "/var/lib/engine"
+
 typedef struct config {
   char *docker_host;        /* NULL: $DOCKER_HOST, else unix:///var/run/docker.sock */
   selection_t select;
@@ -26,6 +28,11 @@ typedef struct config {
   double resume_margin;     /* 1.0 */
   size_t line_max;          /* 1 MiB */
   size_t frame_max;         /* 1 MiB */
+  char *state_dir;          /* ENGINE_STATE_DIR_DEFAULT: cursors saved here;
+                               NULL: in memory only */
+  double checkpoint_interval;/* 1: seconds between saves */
+  int fsync;                /* 0: fsync each save */
+  size_t max_buffered;      /* 64 MiB: bytes in flight before readers pause */
   double stats_interval;    /* 0: off; else log a stats line this often */
   int log_level;            /* -1: not set by the pipeline */
 } config_t;

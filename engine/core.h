@@ -13,6 +13,8 @@
 #include "pipeline.h"
 
 struct registry;
+struct inflight;
+struct checkpoint;
 
 typedef struct core {
   uv_loop_t *loop;
@@ -20,6 +22,8 @@ typedef struct core {
   docker_t *docker;
   pipeline_t *pipeline;
   struct registry *registry;
+  struct inflight *inflight;     /* batches between readers and acknowledgement */
+  struct checkpoint *checkpoint; /* NULL: cursors are not saved */
   int64_t start_ns;   /* wall clock at engine start */
   int stopping;       /* set once stop has begun: nothing new may start */
 } core_t;

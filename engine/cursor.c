@@ -280,3 +280,42 @@ size_t cursor_window(const cursor_t *c)
 {
   return c->count;
 }
+
+void cursor_get_state(const cursor_t *c, cursor_state_t *s)
+{
+  s->any = c->any;
+  s->newest = c->newest;
+  s->floor = c->floor;
+  s->evicted = c->evicted;
+  s->evicted_max = c->evicted_max;
+  s->n_keys = c->count;
+}
+
+size_t cursor_keys(const cursor_t *c, cursor_key_t *out, size_t max)
+{
+  size_t n = c->count < max ? c->count : max;
+  for (size_t i = 0; i < n; i++)
+    out[i] = c->ring[(c->head + i) % c->ring_cap];
+  return n;
+}
+
+cursor_t *cursor_restore(int64_t margin_ns, size_t max_keys, const cursor_state_t *s,
+                         const cursor_key_t *keys, size_t n)
+{
+  cursor_t *c = cursor_new(margin_ns, max_keys);
+  if (!c)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (cursor_deliver(c, &keys[i], INT64_MAX) != 0) {
+      cursor_free(c);
+      return NULL;
+    }
+  /* The saved state wins over what the replayed deliveries derived. */
+  c->any = s->any || n > 0;
+  c->newest = s->newest;
+  c->floor = s->floor;
+  if (s->evicted && (!c->evicted || s->evicted_max > c->evicted_max))
+    c->evicted_max = s->evicted_max;
+  c->evicted |= s->evicted;
+  return c;
+}

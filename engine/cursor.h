@@ -65,4 +65,26 @@ int64_t cursor_newest(const cursor_t *c);
 /* Number of keys in the window (for tests and metrics). */
 size_t cursor_window(const cursor_t *c);
 
+/* What a saved cursor holds besides its keys (checkpoint.h writes it). */
+typedef struct cursor_state {
+  int any;              /* something was delivered */
+  int64_t newest;       /* newest delivered ts */
+  int64_t floor;        /* floor_ts of the last delivery */
+  int evicted;          /* a key has left the window */
+  int64_t evicted_max;  /* newest ts of a key that left the window */
+  size_t n_keys;        /* keys in the window, repeats included */
+} cursor_state_t;
+
+/* Fills s. Can't fail. */
+void cursor_get_state(const cursor_t *c, cursor_state_t *s);
+
+/* Copies up to max keys of the window, in delivery order (a key delivered
+ * twice appears twice). Returns how many. */
+size_t cursor_keys(const cursor_t *c, cursor_key_t *out, size_t max);
+
+/* Builds a cursor from a saved state and its keys (as cursor_keys gave
+ * them). Returns NULL when out of memory. */
+cursor_t *cursor_restore(int64_t margin_ns, size_t max_keys, const cursor_state_t *s,
+                         const cursor_key_t *keys, size_t n);
+
 #endif

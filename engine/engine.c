@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "checkpoint.h"
 #include "discovery.h"
+#include "inflight.h"
 #include "engine.h"
 #include "log.h"
 #include "reader.h"
@@ -76,9 +78,22 @@ int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, s
 
 const char *engine_error(const engine_t *e) { return e->error; }
 
+int engine_set_state_dir(engine_t *e, const char *dir) {
+  char *copy = dir && *dir ? strdup(dir) : NULL;
+  if (dir && *dir && !copy) return -1;
+  free(e->cfg.state_dir);
+  e->cfg.state_dir = copy;
+  return 0;
+}
+
 static void fail(engine_t *e, const char *msg) {
   if (!e->failed) snprintf(e->error, sizeof e->error, "%s", msg);
   e->failed = 1;
+}
+
+static void on_resume(void *ud) {
+  engine_t *e = ud;
+  registry_resume_paused(e->core.registry);
 }
 
 /* --- stop sequence ------------------------------------------------------ */
@@ -107,13 +122,25 @@ static void docker_closed(void *ud) {
   close_own_handles(e);
 }
 
+static void checkpoint_closed(void *ud) {
+  engine_t *e = ud;
+  docker_close(e->core.docker, docker_closed, e);
+}
+
+static void inflight_closed(void *ud) {
+  engine_t *e = ud;
+  e->core.inflight = NULL;
+  if (e->core.checkpoint) checkpoint_close(e->core.checkpoint, checkpoint_closed, e);
+  else checkpoint_closed(e);
+}
+
 static void on_pipeline_exit(void *ud) {
   engine_t *e = ud;
   e->pipeline_exited = 1;
+  if (e->pipeline_started) pipeline_close(e->pipeline); /* joins: no batch comes back now */
   snapshot(e, &e->final);
-  if (e->pipeline_started) pipeline_close(e->pipeline);
   uv_timer_stop(&e->stop_timer);
-  docker_close(e->core.docker, docker_closed, e);
+  inflight_close(e->core.inflight, inflight_closed, e);
 }
 
 static void maybe_finish_pipeline(engine_t *e) {
@@ -258,6 +285,15 @@ int engine_run(engine_t *e, int handle_signals) {
     uv_loop_close(&e->loop);
     return -1;
   }
+  if (e->cfg.state_dir) {
+    e->core.checkpoint = checkpoint_open(&e->loop, e->cfg.state_dir, e->cfg.checkpoint_interval,
+                                         e->cfg.fsync, (int64_t)(e->cfg.resume_margin * 1e9),
+                                         err, sizeof err);
+    if (!e->core.checkpoint)
+      log_warn(NULL, "%s; cursors are kept in memory only (a restart reads history again)", err);
+  }
+  e->core.inflight = inflight_new(&e->core, e->cfg.max_buffered, on_resume, e);
+  pipeline_set_done(e->pipeline, inflight_done, e->core.inflight);
   uv_async_init(&e->loop, &e->wake, on_wake);
   init_handle((uv_handle_t *)&e->wake, e);
   uv_timer_init(&e->loop, &e->stop_timer);
@@ -302,6 +338,14 @@ int engine_run(engine_t *e, int handle_signals) {
   }
   registry_free(e->core.registry);
   e->core.registry = NULL;
+  if (e->core.checkpoint) {
+    if (checkpoint_save_now(e->core.checkpoint, err, sizeof err) != 0) {
+      log_error(NULL, "%s", err);
+      fail(e, err);
+    }
+    checkpoint_free(e->core.checkpoint);
+    e->core.checkpoint = NULL;
+  }
   engine_stats_t *s = &e->final;
   log_info(NULL,
            "stopped: readers live %llu, started %llu, stopped %llu, cycled %llu; "

@@ -41,6 +41,11 @@ engine_t *engine_new(void);
 int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err,
                 size_t errlen);
 
+/* Overrides the pipeline's state directory (where cursors are saved) after
+ * engine_load; NULL or "" keeps cursors in memory only. Returns 0, or -1
+ * when out of memory. */
+int engine_set_state_dir(engine_t *e, const char *dir);
+
 /* Runs until stopped. handle_signals: stop on SIGINT and SIGTERM. Returns 0
  * after a clean stop, -1 on a runtime failure (engine_error says which: the
  * daemon unreachable at start, a stop that ran out of time, ...). */

@@ -25,6 +25,7 @@ struct http_req {
   int cancelled;
   int added;             /* attached to the multi handle */
   int queued;            /* on http->pending */
+  int paused;            /* on_body asked for a pause */
   char *body;            /* buffered body or error body */
   size_t body_len, body_cap;
   int body_overflow;
@@ -58,6 +59,7 @@ typedef struct poll_ctx {
 } poll_ctx_t;
 
 static void drive(http_t *h, curl_socket_t fd, int flags);
+static void after_curl(http_t *h);
 static void maybe_closed(http_t *h);
 
 /* --- requests ----------------------------------------------------------- */
@@ -152,8 +154,12 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud) {
     if (body_append(r, data, len, ERROR_BODY_MAX) != 0) return 0;
     return len;
   }
-  if (r->cb.on_body && r->cb.on_body(r->ud, data, len) != 0) return 0;
-  return len;
+  int rc = r->cb.on_body ? r->cb.on_body(r->ud, data, len) : 0;
+  if (rc == HTTP_PAUSE) {
+    r->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  return rc == 0 ? len : 0;
 }
 
 http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
@@ -221,6 +227,16 @@ void http_cancel(http_req_t *r) {
     r->next_pending = h->pending;
     h->pending = r;
   }
+}
+
+void http_resume(http_req_t *r) {
+  if (!r || !r->paused || r->cancelled) return;
+  http_t *h = r->http;
+  r->paused = 0;
+  h->depth++; /* libcurl may hand the held data over from inside the call */
+  curl_easy_pause(r->easy, CURLPAUSE_CONT);
+  h->depth--;
+  after_curl(h);
 }
 
 size_t http_active(const http_t *h) { return h->active; }
@@ -451,7 +467,10 @@ void http_close(http_t *h, void (*closed)(void *), void *ud) {
     r->next_pending = NULL;
     r->queued = 0;
   }
-  while (h->reqs) req_free(h->reqs);
+  for (http_req_t *r = h->reqs, *next; r; r = next) {
+    next = r->next; /* read before req_free unlinks and frees r */
+    req_free(r);
+  }
   /* Closes cached connections; libcurl reports each socket as removed. */
   curl_multi_cleanup(h->multi);
   h->multi = NULL;

@@ -32,11 +32,15 @@ typedef struct http_result {
   const char *api_version; /* the Api-Version header, or "" */
 } http_result_t;
 
+#define HTTP_PAUSE 1
+
 typedef struct http_handler {
   /* Streaming only: the answer's headers are in. May be NULL. */
   void (*on_headers)(void *ud, long status, const char *content_type);
-  /* Streaming only, 2xx answers: a slice of the body. Return 0 to go on, or
-   * -1 to end the transfer (on_done then reports !ok, error "aborted"). */
+  /* Streaming only, 2xx answers: a slice of the body. Return 0 to go on,
+   * HTTP_PAUSE to leave the slice unread and pause the transfer until
+   * http_resume (it is then handed over again), or -1 to end the transfer
+   * (on_done then reports !ok, error "aborted"). */
   int (*on_body)(void *ud, const char *data, size_t len);
   /* The end. Called once (never after http_cancel). */
   void (*on_done)(void *ud, const http_result_t *r);
@@ -55,6 +59,10 @@ http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
 /* Halts the request at once (or as soon as libcurl returns); no callback of
  * it runs again. NULL is ignored. */
 void http_cancel(http_req_t *r);
+
+/* Resumes a transfer paused by on_body returning HTTP_PAUSE. Not from
+ * inside a callback of this client. NULL is ignored. */
+void http_resume(http_req_t *r);
 
 /* Requests in progress (for tests and metrics). */
 size_t http_active(const http_t *h);

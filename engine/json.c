@@ -383,6 +383,10 @@ static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth)
     return json_add_number(b, lua_tonumber(L, idx));
   case LUA_TBOOLEAN:
     return lua_toboolean(L, idx) ? strbuf_add(b, "true", 4) : strbuf_add(b, "false", 5);
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == NULL)
+      return strbuf_add(b, "null", 4);
+    return 1;
   case LUA_TTABLE:
     if (depth >= JSON_MAX_DEPTH)
       return strbuf_add(b, "null", 4);
@@ -397,11 +401,13 @@ static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth)
   }
 }
 
-/* The record fields in output order, before the others. */
+/* The record fields in output order, before the others; the last one,
+ * `output`, is the routing field and is never written. */
 static const char *const record_fields[] = {
-  "time", "stream", "container", "name", "image", "line", "labels",
+  "time", "stream", "container", "name", "image", "line", "labels", "output",
 };
 #define N_RECORD_FIELDS (sizeof record_fields / sizeof record_fields[0])
+#define N_WRITTEN_FIELDS (N_RECORD_FIELDS - 1)
 
 /* Appends the record table at idx as one JSON object: the known fields in
  * their fixed order, then the other keys sorted. Returns 0, or -1 when out
@@ -417,7 +423,7 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
     idx = lua_gettop(L) + idx + 1;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4))
     return -1;
-  for (i = 0; i < N_RECORD_FIELDS; i++) {
+  for (i = 0; i < N_WRITTEN_FIELDS; i++) {
     lua_pushstring(L, record_fields[i]);
     lua_rawget(L, idx);
     if (!lua_isnil(L, -1)) {
@@ -443,5 +449,55 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
   rc = strbuf_add(b, "}", 1);
 err:
   free(keys.v);
+  return rc;
+}
+
+/* Appends any value (see output.h). */
+int json_add_lua(strbuf_t *b, lua_State *L, int idx)
+{
+  if (idx < 0 && idx > LUA_REGISTRYINDEX)
+    idx = lua_gettop(L) + idx + 1;
+  if (!lua_checkstack(L, 4))
+    return -1;
+  return json_add_value(b, L, idx, 0);
+}
+
+/* Appends the record at idx as a plain line: its `line` field and "\n".
+ * A record without a string line writes nothing. */
+static int add_plain(strbuf_t *b, lua_State *L, int idx)
+{
+  const char *s;
+  size_t len;
+  int rc = 0;
+
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return 0;
+  lua_pushstring(L, "line");
+  lua_rawget(L, idx);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &len);
+    rc = strbuf_add(b, s, len) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* Encodes the records of the array at idx as lines (see output.h). */
+int output_encode_batch(strbuf_t *b, lua_State *L, int idx, int plain)
+{
+  size_t i, count;
+  int rc = 0;
+
+  if (idx < 0 && idx > LUA_REGISTRYINDEX)
+    idx = lua_gettop(L) + idx + 1;
+  count = lua_objlen(L, idx);
+  for (i = 1; i <= count && rc == 0; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    if (plain)
+      rc = add_plain(b, L, lua_gettop(L));
+    else if (lua_type(L, -1) == LUA_TTABLE)
+      rc = json_add_record(b, L, -1) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
+    lua_pop(L, 1);
+  }
   return rc;
 }

@@ -16,7 +16,7 @@
 #include "log.h"
 
 static const char usage[] =
-    "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug]\n"
+    "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug] [--state-dir DIR]\n"
     "       engine check PIPELINE.lua\n"
     "       engine version\n"
     "       engine --help\n"
@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
   }
-  const char *file = NULL;
+  const char *file = NULL, *state_dir = NULL;
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
       int level = log_parse_level(argv[++i]);
@@ -76,6 +76,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       log_set_level(level);
+    } else if (!strcmp(argv[i], "--state-dir") && i + 1 < argc) {
+      state_dir = argv[++i];
     } else if (argv[i][0] == '-' || file) {
       fprintf(stderr, "engine: unexpected argument '%s'\n\n%s", argv[i], usage);
       return 2;
@@ -98,6 +100,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine: %s\n", err);
     engine_free(e);
     return 2;
+  }
+  if (state_dir && engine_set_state_dir(e, state_dir) != 0) {
+    fprintf(stderr, "engine: out of memory\n");
+    engine_free(e);
+    return 1;
   }
   if (!run) {
     printf("%s: ok\n", file);

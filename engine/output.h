@@ -2,12 +2,13 @@
  *
  * Outputs are created by pipeline_load from the pipeline's `outputs` list and
  * are called on the pipeline thread with the Lua array of records a batch
- * became after the filters. This version has `stdout`, as JSON lines or
+ * became after the filters (after routing: only the records meant for the
+ * output). Types: `stdout` and `file` (output_file.c), each as JSON lines or
  * plain lines.
  *
  * JSON lines have the keys time, stream, container, name, image, line, then
  * labels and every other field filters set (strings, numbers, booleans,
- * nested tables). The text is valid JSON for any bytes: control characters
+ * nested tables), except `output` (the routing field, see pipeline.h). The text is valid JSON for any bytes: control characters
  * are escaped and invalid UTF-8 sequences become U+FFFD. */
 #ifndef ENGINE_OUTPUT_H
 #define ENGINE_OUTPUT_H
@@ -19,19 +20,32 @@ struct lua_State;
 typedef struct output output_t;
 
 struct output {
-  const char *type;   /* "stdout" */
+  const char *type;   /* "stdout" or "file" */
   char *name;         /* the user's name for it (default: the type) */
+  int routed_only;    /* receives only records whose `output` names it */
   /* Writes the records in the array at stack index idx. Returns 0, or -1
    * with a message in err. Must not raise Lua errors. */
   int (*write)(output_t *o, struct lua_State *L, int idx, char *err, size_t n);
   /* Makes everything written durable/visible. Returns 0 or -1. */
   int (*flush)(output_t *o, char *err, size_t n);
   void (*free)(output_t *o);
+  /* Reopens the destination (after an external rotation). NULL when the
+   * output has nothing to reopen. Returns 0, or -1 with a message in err. */
+  int (*reopen)(output_t *o, char *err, size_t n);
 };
 
 /* Creates the stdout output. format: "json" or "plain" (the line alone).
  * fd is normally 1. Returns NULL when out of memory. */
 output_t *output_stdout_new(const char *name, const char *format, int fd);
+
+/* Creates the file output: appends to path (created 0644 when missing).
+ * With max_bytes > 0 the file is rotated before a write would take it past
+ * max_bytes: path.1 .. path.<keep> hold the older files, the oldest beyond
+ * keep is deleted (keep 0: the file is just truncated). reopen opens path
+ * afresh, for an external logrotate. Returns NULL with a message in err when
+ * the file cannot be opened or memory runs out. */
+output_t *output_file_new(const char *name, const char *path, const char *format,
+                          size_t max_bytes, int keep, char *err, size_t n);
 
 /* A growable byte buffer, shared by the encoders. */
 typedef struct strbuf {
@@ -53,5 +67,17 @@ int json_add_string(strbuf_t *b, const char *s, size_t n);
  * cannot hold (functions, userdata) are skipped; nesting deeper than 32 is
  * cut. Never raises a Lua error. */
 int json_add_record(strbuf_t *b, struct lua_State *L, int idx);
+
+/* Appends any Lua value at stack index idx as JSON (tables as arrays when
+ * their keys are exactly 1..n, else as objects with sorted keys; a NULL
+ * light userdata is null). Returns 0, 1 when the value has no JSON form
+ * (nothing was appended), or -1 when out of memory. Never raises. */
+int json_add_lua(strbuf_t *b, struct lua_State *L, int idx);
+
+/* Appends the records of the array at idx, one line each: JSON objects
+ * (json_add_record), or with plain set their `line` field alone (records
+ * without a string line are skipped). Returns 0, or -1 when out of
+ * memory. */
+int output_encode_batch(strbuf_t *b, struct lua_State *L, int idx, int plain);
 
 #endif

@@ -43,42 +43,13 @@ static int write_all(int fd, const char *p, size_t n)
   return 0;
 }
 
-/* Appends the record at idx as a plain line: its `line` field and "\n".
- * A record without a string line writes nothing. */
-static int add_plain(strbuf_t *b, lua_State *L, int idx)
-{
-  const char *s;
-  size_t len;
-  int rc = 0;
-
-  lua_pushstring(L, "line");
-  lua_rawget(L, idx);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    s = lua_tolstring(L, -1, &len);
-    rc = strbuf_add(b, s, len) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
-  }
-  lua_pop(L, 1);
-  return rc;
-}
-
 static int stdout_write(output_t *o, lua_State *L, int idx, char *err, size_t n)
 {
   stdout_output_t *so = (stdout_output_t *)o;
-  size_t i, count;
-  int rc = 0;
+  int rc;
 
-  if (idx < 0 && idx > LUA_REGISTRYINDEX)
-    idx = lua_gettop(L) + idx + 1;
   so->buf.len = 0;
-  count = lua_objlen(L, idx);
-  for (i = 1; i <= count && rc == 0; i++) {
-    lua_rawgeti(L, idx, (int)i);
-    if (so->plain)
-      rc = add_plain(&so->buf, L, lua_gettop(L));
-    else if (lua_type(L, -1) == LUA_TTABLE)
-      rc = json_add_record(&so->buf, L, -1) < 0 || strbuf_add(&so->buf, "\n", 1) < 0 ? -1 : 0;
-    lua_pop(L, 1);
-  }
+  rc = output_encode_batch(&so->buf, L, idx, so->plain);
   if (rc < 0) {
     snprintf(err, n, "%s: out of memory encoding a batch", o->name);
     goto done;

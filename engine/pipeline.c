@@ -59,6 +59,8 @@ typedef struct pipeline_counters {
 } pipeline_counters_t;
 
 struct pipeline {
+  void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
+  void *batch_done_ud;
   int loading;              /* running the file's top level */
   lua_State *L;
   int handler_ref; /* traceback_handler closure */
@@ -772,7 +774,10 @@ static void *pipeline_thread(void *arg)
 
   while ((b = queue_pop(p)) != NULL) {
     process_batch(p, b);
-    batch_free(b);
+    if (p->on_batch_done)
+      p->on_batch_done(p->batch_done_ud, b); /* acknowledged by the engine, which frees it */
+    else
+      batch_free(b);
   }
   for (i = 0; i < p->n_outputs; i++) {
     output_t *o = p->outputs[i];
@@ -836,6 +841,12 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   }
   p->thread_started = 1;
   return 0;
+}
+
+void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud)
+{
+  p->on_batch_done = done;
+  p->batch_done_ud = ud;
 }
 
 void pipeline_submit(pipeline_t *p, batch_t *b)

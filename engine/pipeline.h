@@ -7,18 +7,35 @@
  * delays no reading, stopping or metrics.
  *
  * Every call into Lua goes through one protected call with a traceback
- * handler (pipeline.c: lua_call_protected). A filter that raises an error, faults,
- * or runs longer than filter_timeout is logged with the filter's and the
- * container's name, the message and the traceback; its batch then follows
- * the filter's on_error policy ("pass": the batch goes on unchanged, "drop":
- * it is dropped). The engine keeps running. "Unchanged" means the array of
- * records as it was before the filter (a filter works on a copy of the
- * array); the records are shared tables, so fields a failing filter already
- * changed in place stay changed. Returning something other than a table or
- * nil, or a record that is not a table with a string `line`, is an error too.
- * Filters get (batch, ctx); ctx = {name, container, filter} is one table per
- * batch, shared by its filters. print() writes to the engine's log; os.exit
- * and jit.on raise errors.
+ * handler (pipeline.c: lua_call_protected): filters' process, init,
+ * shutdown and timer hooks alike. A filter that raises an error, faults,
+ * runs out of Lua memory or runs longer than filter_timeout is logged with
+ * the filter's and the container's name, the message and the traceback; its
+ * batch then follows the filter's on_error policy ("pass": the batch goes on
+ * unchanged, "drop": it is dropped, "dead_letter": it is dropped and written
+ * as one JSON line to the dead-letter file). The engine keeps running.
+ * "Unchanged" means the array of records as it was before the filter (a
+ * filter works on a copy of the array); the records are shared tables, so
+ * fields a failing filter already changed in place stay changed. Returning
+ * something other than a table or nil, or a record that is not a table with
+ * a string `line`, is an error too.
+ *
+ * Hooks run on the pipeline thread: every filter's init(ctx) when the thread
+ * starts (in order; a failing init disables its filter, whose batches then
+ * follow its on_error policy), timers between batches when due (the thread
+ * wakes for them), shutdown(ctx) once the input has ended (in order, before
+ * the outputs are flushed). ctx.emit(record) adds a record: from process it
+ * follows the filter's result, from a timer or shutdown it starts a batch of
+ * its own that goes through the filters after this one. lua/README.md is
+ * the user's reference.
+ *
+ * Routing: with more than one output (or a routed_only one), a record whose
+ * `output` field is a name or a list of names goes only to those outputs;
+ * records without one go to every output not marked routed_only.
+ *
+ * The Lua state has a memory limit (engine.lua_memory, default 64 MiB): an
+ * allocation beyond it fails as a Lua error ("not enough memory") in the
+ * call that made it.
  *
  * The runaway guard: filters run with LuaJIT's JIT compiler off and a count
  * hook that checks the call's deadline (and the abort flag) every few
@@ -51,6 +68,11 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir,
 int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud),
                    void *ud);
 
+/* Before pipeline_start: who takes each batch once the filters and outputs
+ * are done with it (on the pipeline thread; it then owns the batch). By
+ * default the pipeline frees it. */
+void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud);
+
 /* Hands a batch to the pipeline thread, which owns it from now on. Thread-safe,
  * never blocks on Lua. Batches are processed in the order submitted. */
 void pipeline_submit(pipeline_t *p, batch_t *b);
@@ -72,13 +94,45 @@ void pipeline_close(pipeline_t *p);
 
 /* Counts since start, readable from any thread. filter_timeouts counts the
  * filter calls the runaway guard stopped (timeout or abort), filter_errors
- * every other failed filter call; records_out counts the records handed to
- * the outputs. */
+ * every other failed filter call (hooks included); records_out counts the
+ * records handed to the outputs, records_unrouted those whose `output`
+ * named no existing output; dead_letters the batches written to dead-letter
+ * files; reloads and reload_failures the hot reloads; lua_bytes the memory
+ * the Lua state holds now. */
 typedef struct pipeline_stats {
   unsigned long long batches, records_in, records_out, filter_errors,
       filter_timeouts, output_errors;
+  unsigned long long records_unrouted, dead_letters, reloads, reload_failures, lua_bytes;
 } pipeline_stats_t;
 void pipeline_stats(pipeline_t *p, pipeline_stats_t *out);
+
+/* Asks for a hot reload of path: the pipeline thread loads and validates it
+ * in a new Lua state between two batches. On failure the running pipeline
+ * stays and the log says why; on success the old filters' shutdown hooks
+ * run, its outputs are flushed and closed, the new outputs are opened, the
+ * new filters' init hooks run, and the next batch goes through the new
+ * filters. No batch is lost or processed twice. Settings outside filters,
+ * outputs, dead_letter, engine.filter_timeout and engine.lua_memory keep
+ * their values until a restart. Thread-safe (not async-signal-safe), returns
+ * at once; a second request before the first is handled replaces it.
+ * Returns 0, or -1 when out of memory. */
+int pipeline_reload(pipeline_t *p, const char *path);
+
+/* Asks the outputs (and dead-letter files) to reopen their files before the
+ * next write, for an external logrotate. Thread-safe and async-signal-safe
+ * (sets a flag). */
+void pipeline_reopen(pipeline_t *p);
+
+/* One filter's counts since it was loaded (a reload starts them again). */
+typedef struct pipeline_filter_stats {
+  char name[64];
+  unsigned long long calls, errors, timeouts, dead_letters;
+  int disabled; /* its init failed */
+} pipeline_filter_stats_t;
+
+/* Copies the counts of up to max filters into out; returns the number of
+ * filters (may exceed max). Thread-safe. */
+size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t max);
 
 /* Closes the Lua state and outputs. pipeline_close must have run (or the
  * pipeline never started) and the loop must have run the close callback.

@@ -6,6 +6,7 @@
 #include "batch.h"
 #include "decode.h"
 #include "docker.h"
+#include "inflight.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
@@ -28,6 +29,7 @@ struct reader {
   uint64_t stream_started; /* uv_now when the current request was made */
   uint64_t stream_lines;   /* lines delivered by the current request */
   int protocol_error;
+  int paused;              /* the stream waits for the outputs to catch up */
   char error[192];
   uint64_t lines, errors;
 };
@@ -65,7 +67,8 @@ static void submit_batch(reader_t *r) {
   if (!r->batch) return;
   batch_t *b = r->batch;
   r->batch = NULL;
-  pipeline_submit(r->core->pipeline, b);
+  b->floor_ts = decoder_pending_ts(&r->dec);
+  inflight_submit(r->core->inflight, b);
 }
 
 static void on_flush(uv_timer_t *t) { submit_batch(t->data); }
@@ -85,6 +88,7 @@ static void deliver(reader_t *r, const decode_line_t *l) {
     log_error(r->c->name, "out of memory for a line of %zu bytes; line dropped", l->len);
     return;
   }
+  r->batch->recs[r->batch->n - 1].hash = k.hash;
   cursor_deliver(r->cursor, &k, decoder_pending_ts(&r->dec));
   r->lines++;
   r->stream_lines++;
@@ -145,6 +149,14 @@ static void on_logs_headers(void *ud, long status, const char *content_type) {
 
 static int on_logs_body(void *ud, const char *data, size_t len) {
   reader_t *r = ud;
+  if (inflight_over(r->core->inflight)) { /* backpressure: leave it with the daemon */
+    if (!r->paused) {
+      r->paused = 1;
+      inflight_paused(r->core->inflight);
+      log_debug(r->c->name, "reader paused: too many bytes in flight");
+    }
+    return HTTP_PAUSE;
+  }
   if (decoder_feed(&r->dec, data, len) != 0) {
     r->protocol_error = 1;
     snprintf(r->error, sizeof r->error, "%s", r->dec.error);
@@ -159,6 +171,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   reader_t *r = ud;
   char why[300];
   r->req = NULL;
+  r->paused = 0;
   uv_timer_stop(&r->life);
   if (r->protocol_error) {
     snprintf(why, sizeof why, "protocol error in the log stream (%s)", r->error);
@@ -198,6 +211,7 @@ static void connect_stream(reader_t *r) {
   decoder_reset(&r->dec);
   cursor_begin_replay(r->cursor);
   r->protocol_error = 0;
+  r->paused = 0;
   r->stream_lines = 0;
   r->stream_started = uv_now(r->core->loop);
   reader_set_state(r, READER_CONNECTING, NULL);
@@ -276,6 +290,15 @@ static void finish(reader_t *r, const char *why) {
 }
 
 void reader_stop(reader_t *r) { close_reader(r, "engine stopping"); }
+
+void reader_resume(reader_t *r) {
+  if (!r->paused) return;
+  r->paused = 0;
+  log_debug(r->c->name, "reader resumed");
+  http_resume(r->req);
+}
+
+int reader_paused(const reader_t *r) { return r->paused; }
 
 void reader_container_died(reader_t *r) {
   if (r->state == READER_STREAMING) reader_set_state(r, READER_DRAINING, "container died");

@@ -53,6 +53,10 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
  * any state, also in the middle of a read. */
 void reader_stop(reader_t *r);
 
+/* Goes on reading after a pause for backpressure (inflight.h). */
+void reader_resume(reader_t *r);
+int reader_paused(const reader_t *r);
+
 /* The container died (an event): the stream will end after the last line. */
 void reader_container_died(reader_t *r);
 

@@ -1,6 +1,7 @@
 /* registry.c - every reader and cursor, by container id (see registry.h). */
 #include <stdlib.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
@@ -66,8 +67,11 @@ int registry_attach(registry_t *r, container_t *c, int64_t since_ns) {
   if (!e) {
     if (!(e = calloc(1, sizeof *e))) return -1;
     memcpy(e->id, c->id, sizeof e->id);
-    if (!(e->cursor = cursor_new((int64_t)(r->core->cfg->resume_margin * 1e9),
-                                 CURSOR_MAX_KEYS_DEFAULT))) {
+    if (r->core->checkpoint && (e->cursor = checkpoint_resume(r->core->checkpoint, c->id)))
+      log_info(c->name, "resuming from the saved cursor");
+    else
+      e->cursor = cursor_new((int64_t)(r->core->cfg->resume_margin * 1e9), CURSOR_MAX_KEYS_DEFAULT);
+    if (!e->cursor) {
       free(e);
       return -1;
     }
@@ -106,6 +110,7 @@ static void drop_entry(registry_t *r, entry_t *e) {
 }
 
 void registry_forget(registry_t *r, const char *id) {
+  if (r->core->checkpoint) checkpoint_forget(r->core->checkpoint, id);
   entry_t *e = find_entry(r, id);
   if (!e) return;
   if (e->reader) e->forget = 1;
@@ -163,6 +168,12 @@ void registry_reader_closed(registry_t *r, reader_t *rd) {
     drop_entry(r, e);
   }
   check_stopped(r);
+}
+
+void registry_resume_paused(registry_t *r) {
+  for (unsigned b = 0; b < BUCKETS; b++)
+    for (entry_t *e = r->buckets[b]; e; e = e->next)
+      if (e->reader) reader_resume(e->reader);
 }
 
 void registry_each(registry_t *r, void (*fn)(void *, reader_t *), void *ud) {

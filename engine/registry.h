@@ -64,6 +64,9 @@ void registry_reader_closed(registry_t *r, struct reader *rd);
 /* Frees the registry; every reader must be closed. */
 void registry_free(registry_t *r);
 
+/* Resumes every reader paused for backpressure. */
+void registry_resume_paused(registry_t *r);
+
 /* Calls fn for each live reader (for /readers-style reports). */
 void registry_each(registry_t *r, void (*fn)(void *ud, struct reader *rd), void *ud);
 

@@ -8,10 +8,18 @@
 --               exclude = { same } }            -- every list present, maybe empty
 --   history = "all" | "start" | nil
 --   batch   = { max_lines, max_bytes, flush_interval }   -- each maybe nil
---   filters = { { name = string, on_error = "pass"|"drop", process = function }, .. }
---   outputs = { { type = "stdout", name = string, format = "json"|"plain" }, .. }
---   engine  = { cycle, stop_timeout, ..., log_level }    -- each maybe nil
--- Settings left out stay nil: their defaults live in C (config.c).
+--   dead_letter = { path = string } | nil
+--   filters = { { name = string, on_error = "pass"|"drop"|"dead_letter",
+--                 process = function|nil, init = function|nil, shutdown = function|nil,
+--                 timers = { { every = number, handler = function }, .. },
+--                 select = <as select above>|nil,
+--                 dead_letter = string|nil  -- the path, when on_error is "dead_letter"
+--               }, .. }
+--   outputs = { { type = "stdout"|"file", name = string, format = "json"|"plain",
+--                 routed_only = boolean,
+--                 path = string, max_bytes = number|nil, keep = number }, .. }  -- path.. : file
+--   engine  = { cycle, stop_timeout, ..., log_level, lua_memory }  -- each maybe nil
+-- Settings left out stay nil: their defaults live in C (config.c, pipeline.c).
 -- Any mistake raises an error (level 0, no position) starting with path.
 
 local M = {}
@@ -187,13 +195,14 @@ function Check:rules(v, where)
   return out
 end
 
-function Check:select(v)
+function Check:select(v, where)
+  where = where or "select"
   if v == nil then v = {} end
-  self:table(v, "select")
-  self:keys(v, { include = true, exclude = true }, "select")
+  self:table(v, where)
+  self:keys(v, { include = true, exclude = true }, where)
   return {
-    include = self:rules(v.include, "select.include"),
-    exclude = self:rules(v.exclude, "select.exclude"),
+    include = self:rules(v.include, where .. ".include"),
+    exclude = self:rules(v.exclude, where .. ".exclude"),
   }
 end
 
@@ -212,9 +221,76 @@ function Check:batch(v)
   return out
 end
 
-local FILTER_KEYS = { name = true, on_error = true, process = true }
+local FILTER_KEYS = {
+  name = true, on_error = true, process = true, init = true, shutdown = true,
+  timers = true, select = true, dead_letter = true,
+}
 
-function Check:filters(v)
+-- dead_letter = { path = "..." }: returns the path.
+function Check:dead_letter(v, where)
+  self:table(v, where)
+  self:keys(v, { path = true }, where)
+  return self:nonempty_string(v.path, where .. ".path")
+end
+
+function Check:optional_function(v, where, signature)
+  if v ~= nil and type(v) ~= "function" then
+    self:fail(where, "must be a %s (got %s)", signature, show(v))
+  end
+  return v
+end
+
+function Check:timers(v, where)
+  local n = self:list(v, where, "timers")
+  local out = {}
+  for i = 1, n do
+    local t, w = v[i], join(where, i)
+    self:table(t, w)
+    self:keys(t, { every = true, handler = true }, w)
+    if type(t.handler) ~= "function" then
+      self:fail(w .. ".handler", "must be a function(ctx) (got %s)", show(t.handler))
+    end
+    out[i] = { every = self:positive(t.every, w .. ".every"), handler = t.handler }
+  end
+  return out
+end
+
+-- One filter table (not a bare function) into its normal form.
+function Check:filter_table(f, where, i, dead_letter)
+  self:keys(f, FILTER_KEYS, where)
+  self:optional_function(f.process, where .. ".process", "function(batch, ctx)")
+  self:optional_function(f.init, where .. ".init", "function(ctx)")
+  self:optional_function(f.shutdown, where .. ".shutdown", "function(ctx)")
+  local entry = {
+    name = "filter" .. i, on_error = "pass", process = f.process, init = f.init,
+    shutdown = f.shutdown, timers = {},
+  }
+  if f.timers ~= nil then entry.timers = self:timers(f.timers, where .. ".timers") end
+  if f.process == nil and #entry.timers == 0 then
+    self:fail(where .. ".process", "must be a function(batch, ctx) (got a nil; a filter needs "
+      .. "a process function or timers)")
+  end
+  if f.name ~= nil then entry.name = self:nonempty_string(f.name, where .. ".name") end
+  if f.on_error ~= nil then
+    entry.on_error = self:choice(f.on_error, where .. ".on_error", { "pass", "drop", "dead_letter" })
+  end
+  if f.select ~= nil then entry.select = self:select(f.select, where .. ".select") end
+  if f.dead_letter ~= nil then
+    entry.dead_letter = self:dead_letter(f.dead_letter, where .. ".dead_letter")
+  end
+  if entry.on_error == "dead_letter" then
+    entry.dead_letter = entry.dead_letter or dead_letter
+    if entry.dead_letter == nil then
+      self:fail(where .. ".on_error", "is \"dead_letter\" but there is no dead_letter = { path = ... }"
+        .. " in the filter or at the top level")
+    end
+  else
+    entry.dead_letter = nil
+  end
+  return entry
+end
+
+function Check:filters(v, dead_letter)
   if v == nil then return {} end
   local n = self:list(v, "filters", "filters")
   local out, seen = {}, {}
@@ -222,17 +298,9 @@ function Check:filters(v)
     local f, where = v[i], join("filters", i)
     local entry
     if type(f) == "function" then
-      entry = { name = "filter" .. i, on_error = "pass", process = f }
+      entry = { name = "filter" .. i, on_error = "pass", process = f, timers = {} }
     elseif type(f) == "table" then
-      self:keys(f, FILTER_KEYS, where)
-      if type(f.process) ~= "function" then
-        self:fail(where .. ".process", "must be a function(batch, ctx) (got %s)", show(f.process))
-      end
-      entry = { name = "filter" .. i, on_error = "pass", process = f.process }
-      if f.name ~= nil then entry.name = self:nonempty_string(f.name, where .. ".name") end
-      if f.on_error ~= nil then
-        entry.on_error = self:choice(f.on_error, where .. ".on_error", { "pass", "drop" })
-      end
+      entry = self:filter_table(f, where, i, dead_letter)
     else
       self:fail(where, "must be a function or a table with a process function (got %s)", show(f))
     end
@@ -245,10 +313,53 @@ function Check:filters(v)
   return out
 end
 
-local OUTPUT_KEYS = { type = true, name = true, format = true }
+local OUTPUT_KEYS = {
+  type = true, name = true, format = true, routed_only = true,
+  path = true, max_bytes = true, keep = true,
+}
+local FILE_ONLY = { "path", "max_bytes", "keep" }
+
+function Check:output(o, where, i, n)
+  self:table(o, where)
+  self:keys(o, OUTPUT_KEYS, where)
+  local entry = {
+    type = self:choice(o.type, where .. ".type", { "stdout", "file" }),
+    format = "json",
+    routed_only = false,
+  }
+  entry.name = entry.type
+  if n > 1 then entry.name = entry.type .. i end
+  if o.format ~= nil then entry.format = self:choice(o.format, where .. ".format", { "json", "plain" }) end
+  if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
+  if o.routed_only ~= nil then
+    if type(o.routed_only) ~= "boolean" then
+      self:fail(where .. ".routed_only", "must be true or false (got %s)", show(o.routed_only))
+    end
+    entry.routed_only = o.routed_only
+  end
+  if entry.type == "file" then
+    entry.path = self:nonempty_string(o.path, where .. ".path")
+    if o.max_bytes ~= nil then entry.max_bytes = self:size(o.max_bytes, where .. ".max_bytes") end
+    entry.keep = 5
+    if o.keep ~= nil then
+      self:number(o.keep, where .. ".keep")
+      if o.keep < 0 or o.keep > 1000 or floor(o.keep) ~= o.keep then
+        self:fail(where .. ".keep", "must be an integer from 0 to 1000 (got %s)", show(o.keep))
+      end
+      entry.keep = o.keep
+    end
+  else
+    for _, k in ipairs(FILE_ONLY) do
+      if o[k] ~= nil then self:fail(where .. "." .. k, "is only for outputs of type \"file\"") end
+    end
+  end
+  return entry
+end
 
 function Check:outputs(v)
-  if v == nil then return { { type = "stdout", name = "stdout", format = "json" } } end
+  if v == nil then
+    return { { type = "stdout", name = "stdout", format = "json", routed_only = false } }
+  end
   self:table(v, "outputs")
   if v.type ~= nil then
     self:fail("outputs", "must be a list of outputs, e.g. { { type = \"stdout\" } }")
@@ -257,17 +368,8 @@ function Check:outputs(v)
   if n == 0 then self:fail("outputs", "must list at least one output") end
   local out, seen = {}, {}
   for i = 1, n do
-    local o, where = v[i], join("outputs", i)
-    self:table(o, where)
-    self:keys(o, OUTPUT_KEYS, where)
-    local entry = {
-      type = self:choice(o.type, where .. ".type", { "stdout" }),
-      format = "json",
-    }
-    entry.name = entry.type
-    if n > 1 then entry.name = entry.type .. i end
-    if o.format ~= nil then entry.format = self:choice(o.format, where .. ".format", { "json", "plain" }) end
-    if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
+    local where = join("outputs", i)
+    local entry = self:output(v[i], where, i, n)
     if seen[entry.name] then
       self:fail(where .. ".name", "%q is already the name of outputs[%d]", entry.name, seen[entry.name])
     end
@@ -282,8 +384,19 @@ local ENGINE_KEYS = {
   cycle = "positive", stop_timeout = "positive", filter_timeout = "nonnegative",
   reconcile_interval = "positive", backoff_initial = "positive", backoff_max = "positive",
   resume_margin = "positive", line_max = "size", frame_max = "size", log_level = "level",
-  stats_interval = "nonnegative",
+  stats_interval = "nonnegative", lua_memory = "memory",
 }
+
+local MEMORY_MIN = 1048576
+
+-- A byte count for the Lua state: an integer from 1 MiB.
+function Check:memory(v, where)
+  self:number(v, where)
+  if v < MEMORY_MIN or v > 2^40 or floor(v) ~= v then
+    self:fail(where, "must be an integer number of bytes from %d (1 MiB) (got %s)", MEMORY_MIN, show(v))
+  end
+  return v
+end
 
 function Check:engine(v)
   if v == nil then return {} end
@@ -309,7 +422,7 @@ end
 
 local TOP_KEYS = {
   docker = true, select = true, history = true, batch = true,
-  filters = true, outputs = true, engine = true,
+  filters = true, outputs = true, engine = true, dead_letter = true,
 }
 
 --- Checks the table a pipeline.lua returned. Returns the normal form described
@@ -318,11 +431,14 @@ function M.validate(tbl, path)
   local c = setmetatable({ path = path or "pipeline.lua" }, Check)
   if type(tbl) ~= "table" then c:fail(nil, "must return a table (got %s)", show(tbl)) end
   c:keys(tbl, TOP_KEYS, "")
+  local dead_letter
+  if tbl.dead_letter ~= nil then dead_letter = c:dead_letter(tbl.dead_letter, "dead_letter") end
   local out = {
+    dead_letter = dead_letter and { path = dead_letter } or nil,
     docker = c:docker(tbl.docker),
     select = c:select(tbl.select),
     batch = c:batch(tbl.batch),
-    filters = c:filters(tbl.filters),
+    filters = c:filters(tbl.filters, dead_letter),
     outputs = c:outputs(tbl.outputs),
     engine = c:engine(tbl.engine),
   }

@@ -73,6 +73,12 @@ function M.start(o)
   for k, v in pairs(o.env or {}) do env[k] = v end
   if o.docker_host and env.DOCKER_HOST == nil then env.DOCKER_HOST = o.docker_host end
   local argv = { M.bin(), o.command or "run" }
+  -- each run saves its cursors in its own folder, unless the spec says
+  -- where (o.state_dir; false keeps the pipeline's own setting)
+  if o.state_dir ~= false and (o.command or "run") == "run" then
+    argv[#argv + 1] = "--state-dir"
+    argv[#argv + 1] = o.state_dir or (dir .. "/state")
+  end
   for _, a in ipairs(o.args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = self.pipeline_path
   self.argv = argv

@@ -1,0 +1,59 @@
+/* checkpoint.h - each container's cursor as far as the outputs
+ * acknowledged it, saved in the state directory.
+ *
+ * A batch is acknowledged once the pipeline ran it through the filters and
+ * every output took it (checkpoint_ack). The acknowledged cursor then holds
+ * its lines' keys, so a resume after an engine restart starts a margin
+ * before the newest acknowledged line and drops what was delivered: nothing
+ * lost, and a line repeats only if it was sent but not yet acknowledged, or
+ * acknowledged less than `checkpoint_interval` before the engine died.
+ *
+ * The file <state_dir>/cursors.json is written atomically (a temporary file,
+ * fsync'ed when asked, renamed over the old one) every checkpoint_interval
+ * seconds when something changed, through libuv's file requests (off the
+ * loop thread), and once more synchronously at stop. A file that cannot be
+ * parsed is renamed to cursors.json.corrupt and the engine starts empty,
+ * with a warning. Loop thread only. */
+#ifndef ENGINE_CHECKPOINT_H
+#define ENGINE_CHECKPOINT_H
+
+#include <stddef.h>
+#include <uv.h>
+#include "batch.h"
+#include "cursor.h"
+
+typedef struct checkpoint checkpoint_t;
+
+/* Creates state_dir if needed and loads its cursors. interval: seconds
+ * between saves.
+ * Returns NULL with a message in err when the folder cannot be created or
+ * written. do_fsync: fsync each save before it replaces the old file. */
+checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *state_dir, double interval,
+                              int do_fsync, int64_t margin_ns, char *err, size_t errlen);
+
+/* A new cursor for a reader of container id, restored from the saved one, or
+ * NULL when none is saved (or out of memory). The caller owns it. */
+cursor_t *checkpoint_resume(checkpoint_t *cp, const char *id);
+
+/* Records a processed batch: every line in it is acknowledged. */
+void checkpoint_ack(checkpoint_t *cp, const batch_t *b);
+
+/* Forgets a removed container. */
+void checkpoint_forget(checkpoint_t *cp, const char *id);
+
+/* Containers with a saved cursor. */
+size_t checkpoint_count(const checkpoint_t *cp);
+
+/* Stops the periodic saves; closed(ud) runs once the timer is closed and no
+ * save is in flight. Idempotent. */
+void checkpoint_close(checkpoint_t *cp, void (*closed)(void *ud), void *ud);
+
+/* Writes the file now, blocking: for the end of a run, after the loop has
+ * stopped. Returns 0, or -1 with a message in err. */
+int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen);
+
+/* Frees everything (after checkpoint_close completed, or when the loop
+ * never ran). NULL is ignored. */
+void checkpoint_free(checkpoint_t *cp);
+
+#endif
