@@ -27,7 +27,9 @@ docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen
     free(d);
     return NULL;
   }
-  if (!(d->http = http_new(loop, host, err, errlen))) {
+  char inner[400];
+  if (!(d->http = http_new(loop, host, inner, sizeof inner))) {
+    snprintf(err, errlen, "docker host: %s", inner);
     free(d->host);
     free(d);
     return NULL;

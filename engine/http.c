@@ -6,9 +6,14 @@
  * runs what callbacks deferred: new requests, cancellations and the
  * completion of finished transfers. */
 #include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 #include "http.h"
 #include "uvh.h"
 
@@ -27,10 +32,13 @@ struct http_req {
   int queued;            /* on http->pending */
   int paused;            /* on_body asked for a pause */
   char *body;            /* buffered body or error body */
+  char *send;            /* the POST body, owned */
+  struct curl_slist *headers;
   size_t body_len, body_cap;
   int body_overflow;
   char content_type[128];
   char api_version[32];
+  char retry_after[32];
   char errbuf[CURL_ERROR_SIZE];
   http_req_t *next, *prev; /* http->reqs */
   http_req_t *next_pending; /* http->pending (adds and cancels) */
@@ -81,6 +89,8 @@ static void req_free(http_req_t *r) {
   }
   curl_easy_cleanup(r->easy);
   req_unlink(r);
+  curl_slist_free_all(r->headers);
+  free(r->send);
   free(r->body);
   free(r);
 }
@@ -126,6 +136,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *ud) {
       dst = r->content_type, cap = sizeof r->content_type;
     else if (klen == 11 && strncasecmp(buf, "Api-Version", 11) == 0)
       dst = r->api_version, cap = sizeof r->api_version;
+    else if (klen == 11 && strncasecmp(buf, "Retry-After", 11) == 0)
+      dst = r->retry_after, cap = sizeof r->retry_after;
     if (dst) {
       if (vlen >= cap) vlen = cap - 1;
       memcpy(dst, v, vlen);
@@ -164,28 +176,15 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud) {
 
 http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
                      const http_handler_t *cb, void *ud) {
-  if (h->closing) return NULL;
-  http_req_t *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
-  r->http = h;
-  r->cb = *cb;
-  r->ud = ud;
-  r->buffer_max = buffer_max;
-  if (!(r->easy = curl_easy_init())) {
-    free(r);
-    return NULL;
-  }
-  size_t ulen = strlen(h->base_url) + strlen(path) + 1;
-  char *url = malloc(ulen);
-  if (!url) {
-    curl_easy_cleanup(r->easy);
-    free(r);
-    return NULL;
-  }
-  snprintf(url, ulen, "%s%s", h->base_url, path);
+  static const http_opts_t none = {0};
+  return http_request(h, path, buffer_max, &none, cb, ud);
+}
+
+/* Sets the request's options. Returns 0, or -1 when out of memory. */
+static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
+  http_t *h = r->http;
   CURL *e = r->easy;
   curl_easy_setopt(e, CURLOPT_URL, url);
-  free(url); /* libcurl keeps its own copy */
   if (h->unix_path) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, h->unix_path);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
@@ -196,11 +195,55 @@ http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   /* A buffered answer (ping, list, inspect) must come in bounded time; a
    * stream may stay quiet for as long as its container is. */
-  if (buffer_max) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 60000L);
+  long timeout = o->timeout_ms ? o->timeout_ms : r->buffer_max ? 60000L : 0L;
+  if (timeout) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+  if (o->body) {
+    r->send = o->body;
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->send);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+  }
+  for (size_t i = 0; i < o->n_headers; i++) {
+    struct curl_slist *l = curl_slist_append(r->headers, o->headers[i]);
+    if (!l) return -1;
+    r->headers = l;
+  }
+  if (o->body) { /* no "Expect: 100-continue" round trip */
+    struct curl_slist *l = curl_slist_append(r->headers, "Expect:");
+    if (!l) return -1;
+    r->headers = l;
+  }
+  if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+  if (o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  if (o->insecure) {
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (o->userpwd) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERPWD, o->userpwd);
+  }
+  return 0;
+}
+
+http_req_t *http_request(http_t *h, const char *path, size_t buffer_max,
+                         const http_opts_t *o, const http_handler_t *cb, void *ud) {
+  http_req_t *r = h->closing ? NULL : calloc(1, sizeof *r);
+  char *url = NULL;
+  if (!r) goto fail;
+  r->http = h;
+  r->cb = *cb;
+  r->ud = ud;
+  r->buffer_max = buffer_max;
+  size_t ulen = strlen(h->base_url) + strlen(path) + 1;
+  if (!(r->easy = curl_easy_init()) || !(url = malloc(ulen))) goto fail;
+  snprintf(url, ulen, "%s%s", h->base_url, path);
+  int rc = set_options(r, url, o);
+  free(url); /* libcurl keeps its own copy */
+  if (rc != 0) goto fail;
   r->next = h->reqs;
   if (h->reqs) h->reqs->prev = r;
   h->reqs = r;
@@ -211,9 +254,20 @@ http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
   } else {
     r->added = 1;
     h->active++;
-    curl_multi_add_handle(h->multi, e);
+    curl_multi_add_handle(h->multi, r->easy);
   }
   return r;
+fail:
+  if (r) {
+    if (r->easy) curl_easy_cleanup(r->easy);
+    curl_slist_free_all(r->headers);
+    if (r->send != o->body) free(o->body);
+    free(r->send);
+    free(r);
+  } else {
+    free(o->body);
+  }
+  return NULL;
 }
 
 void http_cancel(http_req_t *r) {
@@ -243,6 +297,28 @@ size_t http_active(const http_t *h) { return h->active; }
 
 /* --- completion --------------------------------------------------------- */
 
+/* libcurl words a failed connect to a unix socket as a TCP one ("localhost
+ * port 80"). This connects once more without blocking to learn why, and
+ * writes that into out (n bytes). Leaves out alone when the connect now
+ * works or is merely pending. */
+static void unix_connect_error(const char *path, char *out, size_t n) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof sa.sun_path) {
+    snprintf(out, n, "cannot connect to %s: the socket path is too long", path);
+    return;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  int e = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
+  close(fd);
+  if (e == 0 || e == EAGAIN || e == EINPROGRESS) return;
+  snprintf(out, n, "cannot connect to %s: %s%s", path, strerror(e),
+           e == EACCES ? " (connecting needs write permission on the socket file)" : "");
+}
+
 static void finish(http_req_t *r, CURLcode code) {
   http_result_t res = {0};
   res.ok = code == CURLE_OK && !r->body_overflow;
@@ -261,11 +337,16 @@ static void finish(http_req_t *r, CURLcode code) {
   memcpy(api_version, r->api_version, sizeof api_version);
   if (res.error) {
     snprintf(error, sizeof error, "%s", res.error);
+    if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
+      unix_connect_error(r->http->unix_path, error, sizeof error);
+    else if (code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_WEIRD_SERVER_REPLY)
+      snprintf(error, sizeof error, "the answer is not HTTP (%.200s)", res.error);
     res.error = error;
   }
   res.body = body ? body : "";
   res.body_len = r->body_len;
   res.api_version = api_version;
+  res.retry_after = r->retry_after[0] ? atof(r->retry_after) : 0;
   http_handler_t cb = r->cb;
   void *ud = r->ud;
   req_free(r);
@@ -381,18 +462,21 @@ static int parse_base(http_t *h, const char *base, char *err, size_t errlen) {
     }
     h->unix_path = strdup(path);
     h->base_url = strdup("http://localhost");
-  } else if (strncmp(base, "tcp://", 6) == 0 || strncmp(base, "http://", 7) == 0) {
-    const char *hp = base + (base[0] == 't' ? 6 : 7);
+  } else if (strncmp(base, "tcp://", 6) == 0 || strncmp(base, "http://", 7) == 0 ||
+             strncmp(base, "https://", 8) == 0) {
+    int tls = base[4] == 's';
+    const char *hp = strstr(base, "://") + 3;
     size_t n = strcspn(hp, "/");
     if (n == 0) {
-      snprintf(err, errlen, "docker host '%s' has no address", base);
+      snprintf(err, errlen, "address '%s' has no host", base);
       return -1;
     }
-    h->base_url = malloc(n + 8);
-    if (h->base_url) snprintf(h->base_url, n + 8, "http://%.*s", (int)n, hp);
+    h->base_url = malloc(n + 9);
+    if (h->base_url) snprintf(h->base_url, n + 9, "%s://%.*s", tls ? "https" : "http", (int)n, hp);
   } else {
     snprintf(err, errlen,
-             "docker host '%s' is not understood (expected unix:///path or tcp://host:port)",
+             "address '%s' is not understood (expected unix:///path, tcp://host:port or "
+             "http(s)://host:port)",
              base);
     return -1;
   }

@@ -30,6 +30,7 @@ typedef struct http_result {
   const char *body;     /* see above; NUL-terminated, may be empty */
   size_t body_len;
   const char *api_version; /* the Api-Version header, or "" */
+  double retry_after;      /* the Retry-After header in seconds, or 0 */
 } http_result_t;
 
 #define HTTP_PAUSE 1
@@ -46,8 +47,9 @@ typedef struct http_handler {
   void (*on_done)(void *ud, const http_result_t *r);
 } http_handler_t;
 
-/* Creates a client. base is "unix:///path/to.sock", "tcp://host:port" or
- * "http://host:port" (a DOCKER_HOST value). Returns NULL with a message in
+/* Creates a client. base is "unix:///path/to.sock", "tcp://host:port",
+ * "http://host:port" or "https://host:port" (a DOCKER_HOST value, or an
+ * output's address without its path). Returns NULL with a message in
  * err when base is not understood or libcurl fails to start. */
 http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen);
 
@@ -55,6 +57,24 @@ http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen);
  * callback will then run). */
 http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
                      const http_handler_t *cb, void *ud);
+
+/* What a request may carry besides its path (http_request). */
+typedef struct http_opts {
+  char *body;                /* POST this (malloc'ed; the request owns and frees
+                                it, also when http_request fails); NULL: GET */
+  size_t body_len;
+  const char *const *headers;/* "Name: value" lines */
+  size_t n_headers;
+  long timeout_ms;           /* whole request; 0: 60 s when buffered, else none */
+  const char *ca_file;       /* TLS: CA bundle; NULL: the system's */
+  int insecure;              /* TLS: do not verify the peer (off by default) */
+  const char *userpwd;       /* basic auth "user:password", or NULL */
+} http_opts_t;
+
+/* Starts a request with options; buffered when buffer_max > 0. Returns the
+ * request, or NULL when out of memory (no callback will then run). */
+http_req_t *http_request(http_t *h, const char *path, size_t buffer_max,
+                         const http_opts_t *o, const http_handler_t *cb, void *ud);
 
 /* Halts the request at once (or as soon as libcurl returns); no callback of
  * it runs again. NULL is ignored. */

@@ -1,12 +1,19 @@
 /* pipeline.c - the user's pipeline.lua: loading it, and the thread that runs
- * its filters and outputs (see pipeline.h).
+ * its filters, their hooks and timers, and its outputs (see pipeline.h).
+ *
+ * What one pipeline.lua becomes is a program: a Lua state (with its own
+ * capped allocator), the filters and the outputs. The pipeline owns the
+ * current program, the queue and the thread; a hot reload builds a new
+ * program on the thread and swaps it in between two batches.
  *
  * Every call into Lua goes through lua_call_protected: a traceback handler
  * under the function, the runaway guard armed for filter calls, and the
  * error logged. A batch is processed by run_batch, itself a protected call,
  * so running out of memory while building records cannot take the engine
- * down; inside it each filter is one more protected call. */
+ * down; inside it each filter is one more protected call. Hooks (init,
+ * timers, shutdown) run the same way through run_hook. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -15,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -23,6 +31,7 @@
 
 #include "decode.h"
 #include "log.h"
+#include "lua_json.h"
 #include "output.h"
 #include "pipeline.h"
 #include "select.h"
@@ -36,53 +45,101 @@
 #define GUARD_COUNT 1000 /* VM instructions between two guard checks */
 #define PIPELINE_ERR_MAX 1024
 #define PIPELINE_TB_MAX 4096
+#define PIPELINE_LOAD_TIMEOUT 10.0 /* seconds the top level of pipeline.lua may run */
+#define LUA_MEMORY_DEFAULT ((size_t)64 << 20)
 
-enum { ON_ERROR_PASS, ON_ERROR_DROP };
+enum { ON_ERROR_PASS, ON_ERROR_DROP, ON_ERROR_DEAD_LETTER };
 enum { CALL_OK, CALL_ERROR, CALL_TIMEOUT };
+enum { HOOK_INIT, HOOK_TIMER, HOOK_SHUTDOWN };
+
+static const char *const on_error_names[] = { "pass", "drop", "dead_letter" };
+
+typedef struct ltimer {
+  double every;  /* seconds */
+  int64_t due;   /* CLOCK_MONOTONIC ns */
+  int ref;       /* the handler, in the registry */
+} ltimer_t;
 
 typedef struct filter {
   char *name;
   int on_error;
-  int ref; /* the process function, in the registry */
+  int process_ref, init_ref, shutdown_ref; /* LUA_NOREF when absent */
+  int state_ref;   /* ctx.state: a table private to the filter */
+  ltimer_t *timers;
+  size_t n_timers;
+  selection_t *sel; /* NULL: every batch */
+  char *dl_path;    /* dead-letter file, with on_error = "dead_letter" */
+  int dl_fd;
+  atomic_int disabled; /* its init failed */
+  atomic_ullong calls, errors, timeouts, dead_letters;
 } filter_t;
+
+/* The capped allocator's account. Written by the thread that runs the
+ * state only; read by pipeline_stats. */
+typedef struct lmem {
+  atomic_size_t used;
+  size_t limit;
+} lmem_t;
+
+/* What one pipeline.lua became. */
+typedef struct program {
+  lua_State *L;
+  lmem_t mem;
+  int handler_ref; /* traceback_handler closure */
+  int run_ref;     /* run_batch */
+  int hook_ref;    /* run_hook */
+  int emit_ref;    /* the ctx.emit closure */
+  int emitbuf_ref; /* the table ctx.emit appends to (its upvalue) */
+  filter_t *filters;
+  size_t n_filters;
+  output_t **outputs;
+  size_t n_outputs;
+  int routing;     /* look at records' `output`: several outputs or a routed_only one */
+  double filter_timeout;
+  int report;      /* log errors of protected calls (not while loading) */
+} program_t;
 
 /* The runaway guard's view of the current call (pipeline thread only). */
 typedef struct guard {
-  int on;          /* a filter call: the deadline applies */
+  int on;           /* a filter call: the deadline applies */
+  int loading;      /* running a file's top level */
+  double timeout;   /* the call's bound, for the message */
   int64_t deadline; /* CLOCK_MONOTONIC_COARSE ns; 0: none */
-  int tripped;     /* the guard raised the error of this call */
+  int tripped;      /* the guard raised the error of this call */
 } guard_t;
 
 typedef struct pipeline_counters {
-  atomic_ullong batches, records_in, records_out, filter_errors,
-      filter_timeouts, output_errors;
+  atomic_ullong batches, records_in, records_out, filter_errors, filter_timeouts,
+      output_errors, records_unrouted, dead_letters, reloads, reload_failures;
 } pipeline_counters_t;
 
 struct pipeline {
   void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
   void *batch_done_ud;
-  int loading;              /* running the file's top level */
-  lua_State *L;
-  int handler_ref; /* traceback_handler closure */
-  int run_ref;     /* run_batch */
-  filter_t *filters;
-  size_t n_filters;
-  output_t **outputs;
-  size_t n_outputs;
-  double filter_timeout;
+  program_t *prog;          /* swapped under prog_mu by the thread only */
+  pthread_mutex_t prog_mu;
+  char *lua_dir;
 
   guard_t guard;
-  int escalated;      /* the hook runs on every instruction */
+  int escalated;            /* the hook runs on every instruction */
   atomic_int aborted;
-  int report;         /* log errors of protected calls (not while loading) */
   char err[PIPELINE_ERR_MAX]; /* message of the last failed call */
   char tb[PIPELINE_TB_MAX];   /* its traceback */
 
+  /* ctx.emit's view of the running hook (pipeline thread only) */
+  int emit_on;
+  const container_t *emit_c; /* the batch's container; NULL in hooks */
+  const filter_t *emit_f;
+  size_t n_emitted;
+  strbuf_t dlbuf;            /* dead-letter lines */
+
   pthread_mutex_t mu;
-  pthread_cond_t cv;
-  batch_t *head, *tail; /* under mu */
-  int finishing, exited; /* under mu */
-  atomic_int done;      /* the thread has finished its work */
+  pthread_cond_t cv;         /* on CLOCK_MONOTONIC, for timers */
+  batch_t *head, *tail;      /* under mu */
+  int finishing, exited;     /* under mu */
+  char *reload_path;         /* under mu: a reload asked for */
+  atomic_int reopen;
+  atomic_int done;           /* the thread has finished its work */
   pthread_t thread;
   int thread_started, joined;
   uv_async_t async;
@@ -96,17 +153,51 @@ struct pipeline {
 /* The pipeline whose Lua state this thread is running, for the hook. */
 static _Thread_local pipeline_t *guard_current;
 
-static int64_t now_coarse(void)
+static int64_t clock_ns(clockid_t id)
 {
   struct timespec ts;
 
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  clock_gettime(id, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t now_coarse(void)
+{
+  return clock_ns(CLOCK_MONOTONIC_COARSE);
+}
+
+static int64_t now_mono(void)
+{
+  return clock_ns(CLOCK_MONOTONIC);
 }
 
 static void count(atomic_ullong *c, unsigned long long n)
 {
   atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* The Lua allocator with a cap: growing past m->limit fails (LuaJIT raises
+ * LUA_ERRMEM in the call that allocated); shrinking and freeing always
+ * succeed. */
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+  lmem_t *m = ud;
+  size_t used = atomic_load_explicit(&m->used, memory_order_relaxed);
+  size_t old = ptr != NULL ? osize : 0;
+  void *np;
+
+  if (nsize == 0) {
+    free(ptr);
+    atomic_store_explicit(&m->used, used - old, memory_order_relaxed);
+    return NULL;
+  }
+  if (nsize > old && used - old + nsize > m->limit)
+    return NULL;
+  np = realloc(ptr, nsize);
+  if (np == NULL)
+    return nsize <= old ? ptr : NULL;
+  atomic_store_explicit(&m->used, used - old + nsize, memory_order_relaxed);
+  return np;
 }
 
 /* The count hook: raises an error in the running Lua code once the engine
@@ -123,8 +214,8 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
   if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
     snprintf(msg, sizeof msg, "filter aborted: engine stopping");
   else if (p->guard.on && p->guard.deadline != 0 && now_coarse() >= p->guard.deadline)
-    snprintf(msg, sizeof msg, p->loading ? "still running after %g s while loading"
-                                         : "filter timed out after %g s", p->filter_timeout);
+    snprintf(msg, sizeof msg, p->guard.loading ? "still running after %g s while loading"
+                                               : "filter timed out after %g s", p->guard.timeout);
   else
     return;
   p->guard.tripped = 1;
@@ -163,8 +254,8 @@ static int traceback_handler(lua_State *L)
 
 /* Logs a failed call: what failed, the message, and the traceback on the
  * same line ("; " between its frames). */
-static void report_error(pipeline_t *p, const char *what, const char *container,
-                         const char *msg, const char *tb)
+static void report_error(const char *what, const char *container, const char *msg,
+                         const char *tb)
 {
   char flat[PIPELINE_TB_MAX * 2];
   size_t i, n = 0;
@@ -183,28 +274,30 @@ static void report_error(pipeline_t *p, const char *what, const char *container,
   log_error(container, "%s: %s%s%s", what, msg, n ? " | " : "", flat);
 }
 
-/* Calls the function under its nargs arguments on top of p->L, like
- * lua_pcall, with the traceback handler and, when guarded, the filter
- * deadline. On error the message is in p->err (and logged unless loading)
- * and the stack holds neither the function, its arguments nor a result.
- * Returns CALL_OK, CALL_ERROR, or CALL_TIMEOUT when the guard stopped it. */
-static int lua_call_protected(pipeline_t *p, int nargs, int nres, const char *what,
-                              const char *container, int guarded)
+/* Calls the function under its nargs arguments on top of g->L, like
+ * lua_pcall, with the traceback handler and, when guarded, the program's
+ * filter deadline. On error the message is in p->err (and logged when the
+ * program reports) and the stack holds neither the function, its arguments
+ * nor a result. Returns CALL_OK, CALL_ERROR, or CALL_TIMEOUT when the guard
+ * stopped it. The one way the engine calls into Lua. */
+static int lua_call_protected(pipeline_t *p, program_t *g, int nargs, int nres,
+                              const char *what, const char *container, int guarded)
 {
-  lua_State *L = p->L;
+  lua_State *L = g->L;
   int base = lua_gettop(L) - nargs; /* the function's index */
   pipeline_t *outer = guard_current;
   guard_t saved = p->guard;
   const char *msg;
   int rc, tripped;
 
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->handler_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->handler_ref);
   lua_insert(L, base); /* put the handler under the function and args */
   p->guard.on = guarded;
   p->guard.tripped = 0;
   p->guard.deadline = 0;
-  if (guarded && p->filter_timeout > 0)
-    p->guard.deadline = now_coarse() + (int64_t)(p->filter_timeout * 1e9);
+  p->guard.timeout = g->filter_timeout;
+  if (guarded && g->filter_timeout > 0)
+    p->guard.deadline = now_coarse() + (int64_t)(g->filter_timeout * 1e9);
   p->tb[0] = '\0';
   guard_current = p;
   rc = lua_pcall(L, nargs, nres, base);
@@ -221,21 +314,39 @@ static int lua_call_protected(pipeline_t *p, int nargs, int nres, const char *wh
   msg = lua_tostring(L, -1);
   snprintf(p->err, sizeof p->err, "%s", msg ? msg : "(no error message)");
   lua_pop(L, 1); /* the message */
-  if (p->report)
-    report_error(p, what, container, p->err, p->tb);
+  if (g->report)
+    report_error(what, container, p->err, p->tb);
   return tripped ? CALL_TIMEOUT : CALL_ERROR;
 }
 
-/* ---- loading ---- */
+/* ---- the sandbox ---- */
 
-static int pipeline_no_exit(lua_State *L)
+static int pipeline_blocked(lua_State *L)
 {
-  return luaL_error(L, "os.exit is not available to pipelines");
+  return luaL_error(L, "%s is not available to pipelines%s", lua_tostring(L, lua_upvalueindex(1)),
+                    lua_tostring(L, lua_upvalueindex(2)));
 }
 
-static int pipeline_no_jit(lua_State *L)
+/* Replaces module[field] with a function raising "<name> is not available
+ * to pipelines<why>". Expects the module table at idx. */
+static void block(lua_State *L, int idx, const char *field, const char *name, const char *why)
 {
-  return luaL_error(L, "jit.on is not available to pipelines (the runaway guard needs the JIT off)");
+  lua_pushstring(L, name);
+  lua_pushstring(L, why);
+  lua_pushcclosure(L, pipeline_blocked, 2);
+  lua_setfield(L, idx, field);
+}
+
+/* io.lines with a file name; io.lines() would read the engine's stdin. */
+static int pipeline_io_lines(lua_State *L)
+{
+  if (lua_isnoneornil(L, 1))
+    return luaL_error(L, "io.lines() without a file name is not available to pipelines "
+                         "(it would read the engine's stdin)");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
 }
 
 /* print() writes to the engine's log (stderr), not among the records on
@@ -262,8 +373,9 @@ static int pipeline_print(lua_State *L)
 }
 
 /* Protected: opens the libraries, turns the JIT compiler off, sets
- * package.path to the pipeline's folder and the engine's Lua folder, and
- * replaces os.exit, jit.on and print.
+ * package.path to the pipeline's folder and the engine's Lua folder,
+ * preloads engine.json, and takes out what can hurt the engine: os.exit,
+ * jit.on, debug.sethook, io.read/io.input/io.stdin and io.lines() on stdin.
  * Arguments: the pipeline's path, the engine's Lua folder. */
 static int setup_state(lua_State *L)
 {
@@ -285,16 +397,95 @@ static int setup_state(lua_State *L)
   lua_pushfstring(L, "%s/?.lua;%s/?.lua;%s/?/init.lua;%s", lua_tostring(L, 4), lua_dir,
                   lua_dir, lua_tostring(L, 5));
   lua_setfield(L, 3, "path");
-  lua_getglobal(L, "os");
-  lua_pushcfunction(L, pipeline_no_exit);
-  lua_setfield(L, -2, "exit");
-  lua_getglobal(L, "jit");
-  lua_pushcfunction(L, pipeline_no_jit);
-  lua_setfield(L, -2, "on");
+  lua_getfield(L, 3, "preload");
+  lua_pushcfunction(L, lua_json_open);
+  lua_setfield(L, -2, "engine.json");
+  lua_settop(L, 2);
+  lua_getglobal(L, "os"); /* 3 */
+  block(L, 3, "exit", "os.exit", "");
+  lua_getglobal(L, "jit"); /* 4 */
+  block(L, 4, "on", "jit.on", " (the runaway guard needs the JIT off)");
+  lua_getglobal(L, "debug"); /* 5 */
+  block(L, 5, "sethook", "debug.sethook", " (the runaway guard owns the hook)");
+  lua_getglobal(L, "io"); /* 6 */
+  block(L, 6, "read", "io.read", " (it would block on the engine's stdin)");
+  block(L, 6, "input", "io.input", " (it would read the engine's stdin)");
+  lua_pushnil(L);
+  lua_setfield(L, 6, "stdin");
+  lua_getfield(L, 6, "lines");
+  lua_pushcclosure(L, pipeline_io_lines, 1);
+  lua_setfield(L, 6, "lines");
   lua_pushcfunction(L, pipeline_print);
   lua_setglobal(L, "print");
   return 0;
 }
+
+/* ---- ctx.emit ---- */
+
+/* Sets t[key] = val (a string) at the table at idx when t[key] is nil. */
+static void default_string(lua_State *L, int idx, const char *key, const char *val)
+{
+  lua_pushstring(L, key);
+  lua_rawget(L, idx);
+  if (lua_isnil(L, -1)) {
+    lua_pushstring(L, key);
+    lua_pushstring(L, val);
+    lua_rawset(L, idx);
+  }
+  lua_pop(L, 1);
+}
+
+/* ctx.emit(record): checks the record (a table with a string line), fills
+ * the fields it lacks (time: now; stream: "stdout"; container, name, image:
+ * the batch's container, or "", the filter's name and "" in a hook) and
+ * appends it to the emit buffer (upvalue 2). Upvalue 1: the pipeline. */
+static int lua_emit(lua_State *L)
+{
+  pipeline_t *p = lua_touserdata(L, lua_upvalueindex(1));
+  const container_t *c = p->emit_c;
+  char ts[TS_LEN + 1];
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  if (!p->emit_on)
+    return luaL_error(L, "ctx.emit works in process, timers and shutdown (not in init "
+                         "or outside a filter call)");
+  lua_pushliteral(L, "line");
+  lua_rawget(L, 1);
+  if (lua_type(L, -1) != LUA_TSTRING)
+    return luaL_argerror(L, 1, "a record needs a string `line`");
+  lua_pop(L, 1);
+  ts_format(ts_now(), ts);
+  default_string(L, 1, "time", ts);
+  default_string(L, 1, "stream", "stdout");
+  default_string(L, 1, "container", c ? c->id : "");
+  default_string(L, 1, "name", c ? (c->name ? c->name : "") : p->emit_f->name);
+  default_string(L, 1, "image", c && c->image ? c->image : "");
+  lua_rawseti(L, lua_upvalueindex(2), (int)++p->n_emitted);
+  return 0;
+}
+
+/* Moves the emitted records to the end of the array at dest (0: discards
+ * them) and empties the buffer. */
+static void take_emitted(pipeline_t *p, program_t *g, int dest)
+{
+  lua_State *L = g->L;
+  size_t i, n = dest ? lua_objlen(L, dest) : 0;
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->emitbuf_ref);
+  for (i = 1; i <= p->n_emitted; i++) {
+    if (dest) {
+      lua_rawgeti(L, -1, (int)i);
+      lua_rawseti(L, dest, (int)(n + i));
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (int)i);
+  }
+  lua_pop(L, 1);
+  p->n_emitted = 0;
+}
+
+/* ---- loading ---- */
 
 /* Field key of the table at idx as a number, if present. */
 static void opt_number(lua_State *L, int idx, const char *key, double *out)
@@ -350,63 +541,162 @@ static void copy_rules(lua_State *L, int idx, const char *which, int exclude, se
   lua_pop(L, 1);
 }
 
-static void copy_filters(lua_State *L, int idx, pipeline_t *p)
+/* Stores field key of the table at idx (a function or nil) in the registry;
+ * LUA_NOREF when nil. */
+static int ref_field(lua_State *L, int idx, const char *key)
+{
+  lua_getfield(L, idx, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void copy_timers(lua_State *L, int idx, filter_t *f)
+{
+  size_t i, n;
+
+  lua_getfield(L, idx, "timers");
+  n = lua_objlen(L, -1);
+  if (n > 0 && (f->timers = calloc(n, sizeof *f->timers)) == NULL)
+    luaL_error(L, "out of memory");
+  for (i = 1; i <= n; i++) {
+    ltimer_t *t = &f->timers[f->n_timers];
+    lua_rawgeti(L, -1, (int)i);
+    t->ref = LUA_NOREF;
+    f->n_timers++;
+    opt_number(L, lua_gettop(L), "every", &t->every);
+    t->ref = ref_field(L, lua_gettop(L), "handler");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Copies the filter table at idx (normal form) into f. */
+static void copy_filter(lua_State *L, int idx, filter_t *f)
+{
+  const char *s;
+  int i;
+
+  lua_getfield(L, idx, "name");
+  f->name = dup_or_raise(L, lua_tostring(L, -1));
+  lua_getfield(L, idx, "on_error");
+  s = lua_tostring(L, -1);
+  for (i = 0; i < 3; i++)
+    if (strcmp(s, on_error_names[i]) == 0)
+      f->on_error = i;
+  lua_pop(L, 2);
+  f->process_ref = ref_field(L, idx, "process");
+  f->init_ref = ref_field(L, idx, "init");
+  f->shutdown_ref = ref_field(L, idx, "shutdown");
+  lua_newtable(L);
+  f->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  copy_timers(L, idx, f);
+  lua_getfield(L, idx, "select");
+  if (!lua_isnil(L, -1)) {
+    if ((f->sel = calloc(1, sizeof *f->sel)) == NULL)
+      luaL_error(L, "out of memory");
+    copy_rules(L, lua_gettop(L), "include", 0, f->sel);
+    copy_rules(L, lua_gettop(L), "exclude", 1, f->sel);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "dead_letter");
+  if (lua_isstring(L, -1)) {
+    f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
+    f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->dl_fd < 0)
+      luaL_error(L, "filter %s: cannot open the dead-letter file %s: %s", f->name, f->dl_path,
+                 strerror(errno));
+  }
+  lua_pop(L, 1);
+}
+
+static void copy_filters(lua_State *L, int idx, program_t *g)
 {
   size_t i, n;
   filter_t *f;
 
   lua_getfield(L, idx, "filters");
   n = lua_objlen(L, -1);
-  p->filters = calloc(n ? n : 1, sizeof *p->filters);
-  if (p->filters == NULL)
+  g->filters = calloc(n ? n : 1, sizeof *g->filters);
+  if (g->filters == NULL)
     luaL_error(L, "out of memory");
   for (i = 1; i <= n; i++) {
-    f = &p->filters[p->n_filters];
-    f->ref = LUA_NOREF;
-    p->n_filters++;
+    f = &g->filters[g->n_filters];
+    f->process_ref = f->init_ref = f->shutdown_ref = f->state_ref = LUA_NOREF;
+    f->dl_fd = -1;
+    g->n_filters++;
     lua_rawgeti(L, -1, (int)i);
-    lua_getfield(L, -1, "name");
-    f->name = dup_or_raise(L, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "on_error");
-    f->on_error = strcmp(lua_tostring(L, -1), "drop") == 0 ? ON_ERROR_DROP : ON_ERROR_PASS;
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "process");
-    f->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    copy_filter(L, lua_gettop(L), f);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
 }
 
-static void copy_outputs(lua_State *L, int idx, pipeline_t *p)
+/* Creates the output described by the table on top of the stack. */
+static output_t *new_output(lua_State *L)
+{
+  int idx = lua_gettop(L);
+  const char *type, *name, *format, *path;
+  double keep = 0;
+  size_t max_bytes = 0;
+  output_t *o;
+  char err[512];
+
+  lua_getfield(L, idx, "type");
+  lua_getfield(L, idx, "name");
+  lua_getfield(L, idx, "format");
+  lua_getfield(L, idx, "path");
+  type = lua_tostring(L, -4);
+  name = lua_tostring(L, -3);
+  format = lua_tostring(L, -2);
+  path = lua_tostring(L, -1);
+  opt_number(L, idx, "keep", &keep);
+  opt_size(L, idx, "max_bytes", &max_bytes);
+  if (strcmp(type, "file") == 0) {
+    o = output_file_new(name, path, format, max_bytes, (int)keep, err, sizeof err);
+    if (o == NULL)
+      luaL_error(L, "output %s: %s", name, err);
+  } else {
+    o = output_stdout_new(name, format, 1);
+    if (o == NULL)
+      luaL_error(L, "out of memory");
+  }
+  lua_settop(L, idx);
+  return o;
+}
+
+static void copy_outputs(lua_State *L, int idx, program_t *g)
 {
   size_t i, n;
   output_t *o;
 
   lua_getfield(L, idx, "outputs");
   n = lua_objlen(L, -1);
-  p->outputs = calloc(n ? n : 1, sizeof *p->outputs);
-  if (p->outputs == NULL)
+  g->outputs = calloc(n ? n : 1, sizeof *g->outputs);
+  if (g->outputs == NULL)
     luaL_error(L, "out of memory");
+  g->routing = n > 1;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);
-    lua_getfield(L, -1, "name");
-    lua_getfield(L, -2, "format");
-    o = output_stdout_new(lua_tostring(L, -2), lua_tostring(L, -1), 1);
-    if (o == NULL)
-      luaL_error(L, "out of memory");
-    p->outputs[p->n_outputs++] = o;
-    lua_pop(L, 3);
+    o = new_output(L);
+    g->outputs[g->n_outputs++] = o;
+    lua_getfield(L, -1, "routed_only");
+    o->routed_only = lua_toboolean(L, -1);
+    g->routing |= o->routed_only;
+    lua_pop(L, 2);
   }
   lua_pop(L, 1);
 }
 
 /* Protected: copies the validated table (argument 1) into the config
- * (argument 3) and the pipeline (argument 2). */
+ * (argument 3) and the program (argument 2). */
 static int copy_config(lua_State *L)
 {
-  pipeline_t *p = lua_touserdata(L, 2);
+  program_t *g = lua_touserdata(L, 2);
   config_t *cfg = lua_touserdata(L, 3);
+  size_t lua_memory = LUA_MEMORY_DEFAULT;
   const char *s;
 
   lua_getfield(L, 1, "docker");
@@ -441,26 +731,28 @@ static int copy_config(lua_State *L)
   opt_number(L, 4, "stats_interval", &cfg->stats_interval);
   opt_size(L, 4, "line_max", &cfg->line_max);
   opt_size(L, 4, "frame_max", &cfg->frame_max);
+  opt_size(L, 4, "lua_memory", &lua_memory);
   lua_getfield(L, 4, "log_level");
   s = lua_tostring(L, -1);
   if (s != NULL)
     cfg->log_level = log_parse_level(s);
   lua_pop(L, 2);
-  copy_filters(L, 1, p);
-  copy_outputs(L, 1, p);
-  p->filter_timeout = cfg->filter_timeout;
+  copy_filters(L, 1, g);
+  copy_outputs(L, 1, g);
+  g->filter_timeout = cfg->filter_timeout;
+  g->mem.limit = lua_memory;
   return 0;
 }
 
 static int run_batch(lua_State *L);
+static int run_hook(lua_State *L);
 
 /* Runs the file and validates what it returns; leaves the normal form on
  * the stack. Returns 0, or -1 with the message in p->err. */
-#define PIPELINE_LOAD_TIMEOUT 10.0 /* seconds the top level of pipeline.lua may run */
-
-static int load_file(pipeline_t *p, const char *path)
+static int load_file(pipeline_t *p, program_t *g, const char *path)
 {
-  lua_State *L = p->L;
+  lua_State *L = g->L;
+  int rc;
 
   if (luaL_loadfile(L, path) != 0) {
     snprintf(p->err, sizeof p->err, "%s", lua_tostring(L, -1));
@@ -469,15 +761,15 @@ static int load_file(pipeline_t *p, const char *path)
   }
   /* The file's top level runs under the runaway guard too, with a fixed
    * bound, so a loop there fails `engine check` instead of hanging it. */
-  p->filter_timeout = PIPELINE_LOAD_TIMEOUT;
-  p->loading = 1;
-  int rc = lua_call_protected(p, 0, 1, path, NULL, 1);
-  p->loading = 0;
+  g->filter_timeout = PIPELINE_LOAD_TIMEOUT;
+  p->guard.loading = 1;
+  rc = lua_call_protected(p, g, 0, 1, path, NULL, 1);
+  p->guard.loading = 0;
   if (rc != CALL_OK)
     return -1;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "engine.pipeline");
-  if (lua_call_protected(p, 1, 1, "require", NULL, 0) != CALL_OK) {
+  if (lua_call_protected(p, g, 1, 1, "require", NULL, 0) != CALL_OK) {
     lua_pop(L, 1); /* the file's result */
     return -1;
   }
@@ -485,7 +777,101 @@ static int load_file(pipeline_t *p, const char *path)
   lua_replace(L, -2); /* the module */
   lua_insert(L, -2);  /* validate under the file's result */
   lua_pushstring(L, path);
-  return lua_call_protected(p, 2, 1, "validate", NULL, 0) == CALL_OK ? 0 : -1;
+  return lua_call_protected(p, g, 2, 1, "validate", NULL, 0) == CALL_OK ? 0 : -1;
+}
+
+/* Frees the filters, outputs and Lua state. NULL is ignored. */
+static void program_free(program_t *g)
+{
+  size_t i;
+
+  if (g == NULL)
+    return;
+  for (i = 0; i < g->n_filters; i++) {
+    filter_t *f = &g->filters[i];
+    free(f->name);
+    free(f->timers);
+    if (f->sel != NULL) {
+      selection_free(f->sel);
+      free(f->sel);
+    }
+    if (f->dl_fd >= 0)
+      close(f->dl_fd);
+    free(f->dl_path);
+  }
+  free(g->filters);
+  for (i = 0; i < g->n_outputs; i++)
+    g->outputs[i]->free(g->outputs[i]);
+  free(g->outputs);
+  if (g->L != NULL)
+    lua_close(g->L);
+  free(g);
+}
+
+/* Registers the engine's functions in a new state (before any Lua code
+ * runs; the state is nearly empty, so this cannot run out of memory). */
+static void program_register(pipeline_t *p, program_t *g)
+{
+  lua_State *L = g->L;
+
+  lua_pushlightuserdata(L, p);
+  lua_pushcclosure(L, traceback_handler, 1);
+  g->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, run_batch);
+  g->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, run_hook);
+  g->hook_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  g->emitbuf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, p);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, lua_emit, 2);
+  g->emit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_COUNT);
+}
+
+/* Loads path into a new program (see pipeline_load). Returns NULL with the
+ * message in err. Runs on the caller's thread, or on the pipeline thread
+ * for a reload. */
+static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, char *err,
+                               size_t errlen)
+{
+  program_t *g = calloc(1, sizeof *g);
+  lua_State *L;
+
+  if (g == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  g->mem.limit = LUA_MEMORY_DEFAULT;
+  g->L = L = lua_newstate(capped_alloc, &g->mem);
+  if (L == NULL) {
+    snprintf(p->err, sizeof p->err, "cannot create a Lua state: out of memory");
+    goto err;
+  }
+  program_register(p, g);
+  lua_pushcfunction(L, setup_state);
+  lua_pushstring(L, path);
+  lua_pushstring(L, p->lua_dir);
+  if (lua_call_protected(p, g, 2, 0, "setup", NULL, 0) != CALL_OK)
+    goto err;
+  if (load_file(p, g, path) < 0)
+    goto err;
+  lua_pushcfunction(L, copy_config);
+  lua_insert(L, -2); /* under the validated table */
+  lua_pushlightuserdata(L, g);
+  lua_pushlightuserdata(L, cfg);
+  if (lua_call_protected(p, g, 3, 0, "config", NULL, 0) != CALL_OK)
+    goto err;
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  g->report = 1;
+  return g;
+err:
+  snprintf(err, errlen, "%s", p->err);
+  program_free(g);
+  return NULL;
 }
 
 /* Loads path (see pipeline.h). On failure cfg may hold some of the
@@ -494,46 +880,28 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
                           char *err, size_t errlen)
 {
   pipeline_t *p = calloc(1, sizeof *p);
-  lua_State *L;
+  pthread_condattr_t attr;
 
   if (p == NULL) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
-  p->handler_ref = p->run_ref = LUA_NOREF;
-  p->L = L = luaL_newstate();
-  if (L == NULL) {
-    snprintf(p->err, sizeof p->err, "cannot create a Lua state: out of memory");
+  pthread_mutex_init(&p->prog_mu, NULL);
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &attr);
+  pthread_condattr_destroy(&attr);
+  p->lua_dir = strdup(lua_dir ? lua_dir : ENGINE_LUA_DIR);
+  if (p->lua_dir == NULL) {
+    snprintf(err, errlen, "out of memory");
     goto err;
   }
-  lua_pushlightuserdata(L, p);
-  lua_pushcclosure(L, traceback_handler, 1);
-  p->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushcfunction(L, run_batch);
-  p->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_COUNT);
-
-  lua_pushcfunction(L, setup_state);
-  lua_pushstring(L, path);
-  lua_pushstring(L, lua_dir ? lua_dir : ENGINE_LUA_DIR);
-  if (lua_call_protected(p, 2, 0, "setup", NULL, 0) != CALL_OK)
+  p->prog = program_load(p, path, cfg, err, errlen);
+  if (p->prog == NULL)
     goto err;
-  if (load_file(p, path) < 0)
-    goto err;
-  lua_pushcfunction(L, copy_config);
-  lua_insert(L, -2); /* under the validated table */
-  lua_pushlightuserdata(L, p);
-  lua_pushlightuserdata(L, cfg);
-  if (lua_call_protected(p, 3, 0, "config", NULL, 0) != CALL_OK)
-    goto err;
-  lua_settop(L, 0);
-  lua_gc(L, LUA_GCCOLLECT, 0);
-  p->report = 1;
   return p;
 err:
-  snprintf(err, errlen, "%s", p->err);
   pipeline_free(p);
   return NULL;
 }
@@ -602,6 +970,14 @@ static void raw_set_string(lua_State *L, int idx, const char *key, const char *v
   lua_rawset(L, idx);
 }
 
+/* Sets t[key] = registry[ref] at the table at idx without metamethods. */
+static void raw_set_ref(lua_State *L, int idx, const char *key, int ref)
+{
+  lua_pushstring(L, key);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_rawset(L, idx);
+}
+
 /* Pushes a shallow copy of the array at idx (the records are shared). */
 static void push_array_copy(lua_State *L, int idx)
 {
@@ -642,24 +1018,115 @@ static int check_records(lua_State *L, int idx, const filter_t *f, char *msg, si
   return 0;
 }
 
-/* Runs one filter on the records at recs. On success they are replaced by
- * what the filter returned (or its in-place edit of a copy of the array);
- * on failure they stay as they were. Returns 1 when the batch goes on, 0
- * when it is dropped. */
-static int run_filter(pipeline_t *p, const filter_t *f, int recs, int ctx, const char *cname)
+/* Writes one dead-letter line for the records at recs (an array, or 0 for
+ * none): {"time","filter","container","name","error","records":[...]}. */
+static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs,
+                        const container_t *c, const char *msg)
 {
-  lua_State *L = p->L;
+  strbuf_t *b = &p->dlbuf;
+  char ts[TS_LEN + 1];
+  size_t i, n = recs ? lua_objlen(g->L, recs) : 0;
+  int rc;
+
+  ts_format(ts_now(), ts);
+  b->len = 0;
+  rc = strbuf_add(b, "{\"time\":", 8) | json_add_string(b, ts, TS_LEN) |
+       strbuf_add(b, ",\"filter\":", 10) | json_add_string(b, f->name, strlen(f->name)) |
+       strbuf_add(b, ",\"container\":", 13) |
+       json_add_string(b, c ? c->id : "", c ? strlen(c->id) : 0) |
+       strbuf_add(b, ",\"name\":", 8) |
+       json_add_string(b, c && c->name ? c->name : "", c && c->name ? strlen(c->name) : 0) |
+       strbuf_add(b, ",\"error\":", 9) | json_add_string(b, msg, strlen(msg)) |
+       strbuf_add(b, ",\"records\":[", 12);
+  for (i = 1; i <= n && rc == 0; i++) {
+    lua_rawgeti(g->L, recs, (int)i);
+    rc = (i > 1 ? strbuf_add(b, ",", 1) : 0) | json_add_record(b, g->L, -1);
+    lua_pop(g->L, 1);
+  }
+  rc |= strbuf_add(b, "]}\n", 3);
+  if (rc == 0 && write(f->dl_fd, b->data, b->len) == (ssize_t)b->len) {
+    count(&p->stats.dead_letters, 1);
+    count(&f->dead_letters, 1);
+  } else {
+    count(&p->stats.output_errors, 1);
+    log_error(c ? c->name : NULL, "filter %s: cannot write to the dead-letter file %s: %s",
+              f->name, f->dl_path, rc ? "out of memory" : strerror(errno));
+  }
+  if (b->cap > ((size_t)1 << 20))
+    strbuf_free(b);
+}
+
+/* The batch at recs failed filter f (or f is disabled): applies on_error.
+ * Returns 1 when the batch goes on unchanged, 0 when it is dropped. */
+static int apply_on_error(pipeline_t *p, program_t *g, filter_t *f, int recs,
+                          const container_t *c, const char *msg)
+{
+  if (f->on_error == ON_ERROR_DEAD_LETTER)
+    dead_letter(p, g, f, recs, c, msg);
+  return f->on_error == ON_ERROR_PASS;
+}
+
+static void count_failure(pipeline_t *p, filter_t *f, int rc)
+{
+  count(rc == CALL_TIMEOUT ? &p->stats.filter_timeouts : &p->stats.filter_errors, 1);
+  count(rc == CALL_TIMEOUT ? &f->timeouts : &f->errors, 1);
+}
+
+/* 1 when the filter takes batches of container c (NULL: records emitted by
+ * a hook, which only filters without a selection take). */
+static int filter_selects(const filter_t *f, const container_t *c)
+{
+  if (f->sel == NULL)
+    return 1;
+  if (c == NULL)
+    return 0;
+  return selection_match(f->sel, c->id, c->name ? c->name : "", c->image ? c->image : "",
+                         (const char *const *)c->label_pairs, c->n_labels);
+}
+
+/* Appends the emitted records to the filter's result at idx, in a new
+ * array (the filter may keep the table it returned). */
+static void append_emitted(pipeline_t *p, program_t *g, int idx)
+{
+  lua_State *L = g->L;
+
+  push_array_copy(L, idx);
+  take_emitted(p, g, lua_gettop(L));
+  lua_replace(L, idx);
+}
+
+/* Runs one filter on the records at recs. On success they are replaced by
+ * what the filter returned (or its in-place edit of a copy of the array),
+ * followed by what it emitted; on failure they stay as they were and the
+ * filter's on_error applies. Returns 1 when the batch goes on, 0 when it
+ * is dropped. */
+static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ctx,
+                      const container_t *c)
+{
+  lua_State *L = g->L;
+  const char *cname = c ? c->name : NULL;
   int top = lua_gettop(L), rc;
   char what[256], msg[512];
 
-  snprintf(what, sizeof what, "filter %s (on_error=%s)", f->name,
-           f->on_error == ON_ERROR_DROP ? "drop" : "pass");
+  if (!filter_selects(f, c))
+    return 1;
+  if (f->disabled)
+    return apply_on_error(p, g, f, recs, c, "filter disabled: its init failed");
+  if (f->process_ref == LUA_NOREF)
+    return 1;
+  count(&f->calls, 1);
+  snprintf(what, sizeof what, "filter %s (on_error=%s)", f->name, on_error_names[f->on_error]);
   push_array_copy(L, recs); /* top + 1: the array the filter gets */
   raw_set_string(L, ctx, "filter", f->name);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, f->ref);
+  raw_set_ref(L, ctx, "state", f->state_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, f->process_ref);
   lua_pushvalue(L, top + 1);
   lua_pushvalue(L, ctx);
-  rc = lua_call_protected(p, 2, 1, what, cname, 1);
+  p->emit_on = 1;
+  p->emit_c = c;
+  p->emit_f = f;
+  rc = lua_call_protected(p, g, 2, 1, what, cname, 1);
+  p->emit_on = 0;
   if (rc == CALL_OK) {
     if (lua_istable(L, -1))
       lua_replace(L, top + 1); /* the new array */
@@ -671,95 +1138,433 @@ static int run_filter(pipeline_t *p, const filter_t *f, int recs, int ctx, const
       lua_pop(L, 1);
       rc = CALL_ERROR;
     }
+    if (rc == CALL_OK && p->n_emitted > 0)
+      append_emitted(p, g, top + 1);
     if (rc == CALL_OK && check_records(L, top + 1, f, msg, sizeof msg) < 0)
       rc = CALL_ERROR;
-    if (rc != CALL_OK)
-      report_error(p, what, cname, msg, "");
+    if (rc != CALL_OK) {
+      snprintf(p->err, sizeof p->err, "%s", msg);
+      report_error(what, cname, msg, "");
+    }
   }
+  take_emitted(p, g, 0); /* what a failed call emitted */
   if (rc == CALL_OK) {
     lua_replace(L, recs); /* the result becomes the batch */
     return 1;
   }
   lua_settop(L, top);
-  count(rc == CALL_TIMEOUT ? &p->stats.filter_timeouts : &p->stats.filter_errors, 1);
-  return f->on_error == ON_ERROR_PASS;
+  count_failure(p, f, rc);
+  return apply_on_error(p, g, f, recs, c, p->err);
 }
 
-static void write_outputs(pipeline_t *p, int recs, const char *cname)
+/* 1 when the record at idx goes to output o: its `output` field (at vidx)
+ * is nil and o takes unrouted records, or names o, or lists o's name. */
+static int routed_to(lua_State *L, int vidx, const output_t *o)
 {
-  char err[512];
-  size_t i;
+  size_t i, n;
+  int hit = 0;
 
-  count(&p->stats.records_out, lua_objlen(p->L, recs));
-  for (i = 0; i < p->n_outputs; i++) {
-    output_t *o = p->outputs[i];
-    err[0] = '\0';
-    if (o->write(o, p->L, recs, err, sizeof err) < 0) {
-      count(&p->stats.output_errors, 1);
-      log_error(cname, "output %s: %s", o->name, err);
+  switch (lua_type(L, vidx)) {
+  case LUA_TNIL:
+    return !o->routed_only;
+  case LUA_TSTRING:
+    return strcmp(lua_tostring(L, vidx), o->name) == 0;
+  case LUA_TTABLE:
+    n = lua_objlen(L, vidx);
+    for (i = 1; i <= n && !hit; i++) {
+      lua_rawgeti(L, vidx, (int)i);
+      hit = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), o->name) == 0;
+      lua_pop(L, 1);
+    }
+    return hit;
+  default:
+    return 0;
+  }
+}
+
+/* Pushes the array of the records at recs that go to output o; counts in
+ * *hits which records went somewhere (an array of flags, one per record). */
+static void push_routed(lua_State *L, int recs, const output_t *o, unsigned char *hits)
+{
+  size_t i, k = 0, n = lua_objlen(L, recs);
+
+  lua_newtable(L);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, recs, (int)i);
+    lua_pushliteral(L, "output");
+    lua_rawget(L, -2);
+    if (routed_to(L, lua_gettop(L), o)) {
+      lua_pop(L, 1);
+      lua_rawseti(L, -2, (int)++k);
+      hits[i - 1] = 1;
+    } else {
+      lua_pop(L, 2);
     }
   }
 }
 
-/* Protected: turns the batch (argument 2) into records, runs the filters
- * unless the engine aborted, and hands the result to the outputs.
- * Argument 1 is the pipeline. */
+/* 1 when some record at recs has an `output` field. */
+static int any_routed(lua_State *L, int recs)
+{
+  size_t i, n = lua_objlen(L, recs);
+  int found = 0;
+
+  for (i = 1; i <= n && !found; i++) {
+    lua_rawgeti(L, recs, (int)i);
+    lua_pushliteral(L, "output");
+    lua_rawget(L, -2);
+    found = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+  }
+  return found;
+}
+
+static void reopen_outputs(pipeline_t *p, program_t *g)
+{
+  char err[512];
+  size_t i;
+
+  for (i = 0; i < g->n_outputs; i++) {
+    output_t *o = g->outputs[i];
+    if (o->reopen != NULL && o->reopen(o, err, sizeof err) < 0) {
+      count(&p->stats.output_errors, 1);
+      log_error(NULL, "output %s: reopen: %s", o->name, err);
+    }
+  }
+  for (i = 0; i < g->n_filters; i++) {
+    filter_t *f = &g->filters[i];
+    int fd;
+    if (f->dl_path == NULL)
+      continue;
+    fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      log_error(NULL, "filter %s: cannot reopen %s: %s", f->name, f->dl_path, strerror(errno));
+      continue;
+    }
+    close(f->dl_fd);
+    f->dl_fd = fd;
+  }
+}
+
+static void write_output(pipeline_t *p, output_t *o, lua_State *L, int idx, const char *cname)
+{
+  char err[512];
+
+  err[0] = '\0';
+  if (o->write(o, L, idx, err, sizeof err) < 0) {
+    count(&p->stats.output_errors, 1);
+    log_error(cname, "output %s: %s", o->name, err);
+  }
+}
+
+/* Hands the records at recs to the outputs: all of them to every output,
+ * unless the program routes and some record has an `output` field. */
+static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cname)
+{
+  lua_State *L = g->L;
+  size_t i, n = lua_objlen(L, recs), reached = 0;
+  unsigned char *hits;
+
+  if (atomic_exchange(&p->reopen, 0))
+    reopen_outputs(p, g);
+  if (n == 0)
+    return;
+  if (!g->routing || !any_routed(L, recs)) {
+    count(&p->stats.records_out, n);
+    for (i = 0; i < g->n_outputs; i++)
+      write_output(p, g->outputs[i], L, recs, cname);
+    return;
+  }
+  hits = lua_newuserdata(L, n); /* collected with the batch */
+  memset(hits, 0, n);
+  for (i = 0; i < g->n_outputs; i++) {
+    push_routed(L, recs, g->outputs[i], hits);
+    if (lua_objlen(L, -1) > 0)
+      write_output(p, g->outputs[i], L, lua_gettop(L), cname);
+    lua_pop(L, 1);
+  }
+  for (i = 0; i < n; i++)
+    reached += hits[i];
+  lua_pop(L, 1);
+  count(&p->stats.records_out, reached);
+  if (reached < n) {
+    count(&p->stats.records_unrouted, n - reached);
+    log_debug(cname, "%zu records named no existing output in `output`", n - reached);
+  }
+}
+
+/* Runs the records at recs through filters from..n-1 (unless the engine
+ * aborted) and the outputs. ctx: the table filters get. */
+static void run_chain(pipeline_t *p, program_t *g, int recs, int ctx, size_t from,
+                      const container_t *c)
+{
+  size_t i;
+
+  for (i = from; i < g->n_filters; i++) {
+    if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
+      break;
+    if (!run_filter(p, g, &g->filters[i], recs, ctx, c))
+      return;
+  }
+  write_outputs(p, g, recs, c ? c->name : NULL);
+}
+
+/* Pushes a new ctx: {emit} plus name and container when c is given. */
+static void push_ctx(lua_State *L, program_t *g, const container_t *c)
+{
+  lua_createtable(L, 0, 5);
+  raw_set_ref(L, lua_gettop(L), "emit", g->emit_ref);
+  if (c != NULL) {
+    raw_set_string(L, lua_gettop(L), "name", c->name ? c->name : "");
+    raw_set_string(L, lua_gettop(L), "container", c->id);
+  }
+}
+
+/* Protected: turns the batch (argument 3) into records and runs them
+ * through the filters and outputs. Arguments 1, 2: pipeline, program. */
 static int run_batch(lua_State *L)
 {
   pipeline_t *p = lua_touserdata(L, 1);
-  batch_t *b = lua_touserdata(L, 2);
-  const container_t *c = b->container;
-  size_t i;
-  int keep = 1;
+  program_t *g = lua_touserdata(L, 2);
+  batch_t *b = lua_touserdata(L, 3);
 
-  lua_settop(L, 2);
-  push_records(L, b); /* 3 */
-  lua_createtable(L, 0, 3); /* 4: ctx, shared by the filters of the batch */
-  raw_set_string(L, 4, "name", c->name ? c->name : "");
-  raw_set_string(L, 4, "container", c->id);
-  for (i = 0; i < p->n_filters && keep; i++) {
-    if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
-      break;
-    keep = run_filter(p, &p->filters[i], 3, 4, c->name);
-  }
-  if (keep)
-    write_outputs(p, 3, c->name);
+  lua_settop(L, 3);
+  push_records(L, b); /* 4 */
+  push_ctx(L, g, b->container); /* 5: shared by the filters of the batch */
+  run_chain(p, g, 4, 5, 0, b->container);
   return 0;
 }
 
-static void process_batch(pipeline_t *p, batch_t *b)
+/* Protected: runs a hook of filter i (argument 3): kind (argument 4), timer
+ * index (argument 5). What it emits goes through the filters after it.
+ * Arguments 1, 2: pipeline, program. */
+static int run_hook(lua_State *L)
 {
-  lua_State *L = p->L;
+  pipeline_t *p = lua_touserdata(L, 1);
+  program_t *g = lua_touserdata(L, 2);
+  size_t i = (size_t)lua_tointeger(L, 3), t = (size_t)lua_tointeger(L, 5);
+  int kind = (int)lua_tointeger(L, 4), ref, rc;
+  filter_t *f = &g->filters[i];
+  char what[256];
+
+  if (kind == HOOK_INIT) {
+    ref = f->init_ref;
+    snprintf(what, sizeof what, "filter %s: init", f->name);
+  } else if (kind == HOOK_SHUTDOWN) {
+    ref = f->shutdown_ref;
+    snprintf(what, sizeof what, "filter %s: shutdown", f->name);
+  } else {
+    ref = f->timers[t].ref;
+    snprintf(what, sizeof what, "filter %s: timer %zu", f->name, t + 1);
+  }
+  lua_settop(L, 5);
+  push_ctx(L, g, NULL); /* 6 */
+  raw_set_string(L, 6, "filter", f->name);
+  raw_set_ref(L, 6, "state", f->state_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  lua_pushvalue(L, 6);
+  p->emit_on = kind != HOOK_INIT;
+  p->emit_c = NULL;
+  p->emit_f = f;
+  count(&f->calls, 1);
+  rc = lua_call_protected(p, g, 1, 0, what, NULL, 1);
+  p->emit_on = 0;
+  if (rc != CALL_OK) {
+    take_emitted(p, g, 0);
+    count_failure(p, f, rc);
+    if (kind == HOOK_INIT) {
+      f->disabled = 1;
+      log_error(NULL, "filter %s is disabled: its init failed; its batches follow on_error=%s",
+                f->name, on_error_names[f->on_error]);
+    }
+    return 0;
+  }
+  if (p->n_emitted == 0)
+    return 0;
+  lua_newtable(L); /* 7 */
+  take_emitted(p, g, 7);
+  push_ctx(L, g, NULL); /* 8 */
+  run_chain(p, g, 7, 8, i + 1, NULL);
+  return 0;
+}
+
+/* Runs hook kind of filter i (timer t) in a protected call. */
+static void call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t)
+{
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->hook_ref);
+  lua_pushlightuserdata(L, p);
+  lua_pushlightuserdata(L, g);
+  lua_pushinteger(L, (lua_Integer)i);
+  lua_pushinteger(L, kind);
+  lua_pushinteger(L, (lua_Integer)t);
+  lua_call_protected(p, g, 5, 0, "pipeline", NULL, 0);
+  lua_settop(L, top);
+}
+
+/* Collects garbage when the state holds more than 3/4 of its limit: the
+ * allocator cannot collect, so garbage would count against the limit. */
+static void collect_if_full(program_t *g)
+{
+  size_t used = atomic_load_explicit(&g->mem.used, memory_order_relaxed);
+
+  if (used > g->mem.limit - g->mem.limit / 4)
+    lua_gc(g->L, LUA_GCCOLLECT, 0);
+}
+
+/* Runs the init hooks in order and arms the timers. */
+static void program_start(pipeline_t *p, program_t *g)
+{
+  int64_t now = now_mono();
+  size_t i, t;
+
+  for (i = 0; i < g->n_filters; i++) {
+    filter_t *f = &g->filters[i];
+    if (f->init_ref != LUA_NOREF)
+      call_hook(p, g, i, HOOK_INIT, 0);
+    for (t = 0; t < f->n_timers; t++)
+      f->timers[t].due = now + (int64_t)(f->timers[t].every * 1e9);
+  }
+  collect_if_full(g);
+}
+
+/* Runs the shutdown hooks in order (not after an abort), then flushes the
+ * outputs. */
+static void program_stop(pipeline_t *p, program_t *g)
+{
+  char err[512];
+  size_t i;
+
+  for (i = 0; i < g->n_filters; i++) {
+    filter_t *f = &g->filters[i];
+    if (f->shutdown_ref != LUA_NOREF && !f->disabled && !atomic_load(&p->aborted))
+      call_hook(p, g, i, HOOK_SHUTDOWN, 0);
+  }
+  for (i = 0; i < g->n_outputs; i++) {
+    output_t *o = g->outputs[i];
+    err[0] = '\0';
+    if (o->flush(o, err, sizeof err) < 0) {
+      count(&p->stats.output_errors, 1);
+      log_error(NULL, "output %s: flush: %s", o->name, err);
+    }
+  }
+}
+
+/* The earliest due time of the program's timers, or 0 when none. */
+static int64_t next_due(const program_t *g)
+{
+  int64_t due = 0;
+  size_t i, t;
+
+  for (i = 0; i < g->n_filters; i++) {
+    const filter_t *f = &g->filters[i];
+    if (f->disabled)
+      continue;
+    for (t = 0; t < f->n_timers; t++)
+      if (due == 0 || f->timers[t].due < due)
+        due = f->timers[t].due;
+  }
+  return due;
+}
+
+/* Runs the timers that are due, each once (a late timer does not catch
+ * up), and schedules them again from now. */
+static void run_timers(pipeline_t *p, program_t *g)
+{
+  int64_t now = now_mono();
+  size_t i, t;
+  int ran = 0;
+
+  for (i = 0; i < g->n_filters; i++) {
+    filter_t *f = &g->filters[i];
+    for (t = 0; t < f->n_timers && !f->disabled; t++) {
+      if (f->timers[t].due > now)
+        continue;
+      call_hook(p, g, i, HOOK_TIMER, t);
+      ran = 1;
+      f->timers[t].due = now_mono() + (int64_t)(f->timers[t].every * 1e9);
+    }
+  }
+  if (ran)
+    collect_if_full(g);
+}
+
+static void process_batch(pipeline_t *p, program_t *g, batch_t *b)
+{
+  lua_State *L = g->L;
   int top = lua_gettop(L);
 
   count(&p->stats.batches, 1);
   count(&p->stats.records_in, b->n);
   if (b->n == 0)
     return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, p->run_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g->run_ref);
   lua_pushlightuserdata(L, p);
+  lua_pushlightuserdata(L, g);
   lua_pushlightuserdata(L, b);
-  lua_call_protected(p, 2, 0, "pipeline", b->container->name, 0);
+  lua_call_protected(p, g, 3, 0, "pipeline", b->container->name, 0);
   lua_settop(L, top);
+  collect_if_full(g);
 }
 
-/* Takes the next batch, waiting for one; NULL once the input has ended and
- * the queue is empty (the thread then counts as exited for submitters). */
-static batch_t *queue_pop(pipeline_t *p)
+/* Loads path in a new program and swaps it in (see pipeline_reload). */
+static void reload(pipeline_t *p, const char *path)
 {
+  program_t *old = p->prog, *g;
+  config_t cfg;
+  char err[PIPELINE_ERR_MAX];
+
+  config_defaults(&cfg);
+  g = program_load(p, path, &cfg, err, sizeof err);
+  config_free(&cfg);
+  if (g == NULL) {
+    count(&p->stats.reload_failures, 1);
+    log_error(NULL, "reload: %s; the running pipeline stays", err);
+    return;
+  }
+  program_stop(p, old);
+  pthread_mutex_lock(&p->prog_mu);
+  p->prog = g;
+  pthread_mutex_unlock(&p->prog_mu);
+  program_free(old);
+  program_start(p, g);
+  count(&p->stats.reloads, 1);
+  log_info(NULL, "reload: %s is running", path);
+}
+
+/* Waits for work: a batch (returned), a reload request (*reload), a timer
+ * due at due (0: none), or the end of the input (*end; the thread then
+ * counts as exited for submitters). */
+static batch_t *queue_wait(pipeline_t *p, int64_t due, char **reload_path, int *end)
+{
+  struct timespec ts;
   batch_t *b;
 
   pthread_mutex_lock(&p->mu);
-  while (p->head == NULL && !p->finishing)
-    pthread_cond_wait(&p->cv, &p->mu);
+  while (p->head == NULL && !p->finishing && p->reload_path == NULL &&
+         (due == 0 || now_mono() < due)) {
+    if (due == 0) {
+      pthread_cond_wait(&p->cv, &p->mu);
+      continue;
+    }
+    ts.tv_sec = (time_t)(due / 1000000000);
+    ts.tv_nsec = (long)(due % 1000000000);
+    pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+  }
   b = p->head;
   if (b != NULL) {
     p->head = b->next;
     if (p->head == NULL)
       p->tail = NULL;
     b->next = NULL;
-  } else {
+  }
+  *reload_path = p->reload_path;
+  p->reload_path = NULL;
+  if (b == NULL && *reload_path == NULL && p->finishing) {
     p->exited = 1;
+    *end = 1;
   }
   pthread_mutex_unlock(&p->mu);
   return b;
@@ -768,25 +1573,29 @@ static batch_t *queue_pop(pipeline_t *p)
 static void *pipeline_thread(void *arg)
 {
   pipeline_t *p = arg;
+  char *path;
   batch_t *b;
-  char err[512];
-  size_t i;
+  int end = 0, aborted;
 
-  while ((b = queue_pop(p)) != NULL) {
-    process_batch(p, b);
-    if (p->on_batch_done)
-      p->on_batch_done(p->batch_done_ud, b); /* acknowledged by the engine, which frees it */
-    else
-      batch_free(b);
-  }
-  for (i = 0; i < p->n_outputs; i++) {
-    output_t *o = p->outputs[i];
-    err[0] = '\0';
-    if (o->flush(o, err, sizeof err) < 0) {
-      count(&p->stats.output_errors, 1);
-      log_error(NULL, "output %s: flush: %s", o->name, err);
+  program_start(p, p->prog);
+  while (!end) {
+    aborted = atomic_load(&p->aborted);
+    b = queue_wait(p, aborted ? 0 : next_due(p->prog), &path, &end);
+    if (path != NULL) {
+      reload(p, path);
+      free(path);
+    }
+    if (!atomic_load(&p->aborted))
+      run_timers(p, p->prog);
+    if (b != NULL) {
+      process_batch(p, p->prog, b);
+      if (p->on_batch_done)
+        p->on_batch_done(p->batch_done_ud, b); /* acknowledged by the engine, which frees it */
+      else
+        batch_free(b);
     }
   }
+  program_stop(p, p->prog);
   atomic_store(&p->done, 1);
   uv_async_send(&p->async);
   return NULL;
@@ -886,6 +1695,25 @@ void pipeline_abort(pipeline_t *p)
   pipeline_finish(p);
 }
 
+int pipeline_reload(pipeline_t *p, const char *path)
+{
+  char *copy = strdup(path);
+
+  if (copy == NULL)
+    return -1;
+  pthread_mutex_lock(&p->mu);
+  free(p->reload_path);
+  p->reload_path = copy;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return 0;
+}
+
+void pipeline_reopen(pipeline_t *p)
+{
+  atomic_store(&p->reopen, 1);
+}
+
 /* Ends the input too, so it cannot wait forever on a thread still running. */
 void pipeline_close(pipeline_t *p)
 {
@@ -908,14 +1736,38 @@ void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
   out->filter_errors = atomic_load(&p->stats.filter_errors);
   out->filter_timeouts = atomic_load(&p->stats.filter_timeouts);
   out->output_errors = atomic_load(&p->stats.output_errors);
+  out->records_unrouted = atomic_load(&p->stats.records_unrouted);
+  out->dead_letters = atomic_load(&p->stats.dead_letters);
+  out->reloads = atomic_load(&p->stats.reloads);
+  out->reload_failures = atomic_load(&p->stats.reload_failures);
+  pthread_mutex_lock(&p->prog_mu);
+  out->lua_bytes = p->prog ? atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed) : 0;
+  pthread_mutex_unlock(&p->prog_mu);
 }
 
-/* Frees batches never processed, the filters, the outputs and the Lua
- * state. */
+size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t max)
+{
+  size_t i, n;
+
+  pthread_mutex_lock(&p->prog_mu);
+  n = p->prog ? p->prog->n_filters : 0;
+  for (i = 0; i < n && i < max; i++) {
+    filter_t *f = &p->prog->filters[i];
+    snprintf(out[i].name, sizeof out[i].name, "%s", f->name);
+    out[i].calls = atomic_load(&f->calls);
+    out[i].errors = atomic_load(&f->errors);
+    out[i].timeouts = atomic_load(&f->timeouts);
+    out[i].dead_letters = atomic_load(&f->dead_letters);
+    out[i].disabled = f->disabled;
+  }
+  pthread_mutex_unlock(&p->prog_mu);
+  return n;
+}
+
+/* Frees batches never processed, the program and the pipeline. */
 void pipeline_free(pipeline_t *p)
 {
   batch_t *b, *next;
-  size_t i;
 
   if (p == NULL)
     return;
@@ -927,15 +1779,12 @@ void pipeline_free(pipeline_t *p)
     next = b->next;
     batch_free(b);
   }
-  for (i = 0; i < p->n_filters; i++)
-    free(p->filters[i].name);
-  free(p->filters);
-  for (i = 0; i < p->n_outputs; i++)
-    p->outputs[i]->free(p->outputs[i]);
-  free(p->outputs);
-  if (p->L != NULL)
-    lua_close(p->L);
+  program_free(p->prog);
+  free(p->reload_path);
+  free(p->lua_dir);
+  strbuf_free(&p->dlbuf);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->prog_mu);
   free(p);
 }

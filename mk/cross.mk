@@ -24,11 +24,20 @@ CROSS_ARCH := $(CROSS_ARCH_$(CROSS))
 ifeq ($(CROSS_ARCH),)
 $(error CROSS=$(CROSS): known triplets are aarch64-linux-gnu and arm-linux-gnueabihf)
 endif
+# A sysroot from scripts/cross-deps.sh (when the target's packages could not
+# be installed beside the host's) wins over the multiarch directories.
+CROSS_SYSROOT := $(patsubst %/.complete,%,$(wildcard $(CURDIR)/build/cross/$(CROSS_ARCH)/sysroot/.complete))
 ifneq ($(origin CC),command line)
-CC := $(CROSS)-gcc
+CC := $(CROSS)-gcc$(if $(CROSS_SYSROOT), --sysroot=$(CROSS_SYSROOT))
 endif
+ifeq ($(CROSS_SYSROOT),)
 CROSS_PKG_CONFIG := PKG_CONFIG_LIBDIR=/usr/lib/$(CROSS)/pkgconfig:/usr/share/pkgconfig \
                     PKG_CONFIG_PATH= pkg-config
+else
+CROSS_PKG_CONFIG := PKG_CONFIG_SYSROOT_DIR=$(CROSS_SYSROOT) PKG_CONFIG_PATH= \
+  PKG_CONFIG_LIBDIR=$(CROSS_SYSROOT)/usr/lib/$(CROSS)/pkgconfig:$(CROSS_SYSROOT)/usr/share/pkgconfig \
+  pkg-config
+endif
 PKG_CFLAGS := $(shell $(CROSS_PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(CROSS_PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 LDLIBS     := $(PKG_LIBS) -lpthread -lm

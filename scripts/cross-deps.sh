@@ -6,14 +6,19 @@
 #
 #  - the architecture itself (dpkg --add-architecture) and the cross C
 #    compiler for its GNU triplet;
-#  - the target's -dev packages of libuv, libcurl, cJSON and LuaJIT (all
-#    Multi-Arch: same in Debian 12, so they sit beside the amd64 ones under
-#    /usr/lib/<triplet>) and the target's libc6-dev;
-#  - qemu-user-static, and the target's Lua C modules the specs load
-#    (luaposix, lua-cjson, LuaFileSystem, lua-system: Multi-Arch: same);
+#  - the target's -dev packages of libuv, libcurl, cJSON and LuaJIT and its
+#    libc6-dev, and the Lua C modules the specs load (luaposix, lua-cjson,
+#    LuaFileSystem, lua-system): all Multi-Arch: same in Debian 12, so they
+#    are installed beside the amd64 ones under /usr/lib/<triplet>. When apt
+#    cannot do that (the target's version of a library differs from the
+#    host's, e.g. a mirror's index for the target lags or fails), they and
+#    everything they depend on are unpacked with dpkg-deb -x into
+#    build/cross/<arch>/sysroot instead, which mk/cross.mk then builds
+#    against (--sysroot) and scripts/test-cross.sh runs with;
+#  - qemu-user-static;
 #  - the target's `luajit` interpreter and `lua-term`, which cannot be
-#    installed beside the amd64 ones, unpacked with dpkg-deb -x under
-#    build/cross/<arch>/root (the spec runner points LUA_CPATH there).
+#    installed beside the amd64 ones, unpacked under build/cross/<arch>/root
+#    (the spec runner points LUA_CPATH there).
 #
 # Idempotent: apt is touched only when a package is missing, and a .deb is
 # unpacked only when its files are not there yet. Needs root for apt.
@@ -34,41 +39,84 @@ installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }
 
-want="qemu-user-static pkg-config"
+apt_ready=""
+# apt_install PKG...: installs with apt-get (one `apt-get update` per run).
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "cross-deps: missing: $* (run as root)" >&2
+    return 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "$apt_ready" ]; then
+    # A mirror caught mid-sync fails one index; what follows then says
+    # whether anything needed is really absent.
+    apt-get update -qq || { sleep 10; apt-get update -qq; } ||
+      echo "cross-deps: apt-get update reported errors, going on" >&2
+    apt_ready=1
+  fi
+  echo "cross-deps: installing $*" >&2
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# missing PKG...: those of PKG... not installed.
+missing() {
+  for p in "$@"; do installed "$p" || echo "$p"; done
+}
+
+# sysroot ARCH PKG...: the packages and everything they depend on for ARCH,
+# unpacked under build/cross/ARCH/sysroot. The fallback for when the
+# target's packages cannot be installed beside the host's: Multi-Arch: same
+# packages must have the very version of the host's, and a mirror whose
+# index for the target lags (or fails) makes that impossible.
+sysroot() {
+  a=$1; shift
+  dir=build/cross/$a/sysroot
+  list=$(echo "$*" | tr ' ' '\n' | sort)
+  if [ -e "$dir/.complete" ] && [ "$(cat "$dir/.complete")" = "$list" ]; then
+    return 0
+  fi
+  echo "cross-deps: unpacking the $a packages into $dir" >&2
+  rm -rf "$dir" "build/cross/$a/sysroot-debs"
+  mkdir -p "$dir" "build/cross/$a/sysroot-debs"
+  debs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+           --no-breaks --no-replaces --no-enhances $(for p in "$@"; do echo "$p:$a"; done) |
+         grep -E "^[a-z0-9].*:$a\$" | sort -u)
+  # shellcheck disable=SC2086
+  ( cd "build/cross/$a/sysroot-debs" &&
+    apt-get download -qq -o APT::Sandbox::User=root $debs )
+  for d in build/cross/$a/sysroot-debs/*.deb; do dpkg-deb -x "$d" "$dir"; done
+  echo "$list" > "$dir/.complete"
+}
+
+# The host's tools: cross compilers and binutils, qemu.
+tools="qemu-user-static pkg-config"
 for a in $arches; do
   t=$(triplet "$a")
-  want="$want gcc-$t binutils-$t"
-  for p in libc6-dev libuv1-dev libcurl4-openssl-dev libcjson-dev \
-           libluajit-5.1-dev lua-posix lua-cjson lua-filesystem lua-system; do
-    want="$want $p:$a"
-  done
+  tools="$tools gcc-$t binutils-$t"
 done
-
-missing=""
-for p in $want; do
-  installed "$p" || missing="$missing $p"
-done
-
 need_arch=""
 for a in $arches; do
   dpkg --print-foreign-architectures | grep -qx "$a" || need_arch="$need_arch $a"
 done
+for a in $need_arch; do dpkg --add-architecture "$a"; apt_ready=""; done
+# shellcheck disable=SC2046
+set -- $(missing $tools)
+[ $# -eq 0 ] || apt_install "$@"
 
-if [ -n "$missing$need_arch" ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "cross-deps: missing:$need_arch$missing (run as root)" >&2
-    exit 1
+# The target's libraries: installed beside the host's (multiarch), else
+# unpacked into a sysroot.
+build_pkgs="libc6-dev libuv1-dev libcurl4-openssl-dev libcjson-dev libluajit-5.1-dev"
+test_pkgs="lua-posix lua-cjson lua-filesystem lua-system"
+for a in $arches; do
+  [ -e "build/cross/$a/sysroot/.complete" ] && { sysroot "$a" $build_pkgs $test_pkgs; continue; }
+  # shellcheck disable=SC2046
+  set -- $(missing $(for p in $build_pkgs $test_pkgs; do echo "$p:$a"; done))
+  [ $# -eq 0 ] && continue
+  if ! apt_install "$@"; then
+    echo "cross-deps: the $a packages cannot sit beside the host's; using a sysroot" >&2
+    sysroot "$a" $build_pkgs $test_pkgs
   fi
-  for a in $need_arch; do dpkg --add-architecture "$a"; done
-  export DEBIAN_FRONTEND=noninteractive
-  echo "cross-deps: installing$missing" >&2
-  # A mirror caught mid-sync fails one index; the install below then says
-  # whether anything needed is really absent.
-  apt-get update -qq || { sleep 10; apt-get update -qq; } ||
-    echo "cross-deps: apt-get update reported errors, going on" >&2
-  # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
+done
 
 # Packages that cannot be co-installed: unpacked into a private root.
 for a in $arches; do

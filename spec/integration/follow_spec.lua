@@ -261,7 +261,7 @@ describe("engine run with bad input", function()
     local code, _, err = engine.run_once {
       command = "run", pipeline = "return {}\n", env = { DOCKER_HOST = "ftp://x" } }
     assert.equal(1, code)
-    assert.matches("docker host 'ftp://x' is not understood", err, 1, true)
+    assert.matches("address 'ftp://x' is not understood", err, 1, true)
   end)
 
   it("says the pipeline is ok with engine check, without a daemon", function()

@@ -1,6 +1,7 @@
 /* pipeline_feed - runs a pipeline.lua on lines read from a file, for specs.
  *
- *   pipeline_feed [--lockstep] [--abort-when FILE] PIPELINE.lua INPUT
+ *   pipeline_feed [--lockstep] [--abort-when FILE] [--finish-when FILE]
+ *                 [--reload-after N FILE] [--reopen-after N] PIPELINE.lua INPUT
  *
  * INPUT has one line per record: name TAB stream TAB RFC3339Nano-time TAB
  * text (the text is the rest of the line, any bytes but '\n'). stream is
@@ -18,7 +19,16 @@
  * --lockstep waits for each batch to be processed before reading the next
  * (so memory use shows the pipeline's own, not the queue's).
  * --abort-when FILE submits everything, waits until FILE exists (a filter
- * creates it), then calls pipeline_abort. */
+ * creates it), then calls pipeline_abort.
+ * --finish-when FILE submits everything, then waits until FILE exists (a
+ * filter or timer creates it) before ending the input.
+ * --reload-after N FILE calls pipeline_reload(FILE) once N batches were
+ * submitted (with --lockstep: processed); --reopen-after N calls
+ * pipeline_reopen likewise.
+ *
+ * The stats line also has records_unrouted, dead_letters, reloads and
+ * reload_failures; then one line per filter: "filter NAME calls=N errors=N
+ * timeouts=N dead_letters=N disabled=0|1". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +55,8 @@ typedef struct feed {
   unsigned long long submitted;
   int lockstep;
   int exited;
+  unsigned long long reload_after, reopen_after;
+  const char *reload_path;
 } feed_t;
 
 static container_t *find_container(feed_t *f, const char *name, const char *const *labels,
@@ -87,6 +99,12 @@ static void submit(feed_t *f)
   f->submitted++;
   if (f->lockstep)
     wait_processed(f);
+  if (f->reload_path != NULL && f->submitted == f->reload_after) {
+    pipeline_reload(f->p, f->reload_path);
+    f->reload_path = NULL;
+  }
+  if (f->reopen_after != 0 && f->submitted == f->reopen_after)
+    pipeline_reopen(f->p);
 }
 
 /* "@labels TAB name TAB k=v TAB k=v ..." */
@@ -205,21 +223,30 @@ int main(int argc, char **argv)
   config_t cfg;
   uv_loop_t loop;
   pipeline_stats_t st;
-  const char *abort_when = NULL, *lua_dir = getenv("ENGINE_LUA_DIR");
+  pipeline_filter_stats_t fs[32];
+  const char *abort_when = NULL, *finish_when = NULL, *lua_dir = getenv("ENGINE_LUA_DIR");
   char err[1024];
   int i = 1, rc = 0;
-  size_t k;
+  size_t k, nf;
 
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--lockstep") == 0)
       f.lockstep = 1;
     else if (strcmp(argv[i], "--abort-when") == 0 && i + 1 < argc)
       abort_when = argv[++i];
+    else if (strcmp(argv[i], "--finish-when") == 0 && i + 1 < argc)
+      finish_when = argv[++i];
+    else if (strcmp(argv[i], "--reload-after") == 0 && i + 2 < argc) {
+      f.reload_after = strtoull(argv[++i], NULL, 10);
+      f.reload_path = argv[++i];
+    } else if (strcmp(argv[i], "--reopen-after") == 0 && i + 1 < argc)
+      f.reopen_after = strtoull(argv[++i], NULL, 10);
     else
       break;
   }
   if (argc - i != 2) {
-    fprintf(stderr, "usage: pipeline_feed [--lockstep] [--abort-when FILE] PIPELINE.lua INPUT\n");
+    fprintf(stderr, "usage: pipeline_feed [--lockstep] [--abort-when FILE] [--finish-when FILE] "
+                    "[--reload-after N FILE] [--reopen-after N] PIPELINE.lua INPUT\n");
     return 1;
   }
   config_defaults(&cfg);
@@ -241,6 +268,9 @@ int main(int argc, char **argv)
       usleep(1000);
     pipeline_abort(f.p);
   }
+  if (finish_when != NULL)
+    while (access(finish_when, F_OK) != 0)
+      usleep(1000);
   pipeline_finish(f.p);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (!f.exited || uvh_live() != 0 || uv_loop_close(&loop) != 0) {
@@ -250,9 +280,16 @@ int main(int argc, char **argv)
   pipeline_stats(f.p, &st);
   fprintf(stderr,
           "stats batches=%llu records_in=%llu records_out=%llu filter_errors=%llu "
-          "filter_timeouts=%llu output_errors=%llu maxrss_kb=%ld\n",
+          "filter_timeouts=%llu output_errors=%llu records_unrouted=%llu dead_letters=%llu "
+          "reloads=%llu reload_failures=%llu maxrss_kb=%ld\n",
           st.batches, st.records_in, st.records_out, st.filter_errors, st.filter_timeouts,
-          st.output_errors, peak_rss_kb());
+          st.output_errors, st.records_unrouted, st.dead_letters, st.reloads,
+          st.reload_failures, peak_rss_kb());
+  nf = pipeline_filter_stats(f.p, fs, sizeof fs / sizeof fs[0]);
+  for (k = 0; k < nf && k < sizeof fs / sizeof fs[0]; k++)
+    fprintf(stderr, "filter %s calls=%llu errors=%llu timeouts=%llu dead_letters=%llu disabled=%d\n",
+            fs[k].name, fs[k].calls, fs[k].errors, fs[k].timeouts, fs[k].dead_letters,
+            fs[k].disabled);
   pipeline_free(f.p);
   for (k = 0; k < f.n_containers; k++)
     container_unref(f.containers[k]);

@@ -1,0 +1,70 @@
+/* encode.h - the wire formats of the network outputs.
+ *
+ * Each encoder appends to b the body of one request (or, for syslog, the
+ * bytes of one send) carrying every record of the Lua array at stack index
+ * idx, as filters left them. They run on the pipeline thread, never raise a
+ * Lua error, never call Lua code (raw table access only), and leave the Lua
+ * stack as they found it. Each returns 0, or -1 when out of memory (b then
+ * holds a partial body to be discarded).
+ *
+ * Record fields: line, stream, time (RFC3339Nano string, exact), container,
+ * name, image, labels, and whatever filters added. The nanosecond time is
+ * taken from `time` as a string, never through a double. */
+#ifndef ENGINE_ENCODE_H
+#define ENGINE_ENCODE_H
+
+#include <stddef.h>
+#include "output.h"
+
+struct lua_State;
+
+/* One JSON object per record (json_add_record), each followed by '\n'. */
+int encode_ndjson(strbuf_t *b, struct lua_State *L, int idx);
+
+/* One JSON array of the records. */
+int encode_json_array(strbuf_t *b, struct lua_State *L, int idx);
+
+/* ClickHouse `INSERT INTO <table> FORMAT JSONEachRow` body with the
+ * documented layout: time_ns (UInt64 as a string), time (String), date
+ * (Date, "YYYY-MM-DD"), stream, container, name, image, line, labels (a
+ * JSON string), fields (a JSON string of every other field). */
+int encode_clickhouse(strbuf_t *b, struct lua_State *L, int idx);
+
+/* Loki push API body: records grouped into streams by the values of the
+ * fields named in label_fields (missing ones left out), values
+ * [["<ns>", "<line>"], ...] in record order. */
+int encode_loki(strbuf_t *b, struct lua_State *L, int idx, const char *const *label_fields,
+                size_t n_labels);
+
+/* Elasticsearch/OpenSearch _bulk body: {"create":{"_index":index}} then the
+ * record with "@timestamp" (RFC3339 with nanoseconds), per record. */
+int encode_elasticsearch(strbuf_t *b, struct lua_State *L, int idx, const char *index);
+
+/* Reads a _bulk reply. Returns 0 when every item succeeded, the number of
+ * failed items (and the first reason in err) when some failed, or -1 when
+ * the reply is not a _bulk reply. */
+int elasticsearch_bulk_errors(const char *body, size_t len, char *err, size_t errlen);
+
+/* OTLP/HTTP JSON logs body (/v1/logs): one resourceLogs per container with
+ * service.name = the container name and container.* attributes, logRecords
+ * with timeUnixNano (a string), observedTimeUnixNano, severityText when a
+ * `level` or `severity` field exists, body.stringValue = line, attributes
+ * for stream and the other fields. */
+int encode_otlp(strbuf_t *b, struct lua_State *L, int idx);
+
+/* RFC 5424 syslog messages, one per record:
+ * <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG
+ * with APP-NAME the container name (cut to 48 characters, no spaces),
+ * severity 3 for stderr and 6 for stdout unless a `severity`/`level` field
+ * says otherwise, and the line as MSG (newlines escaped as "\n" text).
+ * octet_counting: TCP framing "<len> <msg>" (RFC 6587); else each message
+ * is followed by '\n' (for UDP the caller sends one message per datagram:
+ * use encode_syslog_one). */
+int encode_syslog(strbuf_t *b, struct lua_State *L, int idx, const char *hostname,
+                  int facility, int octet_counting);
+
+/* One record (the table at idx) as one RFC 5424 message, no framing. */
+int encode_syslog_one(strbuf_t *b, struct lua_State *L, int idx, const char *hostname,
+                      int facility);
+
+#endif

@@ -1,0 +1,355 @@
+/* encode_otlp.c - OTLP/HTTP JSON logs (POST /v1/logs,
+ * Content-Type: application/json): an ExportLogsServiceRequest in the
+ * protobuf JSON mapping OTLP specifies (lowerCamelCase names, 64-bit
+ * integers as decimal strings, enums as numbers), see encode.h:
+ *
+ *   {"resourceLogs":[{
+ *     "resource":{"attributes":[{"key":"service.name","value":{"stringValue":..}},
+ *                               container.id, container.name,
+ *                               container.image.name, container.label.<k>...]},
+ *     "scopeLogs":[{"scope":{"name":"engine","version":..},"logRecords":[
+ *       {"timeUnixNano":"<ns>","observedTimeUnixNano":"<ns>",
+ *        "severityNumber":N,"severityText":"..",
+ *        "body":{"stringValue":"<line>"},
+ *        "attributes":[{"key":"log.iostream","value":{"stringValue":"stdout"}},
+ *                      {"key":"<field>","value":<AnyValue>},...]}]}]}]}
+ *
+ * Records share a resource when their container, name, image and labels
+ * table are the same; resources come in the order of their first record.
+ * severityText is the record's `severity` (else `level`) field, which is
+ * then not repeated as an attribute; severityNumber is sent when that text
+ * names a known level. Other fields become attributes in key order:
+ * strings stringValue, integers intValue, other numbers doubleValue,
+ * booleans boolValue, arrays arrayValue, tables kvlistValue, null an empty
+ * AnyValue. Times before 1970 are sent as 0 (unknown). */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lua.h>
+
+#include "encode.h"
+#include "encode_record.h"
+#include "timestamp.h"
+
+#ifndef ENGINE_VERSION
+#define ENGINE_VERSION "unknown"
+#endif
+
+#define OTLP_MAX_DEPTH 32
+
+static int add_any(strbuf_t *b, lua_State *L, int idx, int depth);
+
+/* Appends {"key":"<key>","value":{"stringValue":"<s>"}}. Returns 0 or -1. */
+static int add_string_attr(strbuf_t *b, const char *key, size_t klen, const char *s, size_t len)
+{
+  if (encode_lit(b, "{\"key\":") < 0 || json_add_string(b, key, klen) < 0 ||
+      encode_lit(b, ",\"value\":{\"stringValue\":") < 0 || json_add_string(b, s, len) < 0)
+    return -1;
+  return encode_lit(b, "}}");
+}
+
+/* Returns n when the table at idx has exactly the keys 1..n (n > 0), else
+ * 0. */
+static size_t array_len(lua_State *L, int idx)
+{
+  size_t count = 0, n = lua_objlen(L, idx);
+  double k;
+
+  if (n == 0)
+    return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx) != 0) {
+    lua_pop(L, 1); /* the value; keep the key */
+    k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
+    if (k < 1 || k > (double)n || k != floor(k)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    count++;
+  }
+  return count == n ? n : 0;
+}
+
+static int add_array_value(strbuf_t *b, lua_State *L, int idx, size_t n, int depth)
+{
+  size_t i;
+  int rc = 0;
+
+  if (encode_lit(b, "{\"arrayValue\":{\"values\":[") < 0)
+    return -1;
+  for (i = 1; i <= n && rc == 0; i++) {
+    if (i > 1 && encode_lit(b, ",") < 0)
+      return -1;
+    lua_rawgeti(L, idx, (int)i);
+    rc = add_any(b, L, lua_gettop(L), depth + 1);
+    if (rc == 1)
+      rc = encode_lit(b, "{}"); /* keep the positions */
+    lua_pop(L, 1);
+  }
+  if (rc < 0)
+    return -1;
+  return encode_lit(b, "]}}");
+}
+
+/* Appends the members of the table at t as {"key":..,"value":..} objects,
+ * comma separated, the keys sorted, values without a form left out.
+ * Returns 0 or -1. */
+static int add_key_values(strbuf_t *b, lua_State *L, int t, const char *const *skip,
+                          size_t n_skip, int first, int depth)
+{
+  encode_keys_t keys = { 0 };
+  size_t i, mark;
+  int rc = -1, r;
+
+  if (encode_keys_collect(L, t, skip, n_skip, &keys) < 0)
+    goto err;
+  for (i = 0; i < keys.n; i++) {
+    mark = b->len;
+    if ((!first && encode_lit(b, ",") < 0) || encode_lit(b, "{\"key\":") < 0 ||
+        json_add_string(b, keys.s[i], keys.len[i]) < 0 || encode_lit(b, ",\"value\":") < 0)
+      goto err;
+    lua_pushlstring(L, keys.s[i], keys.len[i]);
+    lua_rawget(L, t);
+    r = add_any(b, L, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+    if (r < 0 || (r == 0 && encode_lit(b, "}") < 0))
+      goto err;
+    if (r == 1) {
+      b->len = mark;
+      continue;
+    }
+    first = 0;
+  }
+  rc = 0;
+err:
+  encode_keys_free(&keys);
+  return rc;
+}
+
+/* Appends the value at idx (absolute) as an AnyValue. Returns 0, 1 when it
+ * has no form (nothing appended), or -1 when out of memory. */
+static int add_any(strbuf_t *b, lua_State *L, int idx, int depth)
+{
+  char num[64];
+  const char *s;
+  size_t len, n;
+  double v;
+
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &len);
+    if (encode_lit(b, "{\"stringValue\":") < 0 || json_add_string(b, s, len) < 0)
+      return -1;
+    return encode_lit(b, "}");
+  case LUA_TNUMBER:
+    v = lua_tonumber(L, idx);
+    if (isnan(v) || isinf(v))
+      return 1;
+    if (v == floor(v) && fabs(v) < 9.2e18)
+      n = (size_t)snprintf(num, sizeof num, "{\"intValue\":\"%lld\"}", (long long)v);
+    else
+      n = (size_t)snprintf(num, sizeof num, "{\"doubleValue\":%.17g}", v);
+    return strbuf_add(b, num, n);
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx) ? encode_lit(b, "{\"boolValue\":true}")
+                                 : encode_lit(b, "{\"boolValue\":false}");
+  case LUA_TLIGHTUSERDATA:
+    return lua_touserdata(L, idx) == NULL ? encode_lit(b, "{}") : 1;
+  case LUA_TTABLE:
+    if (depth >= OTLP_MAX_DEPTH)
+      return encode_lit(b, "{}");
+    if (!lua_checkstack(L, 4))
+      return -1;
+    n = array_len(L, idx);
+    if (n > 0)
+      return add_array_value(b, L, idx, n, depth);
+    if (encode_lit(b, "{\"kvlistValue\":{\"values\":[") < 0 ||
+        add_key_values(b, L, idx, NULL, 0, 1, depth) < 0)
+      return -1;
+    return encode_lit(b, "]}}");
+  default:
+    return 1;
+  }
+}
+
+/* The resource key of the record at rec: its container, name and image
+ * texts, and the identity of its labels table. Returns 0 or -1. */
+static int resource_key(strbuf_t *key, lua_State *L, int rec)
+{
+  static const char *const fields[] = { "container", "name", "image" };
+  char num[ENCODE_NUM_LEN], tmp[48];
+  const char *s;
+  size_t i, len;
+  int n;
+
+  key->len = 0;
+  for (i = 0; i < 3; i++) {
+    s = encode_field_text(L, rec, fields[i], num, &len);
+    n = s ? snprintf(tmp, sizeof tmp, "%zu:", len) : snprintf(tmp, sizeof tmp, "-");
+    if (strbuf_add(key, tmp, (size_t)n) < 0 || (s && strbuf_add(key, s, len) < 0))
+      return -1;
+  }
+  lua_pushstring(L, "labels");
+  lua_rawget(L, rec);
+  n = snprintf(tmp, sizeof tmp, "%p", lua_type(L, -1) == LUA_TTABLE ? lua_topointer(L, -1) : NULL);
+  lua_pop(L, 1);
+  return strbuf_add(key, tmp, (size_t)n);
+}
+
+/* Appends the resource's attributes from the record at rec (no braces).
+ * Returns 0 or -1. */
+static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
+{
+  static const char *const attrs[][2] = {
+    { "service.name", "name" }, { "container.id", "container" },
+    { "container.name", "name" }, { "container.image.name", "image" },
+  };
+  char num[ENCODE_NUM_LEN], name[300];
+  encode_keys_t keys = { 0 };
+  const char *s;
+  size_t i, len;
+  int first = 1, rc = -1, n;
+
+  for (i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+    s = encode_field_text(L, rec, attrs[i][1], num, &len);
+    if (s == NULL)
+      continue;
+    if ((!first && encode_lit(b, ",") < 0) ||
+        add_string_attr(b, attrs[i][0], strlen(attrs[i][0]), s, len) < 0)
+      return -1;
+    first = 0;
+  }
+  lua_pushstring(L, "labels");
+  lua_rawget(L, rec);
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    if (encode_keys_collect(L, lua_gettop(L), NULL, 0, &keys) < 0)
+      goto err;
+    for (i = 0; i < keys.n; i++) {
+      lua_pushlstring(L, keys.s[i], keys.len[i]);
+      lua_rawget(L, -2);
+      s = encode_value_text(L, -1, num, &len);
+      if (s != NULL) {
+        n = snprintf(name, sizeof name, "container.label.%.*s", (int)(keys.len[i] > 256 ? 256 : keys.len[i]),
+                     keys.s[i]);
+        if ((!first && encode_lit(b, ",") < 0) || add_string_attr(b, name, (size_t)n, s, len) < 0) {
+          lua_pop(L, 1);
+          goto err;
+        }
+        first = 0;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  rc = 0;
+err:
+  lua_pop(L, 1); /* labels */
+  encode_keys_free(&keys);
+  return rc;
+}
+
+/* Appends the logRecord of the record at rec. Returns 0 or -1. */
+static int add_log_record(strbuf_t *b, lua_State *L, int rec, int64_t now)
+{
+  const char *skip[9] = { "time", "stream", "container", "name", "image", "line", "labels",
+                          "output", NULL };
+  char head[128], num[ENCODE_NUM_LEN];
+  encode_severity_t sev;
+  int64_t ns = encode_record_time(L, rec, now);
+  const char *s;
+  size_t len, n_skip = 8;
+  int n, first = 1;
+
+  if (ns < 0)
+    ns = 0;
+  n = snprintf(head, sizeof head, "{\"timeUnixNano\":\"%" PRId64 "\",\"observedTimeUnixNano\":\"%" PRId64 "\"",
+               ns, now);
+  if (strbuf_add(b, head, (size_t)n) < 0)
+    return -1;
+  encode_record_severity(L, rec, &sev);
+  if (sev.otlp > 0) {
+    n = snprintf(head, sizeof head, ",\"severityNumber\":%d", sev.otlp);
+    if (strbuf_add(b, head, (size_t)n) < 0)
+      return -1;
+  }
+  if (sev.text != NULL) {
+    skip[n_skip++] = sev.field;
+    if (encode_lit(b, ",\"severityText\":") < 0 || json_add_string(b, sev.text, sev.len) < 0)
+      return -1;
+  }
+  if (encode_lit(b, ",\"body\":{\"stringValue\":") < 0 ||
+      encode_add_field_string(b, L, rec, "line") < 0 || encode_lit(b, "},\"attributes\":[") < 0)
+    return -1;
+  s = encode_field_text(L, rec, "stream", num, &len);
+  if (s != NULL) {
+    if (add_string_attr(b, "log.iostream", 12, s, len) < 0)
+      return -1;
+    first = 0;
+  }
+  if (add_key_values(b, L, rec, skip, n_skip, first, 0) < 0)
+    return -1;
+  return encode_lit(b, "]}");
+}
+
+/* Appends the resourceLogs object of group gi. Returns 0 or -1. */
+static int add_resource_logs(strbuf_t *b, lua_State *L, int idx, const encode_groups_t *g,
+                             size_t gi, int64_t now)
+{
+  size_t r;
+  int rc;
+
+  if (encode_lit(b, "{\"resource\":{\"attributes\":[") < 0)
+    return -1;
+  lua_rawgeti(L, idx, (int)g->first[gi] + 1);
+  rc = add_resource_attrs(b, L, lua_gettop(L));
+  lua_pop(L, 1);
+  if (rc < 0 || encode_lit(b, "]},\"scopeLogs\":[{\"scope\":{\"name\":\"engine\",\"version\":") < 0 ||
+      json_add_string(b, ENGINE_VERSION, strlen(ENGINE_VERSION)) < 0 ||
+      encode_lit(b, "},\"logRecords\":[") < 0)
+    return -1;
+  for (r = g->first[gi]; r != SIZE_MAX; r = g->next[r]) {
+    if (r != g->first[gi] && encode_lit(b, ",") < 0)
+      return -1;
+    lua_rawgeti(L, idx, (int)r + 1);
+    rc = add_log_record(b, L, lua_gettop(L), now);
+    lua_pop(L, 1);
+    if (rc < 0)
+      return -1;
+  }
+  return encode_lit(b, "]}]}");
+}
+
+int encode_otlp(strbuf_t *b, lua_State *L, int idx)
+{
+  encode_groups_t g = { 0 };
+  strbuf_t key = { 0 };
+  int64_t now = ts_now();
+  size_t i, count;
+  int rc = -1, is_table;
+
+  idx = encode_abs(L, idx);
+  if (!lua_checkstack(L, 12))
+    return -1;
+  count = lua_objlen(L, idx);
+  for (i = 0; i < count; i++) {
+    lua_rawgeti(L, idx, (int)i + 1);
+    is_table = lua_type(L, -1) == LUA_TTABLE;
+    rc = is_table ? resource_key(&key, L, lua_gettop(L)) : 0;
+    lua_pop(L, 1);
+    if (rc < 0 || (is_table && encode_groups_add(&g, i, key.data, key.len) < 0))
+      goto err;
+  }
+  rc = -1;
+  if (encode_lit(b, "{\"resourceLogs\":[") < 0)
+    goto err;
+  for (i = 0; i < g.n; i++) {
+    if ((i > 0 && encode_lit(b, ",") < 0) || add_resource_logs(b, L, idx, &g, i, now) < 0)
+      goto err;
+  }
+  rc = encode_lit(b, "]}");
+err:
+  encode_groups_free(&g);
+  strbuf_free(&key);
+  return rc;
+}
