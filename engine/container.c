@@ -8,8 +8,9 @@
 
 static void container_destroy(container_t *c) {
   for (size_t i = 0; i < c->n_labels; i++) {
-    free(c->label_keys[i]);
-    free(c->label_values[i]);
+    /* keys and values are NULL when set_labels ran out of memory */
+    if (c->label_keys) free(c->label_keys[i]);
+    if (c->label_values) free(c->label_values[i]);
     free(c->label_pairs[i]);
   }
   free(c->label_keys);

@@ -18,6 +18,8 @@
 #include "checkpoint.h"
 #include "discovery.h"
 #include "inflight.h"
+#include "netout.h"
+#include "output.h"
 #include "engine.h"
 #include "log.h"
 #include "reader.h"
@@ -36,7 +38,11 @@ struct engine {
   core_t core;
   discovery_t *discovery;
   uv_async_t wake;          /* engine_stop from any thread */
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup, sigusr1;
+  char *path;               /* the pipeline file, for reloads */
+  output_t *netouts[64];    /* the network outputs, started on the loop */
+  size_t n_netouts, netouts_open;
+  uint64_t stop_deadline;   /* uv_now() by which the stop must be done */
   uv_timer_t stop_timer;
   uv_timer_t stats_timer;   /* the periodic stats line */
   int handle_signals;
@@ -73,6 +79,10 @@ int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, s
   if (!lua_dir) lua_dir = getenv("ENGINE_LUA_DIR");
   if (!lua_dir || !*lua_dir) lua_dir = ENGINE_LUA_DIR;
   e->pipeline = pipeline_load(path, lua_dir, &e->cfg, err, errlen);
+  if (e->pipeline && !(e->path = strdup(path))) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
   return e->pipeline ? 0 : -1;
 }
 
@@ -111,6 +121,8 @@ static void close_own_handles(engine_t *e) {
   if (e->handle_signals) {
     uvh_close((uv_handle_t *)&e->sigint, handle_closed);
     uvh_close((uv_handle_t *)&e->sigterm, handle_closed);
+    uvh_close((uv_handle_t *)&e->sighup, handle_closed);
+    uvh_close((uv_handle_t *)&e->sigusr1, handle_closed);
   }
 }
 
@@ -134,13 +146,39 @@ static void inflight_closed(void *ud) {
   else checkpoint_closed(e);
 }
 
+static void netout_closed(void *ud) {
+  engine_t *e = ud;
+  if (--e->netouts_open == 0) inflight_close(e->core.inflight, inflight_closed, e);
+}
+
+static void close_netouts(engine_t *e) {
+  uv_timer_stop(&e->stop_timer);
+  if (e->n_netouts == 0) {
+    inflight_close(e->core.inflight, inflight_closed, e);
+    return;
+  }
+  e->netouts_open = e->n_netouts;
+  for (size_t i = 0; i < e->n_netouts; i++) netout_close(e->netouts[i], netout_closed, e);
+}
+
+/* After the pipeline thread: the network outputs deliver what they hold,
+ * until the stop deadline. */
+static void on_drain_tick(uv_timer_t *t) {
+  engine_t *e = t->data;
+  size_t pending = 0;
+  for (size_t i = 0; i < e->n_netouts; i++) pending += netout_pending(e->netouts[i]);
+  if (pending && uv_now(&e->loop) < e->stop_deadline) return;
+  close_netouts(e);
+}
+
 static void on_pipeline_exit(void *ud) {
   engine_t *e = ud;
   e->pipeline_exited = 1;
   if (e->pipeline_started) pipeline_close(e->pipeline); /* joins: no batch comes back now */
   snapshot(e, &e->final);
   uv_timer_stop(&e->stop_timer);
-  inflight_close(e->core.inflight, inflight_closed, e);
+  if (e->n_netouts) uv_timer_start(&e->stop_timer, on_drain_tick, 0, 50);
+  else close_netouts(e);
 }
 
 static void maybe_finish_pipeline(engine_t *e) {
@@ -186,6 +224,7 @@ static void begin_stop(engine_t *e, const char *why) {
   e->core.stopping = 1;
   log_info(NULL, "stopping (%s)", why);
   uv_timer_stop(&e->stats_timer);
+  e->stop_deadline = uv_now(&e->loop) + (uint64_t)(e->cfg.stop_timeout * 1000);
   uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 800), 0);
   if (e->discovery) {
     e->events_reconnects = discovery_reconnects(e->discovery);
@@ -202,6 +241,18 @@ static void on_wake(uv_async_t *a) {
 
 static void on_signal(uv_signal_t *s, int signum) {
   engine_t *e = s->data;
+  if (signum == SIGHUP) {
+    if (!e->stopping && e->path) {
+      log_info(NULL, "SIGHUP: reloading %s", e->path);
+      pipeline_reload(e->pipeline, e->path);
+    }
+    return;
+  }
+  if (signum == SIGUSR1) {
+    log_info(NULL, "SIGUSR1: reopening the output files");
+    pipeline_reopen(e->pipeline);
+    return;
+  }
   if (e->stopping) {
     log_info(NULL, "already stopping (stop_timeout %g s)", e->cfg.stop_timeout);
     return;
@@ -294,6 +345,18 @@ int engine_run(engine_t *e, int handle_signals) {
   }
   e->core.inflight = inflight_new(&e->core, e->cfg.max_buffered, on_resume, e);
   pipeline_set_done(e->pipeline, inflight_done, e->core.inflight);
+  output_t *outs[64];
+  size_t n_outs = pipeline_outputs(e->pipeline, outs, 64);
+  int outputs_ok = 1;
+  for (size_t i = 0; i < n_outs && outputs_ok; i++) {
+    if (!netout_is(outs[i])) continue;
+    if (netout_start(outs[i], &e->loop, err, sizeof err) != 0) {
+      log_error(NULL, "%s", err);
+      fail(e, err);
+      outputs_ok = 0;
+    }
+    e->netouts[e->n_netouts++] = outs[i]; /* started or not: closed at stop */
+  }
   uv_async_init(&e->loop, &e->wake, on_wake);
   init_handle((uv_handle_t *)&e->wake, e);
   uv_timer_init(&e->loop, &e->stop_timer);
@@ -312,9 +375,17 @@ int engine_run(engine_t *e, int handle_signals) {
     uv_signal_init(&e->loop, &e->sigterm);
     init_handle((uv_handle_t *)&e->sigterm, e);
     uv_signal_start(&e->sigterm, on_signal, SIGTERM);
+    uv_signal_init(&e->loop, &e->sighup);
+    init_handle((uv_handle_t *)&e->sighup, e);
+    uv_signal_start(&e->sighup, on_signal, SIGHUP);
+    uv_signal_init(&e->loop, &e->sigusr1);
+    init_handle((uv_handle_t *)&e->sigusr1, e);
+    uv_signal_start(&e->sigusr1, on_signal, SIGUSR1);
   }
   atomic_store(&e->running, 1); /* engine_stop may use the wake handle from now on */
-  if (pipeline_start(e->pipeline, &e->loop, on_pipeline_exit, e) != 0) {
+  if (!outputs_ok) {
+    begin_stop(e, "an output cannot start");
+  } else if (pipeline_start(e->pipeline, &e->loop, on_pipeline_exit, e) != 0) {
     fail(e, "cannot start the pipeline thread");
     begin_stop(e, "start failed");
   } else {
@@ -395,5 +466,6 @@ void engine_free(engine_t *e) {
   registry_free(e->core.registry);
   pipeline_free(e->pipeline);
   config_free(&e->cfg);
+  free(e->path);
   free(e);
 }

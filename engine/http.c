@@ -319,6 +319,15 @@ static void unix_connect_error(const char *path, char *out, size_t n) {
            e == EACCES ? " (connecting needs write permission on the socket file)" : "");
 }
 
+/* A Retry-After value in seconds: a number from 0 to one day, else 0 (an
+ * HTTP date, garbage, a negative, huge or non-finite number). */
+static double retry_after_seconds(const char *v) {
+  char *end;
+  double s = strtod(v, &end);
+  if (end == v || *end != '\0' || !(s >= 0 && s <= 86400)) return 0;
+  return s;
+}
+
 static void finish(http_req_t *r, CURLcode code) {
   http_result_t res = {0};
   res.ok = code == CURLE_OK && !r->body_overflow;
@@ -346,7 +355,7 @@ static void finish(http_req_t *r, CURLcode code) {
   res.body = body ? body : "";
   res.body_len = r->body_len;
   res.api_version = api_version;
-  res.retry_after = r->retry_after[0] ? atof(r->retry_after) : 0;
+  res.retry_after = retry_after_seconds(r->retry_after);
   http_handler_t cb = r->cb;
   void *ud = r->ud;
   req_free(r);

@@ -41,7 +41,7 @@ static void ticket_ref(ticket_t *t) { atomic_fetch_add(&t->refs, 1); }
 
 void ticket_release(ticket_t *t) {
   if (atomic_fetch_sub(&t->refs, 1) != 1) return;
-  if (t->done && !atomic_load(&t->abandoned)) t->done(t->ud, t->batch);
+  if (t->batch && t->done && !atomic_load(&t->abandoned)) t->done(t->ud, t->batch);
   else batch_free(t->batch);
   free(t);
 }
@@ -138,8 +138,15 @@ int netout_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
   body->data = b.data;
   body->len = b.len;
   body->records = records;
+  if (t) {
+    ticket_ref(t);
+  } else if (!(t = ticket_new(NULL, NULL, NULL))) { /* records emitted by a timer */
+    free(body);
+    strbuf_free(&b);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
   body->ticket = t;
-  ticket_ref(t);
   pthread_mutex_lock(&n->lock);
   if (n->in_tail) n->in_tail->next = body;
   else n->in_head = body;

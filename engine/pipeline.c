@@ -32,6 +32,7 @@
 #include "decode.h"
 #include "log.h"
 #include "lua_json.h"
+#include "netout.h"
 #include "output.h"
 #include "pipeline.h"
 #include "select.h"
@@ -115,6 +116,7 @@ typedef struct pipeline_counters {
 
 struct pipeline {
   void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
+  ticket_t *ticket;         /* the batch being processed (pipeline thread) */
   void *batch_done_ud;
   program_t *prog;          /* swapped under prog_mu by the thread only */
   pthread_mutex_t prog_mu;
@@ -634,6 +636,82 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
   lua_pop(L, 1);
 }
 
+static int netout_kind(const char *type)
+{
+  static const char *const kinds[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp"};
+  for (int i = 0; i < (int)(sizeof kinds / sizeof *kinds); i++)
+    if (strcmp(type, kinds[i]) == 0)
+      return i;
+  return -1;
+}
+
+static char *opt_strdup(lua_State *L, int idx, const char *key)
+{
+  lua_getfield(L, idx, key);
+  const char *s = lua_tostring(L, -1);
+  char *copy = s ? strdup(s) : NULL;
+  lua_pop(L, 1);
+  return copy;
+}
+
+/* Copies the strings of the list at idx.key (a validated list of strings). */
+static char **opt_list(lua_State *L, int idx, const char *key, size_t *n)
+{
+  lua_getfield(L, idx, key);
+  size_t len = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+  char **out = calloc(len ? len : 1, sizeof *out);
+  *n = 0;
+  for (size_t i = 1; out && i <= len; i++) {
+    lua_rawgeti(L, -1, (int)i);
+    const char *s = lua_tostring(L, -1);
+    if (s && (out[*n] = strdup(s)))
+      (*n)++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
+/* A network output (netout.h) from its validated table at idx. */
+static output_t *new_netout(lua_State *L, int idx, const char *type, const char *name)
+{
+  netout_config_t c = {0};
+  double num = 0;
+  output_t *o;
+
+  c.kind = netout_kind(type);
+  c.url = opt_strdup(L, idx, "url");
+  lua_getfield(L, idx, "format");
+  c.json_array = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
+  lua_pop(L, 1);
+  c.headers = opt_list(L, idx, "headers", &c.n_headers);
+  c.user_env = opt_strdup(L, idx, "user_env");
+  c.password_env = opt_strdup(L, idx, "password_env");
+  c.bearer_env = opt_strdup(L, idx, "bearer_env");
+  c.ca_file = opt_strdup(L, idx, "ca_file");
+  lua_getfield(L, idx, "tls_verify");
+  c.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  c.timeout = 30;
+  opt_number(L, idx, "timeout", &c.timeout);
+  num = -1;
+  opt_number(L, idx, "retry_max", &num);
+  c.retry_max = (long)num;
+  c.backoff_initial = 0.5;
+  c.backoff_max = 30;
+  opt_number(L, idx, "backoff_initial", &c.backoff_initial);
+  opt_number(L, idx, "backoff_max", &c.backoff_max);
+  c.dead_letter = opt_strdup(L, idx, "dead_letter");
+  c.table = opt_strdup(L, idx, "table");
+  c.labels = opt_list(L, idx, "labels", &c.n_labels);
+  c.index = opt_strdup(L, idx, "index");
+  o = netout_new(name, &c);
+  netout_config_free(&c);
+  if (o == NULL)
+    luaL_error(L, "out of memory");
+  return o;
+}
+
 /* Creates the output described by the table on top of the stack. */
 static output_t *new_output(lua_State *L)
 {
@@ -654,7 +732,9 @@ static output_t *new_output(lua_State *L)
   path = lua_tostring(L, -1);
   opt_number(L, idx, "keep", &keep);
   opt_size(L, idx, "max_bytes", &max_bytes);
-  if (strcmp(type, "file") == 0) {
+  if (netout_kind(type) >= 0) {
+    o = new_netout(L, idx, type, name);
+  } else if (strcmp(type, "file") == 0) {
     o = output_file_new(name, path, format, max_bytes, (int)keep, err, sizeof err);
     if (o == NULL)
       luaL_error(L, "output %s: %s", name, err);
@@ -732,6 +812,18 @@ static int copy_config(lua_State *L)
   opt_size(L, 4, "line_max", &cfg->line_max);
   opt_size(L, 4, "frame_max", &cfg->frame_max);
   opt_size(L, 4, "lua_memory", &lua_memory);
+  opt_number(L, 4, "checkpoint_interval", &cfg->checkpoint_interval);
+  opt_size(L, 4, "max_buffered", &cfg->max_buffered);
+  lua_getfield(L, 4, "fsync");
+  if (lua_isboolean(L, -1))
+    cfg->fsync = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 4, "state_dir");
+  if (lua_isboolean(L, -1) || lua_isstring(L, -1)) {
+    free(cfg->state_dir);
+    cfg->state_dir = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, 4, "log_level");
   s = lua_tostring(L, -1);
   if (s != NULL)
@@ -1251,7 +1343,8 @@ static void write_output(pipeline_t *p, output_t *o, lua_State *L, int idx, cons
   char err[512];
 
   err[0] = '\0';
-  if (o->write(o, L, idx, err, sizeof err) < 0) {
+  if (netout_is(o) ? netout_write(o, L, idx, p->ticket, err, sizeof err) < 0
+                   : o->write(o, L, idx, err, sizeof err) < 0) {
     count(&p->stats.output_errors, 1);
     log_error(cname, "output %s: %s", o->name, err);
   }
@@ -1509,6 +1602,14 @@ static void process_batch(pipeline_t *p, program_t *g, batch_t *b)
   collect_if_full(g);
 }
 
+static int program_has_netouts(const program_t *g)
+{
+  for (size_t i = 0; i < g->n_outputs; i++)
+    if (netout_is(g->outputs[i]))
+      return 1;
+  return 0;
+}
+
 /* Loads path in a new program and swaps it in (see pipeline_reload). */
 static void reload(pipeline_t *p, const char *path)
 {
@@ -1522,6 +1623,12 @@ static void reload(pipeline_t *p, const char *path)
   if (g == NULL) {
     count(&p->stats.reload_failures, 1);
     log_error(NULL, "reload: %s; the running pipeline stays", err);
+    return;
+  }
+  if (program_has_netouts(old) || program_has_netouts(g)) {
+    program_free(g);
+    count(&p->stats.reload_failures, 1);
+    log_error(NULL, "reload: network outputs change only at a restart; the running pipeline stays");
     return;
   }
   program_stop(p, old);
@@ -1588,9 +1695,16 @@ static void *pipeline_thread(void *arg)
     if (!atomic_load(&p->aborted))
       run_timers(p, p->prog);
     if (b != NULL) {
+      /* The batch is acknowledged (by the engine, which frees it) once the
+       * network outputs that took it released their references too. */
+      ticket_t *t = ticket_new(b, p->on_batch_done, p->batch_done_ud);
+      p->ticket = t;
       process_batch(p, p->prog, b);
-      if (p->on_batch_done)
-        p->on_batch_done(p->batch_done_ud, b); /* acknowledged by the engine, which frees it */
+      p->ticket = NULL;
+      if (t != NULL)
+        ticket_release(t);
+      else if (p->on_batch_done)
+        p->on_batch_done(p->batch_done_ud, b);
       else
         batch_free(b);
     }
@@ -1650,6 +1764,16 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   }
   p->thread_started = 1;
   return 0;
+}
+
+size_t pipeline_outputs(pipeline_t *p, output_t **out, size_t max)
+{
+  size_t n = 0;
+  pthread_mutex_lock(&p->prog_mu);
+  for (size_t i = 0; p->prog && i < p->prog->n_outputs && n < max; i++)
+    out[n++] = p->prog->outputs[i];
+  pthread_mutex_unlock(&p->prog_mu);
+  return n;
 }
 
 void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud)

@@ -68,6 +68,12 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir,
 int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud),
                    void *ud);
 
+/* The outputs of the running program (at most max), for the engine to start
+ * and stop the network ones (netout.h) on the loop. A reload never changes
+ * the network outputs. */
+struct output;
+size_t pipeline_outputs(pipeline_t *p, struct output **out, size_t max);
+
 /* Before pipeline_start: who takes each batch once the filters and outputs
  * are done with it (on the pipeline thread; it then owns the batch). By
  * default the pipeline frees it. */

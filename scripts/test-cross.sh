@@ -42,7 +42,9 @@ cpath="$root/usr/lib/$t/lua/5.1/?.so;$sysroot/usr/lib/$t/lua/5.1/?.so;;"
 # One wrapper per foreign program: the specs start them as usual.
 run=$top/build/cross/$arch/run
 mkdir -p "$run"
-for p in engine pipeline_feed fakedocker engine_api; do
+for c in engine spec/support/*.c; do
+  p=$(basename "$c" .c)
+  [ -x "build/$arch/$p" ] || continue
   printf '#!/bin/sh\nexec %s %s "$@"\n' "$qemu" "$top/build/$arch/$p" > "$run/$p"
   chmod 755 "$run/$p"
 done

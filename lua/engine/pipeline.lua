@@ -316,19 +316,110 @@ end
 local OUTPUT_KEYS = {
   type = true, name = true, format = true, routed_only = true,
   path = true, max_bytes = true, keep = true,
+  -- network outputs
+  url = true, headers = true, auth = true, ca_file = true, tls_verify = true, timeout = true,
+  retry_max = true, backoff_initial = true, backoff_max = true, dead_letter = true,
+  table = true, labels = true, index = true,
 }
 local FILE_ONLY = { "path", "max_bytes", "keep" }
+local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true }
+local NETWORK_ONLY = { "url", "headers", "auth", "ca_file", "tls_verify", "timeout", "retry_max",
+                       "backoff_initial", "backoff_max", "dead_letter", "table", "labels", "index" }
+local ONLY_FOR = { table = "clickhouse", labels = "loki", index = "elasticsearch" }
+
+-- The settings of a network output (netout.h), into entry.
+function Check:network_output(o, where, entry)
+  local url = self:nonempty_string(o.url, where .. ".url")
+  if not url:match("^https?://[^/]+") then
+    self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", show(url))
+  end
+  entry.url = url
+  for key, kind in pairs(ONLY_FOR) do
+    if o[key] ~= nil and entry.type ~= kind then
+      self:fail(where .. "." .. key, "is only for outputs of type %q", kind)
+    end
+  end
+  if o.format ~= nil and entry.type ~= "http" then
+    self:fail(where .. ".format", "is only for outputs of type \"http\"")
+  end
+  entry.format = o.format == nil and "ndjson" or self:choice(o.format, where .. ".format", { "ndjson", "json" })
+  if o.headers ~= nil then
+    self:table(o.headers, where .. ".headers")
+    local list = {}
+    for k, v in pairs(o.headers) do
+      if type(k) ~= "string" or not k:match("^[%w%-]+$") or type(v) ~= "string" or v:find("[\r\n]") then
+        self:fail(where .. ".headers", "must map header names to one-line strings (got %s = %s)", show(k), show(v))
+      end
+      list[#list + 1] = k .. ": " .. v
+    end
+    table.sort(list)
+    entry.headers = list
+  end
+  if o.auth ~= nil then
+    local w = where .. ".auth"
+    self:table(o.auth, w)
+    self:keys(o.auth, { user_env = true, password_env = true, bearer_env = true }, w)
+    if o.auth.bearer_env ~= nil then
+      entry.bearer_env = self:nonempty_string(o.auth.bearer_env, w .. ".bearer_env")
+    end
+    if o.auth.user_env ~= nil then
+      entry.user_env = self:nonempty_string(o.auth.user_env, w .. ".user_env")
+      entry.password_env = self:nonempty_string(o.auth.password_env, w .. ".password_env")
+    end
+    if not entry.bearer_env and not entry.user_env then
+      self:fail(w, "must name bearer_env, or user_env and password_env (environment variables)")
+    end
+  end
+  if o.ca_file ~= nil then entry.ca_file = self:nonempty_string(o.ca_file, where .. ".ca_file") end
+  if o.tls_verify ~= nil then
+    if type(o.tls_verify) ~= "boolean" then self:fail(where .. ".tls_verify", "must be true or false") end
+    entry.tls_verify = o.tls_verify
+  end
+  for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
+    if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
+  end
+  if o.retry_max ~= nil then
+    self:number(o.retry_max, where .. ".retry_max")
+    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
+      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
+    end
+    entry.retry_max = o.retry_max
+  end
+  if o.dead_letter ~= nil then entry.dead_letter = self:nonempty_string(o.dead_letter, where .. ".dead_letter") end
+  if o.table ~= nil then
+    entry.table = self:nonempty_string(o.table, where .. ".table")
+    if not entry.table:match("^[%w_]+%.?[%w_]*$") then
+      self:fail(where .. ".table", "must be a table name like logs or db.logs (got %s)", show(entry.table))
+    end
+  end
+  if o.labels ~= nil then entry.labels = self:strings(o.labels, where .. ".labels") end
+  if entry.type == "loki" and entry.labels == nil then entry.labels = { "name", "stream" } end
+  if o.index ~= nil then entry.index = self:nonempty_string(o.index, where .. ".index") end
+end
 
 function Check:output(o, where, i, n)
   self:table(o, where)
   self:keys(o, OUTPUT_KEYS, where)
   local entry = {
-    type = self:choice(o.type, where .. ".type", { "stdout", "file" }),
+    type = self:choice(o.type, where .. ".type",
+                       { "stdout", "file", "http", "clickhouse", "loki", "elasticsearch", "otlp" }),
     format = "json",
     routed_only = false,
   }
   entry.name = entry.type
   if n > 1 then entry.name = entry.type .. i end
+  if NETWORK[entry.type] then
+    if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
+    for _, k in ipairs(FILE_ONLY) do
+      if o[k] ~= nil then self:fail(where .. "." .. k, "is only for outputs of type \"file\"") end
+    end
+    self:network_output(o, where, entry)
+    if o.routed_only ~= nil then entry.routed_only = o.routed_only == true end
+    return entry
+  end
+  for _, k in ipairs(NETWORK_ONLY) do
+    if o[k] ~= nil then self:fail(where .. "." .. k, "is only for network outputs (http, clickhouse, loki, elasticsearch, otlp)") end
+  end
   if o.format ~= nil then entry.format = self:choice(o.format, where .. ".format", { "json", "plain" }) end
   if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
   if o.routed_only ~= nil then
@@ -385,7 +476,20 @@ local ENGINE_KEYS = {
   reconcile_interval = "positive", backoff_initial = "positive", backoff_max = "positive",
   resume_margin = "positive", line_max = "size", frame_max = "size", log_level = "level",
   stats_interval = "nonnegative", lua_memory = "memory",
+  state_dir = "state_dir", checkpoint_interval = "positive", fsync = "boolean",
+  max_buffered = "size",
 }
+
+-- Where cursors are saved: a folder, or false to keep them in memory.
+function Check:state_dir(v, where)
+  if v == false then return false end
+  return self:nonempty_string(v, where)
+end
+
+function Check:boolean(v, where)
+  if type(v) ~= "boolean" then self:fail(where, "must be true or false (got %s)", show(v)) end
+  return v
+end
 
 local MEMORY_MIN = 1048576
 
