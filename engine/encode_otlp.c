@@ -206,11 +206,12 @@ static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
     { "service.name", "name" }, { "container.id", "container" },
     { "container.name", "name" }, { "container.image.name", "image" },
   };
-  char num[ENCODE_NUM_LEN], name[300];
+  char num[ENCODE_NUM_LEN];
   encode_keys_t keys = { 0 };
+  strbuf_t name = { 0 };
   const char *s;
   size_t i, len;
-  int first = 1, rc = -1, n;
+  int first = 1, rc = -1;
 
   for (i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
     s = encode_field_text(L, rec, attrs[i][1], num, &len);
@@ -231,9 +232,11 @@ static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
       lua_rawget(L, -2);
       s = encode_value_text(L, -1, num, &len);
       if (s != NULL) {
-        n = snprintf(name, sizeof name, "container.label.%.*s", (int)(keys.len[i] > 256 ? 256 : keys.len[i]),
-                     keys.s[i]);
-        if ((!first && encode_lit(b, ",") < 0) || add_string_attr(b, name, (size_t)n, s, len) < 0) {
+        name.len = 0;
+        if (encode_lit(&name, "container.label.") < 0 ||
+            strbuf_add(&name, keys.s[i], keys.len[i]) < 0 ||
+            (!first && encode_lit(b, ",") < 0) ||
+            add_string_attr(b, name.data, name.len, s, len) < 0) {
           lua_pop(L, 1);
           goto err;
         }
@@ -246,6 +249,7 @@ static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
 err:
   lua_pop(L, 1); /* labels */
   encode_keys_free(&keys);
+  strbuf_free(&name);
   return rc;
 }
 
@@ -263,8 +267,8 @@ static int add_log_record(strbuf_t *b, lua_State *L, int rec, int64_t now)
 
   if (ns < 0)
     ns = 0;
-  n = snprintf(head, sizeof head, "{\"timeUnixNano\":\"%" PRId64 "\",\"observedTimeUnixNano\":\"%" PRId64 "\"",
-               ns, now);
+  n = snprintf(head, sizeof head,
+               "{\"timeUnixNano\":\"%" PRId64 "\",\"observedTimeUnixNano\":\"%" PRId64 "\"", ns, now);
   if (strbuf_add(b, head, (size_t)n) < 0)
     return -1;
   encode_record_severity(L, rec, &sev);
@@ -304,7 +308,8 @@ static int add_resource_logs(strbuf_t *b, lua_State *L, int idx, const encode_gr
   lua_rawgeti(L, idx, (int)g->first[gi] + 1);
   rc = add_resource_attrs(b, L, lua_gettop(L));
   lua_pop(L, 1);
-  if (rc < 0 || encode_lit(b, "]},\"scopeLogs\":[{\"scope\":{\"name\":\"engine\",\"version\":") < 0 ||
+  if (rc < 0 || encode_lit(b, "]},\"scopeLogs\":[{\"scope\":") < 0 ||
+      encode_lit(b, "{\"name\":\"engine\",\"version\":") < 0 ||
       json_add_string(b, ENGINE_VERSION, strlen(ENGINE_VERSION)) < 0 ||
       encode_lit(b, "},\"logRecords\":[") < 0)
     return -1;

@@ -123,6 +123,12 @@ static void close_own_handles(engine_t *e) {
     uvh_close((uv_handle_t *)&e->sigterm, handle_closed);
     uvh_close((uv_handle_t *)&e->sighup, handle_closed);
     uvh_close((uv_handle_t *)&e->sigusr1, handle_closed);
+    /* Closing the handles restored the default actions: a second SIGINT
+     * arriving now must not kill a stop that is finishing cleanly. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
   }
 }
 

@@ -46,7 +46,9 @@ int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err,
  * when out of memory. */
 int engine_set_state_dir(engine_t *e, const char *dir);
 
-/* Runs until stopped. handle_signals: stop on SIGINT and SIGTERM. Returns 0
+/* Runs until stopped. handle_signals: stop on SIGINT and SIGTERM, reload the
+ * pipeline on SIGHUP, reopen output files on SIGUSR1; once the engine has
+ * stopped these four signals are left ignored. Returns 0
  * after a clean stop, -1 on a runtime failure (engine_error says which: the
  * daemon unreachable at start, a stop that ran out of time, ...). */
 int engine_run(engine_t *e, int handle_signals);

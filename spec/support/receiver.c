@@ -662,7 +662,7 @@ static int parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
   struct sockaddr_in addr;
-  struct sockaddr_storage bound;
+  struct sockaddr_in bound;
   int len = sizeof bound, rc, status = 1;
   size_t i;
 
@@ -680,6 +680,7 @@ int main(int argc, char **argv)
   rc = uv_tcp_bind(&g.server, (const struct sockaddr *)&addr, 0);
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&g.server, 128, on_connection);
+  memset(&bound, 0, sizeof bound);
   if (rc == 0)
     rc = uv_tcp_getsockname(&g.server, (struct sockaddr *)&bound, &len);
   if (rc < 0) {
@@ -689,7 +690,7 @@ int main(int argc, char **argv)
   }
   uv_signal_start(&g.sigterm, on_signal, SIGTERM);
   uv_signal_start(&g.sigint, on_signal, SIGINT);
-  printf("ready %d\n", ntohs(((struct sockaddr_in *)&bound)->sin_port));
+  printf("ready %d\n", ntohs(bound.sin_port));
   fflush(stdout);
   status = 0;
 out:

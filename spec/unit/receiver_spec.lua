@@ -238,7 +238,7 @@ describe("receiver", function()
   end)
 
   it("holds each answer for --delay-ms, having saved the request", function()
-    srv = start({ "--delay-ms", "3000", "--script", "503" })
+    srv = start({ "--delay-ms", "2000", "--script", "503" })
     local rc = curl({ "--max-time", "0.5", "-d", "slow", srv.url .. "/slow" })
     assert.equal(28, rc) -- curl's "operation timed out": no answer came
     assert.equal("slow", saved(srv, 1).body)
