@@ -91,6 +91,16 @@ typedef struct netout {
   size_t pending;
   char last_cause[256];
   int dl_fd;
+  /* syslog */
+  char hostname[256];
+  int udp;                   /* udp:// instead of tcp:// */
+  char host[256], port[16];
+  struct conn *conn;         /* the TCP connection, or NULL */
+  uv_udp_t udp_handle;
+  uv_getaddrinfo_t resolve;
+  int resolving;
+  struct sockaddr_storage addr;
+  int have_addr;
   unsigned long long sent, failed, retried, dead;
   void (*closed)(void *);
   void *closed_ud;
@@ -115,6 +125,8 @@ static int encode(netout_t *n, lua_State *L, int idx, strbuf_t *b) {
   case NETOUT_LOKI: return encode_loki(b, L, idx, (const char *const *)c->labels, c->n_labels);
   case NETOUT_ELASTICSEARCH: return encode_elasticsearch(b, L, idx, c->index ? c->index : "logs");
   case NETOUT_OTLP: return encode_otlp(b, L, idx);
+  case NETOUT_SYSLOG:
+    return encode_syslog(b, L, idx, n->hostname, c->facility, !n->udp);
   default: return -1;
   }
 }
@@ -291,8 +303,14 @@ static void on_sent(void *ud, const http_result_t *r) {
   }
 }
 
+static void syslog_kick(netout_t *n);
+
 static void kick(netout_t *n) {
   static const http_handler_t handler = {NULL, NULL, on_sent};
+  if (n->cfg.kind == NETOUT_SYSLOG) {
+    syslog_kick(n);
+    return;
+  }
   if (n->req || n->waiting || n->closing || !n->head) return;
   body_t *b = n->head;
   char *copy = malloc(b->len ? b->len : 1);
@@ -322,6 +340,196 @@ static void on_wake(uv_async_t *a) {
   else n->head = first;
   n->tail = last;
   kick(n);
+}
+
+
+/* --- syslog: TCP (octet counting) and UDP ------------------------------- */
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  uv_write_t write;
+  netout_t *n;
+  int connected, writing;
+} conn_t;
+
+static void maybe_closed(netout_t *n);
+
+static void conn_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  netout_t *n = c->n;
+  uvh_closed(h);
+  free(c);
+  n->open_handles--;
+  maybe_closed(n);
+}
+
+static void drop_conn(netout_t *n) {
+  conn_t *c = n->conn;
+  if (!c) return;
+  n->conn = NULL;
+  uvh_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void syslog_failed(netout_t *n, const char *what, int err) {
+  char why[400];
+  snprintf(why, sizeof why, "%s %.255s:%s: %s", what, n->host, n->port, uv_strerror(err));
+  drop_conn(n);
+  retry_later(n, why, 0);
+}
+
+static void on_tcp_written(uv_write_t *w, int status) {
+  conn_t *c = w->data;
+  netout_t *n = c->n;
+  c->writing = 0;
+  if (status == UV_ECANCELED || n->conn != c) return;
+  if (status < 0) {
+    syslog_failed(n, "writing to", status);
+    return;
+  }
+  if (n->last_cause[0]) log_info(NULL, "output %s: delivering again", n->base.name);
+  n->last_cause[0] = '\0';
+  n->sent++;
+  n->backoff = n->cfg.backoff_initial;
+  body_done(n);
+  syslog_kick(n);
+}
+
+static void tcp_send_head(netout_t *n) {
+  conn_t *c = n->conn;
+  body_t *b = n->head;
+  b->attempts++;
+  uv_buf_t buf = uv_buf_init(b->data, (unsigned)b->len);
+  c->writing = 1;
+  c->write.data = c;
+  int r = uv_write(&c->write, (uv_stream_t *)&c->tcp, &buf, 1, on_tcp_written);
+  if (r != 0) {
+    c->writing = 0;
+    syslog_failed(n, "writing to", r);
+  }
+}
+
+static void on_tcp_connected(uv_connect_t *req, int status) {
+  conn_t *c = req->data;
+  netout_t *n = c->n;
+  if (status == UV_ECANCELED || n->conn != c) return;
+  if (status < 0) {
+    syslog_failed(n, "connecting to", status);
+    return;
+  }
+  c->connected = 1;
+  syslog_kick(n);
+}
+
+static void start_conn(netout_t *n) {
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    retry_later(n, "out of memory", 1);
+    return;
+  }
+  c->n = n;
+  uv_tcp_init(n->loop, &c->tcp);
+  uvh_opened((uv_handle_t *)&c->tcp);
+  n->open_handles++;
+  c->tcp.data = c;
+  c->connect.data = c;
+  n->conn = c;
+  int r = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&n->addr, on_tcp_connected);
+  if (r != 0) syslog_failed(n, "connecting to", r);
+}
+
+static void udp_send_head(netout_t *n) {
+  body_t *b = n->head;
+  b->attempts++;
+  /* one datagram per message: encode_syslog ends each with '\n' */
+  char *p = b->data, *end = b->data + b->len;
+  while (p < end) {
+    char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    uv_buf_t buf = uv_buf_init(p, (unsigned)len);
+    int r = uv_udp_try_send(&n->udp_handle, &buf, 1, (const struct sockaddr *)&n->addr);
+    if (r < 0) {
+      /* keep what is left for the retry */
+      memmove(b->data, p, (size_t)(end - p));
+      b->len = (size_t)(end - p);
+      char why[400];
+      snprintf(why, sizeof why, "sending to udp %.255s:%s: %s", n->host, n->port, uv_strerror(r));
+      retry_later(n, why, 0);
+      return;
+    }
+    p += len + (nl ? 1 : 0);
+  }
+  n->sent++;
+  n->last_cause[0] = '\0';
+  body_done(n);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  netout_t *n = req->data;
+  n->resolving = 0;
+  if (status == UV_ECANCELED || n->closing) {
+    uv_freeaddrinfo(res);
+    return;
+  }
+  if (status < 0 || !res) {
+    char why[300];
+    snprintf(why, sizeof why, "cannot resolve %s: %s", n->host, uv_strerror(status));
+    uv_freeaddrinfo(res);
+    retry_later(n, why, 0);
+    return;
+  }
+  memcpy(&n->addr, res->ai_addr, res->ai_addrlen);
+  n->have_addr = 1;
+  uv_freeaddrinfo(res);
+  syslog_kick(n);
+}
+
+static void syslog_kick(netout_t *n) {
+  while (n->head && !n->waiting && !n->closing) {
+    if (!n->have_addr) {
+      if (n->resolving) return;
+      struct addrinfo hints = {0};
+      hints.ai_socktype = n->udp ? SOCK_DGRAM : SOCK_STREAM;
+      n->resolve.data = n;
+      n->resolving = 1;
+      int r = uv_getaddrinfo(n->loop, &n->resolve, on_resolved, n->host, n->port, &hints);
+      if (r != 0) {
+        n->resolving = 0;
+        retry_later(n, "cannot resolve the syslog host", 0);
+      }
+      return;
+    }
+    if (n->udp) {
+      udp_send_head(n);
+      continue;
+    }
+    if (!n->conn) {
+      start_conn(n);
+      return;
+    }
+    if (!n->conn->connected || n->conn->writing) return;
+    tcp_send_head(n);
+    return;
+  }
+}
+
+/* Splits "tcp://host:port" or "udp://host:port" ([v6] allowed). */
+static int parse_syslog_url(netout_t *n, const char *url) {
+  if (!strncmp(url, "udp://", 6)) n->udp = 1;
+  else if (strncmp(url, "tcp://", 6) != 0) return -1;
+  const char *h = url + 6, *colon;
+  if (*h == '[') {
+    const char *close = strchr(h, ']');
+    if (!close || close[1] != ':') return -1;
+    snprintf(n->host, sizeof n->host, "%.*s", (int)(close - h - 1), h + 1);
+    colon = close + 1;
+  } else {
+    colon = strrchr(h, ':');
+    if (!colon) return -1;
+    snprintf(n->host, sizeof n->host, "%.*s", (int)(colon - h), h);
+  }
+  snprintf(n->port, sizeof n->port, "%s", colon + 1);
+  return n->host[0] && atoi(n->port) > 0 ? 0 : -1;
 }
 
 /* --- loop thread: life -------------------------------------------------- */
@@ -376,6 +584,19 @@ int netout_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen) {
   const netout_config_t *c = &n->cfg;
   n->loop = loop;
   n->backoff = c->backoff_initial;
+  if (c->kind == NETOUT_SYSLOG) {
+    if (parse_syslog_url(n, c->url) != 0) {
+      snprintf(err, errlen, "output %s: bad url '%s' (expected tcp://host:port or udp://host:port)",
+               o->name, c->url);
+      return -1;
+    }
+    if (n->udp) {
+      uv_udp_init(loop, &n->udp_handle);
+      uvh_opened((uv_handle_t *)&n->udp_handle);
+      n->udp_handle.data = n;
+    }
+    goto handles;
+  }
   if (split_url(c->url, &n->base_url, &n->path, default_path(c->kind)) != 0) {
     snprintf(err, errlen, "output %s: bad url '%s'", o->name, c->url);
     return -1;
@@ -426,12 +647,13 @@ int netout_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen) {
     }
   }
   if (!(n->http = http_new(loop, n->base_url, err, errlen))) return -1;
+handles:
   uv_async_init(loop, &n->wake, on_wake);
   uvh_opened((uv_handle_t *)&n->wake);
   uv_timer_init(loop, &n->retry);
   uvh_opened((uv_handle_t *)&n->retry);
   n->wake.data = n->retry.data = n;
-  n->open_handles = 2;
+  n->open_handles = 2 + (n->udp ? 1 : 0);
   n->started = 1;
   return 0;
 oom:
@@ -444,7 +666,7 @@ size_t netout_pending(const output_t *o) { return ((const netout_t *)o)->pending
 int netout_is(const output_t *o) { return o && o->write == NULL; }
 
 static void maybe_closed(netout_t *n) {
-  if (n->open_handles || !n->closed) return;
+  if (!n->closing || n->open_handles || !n->closed) return;
   void (*cb)(void *) = n->closed;
   n->closed = NULL;
   cb(n->closed_ud);
@@ -461,10 +683,6 @@ static void handle_closed(uv_handle_t *h) {
   netout_t *n = h->data;
   uvh_closed(h);
   n->open_handles--;
-  if (n->open_handles == 1 && n->http) { /* the async and the timer are closed */
-    http_close(n->http, http_closed, n);
-    return;
-  }
   maybe_closed(n);
 }
 
@@ -476,17 +694,23 @@ void netout_close(output_t *o, void (*closed)(void *), void *ud) {
     if (closed) closed(ud);
     return;
   }
-  n->closing = 1;
   on_wake(&n->wake); /* take what the pipeline handed over last */
+  n->closing = 1;
   if (n->pending)
     log_warn(NULL, "output %s: %zu batches not delivered at stop; the next run sends them again",
              o->name, n->pending);
+  if (n->resolving) uv_cancel((uv_req_t *)&n->resolve);
   http_cancel(n->req);
   n->req = NULL;
+  drop_conn(n);
   uv_timer_stop(&n->retry);
-  n->open_handles++; /* the http client, closed after the two handles */
+  if (n->udp) uvh_close((uv_handle_t *)&n->udp_handle, handle_closed);
   uvh_close((uv_handle_t *)&n->wake, handle_closed);
   uvh_close((uv_handle_t *)&n->retry, handle_closed);
+  if (n->http) {
+    n->open_handles++; /* the http client counts as one until it is closed */
+    http_close(n->http, http_closed, n);
+  }
 }
 
 /* --- output_t ----------------------------------------------------------- */
@@ -525,6 +749,8 @@ output_t *netout_new(const char *name, netout_config_t *cfg) {
   n->cfg = *cfg;
   memset(cfg, 0, sizeof *cfg);
   n->dl_fd = -1;
+  if (n->cfg.hostname) snprintf(n->hostname, sizeof n->hostname, "%s", n->cfg.hostname);
+  else if (gethostname(n->hostname, sizeof n->hostname - 1) != 0) snprintf(n->hostname, sizeof n->hostname, "-");
   pthread_mutex_init(&n->lock, NULL);
   if (!n->base.name) {
     netout_free(&n->base);

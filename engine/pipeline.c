@@ -638,7 +638,8 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
 
 static int netout_kind(const char *type)
 {
-  static const char *const kinds[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp"};
+  static const char *const kinds[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp",
+                                      "syslog"};
   for (int i = 0; i < (int)(sizeof kinds / sizeof *kinds); i++)
     if (strcmp(type, kinds[i]) == 0)
       return i;
@@ -705,6 +706,10 @@ static output_t *new_netout(lua_State *L, int idx, const char *type, const char 
   c.table = opt_strdup(L, idx, "table");
   c.labels = opt_list(L, idx, "labels", &c.n_labels);
   c.index = opt_strdup(L, idx, "index");
+  c.hostname = opt_strdup(L, idx, "hostname");
+  num = 1;
+  opt_number(L, idx, "facility", &num);
+  c.facility = (int)num;
   o = netout_new(name, &c);
   netout_config_free(&c);
   if (o == NULL)

@@ -319,18 +319,37 @@ local OUTPUT_KEYS = {
   -- network outputs
   url = true, headers = true, auth = true, ca_file = true, tls_verify = true, timeout = true,
   retry_max = true, backoff_initial = true, backoff_max = true, dead_letter = true,
-  table = true, labels = true, index = true,
+  table = true, labels = true, index = true, facility = true, hostname = true,
 }
 local FILE_ONLY = { "path", "max_bytes", "keep" }
-local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true }
+local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true,
+                  syslog = true }
 local NETWORK_ONLY = { "url", "headers", "auth", "ca_file", "tls_verify", "timeout", "retry_max",
-                       "backoff_initial", "backoff_max", "dead_letter", "table", "labels", "index" }
-local ONLY_FOR = { table = "clickhouse", labels = "loki", index = "elasticsearch" }
+                       "backoff_initial", "backoff_max", "dead_letter", "table", "labels", "index",
+                       "facility", "hostname" }
+local ONLY_FOR = { table = "clickhouse", labels = "loki", index = "elasticsearch",
+                   facility = "syslog", hostname = "syslog" }
+local NOT_FOR_SYSLOG = { "headers", "auth", "ca_file", "tls_verify", "timeout" }
 
 -- The settings of a network output (netout.h), into entry.
 function Check:network_output(o, where, entry)
   local url = self:nonempty_string(o.url, where .. ".url")
-  if not url:match("^https?://[^/]+") then
+  if entry.type == "syslog" then
+    if not (url:match("^tcp://.+:%d+$") or url:match("^udp://.+:%d+$")) then
+      self:fail(where .. ".url", "must be tcp://host:port or udp://host:port (got %s)", show(url))
+    end
+    for _, k in ipairs(NOT_FOR_SYSLOG) do
+      if o[k] ~= nil then self:fail(where .. "." .. k, "is not for syslog outputs") end
+    end
+    if o.facility ~= nil then
+      self:number(o.facility, where .. ".facility")
+      if o.facility < 0 or o.facility > 23 or floor(o.facility) ~= o.facility then
+        self:fail(where .. ".facility", "must be a syslog facility from 0 to 23 (got %s)", show(o.facility))
+      end
+      entry.facility = o.facility
+    end
+    if o.hostname ~= nil then entry.hostname = self:nonempty_string(o.hostname, where .. ".hostname") end
+  elseif not url:match("^https?://[^/]+") then
     self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", show(url))
   end
   entry.url = url
@@ -402,7 +421,8 @@ function Check:output(o, where, i, n)
   self:keys(o, OUTPUT_KEYS, where)
   local entry = {
     type = self:choice(o.type, where .. ".type",
-                       { "stdout", "file", "http", "clickhouse", "loki", "elasticsearch", "otlp" }),
+                       { "stdout", "file", "http", "clickhouse", "loki", "elasticsearch", "otlp",
+                         "syslog" }),
     format = "json",
     routed_only = false,
   }
