@@ -292,7 +292,8 @@ static void on_stats(uv_timer_t *t) {
   log_info(NULL,
            "stats: readers live %llu (connecting %llu, streaming %llu, draining %llu, "
            "backoff %llu), started %llu, stopped %llu, cycled %llu; records in %llu, out %llu; "
-           "filter errors %llu, timeouts %llu; events reconnects %lu; handles %ld",
+           "filter errors %llu, timeouts %llu; events reconnects %lu; handles %ld; "
+           "bytes in flight %llu, reader pauses %llu",
            (unsigned long long)s.readers_live, (unsigned long long)r.by_state[READER_CONNECTING],
            (unsigned long long)r.by_state[READER_STREAMING],
            (unsigned long long)r.by_state[READER_DRAINING],
@@ -300,7 +301,8 @@ static void on_stats(uv_timer_t *t) {
            (unsigned long long)s.readers_stopped, (unsigned long long)s.readers_cycled,
            (unsigned long long)s.records_in, (unsigned long long)s.records_out,
            (unsigned long long)s.filter_errors, (unsigned long long)s.filter_timeouts,
-           s.events_reconnects, s.handles_open);
+           s.events_reconnects, s.handles_open, (unsigned long long)s.bytes_in_flight,
+           (unsigned long long)s.reader_pauses);
 }
 
 /* --- run ---------------------------------------------------------------- */
@@ -426,12 +428,13 @@ int engine_run(engine_t *e, int handle_signals) {
   engine_stats_t *s = &e->final;
   log_info(NULL,
            "stopped: readers live %llu, started %llu, stopped %llu, cycled %llu; "
-           "batches %llu, records in %llu, out %llu; filter errors %llu, timeouts %llu",
+           "batches %llu, records in %llu, out %llu; filter errors %llu, timeouts %llu; "
+           "reader pauses %llu",
            (unsigned long long)s->readers_live, (unsigned long long)s->readers_started,
            (unsigned long long)s->readers_stopped, (unsigned long long)s->readers_cycled,
            (unsigned long long)s->batches, (unsigned long long)s->records_in,
            (unsigned long long)s->records_out, (unsigned long long)s->filter_errors,
-           (unsigned long long)s->filter_timeouts);
+           (unsigned long long)s->filter_timeouts, (unsigned long long)s->reader_pauses);
   return e->failed ? -1 : 0;
 }
 
@@ -453,6 +456,10 @@ static void snapshot(engine_t *e, engine_stats_t *out) {
     out->records_out = p.records_out;
     out->filter_errors = p.filter_errors;
     out->filter_timeouts = p.filter_timeouts;
+  }
+  if (e->core.inflight) {
+    out->reader_pauses = inflight_pauses(e->core.inflight);
+    out->bytes_in_flight = inflight_bytes(e->core.inflight);
   }
   out->events_reconnects = e->discovery ? discovery_reconnects(e->discovery) : e->events_reconnects;
   out->handles_open = uvh_live();
