@@ -105,8 +105,8 @@ static char *serialise(const checkpoint_t *cp, size_t *len) {
         keys_cap = s.n_keys;
         ok = (keys = malloc(keys_cap * sizeof *keys)) != NULL;
       }
-      size_t n = ok ? cursor_keys(e->acked, keys, s.n_keys) : 0;
-      for (size_t i = 0; ok && i < n; i++) {
+      size_t n = ok && keys ? cursor_keys(e->acked, keys, s.n_keys) : 0;
+      for (size_t i = 0; ok && keys && i < n && i < s.n_keys; i++) {
         snprintf(key, sizeof key, "%" PRId64 ",%u,%u,%016" PRIx64, keys[i].ts,
                  (unsigned)keys[i].stream, (unsigned)keys[i].len, keys[i].hash);
         cJSON *str = cJSON_CreateString(key);
@@ -130,6 +130,28 @@ static int parse_i64(const cJSON *v, int64_t *out) {
   return 0;
 }
 
+/* Parses "<ts>,<stream>,<len>,<hash hex>". Returns 0 or -1. */
+static int parse_key(const char *s, cursor_key_t *k) {
+  char *end;
+  errno = 0;
+  long long ts = strtoll(s, &end, 10);
+  if (errno || end == s || *end != ',') return -1;
+  s = end + 1;
+  unsigned long stream = strtoul(s, &end, 10);
+  if (errno || end == s || *end != ',' || stream > 3) return -1;
+  s = end + 1;
+  unsigned long len = strtoul(s, &end, 10);
+  if (errno || end == s || *end != ',' || len > UINT32_MAX) return -1;
+  s = end + 1;
+  unsigned long long hash = strtoull(s, &end, 16);
+  if (errno || end == s || *end) return -1;
+  k->ts = ts;
+  k->stream = (uint8_t)stream;
+  k->len = (uint32_t)len;
+  k->hash = hash;
+  return 0;
+}
+
 /* Loads one container's cursor. Returns 0 or -1 (malformed). */
 static int load_entry(checkpoint_t *cp, const cJSON *c) {
   cursor_state_t s = {0};
@@ -149,15 +171,10 @@ static int load_entry(checkpoint_t *cp, const cJSON *c) {
   if (!keys) return -1;
   const cJSON *k;
   cJSON_ArrayForEach(k, list) {
-    unsigned stream, len;
-    if (!cJSON_IsString(k) ||
-        sscanf(k->valuestring, "%" SCNd64 ",%u,%u,%" SCNx64, &keys[i].ts, &stream, &len,
-               &keys[i].hash) != 4) {
+    if (i >= n || !cJSON_IsString(k) || parse_key(k->valuestring, &keys[i]) != 0) {
       free(keys);
       return -1;
     }
-    keys[i].stream = (uint8_t)stream;
-    keys[i].len = len;
     i++;
   }
   s.n_keys = n;

@@ -24,7 +24,8 @@
  * emitted the same way. Any other message without a valid timestamp is a
  * protocol error.
  *
- * The decoder never allocates more than frame_max + line_max per stream.
+ * The decoder holds at most frame_max + 3 * (line_max + 1) bytes: the frame
+ * being read and one unfinished line per stream.
  * Memory: owned by the decoder; decoder_free releases it. Not thread-safe. */
 #ifndef ENGINE_DECODE_H
 #define ENGINE_DECODE_H

@@ -162,7 +162,7 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
   const cJSON *actor = cJSON_GetObjectItemCaseSensitive(ev, "Actor");
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(actor, "ID");
   const cJSON *tn = cJSON_GetObjectItemCaseSensitive(ev, "timeNano");
-  if (cJSON_IsNumber(tn) && tn->valuedouble > 0) {
+  if (cJSON_IsNumber(tn) && tn->valuedouble > 0 && tn->valuedouble < 9.2e18) {
     /* A double holds the ns time to within a microsecond; the replay is
      * inclusive and handling is idempotent, so a step back is harmless. */
     int64_t t = (int64_t)tn->valuedouble - 1000;
@@ -318,9 +318,10 @@ void discovery_stop(discovery_t *d, void (*closed)(void *), void *ud) {
   http_cancel(d->list);
   http_cancel(d->events);
   d->ping = d->list = d->events = NULL;
-  while (d->inspects) {
-    http_cancel(d->inspects->req);
-    drop_inspect(d->inspects);
+  for (inspect_req_t *q = d->inspects, *next; q; q = next) {
+    next = q->next;
+    http_cancel(q->req);
+    drop_inspect(q);
   }
   uv_timer_stop(&d->timer);
   uvh_close((uv_handle_t *)&d->timer, timer_closed);

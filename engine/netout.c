@@ -528,8 +528,12 @@ static int parse_syslog_url(netout_t *n, const char *url) {
     if (!colon) return -1;
     snprintf(n->host, sizeof n->host, "%.*s", (int)(colon - h), h);
   }
-  snprintf(n->port, sizeof n->port, "%s", colon + 1);
-  return n->host[0] && atoi(n->port) > 0 ? 0 : -1;
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || end == colon + 1 || *end || port < 1 || port > 65535) return -1;
+  snprintf(n->port, sizeof n->port, "%ld", port);
+  return n->host[0] ? 0 : -1;
 }
 
 /* --- loop thread: life -------------------------------------------------- */

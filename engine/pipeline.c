@@ -366,7 +366,7 @@ static int pipeline_print(lua_State *L)
     if (!lua_isstring(L, -1))
       return luaL_error(L, "'tostring' must return a string to 'print'");
     if (i > 1)
-      luaL_addchar(&b, '\t');
+      luaL_addchar(&b, '\t'); // NOLINT(bugprone-branch-clone): inside LuaJIT's macro
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
@@ -622,8 +622,10 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
   lua_getfield(L, idx, "filters");
   n = lua_objlen(L, -1);
   g->filters = calloc(n ? n : 1, sizeof *g->filters);
-  if (g->filters == NULL)
-    luaL_error(L, "out of memory");
+  if (g->filters == NULL) {
+    luaL_error(L, "out of memory"); /* does not return */
+    return;
+  }
   for (i = 1; i <= n; i++) {
     f = &g->filters[g->n_filters];
     f->process_ref = f->init_ref = f->shutdown_ref = f->state_ref = LUA_NOREF;
@@ -759,9 +761,11 @@ static void copy_outputs(lua_State *L, int idx, program_t *g)
 
   lua_getfield(L, idx, "outputs");
   n = lua_objlen(L, -1);
-  g->outputs = calloc(n ? n : 1, sizeof *g->outputs);
-  if (g->outputs == NULL)
-    luaL_error(L, "out of memory");
+  g->outputs = calloc(n ? n : 1, sizeof(output_t *));
+  if (g->outputs == NULL) {
+    luaL_error(L, "out of memory"); /* does not return */
+    return;
+  }
   g->routing = n > 1;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);

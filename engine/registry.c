@@ -185,6 +185,9 @@ void registry_each(registry_t *r, void (*fn)(void *, reader_t *), void *ud) {
 void registry_free(registry_t *r) {
   if (!r) return;
   for (unsigned b = 0; b < BUCKETS; b++)
-    while (r->buckets[b]) drop_entry(r, r->buckets[b]);
+    for (entry_t *e = r->buckets[b], *next; e; e = next) {
+      next = e->next;
+      drop_entry(r, e);
+    }
   free(r);
 }
