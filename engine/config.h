@@ -33,6 +33,7 @@ typedef struct config {
   double checkpoint_interval;/* 1: seconds between saves */
   int fsync;                /* 0: fsync each save */
   size_t max_buffered;      /* 64 MiB: bytes in flight before readers pause */
+  size_t max_readers;       /* 4096: live readers at most */
   double stats_interval;    /* 0: off; else log a stats line this often */
   int log_level;            /* -1: not set by the pipeline */
 } config_t;

@@ -823,6 +823,7 @@ static int copy_config(lua_State *L)
   opt_size(L, 4, "lua_memory", &lua_memory);
   opt_number(L, 4, "checkpoint_interval", &cfg->checkpoint_interval);
   opt_size(L, 4, "max_buffered", &cfg->max_buffered);
+  opt_size(L, 4, "max_readers", &cfg->max_readers);
   lua_getfield(L, 4, "fsync");
   if (lua_isboolean(L, -1))
     cfg->fsync = lua_toboolean(L, -1);

@@ -17,6 +17,7 @@ typedef struct entry {
   container_t *reattach_c;
   int forget;              /* forget the entry once its reader is gone */
   int unreadable;          /* its log driver cannot be read: never attach */
+  int over_limit;          /* refused for max_readers (warned once) */
   struct entry *next;      /* bucket chain */
 } entry_t;
 
@@ -92,6 +93,13 @@ int registry_attach(registry_t *r, container_t *c, int64_t since_ns) {
     }
     return 0;
   }
+  if (r->stats.live >= r->core->cfg->max_readers) {
+    if (!e->over_limit)
+      log_warn(c->name, "not followed: max_readers (%zu) readers are live", r->core->cfg->max_readers);
+    e->over_limit = 1;
+    return -1;
+  }
+  e->over_limit = 0;
   return start_reader(r, e, c, since_ns);
 }
 

@@ -115,6 +115,18 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     assert.matches("readers live 0, started 1, stopped 1", e:stderr_text(), 1, true)
   end)
 
+  it("follows at most max_readers containers, warning once for each one left out", function()
+    srv = fake.start { "--containers", "3", "--rate", "20" }
+    e = engine.start { pipeline = pipeline(srv.host, "max_readers = 2") }
+    proc.wait_for(function() return e:stderr_text():find("not followed: max_readers (2)", 1, true) end, 20,
+                  "the warning")
+    proc.sleep(2.5) -- two periodic lists meanwhile: no second warning
+    stop_in_bound(e)
+    local _, n = e:stderr_text():gsub("not followed: max_readers", "")
+    assert.equal(1, n)
+    assert.matches("started 2, stopped 2", e:stderr_text(), 1, true)
+  end)
+
   it("reconnects an events stream that ends, and sees containers start afterwards", function()
     srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES),
                        "--start-delay", "2" }
