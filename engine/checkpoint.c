@@ -44,6 +44,7 @@ struct checkpoint {
   uv_file fd;
   uv_fs_t req;
   char last_error[160];
+  uint64_t current_at;      /* uv_hrtime when the file last held everything; 0: never */
   int closing;
   void (*closed)(void *);
   void *closed_ud;
@@ -255,6 +256,7 @@ static void on_rename(uv_fs_t *req) {
   uv_fs_req_cleanup(req);
   if (r < 0) save_failed(cp, "rename", r);
   else cp->last_error[0] = '\0';
+  if (r >= 0) cp->current_at = uv_hrtime();
   save_done(cp);
 }
 
@@ -334,6 +336,7 @@ static void save_failed(checkpoint_t *cp, const char *step, int err) {
 
 static void on_timer(uv_timer_t *t) {
   checkpoint_t *cp = t->data;
+  if (!cp->dirty && !cp->writing && !cp->last_error[0]) cp->current_at = uv_hrtime();
   if (!cp->dirty || cp->writing || cp->closing) return;
   if (!(cp->buf = serialise(cp, &cp->len))) {
     log_error(NULL, "out of memory while saving cursors");
@@ -349,6 +352,11 @@ static void on_timer(uv_timer_t *t) {
 }
 
 /* --- public ------------------------------------------------------------- */
+
+double checkpoint_age(const checkpoint_t *cp) {
+  if (!cp->current_at) return -1;
+  return (double)(uv_hrtime() - cp->current_at) / 1e9;
+}
 
 checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *dir, double interval, int do_fsync,
                               int64_t margin_ns, char *err, size_t errlen) {

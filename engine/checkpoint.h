@@ -44,6 +44,11 @@ void checkpoint_forget(checkpoint_t *cp, const char *id);
 /* Containers with a saved cursor. */
 size_t checkpoint_count(const checkpoint_t *cp);
 
+/* Seconds since the saved file last held every acknowledged cursor: since
+ * the last successful save, or since a periodic check found nothing new to
+ * save. -1 until the first such moment. Loop thread. */
+double checkpoint_age(const checkpoint_t *cp);
+
 /* Stops the periodic saves; closed(ud) runs once the timer is closed and no
  * save is in flight. Idempotent. */
 void checkpoint_close(checkpoint_t *cp, void (*closed)(void *ud), void *ud);

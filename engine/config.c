@@ -31,6 +31,8 @@ void config_defaults(config_t *c)
   c->line_max = DECODE_LINE_MAX_DEFAULT;
   c->frame_max = DECODE_FRAME_MAX_DEFAULT;
   c->log_level = -1;
+  c->metrics_listen = NULL;
+  c->metrics_max_containers = 200;
 }
 
 /* Releases the strings and the selection rules. c can be filled with
@@ -39,6 +41,8 @@ void config_free(config_t *c)
 {
   free(c->docker_host);
   free(c->state_dir);
+  free(c->metrics_listen);
+  c->metrics_listen = NULL;
   c->docker_host = NULL;
   selection_free(&c->select);
   memset(&c->select, 0, sizeof c->select);

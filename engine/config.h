@@ -36,6 +36,8 @@ typedef struct config {
   size_t max_readers;       /* 4096: live readers at most */
   double stats_interval;    /* 0: off; else log a stats line this often */
   int log_level;            /* -1: not set by the pipeline */
+  char *metrics_listen;     /* NULL: no metrics endpoint; else "host:port" */
+  size_t metrics_max_containers; /* 200: containers with a label of their own */
 } config_t;
 
 /* Fills c with the defaults above. Can't fail. */

@@ -37,6 +37,8 @@ struct discovery {
   char *evbuf;              /* an unfinished events line */
   size_t evlen, evcap;
   unsigned long reconnects;
+  int docker_ok;            /* the last ping, list or events answer was good */
+  char docker_why[300];     /* why it was not */
   void (*closed)(void *);
   void *closed_ud;
 };
@@ -44,6 +46,12 @@ struct discovery {
 static void start_events(discovery_t *d);
 static void start_list(discovery_t *d);
 static void schedule(discovery_t *d);
+
+/* Notes how the daemon answered discovery's last request (metrics). */
+static void docker_state(discovery_t *d, int ok, const char *why) {
+  d->docker_ok = ok;
+  snprintf(d->docker_why, sizeof d->docker_why, "%s", ok ? "" : why);
+}
 
 /* --- inspect and attach ------------------------------------------------- */
 
@@ -117,6 +125,7 @@ static void on_list(void *ud, const http_result_t *res) {
   char err[300];
   d->list = NULL;
   cJSON *doc = docker_json(res, err, sizeof err);
+  docker_state(d, doc != NULL, err);
   if (!doc) {
     if (!d->started) {
       d->started = 1;
@@ -184,6 +193,11 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
   cJSON_Delete(ev);
 }
 
+static void on_events_headers(void *ud, long status, const char *content_type) {
+  discovery_t *d = ud;
+  if (status == 200) docker_state(d, 1, NULL);
+}
+
 static int on_events_body(void *ud, const char *data, size_t len) {
   discovery_t *d = ud;
   d->backoff = d->core->cfg->backoff_initial;
@@ -227,6 +241,7 @@ static void on_events_done(void *ud, const http_result_t *res) {
   d->evlen = 0;
   if (res->ok && res->status == 200) snprintf(why, sizeof why, "the daemon ended the events stream");
   else docker_describe_error(res, why, sizeof why);
+  docker_state(d, 0, why);
   double delay = d->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
   log_warn(NULL, "events stream: %s; reconnecting in %.2f s", why, delay);
   d->backoff *= 2;
@@ -237,7 +252,7 @@ static void on_events_done(void *ud, const http_result_t *res) {
 }
 
 static void start_events(discovery_t *d) {
-  static const http_handler_t handler = {NULL, on_events_body, on_events_done};
+  static const http_handler_t handler = {on_events_headers, on_events_body, on_events_done};
   if (d->events || d->stopping) return;
   d->events = docker_events(d->core->docker, d->events_since, &handler, d);
 }
@@ -271,6 +286,7 @@ static void on_ping(void *ud, const http_result_t *res) {
   char err[400];
   d->ping = NULL;
   if (docker_negotiate(d->core->docker, res, err, sizeof err) != 0) {
+    docker_state(d, 0, err);
     d->started = 1;
     d->ready(d->ready_ud, err);
     return;
@@ -298,6 +314,12 @@ discovery_t *discovery_start(core_t *core, void (*ready)(void *, const char *), 
 }
 
 unsigned long discovery_reconnects(const discovery_t *d) { return d->reconnects; }
+
+int discovery_docker_ok(const discovery_t *d, char *why, size_t n) {
+  if (why && n) snprintf(why, n, "%s", d->docker_ok ? "" : d->docker_why[0] ? d->docker_why
+                                                     : "no answer from the Docker daemon yet");
+  return d->docker_ok;
+}
 
 static void timer_closed(uv_handle_t *h) {
   discovery_t *d = h->data;

@@ -13,6 +13,7 @@
 #ifndef ENGINE_DISCOVERY_H
 #define ENGINE_DISCOVERY_H
 
+#include <stddef.h>
 #include "core.h"
 
 typedef struct discovery discovery_t;
@@ -26,6 +27,12 @@ discovery_t *discovery_start(core_t *core, void (*ready)(void *ud, const char *e
 
 /* Events-stream reconnects since start (for metrics and tests). */
 unsigned long discovery_reconnects(const discovery_t *d);
+
+/* Was the daemon's last answer to discovery's own requests (ping, list,
+ * events stream) a success? 0 before the first answer and after a failed
+ * ping or list or a broken events stream, until the next success. The
+ * reason of the last failure goes into why (n bytes) when not NULL. */
+int discovery_docker_ok(const discovery_t *d, char *why, size_t n);
 
 /* Cancels every request and closes the timer. closed(ud) runs once the timer
  * is closed; d is freed by then. Idempotent. */

@@ -667,6 +667,15 @@ oom:
 
 size_t netout_pending(const output_t *o) { return ((const netout_t *)o)->pending; }
 
+void netout_stats(const output_t *o, netout_stats_t *out) {
+  const netout_t *n = (const netout_t *)o;
+  out->sent = n->sent;
+  out->failed = n->failed;
+  out->retried = n->retried;
+  out->dead_letters = n->dead;
+  out->pending = n->pending;
+}
+
 int netout_is(const output_t *o) { return o && o->write == NULL; }
 
 static void maybe_closed(netout_t *n) {

@@ -78,6 +78,15 @@ int netout_start(output_t *o, uv_loop_t *loop, char *err, size_t n);
 /* Loop thread: bodies waiting or in flight. */
 size_t netout_pending(const output_t *o);
 
+/* The output's counts since start (loop thread): bodies (one per batch)
+ * delivered, failed attempts, attempts retried after a failure, bodies sent
+ * to the dead-letter file, and bodies waiting or in flight now. */
+typedef struct netout_stats {
+  unsigned long long sent, failed, retried, dead_letters;
+  size_t pending;
+} netout_stats_t;
+void netout_stats(const output_t *o, netout_stats_t *out);
+
 /* Loop thread: stops sending (what is left stays unacknowledged) and closes
  * the handles; closed(ud) runs when they are closed. */
 void netout_close(output_t *o, void (*closed)(void *ud), void *ud);

@@ -838,6 +838,18 @@ static int copy_config(lua_State *L)
   s = lua_tostring(L, -1);
   if (s != NULL)
     cfg->log_level = log_parse_level(s);
+  lua_pop(L, 1);
+  lua_getfield(L, 4, "metrics"); /* validated: { listen = "host:port", max_containers } */
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, 5, "listen");
+    if (lua_isstring(L, -1)) {
+      free(cfg->metrics_listen);
+      cfg->metrics_listen = NULL;
+      cfg->metrics_listen = dup_or_raise(L, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    opt_size(L, 5, "max_containers", &cfg->metrics_max_containers);
+  }
   lua_pop(L, 2);
   copy_filters(L, 1, g);
   copy_outputs(L, 1, g);
@@ -1893,6 +1905,23 @@ size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t
     out[i].timeouts = atomic_load(&f->timeouts);
     out[i].dead_letters = atomic_load(&f->dead_letters);
     out[i].disabled = f->disabled;
+    snprintf(out[i].on_error, sizeof out[i].on_error, "%s", on_error_names[f->on_error]);
+  }
+  pthread_mutex_unlock(&p->prog_mu);
+  return n;
+}
+
+size_t pipeline_output_info(pipeline_t *p, pipeline_output_info_t *out, size_t max)
+{
+  size_t i, n;
+
+  pthread_mutex_lock(&p->prog_mu);
+  n = p->prog ? p->prog->n_outputs : 0;
+  for (i = 0; i < n && i < max; i++) {
+    const output_t *o = p->prog->outputs[i];
+    snprintf(out[i].name, sizeof out[i].name, "%s", o->name ? o->name : "");
+    snprintf(out[i].type, sizeof out[i].type, "%s", o->type ? o->type : "");
+    out[i].routed_only = o->routed_only;
   }
   pthread_mutex_unlock(&p->prog_mu);
   return n;

@@ -134,11 +134,24 @@ typedef struct pipeline_filter_stats {
   char name[64];
   unsigned long long calls, errors, timeouts, dead_letters;
   int disabled; /* its init failed */
+  char on_error[16]; /* "pass", "drop" or "dead_letter" */
 } pipeline_filter_stats_t;
 
 /* Copies the counts of up to max filters into out; returns the number of
  * filters (may exceed max). Thread-safe. */
 size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t max);
+
+/* The names and types of the running program's outputs (a reload may
+ * change them). */
+typedef struct pipeline_output_info {
+  char name[64];
+  char type[24];
+  int routed_only;
+} pipeline_output_info_t;
+
+/* Copies the names and types of up to max outputs into out; returns the
+ * number of outputs (may exceed max). Thread-safe. */
+size_t pipeline_output_info(pipeline_t *p, pipeline_output_info_t *out, size_t max);
 
 /* Closes the Lua state and outputs. pipeline_close must have run (or the
  * pipeline never started) and the loop must have run the close callback.

@@ -32,6 +32,7 @@ struct reader {
   int paused;              /* the stream waits for the outputs to catch up */
   char error[192];
   uint64_t lines, errors;
+  uint64_t bytes;          /* of the delivered lines (metrics) */
 };
 
 static const char *const state_names[] = {
@@ -47,6 +48,8 @@ reader_state_t reader_state(const reader_t *r) { return r->state; }
 const container_t *reader_container(const reader_t *r) { return r->c; }
 uint64_t reader_lines(const reader_t *r) { return r->lines; }
 uint64_t reader_errors(const reader_t *r) { return r->errors; }
+uint64_t reader_bytes(const reader_t *r) { return r->bytes; }
+int64_t reader_newest(const reader_t *r) { return cursor_newest(r->cursor); }
 
 /* Every state change goes through here. */
 static void reader_set_state(reader_t *r, reader_state_t to, const char *why) {
@@ -91,6 +94,7 @@ static void deliver(reader_t *r, const decode_line_t *l) {
   r->batch->recs[r->batch->n - 1].hash = k.hash;
   cursor_deliver(r->cursor, &k, decoder_pending_ts(&r->dec));
   r->lines++;
+  r->bytes += l->len;
   r->stream_lines++;
   if (r->batch->n >= cfg->batch_max_lines || r->batch->used >= cfg->batch_max_bytes)
     submit_batch(r);

@@ -68,6 +68,13 @@ const container_t *reader_container(const reader_t *r);
 uint64_t reader_lines(const reader_t *r);
 uint64_t reader_errors(const reader_t *r);
 
+/* Bytes of the lines delivered (the line text, without the newline), since
+ * the reader started. */
+uint64_t reader_bytes(const reader_t *r);
+
+/* The newest timestamp delivered through the reader's cursor (ns), or -1. */
+int64_t reader_newest(const reader_t *r);
+
 /* Frees a CLOSED reader (the registry calls it). */
 void reader_free(reader_t *r);
 

@@ -18,7 +18,8 @@
 --   outputs = { { type = "stdout"|"file", name = string, format = "json"|"plain",
 --                 routed_only = boolean,
 --                 path = string, max_bytes = number|nil, keep = number }, .. }  -- path.. : file
---   engine  = { cycle, stop_timeout, ..., log_level, lua_memory }  -- each maybe nil
+--   engine  = { cycle, stop_timeout, ..., log_level, lua_memory,
+--               metrics = { listen = "host:port", max_containers = n|nil } }  -- each maybe nil
 -- Settings left out stay nil: their defaults live in C (config.c, pipeline.c).
 -- Any mistake raises an error (level 0, no position) starting with path.
 
@@ -497,7 +498,7 @@ local ENGINE_KEYS = {
   resume_margin = "positive", line_max = "size", frame_max = "size", log_level = "level",
   stats_interval = "nonnegative", lua_memory = "memory",
   state_dir = "state_dir", checkpoint_interval = "positive", fsync = "boolean",
-  max_buffered = "size", max_readers = "size",
+  max_buffered = "size", max_readers = "size", metrics = "metrics",
 }
 
 -- Where cursors are saved: a folder, or false to keep them in memory.
@@ -520,6 +521,34 @@ function Check:memory(v, where)
     self:fail(where, "must be an integer number of bytes from %d (1 MiB) (got %s)", MEMORY_MIN, show(v))
   end
   return v
+end
+
+-- The metrics endpoint: { listen = "host:port" | ":port" | "port",
+-- max_containers = n }. Returns { listen = "host:port" (host 127.0.0.1 when
+-- left out), max_containers = n|nil }.
+function Check:metrics(v, where)
+  self:table(v, where)
+  self:keys(v, { listen = true, max_containers = true }, where)
+  local out = {}
+  if v.max_containers ~= nil then
+    out.max_containers = self:size(v.max_containers, where .. ".max_containers")
+  end
+  local listen, lw = v.listen, where .. ".listen"
+  if listen == nil then self:fail(lw, "is required (for example \"127.0.0.1:9180\")") end
+  if type(listen) == "number" then listen = tostring(listen) end
+  if type(listen) ~= "string" then self:fail(lw, "must be a string \"host:port\" (got %s)", show(listen)) end
+  local host, port = listen:match("^%[([%x:.]+)%]:(%d+)$")
+  if not host then host, port = listen:match("^([%w%.%-]*):(%d+)$") end
+  if not host and listen:match("^%d+$") then host, port = "", listen end
+  if not host then
+    self:fail(lw, "must be \"host:port\", \":port\" or \"[ipv6]:port\" (got %s)", show(listen))
+  end
+  local p = tonumber(port)
+  if p < 1 or p > 65535 then self:fail(lw, "has a port out of 1..65535 (got %s)", show(listen)) end
+  if host == "" then host = "127.0.0.1" end
+  if host:find(":", 1, true) then host = "[" .. host .. "]" end
+  out.listen = host .. ":" .. p
+  return out
 end
 
 function Check:engine(v)

@@ -163,7 +163,7 @@ describe("network outputs #sanitize", function()
     local dl = tmp .. "/dead.jsonl"
     e = engine.start { pipeline = pipeline(srv.host,
       string.format('{ type = "elasticsearch", url = %q, dead_letter = %q }', rx.url, dl)) }
-    proc.wait_for(function() return proc.read(dl) end, 20, "a dead letter")
+    proc.wait_for(function() return (proc.read(dl) or ""):find("\n", 1, true) end, 20, "a dead letter")
     assert.equal(0, e:stop("TERM"))
     assert.matches("mapper_parsing_exception", proc.read(dl), 1, true)
   end)

@@ -1,0 +1,137 @@
+/* status.c - a snapshot of the running engine (see status.h). */
+#include <stdlib.h>
+#include <string.h>
+#include "checkpoint.h"
+#include "discovery.h"
+#include "inflight.h"
+#include "reader.h"
+#include "status.h"
+#include "timestamp.h"
+#include "uvh.h"
+
+#define MAX_FILTERS 256
+#define MAX_OUTPUTS 64
+
+typedef struct collect_ctx {
+  status_t *s;
+  size_t cap;
+  int oom;
+} collect_ctx_t;
+
+static void add_reader(void *ud, reader_t *rd) {
+  collect_ctx_t *c = ud;
+  status_t *s = c->s;
+  if (c->oom) return;
+  if (s->n_rd == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 16;
+    status_reader_t *p = realloc(s->rd, cap * sizeof *p);
+    if (!p) {
+      c->oom = 1;
+      return;
+    }
+    s->rd = p;
+    c->cap = cap;
+  }
+  status_reader_t *o = &s->rd[s->n_rd++];
+  const container_t *ct = reader_container(rd);
+  memset(o, 0, sizeof *o);
+  snprintf(o->name, sizeof o->name, "%s", ct->name ? ct->name : "");
+  memcpy(o->id, ct->id, sizeof o->id);
+  o->state = reader_state_name(reader_state(rd));
+  o->newest = reader_newest(rd);
+  o->lines = reader_lines(rd);
+  o->bytes = reader_bytes(rd);
+  o->errors = reader_errors(rd);
+  o->paused = reader_paused(rd);
+}
+
+static int by_name(const void *a, const void *b) {
+  const status_reader_t *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : strcmp(x->id, y->id);
+}
+
+static int collect_readers(core_t *core, status_t *s) {
+  collect_ctx_t c = {s, 0, 0};
+  if (!core->registry) return 0;
+  registry_stats(core->registry, &s->readers);
+  registry_each(core->registry, add_reader, &c);
+  if (c.oom) return -1;
+  if (s->n_rd > 1) qsort(s->rd, s->n_rd, sizeof *s->rd, by_name);
+  return 0;
+}
+
+static int collect_pipeline(core_t *core, status_t *s) {
+  pipeline_filter_stats_t fs[MAX_FILTERS];
+  pipeline_output_info_t oi[MAX_OUTPUTS];
+  if (!core->pipeline) return 0;
+  pipeline_stats(core->pipeline, &s->pipeline);
+  const pipeline_stats_t *p = &s->pipeline;
+  s->records_dropped = p->records_in > p->records_out ? p->records_in - p->records_out : 0;
+  s->records_added = p->records_out > p->records_in ? p->records_out - p->records_in : 0;
+  size_t n = pipeline_filter_stats(core->pipeline, fs, MAX_FILTERS);
+  if (n > MAX_FILTERS) n = MAX_FILTERS;
+  if (n) {
+    if (!(s->filters = malloc(n * sizeof *s->filters))) return -1;
+    memcpy(s->filters, fs, n * sizeof *fs);
+    s->n_filters = n;
+  }
+  n = pipeline_output_info(core->pipeline, oi, MAX_OUTPUTS);
+  if (n > MAX_OUTPUTS) n = MAX_OUTPUTS;
+  if (n && !(s->outputs = calloc(n, sizeof *s->outputs))) return -1;
+  for (size_t i = 0; i < n; i++) s->outputs[i].info = oi[i];
+  s->n_outputs = n;
+  return 0;
+}
+
+/* The network outputs' counts, matched to the outputs by name. */
+static void collect_netouts(const status_source_t *src, status_t *s) {
+  for (size_t i = 0; i < src->n_netouts; i++) {
+    const output_t *o = src->netouts[i];
+    for (size_t j = 0; j < s->n_outputs; j++) {
+      status_output_t *so = &s->outputs[j];
+      if (so->network || strcmp(so->info.name, o->name) != 0) continue;
+      so->network = 1;
+      netout_stats(o, &so->net);
+      break;
+    }
+  }
+}
+
+status_t *status_collect(core_t *core, const status_source_t *src) {
+  status_t *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->now_ns = ts_now();
+  s->start_ns = core->start_ns;
+  if (collect_readers(core, s) != 0 || collect_pipeline(core, s) != 0) goto err;
+  collect_netouts(src, s);
+  if (core->inflight) {
+    s->bytes_in_flight = inflight_bytes(core->inflight);
+    s->reader_pauses = inflight_pauses(core->inflight);
+  }
+  s->checkpoint_on = core->checkpoint != NULL;
+  s->checkpoint_age = core->checkpoint ? checkpoint_age(core->checkpoint) : -1;
+  if (src->discovery) {
+    s->events_reconnects = discovery_reconnects(src->discovery);
+    s->docker_ok = discovery_docker_ok(src->discovery, s->docker_why, sizeof s->docker_why);
+  } else {
+    s->events_reconnects = src->events_reconnects;
+    snprintf(s->docker_why, sizeof s->docker_why, "%s",
+             src->stopping ? "the engine is stopping" : "discovery is not running");
+  }
+  s->pipeline_loaded = src->pipeline_loaded;
+  s->stopping = src->stopping || core->stopping;
+  s->handles_open = uvh_live();
+  return s;
+err:
+  status_free(s);
+  return NULL;
+}
+
+void status_free(status_t *s) {
+  if (!s) return;
+  free(s->rd);
+  free(s->filters);
+  free(s->outputs);
+  free(s);
+}

@@ -1,0 +1,76 @@
+/* status.h - one snapshot of everything a running engine can tell about
+ * itself, for the metrics endpoint (metrics.h) and its JSON views.
+ *
+ * status_collect runs on the loop thread and copies what it reads: the
+ * snapshot stays valid after the readers, filters or outputs it describes
+ * are gone, and it is freed with status_free. Counts are since the engine
+ * started, except a reader's (since that reader started) and a filter's
+ * (since the pipeline was last loaded or reloaded). */
+#ifndef ENGINE_STATUS_H
+#define ENGINE_STATUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core.h"
+#include "netout.h"
+#include "pipeline.h"
+#include "registry.h"
+
+struct discovery;
+
+/* What the engine knows that core_t does not hold (engine.c fills it). */
+typedef struct status_source {
+  struct discovery *discovery;     /* NULL once discovery stopped (or never ran) */
+  unsigned long events_reconnects; /* used when discovery is NULL */
+  output_t *const *netouts;        /* the network outputs (never change on reload) */
+  size_t n_netouts;
+  int pipeline_loaded;             /* the pipeline thread runs */
+  int stopping;
+} status_source_t;
+
+typedef struct status_reader {
+  char name[256];        /* the container name, without the leading '/' */
+  char id[65];
+  const char *state;     /* reader_state_name */
+  int64_t newest;        /* newest delivered timestamp (ns), or -1 */
+  uint64_t lines, bytes, errors;
+  int paused;            /* waits for the outputs (backpressure) */
+} status_reader_t;
+
+typedef struct status_output {
+  pipeline_output_info_t info;
+  int network;           /* net holds its counts */
+  netout_stats_t net;
+} status_output_t;
+
+typedef struct status {
+  int64_t now_ns, start_ns;             /* wall clock */
+  registry_stats_t readers;
+  status_reader_t *rd;                  /* live readers, sorted by name */
+  size_t n_rd;
+  pipeline_stats_t pipeline;
+  /* records_in - records_out when positive (filters dropped more than they
+   * added), and records_out - records_in when positive: net amounts. */
+  unsigned long long records_dropped, records_added;
+  pipeline_filter_stats_t *filters;
+  size_t n_filters;
+  status_output_t *outputs;
+  size_t n_outputs;
+  size_t bytes_in_flight;
+  unsigned long long reader_pauses;
+  unsigned long events_reconnects;
+  int checkpoint_on;                    /* cursors are saved */
+  double checkpoint_age;                /* checkpoint_age(), -1 when off */
+  int docker_ok;
+  char docker_why[300];                 /* why not, when !docker_ok */
+  int pipeline_loaded, stopping;
+  long handles_open;
+} status_t;
+
+/* Takes a snapshot. Loop thread only. Returns NULL when out of memory. */
+status_t *status_collect(core_t *core, const status_source_t *src);
+
+/* Frees a snapshot. NULL is ignored. */
+void status_free(status_t *s);
+
+#endif
