@@ -34,6 +34,10 @@ struct output {
   int (*reopen)(output_t *o, char *err, size_t n);
 };
 
+/* Creates the null output: every write succeeds and keeps nothing. Returns
+ * NULL when out of memory. */
+output_t *output_null_new(const char *name);
+
 /* Creates the stdout output. format: "json" or "plain" (the line alone).
  * fd is normally 1. Returns NULL when out of memory. */
 output_t *output_stdout_new(const char *name, const char *format, int fd);

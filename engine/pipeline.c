@@ -741,6 +741,10 @@ static output_t *new_output(lua_State *L)
   opt_size(L, idx, "max_bytes", &max_bytes);
   if (netout_kind(type) >= 0) {
     o = new_netout(L, idx, type, name);
+  } else if (strcmp(type, "null") == 0) {
+    o = output_null_new(name);
+    if (o == NULL)
+      luaL_error(L, "out of memory");
   } else if (strcmp(type, "file") == 0) {
     o = output_file_new(name, path, format, max_bytes, (int)keep, err, sizeof err);
     if (o == NULL)

@@ -422,8 +422,8 @@ function Check:output(o, where, i, n)
   self:keys(o, OUTPUT_KEYS, where)
   local entry = {
     type = self:choice(o.type, where .. ".type",
-                       { "stdout", "file", "http", "clickhouse", "loki", "elasticsearch", "otlp",
-                         "syslog" }),
+                       { "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch",
+                         "otlp", "syslog" }),
     format = "json",
     routed_only = false,
   }

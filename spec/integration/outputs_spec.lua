@@ -188,6 +188,10 @@ describe("network outputs #sanitize", function()
     assert.is_true(pauses > 0, "the reader never paused")
     print(string.format("backpressure: 6000 lines of 1 KB, max_buffered 256 KiB: peak RSS %d KiB, %d pauses",
                         hwm, pauses))
-    assert.is_true(hwm < 64 * 1024, "peak RSS " .. hwm .. " KiB")
+    -- the memory bound holds for the engine as shipped; a sanitizer build's
+    -- shadow memory and quarantine add their own, so only the pauses count there
+    if not os.getenv("ENGINE_SANITIZER") then
+      assert.is_true(hwm < 64 * 1024, "peak RSS " .. hwm .. " KiB")
+    end
   end)
 end)

@@ -25,6 +25,9 @@
  *   --start-delay D      containers start D seconds after launch
  *   --fault MODE[:K]     fault for the first K (default 1) requests it
  *                        applies to
+ *   --logfmt             lines like the benchmarks': level=info msg="request
+ *                        served" status=200 path=... dur_ms=... (levels info
+ *                        70%, debug 15%, warn 10%, error 5%)
  *   --quirk-content-type non-TTY logs requested below API 1.42 are labelled
  *                        raw-stream, as Docker does
  *
@@ -110,6 +113,7 @@ struct buf {
 };
 
 struct opts {
+  int logfmt;           /* benchmark-shaped logfmt lines */
   const char *socket;
   const char *api;
   int api_major, api_minor;
@@ -570,6 +574,14 @@ static int line_stream(uint64_t seq)
 static size_t line_text(const struct ctr *k, uint64_t seq)
 {
   static const char letters[] = "abcdefghijklmnopqrstuvwxyz";
+  if (g.o.logfmt) { /* levels: info 70%, debug 15%, warn 10%, error 5% */
+    unsigned r = (unsigned)((seq * 2654435761u) % 100);
+    const char *level = r < 70 ? "info" : r < 85 ? "debug" : r < 95 ? "warn" : "error";
+    return (size_t)snprintf(g.text, 256,
+                            "level=%s msg=\"request served\" status=200 path=/api/v1/items/%" PRIu64
+                            " dur_ms=%u seq=%" PRIu64 " container=%s",
+                            level, 10000 + seq % 90000, (unsigned)(seq % 97), seq, k->name);
+  }
   int n = snprintf(g.text, 64, "%s %" PRIu64, k->name, seq);
   size_t len = (size_t)n;
   size_t want = g.o.long_every && seq % g.o.long_every == 0 ? LONG_TEXT : g.o.line_bytes;
@@ -1826,7 +1838,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     {"tty", 0, 0, 't'},         {"stdout-only", 0, 0, 'o'}, {"rate", 1, 0, 'r'},
     {"lines", 1, 0, 'l'},       {"preload", 1, 0, 'p'},     {"line-bytes", 1, 0, 'b'},
     {"long-every", 1, 0, 'e'},  {"retain", 1, 0, 'R'},      {"start-delay", 1, 0, 'd'},
-    {"fault", 1, 0, 'f'},       {"quirk-content-type", 0, 0, 'q'}, {0, 0, 0, 0}};
+    {"fault", 1, 0, 'f'},       {"quirk-content-type", 0, 0, 'q'}, {"logfmt", 0, 0, 'L'},
+    {0, 0, 0, 0}};
   uint64_t u = 0;
   int ch, bad = 0;
   o->api = "1.41";
@@ -1849,6 +1862,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     case 'd': bad = num_double(optarg, &o->start_delay) < 0; break;
     case 'f': bad = parse_fault(optarg, o) < 0; break;
     case 'q': o->quirk_ct = 1; break;
+    case 'L': o->logfmt = 1; break;
     default: bad = 1; break;
     }
   }

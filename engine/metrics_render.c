@@ -1,0 +1,394 @@
+/* metrics_render.c - the bodies the metrics endpoint serves (see metrics.h):
+ * the Prometheus text format 0.0.4 and two JSON views. */
+#include <cJSON.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "metrics.h"
+#include "reader.h"
+#include "timestamp.h"
+
+/* --- a text writer that remembers running out of memory ----------------- */
+
+typedef struct writer {
+  strbuf_t *b;
+  int oom;
+} writer_t;
+
+static void put(writer_t *w, const char *s, size_t n) {
+  if (!w->oom && strbuf_add(w->b, s, n) != 0) w->oom = 1;
+}
+
+static void puts_(writer_t *w, const char *s) { put(w, s, strlen(s)); }
+
+static void printf_(writer_t *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void printf_(writer_t *w, const char *fmt, ...) {
+  char small[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    w->oom = 1;
+    return;
+  }
+  if ((size_t)n < sizeof small) {
+    put(w, small, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (!big) {
+    w->oom = 1;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  put(w, big, (size_t)n);
+  free(big);
+}
+
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static void put_label_value(writer_t *w, const char *v) {
+  for (; *v; v++) {
+    if (*v == '\\') puts_(w, "\\\\");
+    else if (*v == '"') puts_(w, "\\\"");
+    else if (*v == '\n') puts_(w, "\\n");
+    else put(w, v, 1);
+  }
+}
+
+static void family(writer_t *w, const char *name, const char *type, const char *help) {
+  printf_(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{label="value"} (label NULL: name alone), then a space. */
+static void series(writer_t *w, const char *name, const char *label, const char *value) {
+  puts_(w, name);
+  if (label) {
+    printf_(w, "{%s=\"", label);
+    put_label_value(w, value);
+    puts_(w, "\"}");
+  }
+  puts_(w, " ");
+}
+
+static void sample_u(writer_t *w, const char *name, const char *label, const char *value,
+                     unsigned long long v) {
+  series(w, name, label, value);
+  printf_(w, "%llu\n", v);
+}
+
+static void sample_d(writer_t *w, const char *name, const char *label, const char *value,
+                     double v) {
+  series(w, name, label, value);
+  printf_(w, "%.9g\n", v);
+}
+
+/* A family with one unlabelled sample. */
+static void one_u(writer_t *w, const char *name, const char *type, const char *help,
+                  unsigned long long v) {
+  family(w, name, type, help);
+  sample_u(w, name, NULL, NULL, v);
+}
+
+static void one_d(writer_t *w, const char *name, const char *type, const char *help, double v) {
+  family(w, name, type, help);
+  sample_d(w, name, NULL, NULL, v);
+}
+
+/* --- containers, with bounded label cardinality ------------------------- */
+
+typedef struct per_container {
+  const char *name;           /* "_other" for the rest */
+  unsigned long long lines, bytes, errors;
+  int64_t newest;             /* -1: none (or the _other sum) */
+} per_container_t;
+
+/* Merges readers of the same name (s->rd is sorted by name) and sums every
+ * name past the first max into one "_other" entry. Returns the entries
+ * (NULL when out of memory or none), their number in *n, and how many
+ * containers went into "_other" in *others. */
+static per_container_t *containers(const status_t *s, size_t max, size_t *n, size_t *others) {
+  *n = 0;
+  *others = 0;
+  if (!s->n_rd) return NULL;
+  per_container_t *out = calloc(s->n_rd + 1, sizeof *out);
+  if (!out) return NULL;
+  per_container_t *other = NULL;
+  for (size_t i = 0; i < s->n_rd; i++) {
+    const status_reader_t *r = &s->rd[i];
+    per_container_t *c;
+    if (*n && !other && strcmp(out[*n - 1].name, r->name) == 0) {
+      c = &out[*n - 1];
+      if (r->newest > c->newest) c->newest = r->newest;
+    } else if (*n < max) {
+      c = &out[(*n)++];
+      c->name = r->name;
+      c->newest = r->newest;
+    } else {
+      if (!other) {
+        other = &out[(*n)++];
+        other->name = "_other";
+        other->newest = -1;
+      }
+      if (i == 0 || strcmp(s->rd[i - 1].name, r->name) != 0) (*others)++;
+      c = other;
+    }
+    c->lines += r->lines;
+    c->bytes += r->bytes;
+    c->errors += r->errors;
+  }
+  return out;
+}
+
+static void container_families(writer_t *w, const status_t *s, size_t max) {
+  size_t n, others;
+  per_container_t *pc = containers(s, max, &n, &others);
+  if (s->n_rd && !pc) {
+    w->oom = 1;
+    return;
+  }
+  family(w, "engine_lines_read_total", "counter",
+         "Log lines delivered by the container's reader since it started.");
+  for (size_t i = 0; i < n; i++) sample_u(w, "engine_lines_read_total", "container", pc[i].name, pc[i].lines);
+  family(w, "engine_bytes_read_total", "counter",
+         "Bytes of log lines (text without newline) delivered by the container's reader since it started.");
+  for (size_t i = 0; i < n; i++) sample_u(w, "engine_bytes_read_total", "container", pc[i].name, pc[i].bytes);
+  family(w, "engine_reader_errors_total", "counter",
+         "Errors the container's reader met since it started (each one reconnects).");
+  for (size_t i = 0; i < n; i++)
+    sample_u(w, "engine_reader_errors_total", "container", pc[i].name, pc[i].errors);
+  family(w, "engine_reader_last_timestamp_seconds", "gauge",
+         "Docker timestamp of the newest line delivered for the container (Unix seconds).");
+  for (size_t i = 0; i < n; i++)
+    if (pc[i].newest >= 0)
+      sample_d(w, "engine_reader_last_timestamp_seconds", "container", pc[i].name,
+               (double)pc[i].newest / 1e9);
+  one_u(w, "engine_metrics_other_containers", "gauge",
+        "Containers summed under container=\"_other\" (beyond engine.metrics.max_containers).",
+        others);
+  free(pc);
+}
+
+/* --- /metrics ----------------------------------------------------------- */
+
+static void reader_families(writer_t *w, const status_t *s) {
+  const registry_stats_t *r = &s->readers;
+  one_u(w, "engine_readers_live", "gauge", "Readers (followed containers) now.", r->live);
+  one_u(w, "engine_readers_started_total", "counter", "Readers started.", r->started);
+  one_u(w, "engine_readers_stopped_total", "counter", "Readers stopped, for any reason.", r->stopped);
+  one_u(w, "engine_readers_cycled_total", "counter",
+        "Follow streams closed and reopened after engine.cycle seconds.", r->cycled);
+  family(w, "engine_readers", "gauge", "Readers in each state.");
+  for (int st = READER_CONNECTING; st <= READER_CLOSED; st++)
+    sample_u(w, "engine_readers", "state", reader_state_name((reader_state_t)st), r->by_state[st]);
+}
+
+static void filter_families(writer_t *w, const status_t *s) {
+  static const struct {
+    const char *name, *help;
+    size_t off;
+  } fams[] = {
+      {"engine_filter_calls_total", "Calls of the filter's process function.",
+       offsetof(pipeline_filter_stats_t, calls)},
+      {"engine_filter_errors_total", "Filter calls that failed (error, fault, memory).",
+       offsetof(pipeline_filter_stats_t, errors)},
+      {"engine_filter_timeouts_total", "Filter calls stopped by engine.filter_timeout.",
+       offsetof(pipeline_filter_stats_t, timeouts)},
+      {"engine_filter_dead_letters_total", "Batches the filter's on_error sent to its dead-letter file.",
+       offsetof(pipeline_filter_stats_t, dead_letters)},
+  };
+  for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
+    family(w, fams[k].name, "counter", fams[k].help);
+    for (size_t i = 0; i < s->n_filters; i++) {
+      const char *base = (const char *)&s->filters[i];
+      unsigned long long v;
+      memcpy(&v, base + fams[k].off, sizeof v);
+      sample_u(w, fams[k].name, "filter", s->filters[i].name, v);
+    }
+  }
+  family(w, "engine_filter_disabled", "gauge", "1 when the filter's init failed and it is skipped.");
+  for (size_t i = 0; i < s->n_filters; i++)
+    sample_u(w, "engine_filter_disabled", "filter", s->filters[i].name, s->filters[i].disabled ? 1 : 0);
+}
+
+static void output_families(writer_t *w, const status_t *s) {
+  static const struct {
+    const char *name, *type, *help;
+    size_t off;
+  } fams[] = {
+      {"engine_output_batches_sent_total", "counter", "Batches the network output delivered.",
+       offsetof(netout_stats_t, sent)},
+      {"engine_output_batches_failed_total", "counter",
+       "Send attempts that failed (transport error, 408, 429, 5xx).", offsetof(netout_stats_t, failed)},
+      {"engine_output_batches_retried_total", "counter", "Send attempts retried after a failure.",
+       offsetof(netout_stats_t, retried)},
+      {"engine_output_dead_letters_total", "counter",
+       "Batches the network output gave up on (written to its dead_letter file, or dropped).",
+       offsetof(netout_stats_t, dead_letters)},
+  };
+  for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
+    family(w, fams[k].name, fams[k].type, fams[k].help);
+    for (size_t i = 0; i < s->n_outputs; i++) {
+      if (!s->outputs[i].network) continue;
+      unsigned long long v;
+      memcpy(&v, (const char *)&s->outputs[i].net + fams[k].off, sizeof v);
+      sample_u(w, fams[k].name, "output", s->outputs[i].info.name, v);
+    }
+  }
+  family(w, "engine_output_batches_pending", "gauge",
+         "Batches the network output holds (waiting or in flight).");
+  for (size_t i = 0; i < s->n_outputs; i++)
+    if (s->outputs[i].network)
+      sample_u(w, "engine_output_batches_pending", "output", s->outputs[i].info.name,
+               s->outputs[i].net.pending);
+}
+
+static void pipeline_families(writer_t *w, const status_t *s) {
+  const pipeline_stats_t *p = &s->pipeline;
+  one_u(w, "engine_pipeline_loaded", "gauge", "1 while the pipeline thread runs.",
+        s->pipeline_loaded ? 1 : 0);
+  one_u(w, "engine_batches_total", "counter", "Batches handed to the filters.", p->batches);
+  one_u(w, "engine_records_in_total", "counter", "Records (log lines) handed to the filters.",
+        p->records_in);
+  one_u(w, "engine_records_out_total", "counter",
+        "Records the filters passed to the outputs (each counted once).", p->records_out);
+  one_u(w, "engine_records_dropped", "gauge",
+        "records_in - records_out when positive: what the filters dropped, net of what they added.",
+        s->records_dropped);
+  one_u(w, "engine_records_added", "gauge",
+        "records_out - records_in when positive: what the filters added, net of what they dropped.",
+        s->records_added);
+  one_u(w, "engine_records_unrouted_total", "counter",
+        "Records whose `output` field named no existing output.", p->records_unrouted);
+  one_u(w, "engine_output_errors_total", "counter", "Failed writes to an output (all types).",
+        p->output_errors);
+  one_u(w, "engine_dead_letters_total", "counter",
+        "Batches written to dead-letter files by filters' on_error policy.", p->dead_letters);
+  one_u(w, "engine_pipeline_reloads_total", "counter", "Successful reloads (SIGHUP).", p->reloads);
+  one_u(w, "engine_pipeline_reload_failures_total", "counter",
+        "Reloads refused (the new file did not load).", p->reload_failures);
+  one_u(w, "engine_lua_memory_bytes", "gauge", "Memory the filters' Lua state holds.", p->lua_bytes);
+}
+
+int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t *out) {
+  writer_t w = {out, 0};
+  family(&w, "engine_info", "gauge", "The engine's version, as a label; always 1.");
+  sample_u(&w, "engine_info", "version", ENGINE_VERSION, 1);
+  reader_families(&w, s);
+  container_families(&w, s, max_containers);
+  pipeline_families(&w, s);
+  filter_families(&w, s);
+  output_families(&w, s);
+  one_u(&w, "engine_bytes_in_flight", "gauge",
+        "Bytes read from Docker and not yet acknowledged by every output.", s->bytes_in_flight);
+  one_u(&w, "engine_reader_pauses_total", "counter",
+        "Times a reader paused its stream because engine.max_buffered was reached.", s->reader_pauses);
+  one_d(&w, "engine_checkpoint_age_seconds", "gauge",
+        "Seconds since the cursor file last held every acknowledged cursor; -1: not saved.",
+        s->checkpoint_on ? s->checkpoint_age : -1);
+  one_u(&w, "engine_events_reconnects_total", "counter", "Reconnects of the Docker events stream.",
+        s->events_reconnects);
+  one_u(&w, "engine_docker_up", "gauge",
+        "1 when the Docker daemon answered discovery's last request (ping, list, events).",
+        s->docker_ok ? 1 : 0);
+  one_d(&w, "engine_start_time_seconds", "gauge", "When the engine started (Unix seconds).",
+        (double)s->start_ns / 1e9);
+  one_u(&w, "engine_libuv_handles", "gauge", "Open libuv handles.", (unsigned long long)s->handles_open);
+  return w.oom ? -1 : 0;
+}
+
+/* --- JSON views --------------------------------------------------------- */
+
+/* Appends doc as compact JSON and frees it. Returns 0, or -1. */
+static int put_json(cJSON *doc, int ok, strbuf_t *out) {
+  char *text = ok && doc ? cJSON_PrintUnformatted(doc) : NULL;
+  cJSON_Delete(doc);
+  if (!text) return -1;
+  int rc = strbuf_add(out, text, strlen(text));
+  free(text);
+  return rc;
+}
+
+static int add_reader(cJSON *arr, const status_reader_t *r) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o || !cJSON_AddItemToArray(arr, o)) {
+    cJSON_Delete(o);
+    return 0;
+  }
+  char ts[TS_LEN + 1];
+  if (r->newest >= 0) ts_format(r->newest, ts);
+  return cJSON_AddStringToObject(o, "name", r->name) && cJSON_AddStringToObject(o, "id", r->id) &&
+         cJSON_AddStringToObject(o, "state", r->state) &&
+         (r->newest >= 0 ? cJSON_AddStringToObject(o, "last", ts) != NULL
+                         : cJSON_AddNullToObject(o, "last") != NULL) &&
+         cJSON_AddNumberToObject(o, "lines", (double)r->lines) &&
+         cJSON_AddNumberToObject(o, "bytes", (double)r->bytes) &&
+         cJSON_AddNumberToObject(o, "errors", (double)r->errors) &&
+         cJSON_AddBoolToObject(o, "paused", r->paused);
+}
+
+int metrics_render_readers(const status_t *s, strbuf_t *out) {
+  cJSON *arr = cJSON_CreateArray();
+  int ok = arr != NULL;
+  for (size_t i = 0; ok && i < s->n_rd; i++) ok = add_reader(arr, &s->rd[i]);
+  return put_json(arr, ok, out);
+}
+
+static int add_filter(cJSON *arr, const pipeline_filter_stats_t *f) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o || !cJSON_AddItemToArray(arr, o)) {
+    cJSON_Delete(o);
+    return 0;
+  }
+  return cJSON_AddStringToObject(o, "name", f->name) &&
+         cJSON_AddStringToObject(o, "on_error", f->on_error) &&
+         cJSON_AddBoolToObject(o, "disabled", f->disabled) &&
+         cJSON_AddNumberToObject(o, "calls", (double)f->calls) &&
+         cJSON_AddNumberToObject(o, "errors", (double)f->errors) &&
+         cJSON_AddNumberToObject(o, "timeouts", (double)f->timeouts) &&
+         cJSON_AddNumberToObject(o, "dead_letters", (double)f->dead_letters);
+}
+
+static int add_output(cJSON *arr, const status_output_t *so) {
+  cJSON *o = cJSON_CreateObject();
+  if (!o || !cJSON_AddItemToArray(arr, o)) {
+    cJSON_Delete(o);
+    return 0;
+  }
+  int ok = cJSON_AddStringToObject(o, "name", so->info.name) &&
+           cJSON_AddStringToObject(o, "type", so->info.type) &&
+           cJSON_AddBoolToObject(o, "routed_only", so->info.routed_only);
+  if (ok && so->network)
+    ok = cJSON_AddNumberToObject(o, "sent", (double)so->net.sent) &&
+         cJSON_AddNumberToObject(o, "failed", (double)so->net.failed) &&
+         cJSON_AddNumberToObject(o, "retried", (double)so->net.retried) &&
+         cJSON_AddNumberToObject(o, "dead_letters", (double)so->net.dead_letters) &&
+         cJSON_AddNumberToObject(o, "pending", (double)so->net.pending);
+  return ok;
+}
+
+int metrics_render_pipeline(const status_t *s, strbuf_t *out) {
+  const pipeline_stats_t *p = &s->pipeline;
+  cJSON *doc = cJSON_CreateObject();
+  cJSON *filters = cJSON_CreateArray(), *outputs = cJSON_CreateArray();
+  int ok = doc && filters && outputs;
+  if (ok) {
+    cJSON_AddItemToObject(doc, "filters", filters);
+    cJSON_AddItemToObject(doc, "outputs", outputs);
+  } else {
+    cJSON_Delete(filters);
+    cJSON_Delete(outputs);
+  }
+  ok = ok && cJSON_AddBoolToObject(doc, "loaded", s->pipeline_loaded) &&
+       cJSON_AddNumberToObject(doc, "batches", (double)p->batches) &&
+       cJSON_AddNumberToObject(doc, "records_in", (double)p->records_in) &&
+       cJSON_AddNumberToObject(doc, "records_out", (double)p->records_out) &&
+       cJSON_AddNumberToObject(doc, "reloads", (double)p->reloads);
+  for (size_t i = 0; ok && i < s->n_filters; i++) ok = add_filter(filters, &s->filters[i]);
+  for (size_t i = 0; ok && i < s->n_outputs; i++) ok = add_output(outputs, &s->outputs[i]);
+  return put_json(doc, ok, out);
+}

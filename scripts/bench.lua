@@ -1,0 +1,231 @@
+-- bench.lua - the engine's benchmark suite (see scripts/bench.sh).
+--
+--   luajit scripts/bench.lua [--quick] [--runs N] [--lines N] [--out FILE]
+--
+-- Runs the engine (build/engine) against the fake Docker API server
+-- (build/fakedocker), which serves pre-generated timestamped, multiplexed
+-- streams over a unix socket as fast as the engine reads, and prints a
+-- Markdown table (also written to --out, default build/bench/results.md).
+-- Scenarios:
+--   1  one container, N lines (default 2,000,000), no filter, null output
+--   2  the same through a filter that returns its batch unchanged
+--   3  the same through the work filter: drop lines containing level=debug,
+--      set severity to the upper-cased value of level=(%w+)
+--   4  C containers logging 10 lines/s each for S seconds: RSS, CPU share,
+--      RSS per reader beyond the first
+--   5  100 idle containers for S seconds: CPU share and wake-ups per second
+--   6  stop with C live readers: time from SIGTERM to exit
+-- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
+-- the median of --runs runs. --quick runs every scenario once at a tiny size
+-- (what `make test` does, to keep the script working).
+package.path = "./?.lua;" .. package.path
+local proc = require "spec.support.proc"
+local fake = require "spec.support.fake"
+local unistd = require "posix.unistd"
+
+local opt = { runs = 3, lines = 2000000, out = "build/bench/results.md", seconds = 60,
+              containers = 1000 }
+local i = 1
+while arg[i] do
+  local a = arg[i]
+  if a == "--quick" then opt.quick = true
+  elseif a == "--runs" then i = i + 1; opt.runs = tonumber(arg[i])
+  elseif a == "--lines" then i = i + 1; opt.lines = tonumber(arg[i])
+  elseif a == "--seconds" then i = i + 1; opt.seconds = tonumber(arg[i])
+  elseif a == "--containers" then i = i + 1; opt.containers = tonumber(arg[i])
+  elseif a == "--out" then i = i + 1; opt.out = arg[i]
+  else io.stderr:write("bench: unknown argument ", a, "\n"); os.exit(2) end
+  i = i + 1
+end
+if opt.quick then
+  opt.runs, opt.lines, opt.seconds, opt.containers = 1, 20000, 2, 50
+end
+
+local HZ = tonumber((select(2, proc.sh("getconf CLK_TCK")) or ""):match("%d+")) or 100
+local ENGINE = os.getenv("ENGINE_BIN") or "build/engine"
+
+-- CPU seconds (user + system, all threads) of a process.
+local function cpu(pid)
+  local s = proc.read("/proc/" .. pid .. "/stat") or ""
+  local rest = s:match("%) (.*)$")
+  if not rest then return nil end
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  return (tonumber(f[12]) + tonumber(f[13])) / HZ
+end
+
+local function status_kb(pid, key)
+  return tonumber((proc.read("/proc/" .. pid .. "/status") or ""):match(key .. ":%s*(%d+)"))
+end
+
+-- Context switches of every thread of pid (wake-ups).
+local function switches(pid)
+  local ok, list = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
+  local n = 0
+  for _, t in ipairs(ok and list or {}) do
+    if t:match("^%d+$") then
+      local s = proc.read("/proc/" .. pid .. "/task/" .. t .. "/status") or ""
+      n = n + (tonumber(s:match("voluntary_ctxt_switches:%s*(%d+)")) or 0) +
+              (tonumber(s:match("nonvoluntary_ctxt_switches:%s*(%d+)")) or 0)
+    end
+  end
+  return n
+end
+
+local function start_engine(pipeline_src)
+  local dir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
+  local f = assert(io.open(dir .. "/p.lua", "w"))
+  f:write(pipeline_src)
+  f:close()
+  local p = proc.spawn { argv = { ENGINE, "run", dir .. "/p.lua", "--state-dir", "" },
+                         stdout = "/dev/null", stderr = dir .. "/stderr" }
+  return p, dir
+end
+
+local function log_of(dir) return proc.read(dir .. "/stderr") or "" end
+
+local function finish(p, dir)
+  p:signal("TERM")
+  if not p:wait(30) then p:kill() end
+  p:cleanup()
+  proc.sh("rm -rf " .. proc.quote(dir))
+end
+
+local FILTERS = {
+  [1] = "",
+  [2] = "filters = { function(batch) return batch end },",
+  [3] = [[filters = { function(batch)
+    local keep = {}
+    for _, r in ipairs(batch) do
+      if not r.line:find("level=debug", 1, true) then
+        local level = r.line:match("level=(%w+)")
+        if level then r.severity = level:upper() end
+        keep[#keep + 1] = r
+      end
+    end
+    return keep
+  end },]],
+}
+
+-- Scenarios 1-3: one run. Returns lines/s, CPU s per million lines, peak RSS KiB.
+local function throughput(scenario)
+  local n = opt.lines
+  local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
+                           tostring(n), "--retain", tostring(n), "--logfmt" }
+  local src = string.format([[
+return {
+  docker = { host = %q },
+  %s
+  outputs = { { type = "null" } },
+}]], srv.host, FILTERS[scenario])
+  local t0 = proc.now()
+  local p, dir = start_engine(src)
+  local c, hwm
+  proc.wait_for(function()
+    if log_of(dir):find("stopped following", 1, true) then
+      c = cpu(p:pid())
+      hwm = status_kb(p:pid(), "VmHWM")
+      return true
+    end
+  end, 600, "the engine to read every line")
+  local t = proc.now() - t0
+  finish(p, dir)
+  srv:stop()
+  return n / t, c / n * 1e6, hwm
+end
+
+local function median(xs)
+  table.sort(xs)
+  return xs[math.ceil(#xs / 2)]
+end
+
+local rows = {}
+local function row(...) rows[#rows + 1] = "| " .. table.concat({ ... }, " | ") .. " |" end
+
+local names = { "one container, no filter, null output", "filter returning its batch",
+                "work filter (drop debug, severity)" }
+for s = 1, 3 do
+  local r, c, m = {}, {}, {}
+  for _ = 1, opt.runs do
+    local a, b, d = throughput(s)
+    r[#r + 1], c[#c + 1], m[#m + 1] = a, b, d
+  end
+  row(tostring(s), names[s], string.format("%.0f lines/s", median(r)),
+      string.format("%.2f s per M lines (%.2f us/line)", median(c), median(c)),
+      string.format("%.1f MiB", median(m) / 1024))
+end
+
+-- Scenario 4: many containers logging steadily.
+do
+  local n = opt.containers
+  local srv = fake.start { "--containers", tostring(n), "--rate", "10", "--logfmt" }
+  local p, dir = start_engine(string.format([[
+return { docker = { host = %q }, outputs = { { type = "null" } }, engine = { stats_interval = 1 } }]],
+                                            srv.host))
+  proc.wait_for(function() return log_of(dir):find("readers live " .. n, 1, true) end, 120, "all readers")
+  proc.sleep(1)
+  local c0, t0 = cpu(p:pid()), proc.now()
+  proc.sleep(opt.seconds)
+  local share = (cpu(p:pid()) - c0) / (proc.now() - t0)
+  local rss = status_kb(p:pid(), "VmRSS")
+  finish(p, dir)
+  srv:stop()
+  -- the same engine with one container, for RSS per reader
+  local srv1 = fake.start { "--containers", "1", "--rate", "10", "--logfmt" }
+  local p1, dir1 = start_engine(string.format([[
+return { docker = { host = %q }, outputs = { { type = "null" } } }]], srv1.host))
+  proc.wait_for(function() return log_of(dir1):find("following container", 1, true) end, 30, "a reader")
+  proc.sleep(2)
+  local rss1 = status_kb(p1:pid(), "VmRSS")
+  finish(p1, dir1)
+  srv1:stop()
+  row("4", string.format("%d containers x 10 lines/s, %d s", n, opt.seconds),
+      string.format("%.1f MiB RSS", rss / 1024), string.format("%.2f%% of a core", share * 100),
+      string.format("%.1f KiB per reader beyond the first", (rss - rss1) / (n - 1)))
+end
+
+-- Scenario 5: idle containers.
+do
+  local srv = fake.start { "--containers", "100", "--rate", "0" }
+  local p, dir = start_engine(string.format([[
+return { docker = { host = %q }, outputs = { { type = "null" } } }]], srv.host))
+  proc.wait_for(function()
+    local _, k = log_of(dir):gsub("following container", "")
+    return k >= 100
+  end, 60, "100 readers")
+  proc.sleep(1)
+  local c0, w0, t0 = cpu(p:pid()), switches(p:pid()), proc.now()
+  proc.sleep(opt.seconds)
+  local dt = proc.now() - t0
+  local share, wakeups = (cpu(p:pid()) - c0) / dt, (switches(p:pid()) - w0) / dt
+  finish(p, dir)
+  srv:stop()
+  row("5", string.format("100 idle containers, %d s", opt.seconds),
+      string.format("%.3f%% of a core", share * 100), string.format("%.1f wake-ups/s", wakeups), "")
+end
+
+-- Scenario 6: stop with many live readers.
+do
+  local n = opt.containers
+  local srv = fake.start { "--containers", tostring(n), "--rate", "1" }
+  local p, dir = start_engine(string.format([[
+return { docker = { host = %q }, outputs = { { type = "null" } }, engine = { stats_interval = 1 } }]],
+                                            srv.host))
+  proc.wait_for(function() return log_of(dir):find("readers live " .. n, 1, true) end, 120, "all readers")
+  local t0 = proc.now()
+  p:signal("TERM")
+  local code = p:wait(30)
+  local t = proc.now() - t0
+  p:cleanup()
+  proc.sh("rm -rf " .. proc.quote(dir))
+  srv:stop()
+  row("6", string.format("stop with %d live readers", n), string.format("%.0f ms to exit", t * 1000),
+      "exit " .. tostring(code), "")
+end
+
+local head = "| # | scenario | result | CPU | memory |\n|---|---|---|---|---|\n"
+local text = head .. table.concat(rows, "\n") .. "\n"
+io.write(text)
+proc.sh("mkdir -p " .. proc.quote(opt.out:match("^(.*)/") or "."))
+local f = io.open(opt.out, "w")
+if f then f:write(text); f:close() end

@@ -1,0 +1,8 @@
+#!/bin/sh
+# The benchmark suite: scripts/bench.sh [--quick] [--runs N] [--lines N]
+# [--seconds S] [--containers C] [--out FILE]. Builds first; prints a table
+# and writes it to build/bench/results.md. See scripts/bench.lua.
+set -eu
+cd "$(dirname "$0")/.."
+make -s build >/dev/null
+exec luajit scripts/bench.lua "$@"
