@@ -1,0 +1,68 @@
+-- The syslog output against a real rsyslog (Debian's, private, on loopback):
+-- RFC 5424 over TCP with octet-counted framing, and over UDP. Every line
+-- arrives once, framing intact for long lines and for lines with newlines.
+local engine = require "spec.support.engine"
+local fake = require "spec.support.fake"
+local proc = require "spec.support.proc"
+
+describe("the syslog output", function()
+  local dir, srv, e
+  local port = 15514 + (require("posix.unistd").getpid() % 500)
+
+  before_each(function()
+    dir = select(2, proc.sh("mktemp -d /tmp/rsy.XXXXXX")):gsub("%s+$", "")
+    local ok, out = proc.sh(proc.join { "sh", "scripts/rsyslog.sh", "start", dir .. "/rs", tostring(port) }, 30)
+    assert(ok, out)
+  end)
+  after_each(function()
+    if e then e:cleanup() end
+    if srv then srv:stop() end
+    e, srv = nil, nil
+    proc.sh(proc.join { "sh", "scripts/rsyslog.sh", "stop", dir .. "/rs" }, 30)
+    proc.sh("rm -rf " .. proc.quote(dir))
+  end)
+
+  -- "APP-NAME MSGID MSG" lines rsyslog wrote.
+  local function received()
+    local out = {}
+    for line in (proc.read(dir .. "/rs/out.log") or ""):gmatch("([^\n]*)\n") do
+      local app, msgid, msg = line:match("^(%S+) (%S+) (.*)$")
+      if app == "c0" then out[#out + 1] = { stream = msgid, msg = msg } end
+    end
+    return out
+  end
+
+  for _, transport in ipairs { "tcp", "udp" } do
+    it("delivers every line over " .. transport .. ", long lines and newlines intact", function()
+      local long = transport == "tcp" and { "--long-every", "25" } or {}
+      local args = { "--containers", "1", "--rate", "400", "--lines", "100" }
+      for _, a in ipairs(long) do args[#args + 1] = a end
+      srv = fake.start(args)
+      e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  filters = { function(batch)
+    for _, r in ipairs(batch) do
+      local seq = tonumber(r.line:match("^c0 (%%d+)"))
+      if seq and seq %% 10 == 0 then r.line = r.line .. "\nsecond line" end
+    end
+  end },
+  outputs = { { type = "syslog", url = "%s://127.0.0.1:%d", facility = 3, hostname = "edge-1" } },
+}]], srv.host, transport, port) }
+      proc.wait_for(function() return #received() >= 100 end, 30, "100 messages in rsyslog")
+      assert.equal(0, e:stop("TERM"))
+      local count = {}
+      for _, m in ipairs(received()) do
+        local seq = tonumber(m.msg:match("^c0 (%d+)"))
+        count[seq] = (count[seq] or 0) + 1
+        assert.equal(seq % 2 == 1 and "stdout" or "stderr", m.stream)
+        if seq % 10 == 0 then assert.matches("\\nsecond line$", m.msg) end
+        if transport == "tcp" and seq % 25 == 0 then
+          assert.is_true(#m.msg >= 40000, "line " .. seq .. " arrived cut: " .. #m.msg .. " bytes")
+        end
+      end
+      for i = 1, 100 do assert.equal(1, count[i], "line " .. i) end
+    end)
+  end
+end)
