@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <lua.h>
 #include "encode.h"
 #include "http.h"
@@ -131,14 +132,49 @@ static int encode(netout_t *n, lua_State *L, int idx, strbuf_t *b) {
   }
 }
 
+/* Replaces b's text with its gzip form. Returns 0, or -1 (b unchanged). */
+static int gzip_body(strbuf_t *b) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return -1;
+  uLong cap = deflateBound(&z, (uLong)b->len);
+  char *out = malloc(cap ? cap : 1);
+  if (!out) {
+    deflateEnd(&z);
+    return -1;
+  }
+  z.next_in = (Bytef *)b->data;
+  z.avail_in = (uInt)b->len;
+  z.next_out = (Bytef *)out;
+  z.avail_out = (uInt)cap;
+  int rc = deflate(&z, Z_FINISH);
+  size_t len = z.total_out;
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) {
+    free(out);
+    return -1;
+  }
+  free(b->data);
+  b->data = out;
+  b->len = len;
+  b->cap = cap;
+  return 0;
+}
+
 int netout_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, size_t errlen) {
   netout_t *n = (netout_t *)o;
   size_t records = lua_objlen(L, idx);
   if (records == 0) return 0;
   strbuf_t b = {0};
-  if (encode(n, L, idx, &b) != 0) {
+  if (encode(n, L, idx, &b) != 0 || (n->cfg.gzip && b.len > UINT32_MAX)) {
     strbuf_free(&b);
     snprintf(err, errlen, "out of memory while encoding for %s", o->name);
+    return -1;
+  }
+  if (n->cfg.gzip && gzip_body(&b) != 0) {
+    strbuf_free(&b);
+    snprintf(err, errlen, "cannot gzip the body for %s", o->name);
     return -1;
   }
   body_t *body = calloc(1, sizeof *body);
@@ -620,6 +656,7 @@ int netout_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen) {
                       : c->kind == NETOUT_ELASTICSEARCH        ? "application/x-ndjson"
                                                                : "application/json";
   if (add_header(n, "Content-Type: %s%s", ctype, NULL) != 0) goto oom;
+  if (c->gzip && add_header(n, "Content-Encoding: gzip%s%s", "", NULL) != 0) goto oom;
   for (size_t i = 0; i < c->n_headers; i++)
     if (add_header(n, "%s%s", c->headers[i], NULL) != 0) goto oom;
   if (c->bearer_env) {

@@ -40,6 +40,7 @@ typedef struct netout_config {
   char *bearer_env;      /* bearer token, read from the environment */
   char *ca_file;
   int tls_verify;        /* 1 by default */
+  int gzip;              /* http kinds: gzip the body (Content-Encoding) */
   double timeout;        /* seconds per request (30) */
   long retry_max;        /* -1: without limit */
   double backoff_initial, backoff_max;

@@ -695,6 +695,9 @@ static output_t *new_netout(lua_State *L, int idx, const char *type, const char 
   lua_getfield(L, idx, "tls_verify");
   c.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
+  lua_getfield(L, idx, "gzip");
+  c.gzip = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   c.timeout = 30;
   opt_number(L, idx, "timeout", &c.timeout);
   num = -1;

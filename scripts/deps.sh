@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-build="build-essential pkg-config libluajit-5.1-dev luajit libcurl4-openssl-dev libcjson-dev libuv1-dev"
+build="build-essential pkg-config libluajit-5.1-dev luajit libcurl4-openssl-dev libcjson-dev libuv1-dev zlib1g-dev"
 test="lua-busted lua-posix lua-cjson docker.io busybox-static curl"
 for f in scripts/deps.d/*.list; do
   [ -e "$f" ] || continue

@@ -320,17 +320,17 @@ local OUTPUT_KEYS = {
   -- network outputs
   url = true, headers = true, auth = true, ca_file = true, tls_verify = true, timeout = true,
   retry_max = true, backoff_initial = true, backoff_max = true, dead_letter = true,
-  table = true, labels = true, index = true, facility = true, hostname = true,
+  table = true, labels = true, index = true, facility = true, hostname = true, gzip = true,
 }
 local FILE_ONLY = { "path", "max_bytes", "keep" }
 local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true,
                   syslog = true }
-local NETWORK_ONLY = { "url", "headers", "auth", "ca_file", "tls_verify", "timeout", "retry_max",
+local NETWORK_ONLY = { "url", "headers", "auth", "ca_file", "tls_verify", "gzip", "timeout", "retry_max",
                        "backoff_initial", "backoff_max", "dead_letter", "table", "labels", "index",
                        "facility", "hostname" }
 local ONLY_FOR = { table = "clickhouse", labels = "loki", index = "elasticsearch",
                    facility = "syslog", hostname = "syslog" }
-local NOT_FOR_SYSLOG = { "headers", "auth", "ca_file", "tls_verify", "timeout" }
+local NOT_FOR_SYSLOG = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip" }
 
 -- The settings of a network output (netout.h), into entry.
 function Check:network_output(o, where, entry)
@@ -394,6 +394,10 @@ function Check:network_output(o, where, entry)
   if o.tls_verify ~= nil then
     if type(o.tls_verify) ~= "boolean" then self:fail(where .. ".tls_verify", "must be true or false") end
     entry.tls_verify = o.tls_verify
+  end
+  if o.gzip ~= nil then
+    if type(o.gzip) ~= "boolean" then self:fail(where .. ".gzip", "must be true or false") end
+    entry.gzip = o.gzip
   end
   for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
     if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end

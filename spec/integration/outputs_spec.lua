@@ -75,6 +75,29 @@ describe("network outputs #sanitize", function()
     assert.is_nil(e:stderr_text():find("s3cret", 1, true), "the token must never be logged")
   end)
 
+  it("gzips the body when asked, with Content-Encoding: gzip", function()
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "50" }
+    rx = receiver.start {}
+    e = engine.start { pipeline = pipeline(srv.host,
+      string.format('{ type = "http", url = %q, gzip = true }', rx.url)) }
+    local bodies
+    proc.wait_for(function()
+      bodies = {}
+      for _, r in ipairs(rx:requests()) do
+        assert.equal("gzip", r.headers["content-encoding"])
+        local f = assert(io.open(tmp .. "/b.gz", "wb"))
+        f:write(r.body)
+        f:close()
+        local ok, plain = proc.sh("gzip -dc " .. proc.quote(tmp .. "/b.gz"))
+        assert(ok, plain)
+        bodies[#bodies + 1] = plain
+      end
+      return select(2, ndjson_seqs(bodies)) >= 50
+    end, 20, "50 lines, gzipped")
+    assert.equal(0, e:stop("TERM"))
+    assert_once(ndjson_seqs(bodies), 50)
+  end)
+
   it("retries 500 and 429 answers, logging each cause once, and loses nothing", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100" }
     rx = receiver.start { "--script", "500,500,500,429:1,200" }
