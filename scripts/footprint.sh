@@ -9,7 +9,8 @@
 #  - RSS at start: examples/pipeline.lua against the fake Docker API server
 #    with no container, once the engine is connected
 #  - RSS following 100 containers (fakedocker --containers 100, 10 lines/s
-#    each), after 10 s
+#    each), after 10 s, with examples/pipeline.lua and with the low-memory
+#    profile examples/lowmem.lua
 #  - CPU at idle: utime+stime from /proc/PID/stat over 10 s, no container
 #
 # RSS and CPU are measured for the host's build only (emulation would
@@ -57,9 +58,10 @@ stop_both() {
   kill -TERM "$eng" 2>/dev/null || true; wait "$eng" 2>/dev/null || true; eng=""
   kill -TERM "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; srv=""
 }
-# start_engine: runs examples/pipeline.lua against $sock, output discarded.
+# start_engine [PIPELINE]: runs PIPELINE (default examples/pipeline.lua)
+# against $sock, output discarded.
 start_engine() {
-  DOCKER_HOST=unix://$sock build/engine run examples/pipeline.lua \
+  DOCKER_HOST=unix://$sock build/engine run "${1:-examples/pipeline.lua}" \
     --state-dir "$tmp/state" > /dev/null 2> "$tmp/engine.err" &
   eng=$!
   i=0
@@ -98,9 +100,16 @@ rss_100=$(rss_kib "$eng")
 followed=$(grep -c "following container" "$tmp/engine.err" || true)
 stop_both
 
+start_fake 100
+start_engine examples/lowmem.lua
+sleep 10
+rss_low=$(rss_kib "$eng")
+stop_both
+
 echo
 echo "| $host, examples/pipeline.lua | value |"
 echo "|---|---|"
 echo "| RSS at start (connected, no container) | $((rss_start / 1024)) MiB ($rss_start KiB) |"
 echo "| RSS following 100 containers (10 lines/s each, after 10 s; $followed followed) | $((rss_100 / 1024)) MiB ($rss_100 KiB) |"
+echo "| RSS following 100 containers with examples/lowmem.lua (the low-memory profile) | $((rss_low / 1024)) MiB ($rss_low KiB) |"
 echo "| CPU at idle (10 s) | $(awk -v d=$((t1 - t0)) -v hz="$hz" 'BEGIN { printf "%.2f%% (%d ticks of 1/%d s)", d * 100 / hz / 10, d, hz }') |"
