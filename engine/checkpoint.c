@@ -81,6 +81,10 @@ static char *i64(char *buf, size_t n, int64_t v) {
   return buf;
 }
 
+static int cmp_entry(const void *a, const void *b) {
+  return strcmp((*(const cp_entry_t *const *)a)->id, (*(const cp_entry_t *const *)b)->id);
+}
+
 /* Serialises every cursor. Returns a malloc'ed text, or NULL when out of
  * memory. */
 static char *serialise(const checkpoint_t *cp, size_t *len) {
@@ -91,9 +95,18 @@ static char *serialise(const checkpoint_t *cp, size_t *len) {
   size_t keys_cap = 0;
   char num[32], key[96];
   int ok = root && all;
+  /* in id order, so the same cursors always give the same text */
+  const cp_entry_t **sorted = malloc((cp->count ? cp->count : 1) * sizeof *sorted);
+  size_t n_sorted = 0;
+  ok = ok && sorted;
   for (unsigned b = 0; ok && b < BUCKETS; b++)
-    for (const cp_entry_t *e = cp->buckets[b]; ok && e; e = e->next) {
-      cursor_state_t s;
+    for (const cp_entry_t *e = cp->buckets[b]; e && n_sorted < cp->count; e = e->next)
+      sorted[n_sorted++] = e;
+  if (ok) qsort(sorted, n_sorted, sizeof *sorted, cmp_entry);
+  for (size_t si = 0; ok && si < n_sorted; si++) {
+    const cp_entry_t *e = sorted[si];
+    cursor_state_t s;
+    {
       cursor_get_state(e->acked, &s);
       if (!s.any) continue;
       cJSON *c = cJSON_AddObjectToObject(all, e->id);
@@ -114,7 +127,9 @@ static char *serialise(const checkpoint_t *cp, size_t *len) {
         ok = str && cJSON_AddItemToArray(list, str);
       }
     }
+  }
   free(keys);
+  free(sorted);
   char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
   cJSON_Delete(root);
   if (text) *len = strlen(text);
@@ -199,6 +214,28 @@ static void drop_all(checkpoint_t *cp) {
   cp->count = 0;
 }
 
+/* Loads cursors from text into cp. Returns 0, or -1 when it is malformed
+ * (cp is then left empty). */
+static int parse_text(checkpoint_t *cp, const char *text, size_t len) {
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  const cJSON *all = cJSON_GetObjectItemCaseSensitive(root, "containers");
+  const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
+  if (!cJSON_IsObject(all) || !cJSON_IsNumber(version) || version->valueint != 1) {
+    cJSON_Delete(root);
+    return -1;
+  }
+  const cJSON *c;
+  cJSON_ArrayForEach(c, all) {
+    if (find(cp, c->string ? c->string : "") || load_entry(cp, c) != 0) {
+      cJSON_Delete(root);
+      drop_all(cp);
+      return -1;
+    }
+  }
+  cJSON_Delete(root);
+  return 0;
+}
+
 /* Reads the file if there is one. Returns 0, or -1 when it is malformed. */
 static int load(checkpoint_t *cp) {
   FILE *f = fopen(cp->path, "rb");
@@ -218,25 +255,23 @@ static int load(checkpoint_t *cp) {
   }
   int bad = ferror(f) || !text || cap > FILE_MAX;
   fclose(f);
-  cJSON *root = bad ? NULL : cJSON_ParseWithLength(text, len);
+  int rc = bad ? -1 : parse_text(cp, text, len);
   free(text);
-  const cJSON *all = cJSON_GetObjectItemCaseSensitive(root, "containers");
-  const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
-  if (!cJSON_IsObject(all) || !cJSON_IsNumber(version) || version->valueint != 1) {
-    cJSON_Delete(root);
-    return -1;
-  }
-  const cJSON *c;
-  cJSON_ArrayForEach(c, all) {
-    if (load_entry(cp, c) != 0) {
-      cJSON_Delete(root);
-      drop_all(cp);
-      return -1;
-    }
-  }
-  cJSON_Delete(root);
-  return 0;
+  return rc;
 }
+
+checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns) {
+  checkpoint_t *cp = calloc(1, sizeof *cp);
+  if (!cp) return NULL;
+  cp->margin = margin_ns;
+  if (parse_text(cp, text, len) != 0) {
+    checkpoint_free(cp);
+    return NULL;
+  }
+  return cp;
+}
+
+char *checkpoint_text(const checkpoint_t *cp, size_t *len) { return serialise(cp, len); }
 
 /* --- periodic saves, off the loop thread -------------------------------- */
 
@@ -393,6 +428,7 @@ checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *dir, double interval,
   uvh_opened((uv_handle_t *)&cp->timer);
   cp->timer_open = 1;
   cp->timer.data = cp;
+  cp->current_at = uv_hrtime(); /* the file holds what was loaded: every cursor acknowledged */
   uint64_t every = (uint64_t)(interval * 1000);
   uv_timer_start(&cp->timer, on_timer, every ? every : 1, every ? every : 1);
   return cp;

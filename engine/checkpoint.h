@@ -46,7 +46,7 @@ size_t checkpoint_count(const checkpoint_t *cp);
 
 /* Seconds since the saved file last held every acknowledged cursor: since
  * the last successful save, or since a periodic check found nothing new to
- * save. -1 until the first such moment. Loop thread. */
+ * save (at open, what was loaded counts as saved). Loop thread. */
 double checkpoint_age(const checkpoint_t *cp);
 
 /* Stops the periodic saves; closed(ud) runs once the timer is closed and no
@@ -56,6 +56,13 @@ void checkpoint_close(checkpoint_t *cp, void (*closed)(void *ud), void *ud);
 /* Writes the file now, blocking: for the end of a run, after the loop has
  * stopped. Returns 0, or -1 with a message in err. */
 int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen);
+
+/* For tests and fuzzing: cursors parsed from the file's text, without a
+ * folder or a timer (free with checkpoint_free), or NULL when the text is
+ * malformed or memory runs out; and the text of cursors (malloc'ed, or NULL
+ * when out of memory). */
+checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns);
+char *checkpoint_text(const checkpoint_t *cp, size_t *len);
 
 /* Frees everything (after checkpoint_close completed, or when the loop
  * never ran). NULL is ignored. */

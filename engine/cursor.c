@@ -243,6 +243,23 @@ int cursor_seen(cursor_t *c, const cursor_key_t *k)
   return 1;
 }
 
+/* Adds one delivery of k to the window, without evicting. Returns 0, or -1
+ * when out of memory (nothing recorded). */
+static int record(cursor_t *c, const cursor_key_t *k)
+{
+  if (ring_reserve(c) < 0 || table_reserve(c) < 0)
+    return -1;
+  entry_t *e = &c->table[table_find(c, k)];
+  if (e->delivered == 0) {
+    e->key = *k;
+    c->table_used++;
+  }
+  e->delivered++;
+  c->ring[(c->head + c->count) % c->ring_cap] = *k;
+  c->count++;
+  return 0;
+}
+
 int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts)
 {
   if (!c->any || k->ts > c->newest)
@@ -251,21 +268,12 @@ int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts)
   c->floor = floor_ts;
 
   int rc = 0;
-  if (ring_reserve(c) < 0 || table_reserve(c) < 0) {
+  if (record(c, k) != 0) {
     /* Unrecorded: resume past it, as if it had been evicted. */
     if (!c->evicted || k->ts > c->evicted_max)
       c->evicted_max = k->ts;
     c->evicted = 1;
     rc = -1;
-  } else {
-    entry_t *e = &c->table[table_find(c, k)];
-    if (e->delivered == 0) {
-      e->key = *k;
-      c->table_used++;
-    }
-    e->delivered++;
-    c->ring[(c->head + c->count) % c->ring_cap] = *k;
-    c->count++;
   }
   evict(c);
   return rc;
@@ -305,17 +313,24 @@ cursor_t *cursor_restore(int64_t margin_ns, size_t max_keys, const cursor_state_
   cursor_t *c = cursor_new(margin_ns, max_keys);
   if (!c)
     return NULL;
-  for (size_t i = 0; i < n; i++)
-    if (cursor_deliver(c, &keys[i], INT64_MAX) != 0) {
+  /* The keys are restored as they were saved: the live window had already
+   * applied its eviction rule (with the floor of a line then pending), so
+   * none is evicted again here, except beyond max_keys. */
+  size_t first = n > c->max_keys ? n - c->max_keys : 0;
+  for (size_t i = first; i < n; i++)
+    if (record(c, &keys[i]) != 0) {
       cursor_free(c);
       return NULL;
     }
-  /* The saved state wins over what the replayed deliveries derived. */
   c->any = s->any || n > 0;
   c->newest = s->newest;
   c->floor = s->floor;
-  if (s->evicted && (!c->evicted || s->evicted_max > c->evicted_max))
-    c->evicted_max = s->evicted_max;
-  c->evicted |= s->evicted;
+  c->evicted = s->evicted;
+  c->evicted_max = s->evicted_max;
+  if (first > 0) { /* keys over the cap left the window */
+    for (size_t i = 0; i < first; i++)
+      if (!c->evicted || keys[i].ts > c->evicted_max)
+        c->evicted_max = keys[i].ts, c->evicted = 1;
+  }
   return c;
 }

@@ -18,7 +18,7 @@ FUZZ_CC      ?= clang
 FUZZ_B       ?= build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
-FUZZ_TARGETS := decode timestamp cursor inspect json_string validate
+FUZZ_TARGETS := decode timestamp cursor inspect json_string validate checkpoint bulk_reply
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 $(WARN) -Iengine $(PKG_CFLAGS) -DENGINE_VERSION='"$(VERSION)"' \
@@ -32,6 +32,8 @@ FUZZ_SRCS_cursor      := engine/cursor.c
 FUZZ_SRCS_inspect     := engine/container.c engine/select.c
 FUZZ_SRCS_json_string := engine/json.c
 FUZZ_SRCS_validate    :=
+FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/cursor.c engine/log.c engine/uvh.c engine/batch.c engine/container.c
+FUZZ_SRCS_bulk_reply  := engine/encode_elasticsearch.c engine/encode_record.c engine/json.c engine/timestamp.c
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-test
 
