@@ -173,7 +173,7 @@ static int load_entry(checkpoint_t *cp, const cJSON *c) {
   cursor_state_t s = {0};
   s.any = 1;
   const cJSON *ev = cJSON_GetObjectItemCaseSensitive(c, "evicted");
-  if (strlen(c->string) > 64 || parse_i64(cJSON_GetObjectItemCaseSensitive(c, "newest"), &s.newest) ||
+  if (!c->string || strlen(c->string) > 64 || parse_i64(cJSON_GetObjectItemCaseSensitive(c, "newest"), &s.newest) ||
       parse_i64(cJSON_GetObjectItemCaseSensitive(c, "floor"), &s.floor))
     return -1;
   if (ev && !cJSON_IsNull(ev)) {

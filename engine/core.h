@@ -15,6 +15,7 @@
 struct registry;
 struct inflight;
 struct checkpoint;
+struct ledger;
 
 typedef struct core {
   uv_loop_t *loop;
@@ -24,6 +25,8 @@ typedef struct core {
   struct registry *registry;
   struct inflight *inflight;     /* batches between readers and acknowledgement */
   struct checkpoint *checkpoint; /* NULL: cursors are not saved */
+  struct ledger *ledger;         /* NULL: finished readers' counts are not kept
+                                    (kept for the metrics endpoint, ledger.h) */
   int64_t start_ns;   /* wall clock at engine start */
   int stopping;       /* set once stop has begun: nothing new may start */
 } core_t;

@@ -50,7 +50,7 @@ static void schedule(discovery_t *d);
 /* Notes how the daemon answered discovery's last request (metrics). */
 static void docker_state(discovery_t *d, int ok, const char *why) {
   d->docker_ok = ok;
-  snprintf(d->docker_why, sizeof d->docker_why, "%s", ok ? "" : why);
+  snprintf(d->docker_why, sizeof d->docker_why, "%.299s", ok ? "" : why);
 }
 
 /* --- inspect and attach ------------------------------------------------- */

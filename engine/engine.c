@@ -21,9 +21,12 @@
 #include "netout.h"
 #include "output.h"
 #include "engine.h"
+#include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "reader.h"
 #include "registry.h"
+#include "status.h"
 #include "timestamp.h"
 #include "uvh.h"
 
@@ -45,6 +48,7 @@ struct engine {
   uint64_t stop_deadline;   /* uv_now() by which the stop must be done */
   uv_timer_t stop_timer;
   uv_timer_t stats_timer;   /* the periodic stats line */
+  metrics_t *metrics;       /* the metrics endpoint, or NULL */
   int handle_signals;
   atomic_int running;       /* the wake handle may be used by engine_stop */
   atomic_int senders;       /* engine_stop calls inside uv_async_send */
@@ -118,6 +122,8 @@ static void close_own_handles(engine_t *e) {
   uvh_close((uv_handle_t *)&e->wake, handle_closed);
   uvh_close((uv_handle_t *)&e->stop_timer, handle_closed);
   uvh_close((uv_handle_t *)&e->stats_timer, handle_closed);
+  metrics_close(e->metrics);
+  e->metrics = NULL;
   if (e->handle_signals) {
     uvh_close((uv_handle_t *)&e->sigint, handle_closed);
     uvh_close((uv_handle_t *)&e->sigterm, handle_closed);
@@ -305,6 +311,16 @@ static void on_stats(uv_timer_t *t) {
            (unsigned long long)s.reader_pauses);
 }
 
+/* --- the metrics endpoint's snapshots ----------------------------------- */
+
+static status_t *collect_status(void *ud) {
+  engine_t *e = ud;
+  status_source_t src = {e->discovery, e->events_reconnects, e->netouts, e->n_netouts,
+                         e->pipeline_started && !e->pipeline_exited, e->stopping};
+  if (e->discovery) src.events_reconnects = discovery_reconnects(e->discovery);
+  return status_collect(&e->core, &src);
+}
+
 /* --- run ---------------------------------------------------------------- */
 
 static void init_handle(uv_handle_t *h, void *data) {
@@ -365,6 +381,17 @@ int engine_run(engine_t *e, int handle_signals) {
     }
     e->netouts[e->n_netouts++] = outs[i]; /* started or not: closed at stop */
   }
+  const char *start_failure = outputs_ok ? NULL : "an output cannot start";
+  if (e->cfg.metrics_listen && !e->core.ledger) /* per-container counts outlive readers */
+    e->core.ledger = ledger_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers
+                                                                      : 1024);
+  if (!start_failure && e->cfg.metrics_listen &&
+      !(e->metrics = metrics_start(&e->loop, e->cfg.metrics_listen, e->cfg.metrics_max_containers,
+                                   collect_status, e, err, sizeof err))) {
+    log_error(NULL, "%s", err);
+    fail(e, err);
+    start_failure = "the metrics endpoint cannot start";
+  }
   uv_async_init(&e->loop, &e->wake, on_wake);
   init_handle((uv_handle_t *)&e->wake, e);
   uv_timer_init(&e->loop, &e->stop_timer);
@@ -391,8 +418,8 @@ int engine_run(engine_t *e, int handle_signals) {
     uv_signal_start(&e->sigusr1, on_signal, SIGUSR1);
   }
   atomic_store(&e->running, 1); /* engine_stop may use the wake handle from now on */
-  if (!outputs_ok) {
-    begin_stop(e, "an output cannot start");
+  if (start_failure) {
+    begin_stop(e, start_failure);
   } else if (pipeline_start(e->pipeline, &e->loop, on_pipeline_exit, e) != 0) {
     fail(e, "cannot start the pipeline thread");
     begin_stop(e, "start failed");
@@ -477,6 +504,7 @@ void engine_free(engine_t *e) {
   if (!e) return;
   if (e->pipeline && !e->pipeline_exited && e->core.loop) return; /* running, or stuck */
   registry_free(e->core.registry);
+  ledger_free(e->core.ledger);
   pipeline_free(e->pipeline);
   config_free(&e->cfg);
   free(e->path);

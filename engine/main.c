@@ -2,6 +2,7 @@
  *
  *   engine run FILE [--log-level LEVEL]   follow containers through FILE
  *   engine check FILE                     load and validate FILE, no Docker
+ *   engine top [URL] [-n COUNT] [-d SECONDS]   a live view (top.h)
  *   engine version | --help
  *
  * Exit codes: 0 clean stop, 2 bad pipeline or arguments, 1 runtime failure. */
@@ -14,10 +15,12 @@
 #include <unistd.h>
 #include "engine.h"
 #include "log.h"
+#include "top.h"
 
 static const char usage[] =
     "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug] [--state-dir DIR]\n"
     "       engine check PIPELINE.lua\n"
+    "       engine top [URL] [-n COUNT] [-d SECONDS]\n"
     "       engine version\n"
     "       engine --help\n"
     "\n"
@@ -62,6 +65,7 @@ int main(int argc, char **argv) {
     printf("engine %s\n", engine_version());
     return 0;
   }
+  if (!strcmp(argv[1], "top")) return top_main(argc - 1, argv + 1);
   int run = !strcmp(argv[1], "run");
   if (!run && strcmp(argv[1], "check") != 0) {
     fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], usage);

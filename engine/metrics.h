@@ -34,7 +34,8 @@ typedef status_t *(*metrics_collect_fn)(void *ud);
  * once, here, blocking). max_containers: containers with a label of their
  * own in /metrics, the rest are summed under container="_other". Returns
  * NULL with a message in err when the address is not understood or cannot
- * be bound (nothing is left open then). */
+ * be bound; the handles it opened are then closed through the loop (which
+ * must run to free them). */
 metrics_t *metrics_start(uv_loop_t *loop, const char *listen, size_t max_containers,
                          metrics_collect_fn collect, void *ud, char *err, size_t errlen);
 

@@ -84,7 +84,7 @@ static void sample_u(writer_t *w, const char *name, const char *label, const cha
 static void sample_d(writer_t *w, const char *name, const char *label, const char *value,
                      double v) {
   series(w, name, label, value);
-  printf_(w, "%.9g\n", v);
+  printf_(w, "%.6f\n", v);
 }
 
 /* A family with one unlabelled sample. */

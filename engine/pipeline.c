@@ -117,6 +117,8 @@ typedef struct pipeline_counters {
 struct pipeline {
   void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
   ticket_t *ticket;         /* the batch being processed (pipeline thread) */
+  void (*on_reload)(void *ud, selection_t *sel); /* pipeline_set_reloaded */
+  void *reload_ud;
   void *batch_done_ud;
   program_t *prog;          /* swapped under prog_mu by the thread only */
   pthread_mutex_t prog_mu;
@@ -1648,18 +1650,24 @@ static void reload(pipeline_t *p, const char *path)
 
   config_defaults(&cfg);
   g = program_load(p, path, &cfg, err, sizeof err);
-  config_free(&cfg);
   if (g == NULL) {
+    config_free(&cfg);
     count(&p->stats.reload_failures, 1);
     log_error(NULL, "reload: %s; the running pipeline stays", err);
     return;
   }
   if (program_has_netouts(old) || program_has_netouts(g)) {
+    config_free(&cfg);
     program_free(g);
     count(&p->stats.reload_failures, 1);
     log_error(NULL, "reload: network outputs change only at a restart; the running pipeline stays");
     return;
   }
+  if (p->on_reload) { /* the new selection goes to the engine, which owns it now */
+    p->on_reload(p->reload_ud, &cfg.select);
+    memset(&cfg.select, 0, sizeof cfg.select);
+  }
+  config_free(&cfg);
   program_stop(p, old);
   pthread_mutex_lock(&p->prog_mu);
   p->prog = g;
@@ -1793,6 +1801,12 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   }
   p->thread_started = 1;
   return 0;
+}
+
+void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud)
+{
+  p->on_reload = cb;
+  p->reload_ud = ud;
 }
 
 size_t pipeline_outputs(pipeline_t *p, output_t **out, size_t max)

@@ -68,6 +68,11 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir,
 int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud),
                    void *ud);
 
+/* Before pipeline_start: cb(ud, sel) runs on the pipeline thread after each
+ * successful reload with the new file's container selection, which cb must
+ * take over (copy the struct; the pipeline forgets it). */
+void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud);
+
 /* The outputs of the running program (at most max), for the engine to start
  * and stop the network ones (netout.h) on the loop. A reload never changes
  * the network outputs. */

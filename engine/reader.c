@@ -7,6 +7,7 @@
 #include "decode.h"
 #include "docker.h"
 #include "inflight.h"
+#include "ledger.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
@@ -332,6 +333,9 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
 
 void reader_free(reader_t *r) {
   if (!r) return;
+  if (r->core->ledger) /* the metrics' per-container counts outlive the reader */
+    ledger_retire(r->core->ledger, r->c->id, r->c->name, r->lines, r->bytes, r->errors,
+                  cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);
   container_unref(r->c);

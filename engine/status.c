@@ -4,6 +4,7 @@
 #include "checkpoint.h"
 #include "discovery.h"
 #include "inflight.h"
+#include "ledger.h"
 #include "reader.h"
 #include "status.h"
 #include "timestamp.h"
@@ -13,36 +14,67 @@
 #define MAX_OUTPUTS 64
 
 typedef struct collect_ctx {
+  core_t *core;
   status_t *s;
   size_t cap;
   int oom;
 } collect_ctx_t;
 
-static void add_reader(void *ud, reader_t *rd) {
-  collect_ctx_t *c = ud;
+/* A new, zeroed entry in s->rd, or NULL when out of memory. */
+static status_reader_t *new_entry(collect_ctx_t *c) {
   status_t *s = c->s;
-  if (c->oom) return;
+  if (c->oom) return NULL;
   if (s->n_rd == c->cap) {
     size_t cap = c->cap ? c->cap * 2 : 16;
     status_reader_t *p = realloc(s->rd, cap * sizeof *p);
     if (!p) {
       c->oom = 1;
-      return;
+      return NULL;
     }
     s->rd = p;
     c->cap = cap;
   }
   status_reader_t *o = &s->rd[s->n_rd++];
-  const container_t *ct = reader_container(rd);
   memset(o, 0, sizeof *o);
+  return o;
+}
+
+static void add_reader(void *ud, reader_t *rd) {
+  collect_ctx_t *c = ud;
+  status_reader_t *o = new_entry(c);
+  if (!o) return;
+  const container_t *ct = reader_container(rd);
   snprintf(o->name, sizeof o->name, "%s", ct->name ? ct->name : "");
   memcpy(o->id, ct->id, sizeof o->id);
   o->state = reader_state_name(reader_state(rd));
+  o->live = 1;
   o->newest = reader_newest(rd);
   o->lines = reader_lines(rd);
   o->bytes = reader_bytes(rd);
   o->errors = reader_errors(rd);
   o->paused = reader_paused(rd);
+  const ledger_totals_t *t = c->core->ledger ? ledger_find(c->core->ledger, ct->id) : NULL;
+  if (t) { /* the readers it had before */
+    o->lines += t->lines;
+    o->bytes += t->bytes;
+    o->errors += t->errors;
+    if (t->newest > o->newest) o->newest = t->newest;
+  }
+}
+
+/* A container whose readers all finished. */
+static void add_finished(void *ud, const ledger_totals_t *t) {
+  collect_ctx_t *c = ud;
+  if (registry_find(c->core->registry, t->id)) return; /* counted with its live reader */
+  status_reader_t *o = new_entry(c);
+  if (!o) return;
+  snprintf(o->name, sizeof o->name, "%s", t->name);
+  memcpy(o->id, t->id, sizeof o->id);
+  o->state = "finished";
+  o->newest = t->newest;
+  o->lines = t->lines;
+  o->bytes = t->bytes;
+  o->errors = t->errors;
 }
 
 static int by_name(const void *a, const void *b) {
@@ -52,10 +84,11 @@ static int by_name(const void *a, const void *b) {
 }
 
 static int collect_readers(core_t *core, status_t *s) {
-  collect_ctx_t c = {s, 0, 0};
+  collect_ctx_t c = {core, s, 0, 0};
   if (!core->registry) return 0;
   registry_stats(core->registry, &s->readers);
   registry_each(core->registry, add_reader, &c);
+  if (core->ledger) ledger_each(core->ledger, add_finished, &c);
   if (c.oom) return -1;
   if (s->n_rd > 1) qsort(s->rd, s->n_rd, sizeof *s->rd, by_name);
   return 0;

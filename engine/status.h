@@ -28,10 +28,15 @@ typedef struct status_source {
   int stopping;
 } status_source_t;
 
+/* A followed container: one with a live reader, or (with core->ledger)
+ * one whose readers all finished (state "finished"). Its counts add up
+ * every reader the container had since the engine started (only the live
+ * reader's without a ledger). */
 typedef struct status_reader {
   char name[256];        /* the container name, without the leading '/' */
   char id[65];
-  const char *state;     /* reader_state_name */
+  const char *state;     /* reader_state_name, or "finished" */
+  int live;              /* it has a live reader */
   int64_t newest;        /* newest delivered timestamp (ns), or -1 */
   uint64_t lines, bytes, errors;
   int paused;            /* waits for the outputs (backpressure) */
@@ -46,7 +51,7 @@ typedef struct status_output {
 typedef struct status {
   int64_t now_ns, start_ns;             /* wall clock */
   registry_stats_t readers;
-  status_reader_t *rd;                  /* live readers, sorted by name */
+  status_reader_t *rd;                  /* containers, sorted by name */
   size_t n_rd;
   pipeline_stats_t pipeline;
   /* records_in - records_out when positive (filters dropped more than they

@@ -1,0 +1,102 @@
+/* ledger.c - per-container totals of finished readers (see ledger.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ledger.h"
+
+#define BUCKETS 512
+
+typedef struct lentry {
+  ledger_totals_t t;
+  struct lentry *chain;        /* bucket */
+  struct lentry *older, *newer;/* retirement order */
+} lentry_t;
+
+struct ledger {
+  lentry_t *buckets[BUCKETS];
+  lentry_t *oldest, *newest;
+  size_t n, max;
+};
+
+static unsigned bucket_of(const char *id) {
+  unsigned h = 2166136261u;
+  for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
+  return h % BUCKETS;
+}
+
+static lentry_t *find(const ledger_t *l, const char *id) {
+  for (lentry_t *e = l->buckets[bucket_of(id)]; e; e = e->chain)
+    if (strcmp(e->t.id, id) == 0) return e;
+  return NULL;
+}
+
+ledger_t *ledger_new(size_t max) {
+  ledger_t *l = calloc(1, sizeof *l);
+  if (l) l->max = max ? max : 1;
+  return l;
+}
+
+static void unlink_order(ledger_t *l, lentry_t *e) {
+  if (e->older) e->older->newer = e->newer;
+  else l->oldest = e->newer;
+  if (e->newer) e->newer->older = e->older;
+  else l->newest = e->older;
+  e->older = e->newer = NULL;
+}
+
+static void link_newest(ledger_t *l, lentry_t *e) {
+  e->older = l->newest;
+  if (l->newest) l->newest->newer = e;
+  else l->oldest = e;
+  l->newest = e;
+}
+
+static void drop(ledger_t *l, lentry_t *e) {
+  lentry_t **p = &l->buckets[bucket_of(e->t.id)];
+  while (*p != e) p = &(*p)->chain;
+  *p = e->chain;
+  unlink_order(l, e);
+  l->n--;
+  free(e);
+}
+
+void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines,
+                   uint64_t bytes, uint64_t errors, int64_t newest) {
+  lentry_t *e = find(l, id);
+  if (e) {
+    unlink_order(l, e);
+  } else {
+    if (l->n >= l->max) drop(l, l->oldest);
+    if (!(e = calloc(1, sizeof *e))) return;
+    snprintf(e->t.id, sizeof e->t.id, "%s", id);
+    e->t.newest = -1;
+    unsigned b = bucket_of(e->t.id);
+    e->chain = l->buckets[b];
+    l->buckets[b] = e;
+    l->n++;
+  }
+  link_newest(l, e);
+  snprintf(e->t.name, sizeof e->t.name, "%s", name ? name : "");
+  e->t.lines += lines;
+  e->t.bytes += bytes;
+  e->t.errors += errors;
+  if (newest > e->t.newest) e->t.newest = newest;
+}
+
+const ledger_totals_t *ledger_find(const ledger_t *l, const char *id) {
+  const lentry_t *e = find(l, id);
+  return e ? &e->t : NULL;
+}
+
+void ledger_each(const ledger_t *l, void (*fn)(void *ud, const ledger_totals_t *t), void *ud) {
+  for (const lentry_t *e = l->oldest; e; e = e->newer) fn(ud, &e->t);
+}
+
+void ledger_free(ledger_t *l) {
+  if (!l) return;
+  for (lentry_t *e = l->oldest, *next; e; e = next) {
+    next = e->newer; /* read before e is freed */
+    free(e);
+  }
+  free(l);
+}

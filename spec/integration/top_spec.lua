@@ -1,0 +1,166 @@
+-- `engine top`, driven in a real terminal by tmux (a private tmux server on
+-- its own socket, a 120x40 window): it shows the containers with a nonzero
+-- rate, `q` and Ctrl-C end it and give the shell back with the terminal as
+-- it was; without a terminal it prints plain lines.
+local engine = require "spec.support.engine"
+local fake = require "spec.support.fake"
+local metrics = require "spec.support.metrics"
+local proc = require "spec.support.proc"
+
+local PROMPT = "prompt> "
+local PROMPT_SHOWN = "prompt>" -- capture-pane drops trailing spaces
+
+local Tmux = {}
+Tmux.__index = Tmux
+
+local function tmux_start()
+  local ok, dir = proc.sh("mktemp -d /tmp/top-spec.XXXXXX")
+  assert(ok, dir)
+  dir = dir:gsub("%s+$", "")
+  local t = setmetatable({ dir = dir, sock = dir .. "/tmux.sock" }, Tmux)
+  t:run { "new-session", "-d", "-x", "120", "-y", "40", "env PS1='" .. PROMPT .. "' TERM=xterm sh" }
+  local ok, err = pcall(proc.wait_for, function() return t:screen():find(PROMPT_SHOWN, 1, true) end,
+                        10, "the shell in tmux")
+  if not ok then
+    t:stop()
+    error(err, 2)
+  end
+  return t
+end
+
+function Tmux:run(args)
+  local argv = { "tmux", "-S", self.sock }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local ok, out = proc.sh(proc.join(argv), 20)
+  assert(ok, "tmux " .. table.concat(args, " ") .. ": " .. out)
+  return out
+end
+
+function Tmux:screen() return self:run { "capture-pane", "-p" } end
+function Tmux:type(text) self:run { "send-keys", "-l", text } end
+function Tmux:key(k) self:run { "send-keys", k } end
+
+function Tmux:stop()
+  proc.sh(proc.join { "tmux", "-S", self.sock, "kill-server" }, 10)
+  proc.sh("rm -rf " .. proc.quote(self.dir))
+end
+
+-- The row of container name on a top screen: state and lines per second.
+local function container_row(screen, name)
+  for line in screen:gmatch("[^\n]+") do
+    local state, rate = line:match("^" .. name .. "%s+(%a+)%s+([%d%.k-]+)")
+    if state then return state, rate end
+  end
+end
+
+-- Waits until top shows both containers streaming with a nonzero rate.
+local function wait_for_rates(t)
+  local screen
+  proc.wait_for(function()
+    screen = t:screen()
+    for _, c in ipairs { "c0", "c1" } do
+      local state, rate = container_row(screen, c)
+      if state ~= "streaming" or not tonumber(rate) or tonumber(rate) <= 0 then return false end
+    end
+    return true
+  end, 30, "engine top to show c0 and c1 with a nonzero rate")
+  return screen
+end
+
+-- The screen once the shell is back with the exit line of the command.
+local function wait_for_exit(t, marker)
+  local screen
+  proc.wait_for(function()
+    screen = t:screen()
+    return screen:find(marker .. "%d+%s*\n" .. PROMPT_SHOWN)
+  end, 15, "engine top to exit and the prompt to come back")
+  return screen
+end
+
+describe("engine top #sanitize", function()
+  local srv, e, t
+  after_each(function()
+    if t then t:stop() end
+    if e then
+      if e:running() then e:stop("TERM", 15) end
+      e:cleanup()
+    end
+    if srv then srv:stop() end
+    srv, e, t = nil, nil, nil
+  end)
+
+  local function start()
+    srv = fake.start { "--containers", "2", "--rate", "50" }
+    local url
+    e, url = metrics.start_engine {
+      docker_host = srv.host,
+      filters = [[ { name = "pass-all", process = function(b) return b end } ]],
+    }
+    return url
+  end
+
+  it("shows the containers with their rates in a terminal, and q gives the shell back", function()
+    local url = start()
+    t = tmux_start()
+    t:type(engine.bin() .. " top " .. url .. "; echo top-exited-$?")
+    t:key("Enter")
+    local screen = wait_for_rates(t)
+    assert.matches("CONTAINER%s+STATE%s+LINES/S", screen)
+    assert.matches("\npass%-all%s+[%d%.]+%s+0%s+0", screen)
+    assert.matches("q: quit", screen)
+    -- drawn in place: one header however many refreshes ran
+    local _, headers = screen:gsub("CONTAINER", "")
+    assert.equal(1, headers)
+    t:type("q")
+    screen = wait_for_exit(t, "top%-exited%-")
+    assert.matches("top%-exited%-0", screen)
+    assert.is_nil(screen:find("CONTAINER", 1, true)) -- the alternate screen is gone
+    assert.equal(0, e:stop())
+  end)
+
+  it("ends on Ctrl-C and restores the terminal's modes", function()
+    local url = start()
+    t = tmux_start()
+    t:type(engine.bin() .. " top " .. url .. "; echo top-exited-$?")
+    t:key("Enter")
+    wait_for_rates(t)
+    t:key("C-c")
+    local screen = wait_for_exit(t, "top%-exited%-")
+    assert.matches("top%-exited%-0", screen)
+    t:type("stty -a | tr ' ' '\\n' | grep -x -e '-*icanon' -e '-*echo'; echo stty-done")
+    t:key("Enter")
+    proc.wait_for(function()
+      screen = t:screen()
+      return screen:find("stty%-done%s*\n")
+    end, 10, "stty's answer")
+    assert.matches("\nicanon\n", screen)
+    assert.matches("\necho\n", screen)
+    assert.equal(0, e:stop())
+  end)
+
+  it("prints plain lines when stdout is not a terminal", function()
+    local url = start()
+    local ok, out = proc.sh(proc.join { engine.bin(), "top", url, "-n", "3", "-d", "0.5" } .. " | cat", 30)
+    assert(ok, out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    -- 3 refreshes: c0, c1 and the filter each time
+    assert.equal(9, #lines, out)
+    local rated = 0
+    for _, line in ipairs(lines) do
+      assert.is_nil(line:find("\027", 1, true), "no escape sequences")
+      local name, rate = line:match("^%S+Z container (c%d) state=streaming lines=%d+ lines_per_s=(%S+) ")
+      if name and tonumber(rate) and tonumber(rate) > 0 then rated = rated + 1 end
+    end
+    assert.equal(4, rated, out) -- every container on the 2nd and 3rd refresh
+    assert.matches("filter pass%-all calls=%d+ calls_per_s=", out)
+    assert.equal(0, e:stop())
+  end)
+
+  it("says so when it cannot reach the engine", function()
+    local ok, out, code = proc.sh(proc.join { engine.bin(), "top", "http://127.0.0.1:1", "-n", "1" }, 30)
+    assert.is_false(ok)
+    assert.equal(1, code)
+    assert.matches("engine top: cannot read http://127%.0%.0%.1:1/readers", out)
+  end)
+end)
