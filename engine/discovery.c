@@ -315,6 +315,10 @@ discovery_t *discovery_start(core_t *core, void (*ready)(void *, const char *), 
 
 unsigned long discovery_reconnects(const discovery_t *d) { return d->reconnects; }
 
+void discovery_reconcile(discovery_t *d) {
+  if (d->started) start_list(d);
+}
+
 int discovery_docker_ok(const discovery_t *d, char *why, size_t n) {
   if (why && n) snprintf(why, n, "%s", d->docker_ok ? "" : d->docker_why[0] ? d->docker_why
                                                      : "no answer from the Docker daemon yet");

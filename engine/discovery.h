@@ -25,6 +25,10 @@ typedef struct discovery discovery_t;
 discovery_t *discovery_start(core_t *core, void (*ready)(void *ud, const char *error),
                              void *ud);
 
+/* Lists the containers now (as the periodic reconcile does), e.g. after the
+ * selection changed. */
+void discovery_reconcile(discovery_t *d);
+
 /* Events-stream reconnects since start (for metrics and tests). */
 unsigned long discovery_reconnects(const discovery_t *d);
 

@@ -8,6 +8,7 @@
  * at 80% of stop_timeout the running filter is aborted (its batch and the
  * queued ones still reach the outputs unfiltered), at 100% the engine gives
  * up and engine_run returns -1. */
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -40,7 +41,10 @@ struct engine {
   uv_loop_t loop;
   core_t core;
   discovery_t *discovery;
-  uv_async_t wake;          /* engine_stop from any thread */
+  uv_async_t wake;          /* engine_stop from any thread, and reloads */
+  pthread_mutex_t reload_mu;/* guards new_select */
+  selection_t new_select;   /* a reload's selection, for the loop to apply */
+  int have_new_select;
   uv_signal_t sigint, sigterm, sighup, sigusr1;
   char *path;               /* the pipeline file, for reloads */
   output_t *netouts[64];    /* the network outputs, started on the loop */
@@ -72,6 +76,7 @@ engine_t *engine_new(void) {
   atomic_init(&e->stop_requested, 0);
   atomic_init(&e->running, 0);
   atomic_init(&e->senders, 0);
+  pthread_mutex_init(&e->reload_mu, NULL);
   return e;
 }
 
@@ -246,8 +251,51 @@ static void begin_stop(engine_t *e, const char *why) {
   registry_stop_all(e->core.registry, on_readers_stopped, e);
 }
 
+static void engine_stop_wake(engine_t *e);
+
+/* Pipeline thread, after a successful reload: hand the selection over. */
+static void on_reloaded(void *ud, selection_t *sel) {
+  engine_t *e = ud;
+  pthread_mutex_lock(&e->reload_mu);
+  if (e->have_new_select) selection_free(&e->new_select);
+  e->new_select = *sel;
+  e->have_new_select = 1;
+  pthread_mutex_unlock(&e->reload_mu);
+  engine_stop_wake(e);
+}
+
+static void stop_unselected(void *ud, reader_t *rd) {
+  engine_t *e = ud;
+  const container_t *c = reader_container(rd);
+  if (!selection_match(&e->cfg.select, c->id, c->name, c->image,
+                       (const char *const *)c->label_pairs, c->n_labels))
+    reader_deselect(rd);
+}
+
+/* Loop thread: a reload changed the selection. Readers of containers no
+ * longer selected stop; the next list attaches newly selected ones. */
+static void apply_new_selection(engine_t *e) {
+  pthread_mutex_lock(&e->reload_mu);
+  int have = e->have_new_select;
+  selection_t sel = e->new_select;
+  e->have_new_select = 0;
+  memset(&e->new_select, 0, sizeof e->new_select);
+  pthread_mutex_unlock(&e->reload_mu);
+  if (!have) return;
+  if (e->stopping) {
+    selection_free(&sel);
+    return;
+  }
+  selection_free(&e->cfg.select);
+  e->cfg.select = sel;
+  registry_each(e->core.registry, stop_unselected, e);
+  if (e->discovery) discovery_reconcile(e->discovery);
+  log_info(NULL, "reload: the container selection is applied");
+}
+
 static void on_wake(uv_async_t *a) {
   engine_t *e = a->data;
+  apply_new_selection(e);
   if (atomic_load(&e->stop_requested)) begin_stop(e, "requested");
 }
 
@@ -272,11 +320,16 @@ static void on_signal(uv_signal_t *s, int signum) {
   begin_stop(e, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-void engine_stop(engine_t *e) {
-  if (atomic_exchange(&e->stop_requested, 1)) return;
+/* Wakes the loop through the wake handle (any thread). */
+static void engine_stop_wake(engine_t *e) {
   atomic_fetch_add(&e->senders, 1);
   if (atomic_load(&e->running)) uv_async_send(&e->wake);
   atomic_fetch_sub(&e->senders, 1);
+}
+
+void engine_stop(engine_t *e) {
+  if (atomic_exchange(&e->stop_requested, 1)) return;
+  engine_stop_wake(e);
 }
 
 static void on_ready(void *ud, const char *error) {
@@ -369,6 +422,7 @@ int engine_run(engine_t *e, int handle_signals) {
   }
   e->core.inflight = inflight_new(&e->core, e->cfg.max_buffered, on_resume, e);
   pipeline_set_done(e->pipeline, inflight_done, e->core.inflight);
+  pipeline_set_reloaded(e->pipeline, on_reloaded, e);
   output_t *outs[64];
   size_t n_outs = pipeline_outputs(e->pipeline, outs, 64);
   int outputs_ok = 1;
@@ -507,6 +561,8 @@ void engine_free(engine_t *e) {
   ledger_free(e->core.ledger);
   pipeline_free(e->pipeline);
   config_free(&e->cfg);
+  if (e->have_new_select) selection_free(&e->new_select);
+  pthread_mutex_destroy(&e->reload_mu);
   free(e->path);
   free(e);
 }

@@ -296,6 +296,12 @@ static void finish(reader_t *r, const char *why) {
 
 void reader_stop(reader_t *r) { close_reader(r, "engine stopping"); }
 
+void reader_deselect(reader_t *r) {
+  if (r->state == READER_STOPPING || r->state == READER_CLOSED) return;
+  log_info(r->c->name, "stopped following: no longer selected");
+  close_reader(r, "no longer selected");
+}
+
 void reader_resume(reader_t *r) {
   if (!r->paused) return;
   r->paused = 0;

@@ -57,6 +57,10 @@ void reader_stop(reader_t *r);
 void reader_resume(reader_t *r);
 int reader_paused(const reader_t *r);
 
+/* Stops the reader because a reload deselected its container (like
+ * reader_stop, with that reason in the log). */
+void reader_deselect(reader_t *r);
+
 /* The container died (an event): the stream will end after the last line. */
 void reader_container_died(reader_t *r);
 
