@@ -35,6 +35,9 @@ typedef struct config {
   size_t max_buffered;      /* 64 MiB: bytes in flight before readers pause */
   size_t max_readers;       /* 4096: live readers at most */
   double stats_interval;    /* 0: off; else log a stats line this often */
+  int backfill;             /* read history between the two times and exit */
+  int64_t backfill_since;   /* ns */
+  int64_t backfill_until;   /* ns; 0: up to now */
   int log_level;            /* -1: not set by the pipeline */
   char *metrics_listen;     /* NULL: no metrics endpoint; else "host:port" */
   size_t metrics_max_containers; /* 200: containers with a label of their own */

@@ -26,6 +26,7 @@ struct discovery {
   void (*ready)(void *, const char *);
   void *ready_ud;
   int started;              /* the first list was handled */
+  int listed;               /* the first list succeeded */
   int stopping;
   http_req_t *ping, *list, *events;
   inspect_req_t *inspects;  /* inspections in flight */
@@ -141,13 +142,17 @@ static void on_list(void *ud, const http_result_t *res) {
   const cJSON *c;
   cJSON_ArrayForEach(c, doc) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "Id");
-    if (cJSON_IsString(id)) consider(d, id->valuestring, 0);
+    /* a backfill reads stopped containers too */
+    if (cJSON_IsString(id)) consider(d, id->valuestring, d->core->cfg->backfill);
   }
   cJSON_Delete(doc);
   if (!d->started) {
     d->started = 1;
-    start_events(d);
-    schedule(d);
+    d->listed = 1;
+    if (!d->core->cfg->backfill) { /* a backfill lists once and follows nothing */
+      start_events(d);
+      schedule(d);
+    }
     d->ready(d->ready_ud, NULL);
   }
 }
@@ -155,7 +160,7 @@ static void on_list(void *ud, const http_result_t *res) {
 static void start_list(discovery_t *d) {
   static const http_handler_t handler = {NULL, NULL, on_list};
   if (d->list || d->stopping) return;
-  d->list = docker_list(d->core->docker, &handler, d);
+  d->list = docker_list(d->core->docker, d->core->cfg->backfill, &handler, d);
 }
 
 /* --- events ------------------------------------------------------------- */
@@ -314,6 +319,8 @@ discovery_t *discovery_start(core_t *core, void (*ready)(void *, const char *), 
 }
 
 unsigned long discovery_reconnects(const discovery_t *d) { return d->reconnects; }
+
+int discovery_settled(const discovery_t *d) { return d->listed && !d->inspects; }
 
 void discovery_reconcile(discovery_t *d) {
   if (d->started) start_list(d);

@@ -25,6 +25,10 @@ typedef struct discovery discovery_t;
 discovery_t *discovery_start(core_t *core, void (*ready)(void *ud, const char *error),
                              void *ud);
 
+/* The first list was handled and every inspection it started is done (a
+ * backfill is complete once, besides, no reader is live). */
+int discovery_settled(const discovery_t *d);
+
 /* Lists the containers now (as the periodic reconcile does), e.g. after the
  * selection changed. */
 void discovery_reconcile(discovery_t *d);

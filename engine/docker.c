@@ -95,8 +95,8 @@ static http_req_t *get(docker_t *d, const char *fmt_path, size_t max,
   return http_get(d->http, path, max, cb, ud);
 }
 
-http_req_t *docker_list(docker_t *d, const http_handler_t *cb, void *ud) {
-  return get(d, "/containers/json", DOCKER_LIST_MAX, cb, ud);
+http_req_t *docker_list(docker_t *d, int all, const http_handler_t *cb, void *ud) {
+  return get(d, all ? "/containers/json?all=1" : "/containers/json", DOCKER_LIST_MAX, cb, ud);
 }
 
 /* Container ids and names are [A-Za-z0-9_.-]; anything else is refused
@@ -117,15 +117,19 @@ http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb
   return get(d, path, DOCKER_INSPECT_MAX, cb, ud);
 }
 
-http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int follow,
-                        const http_handler_t *cb, void *ud) {
+http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns,
+                        int follow, const http_handler_t *cb, void *ud) {
   if (!safe_id(id)) return NULL;
-  char since[32] = "0";
+  char since[32] = "0", until[40] = "";
   if (since_ns >= 0) ts_format_since(since_ns, since);
+  if (until_ns > 0) {
+    memcpy(until, "&until=", 8);
+    ts_format_since(until_ns, until + 7);
+  }
   char path[512];
   snprintf(path, sizeof path,
-           "/containers/%s/logs?stdout=1&stderr=1&timestamps=1&follow=%d&since=%s", id,
-           follow ? 1 : 0, since);
+           "/containers/%s/logs?stdout=1&stderr=1&timestamps=1&follow=%d&since=%s%s", id,
+           follow ? 1 : 0, since, until);
   return get(d, path, 0, cb, ud);
 }
 

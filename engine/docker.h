@@ -38,16 +38,16 @@ int docker_negotiate(docker_t *d, const http_result_t *r, char *err, size_t errl
 /* The negotiated version ("1.41"), or "" before negotiation. */
 const char *docker_api_version(const docker_t *d);
 
-/* GET /containers/json (running containers). */
-http_req_t *docker_list(docker_t *d, const http_handler_t *cb, void *ud);
+/* GET /containers/json: the running containers, or every one with all. */
+http_req_t *docker_list(docker_t *d, int all, const http_handler_t *cb, void *ud);
 
 /* GET /containers/{id}/json. */
 http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb, void *ud);
 
 /* GET /containers/{id}/logs with stdout, stderr and timestamps; since_ns <0:
- * the whole retained history. A streaming request. */
-http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int follow,
-                        const http_handler_t *cb, void *ud);
+ * the whole retained history; until_ns <= 0: no end. A streaming request. */
+http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns,
+                        int follow, const http_handler_t *cb, void *ud);
 
 /* GET /events for container events from since_ns. A streaming request of
  * newline-separated JSON objects. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "checkpoint.h"
 #include "discovery.h"
 #include "inflight.h"
@@ -52,6 +53,8 @@ struct engine {
   uint64_t stop_deadline;   /* uv_now() by which the stop must be done */
   uv_timer_t stop_timer;
   uv_timer_t stats_timer;   /* the periodic stats line */
+  uv_timer_t backfill_timer;/* backfill: progress, and the end */
+  unsigned backfill_ticks;
   metrics_t *metrics;       /* the metrics endpoint, or NULL */
   int handle_signals;
   atomic_int running;       /* the wake handle may be used by engine_stop */
@@ -97,6 +100,14 @@ int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, s
 
 const char *engine_error(const engine_t *e) { return e->error; }
 
+void engine_set_backfill(engine_t *e, int64_t since_ns, int64_t until_ns) {
+  e->cfg.backfill = 1;
+  e->cfg.backfill_since = since_ns;
+  e->cfg.backfill_until = until_ns;
+  free(e->cfg.state_dir); /* a backfill moves no cursor */
+  e->cfg.state_dir = NULL;
+}
+
 int engine_set_state_dir(engine_t *e, const char *dir) {
   char *copy = dir && *dir ? strdup(dir) : NULL;
   if (dir && *dir && !copy) return -1;
@@ -127,6 +138,7 @@ static void close_own_handles(engine_t *e) {
   uvh_close((uv_handle_t *)&e->wake, handle_closed);
   uvh_close((uv_handle_t *)&e->stop_timer, handle_closed);
   uvh_close((uv_handle_t *)&e->stats_timer, handle_closed);
+  uvh_close((uv_handle_t *)&e->backfill_timer, handle_closed);
   metrics_close(e->metrics);
   e->metrics = NULL;
   if (e->handle_signals) {
@@ -170,6 +182,25 @@ static void netout_closed(void *ud) {
 
 static void close_netouts(engine_t *e) {
   uv_timer_stop(&e->stop_timer);
+  if (e->cfg.backfill) { /* a backfill succeeds only when everything was delivered */
+    unsigned long long undelivered = 0, dead = 0;
+    for (size_t i = 0; i < e->n_netouts; i++) {
+      netout_stats_t st;
+      netout_stats(e->netouts[i], &st);
+      undelivered += st.pending;
+      dead += st.dead_letters;
+    }
+    pipeline_stats_t ps;
+    pipeline_stats(e->pipeline, &ps);
+    if (undelivered || dead || ps.output_errors) {
+      char msg[200];
+      snprintf(msg, sizeof msg, "backfill: not everything was delivered (%llu batches pending, "
+               "%llu dead-lettered, %llu output errors)", undelivered, dead,
+               (unsigned long long)ps.output_errors);
+      log_error(NULL, "%s", msg);
+      fail(e, msg);
+    }
+  }
   if (e->n_netouts == 0) {
     inflight_close(e->core.inflight, inflight_closed, e);
     return;
@@ -241,6 +272,7 @@ static void begin_stop(engine_t *e, const char *why) {
   e->core.stopping = 1;
   log_info(NULL, "stopping (%s)", why);
   uv_timer_stop(&e->stats_timer);
+  uv_timer_stop(&e->backfill_timer);
   e->stop_deadline = uv_now(&e->loop) + (uint64_t)(e->cfg.stop_timeout * 1000);
   uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 800), 0);
   if (e->discovery) {
@@ -338,6 +370,30 @@ static void on_ready(void *ud, const char *error) {
   log_error(NULL, "%s", error);
   fail(e, error);
   begin_stop(e, "the Docker daemon cannot be used");
+}
+
+/* --- backfill ------------------------------------------------------------ */
+
+static void print_progress(void *ud, reader_t *rd) {
+  char ts[TS_LEN + 1] = "-";
+  int64_t newest = reader_newest(rd);
+  if (newest >= 0) ts_format(newest, ts);
+  fprintf(stderr, "backfill: %-24s %10llu lines %12llu bytes  reached %s\n",
+          reader_container(rd)->name, (unsigned long long)reader_lines(rd),
+          (unsigned long long)reader_bytes(rd), ts);
+}
+
+static void on_backfill_tick(uv_timer_t *t) {
+  engine_t *e = t->data;
+  registry_stats_t r;
+  registry_stats(e->core.registry, &r);
+  if (++e->backfill_ticks % 5 == 0 && isatty(STDERR_FILENO) && r.live)
+    registry_each(e->core.registry, print_progress, NULL);
+  if (e->discovery && discovery_settled(e->discovery) && r.live == 0) {
+    log_info(NULL, "backfill: every selected container's history is read (%llu readers)",
+             (unsigned long long)r.started);
+    begin_stop(e, "backfill done");
+  }
 }
 
 /* --- the stats line ----------------------------------------------------- */
@@ -452,6 +508,9 @@ int engine_run(engine_t *e, int handle_signals) {
   init_handle((uv_handle_t *)&e->stop_timer, e);
   uv_timer_init(&e->loop, &e->stats_timer);
   init_handle((uv_handle_t *)&e->stats_timer, e);
+  uv_timer_init(&e->loop, &e->backfill_timer);
+  init_handle((uv_handle_t *)&e->backfill_timer, e);
+  if (e->cfg.backfill) uv_timer_start(&e->backfill_timer, on_backfill_tick, 200, 200);
   if (e->cfg.stats_interval > 0) {
     uint64_t every = (uint64_t)(e->cfg.stats_interval * 1000);
     uv_timer_start(&e->stats_timer, on_stats, every, every);

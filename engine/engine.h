@@ -48,6 +48,13 @@ int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err,
  * when out of memory. */
 int engine_set_state_dir(engine_t *e, const char *dir);
 
+/* Makes engine_run a backfill: read each selected container's history
+ * (running or stopped) from since_ns to until_ns (0: up to now) without
+ * following, through the same filters and outputs, then stop. Cursors are
+ * neither used nor saved. engine_run returns 0 only when everything read
+ * was delivered. On a terminal, progress per container goes to stderr. */
+void engine_set_backfill(engine_t *e, int64_t since_ns, int64_t until_ns);
+
 /* Runs until stopped. handle_signals: stop on SIGINT and SIGTERM, reload the
  * pipeline on SIGHUP, reopen output files on SIGUSR1; once the engine has
  * stopped these four signals are left ignored. Returns 0

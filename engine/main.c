@@ -15,10 +15,12 @@
 #include <unistd.h>
 #include "engine.h"
 #include "log.h"
+#include "timestamp.h"
 #include "top.h"
 
 static const char usage[] =
     "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug] [--state-dir DIR]\n"
+    "                               [--since TIME [--until TIME]]\n"
     "       engine check PIPELINE.lua\n"
     "       engine top [URL] [-n COUNT] [-d SECONDS]\n"
     "       engine version\n"
@@ -27,7 +29,24 @@ static const char usage[] =
     "Follows Docker containers' logs through the Lua filters of PIPELINE.lua to\n"
     "its outputs. The Docker daemon is the pipeline's docker.host, else\n"
     "$DOCKER_HOST, else unix:///var/run/docker.sock.\n"
+    "With --since, reads the selected containers' history (TIME: RFC 3339, or a\n"
+    "duration before now such as 90s, 30m, 2h, 7d) through the pipeline and exits;\n"
+    "its exit code is 0 only when everything was delivered.\n"
     "Exit codes: 0 clean stop, 2 bad pipeline or arguments, 1 runtime failure.\n";
+
+/* Parses an RFC 3339 time or a duration before now ("90s", "30m", "2h",
+ * "7d"). Returns 0, or -1. */
+static int parse_time(const char *s, int64_t *ns) {
+  size_t used;
+  if (ts_parse(s, strlen(s), ns, &used) == 0 && used == strlen(s)) return 0;
+  char *end;
+  double n = strtod(s, &end);
+  if (end == s || n < 0 || !end[0] || end[1]) return -1;
+  double unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+  if (!unit || n * unit > 100.0 * 365 * 86400) return -1;
+  *ns = ts_now() - (int64_t)(n * unit * 1e9);
+  return 0;
+}
 
 static int is_dir(const char *p) {
   struct stat st;
@@ -71,7 +90,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], usage);
     return 2;
   }
-  const char *file = NULL, *state_dir = NULL;
+  const char *file = NULL, *state_dir = NULL, *since = NULL, *until = NULL;
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
       int level = log_parse_level(argv[++i]);
@@ -82,6 +101,10 @@ int main(int argc, char **argv) {
       log_set_level(level);
     } else if (!strcmp(argv[i], "--state-dir") && i + 1 < argc) {
       state_dir = argv[++i];
+    } else if (!strcmp(argv[i], "--since") && i + 1 < argc) {
+      since = argv[++i];
+    } else if (!strcmp(argv[i], "--until") && i + 1 < argc) {
+      until = argv[++i];
     } else if (argv[i][0] == '-' || file) {
       fprintf(stderr, "engine: unexpected argument '%s'\n\n%s", argv[i], usage);
       return 2;
@@ -91,6 +114,20 @@ int main(int argc, char **argv) {
   }
   if (!file) {
     fprintf(stderr, "engine: %s needs a pipeline file\n\n%s", argv[1], usage);
+    return 2;
+  }
+  int64_t since_ns = 0, until_ns = 0;
+  if (until && !since) {
+    fprintf(stderr, "engine: --until needs --since\n");
+    return 2;
+  }
+  if ((since && parse_time(since, &since_ns) != 0) || (until && parse_time(until, &until_ns) != 0)) {
+    fprintf(stderr, "engine: '%s' is not a time (RFC 3339, or a duration like 90s, 30m, 2h, 7d)\n",
+            since && parse_time(since, &since_ns) != 0 ? since : until);
+    return 2;
+  }
+  if (until && until_ns < since_ns) {
+    fprintf(stderr, "engine: --until is before --since\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN); /* a closed stdout is an output error, not a death */
@@ -110,6 +147,7 @@ int main(int argc, char **argv) {
     engine_free(e);
     return 1;
   }
+  if (since) engine_set_backfill(e, since_ns, until_ns);
   if (!run) {
     printf("%s: ok\n", file);
     engine_free(e);

@@ -187,7 +187,8 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   if (res->ok && res->status == 200) { /* the daemon ended the stream */
     decoder_finish(&r->dec);
     submit_batch(r);
-    inspect_after_end(r);
+    if (r->core->cfg->backfill) finish(r, "its history is read");
+    else inspect_after_end(r);
     return;
   }
   docker_describe_error(res, why, sizeof why);
@@ -220,7 +221,9 @@ static void connect_stream(reader_t *r) {
   r->stream_lines = 0;
   r->stream_started = uv_now(r->core->loop);
   reader_set_state(r, READER_CONNECTING, NULL);
-  r->req = docker_logs(r->core->docker, r->c->id, since, 1, &handler, r);
+  const config_t *cfg = r->core->cfg;
+  r->req = docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
+                       !cfg->backfill, &handler, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
