@@ -210,6 +210,21 @@ static void filter_families(writer_t *w, const status_t *s) {
       sample_u(w, fams[k].name, "filter", s->filters[i].name, v);
     }
   }
+  family(w, "engine_filter_duration_seconds", "histogram",
+         "Time one call of the filter's process function took.");
+  for (size_t i = 0; i < s->n_filters; i++) {
+    const pipeline_filter_stats_t *f = &s->filters[i];
+    unsigned long long cum = 0;
+    for (size_t b = 0; b <= PIPELINE_DURATION_BUCKETS; b++) {
+      cum += f->buckets[b];
+      puts_(w, "engine_filter_duration_seconds_bucket{filter=\"");
+      put_label_value(w, f->name);
+      if (b < PIPELINE_DURATION_BUCKETS) printf_(w, "\",le=\"%g\"} %llu\n", pipeline_duration_bounds[b], cum);
+      else printf_(w, "\",le=\"+Inf\"} %llu\n", cum);
+    }
+    sample_d(w, "engine_filter_duration_seconds_sum", "filter", f->name, (double)f->duration_ns / 1e9);
+    sample_u(w, "engine_filter_duration_seconds_count", "filter", f->name, cum);
+  }
   family(w, "engine_filter_disabled", "gauge", "1 when the filter's init failed and it is skipped.");
   for (size_t i = 0; i < s->n_filters; i++)
     sample_u(w, "engine_filter_disabled", "filter", s->filters[i].name, s->filters[i].disabled ? 1 : 0);

@@ -73,6 +73,7 @@ typedef struct filter {
   int dl_fd;
   atomic_int disabled; /* its init failed */
   atomic_ullong calls, errors, timeouts, dead_letters;
+  atomic_ullong buckets[PIPELINE_DURATION_BUCKETS + 1], duration_ns;
 } filter_t;
 
 /* The capped allocator's account. Written by the thread that runs the
@@ -1223,6 +1224,20 @@ static void append_emitted(pipeline_t *p, program_t *g, int idx)
  * followed by what it emitted; on failure they stay as they were and the
  * filter's on_error applies. Returns 1 when the batch goes on, 0 when it
  * is dropped. */
+const double pipeline_duration_bounds[PIPELINE_DURATION_BUCKETS] = {
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
+
+/* Counts one process call of ns nanoseconds in its duration bucket. */
+static void record_duration(filter_t *f, int64_t ns)
+{
+  double s = (double)ns / 1e9;
+  size_t i = 0;
+  while (i < PIPELINE_DURATION_BUCKETS && s > pipeline_duration_bounds[i])
+    i++;
+  count(&f->buckets[i], 1);
+  count(&f->duration_ns, ns > 0 ? (unsigned long long)ns : 0);
+}
+
 static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ctx,
                       const container_t *c)
 {
@@ -1248,7 +1263,11 @@ static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ct
   p->emit_on = 1;
   p->emit_c = c;
   p->emit_f = f;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   rc = lua_call_protected(p, g, 2, 1, what, cname, 1);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  record_duration(f, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   p->emit_on = 0;
   if (rc == CALL_OK) {
     if (lua_istable(L, -1))
@@ -1925,6 +1944,9 @@ size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t
     out[i].errors = atomic_load(&f->errors);
     out[i].timeouts = atomic_load(&f->timeouts);
     out[i].dead_letters = atomic_load(&f->dead_letters);
+    for (size_t b = 0; b <= PIPELINE_DURATION_BUCKETS; b++)
+      out[i].buckets[b] = atomic_load(&f->buckets[b]);
+    out[i].duration_ns = atomic_load(&f->duration_ns);
     out[i].disabled = f->disabled;
     snprintf(out[i].on_error, sizeof out[i].on_error, "%s", on_error_names[f->on_error]);
   }

@@ -135,9 +135,18 @@ int pipeline_reload(pipeline_t *p, const char *path);
 void pipeline_reopen(pipeline_t *p);
 
 /* One filter's counts since it was loaded (a reload starts them again). */
+/* Upper bounds (seconds) of the filter duration histogram's buckets; a
+ * last, unbounded bucket follows. */
+#define PIPELINE_DURATION_BUCKETS 10
+extern const double pipeline_duration_bounds[PIPELINE_DURATION_BUCKETS];
+
 typedef struct pipeline_filter_stats {
   char name[64];
   unsigned long long calls, errors, timeouts, dead_letters;
+  /* process calls by duration: buckets[i] counts calls <= bounds[i] (not
+   * cumulative); buckets[PIPELINE_DURATION_BUCKETS] the slower ones */
+  unsigned long long buckets[PIPELINE_DURATION_BUCKETS + 1];
+  unsigned long long duration_ns; /* the sum */
   int disabled; /* its init failed */
   char on_error[16]; /* "pass", "drop" or "dead_letter" */
 } pipeline_filter_stats_t;

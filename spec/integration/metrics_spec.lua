@@ -157,6 +157,13 @@ describe("the metrics endpoint #sanitize #tsan", function()
     assert.is_true(calls["we\"ird\\name\nx"] > 0)
     assert.equal(0, m:value("engine_filter_errors_total", { filter = "we\"ird\\name\nx" }))
     assert.equal(0, m:value("engine_filter_timeouts_total", { filter = "we\"ird\\name\nx" }))
+    -- the duration histogram counts every call, in cumulative buckets
+    local f = "we\"ird\\name\nx"
+    assert.equal(calls[f], m:value("engine_filter_duration_seconds_count", { filter = f }))
+    assert.equal(calls[f], m:value("engine_filter_duration_seconds_bucket", { filter = f, le = "+Inf" }))
+    assert.is_true(m:value("engine_filter_duration_seconds_bucket", { filter = f, le = "0.001" })
+                   <= m:value("engine_filter_duration_seconds_bucket", { filter = f, le = "0.01" }))
+    assert.is_true(m:value("engine_filter_duration_seconds_sum", { filter = f }) >= 0)
     assert.equal(1, m:value("engine_docker_up"))
     assert.equal(1, m:value("engine_pipeline_loaded"))
     assert.is_true(m:value("engine_checkpoint_age_seconds") >= 0)

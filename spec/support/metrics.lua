@@ -197,9 +197,15 @@ function M.parse(text)
     else
       assert(line ~= "" and line:sub(1, 1) ~= "#", "unexpected line: " .. line)
       local name, labels, v = parse_sample(line)
-      local f = self.families[name]
+      local f, fam = self.families[name], name
+      -- a histogram's series are <family>_bucket (with le), _sum and _count
+      local base = name:match("^(.*)_bucket$") or name:match("^(.*)_sum$") or name:match("^(.*)_count$")
+      if not f and base and self.families[base] and self.families[base].type == "histogram" then
+        f, fam = self.families[base], base
+        if name:match("_bucket$") then assert(labels.le, "bucket without le: " .. line) end
+      end
       assert(f and f.help and f.type, "sample without HELP and TYPE: " .. line)
-      assert(name == current, "sample outside its family's block: " .. line)
+      assert(fam == current, "sample outside its family's block: " .. line)
       if f.type == "counter" then assert(name:match("_total$"), "counter without _total: " .. name) end
       local key = series_key(name, labels)
       assert(not self.by_key[key], "series repeated: " .. line)
