@@ -28,6 +28,7 @@ void config_defaults(config_t *c)
   c->fsync = 0;
   c->max_buffered = 64u * 1024 * 1024;
   c->max_readers = 4096;
+  c->max_events_per_second = 1000;
   c->line_max = DECODE_LINE_MAX_DEFAULT;
   c->frame_max = DECODE_FRAME_MAX_DEFAULT;
   c->log_level = -1;

@@ -34,6 +34,7 @@ typedef struct config {
   int fsync;                /* 0: fsync each save */
   size_t max_buffered;      /* 64 MiB: bytes in flight before readers pause */
   size_t max_readers;       /* 4096: live readers at most */
+  size_t max_events_per_second; /* 1000: container events handled per second */
   double stats_interval;    /* 0: off; else log a stats line this often */
   int backfill;             /* read history between the two times and exit */
   int64_t backfill_since;   /* ns */

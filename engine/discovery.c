@@ -27,6 +27,9 @@ struct discovery {
   void *ready_ud;
   int started;              /* the first list was handled */
   int listed;               /* the first list succeeded */
+  uint64_t ev_window;       /* uv_now of the current one-second window */
+  size_t ev_count;          /* events handled in it */
+  unsigned long ev_skipped; /* events skipped in it (over the limit) */
   int stopping;
   http_req_t *ping, *list, *events;
   inspect_req_t *inspects;  /* inspections in flight */
@@ -165,7 +168,28 @@ static void start_list(discovery_t *d) {
 
 /* --- events ------------------------------------------------------------- */
 
+/* The events limit: returns 1 when this event may be handled. Over
+ * max_events_per_second, events are skipped and a container list soon after
+ * (the periodic reconcile, brought forward) catches up with them. */
+static int event_allowed(discovery_t *d) {
+  uint64_t now = uv_now(d->core->loop);
+  if (now - d->ev_window >= 1000) {
+    d->ev_window = now;
+    d->ev_count = 0;
+    d->ev_skipped = 0;
+  }
+  if (++d->ev_count <= d->core->cfg->max_events_per_second) return 1;
+  if (d->ev_skipped++ == 0) { /* list once the window is over */
+    log_warn(NULL, "skipping container events over max_events_per_second (%zu); "
+             "a container list catches up", d->core->cfg->max_events_per_second);
+    d->next_reconcile = now + 1000;
+    schedule(d);
+  }
+  return 0;
+}
+
 static void handle_event(discovery_t *d, const char *text, size_t len) {
+  if (!event_allowed(d)) return;
   cJSON *ev = cJSON_ParseWithLength(text, len);
   if (!ev) {
     log_warn(NULL, "ignoring a malformed event from the daemon");

@@ -834,6 +834,7 @@ static int copy_config(lua_State *L)
   opt_number(L, 4, "checkpoint_interval", &cfg->checkpoint_interval);
   opt_size(L, 4, "max_buffered", &cfg->max_buffered);
   opt_size(L, 4, "max_readers", &cfg->max_readers);
+  opt_size(L, 4, "max_events_per_second", &cfg->max_events_per_second);
   lua_getfield(L, 4, "fsync");
   if (lua_isboolean(L, -1))
     cfg->fsync = lua_toboolean(L, -1);

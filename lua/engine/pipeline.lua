@@ -502,7 +502,7 @@ local ENGINE_KEYS = {
   resume_margin = "positive", line_max = "size", frame_max = "size", log_level = "level",
   stats_interval = "nonnegative", lua_memory = "memory",
   state_dir = "state_dir", checkpoint_interval = "positive", fsync = "boolean",
-  max_buffered = "size", max_readers = "size", metrics = "metrics",
+  max_buffered = "size", max_readers = "size", max_events_per_second = "size", metrics = "metrics",
 }
 
 -- Where cursors are saved: a folder, or false to keep them in memory.

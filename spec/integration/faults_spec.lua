@@ -127,6 +127,17 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     assert.matches("started 2, stopped 2", e:stderr_text(), 1, true)
   end)
 
+  it("skips container events over max_events_per_second and lists containers instead", function()
+    srv = fake.start { "--containers", "20", "--rate", "10", "--start-delay", "1.5" }
+    e = engine.start { pipeline = pipeline(srv.host, "max_events_per_second = 5, reconcile_interval = 30") }
+    proc.wait_for(function()
+      local _, n = e:stderr_text():gsub("following container", "")
+      return n >= 20
+    end, 30, "all 20 containers followed")
+    stop_in_bound(e)
+    assert.matches("skipping container events over max_events_per_second (5)", e:stderr_text(), 1, true)
+  end)
+
   it("reconnects an events stream that ends, and sees containers start afterwards", function()
     srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES),
                        "--start-delay", "2" }
