@@ -96,13 +96,13 @@ static char *serialise(const checkpoint_t *cp, size_t *len) {
   char num[32], key[96];
   int ok = root && all;
   /* in id order, so the same cursors always give the same text */
-  const cp_entry_t **sorted = malloc((cp->count ? cp->count : 1) * sizeof *sorted);
+  const cp_entry_t **sorted = malloc((cp->count ? cp->count : 1) * sizeof(const cp_entry_t *));
   size_t n_sorted = 0;
   ok = ok && sorted;
   for (unsigned b = 0; ok && b < BUCKETS; b++)
     for (const cp_entry_t *e = cp->buckets[b]; e && n_sorted < cp->count; e = e->next)
       sorted[n_sorted++] = e;
-  if (ok) qsort(sorted, n_sorted, sizeof *sorted, cmp_entry);
+  if (ok) qsort(sorted, n_sorted, sizeof(const cp_entry_t *), cmp_entry);
   for (size_t si = 0; ok && si < n_sorted; si++) {
     const cp_entry_t *e = sorted[si];
     cursor_state_t s;
