@@ -4,10 +4,10 @@
  * Stop (begin_stop, once): discovery and readers stop; when both are closed
  * the pipeline finishes what was handed to it and its thread exits; then
  * the docker client closes its handles, then the engine's own handles. The
- * loop ends when the last handle is closed. A stop timer bounds all of it:
- * at 80% of stop_timeout the running filter is aborted (its batch and the
- * queued ones still reach the outputs unfiltered), at 100% the engine gives
- * up and engine_run returns -1. */
+ * loop ends when the last handle is closed. A stop timer bounds all of it
+ * (on_stop_timer): the running filter is interrupted, then what is still
+ * queued is dropped unacknowledged, and only a thread stuck in C makes
+ * engine_run give up and return -1. */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -248,16 +248,28 @@ static void on_readers_stopped(void *ud) {
   maybe_finish_pipeline(e);
 }
 
+/* The stop's deadline, in steps: at 60% of stop_timeout the running filter is
+ * interrupted (what is queued still goes through the outputs unfiltered); at
+ * 85% what is still queued is dropped unacknowledged (the next run reads it
+ * again from the saved cursors); at 100% the engine gives up, which only a
+ * filter stuck inside one C call can cause. */
 static void on_stop_timer(uv_timer_t *t) {
   engine_t *e = t->data;
-  if (!e->aborted) {
+  uint64_t step = (uint64_t)(e->cfg.stop_timeout * 1000);
+  if (e->aborted == 0) {
     e->aborted = 1;
     log_warn(NULL, "stop is taking long: interrupting the running filter");
     pipeline_abort(e->pipeline);
-    uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 200), 0);
+    uv_timer_start(&e->stop_timer, on_stop_timer, step * 25 / 100, 0);
     return;
   }
-  /* Only a filter stuck inside one C call can get here. */
+  if (e->aborted == 1) {
+    e->aborted = 2;
+    log_warn(NULL, "stop is about to run out of time: dropping what the outputs have not taken yet");
+    pipeline_discard(e->pipeline);
+    uv_timer_start(&e->stop_timer, on_stop_timer, step * 15 / 100, 0);
+    return;
+  }
   char msg[200];
   snprintf(msg, sizeof msg, "stop did not complete within stop_timeout (%g s): the pipeline "
            "thread is stuck in a C function", e->cfg.stop_timeout);
@@ -274,7 +286,7 @@ static void begin_stop(engine_t *e, const char *why) {
   uv_timer_stop(&e->stats_timer);
   uv_timer_stop(&e->backfill_timer);
   e->stop_deadline = uv_now(&e->loop) + (uint64_t)(e->cfg.stop_timeout * 1000);
-  uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 800), 0);
+  uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 600), 0);
   if (e->discovery) {
     e->events_reconnects = discovery_reconnects(e->discovery);
     discovery_stop(e->discovery, on_discovery_closed, e);

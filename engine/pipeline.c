@@ -128,6 +128,8 @@ struct pipeline {
   guard_t guard;
   int escalated;            /* the hook runs on every instruction */
   atomic_int aborted;
+  atomic_int discard;       /* pipeline_discard: queued batches are dropped */
+  atomic_ullong discarded;  /* records dropped so */
   char err[PIPELINE_ERR_MAX]; /* message of the last failed call */
   char tb[PIPELINE_TB_MAX];   /* its traceback */
 
@@ -1751,6 +1753,13 @@ static void *pipeline_thread(void *arg)
     }
     if (!atomic_load(&p->aborted))
       run_timers(p, p->prog);
+    if (b != NULL && atomic_load(&p->discard)) {
+      /* out of time at stop: not processed, not acknowledged, so the next
+       * run reads these lines again from the saved cursors */
+      count(&p->discarded, b->n);
+      batch_free(b);
+      continue;
+    }
     if (b != NULL) {
       /* The batch is acknowledged (by the engine, which frees it) once the
        * network outputs that took it released their references too. */
@@ -1766,6 +1775,9 @@ static void *pipeline_thread(void *arg)
         batch_free(b);
     }
   }
+  if (atomic_load(&p->discarded))
+    log_warn(NULL, "stop ran out of time: %llu records were not delivered; the next run reads "
+             "them again from the saved cursors", (unsigned long long)atomic_load(&p->discarded));
   program_stop(p, p->prog);
   atomic_store(&p->done, 1);
   uv_async_send(&p->async);
@@ -1880,6 +1892,12 @@ void pipeline_abort(pipeline_t *p)
 {
   atomic_store(&p->aborted, 1);
   pipeline_finish(p);
+}
+
+void pipeline_discard(pipeline_t *p)
+{
+  atomic_store(&p->discard, 1);
+  pipeline_abort(p);
 }
 
 int pipeline_reload(pipeline_t *p, const char *path)

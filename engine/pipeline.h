@@ -99,6 +99,12 @@ void pipeline_finish(pipeline_t *p);
  * idempotent. */
 void pipeline_abort(pipeline_t *p);
 
+/* Like pipeline_abort, and the batches not yet started are dropped without
+ * being written or acknowledged (their lines stay behind the cursors, so a
+ * next run reads them again). For a stop about to run out of time.
+ * Thread-safe, idempotent. */
+void pipeline_discard(pipeline_t *p);
+
 /* Loop thread, after on_exit: joins the thread and closes the async handle
  * (its close callback counts it, see uvh.h). */
 void pipeline_close(pipeline_t *p);
