@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "checkpoint.h"
 #include "log.h"
+#include "output.h"
 #include "uvh.h"
 
 #define BUCKETS 256
@@ -519,15 +520,8 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen) {
   int rc = -1;
   const char *step = "open";
   if (fd >= 0) {
-    size_t off = 0;
     step = "write";
-    while (off < len) {
-      ssize_t w = write(fd, text + off, len - off);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
-      off += (size_t)w;
-    }
-    if (off == len && (!cp->do_fsync || (step = "fsync", fsync(fd) == 0))) rc = 0;
+    if (output_write_all(fd, text, len) == 0 && (!cp->do_fsync || (step = "fsync", fsync(fd) == 0))) rc = 0;
     if (close(fd) != 0) rc = -1;
     if (rc == 0 && (step = "rename", rename(cp->tmp, cp->path) != 0)) rc = -1;
   }

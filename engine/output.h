@@ -51,6 +51,10 @@ output_t *output_stdout_new(const char *name, const char *format, int fd);
 output_t *output_file_new(const char *name, const char *path, const char *format,
                           size_t max_bytes, int keep, char *err, size_t n);
 
+/* Writes all n bytes to fd, retrying after EINTR and partial writes.
+ * Returns 0, or -1 with errno set (EIO when write makes no progress). */
+int output_write_all(int fd, const char *p, size_t n);
+
 /* A growable byte buffer, shared by the encoders. */
 typedef struct strbuf {
   char *data;

@@ -88,24 +88,6 @@ err:
   return rc;
 }
 
-/* Writes all n bytes, retrying after EINTR and partial writes. Returns 0 or
- * -1 with errno set. */
-static int write_all(int fd, const char *p, size_t n)
-{
-  ssize_t w;
-
-  while (n > 0) {
-    w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 static int file_write(output_t *o, lua_State *L, int idx, char *err, size_t n)
 {
   file_output_t *fo = (file_output_t *)o;
@@ -128,7 +110,7 @@ static int file_write(output_t *o, lua_State *L, int idx, char *err, size_t n)
     rc = -1;
     goto done;
   }
-  if (write_all(fo->fd, fo->buf.data, fo->buf.len) < 0) {
+  if (output_write_all(fo->fd, fo->buf.data, fo->buf.len) < 0) {
     snprintf(err, n, "%s: write to %s: %s", o->name, fo->path, strerror(errno));
     rc = -1;
     goto done;

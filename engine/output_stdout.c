@@ -25,9 +25,7 @@ typedef struct stdout_output {
   strbuf_t buf;
 } stdout_output_t;
 
-/* Writes all n bytes, retrying after EINTR and partial writes. Returns 0 or
- * -1 with errno set. */
-static int write_all(int fd, const char *p, size_t n)
+int output_write_all(int fd, const char *p, size_t n)
 {
   ssize_t w;
 
@@ -35,8 +33,11 @@ static int write_all(int fd, const char *p, size_t n)
     w = write(fd, p, n);
     if (w < 0 && errno == EINTR)
       continue;
-    if (w < 0)
+    if (w <= 0) {
+      if (w == 0)
+        errno = EIO; /* no progress: never loop on it */
       return -1;
+    }
     p += w;
     n -= (size_t)w;
   }
@@ -54,7 +55,7 @@ static int stdout_write(output_t *o, lua_State *L, int idx, char *err, size_t n)
     snprintf(err, n, "%s: out of memory encoding a batch", o->name);
     goto done;
   }
-  if (write_all(so->fd, so->buf.data, so->buf.len) < 0) {
+  if (output_write_all(so->fd, so->buf.data, so->buf.len) < 0) {
     snprintf(err, n, "%s: write to fd %d: %s", o->name, so->fd, strerror(errno));
     rc = -1;
   }

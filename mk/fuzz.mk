@@ -32,7 +32,8 @@ FUZZ_SRCS_cursor      := engine/cursor.c
 FUZZ_SRCS_inspect     := engine/container.c engine/select.c
 FUZZ_SRCS_json_string := engine/json.c
 FUZZ_SRCS_validate    :=
-FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/cursor.c engine/log.c engine/uvh.c engine/batch.c engine/container.c
+FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/cursor.c engine/log.c engine/uvh.c engine/batch.c engine/container.c \
+                         engine/output_stdout.c engine/json.c engine/timestamp.c
 FUZZ_SRCS_bulk_reply  := engine/encode_elasticsearch.c engine/encode_record.c engine/json.c engine/timestamp.c
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-test
