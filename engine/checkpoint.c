@@ -2,8 +2,13 @@
  *
  * File format (JSON; 64-bit numbers as decimal strings, since JSON numbers
  * are doubles):
- *   {"version":1,"containers":{"<id>":{"newest":"<ns>","floor":"<ns>",
- *     "evicted":"<ns>"|null,"keys":["<ts>,<stream>,<len>,<hash hex>",...]}}} */
+ *   {"version":2,"containers":{"<id>":{"newest":"<ns>","floor":"<ns>",
+ *     "evicted":"<ns>"|null,"keys":["<ts>,<stream>,<len>,<hash hex>",...]}}}
+ *
+ * Version 1 files hashed lines differently: their keys cannot match a
+ * replayed line, so they are read without keys and the container resumes
+ * right after its newest delivered line (nothing repeated; a line of the
+ * other stream stamped within the margin before it could be missed). */
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -91,7 +96,7 @@ static int cmp_entry(const void *a, const void *b) {
 static char *serialise(const checkpoint_t *cp, size_t *len) {
   cJSON *root = cJSON_CreateObject();
   cJSON *all = cJSON_AddObjectToObject(root, "containers");
-  cJSON_AddNumberToObject(root, "version", 1);
+  cJSON_AddNumberToObject(root, "version", 2);
   cursor_key_t *keys = NULL;
   size_t keys_cap = 0;
   char num[32], key[96];
@@ -169,8 +174,9 @@ static int parse_key(const char *s, cursor_key_t *k) {
   return 0;
 }
 
-/* Loads one container's cursor. Returns 0 or -1 (malformed). */
-static int load_entry(checkpoint_t *cp, const cJSON *c) {
+/* Loads one container's cursor from a file of the given version. Returns 0
+ * or -1 (malformed). */
+static int load_entry(checkpoint_t *cp, const cJSON *c, int version) {
   cursor_state_t s = {0};
   s.any = 1;
   const cJSON *ev = cJSON_GetObjectItemCaseSensitive(c, "evicted");
@@ -193,6 +199,11 @@ static int load_entry(checkpoint_t *cp, const cJSON *c) {
       return -1;
     }
     i++;
+  }
+  if (version == 1) { /* keys of the old hash: resume past the newest line */
+    n = 0;
+    if (!s.evicted || s.evicted_max < s.newest) s.evicted_max = s.newest;
+    s.evicted = 1;
   }
   s.n_keys = n;
   cursor_t *cur = cursor_restore(cp->margin, CURSOR_MAX_KEYS_DEFAULT, &s, keys, n);
@@ -221,13 +232,14 @@ static int parse_text(checkpoint_t *cp, const char *text, size_t len) {
   cJSON *root = cJSON_ParseWithLength(text, len);
   const cJSON *all = cJSON_GetObjectItemCaseSensitive(root, "containers");
   const cJSON *version = cJSON_GetObjectItemCaseSensitive(root, "version");
-  if (!cJSON_IsObject(all) || !cJSON_IsNumber(version) || version->valueint != 1) {
+  if (!cJSON_IsObject(all) || !cJSON_IsNumber(version) ||
+      (version->valueint != 1 && version->valueint != 2)) {
     cJSON_Delete(root);
     return -1;
   }
   const cJSON *c;
   cJSON_ArrayForEach(c, all) {
-    if (find(cp, c->string ? c->string : "") || load_entry(cp, c) != 0) {
+    if (find(cp, c->string ? c->string : "") || load_entry(cp, c, version->valueint) != 0) {
       cJSON_Delete(root);
       drop_all(cp);
       return -1;

@@ -1,9 +1,15 @@
 /* cursor.c - the resume point and the dedupe window (see cursor.h).
  *
- * The window is a multiset of keys: an open-addressing hash table (linear
- * probing, backward-shift deletion) maps a key to how many times it was
- * delivered and how many replayed copies may still be skipped. A FIFO ring
- * holds one entry per delivery, in delivery order; eviction pops its head.
+ * The window is a FIFO ring with one key per delivery, in delivery order;
+ * eviction pops its head. Delivering a line is a ring push and nothing more:
+ * the multiset index that replays need is built only when a replay starts
+ * (cursor_begin_replay), from the ring as it is then. That index is an
+ * open-addressing hash table (linear probing, backward-shift deletion)
+ * mapping a key to how many times it was delivered and how many replayed
+ * copies may still be skipped. It covers the `indexed` oldest ring entries
+ * (the ones delivered before the replay began: lines delivered during the
+ * replay are newer than anything it can return) and is freed as soon as no
+ * copy is left to skip, so a cursor that is not replaying has no table.
  *
  * Resume rule (cursor_since), with E the newest timestamp of any key that
  * left the window:
@@ -23,6 +29,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define LOAD_LE(w) __builtin_bswap64(w)
+#else
+#define LOAD_LE(w) (w)
+#endif
+
 typedef struct entry {
   cursor_key_t key;
   uint32_t delivered; /* 0: empty slot */
@@ -38,9 +50,11 @@ struct cursor {
   int evicted;         /* a key has left the window */
   int64_t evicted_max; /* newest ts of a key that left the window */
 
-  entry_t *table;
-  size_t table_cap; /* power of two */
+  entry_t *table;    /* NULL unless a replay is in progress */
+  size_t table_cap;  /* power of two */
   size_t table_used;
+  size_t indexed;    /* ring entries from the head that are in the table */
+  size_t skip_left;  /* sum of the table's skip counts */
 
   cursor_key_t *ring;
   size_t ring_cap, head, count;
@@ -135,19 +149,42 @@ static int ring_reserve(cursor_t *c)
   return 0;
 }
 
+/* Frees the replay index (nothing is left to skip). */
+static void table_drop(cursor_t *c)
+{
+  free(c->table);
+  c->table = NULL;
+  c->table_cap = c->table_used = c->indexed = c->skip_left = 0;
+}
+
+/* Takes the oldest indexed delivery k out of the replay index. */
+static void unindex(cursor_t *c, const cursor_key_t *k)
+{
+  size_t i = table_find(c, k);
+  entry_t *e = &c->table[i];
+  c->indexed--;
+  if (e->delivered == 0) /* not indexed (out of memory when it was built) */
+    return;
+  e->delivered--;
+  if (e->skip > e->delivered) {
+    c->skip_left -= e->skip - e->delivered;
+    e->skip = e->delivered;
+  }
+  if (e->delivered == 0)
+    table_remove(c, i);
+  if (c->skip_left == 0)
+    table_drop(c);
+}
+
 /* Removes the oldest delivery from the window. */
 static void drop_head(cursor_t *c)
 {
   const cursor_key_t *k = &c->ring[c->head];
-  size_t i = table_find(c, k);
-  entry_t *e = &c->table[i];
   if (!c->evicted || k->ts > c->evicted_max)
     c->evicted_max = k->ts;
   c->evicted = 1;
-  if (--e->delivered == 0)
-    table_remove(c, i);
-  else if (e->skip > e->delivered)
-    e->skip = e->delivered;
+  if (c->indexed > 0)
+    unindex(c, k);
   c->head = (c->head + 1) % c->ring_cap;
   c->count--;
 }
@@ -191,18 +228,50 @@ void cursor_free(cursor_t *c)
   free(c);
 }
 
+/* Loads 8 bytes as a little-endian word, whatever the host's byte order,
+ * so that saved keys mean the same on every machine. */
+static uint64_t load64(const unsigned char *p)
+{
+  uint64_t w;
+  memcpy(&w, p, sizeof w);
+  return LOAD_LE(w);
+}
+
+static uint64_t rotl64(uint64_t x, int r)
+{
+  return (x << r) | (x >> (64 - r));
+}
+
+static uint64_t avalanche(uint64_t h)
+{
+  h ^= h >> 33;
+  h *= 0xFF51AFD7ED558CCDULL;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53ULL;
+  h ^= h >> 33;
+  return h;
+}
+
+/* A 64-bit hash of the line's bytes: two independent lanes of 8-byte words
+ * (multiply, rotate), the tail zero-padded, then mixed with the length. */
 cursor_key_t cursor_key(int64_t ts, int stream, const char *data, size_t len)
 {
-  uint64_t h = 0xCBF29CE484222325ULL; /* FNV-1a, 64 bits */
   const unsigned char *p = (const unsigned char *)data;
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= 0x100000001B3ULL;
+  uint64_t a = 0x9E3779B97F4A7C15ULL, b = 0xC2B2AE3D27D4EB4FULL;
+  size_t i = 0;
+  for (; i + 16 <= len; i += 16) {
+    a = rotl64(a ^ (load64(p + i) * 0x87C37B91114253D5ULL), 31) * 0x4CF5AD432745937FULL;
+    b = rotl64(b ^ (load64(p + i + 8) * 0x4CF5AD432745937FULL), 29) * 0x87C37B91114253D5ULL;
   }
+  unsigned char tail[16] = {0};
+  memcpy(tail, p + i, len - i);
+  a = rotl64(a ^ (load64(tail) * 0x87C37B91114253D5ULL), 31) * 0x4CF5AD432745937FULL;
+  b = rotl64(b ^ (load64(tail + 8) * 0x4CF5AD432745937FULL), 29) * 0x87C37B91114253D5ULL;
+
   cursor_key_t k;
   memset(&k, 0, sizeof k);
   k.ts = ts;
-  k.hash = h;
+  k.hash = avalanche(a ^ rotl64(b, 17) ^ (uint64_t)len);
   k.len = (uint32_t)len;
   k.stream = (uint8_t)stream;
   return k;
@@ -228,33 +297,49 @@ int64_t cursor_since(const cursor_t *c)
 
 void cursor_begin_replay(cursor_t *c)
 {
-  for (size_t i = 0; i < c->table_cap; i++)
-    c->table[i].skip = c->table[i].delivered;
+  table_drop(c);
+  size_t cap = TABLE_MIN;
+  while (cap < c->count * 2 + 2)
+    cap *= 2;
+  c->table = calloc(cap, sizeof *c->table);
+  c->table_cap = c->table ? cap : 0;
+  for (size_t i = 0; i < c->count; i++) {
+    const cursor_key_t *k = &c->ring[(c->head + i) % c->ring_cap];
+    if (table_reserve(c) < 0)
+      break; /* out of memory: the rest is not skipped (repeated, never lost) */
+    entry_t *e = &c->table[table_find(c, k)];
+    if (e->delivered == 0) {
+      e->key = *k;
+      c->table_used++;
+    }
+    e->delivered++;
+    e->skip++;
+    c->skip_left++;
+  }
+  c->indexed = c->count;
+  if (c->skip_left == 0)
+    table_drop(c);
 }
 
 int cursor_seen(cursor_t *c, const cursor_key_t *k)
 {
-  if (c->table_cap == 0)
+  if (c->table == NULL)
     return 0;
   entry_t *e = &c->table[table_find(c, k)];
   if (e->delivered == 0 || e->skip == 0)
     return 0;
   e->skip--;
+  if (--c->skip_left == 0)
+    table_drop(c);
   return 1;
 }
 
-/* Adds one delivery of k to the window, without evicting. Returns 0, or -1
- * when out of memory (nothing recorded). */
+/* Adds one delivery of k to the window (the ring), without evicting.
+ * Returns 0, or -1 when out of memory (nothing recorded). */
 static int record(cursor_t *c, const cursor_key_t *k)
 {
-  if (ring_reserve(c) < 0 || table_reserve(c) < 0)
+  if (ring_reserve(c) < 0)
     return -1;
-  entry_t *e = &c->table[table_find(c, k)];
-  if (e->delivered == 0) {
-    e->key = *k;
-    c->table_used++;
-  }
-  e->delivered++;
   c->ring[(c->head + c->count) % c->ring_cap] = *k;
   c->count++;
   return 0;

@@ -76,6 +76,13 @@ int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts);
 int64_t cursor_newest(const cursor_t *c);
 size_t cursor_window(const cursor_t *c);
 
+/* checkpoint.h (parsing and writing the file's text only) */
+typedef struct checkpoint checkpoint_t;
+checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns);
+char *checkpoint_text(const checkpoint_t *cp, size_t *len);
+cursor_t *checkpoint_resume(checkpoint_t *cp, const char *id);
+void checkpoint_free(checkpoint_t *cp);
+
 /* select.h */
 enum select_kind { SELECT_NAME, SELECT_ID, SELECT_LABEL, SELECT_IMAGE };
 typedef struct select_rule {

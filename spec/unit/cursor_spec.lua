@@ -184,4 +184,39 @@ describe("cursor", function()
     assert.is_true(seen(T + 1001, 1, "1001"))
     assert.is_true(seen(T + n, 1, tostring(n)))
   end)
+
+  it("starts a replay over when the stream reconnects before the last one ended", function()
+    deliver(T, 1, "a")
+    deliver(T + 1, 1, "b")
+    C.cursor_begin_replay(c)
+    assert.is_true(seen(T, 1, "a"))
+    C.cursor_begin_replay(c) -- a second reconnect returns "a" again
+    assert.is_true(seen(T, 1, "a"))
+    assert.is_true(seen(T + 1, 1, "b"))
+    assert.is_false(seen(T, 1, "a"))
+    assert.is_false(seen(T + 1, 1, "b"))
+  end)
+
+  it("stops skipping a key that left the window during a replay", function()
+    deliver(T, 1, "old")
+    deliver(T, 1, "old")
+    C.cursor_begin_replay(c)
+    assert.is_true(seen(T, 1, "old"))
+    deliver(T + 5 * S, 1, "much newer") -- evicts both copies of "old"
+    assert.equals(1, tonumber(C.cursor_window(c)))
+    assert.is_false(seen(T, 1, "old"))
+    C.cursor_begin_replay(c)
+    assert.is_true(seen(T + 5 * S, 1, "much newer"))
+  end)
+
+  it("hashes every byte of a line, in both lanes and the tail", function()
+    local base = string.rep("x", 45)
+    local hashes = { [tostring(E.key(T, 1, base).hash)] = true }
+    for pos = 1, #base do
+      local line = base:sub(1, pos - 1) .. "y" .. base:sub(pos + 1)
+      local h = tostring(E.key(T, 1, line).hash)
+      assert.is_nil(hashes[h], pos)
+      hashes[h] = true
+    end
+  end)
 end)
