@@ -6,6 +6,7 @@
 batch_t *batch_new(container_t *c) {
   batch_t *b = calloc(1, sizeof *b);
   if (!b) return NULL;
+  atomic_init(&b->refs, 1);
   b->container = container_ref(c);
   b->floor_ts = INT64_MAX;
   return b;
@@ -37,8 +38,14 @@ int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *da
   return 0;
 }
 
+batch_t *batch_ref(batch_t *b) {
+  atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+  return b;
+}
+
 void batch_free(batch_t *b) {
   if (!b) return;
+  if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
   container_unref(b->container);
   free(b->recs);
   free(b->bytes);

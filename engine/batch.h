@@ -3,10 +3,16 @@
  * A batch is built on the loop thread by the container's reader, then handed
  * whole to the pipeline thread (pipeline_submit), which owns and frees it.
  * Lines are stored back to back in one byte buffer, with a small record per
- * line, so a batch is two allocations whatever its size. */
+ * line, so a batch is two allocations whatever its size.
+ *
+ * A batch is reference-counted (atomic counts): the Lua records made from it
+ * (record.h) hold a reference while the Lua state holds any of them, so
+ * their lines are read from the batch itself, never copied. A batch is not
+ * changed once submitted. */
 #ifndef ENGINE_BATCH_H
 #define ENGINE_BATCH_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "container.h"
@@ -21,6 +27,7 @@ typedef struct batch_rec {
 } batch_rec_t;
 
 typedef struct batch {
+  atomic_int refs;         /* use batch_ref/batch_free */
   struct batch *next;      /* queue link, owned by whoever queues it */
   container_t *container;  /* one reference held by the batch */
   batch_rec_t *recs;
@@ -40,7 +47,11 @@ batch_t *batch_new(container_t *c);
 int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags,
               const char *data, size_t len);
 
-/* Frees the batch and drops its container reference. NULL is ignored. */
+/* Takes another reference to b. Returns b. */
+batch_t *batch_ref(batch_t *b);
+
+/* Drops a reference; the last one frees the batch and drops its container
+ * reference. NULL is ignored. */
 void batch_free(batch_t *b);
 
 #endif

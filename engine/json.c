@@ -2,7 +2,8 @@
  *
  * Encodes Lua values straight into a strbuf, without a tree in between. Only
  * raw table access is used (lua_rawget, lua_next), so no metamethod runs and
- * nothing here raises a Lua error short of running out of memory. */
+ * nothing here raises a Lua error short of running out of memory. A lazy
+ * record (record.h) is made a plain table first, so every field is seen. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <lua.h>
 
 #include "output.h"
+#include "record.h"
 
 #define JSON_MAX_DEPTH 32
 
@@ -392,6 +394,7 @@ static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth)
       return strbuf_add(b, "null", 4);
     if (!lua_checkstack(L, 4))
       return -1;
+    record_materialize(L, idx);
     n = json_array_len(L, idx);
     if (n > 0)
       return json_add_array(b, L, idx, n, depth);
@@ -423,6 +426,7 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
     idx = lua_gettop(L) + idx + 1;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4))
     return -1;
+  record_materialize(L, idx);
   for (i = 0; i < N_WRITTEN_FIELDS; i++) {
     lua_pushstring(L, record_fields[i]);
     lua_rawget(L, idx);

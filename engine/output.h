@@ -23,6 +23,8 @@ struct output {
   const char *type;   /* "stdout" or "file" */
   char *name;         /* the user's name for it (default: the type) */
   int routed_only;    /* receives only records whose `output` names it */
+  int lazy_ok;        /* takes lazy records (record.h) as they are; else
+                         they are made plain tables before write */
   /* Writes the records in the array at stack index idx. Returns 0, or -1
    * with a message in err. Must not raise Lua errors. */
   int (*write)(output_t *o, struct lua_State *L, int idx, char *err, size_t n);

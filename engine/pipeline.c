@@ -35,6 +35,7 @@
 #include "netout.h"
 #include "output.h"
 #include "pipeline.h"
+#include "record.h"
 #include "select.h"
 #include "timestamp.h"
 #include "uvh.h"
@@ -427,6 +428,7 @@ static int setup_state(lua_State *L)
   lua_setfield(L, 6, "lines");
   lua_pushcfunction(L, pipeline_print);
   lua_setglobal(L, "print");
+  record_setup(L);
   return 0;
 }
 
@@ -465,6 +467,7 @@ static int lua_emit(lua_State *L)
   if (lua_type(L, -1) != LUA_TSTRING)
     return luaL_argerror(L, 1, "a record needs a string `line`");
   lua_pop(L, 1);
+  record_materialize(L, 1); /* a record of a batch keeps its own fields */
   ts_format(ts_now(), ts);
   default_string(L, 1, "time", ts);
   default_string(L, 1, "stream", "stdout");
@@ -1041,60 +1044,6 @@ err:
 
 /* ---- the pipeline thread ---- */
 
-/* Pushes the batch's records: an array of tables, sharing one labels
- * table. */
-static void push_records(lua_State *L, const batch_t *b)
-{
-  const container_t *c = b->container;
-  char ts[TS_LEN + 1];
-  int recs, id, name, image, labels, out, err;
-  size_t i;
-
-  lua_createtable(L, b->n > INT32_MAX ? INT32_MAX : (int)b->n, 0);
-  recs = lua_gettop(L);
-  lua_pushstring(L, c->id);
-  id = lua_gettop(L);
-  lua_pushstring(L, c->name ? c->name : "");
-  name = lua_gettop(L);
-  lua_pushstring(L, c->image ? c->image : "");
-  image = lua_gettop(L);
-  lua_createtable(L, 0, (int)c->n_labels);
-  labels = lua_gettop(L);
-  for (i = 0; i < c->n_labels; i++) {
-    lua_pushstring(L, c->label_values[i]);
-    lua_setfield(L, labels, c->label_keys[i]);
-  }
-  lua_pushliteral(L, "stdout");
-  out = lua_gettop(L);
-  lua_pushliteral(L, "stderr");
-  err = lua_gettop(L);
-  for (i = 0; i < b->n; i++) {
-    const batch_rec_t *r = &b->recs[i];
-    lua_createtable(L, 0, 8);
-    lua_pushlstring(L, b->bytes + r->off, r->len);
-    lua_setfield(L, -2, "line");
-    lua_pushvalue(L, r->stream == DECODE_STDERR ? err : out);
-    lua_setfield(L, -2, "stream");
-    ts_format(r->ts, ts);
-    lua_pushlstring(L, ts, TS_LEN);
-    lua_setfield(L, -2, "time");
-    lua_pushvalue(L, id);
-    lua_setfield(L, -2, "container");
-    lua_pushvalue(L, name);
-    lua_setfield(L, -2, "name");
-    lua_pushvalue(L, image);
-    lua_setfield(L, -2, "image");
-    lua_pushvalue(L, labels);
-    lua_setfield(L, -2, "labels");
-    if (r->flags & DECODE_TRUNCATED) {
-      lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "truncated");
-    }
-    lua_rawseti(L, recs, (int)(i + 1));
-  }
-  lua_settop(L, recs);
-}
-
 /* Sets t[key] = string at the table at idx without metamethods. */
 static void raw_set_string(lua_State *L, int idx, const char *key, const char *val)
 {
@@ -1173,6 +1122,7 @@ static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs,
        strbuf_add(b, ",\"records\":[", 12);
   for (i = 1; i <= n && rc == 0; i++) {
     lua_rawgeti(g->L, recs, (int)i);
+    record_materialize(g->L, lua_gettop(g->L));
     rc = (i > 1 ? strbuf_add(b, ",", 1) : 0) | json_add_record(b, g->L, -1);
     lua_pop(g->L, 1);
   }
@@ -1247,6 +1197,8 @@ static void record_duration(filter_t *f, int64_t ns)
   count(&f->duration_ns, ns > 0 ? (unsigned long long)ns : 0);
 }
 
+static void collect_if_full(program_t *g);
+
 static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ctx,
                       const container_t *c)
 {
@@ -1305,6 +1257,7 @@ static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ct
   }
   lua_settop(L, top);
   count_failure(p, f, rc);
+  collect_if_full(g); /* what a failed call left must not starve the outputs */
   return apply_on_error(p, g, f, recs, c, p->err);
 }
 
@@ -1421,6 +1374,11 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
     reopen_outputs(p, g);
   if (n == 0)
     return;
+  for (i = 0; i < g->n_outputs; i++)
+    if (!g->outputs[i]->lazy_ok) {
+      record_materialize_all(L, recs);
+      break;
+    }
   if (!g->routing || !any_routed(L, recs)) {
     count(&p->stats.records_out, n);
     for (i = 0; i < g->n_outputs; i++)
@@ -1481,7 +1439,7 @@ static int run_batch(lua_State *L)
   batch_t *b = lua_touserdata(L, 3);
 
   lua_settop(L, 3);
-  push_records(L, b); /* 4 */
+  record_push_batch(L, b); /* 4 */
   push_ctx(L, g, b->container); /* 5: shared by the filters of the batch */
   run_chain(p, g, 4, 5, 0, b->container);
   return 0;

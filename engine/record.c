@@ -1,0 +1,383 @@
+/* record.c - lazy Lua records (see record.h).
+ *
+ * One batch becomes, in Lua:
+ *   box     a userdata holding a batch reference, released by its __gc;
+ *   pos     a table with weak keys: record -> its index in the batch plus,
+ *           times 2^32, the RECORD_F_* bits of the original fields the
+ *           filters set or deleted (those no longer come from the batch);
+ *   mt      the records' metatable: __index and __newindex (C closures),
+ *           [1] box, [2] pos, [3] a marker telling lazy records apart,
+ *           [4] the labels table, [5] container id, [6] name, [7] image;
+ *   records tables holding `line` (and whatever the filters set), with mt.
+ *
+ * __index serves an original field unless its bit is set; __newindex sets
+ * the bit of an original field before storing the value raw, so a field
+ * once set or deleted by a filter is the filter's from then on. (`line` is
+ * raw from the start, so it never reaches either.) */
+#include "record.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <string.h>
+
+#include "decode.h"
+#include "timestamp.h"
+
+enum { MT_BOX = 1, MT_POS, MT_MARK, MT_LABELS, MT_ID, MT_NAME, MT_IMAGE, MT_SLOTS = MT_IMAGE };
+
+#define N_FIELDS 7
+static const char *const field_names[N_FIELDS] = {"stream", "time",   "container", "name",
+                                                  "image",  "labels", "truncated"};
+
+#define CHANGED_SHIFT 4294967296.0 /* 2^32: pos values are i + changed * 2^32 */
+
+/* Per state, kept in the registry under &ctx_key. */
+typedef struct rctx {
+  const char *keys[N_FIELDS]; /* the interned field names (anchored) */
+  int index_ref, newindex_ref, box_mt_ref, weak_mt_ref, anchor_ref;
+} rctx_t;
+
+static char ctx_key;  /* its address keys the context in the registry */
+static char mark_key; /* its address marks a lazy record's metatable */
+
+static rctx_t *get_ctx(lua_State *L)
+{
+  lua_pushlightuserdata(L, &ctx_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  rctx_t *x = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return x;
+}
+
+/* The RECORD_F_* index of the string key at idx, or -1. Interned strings
+ * are compared by address. */
+static int field_of(const rctx_t *x, lua_State *L, int idx)
+{
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return -1;
+  const char *s = lua_tostring(L, idx);
+  for (int f = 0; f < N_FIELDS; f++)
+    if (s == x->keys[f])
+      return f;
+  return -1;
+}
+
+/* Pushes the metatable of the lazy record at t and returns its stack index;
+ * returns 0 (nothing pushed) when t is not a lazy record. */
+static int push_mt(lua_State *L, int t)
+{
+  if (lua_type(L, t) != LUA_TTABLE || !lua_getmetatable(L, t))
+    return 0;
+  lua_rawgeti(L, -1, MT_MARK);
+  int lazy = lua_touserdata(L, -1) == &mark_key;
+  lua_pop(L, lazy ? 1 : 2);
+  return lazy ? lua_gettop(L) : 0;
+}
+
+/* Reads the record's pos entry (mt at mt). Returns 0 when it has none. */
+static int read_pos(lua_State *L, int t, int mt, size_t *i, unsigned *changed)
+{
+  lua_rawgeti(L, mt, MT_POS);
+  lua_pushvalue(L, t);
+  lua_rawget(L, -2);
+  int ok = lua_type(L, -1) == LUA_TNUMBER;
+  if (ok) {
+    double v = lua_tonumber(L, -1);
+    double c = (double)(unsigned long long)(v / CHANGED_SHIFT);
+    *changed = (unsigned)c;
+    *i = (size_t)(v - c * CHANGED_SHIFT);
+  }
+  lua_pop(L, 2);
+  return ok;
+}
+
+static const batch_t *box_batch(lua_State *L, int mt)
+{
+  lua_rawgeti(L, mt, MT_BOX);
+  batch_t **box = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return box ? *box : NULL;
+}
+
+/* Pushes original field f of line i of b (mt: the batch's metatable). */
+static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f)
+{
+  const batch_rec_t *r = &b->recs[i];
+  char ts[TS_LEN + 1];
+
+  switch (f) {
+  case 0:
+    if (r->stream == DECODE_STDERR)
+      lua_pushliteral(L, "stderr");
+    else
+      lua_pushliteral(L, "stdout");
+    break;
+  case 1:
+    ts_format(r->ts, ts);
+    lua_pushlstring(L, ts, TS_LEN);
+    break;
+  case 2:
+    lua_rawgeti(L, mt, MT_ID);
+    break;
+  case 3:
+    lua_rawgeti(L, mt, MT_NAME);
+    break;
+  case 4:
+    lua_rawgeti(L, mt, MT_IMAGE);
+    break;
+  case 5:
+    lua_rawgeti(L, mt, MT_LABELS);
+    break;
+  default:
+    if (r->flags & DECODE_TRUNCATED)
+      lua_pushboolean(L, 1);
+    else
+      lua_pushnil(L);
+  }
+}
+
+/* __index(t, k): an original field the filters have not set or deleted. */
+static int rec_index(lua_State *L)
+{
+  const rctx_t *x = lua_touserdata(L, lua_upvalueindex(1));
+  int f = field_of(x, L, 2);
+  size_t i;
+  unsigned changed;
+
+  if (f < 0)
+    return 0;
+  int mt = push_mt(L, 1);
+  if (mt == 0 || !read_pos(L, 1, mt, &i, &changed) || (changed & (1u << f)))
+    return 0;
+  push_field(L, mt, box_batch(L, mt), i, f);
+  return 1;
+}
+
+/* __newindex(t, k, v): stores raw; an original field becomes the filter's. */
+static int rec_newindex(lua_State *L)
+{
+  const rctx_t *x = lua_touserdata(L, lua_upvalueindex(1));
+  int f = field_of(x, L, 2);
+  size_t i;
+  unsigned changed;
+
+  lua_settop(L, 3);
+  if (f >= 0) {
+    int mt = push_mt(L, 1);
+    if (mt != 0 && read_pos(L, 1, mt, &i, &changed)) {
+      changed |= 1u << f;
+      lua_rawgeti(L, mt, MT_POS);
+      lua_pushvalue(L, 1);
+      lua_pushnumber(L, (double)i + (double)changed * CHANGED_SHIFT);
+      lua_rawset(L, -3);
+    }
+    lua_settop(L, 3);
+  }
+  lua_rawset(L, 1);
+  return 0;
+}
+
+/* __gc of a batch box. */
+static int box_gc(lua_State *L)
+{
+  batch_t **box = lua_touserdata(L, 1);
+  if (box != NULL && *box != NULL) {
+    batch_free(*box);
+    *box = NULL;
+  }
+  return 0;
+}
+
+void record_materialize(lua_State *L, int idx)
+{
+  size_t i;
+  unsigned changed;
+  int mt = push_mt(L, idx);
+
+  if (mt == 0)
+    return;
+  if (read_pos(L, idx, mt, &i, &changed)) {
+    const batch_t *b = box_batch(L, mt);
+    for (int f = 0; f < N_FIELDS; f++) {
+      if (changed & (1u << f))
+        continue;
+      lua_pushstring(L, field_names[f]);
+      lua_rawget(L, idx);
+      int absent = lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (!absent)
+        continue; /* set raw (rawset) by a filter */
+      lua_pushstring(L, field_names[f]);
+      push_field(L, mt, b, i, f);
+      lua_rawset(L, idx);
+    }
+    lua_rawgeti(L, mt, MT_POS);
+    lua_pushvalue(L, idx);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+  }
+  lua_settop(L, mt - 1);
+  lua_pushnil(L);
+  lua_setmetatable(L, idx);
+}
+
+void record_materialize_all(lua_State *L, int idx)
+{
+  size_t n = lua_objlen(L, idx);
+  for (size_t k = 1; k <= n; k++) {
+    lua_rawgeti(L, idx, (int)k);
+    record_materialize(L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+}
+
+int record_is_lazy(lua_State *L, int idx)
+{
+  int mt = push_mt(L, idx);
+  if (mt != 0)
+    lua_pop(L, 1);
+  return mt != 0;
+}
+
+int record_origin(lua_State *L, int idx, record_origin_t *o)
+{
+  int mt = push_mt(L, idx);
+  int ok = mt != 0 && read_pos(L, idx, mt, &o->i, &o->changed);
+
+  if (ok)
+    o->batch = box_batch(L, mt);
+  if (mt != 0)
+    lua_pop(L, 1);
+  return ok && o->batch != NULL;
+}
+
+/* The wrappers: upvalue 1 is the original function; argument 1 is
+ * materialized first when it is a lazy record. */
+static int wrap_call(lua_State *L)
+{
+  if (lua_gettop(L) >= 1)
+    record_materialize(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void wrap_global(lua_State *L, const char *name)
+{
+  lua_getglobal(L, name);
+  lua_pushcclosure(L, wrap_call, 1);
+  lua_setglobal(L, name);
+}
+
+void record_setup(lua_State *L)
+{
+  static const char *const wrapped[] = {"pairs", "next", "rawget", "getmetatable",
+                                        "setmetatable"};
+  int top = lua_gettop(L);
+  rctx_t *x = lua_newuserdata(L, sizeof *x); /* top + 1 */
+
+  memset(x, 0, sizeof *x);
+  lua_pushlightuserdata(L, &ctx_key);
+  lua_pushvalue(L, top + 1);
+  lua_rawset(L, LUA_REGISTRYINDEX);
+
+  lua_createtable(L, N_FIELDS, 0); /* the field names, kept alive */
+  for (int f = 0; f < N_FIELDS; f++) {
+    lua_pushstring(L, field_names[f]);
+    x->keys[f] = lua_tostring(L, -1);
+    lua_rawseti(L, -2, f + 1);
+  }
+  x->anchor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_pushvalue(L, top + 1);
+  lua_pushcclosure(L, rec_index, 1);
+  x->index_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, top + 1);
+  lua_pushcclosure(L, rec_newindex, 1);
+  x->newindex_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, box_gc);
+  lua_setfield(L, -2, "__gc");
+  x->box_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  x->weak_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  for (size_t k = 0; k < sizeof wrapped / sizeof wrapped[0]; k++)
+    wrap_global(L, wrapped[k]);
+  lua_settop(L, top);
+}
+
+/* Pushes the metatable of b's records. */
+static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b)
+{
+  const container_t *c = b->container;
+
+  lua_createtable(L, MT_SLOTS, 2);
+  int mt = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->index_ref);
+  lua_setfield(L, mt, "__index");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->newindex_ref);
+  lua_setfield(L, mt, "__newindex");
+
+  batch_t **box = lua_newuserdata(L, sizeof *box);
+  *box = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->box_mt_ref);
+  lua_setmetatable(L, -2);
+  *box = batch_ref(b);
+  lua_rawseti(L, mt, MT_BOX);
+
+  lua_createtable(L, 0, b->n > INT32_MAX ? INT32_MAX : (int)b->n);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->weak_mt_ref);
+  lua_setmetatable(L, -2);
+  lua_rawseti(L, mt, MT_POS);
+
+  lua_pushlightuserdata(L, &mark_key);
+  lua_rawseti(L, mt, MT_MARK);
+
+  lua_createtable(L, 0, (int)c->n_labels);
+  for (size_t i = 0; i < c->n_labels; i++) {
+    lua_pushstring(L, c->label_values[i]);
+    lua_setfield(L, -2, c->label_keys[i]);
+  }
+  lua_rawseti(L, mt, MT_LABELS);
+  lua_pushstring(L, c->id);
+  lua_rawseti(L, mt, MT_ID);
+  lua_pushstring(L, c->name ? c->name : "");
+  lua_rawseti(L, mt, MT_NAME);
+  lua_pushstring(L, c->image ? c->image : "");
+  lua_rawseti(L, mt, MT_IMAGE);
+}
+
+void record_push_batch(lua_State *L, batch_t *b)
+{
+  const rctx_t *x = get_ctx(L);
+
+  lua_createtable(L, b->n > INT32_MAX ? INT32_MAX : (int)b->n, 0);
+  int recs = lua_gettop(L);
+  push_batch_mt(L, x, b);
+  int mt = lua_gettop(L);
+  lua_rawgeti(L, mt, MT_POS);
+  int pos = lua_gettop(L);
+  lua_pushliteral(L, "line");
+  int line = lua_gettop(L);
+
+  for (size_t i = 0; i < b->n; i++) {
+    const batch_rec_t *r = &b->recs[i];
+    lua_createtable(L, 0, 4); /* line, and room for a few new fields */
+    lua_pushvalue(L, line);
+    lua_pushlstring(L, b->bytes + r->off, r->len);
+    lua_rawset(L, -3);
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_pushnumber(L, (double)i);
+    lua_rawset(L, pos);
+    lua_rawseti(L, recs, (int)(i + 1));
+  }
+  lua_settop(L, recs);
+}

@@ -1,0 +1,71 @@
+/* record.h - a batch's lines as Lua records whose fields are built when
+ * they are touched.
+ *
+ * Filters see each line as a table. Its `line` is set when the record is
+ * made; its other original fields (stream, time, container, name, image,
+ * labels, and truncated when the line was cut) are read from the batch
+ * itself through a metatable shared by the records of one batch, so a filter
+ * that does not read them costs nothing for them. Such a record is "lazy".
+ * To a filter it is an ordinary table: reading, setting and deleting any
+ * field, original or new, behaves as on a plain table. pairs, next, rawget,
+ * getmetatable and setmetatable (replaced in the state by record_setup)
+ * first turn a lazy record into a plain table with every field set
+ * (record_materialize), so they see all its fields and no metatable.
+ *
+ * Ownership: a lazy record holds a reference to its batch (batch_ref)
+ * through its metatable; the Lua GC drops it once no record of the batch is
+ * left. The batch must not change while referenced (see batch.h).
+ *
+ * Every function runs on the thread that runs the state and may raise a Lua
+ * memory error, so it runs inside a protected call, except record_is_lazy
+ * and record_origin, which cannot fail. idx arguments are absolute stack
+ * indices. */
+#ifndef ENGINE_RECORD_H
+#define ENGINE_RECORD_H
+
+#include <stddef.h>
+
+#include "batch.h"
+
+struct lua_State;
+
+/* Sets up lazy records in the state and wraps pairs, next, rawget,
+ * getmetatable and setmetatable. Call once, after the standard libraries are
+ * open. */
+void record_setup(struct lua_State *L);
+
+/* Pushes an array of lazy records, one per line of b, in order. */
+void record_push_batch(struct lua_State *L, batch_t *b);
+
+/* 1 when the value at idx is a lazy record, else 0. */
+int record_is_lazy(struct lua_State *L, int idx);
+
+/* Makes the lazy record at idx a plain table: every original field it has
+ * not deleted or replaced is set, and its metatable is removed. Nothing
+ * happens to any other value. */
+void record_materialize(struct lua_State *L, int idx);
+
+/* Materializes every lazy record in the array at idx. */
+void record_materialize_all(struct lua_State *L, int idx);
+
+/* Where a lazy record comes from, for writers that can use the original. */
+typedef struct record_origin {
+  const batch_t *batch;
+  size_t i;          /* its line is batch->recs[i] */
+  unsigned changed;  /* RECORD_F_* bits of original fields set or deleted */
+} record_origin_t;
+
+#define RECORD_F_STREAM (1u << 0)
+#define RECORD_F_TIME (1u << 1)
+#define RECORD_F_CONTAINER (1u << 2)
+#define RECORD_F_NAME (1u << 3)
+#define RECORD_F_IMAGE (1u << 4)
+#define RECORD_F_LABELS (1u << 5)
+#define RECORD_F_TRUNCATED (1u << 6)
+
+/* Fills o for the lazy record at idx and returns 1; returns 0 for any other
+ * value. A lazy record may also have new fields, and a new `line`: read
+ * them from the table. */
+int record_origin(struct lua_State *L, int idx, record_origin_t *o);
+
+#endif
