@@ -16,14 +16,14 @@ int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *da
               size_t len) {
   if (len > UINT32_MAX || b->used + len > UINT32_MAX) return -1;
   if (b->n == b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 64;
+    size_t cap = b->cap ? b->cap * 2 : 16;
     batch_rec_t *r = realloc(b->recs, cap * sizeof *r);
     if (!r) return -1;
     b->recs = r;
     b->cap = cap;
   }
   if (b->used + len > b->bytes_cap) {
-    size_t cap = b->bytes_cap ? b->bytes_cap : 4096;
+    size_t cap = b->bytes_cap ? b->bytes_cap : 1024;
     while (cap < b->used + len) cap *= 2;
     char *p = realloc(b->bytes, cap);
     if (!p) return -1;

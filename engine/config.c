@@ -26,7 +26,7 @@ void config_defaults(config_t *c)
   c->state_dir = strdup(ENGINE_STATE_DIR_DEFAULT); /* NULL (no memory): in memory only */
   c->checkpoint_interval = 1.0;
   c->fsync = 0;
-  c->max_buffered = 8u * 1024 * 1024;
+  c->max_buffered = 4u * 1024 * 1024;
   c->max_readers = 4096;
   c->max_events_per_second = 1000;
   c->line_max = DECODE_LINE_MAX_DEFAULT;

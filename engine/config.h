@@ -32,7 +32,7 @@ typedef struct config {
                                NULL: in memory only */
   double checkpoint_interval;/* 1: seconds between saves */
   int fsync;                /* 0: fsync each save */
-  size_t max_buffered;      /* 8 MiB: bytes in flight before readers pause */
+  size_t max_buffered;      /* 4 MiB: bytes in flight before readers pause */
   size_t max_readers;       /* 4096: live readers at most */
   size_t max_events_per_second; /* 1000: container events handled per second */
   double stats_interval;    /* 0: off; else log a stats line this often */

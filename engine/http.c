@@ -196,6 +196,7 @@ static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
   /* A buffered answer (ping, list, inspect) must come in bounded time; a
    * stream may stay quiet for as long as its container is. */
   long timeout = o->timeout_ms ? o->timeout_ms : r->buffer_max ? 60000L : 0L;

@@ -1616,6 +1616,9 @@ static void process_batch(pipeline_t *p, program_t *g, batch_t *b)
   lua_pushlightuserdata(L, b);
   lua_call_protected(p, g, 3, 0, "pipeline", b->container->name, 0);
   lua_settop(L, top);
+  /* The records hold the batch's memory outside the Lua heap: collect in
+   * proportion to it, as if it had been allocated in the state. */
+  lua_gc(L, LUA_GCSTEP, (int)(b->bytes_cap / 1024));
   collect_if_full(g);
 }
 
