@@ -15,6 +15,12 @@
 --      RSS per reader beyond the first
 --   5  100 idle containers for S seconds: CPU share and wake-ups per second
 --   6  stop with C live readers: time from SIGTERM to exit
+--   7  a real dockerd: a container that logged --docker-lines lines (default
+--      1,000,000, about 180 bytes each) is drained by the engine (pass-through
+--      filter, null output, a backfill run) while its CPU and dockerd's are
+--      recorded, then read by `docker logs` for comparison. Uses the daemon
+--      at $ENGINE_TEST_DOCKER_HOST (its folder $ENGINE_TEST_DOCKER_DIR), or
+--      starts a private one with scripts/dockerd.sh and stops it at the end.
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
 -- the median of --runs runs. --quick runs every scenario once at a tiny size
 -- (what `make test` does, to keep the script working).
@@ -24,7 +30,7 @@ local fake = require "spec.support.fake"
 local unistd = require "posix.unistd"
 
 local opt = { runs = 3, lines = 2000000, out = "build/bench/results.md", seconds = 60,
-              containers = 1000 }
+              containers = 1000, docker_lines = 1000000 }
 local i = 1
 while arg[i] do
   local a = arg[i]
@@ -34,12 +40,16 @@ while arg[i] do
   elseif a == "--seconds" then i = i + 1; opt.seconds = tonumber(arg[i])
   elseif a == "--containers" then i = i + 1; opt.containers = tonumber(arg[i])
   elseif a == "--out" then i = i + 1; opt.out = arg[i]
+  elseif a == "--docker-lines" then i = i + 1; opt.docker_lines = tonumber(arg[i])
+  elseif a == "--only" then i = i + 1; opt.only = {}
+    for n in arg[i]:gmatch("%d+") do opt.only[tonumber(n)] = true end
   else io.stderr:write("bench: unknown argument ", a, "\n"); os.exit(2) end
   i = i + 1
 end
 if opt.quick then
-  opt.runs, opt.lines, opt.seconds, opt.containers = 1, 20000, 2, 50
+  opt.runs, opt.lines, opt.seconds, opt.containers, opt.docker_lines = 1, 20000, 2, 50, 20000
 end
+local function want(s) return not opt.only or opt.only[s] end
 
 local HZ = tonumber((select(2, proc.sh("getconf CLK_TCK")) or ""):match("%d+")) or 100
 local ENGINE = os.getenv("ENGINE_BIN") or "build/engine"
@@ -145,6 +155,7 @@ local function row(...) rows[#rows + 1] = "| " .. table.concat({ ... }, " | ") .
 local names = { "one container, no filter, null output", "filter returning its batch",
                 "work filter (drop debug, severity)" }
 for s = 1, 3 do
+  if not want(s) then goto next end
   local r, c, m = {}, {}, {}
   for _ = 1, opt.runs do
     local a, b, d = throughput(s)
@@ -153,10 +164,11 @@ for s = 1, 3 do
   row(tostring(s), names[s], string.format("%.0f lines/s", median(r)),
       string.format("%.2f s per M lines (%.2f us/line)", median(c), median(c)),
       string.format("%.1f MiB", median(m) / 1024))
+  ::next::
 end
 
 -- Scenario 4: many containers logging steadily.
-do
+if want(4) then
   local n = opt.containers
   local srv = fake.start { "--containers", tostring(n), "--rate", "10", "--logfmt" }
   local p, dir = start_engine(string.format([[
@@ -185,7 +197,7 @@ return { docker = { host = %q }, outputs = { { type = "null" } } }]], srv1.host)
 end
 
 -- Scenario 5: idle containers.
-do
+if want(5) then
   local srv = fake.start { "--containers", "100", "--rate", "0" }
   local p, dir = start_engine(string.format([[
 return { docker = { host = %q }, outputs = { { type = "null" } } }]], srv.host))
@@ -205,7 +217,7 @@ return { docker = { host = %q }, outputs = { { type = "null" } } }]], srv.host))
 end
 
 -- Scenario 6: stop with many live readers.
-do
+if want(6) then
   local n = opt.containers
   local srv = fake.start { "--containers", tostring(n), "--rate", "1" }
   local p, dir = start_engine(string.format([[
@@ -221,6 +233,81 @@ return { docker = { host = %q }, outputs = { { type = "null" } }, engine = { sta
   srv:stop()
   row("6", string.format("stop with %d live readers", n), string.format("%.0f ms to exit", t * 1000),
       "exit " .. tostring(code), "")
+end
+
+-- Scenario 7: a real dockerd serving one container's history.
+local function children_cpu(times_text)
+  local u, s = (times_text or ""):match("[^\n]*\n(%d+m[%d.]+s) (%d+m[%d.]+s)")
+  local function secs(t)
+    local m, x = (t or "0m0s"):match("(%d+)m([%d.]+)s")
+    return tonumber(m) * 60 + tonumber(x)
+  end
+  return secs(u) + secs(s)
+end
+
+if want(7) then
+  local host, dir = os.getenv("ENGINE_TEST_DOCKER_HOST"), os.getenv("ENGINE_TEST_DOCKER_DIR")
+  local own = not (host and host ~= "" and dir and dir ~= "")
+  if own then
+    dir = select(2, proc.sh("mktemp -d /tmp/ebd.XXXXXX")):gsub("%s+$", "")
+    local ok, out = proc.sh("sh scripts/dockerd.sh start " .. proc.quote(dir), 180)
+    if not ok then error("cannot start a private dockerd: " .. out) end
+    host = out:match("(unix://%S+)%s*$")
+  end
+  require("posix.stdlib").setenv("ENGINE_TEST_DOCKER_HOST", host)
+  local dockerenv = require "spec.support.dockerenv"
+  local env = dockerenv.get()
+  local dpid = tonumber(proc.read(dir .. "/dockerd.pid") or "")
+  local n = opt.docker_lines
+  local name = dockerenv.unique("bench7")
+  local ok7, err7 = pcall(function()
+    env:run { name = name, cmd = string.format([[awk 'BEGIN {
+      split("info info info info info info info info info info info info info info debug debug debug warn warn error", lv, " ")
+      for (i = 0; i < %d; i++)
+        printf "level=%%s msg=\"request served\" status=200 path=/api/v1/items/%%d dur_ms=%%d trace=%%040d user_agent=\"bench/1.0 (edge)\" bytes=%%d\n", lv[i %% 20 + 1], i, i %% 97, i, i %% 4096
+    }']], n) }
+    env:wait_exit(name, 600)
+    -- the engine: a backfill run drains the container's whole history
+    local pdir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
+    local f = assert(io.open(pdir .. "/p.lua", "w"))
+    f:write(string.format([[return { docker = { host = %q },
+      select = { include = { name = { %q } } },
+      filters = { function(batch) return batch end },
+      outputs = { { type = "null" } } }]], host, name))
+    f:close()
+    local d0, t0 = cpu(dpid), proc.now()
+    local p = proc.spawn { argv = { "sh", "-c", proc.join { ENGINE, "run", pdir .. "/p.lua", "--since",
+                                                            "1970-01-01T00:00:00Z", "--state-dir", "" } ..
+                                   "; code=$?; times; exit $code" },
+                           stdout = pdir .. "/times", stderr = pdir .. "/stderr" }
+    local code = p:wait(600)
+    local te, de = proc.now() - t0, cpu(dpid) - d0
+    local ecpu = children_cpu(proc.read(pdir .. "/times"))
+    local read = tonumber((proc.read(pdir .. "/stderr") or ""):match("records in (%d+)")) or -1
+    p:cleanup()
+    proc.sh("rm -rf " .. proc.quote(pdir))
+    if code ~= 0 or read ~= n then
+      error(string.format("the engine read %d of %d lines (exit %s)", read, n, tostring(code)))
+    end
+    -- docker logs on the same container: with timestamps (what the engine
+    -- asks for, more work for the daemon) and without
+    local function docker_logs(extra)
+      local d, t = cpu(dpid), proc.now()
+      local ok = proc.sh(proc.join { dockerenv.CLIENT, "-H", host, "logs", extra, name } .. " >/dev/null 2>&1", 600)
+      assert(ok, "docker logs failed")
+      return proc.now() - t, cpu(dpid) - d
+    end
+    local tt, dt = docker_logs("-t")
+    local tl, dl = docker_logs("--details=false")
+    row("7", string.format("real dockerd, %d lines: engine drain vs `docker logs`", n),
+        string.format("engine %.2f s (%.0f lines/s); docker logs -t %.2f s; docker logs %.2f s", te,
+                      n / te, tt, tl),
+        string.format("engine %.2f s while dockerd %.2f s (%.0f%%); dockerd %.2f s for docker logs -t, %.2f s for docker logs",
+                      ecpu, de, de > 0 and ecpu / de * 100 or 0, dt, dl), "")
+  end)
+  env:rm(name)
+  if own then proc.sh("sh scripts/dockerd.sh stop " .. proc.quote(dir), 120) end
+  if not ok7 then error(err7, 0) end
 end
 
 local head = "| # | scenario | result | CPU | memory |\n|---|---|---|---|---|\n"
