@@ -137,10 +137,12 @@ static int ring_reserve(cursor_t *c)
   size_t cap = c->ring_cap ? c->ring_cap * 2 : RING_MIN;
   if (cap > c->max_keys + 1)
     cap = c->max_keys + 1;
+  if (cap <= c->count)
+    return -1; /* no room: max_keys + 1 overflowed, or the doubling did */
   cursor_key_t *ring = malloc(cap * sizeof *ring);
   if (!ring)
     return -1;
-  for (size_t i = 0; i < c->count; i++)
+  for (size_t i = 0; c->ring_cap > 0 && i < c->count; i++)
     ring[i] = c->ring[(c->head + i) % c->ring_cap];
   free(c->ring);
   c->ring = ring;

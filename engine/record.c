@@ -324,7 +324,7 @@ static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b)
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->newindex_ref);
   lua_setfield(L, mt, "__newindex");
 
-  batch_t **box = lua_newuserdata(L, sizeof *box);
+  batch_t **box = lua_newuserdata(L, sizeof(batch_t *));
   *box = NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->box_mt_ref);
   lua_setmetatable(L, -2);

@@ -86,7 +86,7 @@ return {
     assert.is_nil(err:find("cannot", 1, true), err)
     local saved = proc.read(state .. "/cursors.json")
     assert.truthy(saved, "no cursors.json in the state directory; stderr: " .. err)
-    assert.equal(1, cjson.decode(saved).version)
+    assert.equal(2, cjson.decode(saved).version)
   end)
 
   it("warns, and keeps its cursors in memory, when its state directory is on the read-only root", function()
