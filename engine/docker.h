@@ -27,6 +27,16 @@ docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen
 /* The host in use, for messages. */
 const char *docker_host(const docker_t *d);
 
+/* Follow streams (docker_logs with follow) of a slow container are read at
+ * most every ms milliseconds: after a read of under 4 KiB the socket rests
+ * that long, so a container writing a line now and then is read several
+ * lines at a time (fewer wake-ups and system calls) at the cost of up to ms
+ * of delay. A busy stream is read as fast as it comes. 0: no delay. */
+void docker_set_read_delay(docker_t *d, unsigned ms);
+
+/* Reads of the daemon's answers that brought data (metrics). */
+uint64_t docker_reads(const docker_t *d);
+
 /* GET /_ping. Pass its result to docker_negotiate. */
 http_req_t *docker_ping(docker_t *d, const http_handler_t *cb, void *ud);
 

@@ -471,6 +471,7 @@ int engine_run(engine_t *e, int handle_signals) {
   e->core.start_ns = ts_now();
   e->core.docker = docker_new(&e->loop, e->cfg.docker_host, err, sizeof err);
   e->core.registry = registry_new(&e->core);
+  if (e->core.docker) docker_set_read_delay(e->core.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
   if (!e->core.docker || !e->core.registry) {
     fail(e, e->core.docker ? "out of memory" : err);
     log_error(NULL, "%s", e->error);
@@ -581,12 +582,13 @@ int engine_run(engine_t *e, int handle_signals) {
   log_info(NULL,
            "stopped: readers live %llu, started %llu, stopped %llu, cycled %llu; "
            "batches %llu, records in %llu, out %llu; filter errors %llu, timeouts %llu; "
-           "reader pauses %llu",
+           "reader pauses %llu; docker reads %llu",
            (unsigned long long)s->readers_live, (unsigned long long)s->readers_started,
            (unsigned long long)s->readers_stopped, (unsigned long long)s->readers_cycled,
            (unsigned long long)s->batches, (unsigned long long)s->records_in,
            (unsigned long long)s->records_out, (unsigned long long)s->filter_errors,
-           (unsigned long long)s->filter_timeouts, (unsigned long long)s->reader_pauses);
+           (unsigned long long)s->filter_timeouts, (unsigned long long)s->reader_pauses,
+           (unsigned long long)s->docker_reads);
   return e->failed ? -1 : 0;
 }
 
@@ -614,6 +616,7 @@ static void snapshot(engine_t *e, engine_stats_t *out) {
     out->bytes_in_flight = inflight_bytes(e->core.inflight);
   }
   out->events_reconnects = e->discovery ? discovery_reconnects(e->discovery) : e->events_reconnects;
+  if (e->core.docker) out->docker_reads = docker_reads(e->core.docker);
   out->handles_open = uvh_live();
 }
 

@@ -31,6 +31,7 @@ struct http_req {
   int added;             /* attached to the multi handle */
   int queued;            /* on http->pending */
   int paused;            /* on_body asked for a pause */
+  unsigned read_delay_ms; /* see http_opts_t */
   char *body;            /* buffered body or error body */
   char *send;            /* the POST body, owned */
   struct curl_slist *headers;
@@ -58,13 +59,31 @@ struct http {
   http_req_t *pending;   /* requests to add or to drop once libcurl returns */
   void (*closed)(void *);
   void *closed_ud;
+  /* Read delays (http_opts_t.read_delay_ms): the delay of the request that
+   * took body bytes in the current drive and how many it took; the resting
+   * sockets, ordered by the time they are due, and the timer that wakes
+   * them. */
+  unsigned drive_delay;
+  size_t drive_bytes;
+  uint64_t reads;                /* drives that took body bytes */
+  struct poll_ctx *rest_head, *rest_tail;
+  uv_timer_t rest_timer;
 };
 
 typedef struct poll_ctx {
   uv_poll_t poll;
   http_t *http;
   curl_socket_t fd;
+  int events;                     /* the UV_* events libcurl wants */
+  int resting;                    /* polling stopped until `due` */
+  int removed;                    /* libcurl is done with the socket */
+  uint64_t due, early;            /* uv_now times: due, and the earliest
+                                     a timer tick may wake it */
+  struct poll_ctx *rest_prev, *rest_next;
 } poll_ctx_t;
+
+/* A read smaller than this makes a delayed request's socket rest. */
+#define SMALL_READ 4096
 
 static void drive(http_t *h, curl_socket_t fd, int flags);
 static void after_curl(http_t *h);
@@ -166,6 +185,8 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud) {
     if (body_append(r, data, len, ERROR_BODY_MAX) != 0) return 0;
     return len;
   }
+  r->http->drive_delay = r->read_delay_ms;
+  r->http->drive_bytes += len;
   int rc = r->cb.on_body ? r->cb.on_body(r->ud, data, len) : 0;
   if (rc == HTTP_PAUSE) {
     r->paused = 1;
@@ -196,7 +217,7 @@ static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+  if (o->recv_buffer) curl_easy_setopt(e, CURLOPT_BUFFERSIZE, o->recv_buffer);
   /* A buffered answer (ping, list, inspect) must come in bounded time; a
    * stream may stay quiet for as long as its container is. */
   long timeout = o->timeout_ms ? o->timeout_ms : r->buffer_max ? 60000L : 0L;
@@ -239,6 +260,7 @@ http_req_t *http_request(http_t *h, const char *path, size_t buffer_max,
   r->cb = *cb;
   r->ud = ud;
   r->buffer_max = buffer_max;
+  r->read_delay_ms = buffer_max ? 0 : o->read_delay_ms;
   size_t ulen = strlen(h->base_url) + strlen(path) + 1;
   if (!(r->easy = curl_easy_init()) || !(url = malloc(ulen))) goto fail;
   snprintf(url, ulen, "%s%s", h->base_url, path);
@@ -293,6 +315,8 @@ void http_resume(http_req_t *r) {
   h->depth--;
   after_curl(h);
 }
+
+uint64_t http_reads(const http_t *h) { return h->reads; }
 
 size_t http_active(const http_t *h) { return h->active; }
 
@@ -401,6 +425,64 @@ static void drive(http_t *h, curl_socket_t fd, int flags) {
 
 /* --- libuv side --------------------------------------------------------- */
 
+/* Takes p off the resting list (its polling stays stopped). */
+static void unrest(poll_ctx_t *p) {
+  http_t *h = p->http;
+  if (!p->resting) return;
+  if (p->rest_prev) p->rest_prev->rest_next = p->rest_next;
+  else h->rest_head = p->rest_next;
+  if (p->rest_next) p->rest_next->rest_prev = p->rest_prev;
+  else h->rest_tail = p->rest_prev;
+  p->rest_prev = p->rest_next = NULL;
+  p->resting = 0;
+}
+
+static void on_poll(uv_poll_t *poll, int status, int events);
+
+static void arm_rest_timer(http_t *h);
+
+/* Wakes every resting socket whose early time has come, then sets the timer
+ * for the next one. */
+static void on_rest_timer(uv_timer_t *t) {
+  http_t *h = t->data;
+  uint64_t now = uv_now(h->loop);
+  while (h->rest_head && h->rest_head->early <= now) {
+    poll_ctx_t *p = h->rest_head;
+    unrest(p);
+    if (!p->removed) uv_poll_start(&p->poll, p->events, on_poll);
+  }
+  arm_rest_timer(h);
+}
+
+static void arm_rest_timer(http_t *h) {
+  if (!h->rest_head) {
+    uv_timer_stop(&h->rest_timer);
+    return;
+  }
+  uint64_t now = uv_now(h->loop), due = h->rest_head->due;
+  uv_timer_start(&h->rest_timer, on_rest_timer, due > now ? due - now : 0, 0);
+}
+
+/* Stops polling p until delay_ms from now (a quarter earlier when a timer
+ * tick comes by then, so that resting sockets wake together). */
+static void rest(poll_ctx_t *p, unsigned delay_ms) {
+  http_t *h = p->http;
+  uint64_t now = uv_now(h->loop);
+  uv_poll_stop(&p->poll);
+  p->resting = 1;
+  p->due = now + delay_ms;
+  p->early = now + delay_ms - delay_ms / 4;
+  poll_ctx_t *after = h->rest_tail; /* keep the list ordered by due */
+  while (after && after->due > p->due) after = after->rest_prev;
+  p->rest_prev = after;
+  p->rest_next = after ? after->rest_next : h->rest_head;
+  if (p->rest_next) p->rest_next->rest_prev = p;
+  else h->rest_tail = p;
+  if (after) after->rest_next = p;
+  else h->rest_head = p;
+  if (h->rest_head == p) arm_rest_timer(h);
+}
+
 static void poll_closed(uv_handle_t *handle) {
   poll_ctx_t *p = handle->data;
   http_t *h = p->http;
@@ -412,11 +494,20 @@ static void poll_closed(uv_handle_t *handle) {
 
 static void on_poll(uv_poll_t *poll, int status, int events) {
   poll_ctx_t *p = poll->data;
+  http_t *h = p->http;
   int flags = 0;
   if (status < 0) flags = CURL_CSELECT_ERR;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  drive(p->http, p->fd, flags);
+  h->drive_delay = 0;
+  h->drive_bytes = 0;
+  drive(h, p->fd, flags);
+  if (h->drive_bytes > 0) h->reads++;
+  /* A slow stream (a small read) is read again after its delay, a few
+   * lines at a time instead of one read per line. */
+  if (h->drive_delay && flags == CURL_CSELECT_IN && !p->removed && !p->resting &&
+      !h->closing && h->drive_bytes > 0 && h->drive_bytes < SMALL_READ)
+    rest(p, h->drive_delay);
 }
 
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -424,6 +515,8 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
   poll_ctx_t *p = socketp;
   if (what == CURL_POLL_REMOVE) {
     if (p) {
+      p->removed = 1;
+      unrest(p);
       uv_poll_stop(&p->poll);
       uvh_close((uv_handle_t *)&p->poll, poll_closed);
       curl_multi_assign(h->multi, fd, NULL);
@@ -446,7 +539,8 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
   int events = 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  uv_poll_start(&p->poll, events, on_poll);
+  p->events = events;
+  if (!p->resting) uv_poll_start(&p->poll, events, on_poll);
   return 0;
 }
 
@@ -526,8 +620,11 @@ http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen) {
   curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
   uv_timer_init(loop, &h->timer);
   uvh_opened((uv_handle_t *)&h->timer);
-  h->open_handles = 1;
   h->timer.data = h;
+  uv_timer_init(loop, &h->rest_timer);
+  uvh_opened((uv_handle_t *)&h->rest_timer);
+  h->rest_timer.data = h;
+  h->open_handles = 2;
   return h;
 err:
   free_client(h);
@@ -570,4 +667,7 @@ void http_close(http_t *h, void (*closed)(void *), void *ud) {
   h->multi = NULL;
   uv_timer_stop(&h->timer);
   uvh_close((uv_handle_t *)&h->timer, timer_closed);
+  while (h->rest_head) unrest(h->rest_head); /* sockets are closed by now */
+  uv_timer_stop(&h->rest_timer);
+  uvh_close((uv_handle_t *)&h->rest_timer, timer_closed);
 }

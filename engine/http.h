@@ -69,6 +69,13 @@ typedef struct http_opts {
   const char *ca_file;       /* TLS: CA bundle; NULL: the system's */
   int insecure;              /* TLS: do not verify the peer (off by default) */
   const char *userpwd;       /* basic auth "user:password", or NULL */
+  long recv_buffer;          /* libcurl's receive buffer in bytes (1024 at
+                                least); 0: its default, 16 KiB */
+  unsigned read_delay_ms;    /* streaming only: after a read of under 4 KiB,
+                                the socket is read again at the earliest this
+                                long after (a slow stream is then read a few
+                                messages at a time, not one read each); 0:
+                                read whatever comes at once */
 } http_opts_t;
 
 /* Starts a request with options; buffered when buffer_max > 0. Returns the
@@ -86,6 +93,9 @@ void http_resume(http_req_t *r);
 
 /* Requests in progress (for tests and metrics). */
 size_t http_active(const http_t *h);
+
+/* Socket reads (readiness events handled) that brought response bodies. */
+uint64_t http_reads(const http_t *h);
 
 /* Cancels every request, then closes the client's handles. closed(ud) runs
  * on the loop once every handle is closed; h is freed before it runs. */

@@ -302,6 +302,8 @@ int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t
         "Bytes read from Docker and not yet acknowledged by every output.", s->bytes_in_flight);
   one_u(&w, "engine_reader_pauses_total", "counter",
         "Times a reader paused its stream because engine.max_buffered was reached.", s->reader_pauses);
+  one_u(&w, "engine_docker_reads_total", "counter",
+        "Reads of Docker API answers that brought data (see docker.read_delay).", s->docker_reads);
   one_d(&w, "engine_checkpoint_age_seconds", "gauge",
         "Seconds since the cursor file last held every acknowledged cursor; -1: not saved.",
         s->checkpoint_on ? s->checkpoint_age : -1);

@@ -813,7 +813,9 @@ static int copy_config(lua_State *L)
     cfg->docker_host = NULL;
     cfg->docker_host = dup_or_raise(L, lua_tostring(L, -1));
   }
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  opt_number(L, lua_gettop(L), "read_delay", &cfg->read_delay);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "select");
   copy_rules(L, lua_gettop(L), "include", 0, &cfg->select);
   copy_rules(L, lua_gettop(L), "exclude", 1, &cfg->select);

@@ -142,6 +142,7 @@ status_t *status_collect(core_t *core, const status_source_t *src) {
     s->bytes_in_flight = inflight_bytes(core->inflight);
     s->reader_pauses = inflight_pauses(core->inflight);
   }
+  if (core->docker) s->docker_reads = docker_reads(core->docker);
   s->checkpoint_on = core->checkpoint != NULL;
   s->checkpoint_age = core->checkpoint ? checkpoint_age(core->checkpoint) : -1;
   if (src->discovery) {

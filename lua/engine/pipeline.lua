@@ -3,7 +3,7 @@
 -- checking them again.
 --
 -- validate(tbl, path) returns a new table:
---   docker  = { host = string|nil }
+--   docker  = { host = string|nil, read_delay = seconds|nil }
 --   select  = { include = { name = {..}, id = {..}, label = {..}, image = {..} },
 --               exclude = { same } }            -- every list present, maybe empty
 --   history = "all" | "start" | nil
@@ -167,13 +167,17 @@ function Check:nonempty_string(v, where)
   return v
 end
 
--- docker = { host = "unix:///..." }
+-- docker = { host = "unix:///...", read_delay = seconds }
 function Check:docker(v)
   if v == nil then return {} end
   self:table(v, "docker")
-  self:keys(v, { host = true }, "docker")
+  self:keys(v, { host = true, read_delay = true }, "docker")
   local out = {}
   if v.host ~= nil then out.host = self:nonempty_string(v.host, "docker.host") end
+  if v.read_delay ~= nil then
+    out.read_delay = self:nonnegative(v.read_delay, "docker.read_delay")
+    if out.read_delay > 10 then self:fail("docker.read_delay", "must be at most 10 seconds") end
+  end
   return out
 end
 
