@@ -426,7 +426,8 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
     idx = lua_gettop(L) + idx + 1;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4))
     return -1;
-  record_materialize(L, idx);
+  if (record_is_lazy(L, idx))
+    return record_add_json(b, L, idx); /* the same bytes, from the batch */
   for (i = 0; i < N_WRITTEN_FIELDS; i++) {
     lua_pushstring(L, record_fields[i]);
     lua_rawget(L, idx);
@@ -464,6 +465,16 @@ int json_add_lua(strbuf_t *b, lua_State *L, int idx)
   if (!lua_checkstack(L, 4))
     return -1;
   return json_add_value(b, L, idx, 0);
+}
+
+/* Appends the value of a record's field (see output.h). */
+int json_add_field_value(strbuf_t *b, lua_State *L, int idx)
+{
+  if (idx < 0 && idx > LUA_REGISTRYINDEX)
+    idx = lua_gettop(L) + idx + 1;
+  if (!lua_checkstack(L, 4))
+    return -1;
+  return json_add_value(b, L, idx, 1);
 }
 
 /* Appends the record at idx as a plain line: its `line` field and "\n".

@@ -84,6 +84,10 @@ int json_add_record(strbuf_t *b, struct lua_State *L, int idx);
  * (nothing was appended), or -1 when out of memory. Never raises. */
 int json_add_lua(strbuf_t *b, struct lua_State *L, int idx);
 
+/* The same for the value of a record's field: nesting counts from the
+ * record, as json_add_record counts it. */
+int json_add_field_value(strbuf_t *b, struct lua_State *L, int idx);
+
 /* Appends the records of the array at idx, one line each: JSON objects
  * (json_add_record), or with plain set their `line` field alone (records
  * without a string line are skipped). Returns 0, or -1 when out of

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "batch.h"
+#include "output.h"
 
 struct lua_State;
 
@@ -62,6 +63,12 @@ typedef struct record_origin {
 #define RECORD_F_IMAGE (1u << 4)
 #define RECORD_F_LABELS (1u << 5)
 #define RECORD_F_TRUNCATED (1u << 6)
+
+/* Appends the lazy record at idx as json_add_record would write it once
+ * materialized (output.h: same keys, same order, same bytes), straight from
+ * the batch, without changing the record. Returns 0, or -1 when out of
+ * memory or when idx is not a lazy record. */
+int record_add_json(strbuf_t *b, struct lua_State *L, int idx);
 
 /* Fills o for the lazy record at idx and returns 1; returns 0 for any other
  * value. A lazy record may also have new fields, and a new `line`: read

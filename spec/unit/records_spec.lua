@@ -124,4 +124,37 @@ describe("a record", function()
     assert.equal("web", r.records[3].name)
     assert.equal("first", r.records[3].line)
   end)
+
+  it("is written with the same bytes whether or not a filter made it a plain table", function()
+    local edits = [[
+      local function edit(rec, i)
+        if i % 2 == 0 then rec.labels = nil end
+        if i == 1 then rec.name = "renamed" end
+        if i == 2 then rec.stream = nil end
+        rec.n = i
+        rec[1] = "first"
+        rec[2.5] = "half"
+        rec.nested = { a = { b = i }, list = { 1, 2 } }
+        rec.flag = i % 2 == 0
+        rec.fn = print
+        rec.output = "x"
+        rec.zz, rec.aa, rec.Time = "z", "a", "T"
+      end]]
+    local input = INPUT .. "web\tstdout\t2024-05-06T07:08:10Z\tthird \"quoted\" \1\n" ..
+                  "web\tstderr\t2024-05-06T07:08:11Z\tfourth\n\n"
+    local lazy = run(edits .. [[
+      return { filters = { function(batch) for i, rec in ipairs(batch) do edit(rec, i) end end } }]],
+      input)
+    local plain = run(edits .. [[
+      return { filters = { function(batch)
+        for i, rec in ipairs(batch) do
+          for _ in pairs(rec) do end -- a plain table from here on
+          edit(rec, i)
+        end
+      end } }]], input)
+    assert.equal(4, #lazy.records)
+    assert.equal(plain.out, lazy.out)
+    assert.truthy(lazy.out:find('"labels":{"app":"shop","tier":"front"}', 1, true))
+    assert.truthy(lazy.out:find('"name":"renamed"', 1, true))
+  end)
 end)
