@@ -1,0 +1,399 @@
+/* pipeline_config.c - the table pipeline.lua returned, validated by
+ * lua/engine/pipeline.lua (its normal form), copied into the program (its
+ * filters, their timers and selections, its outputs) and the config (see
+ * pipeline_internal.h: pl_copy_config). The copy runs in a protected call:
+ * running out of memory raises a Lua error. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "log.h"
+#include "netout.h"
+#include "output.h"
+#include "pipeline_internal.h"
+#include "select.h"
+
+const char *const pl_on_error_names[3] = { "pass", "drop", "dead_letter" };
+
+/* Field key of the table at idx as a number, if present. */
+static void opt_number(lua_State *L, int idx, const char *key, double *out)
+{
+  lua_getfield(L, idx, key);
+  if (lua_type(L, -1) == LUA_TNUMBER)
+    *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+}
+
+static void opt_size(lua_State *L, int idx, const char *key, size_t *out)
+{
+  double v = -1;
+
+  opt_number(L, idx, key, &v);
+  if (v >= 1)
+    *out = (size_t)v;
+}
+
+static char *dup_or_raise(lua_State *L, const char *s)
+{
+  char *d = strdup(s);
+
+  if (d == NULL)
+    luaL_error(L, "out of memory");
+  return d;
+}
+
+/* Adds the rules of one list (select.include or select.exclude). */
+static void copy_rules(lua_State *L, int idx, const char *which, int exclude, selection_t *sel)
+{
+  static const struct {
+    const char *key;
+    int kind;
+  } kinds[] = {
+    { "name", SELECT_NAME }, { "id", SELECT_ID },
+    { "label", SELECT_LABEL }, { "image", SELECT_IMAGE },
+  };
+  size_t k, i, n;
+
+  lua_getfield(L, idx, which);
+  for (k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    lua_getfield(L, -1, kinds[k].key);
+    n = lua_objlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, (int)i);
+      if (selection_add(sel, exclude, kinds[k].kind, lua_tostring(L, -1)) < 0)
+        luaL_error(L, "out of memory");
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Stores field key of the table at idx (a function or nil) in the registry;
+ * LUA_NOREF when nil. */
+static int ref_field(lua_State *L, int idx, const char *key)
+{
+  lua_getfield(L, idx, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+static void copy_timers(lua_State *L, int idx, filter_t *f)
+{
+  size_t i, n;
+
+  lua_getfield(L, idx, "timers");
+  n = lua_objlen(L, -1);
+  if (n > 0 && (f->timers = calloc(n, sizeof *f->timers)) == NULL)
+    luaL_error(L, "out of memory");
+  for (i = 1; i <= n; i++) {
+    ltimer_t *t = &f->timers[f->n_timers];
+    lua_rawgeti(L, -1, (int)i);
+    t->ref = LUA_NOREF;
+    f->n_timers++;
+    opt_number(L, lua_gettop(L), "every", &t->every);
+    t->ref = ref_field(L, lua_gettop(L), "handler");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Copies the filter table at idx (normal form) into f. */
+static void copy_filter(lua_State *L, int idx, filter_t *f)
+{
+  const char *s;
+  int i;
+
+  lua_getfield(L, idx, "name");
+  f->name = dup_or_raise(L, lua_tostring(L, -1));
+  lua_getfield(L, idx, "on_error");
+  s = lua_tostring(L, -1);
+  for (i = 0; i < 3; i++)
+    if (strcmp(s, pl_on_error_names[i]) == 0)
+      f->on_error = i;
+  lua_pop(L, 2);
+  f->process_ref = ref_field(L, idx, "process");
+  f->init_ref = ref_field(L, idx, "init");
+  f->shutdown_ref = ref_field(L, idx, "shutdown");
+  lua_newtable(L);
+  f->state_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  copy_timers(L, idx, f);
+  lua_getfield(L, idx, "select");
+  if (!lua_isnil(L, -1)) {
+    if ((f->sel = calloc(1, sizeof *f->sel)) == NULL)
+      luaL_error(L, "out of memory");
+    copy_rules(L, lua_gettop(L), "include", 0, f->sel);
+    copy_rules(L, lua_gettop(L), "exclude", 1, f->sel);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "dead_letter");
+  if (lua_isstring(L, -1)) {
+    f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
+    f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (f->dl_fd < 0)
+      luaL_error(L, "filter %s: cannot open the dead-letter file %s: %s", f->name, f->dl_path,
+                 strerror(errno));
+  }
+  lua_pop(L, 1);
+}
+
+static void copy_filters(lua_State *L, int idx, program_t *g)
+{
+  size_t i, n;
+  filter_t *f;
+
+  lua_getfield(L, idx, "filters");
+  n = lua_objlen(L, -1);
+  g->filters = calloc(n ? n : 1, sizeof *g->filters);
+  if (g->filters == NULL) {
+    luaL_error(L, "out of memory"); /* does not return */
+    return;
+  }
+  for (i = 1; i <= n; i++) {
+    f = &g->filters[g->n_filters];
+    f->process_ref = f->init_ref = f->shutdown_ref = f->state_ref = LUA_NOREF;
+    f->dl_fd = -1;
+    g->n_filters++;
+    lua_rawgeti(L, -1, (int)i);
+    copy_filter(L, lua_gettop(L), f);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int netout_kind(const char *type)
+{
+  static const char *const kinds[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp",
+                                      "syslog"};
+  for (int i = 0; i < (int)(sizeof kinds / sizeof *kinds); i++)
+    if (strcmp(type, kinds[i]) == 0)
+      return i;
+  return -1;
+}
+
+static char *opt_strdup(lua_State *L, int idx, const char *key)
+{
+  lua_getfield(L, idx, key);
+  const char *s = lua_tostring(L, -1);
+  char *copy = s ? strdup(s) : NULL;
+  lua_pop(L, 1);
+  return copy;
+}
+
+/* Copies the strings of the list at idx.key (a validated list of strings). */
+static char **opt_list(lua_State *L, int idx, const char *key, size_t *n)
+{
+  lua_getfield(L, idx, key);
+  size_t len = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
+  char **out = calloc(len ? len : 1, sizeof *out);
+  *n = 0;
+  for (size_t i = 1; out && i <= len; i++) {
+    lua_rawgeti(L, -1, (int)i);
+    const char *s = lua_tostring(L, -1);
+    if (s && (out[*n] = strdup(s)))
+      (*n)++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
+/* A network output (netout.h) from its validated table at idx. */
+static output_t *new_netout(lua_State *L, int idx, const char *type, const char *name)
+{
+  netout_config_t c = {0};
+  double num = 0;
+  output_t *o;
+
+  c.kind = netout_kind(type);
+  c.url = opt_strdup(L, idx, "url");
+  lua_getfield(L, idx, "format");
+  c.json_array = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
+  lua_pop(L, 1);
+  c.headers = opt_list(L, idx, "headers", &c.n_headers);
+  c.user_env = opt_strdup(L, idx, "user_env");
+  c.password_env = opt_strdup(L, idx, "password_env");
+  c.bearer_env = opt_strdup(L, idx, "bearer_env");
+  c.ca_file = opt_strdup(L, idx, "ca_file");
+  lua_getfield(L, idx, "tls_verify");
+  c.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "gzip");
+  c.gzip = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  c.timeout = 30;
+  opt_number(L, idx, "timeout", &c.timeout);
+  num = -1;
+  opt_number(L, idx, "retry_max", &num);
+  c.retry_max = (long)num;
+  c.backoff_initial = 0.5;
+  c.backoff_max = 30;
+  opt_number(L, idx, "backoff_initial", &c.backoff_initial);
+  opt_number(L, idx, "backoff_max", &c.backoff_max);
+  c.dead_letter = opt_strdup(L, idx, "dead_letter");
+  c.table = opt_strdup(L, idx, "table");
+  c.labels = opt_list(L, idx, "labels", &c.n_labels);
+  c.index = opt_strdup(L, idx, "index");
+  c.hostname = opt_strdup(L, idx, "hostname");
+  num = 1;
+  opt_number(L, idx, "facility", &num);
+  c.facility = (int)num;
+  o = netout_new(name, &c);
+  netout_config_free(&c);
+  if (o == NULL)
+    luaL_error(L, "out of memory");
+  return o;
+}
+
+/* Creates the output described by the table on top of the stack. */
+static output_t *new_output(lua_State *L)
+{
+  int idx = lua_gettop(L);
+  const char *type, *name, *format, *path;
+  double keep = 0;
+  size_t max_bytes = 0;
+  output_t *o;
+  char err[512];
+
+  lua_getfield(L, idx, "type");
+  lua_getfield(L, idx, "name");
+  lua_getfield(L, idx, "format");
+  lua_getfield(L, idx, "path");
+  type = lua_tostring(L, -4);
+  name = lua_tostring(L, -3);
+  format = lua_tostring(L, -2);
+  path = lua_tostring(L, -1);
+  opt_number(L, idx, "keep", &keep);
+  opt_size(L, idx, "max_bytes", &max_bytes);
+  if (netout_kind(type) >= 0) {
+    o = new_netout(L, idx, type, name);
+  } else if (strcmp(type, "null") == 0) {
+    o = output_null_new(name);
+    if (o == NULL)
+      luaL_error(L, "out of memory");
+  } else if (strcmp(type, "file") == 0) {
+    o = output_file_new(name, path, format, max_bytes, (int)keep, err, sizeof err);
+    if (o == NULL)
+      luaL_error(L, "output %s: %s", name, err);
+  } else {
+    o = output_stdout_new(name, format, 1);
+    if (o == NULL)
+      luaL_error(L, "out of memory");
+  }
+  lua_settop(L, idx);
+  return o;
+}
+
+static void copy_outputs(lua_State *L, int idx, program_t *g)
+{
+  size_t i, n;
+  output_t *o;
+
+  lua_getfield(L, idx, "outputs");
+  n = lua_objlen(L, -1);
+  g->outputs = calloc(n ? n : 1, sizeof(output_t *));
+  if (g->outputs == NULL) {
+    luaL_error(L, "out of memory"); /* does not return */
+    return;
+  }
+  g->routing = n > 1;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, (int)i);
+    o = new_output(L);
+    g->outputs[g->n_outputs++] = o;
+    lua_getfield(L, -1, "routed_only");
+    o->routed_only = lua_toboolean(L, -1);
+    g->routing |= o->routed_only;
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+/* Protected: copies the validated table (argument 1) into the config
+ * (argument 3) and the program (argument 2). */
+int pl_copy_config(lua_State *L)
+{
+  program_t *g = lua_touserdata(L, 2);
+  config_t *cfg = lua_touserdata(L, 3);
+  size_t lua_memory = LUA_MEMORY_DEFAULT;
+  const char *s;
+
+  lua_getfield(L, 1, "docker");
+  lua_getfield(L, -1, "host");
+  if (lua_isstring(L, -1)) {
+    free(cfg->docker_host);
+    cfg->docker_host = NULL;
+    cfg->docker_host = dup_or_raise(L, lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  opt_number(L, lua_gettop(L), "read_delay", &cfg->read_delay);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "select");
+  copy_rules(L, lua_gettop(L), "include", 0, &cfg->select);
+  copy_rules(L, lua_gettop(L), "exclude", 1, &cfg->select);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "history");
+  if (lua_isstring(L, -1))
+    cfg->since_start = strcmp(lua_tostring(L, -1), "start") == 0;
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "batch");
+  opt_size(L, 4, "max_lines", &cfg->batch_max_lines);
+  opt_size(L, 4, "max_bytes", &cfg->batch_max_bytes);
+  opt_number(L, 4, "flush_interval", &cfg->flush_interval);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "engine");
+  opt_number(L, 4, "cycle", &cfg->cycle);
+  opt_number(L, 4, "stop_timeout", &cfg->stop_timeout);
+  opt_number(L, 4, "filter_timeout", &cfg->filter_timeout);
+  opt_number(L, 4, "reconcile_interval", &cfg->reconcile_interval);
+  opt_number(L, 4, "backoff_initial", &cfg->backoff_initial);
+  opt_number(L, 4, "backoff_max", &cfg->backoff_max);
+  opt_number(L, 4, "resume_margin", &cfg->resume_margin);
+  opt_number(L, 4, "stats_interval", &cfg->stats_interval);
+  opt_size(L, 4, "line_max", &cfg->line_max);
+  opt_size(L, 4, "frame_max", &cfg->frame_max);
+  opt_size(L, 4, "lua_memory", &lua_memory);
+  opt_number(L, 4, "checkpoint_interval", &cfg->checkpoint_interval);
+  opt_size(L, 4, "max_buffered", &cfg->max_buffered);
+  opt_size(L, 4, "max_readers", &cfg->max_readers);
+  opt_size(L, 4, "max_events_per_second", &cfg->max_events_per_second);
+  lua_getfield(L, 4, "fsync");
+  if (lua_isboolean(L, -1))
+    cfg->fsync = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 4, "state_dir");
+  if (lua_isboolean(L, -1) || lua_isstring(L, -1)) {
+    free(cfg->state_dir);
+    cfg->state_dir = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 4, "log_level");
+  s = lua_tostring(L, -1);
+  if (s != NULL)
+    cfg->log_level = log_parse_level(s);
+  lua_pop(L, 1);
+  lua_getfield(L, 4, "metrics"); /* validated: { listen = "host:port", max_containers } */
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, 5, "listen");
+    if (lua_isstring(L, -1)) {
+      free(cfg->metrics_listen);
+      cfg->metrics_listen = NULL;
+      cfg->metrics_listen = dup_or_raise(L, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    opt_size(L, 5, "max_containers", &cfg->metrics_max_containers);
+  }
+  lua_pop(L, 2);
+  copy_filters(L, 1, g);
+  copy_outputs(L, 1, g);
+  g->filter_timeout = cfg->filter_timeout;
+  g->mem.limit = lua_memory;
+  return 0;
+}

@@ -1,0 +1,234 @@
+/* pipeline_internal.h - what the pipeline's files share (private to
+ * engine/pipeline*.c; the public API is pipeline.h).
+ *
+ *   pipeline.c         program load and free, the thread, the queue, timers,
+ *                      reload and the functions of pipeline.h
+ *   pipeline_lua.c     the Lua state plumbing: capped allocator, runaway
+ *                      guard, traceback handler, the protected call, the
+ *                      sandbox, ctx.emit
+ *   pipeline_config.c  the validated pipeline.lua table into the program
+ *                      (filters, outputs) and the config
+ *   pipeline_run.c     one batch or hook through the filters and outputs
+ *
+ * Ownership: the pipeline owns the current program (p->prog), the queued
+ * batches and the thread. A program owns its Lua state, its filters and its
+ * outputs; a filter owns its name, timers, selection and dead-letter file.
+ * program_free (pipeline.c) releases all of a program.
+ *
+ * Threads: a program is built (pipeline_load, or a reload) on one thread
+ * and afterwards used by the pipeline thread only; everything declared here
+ * runs on the thread that owns the program's Lua state. The exceptions are
+ * marked at the fields: the counters (atomics, read by pipeline_stats and
+ * pipeline_filter_stats from any thread), the queue (under mu) and p->prog
+ * (swapped under prog_mu). */
+#ifndef ENGINE_PIPELINE_INTERNAL_H
+#define ENGINE_PIPELINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <lua.h>
+
+#include "netout.h"
+#include "output.h"
+#include "pipeline.h"
+#include "select.h"
+
+#define PIPELINE_ERR_MAX 1024
+#define PIPELINE_TB_MAX 4096
+#define LUA_MEMORY_DEFAULT ((size_t)64 << 20)
+
+enum { ON_ERROR_PASS, ON_ERROR_DROP, ON_ERROR_DEAD_LETTER };
+enum { CALL_OK, CALL_ERROR, CALL_TIMEOUT };
+enum { HOOK_INIT, HOOK_TIMER, HOOK_SHUTDOWN };
+
+/* The names of the on_error policies, indexed by ON_ERROR_* (pipeline_config.c). */
+extern const char *const pl_on_error_names[3];
+
+typedef struct ltimer {
+  double every;  /* seconds */
+  int64_t due;   /* CLOCK_MONOTONIC ns */
+  int ref;       /* the handler, in the registry */
+} ltimer_t;
+
+typedef struct filter {
+  char *name;
+  int on_error;
+  int process_ref, init_ref, shutdown_ref; /* LUA_NOREF when absent */
+  int state_ref;   /* ctx.state: a table private to the filter */
+  ltimer_t *timers;
+  size_t n_timers;
+  selection_t *sel; /* NULL: every batch */
+  char *dl_path;    /* dead-letter file, with on_error = "dead_letter" */
+  int dl_fd;
+  atomic_int disabled; /* its init failed */
+  atomic_ullong calls, errors, timeouts, dead_letters;
+  atomic_ullong buckets[PIPELINE_DURATION_BUCKETS + 1], duration_ns;
+} filter_t;
+
+/* The capped allocator's account. Written by the thread that runs the
+ * state only; read by pipeline_stats. */
+typedef struct lmem {
+  atomic_size_t used;
+  size_t limit;
+  lua_Alloc base;  /* LuaJIT's own allocator, which does the work */
+  void *base_ud;
+} lmem_t;
+
+/* What one pipeline.lua became. */
+typedef struct program {
+  lua_State *L;
+  lmem_t mem;
+  int handler_ref; /* traceback_handler closure */
+  int run_ref;     /* pl_run_batch */
+  int hook_ref;    /* pl_run_hook */
+  int emit_ref;    /* the ctx.emit closure */
+  int emitbuf_ref; /* the table ctx.emit appends to (its upvalue) */
+  filter_t *filters;
+  size_t n_filters;
+  output_t **outputs;
+  size_t n_outputs;
+  int routing;     /* look at records' `output`: several outputs or a routed_only one */
+  double filter_timeout;
+  int report;      /* log errors of protected calls (not while loading) */
+} program_t;
+
+/* The runaway guard's view of the current call (pipeline thread only). */
+typedef struct guard {
+  int on;           /* a filter call: the deadline applies */
+  int loading;      /* running a file's top level */
+  double timeout;   /* the call's bound, for the message */
+  int64_t deadline; /* CLOCK_MONOTONIC_COARSE ns; 0: none */
+  int tripped;      /* the guard raised the error of this call */
+} guard_t;
+
+typedef struct pipeline_counters {
+  atomic_ullong batches, records_in, records_out, filter_errors, filter_timeouts,
+      output_errors, records_unrouted, dead_letters, reloads, reload_failures;
+} pipeline_counters_t;
+
+struct pipeline {
+  void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
+  ticket_t *ticket;         /* the batch being processed (pipeline thread) */
+  void (*on_reload)(void *ud, selection_t *sel); /* pipeline_set_reloaded */
+  void *reload_ud;
+  void *batch_done_ud;
+  program_t *prog;          /* swapped under prog_mu by the thread only */
+  pthread_mutex_t prog_mu;
+  char *lua_dir;
+
+  guard_t guard;
+  int escalated;            /* the hook runs on every instruction */
+  atomic_int aborted;
+  atomic_int discard;       /* pipeline_discard: queued batches are dropped */
+  atomic_ullong discarded;  /* records dropped so */
+  char err[PIPELINE_ERR_MAX]; /* message of the last failed call */
+  char tb[PIPELINE_TB_MAX];   /* its traceback */
+
+  /* ctx.emit's view of the running hook (pipeline thread only) */
+  int emit_on;
+  const container_t *emit_c; /* the batch's container; NULL in hooks */
+  const filter_t *emit_f;
+  size_t n_emitted;
+  strbuf_t dlbuf;            /* dead-letter lines */
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;         /* on CLOCK_MONOTONIC, for timers */
+  batch_t *head, *tail;      /* under mu */
+  int finishing, exited;     /* under mu */
+  char *reload_path;         /* under mu: a reload asked for */
+  atomic_int reopen;
+  atomic_int done;           /* the thread has finished its work */
+  pthread_t thread;
+  int thread_started, joined;
+  uv_async_t async;
+  int async_open, exit_called;
+  void (*on_exit)(void *ud);
+  void *ud;
+
+  pipeline_counters_t stats;
+};
+
+static inline int64_t pl_clock_ns(clockid_t id)
+{
+  struct timespec ts;
+
+  clock_gettime(id, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Adds n to counter c (relaxed: the counters order nothing). */
+static inline void pl_count(atomic_ullong *c, unsigned long long n)
+{
+  atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+/* ---- pipeline_lua.c ---- */
+
+/* The lua_Alloc of every program's state; ud is the program's lmem_t.
+ * Growing past the limit returns NULL; shrinking and freeing cannot fail. */
+void *pl_capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* Registers the traceback handler, pl_run_batch, pl_run_hook and ctx.emit
+ * of a new state in g's refs and installs the runaway guard. Call once,
+ * before any Lua code runs; cannot fail. */
+void pl_program_register(pipeline_t *p, program_t *g);
+
+/* lua_CFunction, run through pl_call_protected: opens the libraries and
+ * sandboxes the state. Arguments: the pipeline's path, the engine's Lua
+ * folder. Raises on out of memory. */
+int pl_setup_state(lua_State *L);
+
+/* Calls the function under its nargs arguments on top of g->L (like
+ * lua_pcall) with the traceback handler, under the runaway guard when
+ * guarded. Returns CALL_OK; or CALL_ERROR / CALL_TIMEOUT with the message in
+ * p->err, the traceback in p->tb, the error logged when g->report, and the
+ * function and arguments gone from the stack. Never raises. */
+int pl_call_protected(pipeline_t *p, program_t *g, int nargs, int nres, const char *what,
+                      const char *container, int guarded);
+
+/* Logs a failed call (what, the container's name or NULL, the message, the
+ * traceback or ""). Cannot fail. */
+void pl_report_error(const char *what, const char *container, const char *msg, const char *tb);
+
+/* Moves what ctx.emit collected to the end of the array at stack index dest
+ * (0: discards it) and empties the emit buffer. */
+void pl_take_emitted(pipeline_t *p, program_t *g, int dest);
+
+/* ---- pipeline_config.c ---- */
+
+/* lua_CFunction, run through pl_call_protected: copies the validated table
+ * (argument 1) into the program (argument 2, a light userdata) and the
+ * config (argument 3). Raises on out of memory or an output that cannot be
+ * opened; what it had copied stays in g and cfg for their usual free. */
+int pl_copy_config(lua_State *L);
+
+/* ---- pipeline_run.c ---- */
+
+/* lua_CFunction for g->run_ref: runs the batch (argument 3) through the
+ * filters and outputs. Arguments 1, 2: pipeline, program. */
+int pl_run_batch(lua_State *L);
+
+/* lua_CFunction for g->hook_ref: runs one hook of filter i (argument 3),
+ * kind HOOK_* (argument 4), timer index (argument 5). Arguments 1, 2:
+ * pipeline, program. */
+int pl_run_hook(lua_State *L);
+
+/* Runs batch b through program g in a protected call, then collects
+ * garbage in proportion to it. Counts it; b stays the caller's. Cannot
+ * fail (errors are logged and counted). */
+void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b);
+
+/* Runs hook kind (HOOK_*) of filter i, timer t, in a protected call. What
+ * it emits goes through the filters after i. Cannot fail (errors are logged
+ * and counted; a failed init disables the filter). */
+void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t);
+
+/* Runs a full garbage collection when g's state holds more than 3/4 of its
+ * memory limit. */
+void pl_collect_if_full(program_t *g);
+
+#endif
