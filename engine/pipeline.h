@@ -7,7 +7,7 @@
  * delays no reading, stopping or metrics.
  *
  * Every call into Lua goes through one protected call with a traceback
- * handler (pipeline.c: lua_call_protected): filters' process, init,
+ * handler (pipeline_lua.c: pl_call_protected): filters' process, init,
  * shutdown and timer hooks alike. A filter that raises an error, faults,
  * runs out of Lua memory or runs longer than filter_timeout is logged with
  * the filter's and the container's name, the message and the traceback; its
