@@ -29,60 +29,57 @@ static int label_repeated(const char *const *label_fields, size_t i)
   return 0;
 }
 
-/* Builds the grouping key of the record at rec into key: per label, "-"
- * when missing, else its length, ':' and its bytes. Returns 0 or -1. */
-static int stream_key(strbuf_t *key, lua_State *L, int rec, const char *const *label_fields,
-                      size_t n_labels)
-{
-  char num[ENCODE_NUM_LEN], len_text[32];
-  const char *s;
-  size_t i, len;
-  int n;
+/* The label fields of one encode_loki call, and its time. */
+typedef struct loki {
+  const char *const *label_fields;
+  size_t n_labels;
+  int64_t now;
+} loki_t;
 
-  key->len = 0;
-  for (i = 0; i < n_labels; i++) {
-    s = encode_field_text(L, rec, label_fields[i], num, &len);
-    if (s == NULL) {
-      if (encode_lit(key, "-") < 0)
-        return -1;
-      continue;
-    }
-    n = snprintf(len_text, sizeof len_text, "%zu:", len);
-    if (strbuf_add(key, len_text, (size_t)n) < 0 || strbuf_add(key, s, len) < 0)
+/* Builds the grouping key of the record at rec: per label, "-" when
+ * missing, else its length, ':' and its bytes. Returns 0 or -1. */
+static int stream_key(strbuf_t *key, lua_State *L, int rec, void *ud)
+{
+  const loki_t *lk = ud;
+  size_t i;
+
+  for (i = 0; i < lk->n_labels; i++)
+    if (encode_key_add_field(key, L, rec, lk->label_fields[i]) < 0)
       return -1;
-  }
   return 0;
 }
 
-/* Appends {"label":"value",...} for the record at rec. Returns 0 or -1. */
-static int add_labels(strbuf_t *b, lua_State *L, int rec, const char *const *label_fields,
-                      size_t n_labels)
+/* Appends {"stream":{"label":"value",...},"values":[ for the stream of the
+ * record at rec. Returns 0 or -1. */
+static int add_stream_head(strbuf_t *b, lua_State *L, int rec, void *ud)
 {
+  const loki_t *lk = ud;
   char num[ENCODE_NUM_LEN];
-  const char *s;
+  const char *s, *name;
   size_t i, len;
   int first = 1;
 
-  if (encode_lit(b, "{") < 0)
+  if (encode_lit(b, "{\"stream\":{") < 0)
     return -1;
-  for (i = 0; i < n_labels; i++) {
-    s = encode_field_text(L, rec, label_fields[i], num, &len);
-    if (s == NULL || label_repeated(label_fields, i))
+  for (i = 0; i < lk->n_labels; i++) {
+    name = lk->label_fields[i];
+    s = encode_field_text(L, rec, name, num, &len);
+    if (s == NULL || label_repeated(lk->label_fields, i))
       continue;
-    if ((!first && encode_lit(b, ",") < 0) ||
-        json_add_string(b, label_fields[i], strlen(label_fields[i])) < 0 ||
+    if ((!first && encode_lit(b, ",") < 0) || json_add_string(b, name, strlen(name)) < 0 ||
         encode_lit(b, ":") < 0 || json_add_string(b, s, len) < 0)
       return -1;
     first = 0;
   }
-  return encode_lit(b, "}");
+  return encode_lit(b, "},\"values\":[");
 }
 
 /* Appends ["<ns>","<line>"] for the record at rec. Returns 0 or -1. */
-static int add_value(strbuf_t *b, lua_State *L, int rec, int64_t now)
+static int add_value(strbuf_t *b, lua_State *L, int rec, void *ud)
 {
+  const loki_t *lk = ud;
   char head[48];
-  int64_t ns = encode_record_time(L, rec, now);
+  int64_t ns = encode_record_time(L, rec, lk->now);
   int n;
 
   if (ns < 0)
@@ -93,64 +90,14 @@ static int add_value(strbuf_t *b, lua_State *L, int rec, int64_t now)
   return encode_lit(b, "]");
 }
 
-/* Appends the group's stream object. Returns 0 or -1. */
-static int add_stream(strbuf_t *b, lua_State *L, int idx, const encode_groups_t *g, size_t gi,
-                      const char *const *label_fields, size_t n_labels, int64_t now)
-{
-  size_t r;
-  int rc;
-
-  if (encode_lit(b, "{\"stream\":") < 0)
-    return -1;
-  lua_rawgeti(L, idx, (int)g->first[gi] + 1);
-  rc = add_labels(b, L, lua_gettop(L), label_fields, n_labels);
-  lua_pop(L, 1);
-  if (rc < 0 || encode_lit(b, ",\"values\":[") < 0)
-    return -1;
-  for (r = g->first[gi]; r != SIZE_MAX; r = g->next[r]) {
-    if (r != g->first[gi] && encode_lit(b, ",") < 0)
-      return -1;
-    lua_rawgeti(L, idx, (int)r + 1);
-    rc = add_value(b, L, lua_gettop(L), now);
-    lua_pop(L, 1);
-    if (rc < 0)
-      return -1;
-  }
-  return encode_lit(b, "]}");
-}
-
 int encode_loki(strbuf_t *b, lua_State *L, int idx, const char *const *label_fields,
                 size_t n_labels)
 {
-  encode_groups_t g = { 0 };
-  strbuf_t key = { 0 };
-  int64_t now = ts_now();
-  size_t i, count;
-  int rc = -1, is_table;
+  loki_t lk = { label_fields, n_labels, ts_now() };
+  const encode_grouping_t how = {
+    .open = "{\"streams\":[", .group_close = "]}", .close = "]}",
+    .key = stream_key, .head = add_stream_head, .item = add_value, .ud = &lk,
+  };
 
-  idx = encode_abs(L, idx);
-  if (!lua_checkstack(L, 8))
-    return -1;
-  count = lua_objlen(L, idx);
-  for (i = 0; i < count; i++) {
-    lua_rawgeti(L, idx, (int)i + 1);
-    is_table = lua_type(L, -1) == LUA_TTABLE;
-    rc = is_table ? stream_key(&key, L, lua_gettop(L), label_fields, n_labels) : 0;
-    lua_pop(L, 1);
-    if (rc < 0 || (is_table && encode_groups_add(&g, i, key.data, key.len) < 0))
-      goto err;
-  }
-  rc = -1;
-  if (encode_lit(b, "{\"streams\":[") < 0)
-    goto err;
-  for (i = 0; i < g.n; i++) {
-    if ((i > 0 && encode_lit(b, ",") < 0) ||
-        add_stream(b, L, idx, &g, i, label_fields, n_labels, now) < 0)
-      goto err;
-  }
-  rc = encode_lit(b, "]}");
-err:
-  encode_groups_free(&g);
-  strbuf_free(&key);
-  return rc;
+  return encode_grouped(b, L, idx, &how);
 }

@@ -50,28 +50,6 @@ static int add_string_attr(strbuf_t *b, const char *key, size_t klen, const char
   return encode_lit(b, "}}");
 }
 
-/* Returns n when the table at idx has exactly the keys 1..n (n > 0), else
- * 0. */
-static size_t array_len(lua_State *L, int idx)
-{
-  size_t count = 0, n = lua_objlen(L, idx);
-  double k;
-
-  if (n == 0)
-    return 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
-    lua_pop(L, 1); /* the value; keep the key */
-    k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
-    if (k < 1 || k > (double)n || k != floor(k)) {
-      lua_pop(L, 1);
-      return 0;
-    }
-    count++;
-  }
-  return count == n ? n : 0;
-}
-
 static int add_array_value(strbuf_t *b, lua_State *L, int idx, size_t n, int depth)
 {
   size_t i;
@@ -162,7 +140,7 @@ static int add_any(strbuf_t *b, lua_State *L, int idx, int depth)
       return encode_lit(b, "{}");
     if (!lua_checkstack(L, 4))
       return -1;
-    n = array_len(L, idx);
+    n = json_array_len(L, idx);
     if (n > 0)
       return add_array_value(b, L, idx, n, depth);
     if (encode_lit(b, "{\"kvlistValue\":{\"values\":[") < 0 ||
@@ -176,21 +154,16 @@ static int add_any(strbuf_t *b, lua_State *L, int idx, int depth)
 
 /* The resource key of the record at rec: its container, name and image
  * texts, and the identity of its labels table. Returns 0 or -1. */
-static int resource_key(strbuf_t *key, lua_State *L, int rec)
+static int resource_key(strbuf_t *key, lua_State *L, int rec, void *ud)
 {
   static const char *const fields[] = { "container", "name", "image" };
-  char num[ENCODE_NUM_LEN], tmp[48];
-  const char *s;
-  size_t i, len;
+  char tmp[48];
+  size_t i;
   int n;
 
-  key->len = 0;
-  for (i = 0; i < 3; i++) {
-    s = encode_field_text(L, rec, fields[i], num, &len);
-    n = s ? snprintf(tmp, sizeof tmp, "%zu:", len) : snprintf(tmp, sizeof tmp, "-");
-    if (strbuf_add(key, tmp, (size_t)n) < 0 || (s && strbuf_add(key, s, len) < 0))
+  for (i = 0; i < 3; i++)
+    if (encode_key_add_field(key, L, rec, fields[i]) < 0)
       return -1;
-  }
   lua_pushstring(L, "labels");
   lua_rawget(L, rec);
   n = snprintf(tmp, sizeof tmp, "%p", lua_type(L, -1) == LUA_TTABLE ? lua_topointer(L, -1) : NULL);
@@ -253,9 +226,11 @@ err:
   return rc;
 }
 
-/* Appends the logRecord of the record at rec. Returns 0 or -1. */
-static int add_log_record(strbuf_t *b, lua_State *L, int rec, int64_t now)
+/* Appends the logRecord of the record at rec; ud points to the time of
+ * the encode_otlp call. Returns 0 or -1. */
+static int add_log_record(strbuf_t *b, lua_State *L, int rec, void *ud)
 {
+  int64_t now = *(const int64_t *)ud;
   const char *skip[9] = { "time", "stream", "container", "name", "image", "line", "labels",
                           "output", NULL };
   char head[128], num[ENCODE_NUM_LEN];
@@ -296,65 +271,25 @@ static int add_log_record(strbuf_t *b, lua_State *L, int rec, int64_t now)
   return encode_lit(b, "]}");
 }
 
-/* Appends the resourceLogs object of group gi. Returns 0 or -1. */
-static int add_resource_logs(strbuf_t *b, lua_State *L, int idx, const encode_groups_t *g,
-                             size_t gi, int64_t now)
+/* Appends the head of the resourceLogs object of the record at rec's
+ * resource, up to its logRecords. Returns 0 or -1. */
+static int add_resource_head(strbuf_t *b, lua_State *L, int rec, void *ud)
 {
-  size_t r;
-  int rc;
-
-  if (encode_lit(b, "{\"resource\":{\"attributes\":[") < 0)
-    return -1;
-  lua_rawgeti(L, idx, (int)g->first[gi] + 1);
-  rc = add_resource_attrs(b, L, lua_gettop(L));
-  lua_pop(L, 1);
-  if (rc < 0 || encode_lit(b, "]},\"scopeLogs\":[{\"scope\":") < 0 ||
+  if (encode_lit(b, "{\"resource\":{\"attributes\":[") < 0 || add_resource_attrs(b, L, rec) < 0 ||
+      encode_lit(b, "]},\"scopeLogs\":[{\"scope\":") < 0 ||
       encode_lit(b, "{\"name\":\"engine\",\"version\":") < 0 ||
-      json_add_string(b, ENGINE_VERSION, strlen(ENGINE_VERSION)) < 0 ||
-      encode_lit(b, "},\"logRecords\":[") < 0)
+      json_add_string(b, ENGINE_VERSION, strlen(ENGINE_VERSION)) < 0)
     return -1;
-  for (r = g->first[gi]; r != SIZE_MAX; r = g->next[r]) {
-    if (r != g->first[gi] && encode_lit(b, ",") < 0)
-      return -1;
-    lua_rawgeti(L, idx, (int)r + 1);
-    rc = add_log_record(b, L, lua_gettop(L), now);
-    lua_pop(L, 1);
-    if (rc < 0)
-      return -1;
-  }
-  return encode_lit(b, "]}]}");
+  return encode_lit(b, "},\"logRecords\":[");
 }
 
 int encode_otlp(strbuf_t *b, lua_State *L, int idx)
 {
-  encode_groups_t g = { 0 };
-  strbuf_t key = { 0 };
   int64_t now = ts_now();
-  size_t i, count;
-  int rc = -1, is_table;
+  const encode_grouping_t how = {
+    .open = "{\"resourceLogs\":[", .group_close = "]}]}", .close = "]}",
+    .key = resource_key, .head = add_resource_head, .item = add_log_record, .ud = &now,
+  };
 
-  idx = encode_abs(L, idx);
-  if (!lua_checkstack(L, 12))
-    return -1;
-  count = lua_objlen(L, idx);
-  for (i = 0; i < count; i++) {
-    lua_rawgeti(L, idx, (int)i + 1);
-    is_table = lua_type(L, -1) == LUA_TTABLE;
-    rc = is_table ? resource_key(&key, L, lua_gettop(L)) : 0;
-    lua_pop(L, 1);
-    if (rc < 0 || (is_table && encode_groups_add(&g, i, key.data, key.len) < 0))
-      goto err;
-  }
-  rc = -1;
-  if (encode_lit(b, "{\"resourceLogs\":[") < 0)
-    goto err;
-  for (i = 0; i < g.n; i++) {
-    if ((i > 0 && encode_lit(b, ",") < 0) || add_resource_logs(b, L, idx, &g, i, now) < 0)
-      goto err;
-  }
-  rc = encode_lit(b, "]}");
-err:
-  encode_groups_free(&g);
-  strbuf_free(&key);
-  return rc;
+  return encode_grouped(b, L, idx, &how);
 }

@@ -315,3 +315,90 @@ void encode_groups_free(encode_groups_t *g)
   free(g->next);
   memset(g, 0, sizeof *g);
 }
+
+int encode_key_add_field(strbuf_t *key, lua_State *L, int rec, const char *name)
+{
+  char num[ENCODE_NUM_LEN], len_text[32];
+  const char *s;
+  size_t len;
+  int n;
+
+  s = encode_field_text(L, rec, name, num, &len);
+  if (s == NULL)
+    return encode_lit(key, "-");
+  n = snprintf(len_text, sizeof len_text, "%zu:", len);
+  if (strbuf_add(key, len_text, (size_t)n) < 0)
+    return -1;
+  return strbuf_add(key, s, len);
+}
+
+/* Calls fn with record number r (0-based) of the array at idx pushed.
+ * Returns what fn returns. */
+static int with_record(strbuf_t *b, lua_State *L, int idx, size_t r,
+                       int (*fn)(strbuf_t *, lua_State *, int, void *), void *ud)
+{
+  int rc;
+
+  lua_rawgeti(L, idx, (int)r + 1);
+  rc = fn(b, L, lua_gettop(L), ud);
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* Groups the table records of the array at idx by how->key. Returns 0 or
+ * -1. */
+static int group_records(encode_groups_t *g, lua_State *L, int idx, const encode_grouping_t *how)
+{
+  strbuf_t key = { 0 };
+  size_t i, count = lua_objlen(L, idx);
+  int rc = 0, is_table;
+
+  for (i = 0; i < count && rc == 0; i++) {
+    lua_rawgeti(L, idx, (int)i + 1);
+    is_table = lua_type(L, -1) == LUA_TTABLE;
+    key.len = 0;
+    rc = is_table ? how->key(&key, L, lua_gettop(L), how->ud) : 0;
+    lua_pop(L, 1);
+    if (rc == 0 && is_table)
+      rc = encode_groups_add(g, i, key.data, key.len);
+  }
+  strbuf_free(&key);
+  return rc;
+}
+
+/* Appends group gi: its head, its records, group_close. Returns 0 or -1. */
+static int add_group(strbuf_t *b, lua_State *L, int idx, const encode_groups_t *g, size_t gi,
+                     const encode_grouping_t *how)
+{
+  size_t r;
+
+  if (with_record(b, L, idx, g->first[gi], how->head, how->ud) < 0)
+    return -1;
+  for (r = g->first[gi]; r != SIZE_MAX; r = g->next[r]) {
+    if ((r != g->first[gi] && encode_lit(b, ",") < 0) ||
+        with_record(b, L, idx, r, how->item, how->ud) < 0)
+      return -1;
+  }
+  return encode_lit(b, how->group_close);
+}
+
+int encode_grouped(strbuf_t *b, lua_State *L, int idx, const encode_grouping_t *how)
+{
+  encode_groups_t g = { 0 };
+  size_t i;
+  int rc = -1;
+
+  idx = encode_abs(L, idx);
+  if (!lua_checkstack(L, 12))
+    return -1;
+  if (group_records(&g, L, idx, how) < 0 || encode_lit(b, how->open) < 0)
+    goto err;
+  for (i = 0; i < g.n; i++) {
+    if ((i > 0 && encode_lit(b, ",") < 0) || add_group(b, L, idx, &g, i, how) < 0)
+      goto err;
+  }
+  rc = encode_lit(b, how->close);
+err:
+  encode_groups_free(&g);
+  return rc;
+}

@@ -1,5 +1,5 @@
-/* encode_record.h - record access shared by the wire-format encoders
- * (encode_*.c, see encode.h).
+/* encode_record.h - record access, and the grouped body layout of Loki and
+ * OTLP, shared by the wire-format encoders (encode_*.c, see encode.h).
  *
  * Raw table access only: nothing here runs Lua code or raises a Lua error
  * short of running out of memory, and every function leaves the Lua stack as
@@ -96,5 +96,37 @@ int encode_groups_add(encode_groups_t *g, size_t rec, const char *key, size_t le
 
 /* Frees everything g holds; g is empty afterwards. */
 void encode_groups_free(encode_groups_t *g);
+
+/* Appends to a group key the text of field `name` of the record at rec
+ * (see encode_field_text) as "<length>:<bytes>", or "-" when it has none,
+ * so that keys built field by field never run together. Returns 0, or -1
+ * when out of memory. */
+int encode_key_add_field(strbuf_t *key, struct lua_State *L, int rec, const char *name);
+
+/* A body made of groups of records (Loki streams, OTLP resourceLogs):
+ *
+ *   open, then per group (comma separated):
+ *     head(first record of the group), item(each record of the group,
+ *     comma separated), group_close
+ *   then close.
+ *
+ * Groups come in the order of their first record, records in array order;
+ * array entries that are not tables are left out. The callbacks get the
+ * record's absolute stack index and ud, may use 10 stack slots and must
+ * leave the stack as they found it; each returns 0, or -1 when out of
+ * memory. */
+typedef struct encode_grouping {
+  const char *open, *group_close, *close;
+  /* Appends the group key of the record at rec to key (empty on entry). */
+  int (*key)(strbuf_t *key, struct lua_State *L, int rec, void *ud);
+  int (*head)(strbuf_t *b, struct lua_State *L, int rec, void *ud);
+  int (*item)(strbuf_t *b, struct lua_State *L, int rec, void *ud);
+  void *ud;
+} encode_grouping_t;
+
+/* Appends the records of the array at idx as the grouped body how
+ * describes. Returns 0, or -1 when out of memory (b then holds a partial
+ * body). */
+int encode_grouped(strbuf_t *b, struct lua_State *L, int idx, const encode_grouping_t *how);
 
 #endif

@@ -226,9 +226,8 @@ static int json_keys_push(json_keys_t *k, json_key_t **out)
 
 static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth);
 
-/* Returns n when the table at idx has exactly the keys 1..n (n > 0),
- * else 0. */
-static size_t json_array_len(lua_State *L, int idx)
+/* The length of the table at idx as an array (see output.h). */
+size_t json_array_len(lua_State *L, int idx)
 {
   size_t count = 0, n = lua_objlen(L, idx);
   double k;

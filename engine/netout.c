@@ -298,6 +298,16 @@ static void retry_later(netout_t *n, const char *why, double retry_after) {
   uv_timer_start(&n->retry, on_retry, (uint64_t)(delay * 1000), 0);
 }
 
+/* The head body was delivered: logs a recovery once, counts it, resets the
+ * backoff and drops the body. */
+static void delivered(netout_t *n) {
+  if (n->last_cause[0]) log_info(NULL, "output %s: delivering again", n->base.name);
+  n->last_cause[0] = '\0';
+  n->sent++;
+  n->backoff = n->cfg.backoff_initial;
+  body_done(n);
+}
+
 static void on_sent(void *ud, const http_result_t *r) {
   netout_t *n = ud;
   char why[300];
@@ -315,11 +325,7 @@ static void on_sent(void *ud, const http_result_t *r) {
         return;
       }
     }
-    if (n->last_cause[0]) log_info(NULL, "output %s: delivering again", n->base.name);
-    n->last_cause[0] = '\0';
-    n->sent++;
-    n->backoff = n->cfg.backoff_initial;
-    body_done(n);
+    delivered(n);
     kick(n);
     return;
   }
@@ -423,11 +429,7 @@ static void on_tcp_written(uv_write_t *w, int status) {
     syslog_failed(n, "writing to", status);
     return;
   }
-  if (n->last_cause[0]) log_info(NULL, "output %s: delivering again", n->base.name);
-  n->last_cause[0] = '\0';
-  n->sent++;
-  n->backoff = n->cfg.backoff_initial;
-  body_done(n);
+  delivered(n);
   syslog_kick(n);
 }
 

@@ -88,6 +88,11 @@ int json_add_lua(strbuf_t *b, struct lua_State *L, int idx);
  * record, as json_add_record counts it. */
 int json_add_field_value(strbuf_t *b, struct lua_State *L, int idx);
 
+/* Returns n when the table at stack index idx (absolute) has exactly the
+ * keys 1..n (n > 0), else 0: whether it is written as an array. Uses two
+ * stack slots. Never raises. */
+size_t json_array_len(struct lua_State *L, int idx);
+
 /* Appends the records of the array at idx, one line each: JSON objects
  * (json_add_record), or with plain set their `line` field alone (records
  * without a string line are skipped). Returns 0, or -1 when out of

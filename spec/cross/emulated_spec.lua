@@ -11,11 +11,7 @@ local CONTAINERS, LINES = 3, 300
 
 describe("the engine under emulation (" .. (os.getenv("ENGINE_CROSS_ARCH") or "?") .. ")", function()
   local srv, e
-  after_each(function()
-    if e then e:cleanup() end
-    if srv then srv:stop() end
-    e, srv = nil, nil
-  end)
+  after_each(function() e, srv = engine.release(e, srv) end)
 
   it("is the foreign binary", function()
     local code, out = engine.run_once { command = "version", pipeline = "return {}" }

@@ -6,6 +6,8 @@ local fake = require "spec.support.fake"
 local proc = require "spec.support.proc"
 
 local LINES = 60
+-- how long a stop may take: the pipelines' stop_timeout (3 s) and a second
+local STOP_BOUND = 3 + 1
 
 local function pipeline(host, extra)
   return string.format([[
@@ -46,21 +48,9 @@ local function received(e, name)
   return c
 end
 
--- Stops the engine and checks the exit code and the time it took.
-local function stop_in_bound(e)
-  local t0 = proc.now()
-  assert.equal(0, e:stop("TERM", 10))
-  local took = proc.now() - t0
-  assert.is_true(took < 3 + 1, string.format("stop took %.2f s", took))
-end
-
 describe("a reader facing a faulty daemon #tsan #sanitize", function()
   local srv, e
-  after_each(function()
-    if e then e:cleanup() end
-    if srv then srv:stop() end
-    e, srv = nil, nil
-  end)
+  after_each(function() e, srv = engine.release(e, srv) end)
 
   local cases = {
     { "stall-headers", nil },
@@ -81,7 +71,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
       e = engine.start { pipeline = pipeline(srv.host) }
       proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "every line of c0")
       if says then assert.matches(says, e:stderr_text(), 1, true) end
-      stop_in_bound(e)
+      e:stop_in_bound(STOP_BOUND)
       assert_each_once(e:json_records(), "c0", LINES)
     end)
   end
@@ -93,7 +83,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
       srv = fake.start { "--containers", "1", "--rate", "200", "--fault", status .. ":1" }
       e = engine.start { pipeline = pipeline(srv.host) }
       proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "lines of c0")
-      stop_in_bound(e)
+      e:stop_in_bound(STOP_BOUND)
       local log = e:stderr_text()
       assert.matches("stopped following: HTTP " .. status, log, 1, true)
       local count = seqs(e:json_records(), "c0")
@@ -109,7 +99,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     e = engine.start { pipeline = pipeline(srv.host) }
     proc.wait_for(function() return e:stderr_text():find("cannot be read", 1, true) end, 20, "the warning")
     proc.sleep(2.5) -- reconcile runs twice meanwhile: the container is not attached again
-    stop_in_bound(e)
+    e:stop_in_bound(STOP_BOUND)
     local _, warnings = e:stderr_text():gsub("log driver cannot be read through the API", "")
     assert.equal(1, warnings)
     assert.matches("readers live 0, started 1, stopped 1", e:stderr_text(), 1, true)
@@ -121,7 +111,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     proc.wait_for(function() return e:stderr_text():find("not followed: max_readers (2)", 1, true) end, 20,
                   "the warning")
     proc.sleep(2.5) -- two periodic lists meanwhile: no second warning
-    stop_in_bound(e)
+    e:stop_in_bound(STOP_BOUND)
     local _, n = e:stderr_text():gsub("not followed: max_readers", "")
     assert.equal(1, n)
     assert.matches("started 2, stopped 2", e:stderr_text(), 1, true)
@@ -134,7 +124,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
       local _, n = e:stderr_text():gsub("following container", "")
       return n >= 20
     end, 30, "all 20 containers followed")
-    stop_in_bound(e)
+    e:stop_in_bound(STOP_BOUND)
     assert.matches("skipping container events over max_events_per_second (5)", e:stderr_text(), 1, true)
   end)
 
@@ -145,7 +135,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     e = engine.start { pipeline = pipeline(srv.host, "reconcile_interval = 30") }
     proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "every line of c0")
     assert.matches("events stream: the daemon ended the events stream", e:stderr_text(), 1, true)
-    stop_in_bound(e)
+    e:stop_in_bound(STOP_BOUND)
     assert_each_once(e:json_records(), "c0", LINES)
   end)
 
@@ -155,25 +145,21 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     proc.wait_for(function() return received(e, "c0") >= 40 end, 30, "the first run")
     srv:post("/fake/restart/c0")
     proc.wait_for(function() return received(e, "c0") >= 80 end, 30, "the second run")
-    stop_in_bound(e)
+    e:stop_in_bound(STOP_BOUND)
     assert_each_once(e:json_records(), "c0", 80)
   end)
 end)
 
 describe("stop #tsan #sanitize", function()
   local srv, e
-  after_each(function()
-    if e then e:cleanup() end
-    if srv then srv:stop() end
-    e, srv = nil, nil
-  end)
+  after_each(function() e, srv = engine.release(e, srv) end)
 
   it("returns within stop_timeout while the daemon stalls after the headers", function()
     srv = fake.start { "--containers", "3", "--rate", "10", "--fault", "stall-body:100" }
     e = engine.start { pipeline = pipeline(srv.host, "cycle = 300") }
     proc.wait_for(function() return e:stderr_text():find("following container", 1, true) end, 20, "readers")
     proc.sleep(0.5)
-    stop_in_bound(e)
+    e:stop_in_bound(STOP_BOUND)
     assert.matches("readers live 0, started 3, stopped 3", e:stderr_text(), 1, true)
   end)
 
@@ -191,10 +177,7 @@ return {
 }]], srv.host) }
     proc.wait_for(function() return e:stderr_text():find("following container", 1, true) end, 20, "readers")
     proc.sleep(1)
-    local t0 = proc.now()
-    assert.equal(0, e:stop("TERM", 10))
-    local took = proc.now() - t0
-    assert.is_true(took < 2 + 1, string.format("stop took %.2f s", took))
+    e:stop_in_bound(2 + 1)
     assert.matches("filter aborted: engine stopping", e:stderr_text(), 1, true)
     assert.is_true(#e:json_records() > 0, "the batches reached the output unfiltered")
   end)

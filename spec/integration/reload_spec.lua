@@ -28,11 +28,7 @@ end
 
 describe("SIGHUP #sanitize", function()
   local srv, e
-  after_each(function()
-    if e then e:cleanup() end
-    if srv then srv:stop() end
-    e, srv = nil, nil
-  end)
+  after_each(function() e, srv = engine.release(e, srv) end)
 
   it("swaps filters and selection, keeps a broken reload out, and loses no line", function()
     srv = fake.start { "--containers", "2", "--rate", "100" }

@@ -18,6 +18,7 @@
 -- pipeline can name the host either way.
 
 local cjson = require "cjson"
+local luassert = require "luassert"
 local stdlib = require "posix.stdlib"
 local proc = require "spec.support.proc"
 
@@ -177,6 +178,15 @@ function Engine:stop(signal, timeout_s)
                       timeout_s, signal, self:stderr_text()), 2)
 end
 
+--- Stops the engine with SIGTERM (waiting at most 10 s, see stop) and
+-- asserts that it exited with code 0 in less than bound_s seconds.
+function Engine:stop_in_bound(bound_s)
+  local t0 = proc.now()
+  luassert.equal(0, self:stop("TERM", 10))
+  local took = proc.now() - t0
+  luassert.is_true(took < bound_s, string.format("stop took %.2f s", took))
+end
+
 --- Kills the engine if it still runs and removes its temporary folder
 -- (kept when ENGINE_SPEC_KEEP is set, for a look after a failure).
 -- Safe to call twice.
@@ -185,6 +195,18 @@ function Engine:cleanup()
   if self.dir and not os.getenv("ENGINE_SPEC_KEEP") then
     proc.sh("rm -rf " .. proc.quote(self.dir))
     self.dir_removed = true
+  end
+end
+
+--- Ends what a spec started: cleans up the engine e (see cleanup), then
+-- stops each helper server given (fake.lua, receiver.lua); any of them may
+-- be nil. Returns nothing, so that `e, srv = engine.release(e, srv)` in an
+-- after_each also forgets them.
+function M.release(e, ...)
+  if e then e:cleanup() end
+  for i = 1, select("#", ...) do
+    local srv = select(i, ...)
+    if srv then srv:stop() end
   end
 end
 

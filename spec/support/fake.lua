@@ -8,6 +8,7 @@
 --
 -- The binary is $ENGINE_TOOLS/fakedocker (default build/fakedocker).
 local proc = require "spec.support.proc"
+local server = require "spec.support.server"
 
 local M = {}
 
@@ -20,20 +21,12 @@ end
 
 --- Starts the server with extra arguments and waits (bounded) for "ready".
 function M.start(args)
-  local ok, dir = proc.sh("mktemp -d /tmp/fake.XXXXXX")
-  assert(ok, dir)
-  dir = dir:gsub("%s+$", "")
+  local dir = server.folder("fake")
   local srv = setmetatable({ dir = dir, sock = dir .. "/docker.sock" }, Server)
   srv.host = "unix://" .. srv.sock
-  local argv = { M.bin(), "--socket", srv.sock }
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  srv.p = proc.spawn { argv = argv, stdout = dir .. "/stdout", stderr = dir .. "/stderr" }
-  proc.wait_for(function()
-    if not srv.p:running() then
-      error("fakedocker exited: " .. (proc.read(dir .. "/stderr") or ""))
-    end
-    return (proc.read(dir .. "/stdout") or ""):find("ready\n", 1, true)
-  end, 10, "fakedocker to be ready")
+  server.run(srv, { M.bin(), "--socket", srv.sock }, args, "fakedocker", function(out)
+    return out:find("ready\n", 1, true)
+  end)
   return srv
 end
 
@@ -45,13 +38,6 @@ function Server:post(path)
 end
 
 --- Stops the server (SIGTERM, bounded) and removes its folder. Idempotent.
-function Server:stop()
-  if self.stopped then return end
-  self.stopped = true
-  self.p:signal("TERM")
-  if not self.p:wait(10) then self.p:kill() end
-  self.p:cleanup()
-  proc.sh("rm -rf " .. proc.quote(self.dir))
-end
+Server.stop = server.stop
 
 return M

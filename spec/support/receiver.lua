@@ -6,6 +6,7 @@
 --   for _, req in ipairs(rx:requests()) do print(req.path, req.body) end
 --   rx:stop()
 local proc = require "spec.support.proc"
+local server = require "spec.support.server"
 
 local M = {}
 local Receiver = {}
@@ -13,18 +14,11 @@ Receiver.__index = Receiver
 
 --- Starts the receiver with extra arguments; waits (bounded) for its port.
 function M.start(args)
-  local _, dir = proc.sh("mktemp -d /tmp/rx.XXXXXX")
-  dir = dir:gsub("%s+$", "")
+  local dir = server.folder("rx")
   local rx = setmetatable({ dir = dir }, Receiver)
-  local argv = { (os.getenv("ENGINE_TOOLS") or "build") .. "/receiver", "--dir", dir .. "/req" }
   proc.sh("mkdir -p " .. proc.quote(dir .. "/req"))
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  rx.p = proc.spawn { argv = argv, stdout = dir .. "/stdout", stderr = dir .. "/stderr" }
-  proc.wait_for(function()
-    if not rx.p:running() then error("receiver exited: " .. (proc.read(dir .. "/stderr") or "")) end
-    rx.port = (proc.read(dir .. "/stdout") or ""):match("ready (%d+)")
-    return rx.port
-  end, 10, "the receiver")
+  rx.port = server.run(rx, { (os.getenv("ENGINE_TOOLS") or "build") .. "/receiver", "--dir", dir .. "/req" },
+                       args, "receiver", function(out) return out:match("ready (%d+)") end)
   rx.url = "http://127.0.0.1:" .. rx.port
   return rx
 end
@@ -47,13 +41,6 @@ function Receiver:requests()
 end
 
 --- Stops the receiver and removes its folder. Idempotent.
-function Receiver:stop()
-  if self.stopped then return end
-  self.stopped = true
-  self.p:signal("TERM")
-  if not self.p:wait(10) then self.p:kill() end
-  self.p:cleanup()
-  proc.sh("rm -rf " .. proc.quote(self.dir))
-end
+Receiver.stop = server.stop
 
 return M
