@@ -94,6 +94,7 @@ typedef struct program {
   int routing;     /* look at records' `output`: several outputs or a routed_only one */
   double filter_timeout;
   int report;      /* log errors of protected calls (not while loading) */
+  int detached;    /* kept records were made plain tables (logged once) */
 } program_t;
 
 /* The runaway guard's view of the current call (pipeline thread only). */

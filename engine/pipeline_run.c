@@ -499,6 +499,30 @@ void pl_collect_if_full(program_t *g)
     lua_gc(g->L, LUA_GCCOLLECT, 0);
 }
 
+/* Batches held by lazy records count against half of engine.lua_memory:
+ * past that, once garbage is collected, the records filters still keep are
+ * made plain tables, which frees their batches. */
+static void limit_held(program_t *g)
+{
+  lua_State *L = g->L;
+  size_t limit = g->mem.limit / 2;
+
+  if (record_held(L) <= limit)
+    return;
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  if (record_held(L) <= limit)
+    return;
+  if (!g->detached)
+    log_info(NULL, "filters keep records holding %zu KiB of batches (over half of "
+                   "engine.lua_memory): kept records are made plain tables",
+             record_held(L) / 1024);
+  g->detached = 1;
+  lua_pushcfunction(L, record_detach);
+  if (lua_pcall(L, 0, 0, 0) != 0)
+    lua_pop(L, 1); /* out of memory: the batches stay held until it passes */
+  lua_gc(L, LUA_GCCOLLECT, 0);
+}
+
 void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
 {
   lua_State *L = g->L;
@@ -518,4 +542,5 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
    * proportion to it, as if it had been allocated in the state. */
   lua_gc(L, LUA_GCSTEP, (int)(b->bytes_cap / 1024));
   pl_collect_if_full(g);
+  limit_held(g);
 }

@@ -43,7 +43,17 @@ static const char *const key_names[N_KEYS] = {"stream", "time",   "container", "
 typedef struct rctx {
   const char *keys[N_KEYS]; /* the interned names (anchored: anchor_ref[k + 1]) */
   int index_ref, newindex_ref, box_mt_ref, weak_mt_ref, anchor_ref;
+  int live_ref;             /* weak-keyed set of the metatables of batches
+                               whose box is not yet collected */
+  size_t held;              /* bytes of the batches boxes hold */
 } rctx_t;
+
+/* A batch box: the batch, and the context that counts its bytes. */
+typedef struct box {
+  batch_t *batch;
+  rctx_t *x;
+  size_t bytes;
+} box_t;
 
 static char ctx_key;  /* its address keys the context in the registry */
 static char mark_key; /* its address marks a lazy record's metatable */
@@ -102,9 +112,9 @@ static int read_pos(lua_State *L, int t, int mt, size_t *i, unsigned *changed)
 static const batch_t *box_batch(lua_State *L, int mt)
 {
   lua_rawgeti(L, mt, MT_BOX);
-  batch_t **box = lua_touserdata(L, -1);
+  box_t *box = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  return box ? *box : NULL;
+  return box ? box->batch : NULL;
 }
 
 /* Pushes original field f of line i of b (mt: the batch's metatable). */
@@ -188,10 +198,11 @@ static int rec_newindex(lua_State *L)
 /* __gc of a batch box. */
 static int box_gc(lua_State *L)
 {
-  batch_t **box = lua_touserdata(L, 1);
-  if (box != NULL && *box != NULL) {
-    batch_free(*box);
-    *box = NULL;
+  box_t *box = lua_touserdata(L, 1);
+  if (box != NULL && box->batch != NULL) {
+    batch_free(box->batch);
+    box->batch = NULL;
+    box->x->held -= box->bytes;
   }
   return 0;
 }
@@ -315,6 +326,11 @@ void record_setup(lua_State *L)
   lua_setfield(L, -2, "__mode");
   x->weak_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+  lua_newtable(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->weak_mt_ref);
+  lua_setmetatable(L, -2);
+  x->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
   for (size_t k = 0; k < sizeof wrapped / sizeof wrapped[0]; k++)
     wrap_global(L, wrapped[k]);
   lua_settop(L, top);
@@ -332,12 +348,20 @@ static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b)
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->newindex_ref);
   lua_setfield(L, mt, "__newindex");
 
-  batch_t **box = lua_newuserdata(L, sizeof(batch_t *));
-  *box = NULL;
+  box_t *box = lua_newuserdata(L, sizeof(box_t));
+  box->batch = NULL;
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->box_mt_ref);
   lua_setmetatable(L, -2);
-  *box = batch_ref(b);
+  box->batch = batch_ref(b);
+  box->x = (rctx_t *)x;
+  box->bytes = sizeof *b + b->cap * sizeof *b->recs + b->bytes_cap;
+  box->x->held += box->bytes;
   lua_rawseti(L, mt, MT_BOX);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->live_ref);
+  lua_pushvalue(L, mt);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
 
   lua_createtable(L, 0, b->n > INT32_MAX ? INT32_MAX : (int)b->n);
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->weak_mt_ref);
@@ -388,6 +412,58 @@ void record_push_batch(lua_State *L, batch_t *b)
     lua_rawseti(L, recs, (int)(i + 1));
   }
   lua_settop(L, recs);
+}
+
+size_t record_held(lua_State *L)
+{
+  const rctx_t *x = get_ctx(L);
+  return x ? x->held : 0;
+}
+
+/* Materializes the records of the batch whose metatable is at mt. */
+static void detach_batch(lua_State *L, int mt)
+{
+  lua_rawgeti(L, mt, MT_POS);
+  int pos = lua_gettop(L);
+  lua_newtable(L); /* the records first: materializing edits pos */
+  int list = lua_gettop(L);
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, pos) != 0) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, list, ++n);
+  }
+  for (int k = 1; k <= n; k++) {
+    lua_rawgeti(L, list, k);
+    record_materialize(L, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, pos - 1);
+}
+
+int record_detach(lua_State *L)
+{
+  const rctx_t *x = get_ctx(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->live_ref);
+  int live = lua_gettop(L);
+  lua_newtable(L);
+  int list = lua_gettop(L);
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, live) != 0) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, list, ++n);
+  }
+  for (int k = 1; k <= n; k++) {
+    lua_rawgeti(L, list, k);
+    detach_batch(L, lua_gettop(L));
+    lua_pushnil(L);
+    lua_rawset(L, live); /* live[mt] = nil */
+  }
+  lua_settop(L, live - 1);
+  return 0;
 }
 
 /* --- JSON straight from the batch ------------------------------------ */

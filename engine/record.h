@@ -70,6 +70,17 @@ typedef struct record_origin {
  * memory or when idx is not a lazy record. */
 int record_add_json(strbuf_t *b, struct lua_State *L, int idx);
 
+/* Bytes of the batches that lazy records still hold (their boxes not yet
+ * collected). A filter that keeps a record keeps its whole batch: see
+ * record_detach. Can't fail. */
+size_t record_held(struct lua_State *L);
+
+/* A lua_CFunction (call it protected, no arguments): makes every lazy
+ * record still alive a plain table, so that no record holds a batch any
+ * more; the batches go with the next full collection. For when records
+ * kept by filters hold too much (record_held). */
+int record_detach(struct lua_State *L);
+
 /* Fills o for the lazy record at idx and returns 1; returns 0 for any other
  * value. A lazy record may also have new fields, and a new `line`: read
  * them from the table. */

@@ -157,4 +157,37 @@ describe("a record", function()
     assert.truthy(lazy.out:find('"labels":{"app":"shop","tier":"front"}', 1, true))
     assert.truthy(lazy.out:find('"name":"renamed"', 1, true))
   end)
+
+  it("lets filters keep records without keeping their batches past half of lua_memory", function()
+    local batches = {}
+    for b = 1, 120 do
+      local batch = {}
+      for l = 1, 100 do batch[l] = { "web", nil, nil, ("b%d-l%d "):format(b, l) .. ("x"):rep(1000) } end
+      batches[b] = batch
+    end
+    local src = [[
+      local kept = {}
+      return { engine = { lua_memory = 8 * 1024 * 1024 },
+        filters = { { name = "keep", process = function(batch)
+          kept[#kept + 1] = batch[1]
+          return {}
+        end, shutdown = function(ctx)
+          for _, rec in ipairs(kept) do
+            ctx.emit({ line = rec.line:sub(1, 12), name = rec.name, stream = rec.stream, time = rec.time })
+          end
+        end } } }]]
+    local r = run(src, feed.input(batches))
+    assert.truthy(r.err:find("kept records are made plain tables", 1, true), r.err)
+    assert.equal(120, #r.records)
+    for b = 1, 120 do
+      assert.equal(("b%d-l1 xxxxxx"):format(b):sub(1, 12), r.records[b].line)
+      assert.equal("web", r.records[b].name)
+      assert.equal("stdout", r.records[b].stream)
+      assert.equal(TIME, r.records[b].time)
+    end
+    -- a filter that keeps nothing never gets there
+    local plain = run("return { engine = { lua_memory = 8 * 1024 * 1024 } }", feed.input(batches))
+    assert.is_nil(plain.err:find("kept records", 1, true))
+    assert.equal(12000, #plain.records)
+  end)
 end)
