@@ -108,7 +108,12 @@ function Env:run(o)
   end
   if not cidfile then
     local out = self:docker_ok(argv)
-    return out:match("(%x+)%s*$") or error("docker run printed no id: " .. out)
+    -- the id is a line of its own; the client may add warnings after it
+    -- (such as "error waiting for container: context canceled")
+    for line in out:gmatch("[^\n]+") do
+      if line:match("^%x+$") and #line == 64 then return line end
+    end
+    error("docker run printed no id: " .. out)
   end
   local ok, out, status = self:docker(argv)
   local id = (proc.read(cidfile) or ""):match("%x+")
