@@ -164,6 +164,12 @@ describe("engine.pipeline.validate", function()
     fails({ filters = { [1] = print, [3] = print } }, "filters must be a list of filters (no item 2)")
   end)
 
+  it("bounds docker.read_delay", function()
+    fails({ docker = { read_delay = -1 } }, "docker.read_delay must be 0 or a positive number (got -1)")
+    fails({ docker = { read_delay = 11 } }, "docker.read_delay must be at most 10 seconds")
+    assert.equal(0.5, validator.validate({ docker = { read_delay = 0.5 } }).docker.read_delay)
+  end)
+
   it("rejects a single output table given instead of a list", function()
     fails({ outputs = { type = "stdout" } }, "outputs must be a list of outputs")
   end)
