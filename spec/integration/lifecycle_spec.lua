@@ -127,7 +127,10 @@ describe("reader lifecycle #tsan #sanitize", function()
     e = engine.start { pipeline = pipeline(prefix, "stop_timeout = 5") }
     wait_log(e, "connected to the Docker daemon")
     for i = 1, 3 do env:run { name = prefix .. "-busy" .. i, cmd = 'while true; do echo busy; done' } end
-    proc.wait_for(function() return #e:json_records() > 1000 end, 30, "busy lines")
+    proc.wait_for(function()
+      local _, following = e:stderr_text():gsub("%-busy%d%] following container", "")
+      return following == 3 and #e:json_records() > 1000
+    end, 30, "busy lines from the three containers")
     e:signal("INT")
     e:signal("INT")
     local t0 = proc.now()
