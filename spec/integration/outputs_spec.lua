@@ -24,6 +24,12 @@ local function ndjson_seqs(bodies)
       local rec = cjson.decode(line)
       local seq = tonumber(rec.line:match("^c0 (%d+)"))
       if seq then
+        -- every record carries its fields, whether a filter touched it or not
+        assert.equal("c0", rec.name)
+        assert.truthy(rec.stream == "stdout" or rec.stream == "stderr", rec.stream)
+        assert.truthy(rec.time:match("^%d%d%d%d%-%d%d%-%d%dT.*Z$"), rec.time)
+        assert.equal("string", type(rec.container))
+        assert.equal("table", type(rec.labels))
         count[seq] = (count[seq] or 0) + 1
         total = total + 1
       end
