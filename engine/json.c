@@ -183,6 +183,7 @@ typedef struct json_key {
   const char *s; /* the Lua string's bytes, unless is_num */
   size_t len;
   int is_num;
+  int is_true;   /* no value in the table: written as true */
   char num[40];  /* a number key, formatted */
 } json_key_t;
 
@@ -225,6 +226,31 @@ static int json_keys_push(json_keys_t *k, json_key_t **out)
 }
 
 static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth);
+
+/* Appends ,"key": (no comma before the first member; *first tracks that).
+ * Returns 0 or -1. */
+int json_add_key(strbuf_t *b, const char *key, size_t len, int *first)
+{
+  int rc = (*first ? 0 : strbuf_add(b, ",", 1)) | json_add_string(b, key, len) |
+           strbuf_add(b, ":", 1);
+  *first = 0;
+  return rc;
+}
+
+/* Appends the member key: value at vidx (at nesting depth); a value JSON
+ * cannot hold writes nothing, its key taken back. Returns 0 or -1. */
+static int json_add_member_at(strbuf_t *b, lua_State *L, const char *key, size_t len, int vidx,
+                              int *first, int depth)
+{
+  size_t mark = b->len;
+  int was_first = *first;
+  int rc = json_add_key(b, key, len, first) < 0 ? -1 : json_add_value(b, L, vidx, depth);
+  if (rc == 1) {
+    b->len = mark;
+    *first = was_first;
+  }
+  return rc < 0 ? -1 : 0;
+}
 
 /* The length of the table at idx as an array (see output.h). */
 size_t json_array_len(lua_State *L, int idx)
@@ -301,6 +327,7 @@ static int json_collect_keys(lua_State *L, int idx, json_keys_t *keys,
       return -1;
     }
     k->is_num = t == LUA_TNUMBER;
+    k->is_true = 0;
     if (t == LUA_TSTRING) {
       k->s = s;
       k->len = len;
@@ -324,30 +351,25 @@ static int json_collect_keys(lua_State *L, int idx, json_keys_t *keys,
 static int json_add_members(strbuf_t *b, lua_State *L, int idx,
                             const json_keys_t *keys, int *first, int depth)
 {
-  size_t i, mark;
+  size_t i;
   int rc;
 
   for (i = 0; i < keys->n; i++) {
-    mark = b->len;
-    if (!*first && strbuf_add(b, ",", 1) < 0)
-      return -1;
-    if (json_add_string(b, json_key_bytes(&keys->v[i]), keys->v[i].len) < 0 ||
-        strbuf_add(b, ":", 1) < 0)
-      return -1;
-    if (keys->v[i].is_num)
-      lua_pushnumber(L, strtod(keys->v[i].num, NULL));
+    const json_key_t *k = &keys->v[i];
+    if (k->is_true) {
+      if (json_add_key(b, k->s, k->len, first) < 0 || strbuf_add(b, "true", 4) < 0)
+        return -1;
+      continue;
+    }
+    if (k->is_num)
+      lua_pushnumber(L, strtod(k->num, NULL));
     else
-      lua_pushlstring(L, keys->v[i].s, keys->v[i].len);
+      lua_pushlstring(L, k->s, k->len);
     lua_rawget(L, idx);
-    rc = json_add_value(b, L, lua_gettop(L), depth + 1);
+    rc = json_add_member_at(b, L, json_key_bytes(k), k->len, lua_gettop(L), first, depth + 1);
     lua_pop(L, 1);
     if (rc < 0)
       return -1;
-    if (rc == 1) {
-      b->len = mark; /* nothing to write: take the key back */
-      continue;
-    }
-    *first = 0;
   }
   return 0;
 }
@@ -436,6 +458,7 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
         goto err;
       }
       k->is_num = 0;
+      k->is_true = 0;
       k->s = record_fields[i];
       k->len = strlen(record_fields[i]);
     }
@@ -445,15 +468,42 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
     goto err;
   if (json_add_members(b, L, idx, &keys, &first, 0) < 0)
     goto err;
-  keys.n = 0;
-  if (json_collect_keys(L, idx, &keys, record_fields, N_RECORD_FIELDS) < 0)
-    goto err;
-  if (json_add_members(b, L, idx, &keys, &first, 0) < 0)
+  if (json_add_record_rest(b, L, idx, 0, &first) < 0)
     goto err;
   rc = strbuf_add(b, "}", 1);
 err:
   free(keys.v);
   return rc;
+}
+
+/* Appends the members after the fixed ones (see output.h). */
+int json_add_record_rest(strbuf_t *b, lua_State *L, int idx, int truncated, int *first)
+{
+  json_keys_t keys = { 0 };
+  json_key_t *k;
+  int rc = -1;
+
+  if (json_collect_keys(L, idx, &keys, record_fields, N_RECORD_FIELDS) < 0)
+    goto err;
+  if (truncated) {
+    if (json_keys_push(&keys, &k) < 0)
+      goto err;
+    k->s = "truncated";
+    k->len = 9;
+    k->is_num = 0;
+    k->is_true = 1;
+    qsort(keys.v, keys.n, sizeof *keys.v, json_key_cmp);
+  }
+  rc = json_add_members(b, L, idx, &keys, first, 0);
+err:
+  free(keys.v);
+  return rc;
+}
+
+/* Appends a record's member (see output.h). */
+int json_add_member(strbuf_t *b, lua_State *L, const char *key, size_t len, int vidx, int *first)
+{
+  return json_add_member_at(b, L, key, len, vidx, first, 1);
 }
 
 /* Appends any value (see output.h). */
@@ -464,16 +514,6 @@ int json_add_lua(strbuf_t *b, lua_State *L, int idx)
   if (!lua_checkstack(L, 4))
     return -1;
   return json_add_value(b, L, idx, 0);
-}
-
-/* Appends the value of a record's field (see output.h). */
-int json_add_field_value(strbuf_t *b, lua_State *L, int idx)
-{
-  if (idx < 0 && idx > LUA_REGISTRYINDEX)
-    idx = lua_gettop(L) + idx + 1;
-  if (!lua_checkstack(L, 4))
-    return -1;
-  return json_add_value(b, L, idx, 1);
 }
 
 /* Appends the record at idx as a plain line: its `line` field and "\n".

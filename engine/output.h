@@ -84,9 +84,19 @@ int json_add_record(strbuf_t *b, struct lua_State *L, int idx);
  * (nothing was appended), or -1 when out of memory. Never raises. */
 int json_add_lua(strbuf_t *b, struct lua_State *L, int idx);
 
-/* The same for the value of a record's field: nesting counts from the
- * record, as json_add_record counts it. */
-int json_add_field_value(strbuf_t *b, struct lua_State *L, int idx);
+/* Pieces of json_add_record, for writers of records kept elsewhere
+ * (record.h). json_add_key appends ,"key": (no comma before the first
+ * member: *first tracks that). json_add_member appends a member whose value
+ * is at stack index vidx, nested as a record's field; a value JSON cannot
+ * hold writes nothing, key included. json_add_record_rest appends the
+ * members json_add_record writes after its fixed ones (every key but time,
+ * stream, container, name, image, line, labels and output, sorted), with
+ * "truncated":true among them when truncated is set. Each returns 0, or -1
+ * when out of memory. */
+int json_add_key(strbuf_t *b, const char *key, size_t len, int *first);
+int json_add_member(strbuf_t *b, struct lua_State *L, const char *key, size_t len, int vidx,
+                    int *first);
+int json_add_record_rest(strbuf_t *b, struct lua_State *L, int idx, int truncated, int *first);
 
 /* Returns n when the table at stack index idx (absolute) has exactly the
  * keys 1..n (n > 0), else 0: whether it is written as an array. Uses two

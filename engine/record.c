@@ -18,8 +18,6 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,10 +30,10 @@ enum { MT_BOX = 1, MT_POS, MT_MARK, MT_LABELS, MT_ID, MT_NAME, MT_IMAGE, MT_SLOT
 #define N_FIELDS 7
 static const char *const field_names[N_FIELDS] = {"stream", "time",   "container", "name",
                                                   "image",  "labels", "truncated"};
-/* Two more keys the JSON writer knows, after the lazy ones. */
-enum { K_LINE = N_FIELDS, K_OUTPUT, N_KEYS };
-static const char *const key_names[N_KEYS] = {"stream", "time",   "container", "name", "image",
-                                              "labels", "truncated", "line",   "output"};
+/* The lazy fields and `line`, the keys the JSON writer looks up. */
+enum { K_LINE = N_FIELDS, N_KEYS };
+static const char *const key_names[N_KEYS] = {"stream", "time",      "container", "name",
+                                              "image",  "labels", "truncated", "line"};
 
 #define CHANGED_SHIFT 4294967296.0 /* 2^32: pos values are i + changed * 2^32 */
 
@@ -468,71 +466,15 @@ int record_detach(lua_State *L)
 
 /* --- JSON straight from the batch ------------------------------------ */
 
-/* A key of the record other than the ones written first. */
-typedef struct okey {
-  const char *s; /* its bytes (a Lua string the record holds, or num) */
-  size_t len;
-  int is_num, original; /* original: `truncated`, from the batch */
-  char num[40];
-} okey_t;
-
-static int okey_cmp(const void *a, const void *b)
-{
-  const okey_t *x = a, *y = b;
-  size_t n = x->len < y->len ? x->len : y->len;
-  int c = memcmp(x->s, y->s, n);
-  return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* The N_KEYS index of the string key at idx, or -1. */
-static int key_of(const rctx_t *x, lua_State *L, int idx)
-{
-  const char *s = lua_tostring(L, idx);
-  for (int k = 0; k < N_KEYS; k++)
-    if (s == x->keys[k])
-      return k;
-  return -1;
-}
-
-/* Appends ,"key": (no comma before the first member). */
-static int add_key(strbuf_t *b, const char *key, size_t len, int *first)
-{
-  int rc = (*first ? 0 : strbuf_add(b, ",", 1)) | json_add_string(b, key, len) |
-           strbuf_add(b, ":", 1);
-  *first = 0;
-  return rc;
-}
-
-/* Appends the raw value of key k (N_KEYS index) of the record at t.
- * Returns 0, or -1 when out of memory; a value without a JSON form writes
- * nothing, key included. */
-static int add_raw(strbuf_t *b, lua_State *L, const rctx_t *x, int t, int k, int *first)
-{
-  size_t mark = b->len;
-  int was_first = *first;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
-  lua_rawgeti(L, -1, k + 1);
-  lua_rawget(L, t);
-  int rc = add_key(b, key_names[k], strlen(key_names[k]), first);
-  int v = rc == 0 ? json_add_field_value(b, L, lua_gettop(L)) : -1;
-  lua_pop(L, 2);
-  if (v == 1) {
-    b->len = mark;
-    *first = was_first;
-  }
-  return v < 0 ? -1 : 0;
-}
-
-/* Appends the original value of lazy field f of line i of b (mt: the
- * batch's metatable). Returns 0 or -1. */
+/* Appends the original value of lazy field f of line i of b as a member
+ * (mt: the batch's metatable). Returns 0 or -1. */
 static int add_original(strbuf_t *bf, lua_State *L, int mt, const batch_t *b, size_t i, int f,
                         int *first)
 {
   const batch_rec_t *r = &b->recs[i];
   const container_t *c = b->container;
   char ts[TS_LEN + 1];
-  const char *s = NULL;
-  int rc = add_key(bf, field_names[f], strlen(field_names[f]), first);
+  const char *s;
 
   switch (f) {
   case 0:
@@ -551,114 +493,27 @@ static int add_original(strbuf_t *bf, lua_State *L, int mt, const batch_t *b, si
   case 4:
     s = c->image ? c->image : "";
     break;
-  case 5:
-    lua_rawgeti(L, mt, MT_LABELS); /* a filter may have changed the shared table */
-    rc |= json_add_field_value(bf, L, lua_gettop(L)) < 0 ? -1 : 0;
+  default: { /* labels: a filter may have changed the shared table */
+    lua_rawgeti(L, mt, MT_LABELS);
+    int rc = json_add_member(bf, L, field_names[f], strlen(field_names[f]), lua_gettop(L), first);
     lua_pop(L, 1);
     return rc;
-  default:
-    return rc | strbuf_add(bf, "true", 4);
   }
-  return rc | json_add_string(bf, s, strlen(s));
-}
-
-/* Collects the keys written after the fixed ones into *keys (sorted) and
- * the fixed ones the record holds raw into *raw (bits of N_KEYS indices).
- * Returns 0 or -1. */
-static int collect(lua_State *L, const rctx_t *x, int t, okey_t **keys, size_t *n,
-                   unsigned *raw)
-{
-  size_t cap = 0;
-  *keys = NULL;
-  *n = 0;
-  *raw = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t) != 0) {
-    lua_pop(L, 1); /* the value; keep the key */
-    int type = lua_type(L, -1);
-    if (type != LUA_TSTRING && type != LUA_TNUMBER)
-      continue;
-    int k = type == LUA_TSTRING ? key_of(x, L, -1) : -1;
-    if (k >= 0 && k != 6) { /* `truncated` sorts among the others */
-      *raw |= 1u << k;
-      continue;
-    }
-    if (*n == cap) {
-      size_t nc = cap ? cap * 2 : 8;
-      okey_t *v = realloc(*keys, nc * sizeof *v);
-      if (v == NULL) {
-        lua_pop(L, 1);
-        return -1;
-      }
-      *keys = v;
-      cap = nc;
-    }
-    okey_t *o = &(*keys)[(*n)++];
-    o->original = 0;
-    o->is_num = type == LUA_TNUMBER;
-    if (type == LUA_TSTRING) {
-      o->s = lua_tolstring(L, -1, &o->len);
-      if (k == 6)
-        *raw |= 1u << 6;
-    } else { /* lua_tolstring would turn the key into a string and break lua_next */
-      double v = lua_tonumber(L, -1);
-      if (v == floor(v) && fabs(v) < 1e18)
-        o->len = (size_t)snprintf(o->num, sizeof o->num, "%lld", (long long)v);
-      else
-        o->len = (size_t)snprintf(o->num, sizeof o->num, "%.17g", v);
-      o->s = o->num;
-    }
   }
-  return 0;
-}
-
-/* Appends the other members, in order; o->s of a number key points into
- * the array, so it is fixed up after sorting. */
-static int add_others(strbuf_t *b, lua_State *L, int t, okey_t *keys, size_t n, int *first)
-{
-  for (size_t k = 0; k < n; k++)
-    if (keys[k].is_num)
-      keys[k].s = keys[k].num;
-  if (n > 1)
-    qsort(keys, n, sizeof *keys, okey_cmp);
-  for (size_t k = 0; k < n; k++) {
-    okey_t *o = &keys[k];
-    if (o->is_num)
-      o->s = o->num;
-    if (o->original) {
-      if (add_key(b, "truncated", 9, first) < 0 || strbuf_add(b, "true", 4) < 0)
-        return -1;
-      continue;
-    }
-    size_t mark = b->len;
-    int was_first = *first;
-    if (o->is_num)
-      lua_pushnumber(L, strtod(o->num, NULL));
-    else
-      lua_pushlstring(L, o->s, o->len);
-    lua_rawget(L, t);
-    int v = add_key(b, o->s, o->len, first) < 0 ? -1 : json_add_field_value(b, L, lua_gettop(L));
-    lua_pop(L, 1);
-    if (v < 0)
-      return -1;
-    if (v == 1) {
-      b->len = mark;
-      *first = was_first;
-    }
-  }
-  return 0;
+  return json_add_key(bf, field_names[f], strlen(field_names[f]), first) |
+         json_add_string(bf, s, strlen(s));
 }
 
 int record_add_json(strbuf_t *b, lua_State *L, int idx)
 {
-  /* The order of json_add_record (output.h): time, stream, container, name,
-   * image, line, labels, then the other keys sorted; `output` never. */
+  /* The fixed members in json_add_record's order (json.c: time, stream,
+   * container, name, image, line, labels), then the rest as it writes them.
+   * `truncated`, when original, goes among the rest. */
   static const int fixed[] = {1, 0, 2, 3, 4, K_LINE, 5};
   const rctx_t *x = get_ctx(L);
   int top = lua_gettop(L), first = 1, rc = -1;
-  okey_t *keys = NULL;
-  size_t i, n = 0;
-  unsigned changed, raw;
+  size_t i;
+  unsigned changed;
 
   if (!lua_checkstack(L, 8))
     return -1;
@@ -666,37 +521,31 @@ int record_add_json(strbuf_t *b, lua_State *L, int idx)
   if (mt == 0 || !read_pos(L, idx, mt, &i, &changed))
     goto done;
   const batch_t *bt = box_batch(L, mt);
-  if (bt == NULL || collect(L, x, idx, &keys, &n, &raw) < 0)
+  if (bt == NULL || strbuf_add(b, "{", 1) < 0)
     goto done;
-  if ((bt->recs[i].flags & DECODE_TRUNCATED) && !(changed & RECORD_F_TRUNCATED) &&
-      !(raw & RECORD_F_TRUNCATED)) {
-    okey_t *v = realloc(keys, (n + 1) * sizeof *v);
-    if (v == NULL)
-      goto done;
-    keys = v;
-    keys[n].s = "truncated";
-    keys[n].len = 9;
-    keys[n].is_num = 0;
-    keys[n].original = 1;
-    n++;
-  }
-  if (strbuf_add(b, "{", 1) < 0)
-    goto done;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
+  int anchor = lua_gettop(L);
   for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++) {
-    int f = fixed[k];
-    int r = 0;
-    if (raw & (1u << f))
-      r = add_raw(b, L, x, idx, f, &first);
+    int f = fixed[k], r = 0;
+    lua_rawgeti(L, anchor, f + 1);
+    lua_rawget(L, idx);
+    if (!lua_isnil(L, -1))
+      r = json_add_member(b, L, key_names[f], strlen(key_names[f]), lua_gettop(L), &first);
     else if (f < N_FIELDS && !(changed & (1u << f)))
       r = add_original(b, L, mt, bt, i, f, &first);
+    lua_pop(L, 1);
     if (r < 0)
       goto done;
   }
-  if (add_others(b, L, idx, keys, n, &first) < 0 || strbuf_add(b, "}", 1) < 0)
+  lua_rawgeti(L, anchor, 6 + 1); /* a raw `truncated` is one of the rest */
+  lua_rawget(L, idx);
+  int truncated = lua_isnil(L, -1) && (bt->recs[i].flags & DECODE_TRUNCATED) &&
+                  !(changed & RECORD_F_TRUNCATED);
+  lua_pop(L, 1);
+  if (json_add_record_rest(b, L, idx, truncated, &first) < 0 || strbuf_add(b, "}", 1) < 0)
     goto done;
   rc = 0;
 done:
-  free(keys);
   lua_settop(L, top);
   return rc;
 }
