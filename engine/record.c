@@ -418,20 +418,28 @@ size_t record_held(lua_State *L)
   return x ? x->held : 0;
 }
 
+/* Pushes an array of the keys of the table at t (to go through them while
+ * the table changes). Returns how many. */
+static int push_keys(lua_State *L, int t)
+{
+  lua_newtable(L);
+  int list = lua_gettop(L), n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t) != 0) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, list, ++n);
+  }
+  return n;
+}
+
 /* Materializes the records of the batch whose metatable is at mt. */
 static void detach_batch(lua_State *L, int mt)
 {
   lua_rawgeti(L, mt, MT_POS);
   int pos = lua_gettop(L);
-  lua_newtable(L); /* the records first: materializing edits pos */
+  int n = push_keys(L, pos); /* materializing edits pos */
   int list = lua_gettop(L);
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, pos) != 0) {
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, list, ++n);
-  }
   for (int k = 1; k <= n; k++) {
     lua_rawgeti(L, list, k);
     record_materialize(L, lua_gettop(L));
@@ -445,15 +453,8 @@ int record_detach(lua_State *L)
   const rctx_t *x = get_ctx(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->live_ref);
   int live = lua_gettop(L);
-  lua_newtable(L);
+  int n = push_keys(L, live);
   int list = lua_gettop(L);
-  int n = 0;
-  lua_pushnil(L);
-  while (lua_next(L, live) != 0) {
-    lua_pop(L, 1);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, list, ++n);
-  }
   for (int k = 1; k <= n; k++) {
     lua_rawgeti(L, list, k);
     detach_batch(L, lua_gettop(L));
