@@ -266,7 +266,7 @@ static void pipeline_families(writer_t *w, const status_t *s) {
   const pipeline_stats_t *p = &s->pipeline;
   one_u(w, "engine_pipeline_loaded", "gauge", "1 while the pipeline thread runs.",
         s->pipeline_loaded ? 1 : 0);
-  one_u(w, "engine_batches_total", "counter", "Batches handed to the filters.", p->batches);
+  one_u(w, "engine_batches_total", "counter", "Batches the filters and outputs processed.", p->batches);
   one_u(w, "engine_records_in_total", "counter", "Records (log lines) handed to the filters.",
         p->records_in);
   one_u(w, "engine_records_out_total", "counter",

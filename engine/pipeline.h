@@ -109,7 +109,8 @@ void pipeline_discard(pipeline_t *p);
  * (its close callback counts it, see uvh.h). */
 void pipeline_close(pipeline_t *p);
 
-/* Counts since start, readable from any thread. filter_timeouts counts the
+/* Counts since start, readable from any thread. batches counts the batches
+ * processed (filters run and outputs written). filter_timeouts counts the
  * filter calls the runaway guard stopped (timeout or abort), filter_errors
  * every other failed filter call (hooks included); records_out counts the
  * records handed to the outputs, records_unrouted those whose `output`

@@ -528,10 +528,11 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
   lua_State *L = g->L;
   int top = lua_gettop(L);
 
-  pl_count(&p->stats.batches, 1);
   pl_count(&p->stats.records_in, b->n);
-  if (b->n == 0)
+  if (b->n == 0) {
+    pl_count(&p->stats.batches, 1);
     return;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, g->run_ref);
   lua_pushlightuserdata(L, p);
   lua_pushlightuserdata(L, g);
@@ -543,4 +544,6 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
   lua_gc(L, LUA_GCSTEP, (int)(b->bytes_cap / 1024));
   pl_collect_if_full(g);
   limit_held(g);
+  /* Counted last: a batch counts as processed once its outputs took it. */
+  pl_count(&p->stats.batches, 1);
 }
