@@ -44,8 +44,7 @@ static int add_fields(strbuf_t *b, strbuf_t *tmp, lua_State *L, int rec)
     if ((!first && encode_lit(tmp, ",") < 0) ||
         json_add_string(tmp, keys.s[i], keys.len[i]) < 0 || encode_lit(tmp, ":") < 0)
       goto err;
-    lua_pushlstring(L, keys.s[i], keys.len[i]);
-    lua_rawget(L, rec);
+    encode_push_field(L, rec, keys.s[i], keys.len[i]);
     r = json_add_lua(tmp, L, -1);
     lua_pop(L, 1);
     if (r < 0)
@@ -71,8 +70,7 @@ static int add_labels(strbuf_t *b, strbuf_t *tmp, lua_State *L, int rec)
   int rc;
 
   tmp->len = 0;
-  lua_pushstring(L, "labels");
-  lua_rawget(L, rec);
+  encode_push_field(L, rec, "labels", 6);
   rc = lua_type(L, -1) == LUA_TTABLE ? json_add_lua(tmp, L, -1) : 1;
   lua_pop(L, 1);
   if (rc < 0)

@@ -25,8 +25,7 @@ static int add_document(strbuf_t *b, lua_State *L, int rec, int64_t now)
   size_t mark;
   int own;
 
-  lua_pushstring(L, "@timestamp");
-  lua_rawget(L, rec);
+  encode_push_field(L, rec, "@timestamp", 10);
   own = !lua_isnil(L, -1);
   lua_pop(L, 1);
   if (own)

@@ -88,8 +88,7 @@ static int add_key_values(strbuf_t *b, lua_State *L, int t, const char *const *s
     if ((!first && encode_lit(b, ",") < 0) || encode_lit(b, "{\"key\":") < 0 ||
         json_add_string(b, keys.s[i], keys.len[i]) < 0 || encode_lit(b, ",\"value\":") < 0)
       goto err;
-    lua_pushlstring(L, keys.s[i], keys.len[i]);
-    lua_rawget(L, t);
+    encode_push_field(L, t, keys.s[i], keys.len[i]);
     r = add_any(b, L, lua_gettop(L), depth + 1);
     lua_pop(L, 1);
     if (r < 0 || (r == 0 && encode_lit(b, "}") < 0))
@@ -164,8 +163,7 @@ static int resource_key(strbuf_t *key, lua_State *L, int rec, void *ud)
   for (i = 0; i < 3; i++)
     if (encode_key_add_field(key, L, rec, fields[i]) < 0)
       return -1;
-  lua_pushstring(L, "labels");
-  lua_rawget(L, rec);
+  encode_push_field(L, rec, "labels", 6);
   n = snprintf(tmp, sizeof tmp, "%p", lua_type(L, -1) == LUA_TTABLE ? lua_topointer(L, -1) : NULL);
   lua_pop(L, 1);
   return strbuf_add(key, tmp, (size_t)n);
@@ -195,8 +193,7 @@ static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
       return -1;
     first = 0;
   }
-  lua_pushstring(L, "labels");
-  lua_rawget(L, rec);
+  encode_push_field(L, rec, "labels", 6);
   if (lua_type(L, -1) == LUA_TTABLE) {
     if (encode_keys_collect(L, lua_gettop(L), NULL, 0, &keys) < 0)
       goto err;

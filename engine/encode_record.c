@@ -10,7 +10,10 @@
 #include <lua.h>
 
 #include "encode_record.h"
+#include "record.h"
 #include "timestamp.h"
+
+_Static_assert(ENCODE_NUM_LEN >= RECORD_TEXT_LEN, "num holds an original field's text");
 
 int encode_lit(strbuf_t *b, const char *s)
 {
@@ -32,6 +35,10 @@ int64_t encode_record_time(lua_State *L, int rec, int64_t fallback)
 
   lua_pushstring(L, "time");
   lua_rawget(L, rec);
+  if (lua_isnil(L, -1) && record_original_time(L, rec, &ns)) {
+    lua_pop(L, 1);
+    return ns; /* a lazy record's own time, as its line came */
+  }
   if (lua_type(L, -1) == LUA_TSTRING) {
     s = lua_tolstring(L, -1, &len);
     if (ts_parse(s, len, &ns, &used) < 0 || used != len)
@@ -66,6 +73,17 @@ const char *encode_value_text(lua_State *L, int idx, char num[ENCODE_NUM_LEN], s
   }
 }
 
+void encode_push_field(lua_State *L, int t, const char *name, size_t len)
+{
+  lua_pushlstring(L, name, len);
+  lua_rawget(L, t);
+  if (lua_isnil(L, -1) && record_is_lazy(L, t)) {
+    lua_pop(L, 1);
+    if (!record_push_original(L, t, name, len))
+      lua_pushnil(L);
+  }
+}
+
 const char *encode_field_text(lua_State *L, int rec, const char *name,
                               char num[ENCODE_NUM_LEN], size_t *len)
 {
@@ -73,6 +91,11 @@ const char *encode_field_text(lua_State *L, int rec, const char *name,
 
   lua_pushstring(L, name);
   lua_rawget(L, rec);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    /* a lazy record's original: text in the batch, or formatted into num */
+    return record_original_text(L, rec, name, strlen(name), num, len);
+  }
   s = encode_value_text(L, -1, num, len);
   lua_pop(L, 1); /* a string stays alive in the record */
   return s;
@@ -129,12 +152,20 @@ static int keys_insert(encode_keys_t *k, const char *s, size_t len)
   return 0;
 }
 
+/* Whether s[0..len) is one of the n_skip names in skip. */
+static int skipped(const char *s, size_t len, const char *const *skip, size_t n_skip)
+{
+  for (size_t i = 0; i < n_skip; i++)
+    if (strlen(skip[i]) == len && memcmp(skip[i], s, len) == 0)
+      return 1;
+  return 0;
+}
+
 int encode_keys_collect(lua_State *L, int t, const char *const *skip, size_t n_skip,
                         encode_keys_t *k)
 {
-  const char *s;
-  size_t len, i;
-  int skipped;
+  const char *s, *originals[RECORD_N_FIELDS];
+  size_t len, i, n;
 
   lua_pushnil(L);
   while (lua_next(L, t) != 0) {
@@ -142,13 +173,16 @@ int encode_keys_collect(lua_State *L, int t, const char *const *skip, size_t n_s
     if (lua_type(L, -1) != LUA_TSTRING)
       continue;
     s = lua_tolstring(L, -1, &len);
-    skipped = 0;
-    for (i = 0; i < n_skip && !skipped; i++)
-      skipped = strlen(skip[i]) == len && memcmp(skip[i], s, len) == 0;
-    if (!skipped && keys_insert(k, s, len) < 0) {
+    if (!skipped(s, len, skip, n_skip) && keys_insert(k, s, len) < 0) {
       lua_pop(L, 1);
       return -1;
     }
+  }
+  n = record_original_names(L, t, originals); /* a lazy record's other fields */
+  for (i = 0; i < n; i++) {
+    len = strlen(originals[i]);
+    if (!skipped(originals[i], len, skip, n_skip) && keys_insert(k, originals[i], len) < 0)
+      return -1;
   }
   return 0;
 }

@@ -4,8 +4,13 @@
  * Raw table access only: nothing here runs Lua code or raises a Lua error
  * short of running out of memory, and every function leaves the Lua stack as
  * it found it. idx arguments must be absolute stack indices. String pointers
- * returned point into Lua strings held by the record, valid while the record
- * stays on the stack unchanged. */
+ * returned point into Lua strings held by the record (or into its batch),
+ * valid while the record stays on the stack unchanged.
+ *
+ * A lazy record (record.h) is read as the plain table it would become: its
+ * original fields come from its batch, read where it is stored, without
+ * making the record a table. Encoders read fields through these functions
+ * (and json_add_record), never with lua_rawget on a record. */
 #ifndef ENGINE_ENCODE_RECORD_H
 #define ENGINE_ENCODE_RECORD_H
 
@@ -35,6 +40,10 @@ int64_t encode_record_time(struct lua_State *L, int rec, int64_t fallback);
 const char *encode_value_text(struct lua_State *L, int idx, char num[ENCODE_NUM_LEN],
                               size_t *len);
 
+/* Pushes the value of field name[0..len) of the table at t: its raw value,
+ * or a lazy record's original field, or nil. */
+void encode_push_field(struct lua_State *L, int t, const char *name, size_t len);
+
 /* The text of field `name` of the record at rec (see encode_value_text), or
  * NULL when it is missing or has no text form. */
 const char *encode_field_text(struct lua_State *L, int rec, const char *name,
@@ -51,8 +60,9 @@ typedef struct encode_keys {
   size_t n, cap;
 } encode_keys_t;
 
-/* Collects into k the string keys of the table at t whose value is not nil,
- * except the n_skip names in skip. Returns 0, or -1 when out of memory. */
+/* Collects into k the string keys of the table at t whose value is not nil
+ * (with a lazy record's original fields), except the n_skip names in skip.
+ * Returns 0, or -1 when out of memory. */
 int encode_keys_collect(struct lua_State *L, int t, const char *const *skip, size_t n_skip,
                         encode_keys_t *k);
 

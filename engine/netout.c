@@ -796,9 +796,6 @@ output_t *netout_new(const char *name, netout_config_t *cfg) {
   n->base.type = kind_name(cfg->kind);
   n->base.name = strdup(name ? name : kind_name(cfg->kind));
   n->base.write = NULL; /* network outputs write through netout_write */
-  /* NDJSON and JSON arrays come from json_add_record, which writes lazy
-   * records as they are; the other formats read fields from plain tables */
-  n->base.lazy_ok = cfg->kind == NETOUT_HTTP;
   n->base.flush = no_flush;
   n->base.free = netout_free;
   n->cfg = *cfg;

@@ -23,10 +23,10 @@ struct output {
   const char *type;   /* "stdout" or "file" */
   char *name;         /* the user's name for it (default: the type) */
   int routed_only;    /* receives only records whose `output` names it */
-  int lazy_ok;        /* takes lazy records (record.h) as they are; else
-                         they are made plain tables before write */
   /* Writes the records in the array at stack index idx. Returns 0, or -1
-   * with a message in err. Must not raise Lua errors. */
+   * with a message in err. Must not raise Lua errors. Records may be lazy
+   * (record.h): read them through json_add_record and encode_record.h, which
+   * take their original fields from the batch, never with raw table access. */
   int (*write)(output_t *o, struct lua_State *L, int idx, char *err, size_t n);
   /* Makes everything written durable/visible. Returns 0 or -1. */
   int (*flush)(output_t *o, char *err, size_t n);

@@ -159,7 +159,6 @@ output_t *output_file_new(const char *name, const char *path, const char *format
   fo->fd = -1;
   fo->base.type = "file";
   fo->base.write = file_write;
-  fo->base.lazy_ok = 1; /* json_add_record writes lazy records as they are */
   fo->base.flush = file_flush;
   fo->base.free = file_free;
   fo->base.reopen = file_reopen;

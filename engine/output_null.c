@@ -21,7 +21,6 @@ output_t *output_null_new(const char *name) {
     return NULL;
   }
   o->type = "null";
-  o->lazy_ok = 1;
   o->write = null_write;
   o->flush = null_flush;
   o->free = null_free;

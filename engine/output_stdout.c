@@ -97,7 +97,6 @@ output_t *output_stdout_new(const char *name, const char *format, int fd)
     return NULL;
   }
   so->base.write = stdout_write;
-  so->base.lazy_ok = 1; /* json_add_record writes lazy records as they are */
   so->base.flush = stdout_flush;
   so->base.free = stdout_free;
   so->fd = fd;

@@ -349,11 +349,6 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
     reopen_outputs(p, g);
   if (n == 0)
     return;
-  for (i = 0; i < g->n_outputs; i++)
-    if (!g->outputs[i]->lazy_ok) {
-      record_materialize_all(L, recs);
-      break;
-    }
   if (!g->routing || !any_routed(L, recs)) {
     pl_count(&p->stats.records_out, n);
     for (i = 0; i < g->n_outputs; i++)

@@ -27,7 +27,8 @@
 
 enum { MT_BOX = 1, MT_POS, MT_MARK, MT_LABELS, MT_ID, MT_NAME, MT_IMAGE, MT_SLOTS = MT_IMAGE };
 
-#define N_FIELDS 7
+#define N_FIELDS RECORD_N_FIELDS
+_Static_assert(RECORD_TEXT_LEN == TS_LEN + 1, "room for a formatted time");
 static const char *const field_names[N_FIELDS] = {"stream", "time",   "container", "name",
                                                   "image",  "labels", "truncated"};
 /* The lazy fields and `line`, the keys the JSON writer looks up. */
@@ -238,16 +239,6 @@ void record_materialize(lua_State *L, int idx)
   lua_setmetatable(L, idx);
 }
 
-void record_materialize_all(lua_State *L, int idx)
-{
-  size_t n = lua_objlen(L, idx);
-  for (size_t k = 1; k <= n; k++) {
-    lua_rawgeti(L, idx, (int)k);
-    record_materialize(L, lua_gettop(L));
-    lua_pop(L, 1);
-  }
-}
-
 int record_is_lazy(lua_State *L, int idx)
 {
   int mt = push_mt(L, idx);
@@ -266,6 +257,127 @@ int record_origin(lua_State *L, int idx, record_origin_t *o)
   if (mt != 0)
     lua_pop(L, 1);
   return ok && o->batch != NULL;
+}
+
+/* --- original fields one by one --------------------------------------- */
+
+/* The RECORD_F_* index of name[0..len), or -1. */
+static int field_named(const char *name, size_t len)
+{
+  for (int f = 0; f < N_FIELDS; f++)
+    if (strlen(field_names[f]) == len && memcmp(field_names[f], name, len) == 0)
+      return f;
+  return -1;
+}
+
+/* Whether the record at idx still takes original field f from its batch:
+ * pushes the batch's metatable and returns its index, or returns 0 with
+ * nothing pushed. Fills *b and *i. Pushes no new value (no allocation). */
+static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i)
+{
+  const rctx_t *x;
+  unsigned changed;
+  int mt;
+
+  if (f < 0 || (mt = push_mt(L, idx)) == 0)
+    return 0;
+  if (!read_pos(L, idx, mt, i, &changed) || (changed & (1u << f)) ||
+      (*b = box_batch(L, mt)) == NULL || (x = get_ctx(L)) == NULL)
+    goto none;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
+  lua_rawgeti(L, -1, f + 1);
+  lua_rawget(L, idx);
+  int raw = !lua_isnil(L, -1);
+  lua_pop(L, 2);
+  if (raw)
+    goto none; /* set raw by a filter: the table's */
+  if (f == 6 && !((*b)->recs[*i].flags & DECODE_TRUNCATED))
+    goto none;
+  return mt;
+none:
+  lua_settop(L, mt - 1);
+  return 0;
+}
+
+const char *record_original_text(lua_State *L, int idx, const char *name, size_t len,
+                                 char buf[RECORD_TEXT_LEN], size_t *out_len)
+{
+  int f = field_named(name, len), mt;
+  const batch_t *b = NULL;
+  const char *s = NULL;
+  size_t i = 0;
+
+  *out_len = 0;
+  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
+    return NULL;
+  const container_t *c = b->container;
+  switch (f) {
+  case 0:
+    s = b->recs[i].stream == DECODE_STDERR ? "stderr" : "stdout";
+    break;
+  case 1:
+    ts_format(b->recs[i].ts, buf);
+    s = buf;
+    break;
+  case 2:
+    s = c->id;
+    break;
+  case 3:
+    s = c->name ? c->name : "";
+    break;
+  case 4:
+    s = c->image ? c->image : "";
+    break;
+  case 6:
+    s = "true";
+    break;
+  default: /* labels: no text */
+    break;
+  }
+  lua_settop(L, mt - 1);
+  if (s != NULL)
+    *out_len = strlen(s);
+  return s;
+}
+
+int record_original_time(lua_State *L, int idx, int64_t *ns)
+{
+  const batch_t *b = NULL;
+  size_t i = 0;
+  int mt = original_of(L, idx, 1, &b, &i);
+
+  if (mt == 0)
+    return 0;
+  *ns = b->recs[i].ts;
+  lua_settop(L, mt - 1);
+  return 1;
+}
+
+int record_push_original(lua_State *L, int idx, const char *name, size_t len)
+{
+  int f = field_named(name, len), mt;
+  const batch_t *b = NULL;
+  size_t i = 0;
+
+  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
+    return 0;
+  push_field(L, mt, b, i, f);
+  lua_replace(L, mt);
+  return 1;
+}
+
+size_t record_original_names(lua_State *L, int idx, const char **names)
+{
+  const batch_t *b = NULL;
+  size_t i = 0, n = 0;
+  int mt;
+
+  for (int f = 0; f < N_FIELDS; f++)
+    if ((mt = original_of(L, idx, f, &b, &i)) != 0) {
+      names[n++] = field_names[f];
+      lua_settop(L, mt - 1);
+    }
+  return n;
 }
 
 /* The wrappers: upvalue 1 is the original function; argument 1 is

@@ -17,13 +17,13 @@
  * left. The batch must not change while referenced (see batch.h).
  *
  * Every function runs on the thread that runs the state and may raise a Lua
- * memory error, so it runs inside a protected call, except record_is_lazy
- * and record_origin, which cannot fail. idx arguments are absolute stack
- * indices. */
+ * memory error, so it runs inside a protected call, except those said to
+ * be unable to fail. idx arguments are absolute stack indices. */
 #ifndef ENGINE_RECORD_H
 #define ENGINE_RECORD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "batch.h"
 #include "output.h"
@@ -38,7 +38,7 @@ void record_setup(struct lua_State *L);
 /* Pushes an array of lazy records, one per line of b, in order. */
 void record_push_batch(struct lua_State *L, batch_t *b);
 
-/* 1 when the value at idx is a lazy record, else 0. */
+/* 1 when the value at idx is a lazy record, else 0. Can't fail. */
 int record_is_lazy(struct lua_State *L, int idx);
 
 /* Makes the lazy record at idx a plain table: every original field it has
@@ -46,8 +46,6 @@ int record_is_lazy(struct lua_State *L, int idx);
  * happens to any other value. */
 void record_materialize(struct lua_State *L, int idx);
 
-/* Materializes every lazy record in the array at idx. */
-void record_materialize_all(struct lua_State *L, int idx);
 
 /* Where a lazy record comes from, for writers that can use the original. */
 typedef struct record_origin {
@@ -63,6 +61,10 @@ typedef struct record_origin {
 #define RECORD_F_IMAGE (1u << 4)
 #define RECORD_F_LABELS (1u << 5)
 #define RECORD_F_TRUNCATED (1u << 6)
+#define RECORD_N_FIELDS 7
+
+/* Room for the text of an original field (a formatted time and its NUL). */
+#define RECORD_TEXT_LEN 31
 
 /* Appends the lazy record at idx as json_add_record would write it once
  * materialized (output.h: same keys, same order, same bytes), straight from
@@ -83,7 +85,31 @@ int record_detach(struct lua_State *L);
 
 /* Fills o for the lazy record at idx and returns 1; returns 0 for any other
  * value. A lazy record may also have new fields, and a new `line`: read
- * them from the table. */
+ * them from the table. Can't fail. */
 int record_origin(struct lua_State *L, int idx, record_origin_t *o);
+
+/* For writers reading fields one by one (the wire-format encoders): the
+ * original fields a lazy record still takes from its batch, that is those
+ * the filters neither set nor deleted and the table holds no raw value for.
+ * On any other value, field or name they find nothing.
+ *
+ * record_original_text: the text of original field `name` (len bytes):
+ * stream, time (formatted into buf), container, name, image, or "true" for
+ * truncated; NULL for labels (a table) and when there is none. Valid while
+ * the record lives. Can't fail. */
+const char *record_original_text(struct lua_State *L, int idx, const char *name, size_t len,
+                                 char buf[RECORD_TEXT_LEN], size_t *out_len);
+
+/* The line's time (ns) when `time` is original: returns 1, else 0. Can't
+ * fail. */
+int record_original_time(struct lua_State *L, int idx, int64_t *ns);
+
+/* Pushes the value original field `name` has, as a filter reading it would
+ * get it, and returns 1; returns 0 (nothing pushed) when there is none. */
+int record_push_original(struct lua_State *L, int idx, const char *name, size_t len);
+
+/* Stores in names the original fields the record has (at most
+ * RECORD_N_FIELDS static strings) and returns how many. Can't fail. */
+size_t record_original_names(struct lua_State *L, int idx, const char **names);
 
 #endif

@@ -18,11 +18,19 @@
  *   --octet | --newline   syslog framing (default --octet)
  *   --hostname H       syslog hostname (default "host")
  *   --facility N       syslog facility (default 1)
- *   --share-labels     records of one container share the first one's
- *                      labels table, as in the engine's batches
+ *   --share-labels     records of one container that have labels share
+ *                      the first one's labels table, as in the engine's
+ *                      batches
+ *   --lazy             the encoder gets lazy records (engine/record.h), as
+ *                      filters hand them on: each run of records of one
+ *                      container becomes a batch (time, stream, line,
+ *                      truncated) of a container (container, name, image,
+ *                      labels); every other field is then set on the lazy
+ *                      record as a filter sets it, and the directives
+ *                      "=f": v and "-f": true set and delete field f
  *
- * Exits 0; 1 when the encoder fails or leaves the Lua stack changed; 2 on
- * bad arguments or input. */
+ * Exits 0; 1 when the encoder fails, leaves the Lua stack changed or (with
+ * --lazy) made a record a plain table; 2 on bad arguments or input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +38,15 @@
 #include <cjson/cJSON.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <lualib.h>
 
+#include "batch.h"
+#include "container.h"
+#include "decode.h"
 #include "encode.h"
 #include "output.h"
+#include "record.h"
+#include "timestamp.h"
 
 #define MAX_LABELS 16
 
@@ -46,13 +60,14 @@ typedef struct options {
   int facility;
   int octet;
   int share_labels;
+  int lazy;
 } options_t;
 
 static void usage(void)
 {
   fprintf(stderr, "usage: encode_tool ndjson|array|clickhouse|loki|elasticsearch|otlp|"
                   "syslog|syslog-one|bulk-errors [--labels a,b] [--index NAME] "
-                  "[--octet|--newline] [--hostname H] [--facility N] [--share-labels]\n");
+                  "[--octet|--newline] [--hostname H] [--facility N] [--share-labels] [--lazy]\n");
 }
 
 /* Parses argv into o. Returns 0 or -1. */
@@ -86,6 +101,8 @@ static int parse_args(options_t *o, int argc, char **argv)
       o->octet = 0;
     } else if (strcmp(argv[i], "--share-labels") == 0) {
       o->share_labels = 1;
+    } else if (strcmp(argv[i], "--lazy") == 0) {
+      o->lazy = 1;
     } else {
       return -1;
     }
@@ -124,12 +141,18 @@ static void push_item(lua_State *L, const cJSON *item)
   }
 }
 
-/* With --share-labels: gives the record on top of the stack the labels
- * table of the first record of its container (shared at index `shared`). */
+/* With --share-labels: gives the record on top of the stack, when it has
+ * labels, the labels table of the first record of its container that had
+ * them (shared at index `shared`). */
 static void share_labels(lua_State *L, int shared)
 {
   int rec = lua_gettop(L);
 
+  lua_getfield(L, rec, "labels");
+  int has = lua_istable(L, -1);
+  lua_pop(L, 1);
+  if (!has)
+    return;
   lua_getfield(L, rec, "container");
   if (!lua_isstring(L, -1)) {
     lua_pop(L, 1);
@@ -175,6 +198,152 @@ static int read_records(lua_State *L, int arr, int shared, const options_t *o)
   }
   free(line);
   return rc;
+}
+
+/* The fields of a record that make its batch and container. */
+static const char *const originals[] = { "time", "stream", "line", "truncated",
+                                         "container", "name", "image", "labels" };
+
+static int is_original(const char *k)
+{
+  for (size_t i = 0; i < sizeof originals / sizeof originals[0]; i++)
+    if (strcmp(k, originals[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* The string field k of the table at t, or def. */
+static const char *text_of(lua_State *L, int t, const char *k, const char *def)
+{
+  const char *s;
+
+  lua_getfield(L, t, k);
+  s = lua_isstring(L, -1) ? lua_tostring(L, -1) : def;
+  lua_pop(L, 1);
+  return s; /* held by the record */
+}
+
+/* The container of the record at rec (its labels as "k=v"). */
+static container_t *container_of(lua_State *L, int rec)
+{
+  char *labels[MAX_LABELS];
+  size_t n = 0, i;
+  container_t *c;
+
+  lua_getfield(L, rec, "labels");
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0 && n < MAX_LABELS) {
+      size_t kl, vl;
+      const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
+      if ((labels[n] = malloc(kl + vl + 2)) != NULL) {
+        snprintf(labels[n], kl + vl + 2, "%s=%s", k, v);
+        n++;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  c = container_new(text_of(L, rec, "container", ""), text_of(L, rec, "name", ""),
+                    text_of(L, rec, "image", ""), (const char *const *)labels, n, 0);
+  for (i = 0; i < n; i++)
+    free(labels[i]);
+  return c;
+}
+
+/* Replaces records from..to-1 of the array at arr by lazy records of one
+ * batch, and sets their other fields. Returns 0 or -1. */
+static int lazy_run(lua_State *L, int arr, int from, int to)
+{
+  container_t *c;
+  batch_t *b;
+  int i, lazy;
+
+  lua_rawgeti(L, arr, from);
+  c = container_of(L, lua_gettop(L));
+  lua_pop(L, 1);
+  if (c == NULL || (b = batch_new(c)) == NULL)
+    return -1;
+  container_unref(c); /* the batch holds it */
+  for (i = from; i < to; i++) {
+    int64_t ts = 0;
+    size_t len, used;
+    const char *s, *line;
+    int rec;
+
+    lua_rawgeti(L, arr, i);
+    rec = lua_gettop(L);
+    s = text_of(L, rec, "time", "");
+    if (ts_parse(s, strlen(s), &ts, &used) < 0 || used != strlen(s))
+      ts = 0;
+    lua_getfield(L, rec, "truncated");
+    unsigned flags = lua_toboolean(L, -1) ? DECODE_TRUNCATED : 0;
+    lua_pop(L, 1);
+    line = text_of(L, rec, "line", "");
+    len = strlen(line);
+    if (batch_add(b, ts, strcmp(text_of(L, rec, "stream", ""), "stderr") == 0 ? DECODE_STDERR
+                                                                            : DECODE_STDOUT,
+                  flags, line, len) < 0) {
+      batch_free(b);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  record_push_batch(L, b);
+  batch_free(b); /* the records hold it */
+  lazy = lua_gettop(L);
+  for (i = from; i < to; i++) {
+    lua_rawgeti(L, arr, i); /* the plain record */
+    lua_rawgeti(L, lazy, i - from + 1);
+    int plain = lua_gettop(L) - 1, rec = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, plain) != 0) {
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+      if (k == NULL || is_original(k)) {
+        lua_pop(L, 1);
+        continue;
+      }
+      if (k[0] == '=' || k[0] == '-') {
+        lua_pushstring(L, k + 1);
+        if (k[0] == '-')
+          lua_pushnil(L);
+        else
+          lua_pushvalue(L, -2);
+      } else {
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);
+      }
+      lua_settable(L, rec); /* through the metatable, as a filter sets it */
+      lua_pop(L, 1);
+    }
+    lua_rawseti(L, arr, i);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* --lazy: makes the records of the array at arr lazy, a batch per run of
+ * records of one container. Returns 0 or -1. */
+static int make_lazy(lua_State *L, int arr)
+{
+  int n = (int)lua_objlen(L, arr), from = 1, i;
+
+  for (i = 2; i <= n + 1; i++) {
+    int same = 0;
+    if (i <= n) {
+      lua_rawgeti(L, arr, from);
+      lua_rawgeti(L, arr, i);
+      same = strcmp(text_of(L, -2, "container", ""), text_of(L, -1, "container", "")) == 0;
+      lua_pop(L, 2);
+    }
+    if (!same) {
+      if (lazy_run(L, arr, from, i) < 0)
+        return -1;
+      from = i;
+    }
+  }
+  return 0;
 }
 
 /* Runs the encoder of o->format on the array at (absolute) index arr,
@@ -254,6 +423,14 @@ int main(int argc, char **argv)
   lua_newtable(L); /* 2: labels tables by container */
   if (read_records(L, 1, 2, &o) < 0)
     goto err;
+  if (o.lazy) {
+    luaL_openlibs(L);
+    record_setup(L);
+    if (make_lazy(L, 1) < 0) {
+      fprintf(stderr, "encode_tool: out of memory\n");
+      goto err;
+    }
+  }
   lua_pushinteger(L, 42); /* a value above the array, left alone */
   top = lua_gettop(L);
   rc = encode(&b, L, 1, &o);
@@ -269,6 +446,18 @@ int main(int argc, char **argv)
   if (lua_gettop(L) != top || lua_tointeger(L, -1) != 42) {
     fprintf(stderr, "encode_tool: the encoder changed the Lua stack\n");
     goto err;
+  }
+  if (o.lazy) {
+    size_t i, n = lua_objlen(L, 1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 1, (int)i);
+      int lazy = record_is_lazy(L, lua_gettop(L));
+      lua_pop(L, 1);
+      if (!lazy) {
+        fprintf(stderr, "encode_tool: record %zu is no longer lazy\n", i);
+        goto err;
+      }
+    }
   }
   if (b.len > 0 && fwrite(b.data, 1, b.len, stdout) != b.len)
     goto err;

@@ -570,3 +570,63 @@ describe("encode syslog (RFC 5424)", function()
     assert.equal("", encode("syslog", {}, { "--newline" }))
   end)
 end)
+
+describe("every encoder, given lazy records (engine/record.h)", function()
+  -- The records for encode_tool --lazy (original fields, other fields, and
+  -- "=f" / "-f" to set or delete field f on the lazy record), and the plain
+  -- records a filter making the same changes would hand on.
+  -- (clock: the format writes the current time for a record without a
+  -- time, so no record deletes its time.)
+  local function cases(clock)
+    local A = { container = "aaaa1111", name = "web", image = "nginx:1.25",
+                labels = { app = "web", tier = "front" } }
+    local B = { container = "bbbb2222", name = "db", image = "postgres:16", labels = {} }
+    local lazy, plain = {}, {}
+    local function add(c, time, stream, line, extra)
+      local l = { container = c.container, name = c.name, image = c.image, labels = c.labels,
+                  time = time, stream = stream, line = line }
+      for k, v in pairs(extra or {}) do l[k] = v end
+      local p = {}
+      for k, v in pairs(l) do
+        if not k:match("^[=-]") then p[k] = v end
+      end
+      for k, v in pairs(l) do
+        local op, f = k:match("^([=-])(.+)$")
+        if op == "=" then p[f] = v elseif op == "-" then p[f] = nil end
+      end
+      lazy[#lazy + 1], plain[#plain + 1] = l, p
+    end
+    add(A, T1, "stdout", "level=info msg=one")
+    add(A, T2, "stderr", "level=error boom \"quoted\"",
+        { truncated = true, level = "error", n = 3, nested = { a = { 1, 2 } } })
+    add(A, T1, "stdout", "renamed", { ["=name"] = "api", ["=time"] = T3, severity = "warn" })
+    add(B, T3, "stderr", "deleted",
+        { ["-stream"] = true, ["-labels"] = true, ["-image"] = true, flag = false })
+    add(B, T2, "stdout", "new line", { ["=line"] = "replaced", ["=container"] = "other", host = "h1" })
+    add(B, T1, "stdout", BAD_UTF8, { ["-truncated"] = true, ["-time"] = not clock or nil, ["=stream"] = 7 })
+    return lazy, plain
+  end
+
+  local clocked = { clickhouse = true, loki = true, elasticsearch = true, otlp = true,
+                    syslog = true, ["syslog-one"] = true }
+  -- OTLP's observedTimeUnixNano is the time of encoding
+  local function steady(body)
+    return (body:gsub('"observedTimeUnixNano":"%d+"', '"observedTimeUnixNano":"now"'))
+  end
+
+  for _, f in ipairs({ { "ndjson" }, { "array" }, { "clickhouse" },
+                       { "loki", "--labels", "name,stream,container,image" },
+                       { "elasticsearch" }, { "otlp" }, { "syslog" }, { "syslog-one" } }) do
+    it(f[1] .. ": writes the bytes of the plain records, leaving the records lazy", function()
+      local lazy, plain = cases(clocked[f[1]])
+      local args = { unpack(f, 2) }
+      local want = steady(encode(f[1], plain, { "--share-labels", unpack(args) }))
+      local got = steady(encode(f[1], lazy, { "--lazy", unpack(args) }))
+      assert.equal(want, got)
+      -- the changes made on the lazy records are in the body
+      for _, s in ipairs({ "api", "replaced" }) do
+        assert.truthy(got:find(s, 1, true), s .. " in " .. got)
+      end
+    end)
+  end
+end)
