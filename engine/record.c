@@ -270,33 +270,24 @@ static int field_named(const char *name, size_t len)
   return -1;
 }
 
-/* Whether the record at idx still takes original field f from its batch:
- * pushes the batch's metatable and returns its index, or returns 0 with
- * nothing pushed. Fills *b and *i. Pushes no new value (no allocation). */
-static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i)
+/* Whether the lazy record at idx, whose table holds no raw value for
+ * original field f, still takes it from its batch: pushes the batch's
+ * metatable and returns its index, or returns 0 with nothing pushed. Fills
+ * *b, *i and *changed. Pushes no new value (no allocation). */
+static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i,
+                       unsigned *changed)
 {
-  const rctx_t *x;
-  unsigned changed;
   int mt;
 
   if (f < 0 || (mt = push_mt(L, idx)) == 0)
     return 0;
-  if (!read_pos(L, idx, mt, i, &changed) || (changed & (1u << f)) ||
-      (*b = box_batch(L, mt)) == NULL || (x = get_ctx(L)) == NULL)
-    goto none;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
-  lua_rawgeti(L, -1, f + 1);
-  lua_rawget(L, idx);
-  int raw = !lua_isnil(L, -1);
-  lua_pop(L, 2);
-  if (raw)
-    goto none; /* set raw by a filter: the table's */
-  if (f == 6 && !((*b)->recs[*i].flags & DECODE_TRUNCATED))
-    goto none;
+  if (!read_pos(L, idx, mt, i, changed) || (*changed & (1u << f)) ||
+      (*b = box_batch(L, mt)) == NULL ||
+      (f == 6 && !((*b)->recs[*i].flags & DECODE_TRUNCATED))) {
+    lua_settop(L, mt - 1);
+    return 0;
+  }
   return mt;
-none:
-  lua_settop(L, mt - 1);
-  return 0;
 }
 
 const char *record_original_text(lua_State *L, int idx, const char *name, size_t len,
@@ -306,9 +297,10 @@ const char *record_original_text(lua_State *L, int idx, const char *name, size_t
   const batch_t *b = NULL;
   const char *s = NULL;
   size_t i = 0;
+  unsigned changed;
 
   *out_len = 0;
-  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
+  if ((mt = original_of(L, idx, f, &b, &i, &changed)) == 0)
     return NULL;
   const container_t *c = b->container;
   switch (f) {
@@ -344,7 +336,8 @@ int record_original_time(lua_State *L, int idx, int64_t *ns)
 {
   const batch_t *b = NULL;
   size_t i = 0;
-  int mt = original_of(L, idx, 1, &b, &i);
+  unsigned changed;
+  int mt = original_of(L, idx, 1, &b, &i, &changed);
 
   if (mt == 0)
     return 0;
@@ -358,8 +351,9 @@ int record_push_original(lua_State *L, int idx, const char *name, size_t len)
   int f = field_named(name, len), mt;
   const batch_t *b = NULL;
   size_t i = 0;
+  unsigned changed;
 
-  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
+  if ((mt = original_of(L, idx, f, &b, &i, &changed)) == 0)
     return 0;
   push_field(L, mt, b, i, f);
   lua_replace(L, mt);
@@ -368,15 +362,30 @@ int record_push_original(lua_State *L, int idx, const char *name, size_t len)
 
 size_t record_original_names(lua_State *L, int idx, const char **names)
 {
-  const batch_t *b = NULL;
-  size_t i = 0, n = 0;
-  int mt;
+  const rctx_t *x;
+  size_t i, n = 0;
+  unsigned changed;
+  int mt = push_mt(L, idx), top = mt - 1;
 
-  for (int f = 0; f < N_FIELDS; f++)
-    if ((mt = original_of(L, idx, f, &b, &i)) != 0) {
+  if (mt == 0)
+    return 0;
+  const batch_t *b;
+  if (!read_pos(L, idx, mt, &i, &changed) || (b = box_batch(L, mt)) == NULL ||
+      (x = get_ctx(L)) == NULL)
+    goto done;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
+  int anchor = lua_gettop(L);
+  for (int f = 0; f < N_FIELDS; f++) {
+    if ((changed & (1u << f)) || (f == 6 && !(b->recs[i].flags & DECODE_TRUNCATED)))
+      continue;
+    lua_rawgeti(L, anchor, f + 1);
+    lua_rawget(L, idx);
+    if (lua_isnil(L, -1)) /* else set raw by a filter: lua_next finds it */
       names[n++] = field_names[f];
-      lua_settop(L, mt - 1);
-    }
+    lua_pop(L, 1);
+  }
+done:
+  lua_settop(L, top);
   return n;
 }
 

@@ -91,7 +91,8 @@ int record_origin(struct lua_State *L, int idx, record_origin_t *o);
 /* For writers reading fields one by one (the wire-format encoders): the
  * original fields a lazy record still takes from its batch, that is those
  * the filters neither set nor deleted and the table holds no raw value for.
- * On any other value, field or name they find nothing.
+ * On any other value, field or name they find nothing. The first three are
+ * for a field the caller found no raw value for (lua_rawget gave nil).
  *
  * record_original_text: the text of original field `name` (len bytes):
  * stream, time (formatted into buf), container, name, image, or "true" for
