@@ -1,6 +1,6 @@
 -- bench.lua - the engine's benchmark suite (see scripts/bench.sh).
 --
---   luajit scripts/bench.lua [--quick] [--runs N] [--lines N] [--out FILE]
+--   luajit scripts/bench.lua [--quick] [--runs N] [--lines N] [--out FILE] (and see below)
 --
 -- Runs the engine (build/engine) against the fake Docker API server
 -- (build/fakedocker), which serves pre-generated timestamped, multiplexed
@@ -21,6 +21,10 @@
 --      recorded, then read by `docker logs` for comparison. Uses the daemon
 --      at $ENGINE_TEST_DOCKER_HOST (its folder $ENGINE_TEST_DOCKER_DIR), or
 --      starts a private one with scripts/dockerd.sh and stops it at the end.
+--   8  the network outputs: one container, --out-lines lines (default
+--      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
+--      and ClickHouse outputs to a local HTTP receiver (build/receiver):
+--      engine CPU seconds per million lines, from start to exit
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
 -- the median of --runs runs. --quick runs every scenario once at a tiny size
 -- (what `make test` does, to keep the script working).
@@ -30,7 +34,7 @@ local fake = require "spec.support.fake"
 local unistd = require "posix.unistd"
 
 local opt = { runs = 3, lines = 2000000, out = "build/bench/results.md", seconds = 60,
-              containers = 1000, docker_lines = 1000000 }
+              containers = 1000, docker_lines = 1000000, out_lines = 300000 }
 local i = 1
 while arg[i] do
   local a = arg[i]
@@ -41,6 +45,7 @@ while arg[i] do
   elseif a == "--containers" then i = i + 1; opt.containers = tonumber(arg[i])
   elseif a == "--out" then i = i + 1; opt.out = arg[i]
   elseif a == "--docker-lines" then i = i + 1; opt.docker_lines = tonumber(arg[i])
+  elseif a == "--out-lines" then i = i + 1; opt.out_lines = tonumber(arg[i])
   elseif a == "--only" then i = i + 1; opt.only = {}
     for n in arg[i]:gmatch("%d+") do opt.only[tonumber(n)] = true end
   else io.stderr:write("bench: unknown argument ", a, "\n"); os.exit(2) end
@@ -48,6 +53,7 @@ while arg[i] do
 end
 if opt.quick then
   opt.runs, opt.lines, opt.seconds, opt.containers, opt.docker_lines = 1, 20000, 2, 50, 20000
+  opt.out_lines = 5000
 end
 local function want(s) return not opt.only or opt.only[s] end
 
@@ -308,6 +314,50 @@ if want(7) then
   env:rm(name)
   if own then proc.sh("sh scripts/dockerd.sh stop " .. proc.quote(dir), 120) end
   if not ok7 then error(err7, 0) end
+end
+
+-- Scenario 8: the network outputs' encoders and HTTP client.
+if want(8) then
+  local receiver = require "spec.support.receiver"
+  local n = opt.out_lines
+  local kinds = {
+    { "http (NDJSON)", 'type = "http", url = "%s/ingest"' },
+    { "loki", 'type = "loki", url = "%s/loki/api/v1/push"' },
+    { "otlp", 'type = "otlp", url = "%s/v1/logs"' },
+    { "clickhouse", 'type = "clickhouse", url = "%s/", table = "logs"' },
+  }
+  local cells = {}
+  for _, k in ipairs(kinds) do
+    local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
+                             tostring(n), "--retain", tostring(n), "--logfmt" }
+    local rx = receiver.start {}
+    local dir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
+    local f = assert(io.open(dir .. "/p.lua", "w"))
+    f:write(string.format("return { docker = { host = %q }, outputs = { { %s } } }", srv.host,
+                          k[2]:format(rx.url)))
+    f:close()
+    -- the shell reports the engine's CPU (times) once it has waited for it
+    local p = proc.spawn { argv = { "sh", "-c", proc.join { ENGINE, "run", dir .. "/p.lua", "--state-dir", "" } ..
+                                   " & echo $! > " .. proc.quote(dir .. "/pid") ..
+                                   "; wait $!; code=$?; times; exit $code" },
+                           stdout = dir .. "/times", stderr = dir .. "/stderr" }
+    proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
+                  "the engine to read every line")
+    require("posix.signal").kill(tonumber(proc.read(dir .. "/pid")), require("posix.signal").SIGTERM)
+    local code = p:wait(60)
+    local out = tonumber(log_of(dir):match("records in %d+, out (%d+)")) or -1
+    local c = children_cpu(proc.read(dir .. "/times"))
+    p:cleanup()
+    proc.sh("rm -rf " .. proc.quote(dir))
+    rx:stop()
+    srv:stop()
+    if code ~= 0 or out ~= n then
+      error(string.format("%s: the engine wrote %d of %d lines (exit %s)", k[1], out, n, tostring(code)))
+    end
+    cells[#cells + 1] = string.format("%s %.2f s", k[1], c / n * 1e6)
+  end
+  row("8", string.format("network outputs, %d lines each, no filter", n),
+      "every line written", table.concat(cells, "; ") .. " per M lines", "")
 end
 
 local head = "| # | scenario | result | CPU | memory |\n|---|---|---|---|---|\n"
