@@ -13,8 +13,8 @@
 
 typedef struct config {
   char *docker_host;        /* NULL: $DOCKER_HOST, else unix:///var/run/docker.sock */
-  double read_delay;        /* 0.5 s: a follow stream that gave little is read
-                               again after this long (docker.h) */
+  double read_delay;        /* 0.5 s: a slow follow stream is read again after
+                               this long (docker.h) */
   selection_t select;
   int since_start;          /* containers running at start with no cursor:
                                1 = read from the engine's start, 0 = whole history */

@@ -51,6 +51,7 @@ const char *docker_host(const docker_t *d) { return d->host; }
 void docker_set_read_delay(docker_t *d, unsigned ms) { d->read_delay_ms = ms; }
 
 uint64_t docker_reads(const docker_t *d) { return http_reads(d->http); }
+uint64_t docker_rests(const docker_t *d) { return http_rests(d->http); }
 
 const char *docker_api_version(const docker_t *d) { return d->version; }
 

@@ -31,11 +31,16 @@ const char *docker_host(const docker_t *d);
  * most every ms milliseconds: after a read of under 4 KiB the socket rests
  * that long, so a container writing a line now and then is read several
  * lines at a time (fewer wake-ups and system calls) at the cost of up to ms
- * of delay. A busy stream is read as fast as it comes. 0: no delay. */
+ * of delay. A busy stream (4 KiB or more per ms, judged once per ms) is
+ * read as fast as it comes: the daemon writes each line on its own, so its
+ * reads are small too. 0: no delay. */
 void docker_set_read_delay(docker_t *d, unsigned ms);
 
 /* Reads of the daemon's answers that brought data (metrics). */
 uint64_t docker_reads(const docker_t *d);
+
+/* Times a slow follow stream rested for docker.read_delay (metrics). */
+uint64_t docker_rests(const docker_t *d);
 
 /* GET /_ping. Pass its result to docker_negotiate. */
 http_req_t *docker_ping(docker_t *d, const http_handler_t *cb, void *ud);

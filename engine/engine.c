@@ -582,13 +582,13 @@ int engine_run(engine_t *e, int handle_signals) {
   log_info(NULL,
            "stopped: readers live %llu, started %llu, stopped %llu, cycled %llu; "
            "batches %llu, records in %llu, out %llu; filter errors %llu, timeouts %llu; "
-           "reader pauses %llu; docker reads %llu",
+           "reader pauses %llu; docker reads %llu, rests %llu",
            (unsigned long long)s->readers_live, (unsigned long long)s->readers_started,
            (unsigned long long)s->readers_stopped, (unsigned long long)s->readers_cycled,
            (unsigned long long)s->batches, (unsigned long long)s->records_in,
            (unsigned long long)s->records_out, (unsigned long long)s->filter_errors,
            (unsigned long long)s->filter_timeouts, (unsigned long long)s->reader_pauses,
-           (unsigned long long)s->docker_reads);
+           (unsigned long long)s->docker_reads, (unsigned long long)s->docker_rests);
   return e->failed ? -1 : 0;
 }
 
@@ -616,7 +616,10 @@ static void snapshot(engine_t *e, engine_stats_t *out) {
     out->bytes_in_flight = inflight_bytes(e->core.inflight);
   }
   out->events_reconnects = e->discovery ? discovery_reconnects(e->discovery) : e->events_reconnects;
-  if (e->core.docker) out->docker_reads = docker_reads(e->core.docker);
+  if (e->core.docker) {
+    out->docker_reads = docker_reads(e->core.docker);
+    out->docker_rests = docker_rests(e->core.docker);
+  }
   out->handles_open = uvh_live();
 }
 

@@ -30,6 +30,7 @@ typedef struct engine_stats {
   unsigned long events_reconnects;
   uint64_t reader_pauses;  /* times a reader paused for backpressure */
   uint64_t docker_reads;   /* reads of Docker API answers that brought data */
+  uint64_t docker_rests;   /* times a slow follow stream rested (read_delay) */
   uint64_t bytes_in_flight;
   long handles_open;   /* libuv handles not yet closed, whole process */
 } engine_stats_t;

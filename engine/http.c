@@ -66,6 +66,7 @@ struct http {
   unsigned drive_delay;
   size_t drive_bytes;
   uint64_t reads;                /* drives that took body bytes */
+  uint64_t rests;                /* times a socket rested */
   struct poll_ctx *rest_head, *rest_tail;
   uv_timer_t rest_timer;
 };
@@ -79,10 +80,15 @@ typedef struct poll_ctx {
   int removed;                    /* libcurl is done with the socket */
   uint64_t due, early;            /* uv_now times: due, and the earliest
                                      a timer tick may wake it */
+  uint64_t win_start;             /* uv_now: the current rate window began */
+  size_t win_bytes;               /* body bytes read in the window */
+  int busy;                       /* brought SMALL_READ or more per delay in
+                                     the last window: read as data comes */
   struct poll_ctx *rest_prev, *rest_next;
 } poll_ctx_t;
 
-/* A read smaller than this makes a delayed request's socket rest. */
+/* A read smaller than this makes a delayed request's socket rest, unless
+ * the stream brings this much or more per delay (it is busy). */
 #define SMALL_READ 4096
 
 static void drive(http_t *h, curl_socket_t fd, int flags);
@@ -317,6 +323,7 @@ void http_resume(http_req_t *r) {
 }
 
 uint64_t http_reads(const http_t *h) { return h->reads; }
+uint64_t http_rests(const http_t *h) { return h->rests; }
 
 size_t http_active(const http_t *h) { return h->active; }
 
@@ -470,6 +477,7 @@ static void rest(poll_ctx_t *p, unsigned delay_ms) {
   uint64_t now = uv_now(h->loop);
   uv_poll_stop(&p->poll);
   p->resting = 1;
+  h->rests++;
   p->due = now + delay_ms;
   p->early = now + delay_ms - delay_ms / 4;
   poll_ctx_t *after = h->rest_tail; /* keep the list ordered by due */
@@ -503,10 +511,21 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
   h->drive_bytes = 0;
   drive(h, p->fd, flags);
   if (h->drive_bytes > 0) h->reads++;
+  if (!h->drive_delay || h->drive_bytes == 0 || p->removed) return;
   /* A slow stream (a small read) is read again after its delay, a few
-   * lines at a time instead of one read per line. */
-  if (h->drive_delay && flags == CURL_CSELECT_IN && !p->removed && !p->resting &&
-      !h->closing && h->drive_bytes > 0 && h->drive_bytes < SMALL_READ)
+   * lines at a time instead of one read per line. Whether it is slow is
+   * judged by its rate, once per delay: the daemon writes and flushes each
+   * line, so a busy stream's reads are small too when they keep up with it,
+   * and resting it would hold it to what the socket buffers per delay. */
+  uint64_t now = uv_now(h->loop), span = now - p->win_start;
+  p->win_bytes += h->drive_bytes;
+  if (span >= h->drive_delay) {
+    p->busy = p->win_bytes >= (double)SMALL_READ * (double)span / (double)h->drive_delay;
+    p->win_start = now;
+    p->win_bytes = 0;
+  }
+  if (!p->busy && flags == CURL_CSELECT_IN && !p->resting && !h->closing &&
+      h->drive_bytes < SMALL_READ)
     rest(p, h->drive_delay);
 }
 
@@ -534,6 +553,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     p->poll.data = p;
     p->http = h;
     p->fd = fd;
+    p->win_start = uv_now(h->loop);
     curl_multi_assign(h->multi, fd, p);
   }
   int events = 0;

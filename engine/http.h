@@ -74,8 +74,11 @@ typedef struct http_opts {
   unsigned read_delay_ms;    /* streaming only: after a read of under 4 KiB,
                                 the socket is read again at the earliest this
                                 long after (a slow stream is then read a few
-                                messages at a time, not one read each); 0:
-                                read whatever comes at once */
+                                messages at a time, not one read each),
+                                unless the stream brought 4 KiB or more per
+                                delay in its last delay-long window (busy:
+                                read as data comes); 0: read whatever comes
+                                at once */
 } http_opts_t;
 
 /* Starts a request with options; buffered when buffer_max > 0. Returns the
@@ -96,6 +99,9 @@ size_t http_active(const http_t *h);
 
 /* Socket reads (readiness events handled) that brought response bodies. */
 uint64_t http_reads(const http_t *h);
+
+/* Times a socket rested for its request's read delay. */
+uint64_t http_rests(const http_t *h);
 
 /* Cancels every request, then closes the client's handles. closed(ud) runs
  * on the loop once every handle is closed; h is freed before it runs. */

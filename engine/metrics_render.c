@@ -304,6 +304,8 @@ int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t
         "Times a reader paused its stream because engine.max_buffered was reached.", s->reader_pauses);
   one_u(&w, "engine_docker_reads_total", "counter",
         "Reads of Docker API answers that brought data (see docker.read_delay).", s->docker_reads);
+  one_u(&w, "engine_docker_read_rests_total", "counter",
+        "Times a slow follow stream waited docker.read_delay before its next read.", s->docker_rests);
   one_d(&w, "engine_checkpoint_age_seconds", "gauge",
         "Seconds since the cursor file last held every acknowledged cursor; -1: not saved.",
         s->checkpoint_on ? s->checkpoint_age : -1);

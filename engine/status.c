@@ -142,7 +142,10 @@ status_t *status_collect(core_t *core, const status_source_t *src) {
     s->bytes_in_flight = inflight_bytes(core->inflight);
     s->reader_pauses = inflight_pauses(core->inflight);
   }
-  if (core->docker) s->docker_reads = docker_reads(core->docker);
+  if (core->docker) {
+    s->docker_reads = docker_reads(core->docker);
+    s->docker_rests = docker_rests(core->docker);
+  }
   s->checkpoint_on = core->checkpoint != NULL;
   s->checkpoint_age = core->checkpoint ? checkpoint_age(core->checkpoint) : -1;
   if (src->discovery) {

@@ -63,7 +63,7 @@ typedef struct status {
   size_t n_outputs;
   size_t bytes_in_flight;
   unsigned long long reader_pauses;
-  unsigned long long docker_reads;
+  unsigned long long docker_reads, docker_rests;
   unsigned long events_reconnects;
   int checkpoint_on;                    /* cursors are saved */
   double checkpoint_age;                /* checkpoint_age(), -1 when off */

@@ -1,6 +1,7 @@
 -- docker.read_delay: a slow follow stream is read a few lines at a time
 -- (one read per delay, not one per line) and still delivers every line
--- exactly once; a busy stream is read as fast as it comes.
+-- exactly once; a busy stream is read as fast as it comes, also from a real
+-- daemon, which writes and flushes each line on its own.
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local proc = require "spec.support.proc"
@@ -71,6 +72,45 @@ return { docker = { host = %q, read_delay = 5 }, outputs = { { type = "null" } }
     end)
     e:cleanup()
     srv:stop()
+    assert(ok, err)
+  end)
+
+  it("reads a busy container of a real daemon as data comes, not once per delay", function()
+    local dockerenv = require "spec.support.dockerenv"
+    local env = dockerenv.get()
+    local n = 50000
+    local name = dockerenv.unique("rdbusy")
+    local e = engine.start { pipeline = string.format([[
+return { docker = { host = %q }, select = { include = { name = { %q } } },
+         outputs = { { type = "stdout", format = "plain" } } }]], env.host, name) }
+    local ok, err = pcall(function()
+      proc.wait_for(function() return e:stderr_text():find("connected to the Docker daemon", 1, true) end,
+                    20, "the engine to connect")
+      proc.sleep(1) -- its event stream is open
+      env:run { name = name, cmd = string.format(
+        [[awk 'BEGIN { for (i = 1; i <= %d; i++) printf "busy %%d level=info msg=\"request served\" path=/api/v1/items/%%d\n", i, i }']], n) }
+      proc.wait_for(function()
+        local t = proc.read(e.dir .. "/stdout") or ""
+        local _, k = t:gsub("\n", "")
+        return k >= n
+      end, 240, n .. " lines")
+      assert.equal(0, e:stop("TERM", 10))
+      local seen, i = {}, 0
+      for line in (proc.read(e.dir .. "/stdout") or ""):gmatch("[^\n]+") do
+        local k = tonumber(line:match("^busy (%d+) "))
+        if k then seen[k] = (seen[k] or 0) + 1; i = i + 1 end
+      end
+      assert.equal(n, i)
+      for k = 1, n do assert.equal(1, seen[k], "line " .. k) end
+      -- A rest per delay would hold the stream to what the daemon's socket
+      -- buffers per delay (a few hundred lines): hundreds of rests for
+      -- these lines. Read as data comes, it rests until its rate is known.
+      local rests = tonumber(e:stderr_text():match("docker reads %d+, rests (%d+)"))
+      print(string.format("busy container of a real daemon: %d lines, %d rests", n, rests))
+      assert.is_true(rests <= 5, "rests: " .. tostring(rests))
+    end)
+    e:cleanup()
+    env:rm(name)
     assert(ok, err)
   end)
 end)
