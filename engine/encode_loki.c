@@ -5,9 +5,13 @@
  *                "values":[["<unix ns>","<line>"],...]},...]}
  *
  * A label's value is the text of the record's field of that name (strings,
- * numbers, booleans; other values count as missing). Streams come in the
- * order of their first record, values in record order. Timestamps are
- * decimal nanoseconds in strings; times before 1970 are sent as 0. */
+ * numbers, booleans; other values count as missing). Its name is the
+ * field's name made a valid Loki label name ([a-zA-Z_][a-zA-Z0-9_]*): every
+ * other byte becomes '_', and a leading digit (or an empty name) gets a '_'
+ * in front; of fields whose names come out the same, the first one listed
+ * with a value is sent. Streams come in the order of their first record,
+ * values in record order. Timestamps are decimal nanoseconds in strings;
+ * times before 1970 are sent as 0. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,14 +22,37 @@
 #include "encode_record.h"
 #include "timestamp.h"
 
-/* 1 when label_fields[i] already appeared before i (sent once). */
-static int label_repeated(const char *const *label_fields, size_t i)
+/* Replaces name's text with the Loki label name of field (see above).
+ * Returns 0, or -1 when out of memory. */
+static int label_name(strbuf_t *name, const char *field)
 {
-  size_t j;
+  size_t i, n = strlen(field);
 
-  for (j = 0; j < i; j++)
-    if (strcmp(label_fields[j], label_fields[i]) == 0)
+  name->len = 0;
+  if ((n == 0 || (field[0] >= '0' && field[0] <= '9')) && strbuf_add(name, "_", 1) < 0)
+    return -1;
+  if (strbuf_reserve(name, n) < 0)
+    return -1;
+  for (i = 0; i < n; i++) {
+    char c = field[i];
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    name->data[name->len++] = ok ? c : '_';
+  }
+  return 0;
+}
+
+/* Whether the label name[0..len) is in the list of names sent (the names
+ * back to back, each followed by a NUL). */
+static int label_sent(const strbuf_t *sent, const char *name, size_t len)
+{
+  size_t off = 0;
+
+  while (off < sent->len) {
+    size_t l = strlen(sent->data + off);
+    if (l == len && memcmp(sent->data + off, name, len) == 0)
       return 1;
+    off += l + 1;
+  }
   return 0;
 }
 
@@ -55,23 +82,32 @@ static int add_stream_head(strbuf_t *b, lua_State *L, int rec, void *ud)
 {
   const loki_t *lk = ud;
   char num[ENCODE_NUM_LEN];
-  const char *s, *name;
+  strbuf_t name = { 0 }, sent = { 0 };
+  const char *s;
   size_t i, len;
-  int first = 1;
+  int first = 1, rc = -1;
 
   if (encode_lit(b, "{\"stream\":{") < 0)
     return -1;
   for (i = 0; i < lk->n_labels; i++) {
-    name = lk->label_fields[i];
-    s = encode_field_text(L, rec, name, num, &len);
-    if (s == NULL || label_repeated(lk->label_fields, i))
+    s = encode_field_text(L, rec, lk->label_fields[i], num, &len);
+    if (s == NULL)
       continue;
-    if ((!first && encode_lit(b, ",") < 0) || json_add_string(b, name, strlen(name)) < 0 ||
+    if (label_name(&name, lk->label_fields[i]) < 0)
+      goto done;
+    if (label_sent(&sent, name.data, name.len))
+      continue;
+    if (strbuf_add(&sent, name.data, name.len) < 0 || strbuf_add(&sent, "", 1) < 0 ||
+        (!first && encode_lit(b, ",") < 0) || json_add_string(b, name.data, name.len) < 0 ||
         encode_lit(b, ":") < 0 || json_add_string(b, s, len) < 0)
-      return -1;
+      goto done;
     first = 0;
   }
-  return encode_lit(b, "},\"values\":[");
+  rc = encode_lit(b, "},\"values\":[");
+done:
+  strbuf_free(&name);
+  strbuf_free(&sent);
+  return rc;
 }
 
 /* Appends ["<ns>","<line>"] for the record at rec. Returns 0 or -1. */

@@ -253,6 +253,18 @@ describe("encode loki (push API)", function()
     assert.equal(FFFD, s[1].values[2][2])
   end)
 
+  it("makes field names valid label names, sending each name once", function()
+    local records = { rec({ ["k8s.pod-name"] = "p1", ["9lives"] = "cat", k8s_pod_name = "p2", ["é"] = "e" }) }
+    local s = cjson.decode(encode("loki", records,
+      { "--labels", "k8s.pod-name,k8s_pod_name,9lives,é,name" })).streams
+    assert.equal(1, #s)
+    -- "k8s_pod_name" comes out of both first fields: the first one listed wins
+    assert.same({ k8s_pod_name = "p1", _9lives = "cat", __ = "e", name = "web" }, s[1].stream)
+    for k in pairs(s[1].stream) do
+      assert.truthy(k:match("^[%a_][%w_]*$"), k)
+    end
+  end)
+
   it("writes no stream for an empty batch", function()
     assert.equal('{"streams":[]}', encode("loki", {}, { "--labels", "name" }))
   end)
