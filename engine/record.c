@@ -270,6 +270,31 @@ static int field_named(const char *name, size_t len)
   return -1;
 }
 
+/* The text of original field f of line i of b (the time formatted into
+ * buf), or NULL for labels, which has none. */
+static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_LEN + 1])
+{
+  const container_t *c = b->container;
+
+  switch (f) {
+  case 0:
+    return b->recs[i].stream == DECODE_STDERR ? "stderr" : "stdout";
+  case 1:
+    ts_format(b->recs[i].ts, buf);
+    return buf;
+  case 2:
+    return c->id;
+  case 3:
+    return c->name ? c->name : "";
+  case 4:
+    return c->image ? c->image : "";
+  case 6:
+    return "true";
+  default:
+    return NULL;
+  }
+}
+
 /* Whether the lazy record at idx, whose table holds no raw value for
  * original field f, still takes it from its batch: pushes the batch's
  * metatable and returns its index, or returns 0 with nothing pushed. Fills
@@ -302,30 +327,7 @@ const char *record_original_text(lua_State *L, int idx, const char *name, size_t
   *out_len = 0;
   if ((mt = original_of(L, idx, f, &b, &i, &changed)) == 0)
     return NULL;
-  const container_t *c = b->container;
-  switch (f) {
-  case 0:
-    s = b->recs[i].stream == DECODE_STDERR ? "stderr" : "stdout";
-    break;
-  case 1:
-    ts_format(b->recs[i].ts, buf);
-    s = buf;
-    break;
-  case 2:
-    s = c->id;
-    break;
-  case 3:
-    s = c->name ? c->name : "";
-    break;
-  case 4:
-    s = c->image ? c->image : "";
-    break;
-  case 6:
-    s = "true";
-    break;
-  default: /* labels: no text */
-    break;
-  }
+  s = original_text(b, i, f, buf);
   lua_settop(L, mt - 1);
   if (s != NULL)
     *out_len = strlen(s);
@@ -593,34 +595,14 @@ int record_detach(lua_State *L)
 static int add_original(strbuf_t *bf, lua_State *L, int mt, const batch_t *b, size_t i, int f,
                         int *first)
 {
-  const batch_rec_t *r = &b->recs[i];
-  const container_t *c = b->container;
   char ts[TS_LEN + 1];
-  const char *s;
+  const char *s = original_text(b, i, f, ts);
 
-  switch (f) {
-  case 0:
-    s = r->stream == DECODE_STDERR ? "stderr" : "stdout";
-    break;
-  case 1:
-    ts_format(r->ts, ts);
-    s = ts;
-    break;
-  case 2:
-    s = c->id;
-    break;
-  case 3:
-    s = c->name ? c->name : "";
-    break;
-  case 4:
-    s = c->image ? c->image : "";
-    break;
-  default: { /* labels: a filter may have changed the shared table */
+  if (s == NULL) { /* labels: a filter may have changed the shared table */
     lua_rawgeti(L, mt, MT_LABELS);
     int rc = json_add_member(bf, L, field_names[f], strlen(field_names[f]), lua_gettop(L), first);
     lua_pop(L, 1);
     return rc;
-  }
   }
   return json_add_key(bf, field_names[f], strlen(field_names[f]), first) |
          json_add_string(bf, s, strlen(s));
