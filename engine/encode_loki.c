@@ -35,8 +35,9 @@ static int label_name(strbuf_t *name, const char *field)
     return -1;
   for (i = 0; i < n; i++) {
     char c = field[i];
-    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-    name->data[name->len++] = ok ? c : '_';
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+      c = '_';
+    name->data[name->len++] = c;
   }
   return 0;
 }

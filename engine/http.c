@@ -520,7 +520,7 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
   uint64_t now = uv_now(h->loop), span = now - p->win_start;
   p->win_bytes += h->drive_bytes;
   if (span >= h->drive_delay) {
-    p->busy = p->win_bytes >= (double)SMALL_READ * (double)span / (double)h->drive_delay;
+    p->busy = (uint64_t)p->win_bytes * h->drive_delay >= (uint64_t)SMALL_READ * span;
     p->win_start = now;
     p->win_bytes = 0;
   }
