@@ -18,7 +18,9 @@
 --   7  a real dockerd: a container that logged --docker-lines lines (default
 --      1,000,000, about 180 bytes each) is drained by the engine (pass-through
 --      filter, null output, a backfill run) while its CPU and dockerd's are
---      recorded, then read by `docker logs` for comparison. Uses the daemon
+--      recorded, then read by `docker logs` for comparison; 7b: a tenth as
+--      many lines logged live by a container the engine follows, with the
+--      default docker.read_delay and with none. Uses the daemon
 --      at $ENGINE_TEST_DOCKER_HOST (its folder $ENGINE_TEST_DOCKER_DIR), or
 --      starts a private one with scripts/dockerd.sh and stops it at the end.
 --   8  the network outputs: one container, --out-lines lines (default
@@ -310,6 +312,42 @@ if want(7) then
                       n / te, tt, tl),
         string.format("engine %.2f s while dockerd %.2f s (%.0f%%); dockerd %.2f s for docker logs -t, %.2f s for docker logs",
                       ecpu, de, de > 0 and ecpu / de * 100 or 0, dt, dl), "")
+    -- 7b: the same lines logged live by a container the engine follows,
+    -- with the default read_delay and with none
+    local m = math.floor(n / 10)
+    local cells = {}
+    for _, delay in ipairs({ "0.5", "0" }) do
+      local lname = dockerenv.unique("bench7b")
+      local ldir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
+      local lf = assert(io.open(ldir .. "/p.lua", "w"))
+      lf:write(string.format([[return { docker = { host = %q, read_delay = %s },
+        select = { include = { name = { %q } } },
+        outputs = { { type = "file", path = %q, format = "plain" } } }]], host, delay, lname,
+        ldir .. "/out.log"))
+      lf:close()
+      local lp = proc.spawn { argv = { ENGINE, "run", ldir .. "/p.lua", "--state-dir", "" },
+                              stdout = "/dev/null", stderr = ldir .. "/stderr" }
+      proc.wait_for(function() return log_of(ldir):find("connected to the Docker daemon", 1, true) end,
+                    30, "the engine to connect")
+      proc.sleep(1)
+      local l0 = proc.now()
+      env:run { name = lname, cmd = string.format([[awk 'BEGIN { for (i = 0; i < %d; i++)
+        printf "level=info msg=\"request served\" status=200 path=/api/v1/items/%%d dur_ms=%%d\n", i, i %% 97 }']], m) }
+      local lt
+      proc.wait_for(function() -- the lines are written as their batches go through
+        local ok, out = proc.sh("wc -l < " .. proc.quote(ldir .. "/out.log"))
+        if ok and (tonumber(out:match("%d+")) or 0) >= m then lt = proc.now() - l0; return true end
+      end, 600, "every live line")
+      lp:signal("TERM")
+      lp:wait(30)
+      local rests = log_of(ldir):match("rests (%d+)") or "?"
+      lp:cleanup()
+      proc.sh("rm -rf " .. proc.quote(ldir))
+      env:rm(lname)
+      cells[#cells + 1] = string.format("read_delay %s: %.2f s, %s rests", delay, lt, rests)
+    end
+    row("7b", string.format("real dockerd, a container logging %d lines live, followed", m),
+        table.concat(cells, "; "), "(time from the container's start to its last line written)", "")
   end)
   env:rm(name)
   if own then proc.sh("sh scripts/dockerd.sh stop " .. proc.quote(dir), 120) end
