@@ -127,22 +127,33 @@ static size_t utf8_valid(const unsigned char *s, size_t n, size_t *bad)
   return len;
 }
 
-/* Appends the escape for control character or quote c. */
-static int json_escape(strbuf_t *b, unsigned char c)
+/* Writes the escape of control character or quote c into out (room for 6
+ * bytes). Returns its length. */
+static size_t json_escape(char *out, unsigned char c)
 {
   static const char hex[] = "0123456789abcdef";
-  char e[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+  char short_form;
 
   switch (c) {
-  case '"': return strbuf_add(b, "\\\"", 2);
-  case '\\': return strbuf_add(b, "\\\\", 2);
-  case '\n': return strbuf_add(b, "\\n", 2);
-  case '\r': return strbuf_add(b, "\\r", 2);
-  case '\t': return strbuf_add(b, "\\t", 2);
-  case '\b': return strbuf_add(b, "\\b", 2);
-  case '\f': return strbuf_add(b, "\\f", 2);
-  default: return strbuf_add(b, e, sizeof e);
+  case '"': short_form = '"'; break;
+  case '\\': short_form = '\\'; break;
+  case '\n': short_form = 'n'; break;
+  case '\r': short_form = 'r'; break;
+  case '\t': short_form = 't'; break;
+  case '\b': short_form = 'b'; break;
+  case '\f': short_form = 'f'; break;
+  default:
+    out[0] = '\\';
+    out[1] = 'u';
+    out[2] = '0';
+    out[3] = '0';
+    out[4] = hex[c >> 4];
+    out[5] = hex[c & 15];
+    return 6;
   }
+  out[0] = '\\';
+  out[1] = short_form;
+  return 2;
 }
 
 /* Appends s as a quoted JSON string: plain ASCII runs are copied in one go,
@@ -153,34 +164,41 @@ int json_add_string(strbuf_t *b, const char *str, size_t n)
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, run, len, bad;
 
-  if (strbuf_reserve(b, n + 2) < 0)
+  /* Room for the rest of the input as it is and the closing quote is kept
+   * (reserved here, then again wherever one input byte becomes more), so
+   * the bytes are written straight into the buffer. */
+  if (n > SIZE_MAX - 8 || strbuf_reserve(b, n + 2) < 0)
     return -1;
   b->data[b->len++] = '"';
   while (i < n) {
     run = i + json_plain_run(s + i, n - i);
-    if (run > i && strbuf_add(b, (const char *)s + i, run - i) < 0)
-      return -1;
+    memcpy(b->data + b->len, s + i, run - i);
+    b->len += run - i;
     i = run;
     if (i >= n)
       break;
-    if (s[i] < 0x80) {
-      if (json_escape(b, s[i]) < 0)
+    if (s[i] < 0x80) { /* one byte becomes up to 6 */
+      if (strbuf_reserve(b, 6 + (n - i)) < 0)
         return -1;
+      b->len += json_escape(b->data + b->len, s[i]);
       i++;
       continue;
     }
     len = utf8_valid(s + i, n - i, &bad);
     if (len > 0) {
-      if (strbuf_add(b, (const char *)s + i, len) < 0)
-        return -1;
+      memcpy(b->data + b->len, s + i, len);
+      b->len += len;
       i += len;
-    } else {
-      if (strbuf_add(b, "\xEF\xBF\xBD", 3) < 0)
+    } else { /* bad bytes (at least 1) become 3 */
+      if (strbuf_reserve(b, 3 + (n - i)) < 0)
         return -1;
+      memcpy(b->data + b->len, "\xEF\xBF\xBD", 3);
+      b->len += 3;
       i += bad;
     }
   }
-  return strbuf_add(b, "\"", 1);
+  b->data[b->len++] = '"';
+  return 0;
 }
 
 /* Appends a number: integers without a fraction, others with 17 significant
