@@ -90,23 +90,57 @@ local function switches(pid)
   return n
 end
 
-local function start_engine(pipeline_src)
+-- Starts the engine on pipeline_src (where @DIR@ stands for the run's own
+-- folder) with the extra arguments o.args. With o.timed, a shell runs it and
+-- reports its CPU once it has waited for it (engine_cpu); its pid is kept
+-- for finish. Returns the process and the folder.
+local function start_engine(pipeline_src, o)
+  o = o or {}
   local dir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
   local f = assert(io.open(dir .. "/p.lua", "w"))
-  f:write(pipeline_src)
+  f:write((pipeline_src:gsub("@DIR@", dir)))
   f:close()
-  local p = proc.spawn { argv = { ENGINE, "run", dir .. "/p.lua", "--state-dir", "" },
-                         stdout = "/dev/null", stderr = dir .. "/stderr" }
-  return p, dir
+  local argv = { ENGINE, "run", dir .. "/p.lua", "--state-dir", "" }
+  for _, a in ipairs(o.args or {}) do argv[#argv + 1] = a end
+  if not o.timed then
+    return proc.spawn { argv = argv, stdout = "/dev/null", stderr = dir .. "/stderr" }, dir
+  end
+  return proc.spawn { argv = { "sh", "-c", proc.join(argv) .. " & echo $! > " .. proc.quote(dir .. "/pid") ..
+                                           "; wait $!; code=$?; times; exit $code" },
+                      stdout = dir .. "/times", stderr = dir .. "/stderr" }, dir
 end
 
 local function log_of(dir) return proc.read(dir .. "/stderr") or "" end
 
+-- CPU seconds of a timed engine (children's user and system times, as the
+-- shell's `times` printed them once the engine ended).
+local function engine_cpu(dir)
+  local u, s = (proc.read(dir .. "/times") or ""):match("[^\n]*\n(%d+m[%d.]+s) (%d+m[%d.]+s)")
+  local function secs(t)
+    local m, x = (t or "0m0s"):match("(%d+)m([%d.]+)s")
+    return tonumber(m) * 60 + tonumber(x)
+  end
+  return secs(u) + secs(s)
+end
+
+-- Waits (bounded) for the engine to end, after a SIGTERM unless it ended
+-- by itself. Returns its exit code, its log and, when timed, its CPU
+-- seconds; removes its folder.
 local function finish(p, dir)
-  p:signal("TERM")
-  if not p:wait(30) then p:kill() end
+  if p:running() then
+    local pid = tonumber(proc.read(dir .. "/pid") or "")
+    if pid then
+      require("posix.signal").kill(pid, require("posix.signal").SIGTERM)
+    else
+      p:signal("TERM")
+    end
+  end
+  local code = p:wait(60)
+  if code == nil then p:kill() end
+  local log, c = log_of(dir), engine_cpu(dir)
   p:cleanup()
   proc.sh("rm -rf " .. proc.quote(dir))
+  return code, log, c
 end
 
 local FILTERS = {
@@ -244,14 +278,6 @@ return { docker = { host = %q }, outputs = { { type = "null" } }, engine = { sta
 end
 
 -- Scenario 7: a real dockerd serving one container's history.
-local function children_cpu(times_text)
-  local u, s = (times_text or ""):match("[^\n]*\n(%d+m[%d.]+s) (%d+m[%d.]+s)")
-  local function secs(t)
-    local m, x = (t or "0m0s"):match("(%d+)m([%d.]+)s")
-    return tonumber(m) * 60 + tonumber(x)
-  end
-  return secs(u) + secs(s)
-end
 
 if want(7) then
   local host, dir = os.getenv("ENGINE_TEST_DOCKER_HOST"), os.getenv("ENGINE_TEST_DOCKER_DIR")
@@ -276,24 +302,16 @@ if want(7) then
     }']], n) }
     env:wait_exit(name, 600)
     -- the engine: a backfill run drains the container's whole history
-    local pdir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
-    local f = assert(io.open(pdir .. "/p.lua", "w"))
-    f:write(string.format([[return { docker = { host = %q },
+    local d0, t0 = cpu(dpid), proc.now()
+    local p, pdir = start_engine(string.format([[return { docker = { host = %q },
       select = { include = { name = { %q } } },
       filters = { function(batch) return batch end },
-      outputs = { { type = "null" } } }]], host, name))
-    f:close()
-    local d0, t0 = cpu(dpid), proc.now()
-    local p = proc.spawn { argv = { "sh", "-c", proc.join { ENGINE, "run", pdir .. "/p.lua", "--since",
-                                                            "1970-01-01T00:00:00Z", "--state-dir", "" } ..
-                                   "; code=$?; times; exit $code" },
-                           stdout = pdir .. "/times", stderr = pdir .. "/stderr" }
-    local code = p:wait(600)
+      outputs = { { type = "null" } } }]], host, name),
+      { args = { "--since", "1970-01-01T00:00:00Z" }, timed = true })
+    p:wait(600)
     local te, de = proc.now() - t0, cpu(dpid) - d0
-    local ecpu = children_cpu(proc.read(pdir .. "/times"))
-    local read = tonumber((proc.read(pdir .. "/stderr") or ""):match("records in (%d+)")) or -1
-    p:cleanup()
-    proc.sh("rm -rf " .. proc.quote(pdir))
+    local code, log, ecpu = finish(p, pdir)
+    local read = tonumber(log:match("records in (%d+)")) or -1
     if code ~= 0 or read ~= n then
       error(string.format("the engine read %d of %d lines (exit %s)", read, n, tostring(code)))
     end
@@ -318,15 +336,10 @@ if want(7) then
     local cells = {}
     for _, delay in ipairs({ "0.5", "0" }) do
       local lname = dockerenv.unique("bench7b")
-      local ldir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
-      local lf = assert(io.open(ldir .. "/p.lua", "w"))
-      lf:write(string.format([[return { docker = { host = %q, read_delay = %s },
+      local lp, ldir = start_engine(string.format([[return { docker = { host = %q, read_delay = %s },
         select = { include = { name = { %q } } },
-        outputs = { { type = "file", path = %q, format = "plain" } } }]], host, delay, lname,
-        ldir .. "/out.log"))
-      lf:close()
-      local lp = proc.spawn { argv = { ENGINE, "run", ldir .. "/p.lua", "--state-dir", "" },
-                              stdout = "/dev/null", stderr = ldir .. "/stderr" }
+        outputs = { { type = "file", path = "@DIR@/out.log", format = "plain" } } }]], host, delay,
+        lname))
       proc.wait_for(function() return log_of(ldir):find("connected to the Docker daemon", 1, true) end,
                     30, "the engine to connect")
       proc.sleep(1)
@@ -338,11 +351,8 @@ if want(7) then
         local ok, out = proc.sh("wc -l < " .. proc.quote(ldir .. "/out.log"))
         if ok and (tonumber(out:match("%d+")) or 0) >= m then lt = proc.now() - l0; return true end
       end, 600, "every live line")
-      lp:signal("TERM")
-      lp:wait(30)
-      local rests = log_of(ldir):match("rests (%d+)") or "?"
-      lp:cleanup()
-      proc.sh("rm -rf " .. proc.quote(ldir))
+      local _, log = finish(lp, ldir)
+      local rests = log:match("rests (%d+)") or "?"
       env:rm(lname)
       cells[#cells + 1] = string.format("read_delay %s: %.2f s, %s rests", delay, lt, rests)
     end
@@ -369,24 +379,12 @@ if want(8) then
     local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
                              tostring(n), "--retain", tostring(n), "--logfmt" }
     local rx = receiver.start {}
-    local dir = select(2, proc.sh("mktemp -d /tmp/bench.XXXXXX")):gsub("%s+$", "")
-    local f = assert(io.open(dir .. "/p.lua", "w"))
-    f:write(string.format("return { docker = { host = %q }, outputs = { { %s } } }", srv.host,
-                          k[2]:format(rx.url)))
-    f:close()
-    -- the shell reports the engine's CPU (times) once it has waited for it
-    local p = proc.spawn { argv = { "sh", "-c", proc.join { ENGINE, "run", dir .. "/p.lua", "--state-dir", "" } ..
-                                   " & echo $! > " .. proc.quote(dir .. "/pid") ..
-                                   "; wait $!; code=$?; times; exit $code" },
-                           stdout = dir .. "/times", stderr = dir .. "/stderr" }
+    local p, dir = start_engine(string.format("return { docker = { host = %q }, outputs = { { %s } } }",
+                                              srv.host, k[2]:format(rx.url)), { timed = true })
     proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
                   "the engine to read every line")
-    require("posix.signal").kill(tonumber(proc.read(dir .. "/pid")), require("posix.signal").SIGTERM)
-    local code = p:wait(60)
-    local out = tonumber(log_of(dir):match("records in %d+, out (%d+)")) or -1
-    local c = children_cpu(proc.read(dir .. "/times"))
-    p:cleanup()
-    proc.sh("rm -rf " .. proc.quote(dir))
+    local code, log, c = finish(p, dir)
+    local out = tonumber(log:match("records in %d+, out (%d+)")) or -1
     rx:stop()
     srv:stop()
     if code ~= 0 or out ~= n then
