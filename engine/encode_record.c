@@ -77,7 +77,7 @@ void encode_push_field(lua_State *L, int t, const char *name, size_t len)
 {
   lua_pushlstring(L, name, len);
   lua_rawget(L, t);
-  if (lua_isnil(L, -1) && record_is_lazy(L, t)) {
+  if (lua_isnil(L, -1)) { /* a lazy record's original, if it is one */
     lua_pop(L, 1);
     if (!record_push_original(L, t, name, len))
       lua_pushnil(L);

@@ -295,20 +295,27 @@ static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_
   }
 }
 
+/* Whether line i of b has original field f and the filters neither set nor
+ * deleted it (changed: the record's RECORD_F_* bits); `truncated` is there
+ * only for a cut line. */
+static int has_original(const batch_t *b, size_t i, unsigned changed, int f)
+{
+  return !(changed & (1u << f)) && (f != 6 || (b->recs[i].flags & DECODE_TRUNCATED));
+}
+
 /* Whether the lazy record at idx, whose table holds no raw value for
  * original field f, still takes it from its batch: pushes the batch's
  * metatable and returns its index, or returns 0 with nothing pushed. Fills
- * *b, *i and *changed. Pushes no new value (no allocation). */
-static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i,
-                       unsigned *changed)
+ * *b and *i. Pushes no new value (no allocation). */
+static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i)
 {
+  unsigned changed;
   int mt;
 
   if (f < 0 || (mt = push_mt(L, idx)) == 0)
     return 0;
-  if (!read_pos(L, idx, mt, i, changed) || (*changed & (1u << f)) ||
-      (*b = box_batch(L, mt)) == NULL ||
-      (f == 6 && !((*b)->recs[*i].flags & DECODE_TRUNCATED))) {
+  if (!read_pos(L, idx, mt, i, &changed) || (*b = box_batch(L, mt)) == NULL ||
+      !has_original(*b, *i, changed, f)) {
     lua_settop(L, mt - 1);
     return 0;
   }
@@ -322,10 +329,9 @@ const char *record_original_text(lua_State *L, int idx, const char *name, size_t
   const batch_t *b = NULL;
   const char *s = NULL;
   size_t i = 0;
-  unsigned changed;
 
   *out_len = 0;
-  if ((mt = original_of(L, idx, f, &b, &i, &changed)) == 0)
+  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
     return NULL;
   s = original_text(b, i, f, buf);
   lua_settop(L, mt - 1);
@@ -338,8 +344,7 @@ int record_original_time(lua_State *L, int idx, int64_t *ns)
 {
   const batch_t *b = NULL;
   size_t i = 0;
-  unsigned changed;
-  int mt = original_of(L, idx, 1, &b, &i, &changed);
+  int mt = original_of(L, idx, 1, &b, &i);
 
   if (mt == 0)
     return 0;
@@ -353,9 +358,8 @@ int record_push_original(lua_State *L, int idx, const char *name, size_t len)
   int f = field_named(name, len), mt;
   const batch_t *b = NULL;
   size_t i = 0;
-  unsigned changed;
 
-  if ((mt = original_of(L, idx, f, &b, &i, &changed)) == 0)
+  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
     return 0;
   push_field(L, mt, b, i, f);
   lua_replace(L, mt);
@@ -378,7 +382,7 @@ size_t record_original_names(lua_State *L, int idx, const char **names)
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
   int anchor = lua_gettop(L);
   for (int f = 0; f < N_FIELDS; f++) {
-    if ((changed & (1u << f)) || (f == 6 && !(b->recs[i].flags & DECODE_TRUNCATED)))
+    if (!has_original(b, i, changed, f))
       continue;
     lua_rawgeti(L, anchor, f + 1);
     lua_rawget(L, idx);
