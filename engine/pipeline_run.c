@@ -524,21 +524,19 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
   int top = lua_gettop(L);
 
   pl_count(&p->stats.records_in, b->n);
-  if (b->n == 0) {
-    pl_count(&p->stats.batches, 1);
-    return;
+  if (b->n > 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g->run_ref);
+    lua_pushlightuserdata(L, p);
+    lua_pushlightuserdata(L, g);
+    lua_pushlightuserdata(L, b);
+    pl_call_protected(p, g, 3, 0, "pipeline", b->container->name, 0);
+    lua_settop(L, top);
+    /* The records hold the batch's memory outside the Lua heap: collect in
+     * proportion to it, as if it had been allocated in the state. */
+    lua_gc(L, LUA_GCSTEP, (int)(b->bytes_cap / 1024));
+    pl_collect_if_full(g);
+    limit_held(g);
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g->run_ref);
-  lua_pushlightuserdata(L, p);
-  lua_pushlightuserdata(L, g);
-  lua_pushlightuserdata(L, b);
-  pl_call_protected(p, g, 3, 0, "pipeline", b->container->name, 0);
-  lua_settop(L, top);
-  /* The records hold the batch's memory outside the Lua heap: collect in
-   * proportion to it, as if it had been allocated in the state. */
-  lua_gc(L, LUA_GCSTEP, (int)(b->bytes_cap / 1024));
-  pl_collect_if_full(g);
-  limit_held(g);
   /* Counted last: a batch counts as processed once its outputs took it. */
   pl_count(&p->stats.batches, 1);
 }
