@@ -13,7 +13,8 @@
 #               cross-architecture runs, ...): each counts as one passed or
 #               failed check by its exit status
 #
-# Ends with one line "N passed, N failed" over every run.
+# Ends with the failing runs and specs, if any, then one line
+# "N passed, N failed" over every run.
 set -u
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -24,6 +25,8 @@ log=$(mktemp -d /tmp/engine-test.XXXXXX)
 passed=0
 failed=0
 status=0
+failures="$log/failures"
+: >"$failures"
 
 # run NAME ENV... -- ARGS: one busted run, its counts added to the totals.
 run() {
@@ -34,6 +37,7 @@ run() {
   line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log/$name.out" | tail -n 1)
   if [ -z "$line" ]; then
     echo "!! $name: busted printed no summary"
+    echo "$name: busted printed no summary" >>"$failures"
     failed=$((failed + 1)); status=1; return
   fi
   s=$(echo "$line" | grep -oE '[0-9]+ success' | grep -oE '[0-9]+')
@@ -42,7 +46,10 @@ run() {
   p=$(echo "$line" | grep -oE '[0-9]+ pending' | grep -oE '[0-9]+')
   passed=$((passed + s))
   failed=$((failed + f + e + p))
-  if [ "$((f + e + p))" -ne 0 ]; then status=1; fi
+  if [ "$((f + e + p))" -ne 0 ]; then
+    status=1
+    { echo "$name:"; grep -A1 -E '^(Failure|Error|Pending) ' "$log/$name.out" | grep -v '^--$' | sed 's/^/  /'; } >>"$failures"
+  fi
 }
 
 unit() {
@@ -83,7 +90,8 @@ extra() {
     [ -e "$t" ] || continue
     echo "== $t"
     if sh "$t"; then passed=$((passed + 1)); else
-      echo "!! $t failed"; failed=$((failed + 1)); status=1
+      echo "!! $t failed"; echo "$t failed" >>"$failures"
+      failed=$((failed + 1)); status=1
     fi
   done
 }
@@ -95,6 +103,7 @@ case "$what" in
   all) unit; integration; extra ;;
   *) echo "usage: scripts/test.sh [unit|integration|extra|all]" >&2; exit 2 ;;
 esac
+if [ -s "$failures" ]; then echo "== what failed"; cat "$failures"; fi
 rm -rf "$log"
 echo "$passed passed, $failed failed"
 exit $status
