@@ -31,6 +31,8 @@ struct reader {
   uint64_t stream_lines;   /* lines delivered by the current request */
   int protocol_error;
   int paused;              /* the stream waits for the outputs to catch up */
+  int last_read;           /* the container exited: its history is read from
+                              the cursor without follow before finishing */
   char error[192];
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
@@ -223,7 +225,7 @@ static void connect_stream(reader_t *r) {
   reader_set_state(r, READER_CONNECTING, NULL);
   const config_t *cfg = r->core->cfg;
   r->req = docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
-                       !cfg->backfill, &handler, r);
+                       !cfg->backfill && !r->last_read, &handler, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
@@ -251,10 +253,21 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
   cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "State");
   int running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running"));
   cJSON_Delete(doc);
-  if (!running) {
+  if (!running && r->last_read) {
     finish(r, "container exited");
     return;
   }
+  if (!running) {
+    /* A follow stream may end before the daemon sent every line of a
+     * container that exited (a busy host: the reader was behind when the
+     * container died). Its history from the cursor has the rest; the
+     * cursor skips what was delivered already. */
+    r->last_read = 1;
+    log_debug(r->c->name, "container exited: reading the rest of its log");
+    connect_stream(r);
+    return;
+  }
+  r->last_read = 0;
   /* Running again (restarted), or the daemon closed the stream: follow on
    * from the cursor; a stream that ends at once with nothing waits first. */
   if (r->stream_lines == 0 && uv_now(r->core->loop) - r->stream_started < 1000) {

@@ -11,7 +11,12 @@
  *                                 closed and reopened from the cursor
  *   STREAMING  -> DRAINING        the container died: read to the end
  *   STREAMING/DRAINING -> INSPECTING  the stream ended cleanly: running
- *                                 again? reconnect; else finished
+ *                                 (again)? follow on from the cursor.
+ *                                 Not running: one last read of its
+ *                                 history from the cursor, without follow
+ *                                 (a follow stream may end before the
+ *                                 daemon sent every line), then inspected
+ *                                 again: still not running? finished
  *   any -> BACKOFF                transport error, 5xx, protocol error:
  *                                 reconnect after an exponential, jittered
  *                                 delay, without limit

@@ -103,6 +103,28 @@ describe("reader lifecycle #tsan #sanitize", function()
     assert.equal(0, e:stop())
   end)
 
+  it("reads every line of a container that exits while its reader is held back", function()
+    -- A slow filter and a small max_buffered pause the reader, so it is far
+    -- behind when the container exits; the daemon may end the follow stream
+    -- before it sent the rest, which the reader then reads from its cursor.
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  select = { include = { name = { %q } } },
+  batch = { flush_interval = 0.1 },
+  engine = { max_buffered = 65536 },
+  filters = { function(batch) local t = os.clock() while os.clock() - t < 0.05 do end return batch end },
+}]], env.host, prefix .. "*") }
+    wait_log(e, "connected to the Docker daemon")
+    local name = prefix .. "-held"
+    env:run { name = name, cmd = [[awk 'BEGIN { for (i = 1; i <= 20000; i++) printf "held %d\n", i }']] }
+    env:wait_exit(name, 60)
+    wait_log(e, "[" .. name .. "] stopped following", 120)
+    local n = assert_same_as_daemon(e, name)
+    assert.equal(20000, n)
+    assert.equal(0, e:stop())
+  end)
+
   it("drains every line of a burst of short-lived containers", function()
     e = engine.start { pipeline = pipeline(prefix) }
     wait_log(e, "connected to the Docker daemon")
