@@ -131,7 +131,7 @@ describe("engine top #sanitize", function()
     t:key("Enter")
     proc.wait_for(function()
       screen = t:screen()
-      return screen:find("stty%-done%s*\n")
+      return screen:find("\nstty%-done%s*\n") -- its own line, not the typed command's end
     end, 10, "stty's answer")
     assert.matches("\nicanon\n", screen)
     assert.matches("\necho\n", screen)
