@@ -52,8 +52,9 @@ describe("docker.read_delay #sanitize", function()
     local delayed = run("0.5")
     print(string.format("reads: %d at once, %d with a 0.5 s delay", at_once, delayed))
     -- 60 lines over 1.5 s: about one read per line at once, about one per
-    -- half second with the delay (plus the list, inspect and ping answers)
-    assert.is_true(at_once >= LINES, "reads without a delay: " .. tostring(at_once))
+    -- half second with the delay (plus the list, inspect and ping answers).
+    -- A busy machine may join a few lines into one read even without a delay.
+    assert.is_true(at_once >= LINES / 2, "reads without a delay: " .. tostring(at_once))
     assert.is_true(delayed <= LINES / 3, "reads with a 0.5 s delay: " .. tostring(delayed))
   end)
 
