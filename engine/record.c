@@ -28,6 +28,8 @@
 enum { MT_BOX = 1, MT_POS, MT_MARK, MT_LABELS, MT_ID, MT_NAME, MT_IMAGE, MT_SLOTS = MT_IMAGE };
 
 #define N_FIELDS RECORD_N_FIELDS
+/* Field numbers: field_names[f], and bit f of the RECORD_F_* bits. */
+enum { F_STREAM, F_TIME, F_CONTAINER, F_NAME, F_IMAGE, F_LABELS, F_TRUNCATED };
 _Static_assert(RECORD_TEXT_LEN == TS_LEN + 1, "room for a formatted time");
 static const char *const field_names[N_FIELDS] = {"stream", "time",   "container", "name",
                                                   "image",  "labels", "truncated"};
@@ -123,26 +125,26 @@ static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f)
   char ts[TS_LEN + 1];
 
   switch (f) {
-  case 0:
+  case F_STREAM:
     if (r->stream == DECODE_STDERR)
       lua_pushliteral(L, "stderr");
     else
       lua_pushliteral(L, "stdout");
     break;
-  case 1:
+  case F_TIME:
     ts_format(r->ts, ts);
     lua_pushlstring(L, ts, TS_LEN);
     break;
-  case 2:
+  case F_CONTAINER:
     lua_rawgeti(L, mt, MT_ID);
     break;
-  case 3:
+  case F_NAME:
     lua_rawgeti(L, mt, MT_NAME);
     break;
-  case 4:
+  case F_IMAGE:
     lua_rawgeti(L, mt, MT_IMAGE);
     break;
-  case 5:
+  case F_LABELS:
     lua_rawgeti(L, mt, MT_LABELS);
     break;
   default:
@@ -151,6 +153,43 @@ static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f)
     else
       lua_pushnil(L);
   }
+}
+
+/* Whether line i of b has original field f and the filters neither set nor
+ * deleted it (changed: the record's RECORD_F_* bits); `truncated` is there
+ * only for a cut line. */
+static int has_original(const batch_t *b, size_t i, unsigned changed, int f)
+{
+  return !(changed & (1u << f)) && (f != F_TRUNCATED || (b->recs[i].flags & DECODE_TRUNCATED));
+}
+
+/* Pushes the raw value of key k (N_KEYS number) of the table at t; anchor:
+ * the stack index of the anchored key names. Pushes no new value. */
+static void push_raw(lua_State *L, int anchor, int t, int k)
+{
+  lua_rawgeti(L, anchor, k + 1);
+  lua_rawget(L, t);
+}
+
+/* Stores in fs the fields the lazy record at idx (line i of b) still takes
+ * from its batch: has_original, and no raw value set by a filter (rawset).
+ * Returns how many. Pushes no new value. */
+static int originals(lua_State *L, int idx, const batch_t *b, size_t i, unsigned changed,
+                     int fs[N_FIELDS])
+{
+  int n = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, get_ctx(L)->anchor_ref);
+  int anchor = lua_gettop(L);
+  for (int f = 0; f < N_FIELDS; f++) {
+    if (!has_original(b, i, changed, f))
+      continue;
+    push_raw(L, anchor, idx, f);
+    if (lua_isnil(L, -1))
+      fs[n++] = f;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n;
 }
 
 /* __index(t, k): an original field the filters have not set or deleted. */
@@ -216,17 +255,10 @@ void record_materialize(lua_State *L, int idx)
     return;
   if (read_pos(L, idx, mt, &i, &changed)) {
     const batch_t *b = box_batch(L, mt);
-    for (int f = 0; f < N_FIELDS; f++) {
-      if (changed & (1u << f))
-        continue;
-      lua_pushstring(L, field_names[f]);
-      lua_rawget(L, idx);
-      int absent = lua_isnil(L, -1);
-      lua_pop(L, 1);
-      if (!absent)
-        continue; /* set raw (rawset) by a filter */
-      lua_pushstring(L, field_names[f]);
-      push_field(L, mt, b, i, f);
+    int fs[N_FIELDS], n = originals(L, idx, b, i, changed, fs);
+    for (int k = 0; k < n; k++) {
+      lua_pushstring(L, field_names[fs[k]]);
+      push_field(L, mt, b, i, fs[k]);
       lua_rawset(L, idx);
     }
     lua_rawgeti(L, mt, MT_POS);
@@ -277,30 +309,22 @@ static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_
   const container_t *c = b->container;
 
   switch (f) {
-  case 0:
+  case F_STREAM:
     return b->recs[i].stream == DECODE_STDERR ? "stderr" : "stdout";
-  case 1:
+  case F_TIME:
     ts_format(b->recs[i].ts, buf);
     return buf;
-  case 2:
+  case F_CONTAINER:
     return c->id;
-  case 3:
+  case F_NAME:
     return c->name ? c->name : "";
-  case 4:
+  case F_IMAGE:
     return c->image ? c->image : "";
-  case 6:
+  case F_TRUNCATED:
     return "true";
   default:
     return NULL;
   }
-}
-
-/* Whether line i of b has original field f and the filters neither set nor
- * deleted it (changed: the record's RECORD_F_* bits); `truncated` is there
- * only for a cut line. */
-static int has_original(const batch_t *b, size_t i, unsigned changed, int f)
-{
-  return !(changed & (1u << f)) && (f != 6 || (b->recs[i].flags & DECODE_TRUNCATED));
 }
 
 /* Whether the lazy record at idx, whose table holds no raw value for
@@ -344,7 +368,7 @@ int record_original_time(lua_State *L, int idx, int64_t *ns)
 {
   const batch_t *b = NULL;
   size_t i = 0;
-  int mt = original_of(L, idx, 1, &b, &i);
+  int mt = original_of(L, idx, F_TIME, &b, &i);
 
   if (mt == 0)
     return 0;
@@ -368,31 +392,19 @@ int record_push_original(lua_State *L, int idx, const char *name, size_t len)
 
 size_t record_original_names(lua_State *L, int idx, const char **names)
 {
-  const rctx_t *x;
-  size_t i, n = 0;
+  size_t i;
   unsigned changed;
-  int mt = push_mt(L, idx), top = mt - 1;
+  int mt = push_mt(L, idx), fs[N_FIELDS], n = 0;
+  const batch_t *b;
 
   if (mt == 0)
     return 0;
-  const batch_t *b;
-  if (!read_pos(L, idx, mt, &i, &changed) || (b = box_batch(L, mt)) == NULL ||
-      (x = get_ctx(L)) == NULL)
-    goto done;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
-  int anchor = lua_gettop(L);
-  for (int f = 0; f < N_FIELDS; f++) {
-    if (!has_original(b, i, changed, f))
-      continue;
-    lua_rawgeti(L, anchor, f + 1);
-    lua_rawget(L, idx);
-    if (lua_isnil(L, -1)) /* else set raw by a filter: lua_next finds it */
-      names[n++] = field_names[f];
-    lua_pop(L, 1);
-  }
-done:
-  lua_settop(L, top);
-  return n;
+  if (read_pos(L, idx, mt, &i, &changed) && (b = box_batch(L, mt)) != NULL)
+    n = originals(L, idx, b, i, changed, fs); /* a raw value: lua_next finds it */
+  for (int k = 0; k < n; k++)
+    names[k] = field_names[fs[k]];
+  lua_settop(L, mt - 1);
+  return (size_t)n;
 }
 
 /* The wrappers: upvalue 1 is the original function; argument 1 is
@@ -617,7 +629,7 @@ int record_add_json(strbuf_t *b, lua_State *L, int idx)
   /* The fixed members in json_add_record's order (json.c: time, stream,
    * container, name, image, line, labels), then the rest as it writes them.
    * `truncated`, when original, goes among the rest. */
-  static const int fixed[] = {1, 0, 2, 3, 4, K_LINE, 5};
+  static const int fixed[] = {F_TIME, F_STREAM, F_CONTAINER, F_NAME, F_IMAGE, K_LINE, F_LABELS};
   const rctx_t *x = get_ctx(L);
   int top = lua_gettop(L), first = 1, rc = -1;
   size_t i;
@@ -635,20 +647,17 @@ int record_add_json(strbuf_t *b, lua_State *L, int idx)
   int anchor = lua_gettop(L);
   for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++) {
     int f = fixed[k], r = 0;
-    lua_rawgeti(L, anchor, f + 1);
-    lua_rawget(L, idx);
+    push_raw(L, anchor, idx, f);
     if (!lua_isnil(L, -1))
       r = json_add_member(b, L, key_names[f], strlen(key_names[f]), lua_gettop(L), &first);
-    else if (f < N_FIELDS && !(changed & (1u << f)))
+    else if (f < N_FIELDS && has_original(bt, i, changed, f))
       r = add_original(b, L, mt, bt, i, f, &first);
     lua_pop(L, 1);
     if (r < 0)
       goto done;
   }
-  lua_rawgeti(L, anchor, 6 + 1); /* a raw `truncated` is one of the rest */
-  lua_rawget(L, idx);
-  int truncated = lua_isnil(L, -1) && (bt->recs[i].flags & DECODE_TRUNCATED) &&
-                  !(changed & RECORD_F_TRUNCATED);
+  push_raw(L, anchor, idx, F_TRUNCATED); /* a raw `truncated` is one of the rest */
+  int truncated = lua_isnil(L, -1) && has_original(bt, i, changed, F_TRUNCATED);
   lua_pop(L, 1);
   if (json_add_record_rest(b, L, idx, truncated, &first) < 0 || strbuf_add(b, "}", 1) < 0)
     goto done;

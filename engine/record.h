@@ -46,7 +46,6 @@ int record_is_lazy(struct lua_State *L, int idx);
  * happens to any other value. */
 void record_materialize(struct lua_State *L, int idx);
 
-
 /* Where a lazy record comes from, for writers that can use the original. */
 typedef struct record_origin {
   const batch_t *batch;
