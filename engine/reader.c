@@ -253,11 +253,11 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
   cJSON *state = cJSON_GetObjectItemCaseSensitive(doc, "State");
   int running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running"));
   cJSON_Delete(doc);
-  if (!running && r->last_read) {
-    finish(r, "container exited");
-    return;
-  }
   if (!running) {
+    if (r->last_read) {
+      finish(r, "container exited");
+      return;
+    }
     /* A follow stream may end before the daemon sent every line of a
      * container that exited (a busy host: the reader was behind when the
      * container died). Its history from the cursor has the rest; the
