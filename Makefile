@@ -56,6 +56,10 @@ $(B)/engine: $(B)/obj/main.o $(B)/libengine.a
 $(B)/%: spec/support/%.c $(B)/libengine.a
 	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
 
+# scripts/bench-json.sh's timing program
+$(B)/bench_json: scripts/bench_json.c $(B)/libengine.a
+	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
+
 SAN_ASAN := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 SAN_TSAN := -O1 -g -fsanitize=thread
 

@@ -278,7 +278,6 @@ return { docker = { host = %q }, outputs = { { type = "null" } }, engine = { sta
 end
 
 -- Scenario 7: a real dockerd serving one container's history.
-
 if want(7) then
   local host, dir = os.getenv("ENGINE_TEST_DOCKER_HOST"), os.getenv("ENGINE_TEST_DOCKER_DIR")
   local own = not (host and host ~= "" and dir and dir ~= "")
