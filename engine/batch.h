@@ -36,6 +36,10 @@ typedef struct batch {
   size_t used, bytes_cap;
   int64_t floor_ts;        /* oldest line still being assembled when the batch
                               was cut (INT64_MAX: none); a resume starts there */
+  int undelivered;         /* came back from the pipeline without every output
+                              taking it (inflight.h): not to be acknowledged */
+  struct batch *order_next;/* inflight.c's list in submission order */
+  int finished;            /* inflight.c: came back (loop thread) */
 } batch_t;
 
 /* Returns an empty batch holding a new reference to c, or NULL when out of

@@ -20,7 +20,7 @@
 #include <unistd.h>
 #include "checkpoint.h"
 #include "log.h"
-#include "output.h"
+#include "strbuf.h"
 #include "uvh.h"
 
 #define BUCKETS 256
@@ -533,7 +533,7 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen) {
   const char *step = "open";
   if (fd >= 0) {
     step = "write";
-    if (output_write_all(fd, text, len) == 0 && (!cp->do_fsync || (step = "fsync", fsync(fd) == 0))) rc = 0;
+    if (write_all(fd, text, len) == 0 && (!cp->do_fsync || (step = "fsync", fsync(fd) == 0))) rc = 0;
     if (close(fd) != 0) rc = -1;
     if (rc == 0 && (step = "rename", rename(cp->tmp, cp->path) != 0)) rc = -1;
   }

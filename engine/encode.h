@@ -14,9 +14,14 @@
 #define ENGINE_ENCODE_H
 
 #include <stddef.h>
-#include "output.h"
+#include "json.h"
 
 struct lua_State;
+
+/* The records as lines: JSON objects (json_add_record) or, with plain set,
+ * their `line` field alone (records without a string line are skipped);
+ * each followed by '\n'. */
+int encode_lines(strbuf_t *b, struct lua_State *L, int idx, int plain);
 
 /* One JSON object per record (json_add_record), each followed by '\n'. */
 int encode_ndjson(strbuf_t *b, struct lua_State *L, int idx);
@@ -40,10 +45,24 @@ int encode_loki(strbuf_t *b, struct lua_State *L, int idx, const char *const *la
  * record with "@timestamp" (RFC3339 with nanoseconds), per record. */
 int encode_elasticsearch(strbuf_t *b, struct lua_State *L, int idx, const char *index);
 
-/* Reads a _bulk reply. Returns 0 when every item succeeded, the number of
- * failed items (and the first reason in err) when some failed, or -1 when
- * the reply is not a _bulk reply. */
-int elasticsearch_bulk_errors(const char *body, size_t len, char *err, size_t errlen);
+/* Reads a _bulk reply as it arrives, in slices of any size, keeping only
+ * each item's status and, for a failed item, its reason ("status N type:
+ * reason"): a reply of any length is read in bounded memory per item. An
+ * item whose reply has an error member but a 2xx status, or whose object
+ * cannot be read, counts as status 500 (to be sent again). */
+typedef struct es_item {
+  int status;
+  char *reason;   /* NULL when the item succeeded */
+} es_item_t;
+typedef struct es_reply es_reply_t;
+
+/* Returns NULL when out of memory. */
+es_reply_t *es_reply_new(void);
+void es_reply_feed(es_reply_t *r, const char *data, size_t len);
+/* The items read so far, in order. Returns 0 when the reply was a whole
+ * _bulk reply, -1 when it is not one (or memory ran out). */
+int es_reply_items(const es_reply_t *r, const es_item_t **items, size_t *n);
+void es_reply_free(es_reply_t *r);
 
 /* OTLP/HTTP JSON logs body (/v1/logs): one resourceLogs per container with
  * service.name = the container name and container.* attributes, logRecords

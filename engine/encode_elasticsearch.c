@@ -9,6 +9,7 @@
  * with "@timestamp" first unless the record has its own. The body ends with
  * a newline, as _bulk requires. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -101,37 +102,142 @@ static int item_failed(const cJSON *result)
   return cJSON_IsNumber(status) && (status->valueint < 200 || status->valueint > 299);
 }
 
-int elasticsearch_bulk_errors(const char *body, size_t len, char *err, size_t errlen)
-{
-  const cJSON *items, *item, *result;
-  cJSON *root;
-  int failed = 0;
+/* --- the _bulk reply, read as it arrives ------------------------------- */
 
-  if (errlen > 0)
-    err[0] = '\0';
-  root = cJSON_ParseWithLength(body, len);
-  items = cJSON_GetObjectItemCaseSensitive(root, "items");
-  if (!cJSON_IsObject(root) || !cJSON_IsArray(items)) {
-    if (errlen > 0)
-      snprintf(err, errlen, "not a _bulk reply");
-    cJSON_Delete(root);
-    return -1;
-  }
-  cJSON_ArrayForEach(item, items) {
-    result = cJSON_IsObject(item) ? item->child : NULL;
-    if (!cJSON_IsObject(result))
-      continue;
-    if (item_failed(result)) {
-      if (failed == 0)
-        item_reason(result, err, errlen);
-      failed++;
+#define ITEM_MAX (64 * 1024) /* one item's reply; a longer one is not read */
+
+struct es_reply {
+  int depth, in_str, esc;
+  char key[16];             /* the last string at depth 1 (a key of the root) */
+  size_t key_len;
+  int key_open;             /* that string is being read */
+  int in_items;             /* inside the root's "items" array */
+  int seen_items;
+  int collecting;           /* copying one item's object */
+  strbuf_t item;
+  int item_overflow;
+  es_item_t *items;
+  size_t n, cap;
+  int oom;
+};
+
+es_reply_t *es_reply_new(void)
+{
+  return calloc(1, sizeof(es_reply_t));
+}
+
+void es_reply_free(es_reply_t *r)
+{
+  if (r == NULL)
+    return;
+  for (size_t i = 0; i < r->n; i++)
+    free(r->items[i].reason);
+  free(r->items);
+  strbuf_free(&r->item);
+  free(r);
+}
+
+/* Reads the item object collected in r->item into a new entry. */
+static void end_item(es_reply_t *r)
+{
+  es_item_t it = { 0, NULL };
+  cJSON *root = r->item_overflow ? NULL : cJSON_ParseWithLength(r->item.data, r->item.len);
+  const cJSON *result = cJSON_IsObject(root) ? root->child : NULL;
+  char reason[300];
+
+  if (cJSON_IsObject(result)) {
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(result, "status");
+    it.status = cJSON_IsNumber(status) ? status->valueint : 0;
+    if (item_failed(result) || it.status == 0) {
+      item_reason(result, reason, sizeof reason);
+      it.reason = strdup(reason);
+      if (it.status >= 200 && it.status <= 299)
+        it.status = 500; /* an error member with a 2xx status: try again */
     }
-  }
-  if (failed == 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "errors"))) {
-    if (errlen > 0)
-      snprintf(err, errlen, "the reply says \"errors\":true but names no failed item");
-    failed = 1;
+  } else {
+    snprintf(reason, sizeof reason, "an item of the reply could not be read");
+    it.reason = strdup(reason);
   }
   cJSON_Delete(root);
-  return failed;
+  r->item.len = 0;
+  r->item_overflow = 0;
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 64;
+    es_item_t *n = realloc(r->items, cap * sizeof *n);
+    if (n == NULL) {
+      free(it.reason);
+      r->oom = 1;
+      return;
+    }
+    r->items = n;
+    r->cap = cap;
+  }
+  r->items[r->n++] = it;
+}
+
+void es_reply_feed(es_reply_t *r, const char *data, size_t len)
+{
+  for (size_t i = 0; i < len; i++) {
+    char c = data[i];
+    if (r->collecting && !r->item_overflow) {
+      if (r->item.len >= ITEM_MAX || strbuf_add(&r->item, &c, 1) < 0)
+        r->item_overflow = 1;
+    }
+    if (r->in_str) {
+      if (r->esc)
+        r->esc = 0;
+      else if (c == '\\')
+        r->esc = 1;
+      else if (c == '"')
+        r->in_str = r->key_open = 0;
+      if (r->key_open && r->in_str && !r->esc && r->key_len < sizeof r->key - 1)
+        r->key[r->key_len++] = c;
+      continue;
+    }
+    switch (c) {
+    case '"':
+      r->in_str = 1;
+      if (r->depth == 1) {
+        r->key_open = 1;
+        r->key_len = 0;
+      }
+      break;
+    case '{':
+    case '[':
+      r->depth++;
+      if (c == '[' && r->depth == 2) {
+        r->key[r->key_len] = '\0';
+        r->in_items = strcmp(r->key, "items") == 0;
+        r->seen_items |= r->in_items;
+      }
+      if (c == '{' && r->in_items && r->depth == 3 && !r->collecting) {
+        r->collecting = 1;
+        r->item.len = 0;
+        r->item_overflow = strbuf_add(&r->item, "{", 1) < 0;
+      }
+      break;
+    case '}':
+    case ']':
+      if (c == '}' && r->collecting && r->depth == 3) {
+        r->collecting = 0;
+        end_item(r);
+      }
+      if (r->depth == 2)
+        r->in_items = 0;
+      if (r->depth > 0)
+        r->depth--;
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+int es_reply_items(const es_reply_t *r, const es_item_t **items, size_t *n)
+{
+  *items = r->items;
+  *n = r->n;
+  if (r->oom)
+    return -1;
+  return r->seen_items && r->depth == 0 && !r->in_str ? 0 : -1;
 }

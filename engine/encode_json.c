@@ -1,5 +1,7 @@
 /* encode_json.c - the generic HTTP bodies: NDJSON and a JSON array of the
  * records (see encode.h). Elements that are not tables are skipped. */
+#include <string.h>
+
 #include <lua.h>
 
 #include "encode.h"
@@ -7,7 +9,7 @@
 
 int encode_ndjson(strbuf_t *b, lua_State *L, int idx)
 {
-  return output_encode_batch(b, L, idx, 0);
+  return encode_lines(b, L, idx, 0);
 }
 
 int encode_json_array(strbuf_t *b, lua_State *L, int idx)
@@ -33,4 +35,43 @@ int encode_json_array(strbuf_t *b, lua_State *L, int idx)
   if (rc < 0)
     return -1;
   return encode_lit(b, "]");
+}
+
+/* Appends the record at idx as a plain line: its `line` field and "\n".
+ * A record without a string line writes nothing. */
+static int add_plain(strbuf_t *b, lua_State *L, int idx)
+{
+  const char *s;
+  size_t len;
+  int rc = 0;
+
+  if (lua_type(L, idx) != LUA_TTABLE)
+    return 0;
+  lua_pushstring(L, "line");
+  lua_rawget(L, idx);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    s = lua_tolstring(L, -1, &len);
+    rc = strbuf_add(b, s, len) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+int encode_lines(strbuf_t *b, lua_State *L, int idx, int plain)
+{
+  size_t i, count;
+  int rc = 0;
+
+  if (idx < 0 && idx > LUA_REGISTRYINDEX)
+    idx = lua_gettop(L) + idx + 1;
+  count = lua_objlen(L, idx);
+  for (i = 1; i <= count && rc == 0; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    if (plain)
+      rc = add_plain(b, L, lua_gettop(L));
+    else if (lua_type(L, -1) == LUA_TTABLE)
+      rc = json_add_record(b, L, -1) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
+    lua_pop(L, 1);
+  }
+  return rc;
 }

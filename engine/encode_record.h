@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "output.h"
+#include "json.h"
 
 struct lua_State;
 

@@ -20,7 +20,6 @@
 #include "checkpoint.h"
 #include "discovery.h"
 #include "inflight.h"
-#include "netout.h"
 #include "output.h"
 #include "engine.h"
 #include "ledger.h"
@@ -48,8 +47,6 @@ struct engine {
   int have_new_select;
   uv_signal_t sigint, sigterm, sighup, sigusr1;
   char *path;               /* the pipeline file, for reloads */
-  output_t *netouts[64];    /* the network outputs, started on the loop */
-  size_t n_netouts, netouts_open;
   uint64_t stop_deadline;   /* uv_now() by which the stop must be done */
   uv_timer_t stop_timer;
   uv_timer_t stats_timer;   /* the periodic stats line */
@@ -175,48 +172,44 @@ static void inflight_closed(void *ud) {
   else checkpoint_closed(e);
 }
 
-static void netout_closed(void *ud) {
+static void outputs_closed(void *ud) {
   engine_t *e = ud;
-  if (--e->netouts_open == 0) inflight_close(e->core.inflight, inflight_closed, e);
+  inflight_close(e->core.inflight, inflight_closed, e);
 }
 
-static void close_netouts(engine_t *e) {
-  uv_timer_stop(&e->stop_timer);
-  if (e->cfg.backfill) { /* a backfill succeeds only when everything was delivered */
-    unsigned long long undelivered = 0, dead = 0;
-    for (size_t i = 0; i < e->n_netouts; i++) {
-      netout_stats_t st;
-      netout_stats(e->netouts[i], &st);
-      undelivered += st.pending;
-      dead += st.dead_letters;
-    }
-    pipeline_stats_t ps;
-    pipeline_stats(e->pipeline, &ps);
-    if (undelivered || dead || ps.output_errors) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "backfill: not everything was delivered (%llu batches pending, "
-               "%llu dead-lettered, %llu output errors)", undelivered, dead,
-               (unsigned long long)ps.output_errors);
-      log_error(NULL, "%s", msg);
-      fail(e, msg);
-    }
+/* A backfill succeeds only when everything was delivered. */
+static void check_backfill_delivered(engine_t *e) {
+  unsigned long long undelivered = 0, dead = 0;
+  output_t **outs = NULL;
+  size_t n = pipeline_outputs(e->pipeline, NULL, 0);
+  if (n && (outs = calloc(n, sizeof *outs))) n = pipeline_outputs(e->pipeline, outs, n);
+  for (size_t i = 0; outs && i < n; i++) {
+    output_stats_t st;
+    output_stats(outs[i], &st);
+    undelivered += st.pending;
+    dead += st.dead_letters;
   }
-  if (e->n_netouts == 0) {
-    inflight_close(e->core.inflight, inflight_closed, e);
-    return;
+  free(outs);
+  pipeline_stats_t ps;
+  pipeline_stats(e->pipeline, &ps);
+  if (undelivered || dead || ps.output_errors) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "backfill: not everything was delivered (%llu batches pending, "
+             "%llu dead-lettered, %llu output errors)", undelivered, dead,
+             (unsigned long long)ps.output_errors);
+    log_error(NULL, "%s", msg);
+    fail(e, msg);
   }
-  e->netouts_open = e->n_netouts;
-  for (size_t i = 0; i < e->n_netouts; i++) netout_close(e->netouts[i], netout_closed, e);
 }
 
-/* After the pipeline thread: the network outputs deliver what they hold,
- * until the stop deadline. */
+/* After the pipeline thread: the outputs deliver what they hold, until the
+ * stop deadline; then they close (what is left stays unacknowledged). */
 static void on_drain_tick(uv_timer_t *t) {
   engine_t *e = t->data;
-  size_t pending = 0;
-  for (size_t i = 0; i < e->n_netouts; i++) pending += netout_pending(e->netouts[i]);
-  if (pending && uv_now(&e->loop) < e->stop_deadline) return;
-  close_netouts(e);
+  if (pipeline_outputs_pending(e->pipeline) && uv_now(&e->loop) < e->stop_deadline) return;
+  uv_timer_stop(&e->stop_timer);
+  if (e->cfg.backfill) check_backfill_delivered(e);
+  pipeline_close_outputs(e->pipeline, 0, outputs_closed, e);
 }
 
 static void on_pipeline_exit(void *ud) {
@@ -225,8 +218,7 @@ static void on_pipeline_exit(void *ud) {
   if (e->pipeline_started) pipeline_close(e->pipeline); /* joins: no batch comes back now */
   snapshot(e, &e->final);
   uv_timer_stop(&e->stop_timer);
-  if (e->n_netouts) uv_timer_start(&e->stop_timer, on_drain_tick, 0, 50);
-  else close_netouts(e);
+  uv_timer_start(&e->stop_timer, on_drain_tick, 0, 50);
 }
 
 static void maybe_finish_pipeline(engine_t *e) {
@@ -436,7 +428,7 @@ static void on_stats(uv_timer_t *t) {
 
 static status_t *collect_status(void *ud) {
   engine_t *e = ud;
-  status_source_t src = {e->discovery, e->events_reconnects, e->netouts, e->n_netouts,
+  status_source_t src = {e->discovery, e->events_reconnects,
                          e->pipeline_started && !e->pipeline_exited, e->stopping};
   if (e->discovery) src.events_reconnects = discovery_reconnects(e->discovery);
   return status_collect(&e->core, &src);
@@ -492,19 +484,12 @@ int engine_run(engine_t *e, int handle_signals) {
   e->core.inflight = inflight_new(&e->core, e->cfg.max_buffered, on_resume, e);
   pipeline_set_done(e->pipeline, inflight_done, e->core.inflight);
   pipeline_set_reloaded(e->pipeline, on_reloaded, e);
-  output_t *outs[64];
-  size_t n_outs = pipeline_outputs(e->pipeline, outs, 64);
-  int outputs_ok = 1;
-  for (size_t i = 0; i < n_outs && outputs_ok; i++) {
-    if (!netout_is(outs[i])) continue;
-    if (netout_start(outs[i], &e->loop, err, sizeof err) != 0) {
-      log_error(NULL, "%s", err);
-      fail(e, err);
-      outputs_ok = 0;
-    }
-    e->netouts[e->n_netouts++] = outs[i]; /* started or not: closed at stop */
+  const char *start_failure = NULL;
+  if (pipeline_start_outputs(e->pipeline, &e->loop, err, sizeof err) != 0) {
+    log_error(NULL, "%s", err); /* started or not, the outputs are closed at stop */
+    fail(e, err);
+    start_failure = "an output cannot start";
   }
-  const char *start_failure = outputs_ok ? NULL : "an output cannot start";
   if (e->cfg.metrics_listen && !e->core.ledger) /* per-container counts outlive readers */
     e->core.ledger = ledger_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers
                                                                       : 1024);

@@ -1,11 +1,20 @@
 /* inflight.h - batches between the readers and the acknowledgement, and the
  * memory they hold.
  *
- * Readers hand their batches over with inflight_submit (loop thread); the
- * pipeline hands each processed batch back with inflight_done (its thread),
- * which wakes the loop through a uv_async_t. On the loop, a returned batch
- * is acknowledged to the checkpoint (when there is one), freed, and its
- * bytes leave the count.
+ * Readers hand their batches over with inflight_submit (loop thread). The
+ * pipeline takes each batch under a ticket: one reference for itself while
+ * it runs the filters, one for each output body that holds the batch's
+ * records (output.h). When the last reference goes (on whichever thread),
+ * the batch comes back through inflight_done, which wakes the loop through
+ * a uv_async_t. On the loop a returned batch is acknowledged to the
+ * checkpoint (when there is one), freed, and its bytes leave the count.
+ *
+ * Acknowledgement is in order: a container's batch is acknowledged only
+ * once every batch of that container submitted before it came back, so a
+ * saved cursor never passes a line an output has not taken. A batch that
+ * came back undelivered (an output abandoned it at stop, or the stop
+ * dropped it unprocessed) is not acknowledged, and neither is any later
+ * batch of its container: the next run reads them again.
  *
  * Backpressure: while the bytes in flight exceed the limit, inflight_over()
  * is true and readers pause their Docker streams (the daemon keeps the lines
@@ -16,12 +25,28 @@
 
 #include <stddef.h>
 #include "batch.h"
-#include "core.h"
+
+struct core;
 
 typedef struct inflight inflight_t;
 
+/* A batch's hold on its acknowledgement. Thread-safe. */
+typedef struct ticket ticket_t;
+
+/* A ticket for b (NULL: records of a timer, acknowledged by nobody) holding
+ * one reference. When the last reference is released, done(ud, b) runs on
+ * the releasing thread, with b->undelivered set when a holder abandoned it;
+ * without done, b is freed. Returns NULL when out of memory. */
+ticket_t *ticket_new(batch_t *b, void (*done)(void *ud, batch_t *b), void *ud);
+void ticket_ref(ticket_t *t);
+void ticket_release(ticket_t *t);
+
+/* Releases a reference whose holder did not deliver the records (at stop):
+ * the batch will not be acknowledged. */
+void ticket_abandon(ticket_t *t);
+
 /* Returns NULL when out of memory. limit: bytes (0: no limit). */
-inflight_t *inflight_new(core_t *core, size_t limit, void (*resume)(void *ud), void *ud);
+inflight_t *inflight_new(struct core *core, size_t limit, void (*resume)(void *ud), void *ud);
 
 /* Loop thread: counts the batch and passes it to the pipeline. */
 void inflight_submit(inflight_t *f, batch_t *b);

@@ -1,4 +1,4 @@
-/* json.c - the byte buffer and the JSON encoder the outputs share.
+/* json.c - the JSON writer the outputs share (see json.h).
  *
  * Encodes Lua values straight into a strbuf, without a tree in between. Only
  * raw table access is used (lua_rawget, lua_next), so no metamethod runs and
@@ -12,52 +12,10 @@
 
 #include <lua.h>
 
-#include "output.h"
+#include "json.h"
 #include "record.h"
 
 #define JSON_MAX_DEPTH 32
-
-/* Makes room for `more` bytes after len. Returns 0, or -1 when out of memory
- * (the buffer is unchanged). */
-int strbuf_reserve(strbuf_t *b, size_t more)
-{
-  size_t need, cap;
-  char *data;
-
-  if (b->cap - b->len >= more)
-    return 0;
-  if (more > SIZE_MAX - b->len)
-    return -1;
-  need = b->len + more;
-  cap = b->cap ? b->cap : 256;
-  while (cap < need)
-    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  data = realloc(b->data, cap);
-  if (data == NULL)
-    return -1;
-  b->data = data;
-  b->cap = cap;
-  return 0;
-}
-
-/* Appends n bytes. Returns 0, or -1 when out of memory. */
-int strbuf_add(strbuf_t *b, const char *s, size_t n)
-{
-  if (strbuf_reserve(b, n) < 0)
-    return -1;
-  if (n > 0)
-    memcpy(b->data + b->len, s, n);
-  b->len += n;
-  return 0;
-}
-
-/* Frees the bytes; the buffer is empty and usable afterwards. */
-void strbuf_free(strbuf_t *b)
-{
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
 
 /* 1 for bytes that go into a JSON string as they are: printable ASCII
  * except '"' and '\\'. */
@@ -553,44 +511,4 @@ int json_add_lua(strbuf_t *b, lua_State *L, int idx)
   if (!lua_checkstack(L, 4))
     return -1;
   return json_add_value(b, L, idx, 0);
-}
-
-/* Appends the record at idx as a plain line: its `line` field and "\n".
- * A record without a string line writes nothing. */
-static int add_plain(strbuf_t *b, lua_State *L, int idx)
-{
-  const char *s;
-  size_t len;
-  int rc = 0;
-
-  if (lua_type(L, idx) != LUA_TTABLE)
-    return 0;
-  lua_pushstring(L, "line");
-  lua_rawget(L, idx);
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    s = lua_tolstring(L, -1, &len);
-    rc = strbuf_add(b, s, len) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
-  }
-  lua_pop(L, 1);
-  return rc;
-}
-
-/* Encodes the records of the array at idx as lines (see output.h). */
-int output_encode_batch(strbuf_t *b, lua_State *L, int idx, int plain)
-{
-  size_t i, count;
-  int rc = 0;
-
-  if (idx < 0 && idx > LUA_REGISTRYINDEX)
-    idx = lua_gettop(L) + idx + 1;
-  count = lua_objlen(L, idx);
-  for (i = 1; i <= count && rc == 0; i++) {
-    lua_rawgeti(L, idx, (int)i);
-    if (plain)
-      rc = add_plain(b, L, lua_gettop(L));
-    else if (lua_type(L, -1) == LUA_TTABLE)
-      rc = json_add_record(b, L, -1) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
-    lua_pop(L, 1);
-  }
-  return rc;
 }

@@ -12,7 +12,7 @@
 #include <lua.h>
 
 #include "lua_json.h"
-#include "output.h"
+#include "json.h"
 
 #define LUA_JSON_DEPTH 200 /* deeper documents are refused */
 

@@ -21,7 +21,7 @@
 
 #include <stddef.h>
 #include <uv.h>
-#include "output.h"
+#include "strbuf.h"
 #include "status.h"
 
 typedef struct metrics metrics_t;

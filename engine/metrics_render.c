@@ -235,31 +235,37 @@ static void output_families(writer_t *w, const status_t *s) {
     const char *name, *type, *help;
     size_t off;
   } fams[] = {
-      {"engine_output_batches_sent_total", "counter", "Batches the network output delivered.",
-       offsetof(netout_stats_t, sent)},
+      {"engine_output_batches_sent_total", "counter", "Batches the output delivered.",
+       offsetof(output_stats_t, sent)},
       {"engine_output_batches_failed_total", "counter",
-       "Send attempts that failed (transport error, 408, 429, 5xx).", offsetof(netout_stats_t, failed)},
-      {"engine_output_batches_retried_total", "counter", "Send attempts retried after a failure.",
-       offsetof(netout_stats_t, retried)},
+       "Attempts that failed (a write error; a transport error, 408, 429 or 5xx).",
+       offsetof(output_stats_t, failed)},
+      {"engine_output_batches_retried_total", "counter", "Attempts retried after a failure.",
+       offsetof(output_stats_t, retried)},
       {"engine_output_dead_letters_total", "counter",
-       "Batches the network output gave up on (written to its dead_letter file, or dropped).",
-       offsetof(netout_stats_t, dead_letters)},
+       "Batches or records the output gave up on (written to its dead_letter file, or dropped).",
+       offsetof(output_stats_t, dead_letters)},
+      {"engine_output_truncated_total", "counter",
+       "Records cut to fit the transport (syslog over UDP).", offsetof(output_stats_t, truncated)},
   };
   for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
     family(w, fams[k].name, fams[k].type, fams[k].help);
     for (size_t i = 0; i < s->n_outputs; i++) {
-      if (!s->outputs[i].network) continue;
       unsigned long long v;
-      memcpy(&v, (const char *)&s->outputs[i].net + fams[k].off, sizeof v);
+      memcpy(&v, (const char *)&s->outputs[i].st + fams[k].off, sizeof v);
       sample_u(w, fams[k].name, "output", s->outputs[i].info.name, v);
     }
   }
   family(w, "engine_output_batches_pending", "gauge",
-         "Batches the network output holds (waiting or in flight).");
+         "Batches the output holds (waiting or being sent).");
   for (size_t i = 0; i < s->n_outputs; i++)
-    if (s->outputs[i].network)
-      sample_u(w, "engine_output_batches_pending", "output", s->outputs[i].info.name,
-               s->outputs[i].net.pending);
+    sample_u(w, "engine_output_batches_pending", "output", s->outputs[i].info.name,
+             s->outputs[i].st.pending);
+  family(w, "engine_output_failing", "gauge",
+         "1 while the output's last attempt failed (it retries with backoff).");
+  for (size_t i = 0; i < s->n_outputs; i++)
+    sample_u(w, "engine_output_failing", "output", s->outputs[i].info.name,
+             (unsigned long long)s->outputs[i].st.failing);
 }
 
 static void pipeline_families(writer_t *w, const status_t *s) {
@@ -381,12 +387,14 @@ static int add_output(cJSON *arr, const status_output_t *so) {
   int ok = cJSON_AddStringToObject(o, "name", so->info.name) &&
            cJSON_AddStringToObject(o, "type", so->info.type) &&
            cJSON_AddBoolToObject(o, "routed_only", so->info.routed_only);
-  if (ok && so->network)
-    ok = cJSON_AddNumberToObject(o, "sent", (double)so->net.sent) &&
-         cJSON_AddNumberToObject(o, "failed", (double)so->net.failed) &&
-         cJSON_AddNumberToObject(o, "retried", (double)so->net.retried) &&
-         cJSON_AddNumberToObject(o, "dead_letters", (double)so->net.dead_letters) &&
-         cJSON_AddNumberToObject(o, "pending", (double)so->net.pending);
+  if (ok)
+    ok = cJSON_AddNumberToObject(o, "sent", (double)so->st.sent) &&
+         cJSON_AddNumberToObject(o, "failed", (double)so->st.failed) &&
+         cJSON_AddNumberToObject(o, "retried", (double)so->st.retried) &&
+         cJSON_AddNumberToObject(o, "dead_letters", (double)so->st.dead_letters) &&
+         cJSON_AddNumberToObject(o, "truncated", (double)so->st.truncated) &&
+         cJSON_AddNumberToObject(o, "pending", (double)so->st.pending) &&
+         cJSON_AddBoolToObject(o, "failing", so->st.failing);
   return ok;
 }
 

@@ -1,112 +1,208 @@
-/* output.h - where filtered records go.
+/* output.h - where filtered records go: one interface for every kind of
+ * output.
  *
- * Outputs are created by pipeline_load from the pipeline's `outputs` list and
- * are called on the pipeline thread with the Lua array of records a batch
- * became after the filters (after routing: only the records meant for the
- * output). Types: `stdout` and `file` (output_file.c), each as JSON lines or
- * plain lines.
+ * Kinds: `stdout` and `file` (output_file.c), `null` (output_null.c),
+ * `http` and its presets `clickhouse`, `loki`, `elasticsearch`, `otlp`
+ * (output_http.c), `syslog` (output_syslog.c). A kind is a table of
+ * operations (output_kind_t), found by its type name in output.c; nothing
+ * outside the output layer tells the kinds apart.
  *
- * JSON lines have the keys time, stream, container, name, image, line, then
- * labels and every other field filters set (strings, numbers, booleans,
- * nested tables), except `output` (the routing field, see pipeline.h). The text is valid JSON for any bytes: control characters
- * are escaped and invalid UTF-8 sequences become U+FFFD. */
+ * The life of a batch's records in an output:
+ *  1. Pipeline thread: output_write encodes the records (kind->encode) into
+ *     one body and hands it over, holding a reference on the batch's ticket
+ *     (inflight.h). A write never blocks and never fails short of memory.
+ *  2. Loop thread: the output's bodies are sent one at a time, in order
+ *     (kind->send). Each attempt ends with output_sent: delivered; failed
+ *     and retried with exponential backoff and jitter (Retry-After
+ *     honoured), without limit unless retry_max is set; or rejected, to the
+ *     dead-letter file with its reason (logged once per cause). A kind may
+ *     dead-letter part of a body (output_dead_letter) and keep the rest to
+ *     send again, or split a body (output_split).
+ *  3. A body delivered or dead-lettered releases its ticket reference; the
+ *     batch is acknowledged once every output released it. A body that is
+ *     still held when the output is closed is abandoned: its batch is never
+ *     acknowledged, so the next run reads those lines again.
+ * Local kinds (stdout, file) fail like network ones: a write error (ENOSPC,
+ * EIO, EPIPE) is retried with backoff; a partial write is completed by the
+ * next attempt, so no line is ever cut or glued to another.
+ *
+ * Ownership: pipeline_config.c creates outputs (output_new) for a program;
+ * the delivery (delivery.h) owns them once it took them, starts them on the
+ * loop, and closes and frees them. An output never taken by a delivery is
+ * freed with output_free.
+ *
+ * Threads: output_write on the pipeline thread; everything else on the loop
+ * thread, except where marked. The hand-over between the two is a list under
+ * the output's mutex and the delivery's uv_async_t. */
 #ifndef ENGINE_OUTPUT_H
 #define ENGINE_OUTPUT_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <uv.h>
+
+#include "inflight.h"
+#include "strbuf.h"
 
 struct lua_State;
 
 typedef struct output output_t;
 
-struct output {
-  const char *type;   /* "stdout" or "file" */
-  char *name;         /* the user's name for it (default: the type) */
-  int routed_only;    /* receives only records whose `output` names it */
-  /* Writes the records in the array at stack index idx. Returns 0, or -1
-   * with a message in err. Must not raise Lua errors. Records may be lazy
-   * (record.h): read them through json_add_record and encode_record.h, which
-   * take their original fields from the batch, never with raw table access. */
-  int (*write)(output_t *o, struct lua_State *L, int idx, char *err, size_t n);
-  /* Makes everything written durable/visible. Returns 0 or -1. */
-  int (*flush)(output_t *o, char *err, size_t n);
-  void (*free)(output_t *o);
-  /* Reopens the destination (after an external rotation). NULL when the
-   * output has nothing to reopen. Returns 0, or -1 with a message in err. */
-  int (*reopen)(output_t *o, char *err, size_t n);
+/* One batch's records, encoded for one output. */
+typedef struct output_body {
+  struct output_body *next;
+  ticket_t *ticket;     /* one reference, released when the body is done */
+  char *data;           /* what is left to send */
+  size_t len;
+  size_t done;          /* bytes of data already taken (a partial write) */
+  size_t records;
+  unsigned attempts;
+} output_body_t;
+
+/* How an attempt ended (output_sent). */
+enum output_result {
+  OUTPUT_DELIVERED,  /* the destination took the body */
+  OUTPUT_FAILED,     /* try again after a backoff */
+  OUTPUT_REJECTED,   /* never takes it: to the dead-letter file */
+  OUTPUT_AGAIN       /* the kind changed the queue (a split): send the head now */
 };
 
-/* Creates the null output: every write succeeds and keeps nothing. Returns
- * NULL when out of memory. */
-output_t *output_null_new(const char *name);
+typedef struct output_kind {
+  const char *type;
+  /* Pipeline thread: appends the records of the array at stack index idx
+   * to b. Returns 0, or -1 when out of memory. NULL: nothing is encoded
+   * (the body only counts records). Must not raise Lua errors. */
+  int (*encode)(output_t *o, struct lua_State *L, int idx, strbuf_t *b);
+  /* Loop thread, once: takes what the kind needs (handles, files). Returns
+   * 0, or -1 with a message in err. May be NULL. */
+  int (*start)(output_t *o, uv_loop_t *loop, char *err, size_t n);
+  /* Loop thread: sends the head body b. Ends with exactly one output_sent,
+   * now or later, unless stop comes first. */
+  void (*send)(output_t *o, output_body_t *b);
+  /* Loop thread: reopens the destination (after an external rotation).
+   * NULL: nothing to reopen. */
+  void (*reopen)(output_t *o);
+  /* Loop thread: ends the attempt in progress and closes the kind's
+   * handles, each through output_handle_closed once it is closed (count
+   * them in o->handles). Returns 1 when the attempt cannot be taken back
+   * (its output_sent will still come, reporting what really happened),
+   * else 0 (no output_sent follows). NULL: the kind holds nothing. */
+  int (*stop)(output_t *o);
+  /* Frees the kind's own part (not o itself). May be NULL. */
+  void (*free)(output_t *o);
+} output_kind_t;
 
-/* Creates the stdout output. format: "json" or "plain" (the line alone).
- * fd is normally 1. Returns NULL when out of memory. */
-output_t *output_stdout_new(const char *name, const char *format, int fd);
+/* The settings every kind shares. */
+typedef struct output_config {
+  long retry_max;        /* -1: without limit */
+  double backoff_initial, backoff_max; /* seconds */
+  char *dead_letter;     /* path, or NULL: log and drop */
+  int mode;              /* creation mode of the files it writes (0600) */
+} output_config_t;
 
-/* Creates the file output: appends to path (created 0644 when missing).
- * With max_bytes > 0 the file is rotated before a write would take it past
- * max_bytes: path.1 .. path.<keep> hold the older files, the oldest beyond
- * keep is deleted (keep 0: the file is just truncated). reopen opens path
- * afresh, for an external logrotate. Returns NULL with a message in err when
- * the file cannot be opened or memory runs out. */
-output_t *output_file_new(const char *name, const char *path, const char *format,
-                          size_t max_bytes, int keep, char *err, size_t n);
+/* The counts since the output started (loop thread). */
+typedef struct output_stats {
+  unsigned long long sent;     /* bodies (one per batch) delivered */
+  unsigned long long failed;   /* attempts that failed */
+  unsigned long long retried;  /* attempts retried after a failure */
+  unsigned long long dead_letters; /* bodies or records given up on */
+  unsigned long long truncated;    /* records cut to fit the transport */
+  size_t pending;              /* bodies waiting or in flight */
+  int failing;                 /* the last attempt failed */
+} output_stats_t;
 
-/* Writes all n bytes to fd, retrying after EINTR and partial writes.
- * Returns 0, or -1 with errno set (EIO when write makes no progress). */
-int output_write_all(int fd, const char *p, size_t n);
+struct output {
+  const output_kind_t *kind;
+  char *name;            /* the user's name for it (default: the type) */
+  char *fingerprint;     /* its settings as canonical text: a reload keeps
+                            an output whose name and fingerprint it finds
+                            again */
+  int routed_only;       /* receives only records whose `output` names it */
+  output_config_t cfg;
 
-/* A growable byte buffer, shared by the encoders. */
-typedef struct strbuf {
-  char *data;
-  size_t len, cap;
-} strbuf_t;
+  /* loop thread */
+  uv_loop_t *loop;
+  uv_timer_t retry;
+  int handles;           /* open handles (the retry timer, the kind's) */
+  int started, closing, waiting, sending;
+  double backoff;
+  output_body_t *head, *tail;
+  output_stats_t st;
+  char cause[256];       /* the failure logged last; "" while delivering */
+  int dl_fd;
+  void (*closed)(void *);
+  void *closed_ud;
+  const char *drop_reason; /* output_close's */
 
-/* Each returns 0, or -1 when out of memory (the buffer keeps what it had). */
-int strbuf_reserve(strbuf_t *b, size_t more);
-int strbuf_add(strbuf_t *b, const char *s, size_t n);
-void strbuf_free(strbuf_t *b);
+  /* the hand-over from the pipeline thread */
+  pthread_mutex_t lock;
+  output_body_t *in_head, *in_tail;
+  uv_async_t *wake;      /* the delivery's; set before the first write */
+  int adopted;           /* a delivery owns it */
+};
 
-/* Appends s as a JSON string literal (with the quotes): escapes control
- * characters, '"' and '\\', and replaces invalid UTF-8 with U+FFFD. */
-int json_add_string(strbuf_t *b, const char *s, size_t n);
+/* The output described by the validated table at stack index idx (see
+ * lua/engine/pipeline.lua): looks its type up among the kinds. Returns
+ * NULL with a message in err (an unknown type, out of memory). Does not
+ * open or create anything: that is start's work. */
+output_t *output_new(struct lua_State *L, int idx, char *err, size_t n);
 
-/* Appends the record at stack index idx (a Lua table) as one JSON object
- * with the key order documented above, without a newline. Values that JSON
- * cannot hold (functions, userdata) are skipped; nesting deeper than 32 is
- * cut. Never raises a Lua error. */
-int json_add_record(strbuf_t *b, struct lua_State *L, int idx);
-
-/* Appends any Lua value at stack index idx as JSON (tables as arrays when
- * their keys are exactly 1..n, else as objects with sorted keys; a NULL
- * light userdata is null). Returns 0, 1 when the value has no JSON form
- * (nothing was appended), or -1 when out of memory. Never raises. */
-int json_add_lua(strbuf_t *b, struct lua_State *L, int idx);
-
-/* Pieces of json_add_record, for writers of records kept elsewhere
- * (record.h). json_add_key appends ,"key": (no comma before the first
- * member: *first tracks that). json_add_member appends a member whose value
- * is at stack index vidx, nested as a record's field; a value JSON cannot
- * hold writes nothing, key included. json_add_record_rest appends the
- * members json_add_record writes after its fixed ones (every key but time,
- * stream, container, name, image, line, labels and output, sorted), with
- * "truncated":true among them when truncated is set. Each returns 0, or -1
- * when out of memory. */
-int json_add_key(strbuf_t *b, const char *key, size_t len, int *first);
-int json_add_member(strbuf_t *b, struct lua_State *L, const char *key, size_t len, int vidx,
-                    int *first);
-int json_add_record_rest(strbuf_t *b, struct lua_State *L, int idx, int truncated, int *first);
-
-/* Returns n when the table at stack index idx (absolute) has exactly the
- * keys 1..n (n > 0), else 0: whether it is written as an array. Uses two
- * stack slots. Never raises. */
-size_t json_array_len(struct lua_State *L, int idx);
-
-/* Appends the records of the array at idx, one line each: JSON objects
- * (json_add_record), or with plain set their `line` field alone (records
- * without a string line are skipped). Returns 0, or -1 when out of
+/* For kinds: sets up the common part of o (calloc'ed by the kind, with the
+ * output_t first) from the table at idx. Returns 0, or -1 when out of
  * memory. */
-int output_encode_batch(strbuf_t *b, struct lua_State *L, int idx, int plain);
+int output_init(output_t *o, const output_kind_t *kind, struct lua_State *L, int idx);
+
+/* Pipeline thread: encodes the records of the array at idx and hands the
+ * body over under t (which gains a reference; NULL: records of a timer,
+ * acknowledged by nobody). An empty array hands nothing over. Returns 0, or
+ * -1 with a message in err (out of memory). */
+int output_write(output_t *o, struct lua_State *L, int idx, ticket_t *t, char *err, size_t n);
+
+/* Loop thread: starts o on loop. Returns 0, or -1 with a message in err. */
+int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n);
+
+/* Loop thread: moves what the pipeline handed over into the queue and
+ * sends. */
+void output_take(output_t *o);
+
+/* Loop thread: reopens the destination and the dead-letter file. */
+void output_reopen(output_t *o);
+
+/* Loop thread: bodies waiting or in flight (handed over included). */
+size_t output_pending(output_t *o);
+
+void output_stats(output_t *o, output_stats_t *out);
+
+/* Loop thread: stops sending and closes the handles; closed(ud) runs once
+ * they are closed. What is left stays unacknowledged (the next run reads
+ * it again), or with drop_reason set goes to the dead-letter file with
+ * that reason. */
+void output_close(output_t *o, const char *drop_reason, void (*closed)(void *ud), void *ud);
+
+/* Frees o, abandoning the bodies it still holds. Once closed, or never
+ * started. NULL is ignored. */
+void output_free(output_t *o);
+
+/* For kinds, loop thread: the end of an attempt on the head body. why: the
+ * failure in words (NULL when delivered); retry_after: seconds the
+ * destination asked to wait (0: none). */
+void output_sent(output_t *o, int result, const char *why, double retry_after);
+
+/* For kinds, loop thread: writes len bytes of data (records records) to
+ * the dead-letter file with the reason, and counts them. */
+void output_dead_letter(output_t *o, const char *data, size_t len, size_t records,
+                        const char *reason);
+
+/* For kinds, loop thread: splits the head body b after `at` bytes holding
+ * `records` records: the rest becomes a new body right behind it, under
+ * the same ticket. Returns 0, or -1 when out of memory. */
+int output_split(output_t *o, output_body_t *b, size_t at, size_t records);
+
+/* For kinds, loop thread: a handle counted in o->handles is closed. */
+void output_handle_closed(output_t *o);
+
+/* For kinds, loop thread: counts a record cut to fit the transport, and
+ * logs it once per output. */
+void output_truncated(output_t *o, size_t from, size_t to);
 
 #endif

@@ -30,7 +30,6 @@
 #include <lua.h>
 
 #include "log.h"
-#include "netout.h"
 #include "output.h"
 #include "pipeline.h"
 #include "pipeline_internal.h"
@@ -83,8 +82,19 @@ static int load_file(pipeline_t *p, program_t *g, const char *path)
   return pl_call_protected(p, g, 2, 1, "validate", NULL, 0) == CALL_OK ? 0 : -1;
 }
 
-/* Frees the filters, outputs and Lua state. NULL is ignored. */
-static void program_free(program_t *g)
+/* 1 when o is one of g's outputs. */
+static int has_output(const program_t *g, const output_t *o)
+{
+  for (size_t i = 0; g != NULL && i < g->n_outputs; i++)
+    if (g->outputs[i] == o)
+      return 1;
+  return 0;
+}
+
+/* Frees the filters, the outputs (unless a delivery took them, and but
+ * those of keep, which a failed reload shares with the running program) and
+ * the Lua state. NULL is ignored. */
+static void program_free(program_t *g, const program_t *keep)
 {
   size_t i;
 
@@ -103,8 +113,9 @@ static void program_free(program_t *g)
     free(f->dl_path);
   }
   free(g->filters);
-  for (i = 0; i < g->n_outputs; i++)
-    g->outputs[i]->free(g->outputs[i]);
+  for (i = 0; i < g->n_outputs && !g->outputs_taken; i++)
+    if (!has_output(keep, g->outputs[i]))
+      output_free(g->outputs[i]);
   free(g->outputs);
   if (g->L != NULL)
     lua_close(g->L);
@@ -125,6 +136,7 @@ static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, c
     return NULL;
   }
   g->mem.limit = LUA_MEMORY_DEFAULT;
+  g->reuse = p->prog; /* NULL unless this is a reload */
   g->L = L = luaL_newstate();
   if (L == NULL) {
     snprintf(p->err, sizeof p->err, "cannot create a Lua state: out of memory");
@@ -153,7 +165,7 @@ static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, c
   return g;
 err:
   snprintf(err, errlen, "%s", p->err);
-  program_free(g);
+  program_free(g, p->prog);
   return NULL;
 }
 
@@ -207,25 +219,15 @@ static void program_start(pipeline_t *p, program_t *g)
   pl_collect_if_full(g);
 }
 
-/* Runs the shutdown hooks in order (not after an abort), then flushes the
- * outputs. */
+/* Runs the shutdown hooks in order (not after an abort). */
 static void program_stop(pipeline_t *p, program_t *g)
 {
-  char err[512];
   size_t i;
 
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
     if (f->shutdown_ref != LUA_NOREF && !f->disabled && !atomic_load(&p->aborted))
       pl_call_hook(p, g, i, HOOK_SHUTDOWN, 0);
-  }
-  for (i = 0; i < g->n_outputs; i++) {
-    output_t *o = g->outputs[i];
-    err[0] = '\0';
-    if (o->flush(o, err, sizeof err) < 0) {
-      pl_count(&p->stats.output_errors, 1);
-      log_error(NULL, "output %s: flush: %s", o->name, err);
-    }
   }
 }
 
@@ -268,12 +270,32 @@ static void run_timers(pipeline_t *p, program_t *g)
     pl_collect_if_full(g);
 }
 
-static int program_has_netouts(const program_t *g)
+/* Hands the outputs a reload changed to the delivery: the new program's
+ * that the old one did not have, and the old one's that the new one
+ * dropped. Out of memory: logged by the delivery. */
+static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
 {
-  for (size_t i = 0; i < g->n_outputs; i++)
-    if (netout_is(g->outputs[i]))
-      return 1;
-  return 0;
+  output_t **add = calloc(g->n_outputs + 1, sizeof *add);
+  output_t **drop = calloc(old->n_outputs + 1, sizeof *drop);
+  size_t n_add = 0, n_drop = 0, i;
+
+  if (add == NULL || drop == NULL) {
+    log_error(NULL, "reload: out of memory handing the outputs over");
+  } else {
+    for (i = 0; i < g->n_outputs; i++)
+      if (!has_output(old, g->outputs[i]))
+        add[n_add++] = g->outputs[i];
+    for (i = 0; i < old->n_outputs; i++)
+      if (!has_output(g, old->outputs[i]))
+        drop[n_drop++] = old->outputs[i];
+    if (n_add || n_drop)
+      log_info(NULL, "reload: %zu outputs kept, %zu started, %zu dropped", g->n_outputs - n_add,
+               n_add, n_drop);
+    delivery_handover(p->delivery, add, n_add, drop, n_drop);
+  }
+  free(add);
+  free(drop);
+  old->outputs_taken = g->outputs_taken = 1;
 }
 
 /* Loads path in a new program and swaps it in (see pipeline_reload). */
@@ -291,23 +313,19 @@ static void reload(pipeline_t *p, const char *path)
     log_error(NULL, "reload: %s; the running pipeline stays", err);
     return;
   }
-  if (program_has_netouts(old) || program_has_netouts(g)) {
-    config_free(&cfg);
-    program_free(g);
-    pl_count(&p->stats.reload_failures, 1);
-    log_error(NULL, "reload: network outputs change only at a restart; the running pipeline stays");
-    return;
-  }
   if (p->on_reload) { /* the new selection goes to the engine, which owns it now */
     p->on_reload(p->reload_ud, &cfg.select);
     memset(&cfg.select, 0, sizeof cfg.select);
   }
   config_free(&cfg);
-  program_stop(p, old);
+  program_stop(p, old); /* its shutdown hooks may still write to its outputs */
   pthread_mutex_lock(&p->prog_mu);
   p->prog = g;
   pthread_mutex_unlock(&p->prog_mu);
-  program_free(old);
+  g->reuse = NULL;
+  if (p->delivery != NULL)
+    hand_over_outputs(p, old, g);
+  program_free(old, g);
   program_start(p, g);
   pl_count(&p->stats.reloads, 1);
   log_info(NULL, "reload: %s is running", path);
@@ -370,12 +388,16 @@ static void *pipeline_thread(void *arg)
       /* out of time at stop: not processed, not acknowledged, so the next
        * run reads these lines again from the saved cursors */
       pl_count(&p->discarded, b->n);
-      batch_free(b);
+      b->undelivered = 1;
+      if (p->on_batch_done)
+        p->on_batch_done(p->batch_done_ud, b);
+      else
+        batch_free(b);
       continue;
     }
     if (b != NULL) {
       /* The batch is acknowledged (by the engine, which frees it) once the
-       * network outputs that took it released their references too. */
+       * outputs that took it released their references too. */
       ticket_t *t = ticket_new(b, p->on_batch_done, p->batch_done_ud);
       p->ticket = t;
       pl_process_batch(p, p->prog, b);
@@ -422,6 +444,10 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
 
   if (p->thread_started || p->async_open)
     return -1;
+  if (p->delivery == NULL && pipeline_start_outputs(p, loop, p->err, sizeof p->err) != 0) {
+    log_error(NULL, "%s", p->err);
+    return -1;
+  }
   p->on_exit = on_exit;
   p->ud = ud;
   if (uv_async_init(loop, &p->async, pipeline_async_cb) != 0)
@@ -448,20 +474,43 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   return 0;
 }
 
-void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud)
+int pipeline_start_outputs(pipeline_t *p, uv_loop_t *loop, char *err, size_t errlen)
 {
-  p->on_reload = cb;
-  p->reload_ud = ud;
+  if (p->delivery != NULL)
+    return 0;
+  if ((p->delivery = delivery_new(loop, PIPELINE_RELOAD_GRACE_MS)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  p->prog->outputs_taken = 1;
+  return delivery_start(p->delivery, p->prog->outputs, p->prog->n_outputs, err, errlen);
+}
+
+size_t pipeline_outputs_pending(pipeline_t *p)
+{
+  return p->delivery != NULL ? delivery_pending(p->delivery) : 0;
 }
 
 size_t pipeline_outputs(pipeline_t *p, output_t **out, size_t max)
 {
-  size_t n = 0;
-  pthread_mutex_lock(&p->prog_mu);
-  for (size_t i = 0; p->prog && i < p->prog->n_outputs && n < max; i++)
-    out[n++] = p->prog->outputs[i];
-  pthread_mutex_unlock(&p->prog_mu);
-  return n;
+  return p->delivery != NULL ? delivery_outputs(p->delivery, out, max) : 0;
+}
+
+void pipeline_close_outputs(pipeline_t *p, uint64_t grace_ms, void (*closed)(void *ud), void *ud)
+{
+  delivery_t *d = p->delivery;
+
+  p->delivery = NULL;
+  if (d != NULL)
+    delivery_close(d, grace_ms, closed, ud);
+  else if (closed != NULL)
+    closed(ud);
+}
+
+void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud)
+{
+  p->on_reload = cb;
+  p->reload_ud = ud;
 }
 
 void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud)
@@ -530,6 +579,8 @@ int pipeline_reload(pipeline_t *p, const char *path)
 void pipeline_reopen(pipeline_t *p)
 {
   atomic_store(&p->reopen, 1);
+  if (p->delivery != NULL)
+    delivery_reopen(p->delivery);
 }
 
 /* Ends the input too, so it cannot wait forever on a thread still running. */
@@ -586,22 +637,6 @@ size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t
   return n;
 }
 
-size_t pipeline_output_info(pipeline_t *p, pipeline_output_info_t *out, size_t max)
-{
-  size_t i, n;
-
-  pthread_mutex_lock(&p->prog_mu);
-  n = p->prog ? p->prog->n_outputs : 0;
-  for (i = 0; i < n && i < max; i++) {
-    const output_t *o = p->prog->outputs[i];
-    snprintf(out[i].name, sizeof out[i].name, "%s", o->name ? o->name : "");
-    snprintf(out[i].type, sizeof out[i].type, "%s", o->type ? o->type : "");
-    out[i].routed_only = o->routed_only;
-  }
-  pthread_mutex_unlock(&p->prog_mu);
-  return n;
-}
-
 /* Frees batches never processed, the program and the pipeline. */
 void pipeline_free(pipeline_t *p)
 {
@@ -617,7 +652,7 @@ void pipeline_free(pipeline_t *p)
     next = b->next;
     batch_free(b);
   }
-  program_free(p->prog);
+  program_free(p->prog, NULL);
   free(p->reload_path);
   free(p->lua_dir);
   strbuf_free(&p->dlbuf);

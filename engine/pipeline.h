@@ -23,11 +23,15 @@
  * Hooks run on the pipeline thread: every filter's init(ctx) when the thread
  * starts (in order; a failing init disables its filter, whose batches then
  * follow its on_error policy), timers between batches when due (the thread
- * wakes for them), shutdown(ctx) once the input has ended (in order, before
- * the outputs are flushed). ctx.emit(record) adds a record: from process it
+ * wakes for them), shutdown(ctx) once the input has ended (in order). ctx.emit(record) adds a record: from process it
  * follows the filter's result, from a timer or shutdown it starts a batch of
  * its own that goes through the filters after this one. lua/README.md is
  * the user's reference.
+ *
+ * Outputs (output.h): the pipeline thread encodes each batch's records for
+ * every output it is routed to and hands the bodies over; the pipeline's
+ * delivery (delivery.h) sends them on the loop. The batch goes to the
+ * done callback once every output took it, or gave up on it.
  *
  * Routing: with more than one output (or a routed_only one), a record whose
  * `output` field is a name or a list of names goes only to those outputs;
@@ -46,6 +50,7 @@
 #define ENGINE_PIPELINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 #include "batch.h"
 #include "config.h"
@@ -53,12 +58,29 @@
 typedef struct pipeline pipeline_t;
 
 /* Loads and checks path: runs it in a new Lua state, validates the table it
- * returns, opens its outputs and fills cfg (which must hold the defaults).
+ * returns, creates its outputs (nothing is opened or written: that is
+ * pipeline_start_outputs's work) and fills cfg (which must hold the
+ * defaults).
  * lua_dir is the engine's Lua library folder (lua/), for require.
  * Returns NULL with a message "file:line: message" (or "file: message" for
  * a validation error) in err. */
 pipeline_t *pipeline_load(const char *path, const char *lua_dir,
                           config_t *cfg, char *err, size_t errlen);
+
+/* Loop thread, before pipeline_start: starts the outputs on loop (opens
+ * files, creates handles). Returns 0, or -1 with a message in err (an output
+ * that cannot start); the outputs are closed by pipeline_close_outputs
+ * either way. pipeline_start calls it when it has not run. */
+int pipeline_start_outputs(pipeline_t *p, uv_loop_t *loop, char *err, size_t errlen);
+
+/* Loop thread: bodies the outputs hold (waiting or being sent). */
+size_t pipeline_outputs_pending(pipeline_t *p);
+
+/* Loop thread, once the pipeline thread has exited: lets the outputs
+ * deliver what they hold for up to grace_ms, then closes them; what is left
+ * is not acknowledged (the next run reads it again). closed(ud) runs on the
+ * loop once every output is closed. */
+void pipeline_close_outputs(pipeline_t *p, uint64_t grace_ms, void (*closed)(void *ud), void *ud);
 
 /* Starts the pipeline thread. on_exit is called on the loop thread (through
  * a uv_async_t the pipeline owns) once the thread has exited after
@@ -73,9 +95,8 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud),
  * take over (copy the struct; the pipeline forgets it). */
 void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud);
 
-/* The outputs of the running program (at most max), for the engine to start
- * and stop the network ones (netout.h) on the loop. A reload never changes
- * the network outputs. */
+/* Loop thread: the outputs now taking records (at most max into out);
+ * returns how many there are. */
 struct output;
 size_t pipeline_outputs(pipeline_t *p, struct output **out, size_t max);
 
@@ -88,8 +109,8 @@ void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *
  * never blocks on Lua. Batches are processed in the order submitted. */
 void pipeline_submit(pipeline_t *p, batch_t *b);
 
-/* Ends the input: the thread processes what is queued, flushes the outputs
- * and exits, then on_exit runs on the loop. Returns at once. Idempotent. */
+/* Ends the input: the thread processes what is queued, hands it to the
+ * outputs and exits, then on_exit runs on the loop. Returns at once. Idempotent. */
 void pipeline_finish(pipeline_t *p);
 
 /* Asks the running filter call to stop as soon as it can (as if its
@@ -127,18 +148,20 @@ void pipeline_stats(pipeline_t *p, pipeline_stats_t *out);
 /* Asks for a hot reload of path: the pipeline thread loads and validates it
  * in a new Lua state between two batches. On failure the running pipeline
  * stays and the log says why; on success the old filters' shutdown hooks
- * run, its outputs are flushed and closed, the new outputs are opened, the
- * new filters' init hooks run, and the next batch goes through the new
- * filters. No batch is lost or processed twice. Settings outside filters,
+ * run, outputs whose name and settings are unchanged are kept as they are
+ * (with what they hold), new outputs start, dropped outputs deliver what
+ * they hold (delivery.h) and close, the new filters' init hooks run, and
+ * the next batch goes through the new filters. No batch is lost or
+ * processed twice. Settings outside filters,
  * outputs, dead_letter, engine.filter_timeout and engine.lua_memory keep
  * their values until a restart. Thread-safe (not async-signal-safe), returns
  * at once; a second request before the first is handled replaces it.
  * Returns 0, or -1 when out of memory. */
 int pipeline_reload(pipeline_t *p, const char *path);
 
-/* Asks the outputs (and dead-letter files) to reopen their files before the
- * next write, for an external logrotate. Thread-safe and async-signal-safe
- * (sets a flag). */
+/* Asks the outputs and every dead-letter file to reopen their files before
+ * the next write, for an external logrotate. Thread-safe (sets flags and
+ * wakes the loop). */
 void pipeline_reopen(pipeline_t *p);
 
 /* One filter's counts since it was loaded (a reload starts them again). */
@@ -162,17 +185,12 @@ typedef struct pipeline_filter_stats {
  * filters (may exceed max). Thread-safe. */
 size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t max);
 
-/* The names and types of the running program's outputs (a reload may
- * change them). */
+/* An output's name and type (status.h). */
 typedef struct pipeline_output_info {
   char name[64];
   char type[24];
   int routed_only;
 } pipeline_output_info_t;
-
-/* Copies the names and types of up to max outputs into out; returns the
- * number of outputs (may exceed max). Thread-safe. */
-size_t pipeline_output_info(pipeline_t *p, pipeline_output_info_t *out, size_t max);
 
 /* Closes the Lua state and outputs. pipeline_close must have run (or the
  * pipeline never started) and the loop must have run the close callback.

@@ -12,7 +12,7 @@
 #include <lua.h>
 
 #include "log.h"
-#include "netout.h"
+#include "json.h"
 #include "output.h"
 #include "pipeline_internal.h"
 #include "select.h"
@@ -136,7 +136,7 @@ static void copy_filter(lua_State *L, int idx, filter_t *f)
   lua_getfield(L, idx, "dead_letter");
   if (lua_isstring(L, -1)) {
     f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
-    f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (f->dl_fd < 0)
       luaL_error(L, "filter %s: cannot open the dead-letter file %s: %s", f->name, f->dl_path,
                  strerror(errno));
@@ -168,133 +168,32 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
   lua_pop(L, 1);
 }
 
-static int netout_kind(const char *type)
+/* The output of the running program with the settings of the table at
+ * idx (its fingerprint, see output.h), or NULL. */
+static output_t *unchanged_output(lua_State *L, int idx, const program_t *old)
 {
-  static const char *const kinds[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp",
-                                      "syslog"};
-  for (int i = 0; i < (int)(sizeof kinds / sizeof *kinds); i++)
-    if (strcmp(type, kinds[i]) == 0)
-      return i;
-  return -1;
-}
+  strbuf_t fp = {0};
+  output_t *found = NULL;
 
-static char *opt_strdup(lua_State *L, int idx, const char *key)
-{
-  lua_getfield(L, idx, key);
-  const char *s = lua_tostring(L, -1);
-  char *copy = s ? strdup(s) : NULL;
-  lua_pop(L, 1);
-  return copy;
-}
-
-/* Copies the strings of the list at idx.key (a validated list of strings). */
-static char **opt_list(lua_State *L, int idx, const char *key, size_t *n)
-{
-  lua_getfield(L, idx, key);
-  size_t len = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
-  char **out = calloc(len ? len : 1, sizeof *out);
-  *n = 0;
-  for (size_t i = 1; out && i <= len; i++) {
-    lua_rawgeti(L, -1, (int)i);
-    const char *s = lua_tostring(L, -1);
-    if (s && (out[*n] = strdup(s)))
-      (*n)++;
-    lua_pop(L, 1);
+  if (old == NULL)
+    return NULL;
+  if (json_add_lua(&fp, L, idx) < 0 || strbuf_add(&fp, "", 1) < 0) {
+    strbuf_free(&fp);
+    luaL_error(L, "out of memory"); /* does not return */
+    return NULL;
   }
-  lua_pop(L, 1);
-  return out;
-}
-
-/* A network output (netout.h) from its validated table at idx. */
-static output_t *new_netout(lua_State *L, int idx, const char *type, const char *name)
-{
-  netout_config_t c = {0};
-  double num = 0;
-  output_t *o;
-
-  c.kind = netout_kind(type);
-  c.url = opt_strdup(L, idx, "url");
-  lua_getfield(L, idx, "format");
-  c.json_array = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
-  lua_pop(L, 1);
-  c.headers = opt_list(L, idx, "headers", &c.n_headers);
-  c.user_env = opt_strdup(L, idx, "user_env");
-  c.password_env = opt_strdup(L, idx, "password_env");
-  c.bearer_env = opt_strdup(L, idx, "bearer_env");
-  c.ca_file = opt_strdup(L, idx, "ca_file");
-  lua_getfield(L, idx, "tls_verify");
-  c.tls_verify = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, idx, "gzip");
-  c.gzip = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  c.timeout = 30;
-  opt_number(L, idx, "timeout", &c.timeout);
-  num = -1;
-  opt_number(L, idx, "retry_max", &num);
-  c.retry_max = (long)num;
-  c.backoff_initial = 0.5;
-  c.backoff_max = 30;
-  opt_number(L, idx, "backoff_initial", &c.backoff_initial);
-  opt_number(L, idx, "backoff_max", &c.backoff_max);
-  c.dead_letter = opt_strdup(L, idx, "dead_letter");
-  c.table = opt_strdup(L, idx, "table");
-  c.labels = opt_list(L, idx, "labels", &c.n_labels);
-  c.index = opt_strdup(L, idx, "index");
-  c.hostname = opt_strdup(L, idx, "hostname");
-  num = 1;
-  opt_number(L, idx, "facility", &num);
-  c.facility = (int)num;
-  o = netout_new(name, &c);
-  netout_config_free(&c);
-  if (o == NULL)
-    luaL_error(L, "out of memory");
-  return o;
-}
-
-/* Creates the output described by the table on top of the stack. */
-static output_t *new_output(lua_State *L)
-{
-  int idx = lua_gettop(L);
-  const char *type, *name, *format, *path;
-  double keep = 0;
-  size_t max_bytes = 0;
-  output_t *o;
-  char err[512];
-
-  lua_getfield(L, idx, "type");
-  lua_getfield(L, idx, "name");
-  lua_getfield(L, idx, "format");
-  lua_getfield(L, idx, "path");
-  type = lua_tostring(L, -4);
-  name = lua_tostring(L, -3);
-  format = lua_tostring(L, -2);
-  path = lua_tostring(L, -1);
-  opt_number(L, idx, "keep", &keep);
-  opt_size(L, idx, "max_bytes", &max_bytes);
-  if (netout_kind(type) >= 0) {
-    o = new_netout(L, idx, type, name);
-  } else if (strcmp(type, "null") == 0) {
-    o = output_null_new(name);
-    if (o == NULL)
-      luaL_error(L, "out of memory");
-  } else if (strcmp(type, "file") == 0) {
-    o = output_file_new(name, path, format, max_bytes, (int)keep, err, sizeof err);
-    if (o == NULL)
-      luaL_error(L, "output %s: %s", name, err);
-  } else {
-    o = output_stdout_new(name, format, 1);
-    if (o == NULL)
-      luaL_error(L, "out of memory");
-  }
-  lua_settop(L, idx);
-  return o;
+  for (size_t i = 0; i < old->n_outputs && found == NULL; i++)
+    if (strcmp(old->outputs[i]->fingerprint, fp.data) == 0)
+      found = old->outputs[i];
+  strbuf_free(&fp);
+  return found;
 }
 
 static void copy_outputs(lua_State *L, int idx, program_t *g)
 {
   size_t i, n;
   output_t *o;
+  char err[512];
 
   lua_getfield(L, idx, "outputs");
   n = lua_objlen(L, -1);
@@ -306,12 +205,12 @@ static void copy_outputs(lua_State *L, int idx, program_t *g)
   g->routing = n > 1;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);
-    o = new_output(L);
+    o = unchanged_output(L, lua_gettop(L), g->reuse);
+    if (o == NULL && (o = output_new(L, lua_gettop(L), err, sizeof err)) == NULL)
+      luaL_error(L, "outputs[%d]: %s", (int)i, err);
     g->outputs[g->n_outputs++] = o;
-    lua_getfield(L, -1, "routed_only");
-    o->routed_only = lua_toboolean(L, -1);
     g->routing |= o->routed_only;
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
 }

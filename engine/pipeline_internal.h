@@ -32,7 +32,8 @@
 
 #include <lua.h>
 
-#include "netout.h"
+#include "delivery.h"
+#include "inflight.h"
 #include "output.h"
 #include "pipeline.h"
 #include "select.h"
@@ -40,6 +41,8 @@
 #define PIPELINE_ERR_MAX 1024
 #define PIPELINE_TB_MAX 4096
 #define LUA_MEMORY_DEFAULT ((size_t)64 << 20)
+/* What an output a reload dropped gets to deliver what it holds. */
+#define PIPELINE_RELOAD_GRACE_MS 30000
 
 enum { ON_ERROR_PASS, ON_ERROR_DROP, ON_ERROR_DEAD_LETTER };
 enum { CALL_OK, CALL_ERROR, CALL_TIMEOUT };
@@ -91,6 +94,9 @@ typedef struct program {
   size_t n_filters;
   output_t **outputs;
   size_t n_outputs;
+  int outputs_taken; /* a delivery owns the outputs: program_free leaves them */
+  const struct program *reuse; /* while loading for a reload: the running
+                                  program, whose unchanged outputs are kept */
   int routing;     /* look at records' `output`: several outputs or a routed_only one */
   double filter_timeout;
   int report;      /* log errors of protected calls (not while loading) */
@@ -141,12 +147,13 @@ struct pipeline {
   batch_t *head, *tail;      /* under mu */
   int finishing, exited;     /* under mu */
   char *reload_path;         /* under mu: a reload asked for */
-  atomic_int reopen;
+  atomic_int reopen;         /* filters' dead-letter files (pipeline thread) */
   atomic_int done;           /* the thread has finished its work */
   pthread_t thread;
   int thread_started, joined;
   uv_async_t async;
   int async_open, exit_called;
+  delivery_t *delivery;      /* the outputs' loop side, from pipeline_start_outputs */
   void (*on_exit)(void *ud);
   void *ud;
 
@@ -203,8 +210,10 @@ void pl_take_emitted(pipeline_t *p, program_t *g, int dest);
 
 /* lua_CFunction, run through pl_call_protected: copies the validated table
  * (argument 1) into the program (argument 2, a light userdata) and the
- * config (argument 3). Raises on out of memory or an output that cannot be
- * opened; what it had copied stays in g and cfg for their usual free. */
+ * config (argument 3). Outputs whose settings g->reuse has unchanged are
+ * that program's, kept; others are created (not started: nothing is opened
+ * yet). Raises on out of memory; what it had copied stays in g and cfg for
+ * their usual free. */
 int pl_copy_config(lua_State *L);
 
 /* ---- pipeline_run.c ---- */

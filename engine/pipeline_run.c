@@ -14,7 +14,7 @@
 #include <lua.h>
 
 #include "log.h"
-#include "netout.h"
+#include "json.h"
 #include "output.h"
 #include "pipeline_internal.h"
 #include "record.h"
@@ -298,24 +298,18 @@ static int any_routed(lua_State *L, int recs)
   return found;
 }
 
-static void reopen_outputs(pipeline_t *p, program_t *g)
+/* Reopens the filters' dead-letter files (the outputs' files are reopened
+ * on the loop, by the delivery). */
+static void reopen_dead_letters(program_t *g)
 {
-  char err[512];
   size_t i;
 
-  for (i = 0; i < g->n_outputs; i++) {
-    output_t *o = g->outputs[i];
-    if (o->reopen != NULL && o->reopen(o, err, sizeof err) < 0) {
-      pl_count(&p->stats.output_errors, 1);
-      log_error(NULL, "output %s: reopen: %s", o->name, err);
-    }
-  }
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
     int fd;
     if (f->dl_path == NULL)
       continue;
-    fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
       log_error(NULL, "filter %s: cannot reopen %s: %s", f->name, f->dl_path, strerror(errno));
       continue;
@@ -330,8 +324,7 @@ static void write_output(pipeline_t *p, output_t *o, lua_State *L, int idx, cons
   char err[512];
 
   err[0] = '\0';
-  if (netout_is(o) ? netout_write(o, L, idx, p->ticket, err, sizeof err) < 0
-                   : o->write(o, L, idx, err, sizeof err) < 0) {
+  if (output_write(o, L, idx, p->ticket, err, sizeof err) < 0) {
     pl_count(&p->stats.output_errors, 1);
     log_error(cname, "output %s: %s", o->name, err);
   }
@@ -346,7 +339,7 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
   unsigned char *hits;
 
   if (atomic_exchange(&p->reopen, 0))
-    reopen_outputs(p, g);
+    reopen_dead_letters(g);
   if (n == 0)
     return;
   if (!g->routing || !any_routed(L, recs)) {

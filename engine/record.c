@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "decode.h"
-#include "output.h"
+#include "json.h"
 #include "timestamp.h"
 
 enum { MT_BOX = 1, MT_POS, MT_MARK, MT_LABELS, MT_ID, MT_NAME, MT_IMAGE, MT_SLOTS = MT_IMAGE };

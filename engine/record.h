@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "batch.h"
-#include "output.h"
+#include "json.h"
 
 struct lua_State;
 

@@ -11,7 +11,6 @@
 #include "uvh.h"
 
 #define MAX_FILTERS 256
-#define MAX_OUTPUTS 64
 
 typedef struct collect_ctx {
   core_t *core;
@@ -96,7 +95,6 @@ static int collect_readers(core_t *core, status_t *s) {
 
 static int collect_pipeline(core_t *core, status_t *s) {
   pipeline_filter_stats_t fs[MAX_FILTERS];
-  pipeline_output_info_t oi[MAX_OUTPUTS];
   if (!core->pipeline) return 0;
   pipeline_stats(core->pipeline, &s->pipeline);
   const pipeline_stats_t *p = &s->pipeline;
@@ -109,26 +107,23 @@ static int collect_pipeline(core_t *core, status_t *s) {
     memcpy(s->filters, fs, n * sizeof *fs);
     s->n_filters = n;
   }
-  n = pipeline_output_info(core->pipeline, oi, MAX_OUTPUTS);
-  if (n > MAX_OUTPUTS) n = MAX_OUTPUTS;
-  if (n && !(s->outputs = calloc(n, sizeof *s->outputs))) return -1;
-  for (size_t i = 0; i < n; i++) s->outputs[i].info = oi[i];
+  n = pipeline_outputs(core->pipeline, NULL, 0);
+  output_t **outs = n ? calloc(n, sizeof *outs) : NULL;
+  if (n && (!outs || !(s->outputs = calloc(n, sizeof *s->outputs)))) {
+    free(outs);
+    return -1;
+  }
+  n = pipeline_outputs(core->pipeline, outs, n);
+  for (size_t i = 0; i < n; i++) {
+    status_output_t *so = &s->outputs[i];
+    snprintf(so->info.name, sizeof so->info.name, "%s", outs[i]->name);
+    snprintf(so->info.type, sizeof so->info.type, "%s", outs[i]->kind->type);
+    so->info.routed_only = outs[i]->routed_only;
+    output_stats(outs[i], &so->st);
+  }
+  free(outs);
   s->n_outputs = n;
   return 0;
-}
-
-/* The network outputs' counts, matched to the outputs by name. */
-static void collect_netouts(const status_source_t *src, status_t *s) {
-  for (size_t i = 0; i < src->n_netouts; i++) {
-    const output_t *o = src->netouts[i];
-    for (size_t j = 0; j < s->n_outputs; j++) {
-      status_output_t *so = &s->outputs[j];
-      if (so->network || strcmp(so->info.name, o->name) != 0) continue;
-      so->network = 1;
-      netout_stats(o, &so->net);
-      break;
-    }
-  }
 }
 
 status_t *status_collect(core_t *core, const status_source_t *src) {
@@ -137,7 +132,6 @@ status_t *status_collect(core_t *core, const status_source_t *src) {
   s->now_ns = ts_now();
   s->start_ns = core->start_ns;
   if (collect_readers(core, s) != 0 || collect_pipeline(core, s) != 0) goto err;
-  collect_netouts(src, s);
   if (core->inflight) {
     s->bytes_in_flight = inflight_bytes(core->inflight);
     s->reader_pauses = inflight_pauses(core->inflight);

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "core.h"
-#include "netout.h"
+#include "output.h"
 #include "pipeline.h"
 #include "registry.h"
 
@@ -22,8 +22,6 @@ struct discovery;
 typedef struct status_source {
   struct discovery *discovery;     /* NULL once discovery stopped (or never ran) */
   unsigned long events_reconnects; /* used when discovery is NULL */
-  output_t *const *netouts;        /* the network outputs (never change on reload) */
-  size_t n_netouts;
   int pipeline_loaded;             /* the pipeline thread runs */
   int stopping;
 } status_source_t;
@@ -44,8 +42,7 @@ typedef struct status_reader {
 
 typedef struct status_output {
   pipeline_output_info_t info;
-  int network;           /* net holds its counts */
-  netout_stats_t net;
+  output_stats_t st;
 } status_output_t;
 
 typedef struct status {

@@ -12,7 +12,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
-#include "output.h"
+#include "json.h"
 #include "top.h"
 
 #define BODY_MAX (16u * 1024 * 1024)

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "output.h"
+#include "json.h"
 
 static double now(void)
 {

@@ -1,9 +1,9 @@
 /* bulk_reply.c - libFuzzer target for the Elasticsearch _bulk reply reader
- * (elasticsearch_bulk_errors in engine/encode_elasticsearch.c).
+ * (es_reply_* in engine/encode_elasticsearch.c).
  *
- * Any bytes are a reply: the result is -1 (not a _bulk reply), 0 (every
- * item succeeded) or the number of failed items, and the reason is always a
- * NUL-terminated string inside its buffer. */
+ * Any bytes are a reply, fed in slices whose sizes the first byte chooses:
+ * the reader never reads out of bounds, and every failed item has a
+ * NUL-terminated reason. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +12,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  char err[64];
-  memset(err, 'x', sizeof err);
-  int n = elasticsearch_bulk_errors((const char *)data, size, err, sizeof err);
-  if (n < -1)
-    abort();
-  if (n != 0 && memchr(err, '\0', sizeof err) == NULL)
-    abort();
+  es_reply_t *r = es_reply_new();
+  const es_item_t *items;
+  size_t n, i, step;
+
+  if (r == NULL || size == 0) {
+    es_reply_free(r);
+    return 0;
+  }
+  step = (size_t)data[0] % 17 + 1;
+  for (i = 1; i < size; i += step)
+    es_reply_feed(r, (const char *)data + i, size - i < step ? size - i : step);
+  es_reply_items(r, &items, &n);
+  for (i = 0; i < n; i++)
+    if (items[i].reason != NULL && strlen(items[i].reason) > 300)
+      abort();
+  es_reply_free(r);
   return 0;
 }

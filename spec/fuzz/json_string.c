@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "output.h"
+#include "json.h"
 
 /* Unicode's table of well-formed sequences: for a lead byte, the length
  * and the range allowed for the second byte (the others are 80..BF). */

@@ -10,7 +10,8 @@
  *
  * FORMAT: ndjson, array, clickhouse, loki, elasticsearch, otlp, syslog,
  * syslog-one (encode_syslog_one per record, each message followed by LF),
- * or bulk-errors (stdin is a _bulk reply: prints "<result> <reason>").
+ * or bulk-errors / bulk-items (stdin is a _bulk reply: prints "<result> <reason>",
+ * then with bulk-items "<status> <reason>" per item).
  *
  * Options:
  *   --labels a,b       loki: the label fields
@@ -44,7 +45,7 @@
 #include "container.h"
 #include "decode.h"
 #include "encode.h"
-#include "output.h"
+#include "json.h"
 #include "record.h"
 #include "timestamp.h"
 
@@ -66,7 +67,7 @@ typedef struct options {
 static void usage(void)
 {
   fprintf(stderr, "usage: encode_tool ndjson|array|clickhouse|loki|elasticsearch|otlp|"
-                  "syslog|syslog-one|bulk-errors [--labels a,b] [--index NAME] "
+                  "syslog|syslog-one|bulk-errors|bulk-items [--labels a,b] [--index NAME] "
                   "[--octet|--newline] [--hostname H] [--facility N] [--share-labels] [--lazy]\n");
 }
 
@@ -383,23 +384,41 @@ static int encode(strbuf_t *b, lua_State *L, int abs_arr, const options_t *o)
   return -2;
 }
 
-/* bulk-errors: stdin is a _bulk reply. */
-static int bulk_errors(void)
+/* bulk-errors: stdin is a _bulk reply, read in slices of 7 bytes. Prints
+ * "-1 not a _bulk reply", or the number of failed items and the first
+ * reason; with items set, then a line "status reason" per item. */
+static int bulk_errors(int items)
 {
   strbuf_t in = { 0 };
-  char buf[4096], err[512];
-  size_t n;
-  int rc;
+  char buf[4096];
+  size_t n, i, failed = 0;
+  const es_item_t *it;
+  es_reply_t *r = es_reply_new();
+  const char *first = "";
 
-  while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) {
+  while (r != NULL && (n = fread(buf, 1, sizeof buf, stdin)) > 0) {
     if (strbuf_add(&in, buf, n) < 0) {
       strbuf_free(&in);
+      es_reply_free(r);
       return 1;
     }
   }
-  rc = elasticsearch_bulk_errors(in.data ? in.data : "", in.len, err, sizeof err);
-  printf("%d %s\n", rc, err);
+  if (r == NULL)
+    return 1;
+  for (i = 0; i < in.len; i += 7)
+    es_reply_feed(r, in.data + i, in.len - i < 7 ? in.len - i : 7);
+  if (es_reply_items(r, &it, &n) < 0) {
+    printf("-1 not a _bulk reply\n");
+  } else {
+    for (i = 0; i < n; i++)
+      if (it[i].reason != NULL && failed++ == 0)
+        first = it[i].reason;
+    printf("%zu %s\n", failed, first);
+    for (i = 0; items && i < n; i++)
+      printf("%d %s\n", it[i].status, it[i].reason ? it[i].reason : "");
+  }
   strbuf_free(&in);
+  es_reply_free(r);
   return 0;
 }
 
@@ -415,7 +434,9 @@ int main(int argc, char **argv)
     return 2;
   }
   if (strcmp(o.format, "bulk-errors") == 0)
-    return bulk_errors();
+    return bulk_errors(0);
+  if (strcmp(o.format, "bulk-items") == 0)
+    return bulk_errors(1);
   L = luaL_newstate();
   if (L == NULL)
     return 1;

@@ -29,6 +29,8 @@
  * The stats line also has records_unrouted, dead_letters, reloads and
  * reload_failures; then one line per filter: "filter NAME calls=N errors=N
  * timeouts=N dead_letters=N disabled=0|1". */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +59,7 @@ typedef struct feed {
   int exited;
   unsigned long long reload_after, reopen_after;
   const char *reload_path;
+  atomic_ullong acked;     /* batches every output took */
 } feed_t;
 
 static container_t *find_container(feed_t *f, const char *name, const char *const *labels,
@@ -78,16 +81,27 @@ static container_t *find_container(feed_t *f, const char *name, const char *cons
   return c;
 }
 
+/* Waits until every batch submitted so far went through the filters and
+ * every output took it. */
 static void wait_processed(feed_t *f)
 {
-  pipeline_stats_t st;
-
-  for (;;) {
-    pipeline_stats(f->p, &st);
-    if (st.batches >= f->submitted)
-      return;
+  while (atomic_load(&f->acked) < f->submitted)
     usleep(200);
-  }
+}
+
+/* The pipeline's done callback: a batch every output took. */
+static void on_done(void *ud, batch_t *b)
+{
+  feed_t *f = ud;
+
+  atomic_fetch_add(&f->acked, 1);
+  batch_free(b);
+}
+
+static void *loop_thread(void *arg)
+{
+  uv_run(arg, UV_RUN_DEFAULT);
+  return NULL;
 }
 
 static void submit(feed_t *f)
@@ -215,6 +229,7 @@ static void on_exit_cb(void *ud)
 
   f->exited = 1;
   pipeline_close(f->p);
+  pipeline_close_outputs(f->p, 10000, NULL, NULL); /* local outputs: done at once */
 }
 
 int main(int argc, char **argv)
@@ -222,6 +237,7 @@ int main(int argc, char **argv)
   feed_t f = { 0 };
   config_t cfg;
   uv_loop_t loop;
+  pthread_t looper;
   pipeline_stats_t st;
   pipeline_filter_stats_t fs[32];
   const char *abort_when = NULL, *finish_when = NULL, *lua_dir = getenv("ENGINE_LUA_DIR");
@@ -257,8 +273,15 @@ int main(int argc, char **argv)
     return 2;
   }
   uv_loop_init(&loop);
+  atomic_init(&f.acked, 0);
+  pipeline_set_done(f.p, on_done, &f);
   if (pipeline_start(f.p, &loop, on_exit_cb, &f) < 0) {
     fprintf(stderr, "pipeline_start failed\n");
+    return 1;
+  }
+  /* the loop runs beside the feeding: the outputs deliver as batches come */
+  if (pthread_create(&looper, NULL, loop_thread, &loop) != 0) {
+    fprintf(stderr, "cannot start the loop's thread\n");
     return 1;
   }
   if (feed_file(&f, argv[i + 1]) < 0)
@@ -272,7 +295,7 @@ int main(int argc, char **argv)
     while (access(finish_when, F_OK) != 0)
       usleep(1000);
   pipeline_finish(f.p);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  pthread_join(looper, NULL);
   if (!f.exited || uvh_live() != 0 || uv_loop_close(&loop) != 0) {
     fprintf(stderr, "handles left open (exited=%d live=%ld)\n", f.exited, uvh_live());
     rc = 1;

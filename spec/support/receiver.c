@@ -40,7 +40,7 @@
 
 #include <uv.h>
 
-#include "output.h"
+#include "json.h"
 
 enum {
   HEADERS_MAX = 64 * 1024,

@@ -1,0 +1,428 @@
+/* output.c - what every output shares: the kinds' table, the hand-over from
+ * the pipeline thread, the queue, retries with backoff, the dead-letter
+ * file and the counts (see output.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "json.h"
+#include "log.h"
+#include "output.h"
+#include "timestamp.h"
+#include "uvh.h"
+
+/* The kinds, each defined in its own file. */
+extern const output_kind_t output_stdout_kind, output_file_kind, output_null_kind,
+    output_syslog_kind;
+output_t *output_http_new(struct lua_State *L, int idx, const char *type);
+output_t *output_local_new(struct lua_State *L, int idx, const output_kind_t *kind, char *err,
+                           size_t n);
+output_t *output_syslog_new(struct lua_State *L, int idx);
+
+static const char *const http_types[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp"};
+
+output_t *output_new(lua_State *L, int idx, char *err, size_t n) {
+  lua_getfield(L, idx, "type");
+  const char *type = lua_tostring(L, -1);
+  output_t *o = NULL;
+  int known = 1, local = 1;
+  err[0] = '\0';
+  if (!type) known = 0;
+  else if (strcmp(type, "stdout") == 0) o = output_local_new(L, idx, &output_stdout_kind, err, n);
+  else if (strcmp(type, "file") == 0) o = output_local_new(L, idx, &output_file_kind, err, n);
+  else if (strcmp(type, "null") == 0) o = output_local_new(L, idx, &output_null_kind, err, n);
+  else if (strcmp(type, "syslog") == 0) o = output_syslog_new(L, idx);
+  else {
+    known = local = 0;
+    for (size_t i = 0; i < sizeof http_types / sizeof *http_types; i++)
+      if (strcmp(type, http_types[i]) == 0) {
+        known = 1;
+        o = output_http_new(L, idx, http_types[i]);
+      }
+  }
+  if (!o && !(local && err[0]))
+    snprintf(err, n, known ? "out of memory" : "unknown output type %s", type ? type : "(none)");
+  lua_pop(L, 1);
+  return o;
+}
+
+static double field_number(lua_State *L, int idx, const char *key, double def) {
+  lua_getfield(L, idx, key);
+  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+static char *field_strdup(lua_State *L, int idx, const char *key, int *oom) {
+  lua_getfield(L, idx, key);
+  const char *s = lua_tostring(L, -1);
+  char *copy = s ? strdup(s) : NULL;
+  if (s && !copy) *oom = 1;
+  lua_pop(L, 1);
+  return copy;
+}
+
+int output_init(output_t *o, const output_kind_t *kind, lua_State *L, int idx) {
+  int oom = 0;
+  o->kind = kind;
+  o->dl_fd = -1;
+  pthread_mutex_init(&o->lock, NULL);
+  o->name = field_strdup(L, idx, "name", &oom);
+  if (!o->name && !oom) o->name = strdup(kind->type);
+  lua_getfield(L, idx, "routed_only");
+  o->routed_only = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  o->cfg.retry_max = (long)field_number(L, idx, "retry_max", -1);
+  o->cfg.backoff_initial = field_number(L, idx, "backoff_initial", 0.5);
+  o->cfg.backoff_max = field_number(L, idx, "backoff_max", 30);
+  o->cfg.mode = (int)field_number(L, idx, "mode", 0600);
+  o->cfg.dead_letter = field_strdup(L, idx, "dead_letter", &oom);
+  strbuf_t fp = {0};
+  if (json_add_lua(&fp, L, idx) < 0 || strbuf_add(&fp, "", 1) < 0) oom = 1;
+  o->fingerprint = fp.data;
+  return oom || !o->name ? -1 : 0;
+}
+
+/* --- pipeline thread ---------------------------------------------------- */
+
+int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, size_t errlen) {
+  size_t records = lua_objlen(L, idx);
+  if (records == 0) return 0;
+  strbuf_t b = {0};
+  if (o->kind->encode && o->kind->encode(o, L, idx, &b) != 0) {
+    strbuf_free(&b);
+    snprintf(err, errlen, "out of memory while encoding for %s", o->name);
+    return -1;
+  }
+  output_body_t *body = calloc(1, sizeof *body);
+  if (body && t) ticket_ref(t);
+  else if (body) t = ticket_new(NULL, NULL, NULL); /* records of a timer */
+  if (!body || !t) {
+    free(body);
+    strbuf_free(&b);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  body->data = b.data;
+  body->len = b.len;
+  body->records = records;
+  body->ticket = t;
+  pthread_mutex_lock(&o->lock);
+  if (o->in_tail) o->in_tail->next = body;
+  else o->in_head = body;
+  o->in_tail = body;
+  uv_async_t *wake = o->wake;
+  pthread_mutex_unlock(&o->lock);
+  if (wake) uv_async_send(wake);
+  return 0;
+}
+
+/* --- loop thread: sending ----------------------------------------------- */
+
+static void kick(output_t *o);
+
+static void body_free(output_body_t *b, int abandoned) {
+  if (abandoned) ticket_abandon(b->ticket);
+  else ticket_release(b->ticket);
+  free(b->data);
+  free(b);
+}
+
+/* The head body is done (delivered or dead-lettered). */
+static void head_done(output_t *o) {
+  output_body_t *b = o->head;
+  o->head = b->next;
+  if (!o->head) o->tail = NULL;
+  o->st.pending--;
+  body_free(b, 0);
+}
+
+/* Logs a failure the first time this cause is seen. */
+static void cause(output_t *o, int level, const char *fmt, const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, what);
+  if (strcmp(msg, o->cause) == 0) return;
+  snprintf(o->cause, sizeof o->cause, "%s", msg);
+  log_msg(level, NULL, "output %s: %s", o->name, msg);
+}
+
+typedef struct dl_write { /* a dead-letter line being appended */
+  uv_fs_t req;
+  char *line;
+  char *name, *path;
+} dl_write_t;
+
+static void dl_written(uv_fs_t *req) {
+  dl_write_t *w = req->data;
+  if (req->result < 0)
+    log_error(NULL, "output %s: cannot write the dead-letter file %s: %s", w->name, w->path,
+              uv_strerror((int)req->result));
+  uv_fs_req_cleanup(req);
+  free(w->line);
+  free(w->name);
+  free(w->path);
+  free(w);
+}
+
+void output_dead_letter(output_t *o, const char *data, size_t len, size_t records,
+                        const char *reason) {
+  o->st.dead_letters++;
+  cause(o, LOG_ERROR, "%s; sending such records to the dead-letter file", reason);
+  if (o->dl_fd < 0) return;
+  strbuf_t s = {0};
+  char ts[TS_LEN + 1], head[64];
+  ts_format(ts_now(), ts);
+  int hl = snprintf(head, sizeof head, ",\"records\":%zu,\"body\":", records);
+  int ok = strbuf_add(&s, "{\"time\":\"", 9) == 0 && strbuf_add(&s, ts, TS_LEN) == 0 &&
+           strbuf_add(&s, "\",\"output\":", 11) == 0 &&
+           json_add_string(&s, o->name, strlen(o->name)) == 0 &&
+           strbuf_add(&s, ",\"reason\":", 10) == 0 &&
+           json_add_string(&s, reason, strlen(reason)) == 0 &&
+           strbuf_add(&s, head, (size_t)hl) == 0 && json_add_string(&s, data, len) == 0 &&
+           strbuf_add(&s, "}\n", 2) == 0;
+  dl_write_t *w = ok ? calloc(1, sizeof *w) : NULL;
+  if (w && (w->name = strdup(o->name)) && (w->path = strdup(o->cfg.dead_letter))) {
+    w->line = s.data;
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->line, (unsigned)s.len);
+    if (uv_fs_write(o->loop, &w->req, o->dl_fd, &buf, 1, -1, dl_written) == 0) return;
+  }
+  if (w) {
+    free(w->name);
+    free(w->path);
+    free(w);
+  }
+  strbuf_free(&s);
+  log_error(NULL, "output %s: out of memory for a dead letter", o->name);
+}
+
+static void on_retry(uv_timer_t *t) {
+  output_t *o = t->data;
+  o->waiting = 0;
+  kick(o);
+}
+
+void output_sent(output_t *o, int result, const char *why, double retry_after) {
+  output_body_t *b = o->head;
+  o->sending = 0;
+  if (!b) return;
+  switch (result) {
+  case OUTPUT_DELIVERED:
+    if (o->cause[0]) log_info(NULL, "output %s: delivering again", o->name);
+    o->cause[0] = '\0';
+    o->st.failing = 0;
+    o->st.sent++;
+    o->backoff = o->cfg.backoff_initial;
+    head_done(o);
+    break;
+  case OUTPUT_REJECTED:
+    output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, why);
+    head_done(o);
+    break;
+  case OUTPUT_AGAIN:
+    break;
+  default:
+    o->st.failed++;
+    o->st.failing = 1;
+    if (o->cfg.retry_max >= 0 && b->attempts > (unsigned)o->cfg.retry_max) {
+      char msg[300];
+      snprintf(msg, sizeof msg, "gave up after %u tries: %s", b->attempts, why);
+      output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, msg);
+      head_done(o);
+      break;
+    }
+    o->st.retried++;
+    double delay = o->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+    if (retry_after > delay) delay = retry_after;
+    o->backoff *= 2;
+    if (o->backoff > o->cfg.backoff_max) o->backoff = o->cfg.backoff_max;
+    cause(o, LOG_WARN, "%s; retrying with backoff", why);
+    if (o->closing) {
+      if (o->drop_reason) {
+        output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, o->drop_reason);
+        head_done(o);
+      }
+      return;
+    }
+    o->waiting = 1;
+    uv_timer_start(&o->retry, on_retry, (uint64_t)(delay * 1000), 0);
+    return;
+  }
+  kick(o);
+}
+
+int output_split(output_t *o, output_body_t *b, size_t at, size_t records) {
+  output_body_t *rest = calloc(1, sizeof *rest);
+  size_t len = b->len - at;
+  if (!rest || !(rest->data = malloc(len ? len : 1))) {
+    free(rest);
+    return -1;
+  }
+  memcpy(rest->data, b->data + at, len);
+  rest->len = len;
+  rest->records = b->records > records ? b->records - records : 0;
+  rest->ticket = b->ticket;
+  ticket_ref(b->ticket);
+  b->len = at;
+  b->records = records;
+  rest->next = b->next;
+  b->next = rest;
+  if (o->tail == b) o->tail = rest;
+  o->st.pending++;
+  return 0;
+}
+
+void output_truncated(output_t *o, size_t from, size_t to) {
+  char msg[160];
+  o->st.truncated++;
+  snprintf(msg, sizeof msg, "a record of %zu bytes was cut to %zu to fit the transport", from, to);
+  if (o->st.truncated == 1) log_warn(NULL, "output %s: %s (logged once)", o->name, msg);
+}
+
+static void kick(output_t *o) {
+  if (o->sending || o->waiting || o->closing || !o->head || !o->started) return;
+  o->sending = 1;
+  o->head->attempts++;
+  o->kind->send(o, o->head);
+}
+
+void output_take(output_t *o) {
+  pthread_mutex_lock(&o->lock);
+  output_body_t *first = o->in_head, *last = o->in_tail;
+  o->in_head = o->in_tail = NULL;
+  pthread_mutex_unlock(&o->lock);
+  if (!first) return;
+  for (output_body_t *b = first; b; b = b->next) o->st.pending++;
+  if (o->tail) o->tail->next = first;
+  else o->head = first;
+  o->tail = last;
+  kick(o);
+}
+
+/* --- loop thread: life -------------------------------------------------- */
+
+static int open_dead_letter(output_t *o, char *err, size_t n) {
+  if (!o->cfg.dead_letter) return 0;
+  int fd = open(o->cfg.dead_letter, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, o->cfg.mode);
+  if (fd < 0) {
+    snprintf(err, n, "output %s: cannot open the dead-letter file %s: %s", o->name,
+             o->cfg.dead_letter, strerror(errno));
+    return -1;
+  }
+  if (o->dl_fd >= 0) close(o->dl_fd);
+  o->dl_fd = fd;
+  return 0;
+}
+
+static void handle_closed(uv_handle_t *h) {
+  uvh_closed(h);
+  output_handle_closed(h->data);
+}
+
+int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
+  o->loop = loop;
+  o->backoff = o->cfg.backoff_initial;
+  if (open_dead_letter(o, err, n) != 0) return -1;
+  if (o->kind->start && o->kind->start(o, loop, err, n) != 0) return -1;
+  uv_timer_init(loop, &o->retry);
+  uvh_opened((uv_handle_t *)&o->retry);
+  o->retry.data = o;
+  o->handles++;
+  o->started = 1;
+  output_take(o);
+  return 0;
+}
+
+void output_reopen(output_t *o) {
+  char err[512];
+  if (o->kind->reopen) o->kind->reopen(o);
+  if (open_dead_letter(o, err, sizeof err) != 0) log_error(NULL, "%s", err);
+}
+
+size_t output_pending(output_t *o) {
+  pthread_mutex_lock(&o->lock);
+  size_t n = 0;
+  for (output_body_t *b = o->in_head; b; b = b->next) n++;
+  pthread_mutex_unlock(&o->lock);
+  return o->st.pending + n;
+}
+
+void output_stats(output_t *o, output_stats_t *out) {
+  *out = o->st;
+  out->pending = output_pending(o);
+}
+
+void output_handle_closed(output_t *o) {
+  o->handles--;
+  if (!o->closing || o->handles > 0 || !o->closed) return;
+  void (*cb)(void *) = o->closed;
+  o->closed = NULL;
+  cb(o->closed_ud);
+}
+
+/* Dead-letters every body held but the one still out (sending). */
+static void drop_all(output_t *o) {
+  output_body_t **link = &o->head;
+  if (o->sending && *link) link = &(*link)->next;
+  while (*link) {
+    output_body_t *b = *link;
+    *link = b->next;
+    output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, o->drop_reason);
+    o->st.pending--;
+    body_free(b, 0);
+  }
+  o->tail = NULL;
+  for (output_body_t *b = o->head; b; b = b->next) o->tail = b;
+}
+
+void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), void *ud) {
+  o->closed = closed;
+  o->closed_ud = ud;
+  o->drop_reason = drop_reason;
+  if (!o->started) {
+    o->closing = 1;
+    if (drop_reason) {
+      output_take(o);
+      drop_all(o);
+    }
+    if (closed) closed(ud);
+    return;
+  }
+  output_take(o); /* what the pipeline handed over last */
+  o->closing = 1;
+  uv_timer_stop(&o->retry);
+  o->handles++; /* held while the kind and the timer close */
+  o->sending = o->kind->stop ? o->kind->stop(o) : 0;
+  if (drop_reason) {
+    drop_all(o);
+  } else {
+    size_t pending = output_pending(o);
+    if (pending)
+      log_warn(NULL, "output %s: %zu batches not delivered at stop; the next run reads them again",
+               o->name, pending);
+  }
+  uvh_close((uv_handle_t *)&o->retry, handle_closed);
+  output_handle_closed(o);
+}
+
+void output_free(output_t *o) {
+  if (!o) return;
+  for (int list = 0; list < 2; list++)
+    for (output_body_t *b = list ? o->in_head : o->head, *next; b; b = next) {
+      next = b->next;
+      body_free(b, 1); /* never delivered: its batch stays unacknowledged */
+    }
+  if (o->kind->free) o->kind->free(o);
+  if (o->dl_fd >= 0) close(o->dl_fd);
+  free(o->cfg.dead_letter);
+  free(o->fingerprint);
+  free(o->name);
+  pthread_mutex_destroy(&o->lock);
+  free(o);
+}
