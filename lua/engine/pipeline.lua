@@ -320,20 +320,21 @@ end
 
 local OUTPUT_KEYS = {
   type = true, name = true, format = true, routed_only = true,
-  path = true, max_bytes = true, keep = true,
+  path = true, max_bytes = true, keep = true, mode = true,
   -- network outputs
   url = true, headers = true, auth = true, ca_file = true, tls_verify = true, timeout = true,
   retry_max = true, backoff_initial = true, backoff_max = true, dead_letter = true,
   table = true, labels = true, index = true, facility = true, hostname = true, gzip = true,
+  max_message = true,
 }
 local FILE_ONLY = { "path", "max_bytes", "keep" }
 local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true,
                   syslog = true }
 local NETWORK_ONLY = { "url", "headers", "auth", "ca_file", "tls_verify", "gzip", "timeout", "retry_max",
                        "backoff_initial", "backoff_max", "dead_letter", "table", "labels", "index",
-                       "facility", "hostname" }
+                       "facility", "hostname", "max_message" }
 local ONLY_FOR = { table = "clickhouse", labels = "loki", index = "elasticsearch",
-                   facility = "syslog", hostname = "syslog" }
+                   facility = "syslog", hostname = "syslog", max_message = "syslog" }
 local NOT_FOR_SYSLOG = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip" }
 
 -- The settings of a network output (netout.h), into entry.
@@ -354,6 +355,14 @@ function Check:network_output(o, where, entry)
       entry.facility = o.facility
     end
     if o.hostname ~= nil then entry.hostname = self:nonempty_string(o.hostname, where .. ".hostname") end
+    if o.max_message ~= nil then
+      self:number(o.max_message, where .. ".max_message")
+      if o.max_message < 480 or o.max_message > 65000 or floor(o.max_message) ~= o.max_message then
+        self:fail(where .. ".max_message", "must be a whole number of bytes from 480 to 65000 (got %s)",
+                  show(o.max_message))
+      end
+      entry.max_message = o.max_message
+    end
   elseif not url:match("^https?://[^/]+") then
     self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", show(url))
   end
@@ -428,6 +437,13 @@ end
 function Check:output(o, where, i, n)
   self:table(o, where)
   self:keys(o, OUTPUT_KEYS, where)
+  local mode
+  if o.mode ~= nil then
+    mode = type(o.mode) == "string" and o.mode:match("^[0-7]+$") and tonumber(o.mode, 8) or o.mode
+    if type(mode) ~= "number" or mode < 0 or mode > 511 or floor(mode) ~= mode then
+      self:fail(where .. ".mode", "must be a file mode as octal text, e.g. \"0640\" (got %s)", show(o.mode))
+    end
+  end
   local entry = {
     type = self:choice(o.type, where .. ".type",
                        { "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch",
@@ -437,6 +453,10 @@ function Check:output(o, where, i, n)
   }
   entry.name = entry.type
   if n > 1 then entry.name = entry.type .. i end
+  entry.mode = mode
+  if mode ~= nil and entry.type ~= "file" and o.dead_letter == nil then
+    self:fail(where .. ".mode", "is for the files an output writes: a file output, or a dead_letter file")
+  end
   if NETWORK[entry.type] then
     if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
     for _, k in ipairs(FILE_ONLY) do

@@ -65,4 +65,32 @@ return {
       for i = 1, 100 do assert.equal(1, count[i], "line " .. i) end
     end)
   end
+
+  it("cuts a record longer than a UDP datagram takes, and delivers every other one", function()
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  filters = { function(batch)
+    for _, r in ipairs(batch) do
+      if r.line:match("^c0 50$") then r.line = r.line .. " " .. string.rep("x", 80000) end
+    end
+  end },
+  outputs = { { type = "syslog", url = "udp://127.0.0.1:%d" } },
+}]], srv.host, port) }
+    proc.wait_for(function() return #received() >= 100 end, 30, "100 messages in rsyslog")
+    proc.sleep(0.3)
+    assert.equal(0, e:stop("TERM"))
+    local count = {}
+    for _, m in ipairs(received()) do
+      local seq = tonumber(m.msg:match("^c0 (%d+)"))
+      count[seq] = (count[seq] or 0) + 1
+      if seq == 50 then
+        assert.is_true(#m.msg > 60000 and #m.msg < 64000, "line 50 arrived with " .. #m.msg .. " bytes")
+      end
+    end
+    for i = 1, 100 do assert.equal(1, count[i], "line " .. i) end
+    assert.matches("a record of %d+ bytes was cut to 64000", e:stderr_text())
+  end)
 end)

@@ -27,7 +27,13 @@
  * --close-after N closes each connection after its N-th answer (sent with
  * "Connection: close"). A malformed request gets 400 and the connection is
  * closed. Each request is logged on stderr as "request N METHOD TARGET ->
- * STATUS". */
+ * STATUS".
+ *
+ * --bulk LIST answers a 2xx like Elasticsearch's _bulk API: the body holds
+ * one item per two request lines (action and document), and item number K,
+ * counted from 1 over every request, gets the K-th status of LIST
+ * ("201,429,400", ...; 201 past its end), with an error object for a status
+ * outside 2xx (type "status_<N>", reason "item <K> refused"). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -77,6 +83,7 @@ struct conn {
   int pending_status; /* the delayed answer */
   long pending_retry;
   int pending_close;
+  strbuf_t reply;     /* --bulk: the body of the answer being made */
 };
 
 typedef struct write_req {
@@ -114,6 +121,9 @@ static struct {
   unsigned long delay_ms;
   unsigned long close_after;
   unsigned long requests;
+  int *bulk;          /* --bulk statuses */
+  size_t n_bulk;
+  unsigned long bulk_items;
   int stopping;
 } g;
 
@@ -424,7 +434,12 @@ static void answer(conn_t *c, int status, long retry_after, int close_conn)
   const body_file_t *body = body_for(status);
   strbuf_t out = { 0 };
   char head[512];
+  const char *bdata = body ? body->data : NULL;
   size_t blen = body && status != 204 ? body->len : 0;
+  if (c->reply.len > 0 && status >= 200 && status < 300) {
+    bdata = c->reply.data;
+    blen = c->reply.len;
+  }
   int n;
 
   c->answered++;
@@ -445,9 +460,10 @@ static void answer(conn_t *c, int status, long retry_after, int close_conn)
     strbuf_add(&out, "Connection: close\r\n", 19);
   strbuf_add(&out, "\r\n", 2);
   if (blen > 0)
-    strbuf_add(&out, body->data, blen);
+    strbuf_add(&out, bdata, blen);
   send_bytes(c, out.data, out.len, close_conn);
   strbuf_free(&out);
+  c->reply.len = 0;
   if (close_conn)
     c->closing = 1; /* reads nothing more; closed once the answer is out */
 }
@@ -459,6 +475,38 @@ static void on_delay(uv_timer_t *t)
   c->busy = 0;
   answer(c, c->pending_status, c->pending_retry, c->pending_close);
   conn_process(c);
+}
+
+/* --bulk: the _bulk reply to a request body, into out. */
+static void bulk_reply(strbuf_t *out, const strbuf_t *body)
+{
+  size_t lines = 0, i;
+  char item[256];
+  int n, errors = 0;
+  strbuf_t items = { 0 };
+
+  for (i = 0; i < body->len; i++)
+    lines += body->data[i] == '\n';
+  for (i = 0; i < lines / 2; i++) {
+    unsigned long k = ++g.bulk_items;
+    int st = k <= g.n_bulk ? g.bulk[k - 1] : 201;
+    if (st >= 200 && st < 300)
+      n = snprintf(item, sizeof item, "%s{\"create\":{\"_index\":\"logs\",\"status\":%d}}",
+                   i ? "," : "", st);
+    else
+      n = snprintf(item, sizeof item,
+                   "%s{\"create\":{\"_index\":\"logs\",\"status\":%d,\"error\":"
+                   "{\"type\":\"status_%d\",\"reason\":\"item %lu refused\"}}}",
+                   i ? "," : "", st, st, k);
+    errors |= st < 200 || st > 299;
+    strbuf_add(&items, item, (size_t)n);
+  }
+  out->len = 0;
+  n = snprintf(item, sizeof item, "{\"took\":1,\"errors\":%s,\"items\":[", errors ? "true" : "false");
+  strbuf_add(out, item, (size_t)n);
+  strbuf_add(out, items.data ? items.data : "", items.len);
+  strbuf_add(out, "]}", 2);
+  strbuf_free(&items);
 }
 
 /* Answers every whole request in the buffer, in order, until one must wait
@@ -493,6 +541,8 @@ static void conn_process(conn_t *c)
     c->pending_retry = step ? step->retry_after : -1;
     c->pending_close = !r.keep_alive;
     c->continue_sent = 0;
+    if (g.n_bulk > 0 && c->pending_status >= 200 && c->pending_status < 300)
+      bulk_reply(&c->reply, &r.body);
     strbuf_free(&r.body);
     memmove(c->in.data, c->in.data + r.total, c->in.len - r.total);
     c->in.len -= r.total;
@@ -514,6 +564,7 @@ static void on_conn_closed(uv_handle_t *h)
   if (--c->handles > 0)
     return;
   strbuf_free(&c->in);
+  strbuf_free(&c->reply);
   free(c);
 }
 
@@ -644,6 +695,17 @@ static int parse_args(int argc, char **argv)
       g.close_after = strtoul(argv[++i], &end, 10);
       if (*end != '\0')
         return -1;
+    } else if (strcmp(argv[i], "--bulk") == 0) {
+      char *tok, *save = NULL;
+      for (tok = strtok_r(argv[++i], ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int *grown = realloc(g.bulk, (g.n_bulk + 1) * sizeof *grown);
+        if (grown == NULL)
+          return -1;
+        g.bulk = grown;
+        g.bulk[g.n_bulk++] = (int)strtol(tok, &end, 10);
+        if (*end != '\0')
+          return -1;
+      }
     } else if (strncmp(argv[i], "--body-", 7) == 0 && g.n_bodies < BODIES_MAX) {
       b = &g.bodies[g.n_bodies];
       b->status = (int)strtol(argv[i] + 7, &end, 10);
@@ -668,7 +730,7 @@ int main(int argc, char **argv)
 
   if (parse_args(argc, argv) < 0) {
     fprintf(stderr, "usage: receiver --dir DIR [--port P] [--script 200,500,429:2,...] "
-                    "[--body-STATUS FILE]... [--delay-ms D] [--close-after N]\n");
+                    "[--body-STATUS FILE]... [--delay-ms D] [--close-after N] [--bulk LIST]\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -701,5 +763,6 @@ out:
   }
   for (i = 0; i < g.n_bodies; i++)
     free(g.bodies[i].data);
+  free(g.bulk);
   return status;
 }
