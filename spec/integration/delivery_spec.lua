@@ -218,6 +218,64 @@ return {
     assert_each_once(counts, 200, "taken or dead-lettered")
   end)
 
+  it("cuts a body answered 413 in halves until the server takes it", function()
+    rx = receiver.start { "--script", "413,413,413,200" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "40", "--stdout-only" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.3, max_lines = 40 },
+  outputs = { { type = "http", url = %q } },
+  engine = { backoff_initial = 0.05, backoff_max = 0.2 },
+}]], srv.host, rx.url) }
+    proc.wait_for(function()
+      local n = 0
+      for _, r in ipairs(rx:requests()) do
+        if r.n > 3 then for _ in r.body:gmatch("\n") do n = n + 1 end end
+      end
+      return n >= 40
+    end, 30, "40 records taken")
+    proc.sleep(0.3)
+    assert.equal(0, e:stop("TERM"))
+    local reqs, taken = rx:requests(), {}
+    for _, r in ipairs(reqs) do
+      if r.n > 3 then
+        for line in r.body:gmatch("[^\n]+") do taken[#taken + 1] = cjson.decode(line) end
+      end
+    end
+    assert_each_once(count_seqs(taken), 40, "http after 413")
+    local function records(r) local n = 0 for _ in r.body:gmatch("\n") do n = n + 1 end return n end
+    assert.equal(40, records(reqs[1]))
+    assert.equal(20, records(reqs[2]))
+    assert.equal(10, records(reqs[3]))
+  end)
+
+  it("dead-letters a single record a server answers 413 for, and goes on", function()
+    rx = receiver.start { "--script", "413" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "6", "--stdout-only" }
+    local dl = tmp .. "/dead.jsonl"
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.3, max_lines = 6 },
+  outputs = { { type = "http", url = %q, dead_letter = %q } },
+}]], srv.host, rx.url, dl) }
+    local function dead()
+      local out = {}
+      for line in (proc.read(dl) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+      return out
+    end
+    proc.wait_for(function() return #dead() >= 6 end, 30, "6 dead letters")
+    assert.equal(0, e:stop("TERM"))
+    local counts = {}
+    for _, d in ipairs(dead()) do
+      assert.equal(1, d.records)
+      assert.matches("^HTTP 413", d.reason)
+      count_seqs({ cjson.decode(d.body) }, counts)
+    end
+    assert_each_once(counts, 6, "dead letters")
+  end)
+
   it("runs a hundred outputs and stops cleanly #sanitize", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100" }
     local outs = {}
