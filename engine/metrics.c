@@ -115,13 +115,20 @@ static void respond_text(conn_t *c, int code, const char *text, int head_only) {
 }
 
 /* Renders one of the status views and sends it. */
+/* The first output whose last attempt failed, or NULL. */
+static const status_output_t *failing_output(const status_t *s) {
+  for (size_t i = 0; i < s->n_outputs; i++)
+    if (s->outputs[i].st.failing) return &s->outputs[i];
+  return NULL;
+}
+
 static void respond_view(conn_t *c, const char *path, int head_only) {
   metrics_t *m = c->m;
   status_t *s = m->collect(m->collect_ud);
   strbuf_t body = {0};
   int code = 200, rc = -1;
   const char *type = "application/json";
-  char text[400];
+  char text[600];
   if (!s) {
     respond_text(c, 500, "out of memory\n", head_only);
     return;
@@ -134,10 +141,13 @@ static void respond_view(conn_t *c, const char *path, int head_only) {
   } else if (strcmp(path, "/pipeline") == 0) {
     rc = metrics_render_pipeline(s, &body);
   } else { /* /ready */
+    const status_output_t *o;
     type = "text/plain; charset=utf-8";
     if (s->stopping) snprintf(text, sizeof text, "not ready: the engine is stopping\n");
     else if (!s->pipeline_loaded) snprintf(text, sizeof text, "not ready: the pipeline is not running\n");
     else if (!s->docker_ok) snprintf(text, sizeof text, "not ready: Docker: %s\n", s->docker_why);
+    else if ((o = failing_output(s)))
+      snprintf(text, sizeof text, "not ready: output %s is failing: %s\n", o->info.name, o->st.cause);
     else snprintf(text, sizeof text, "ready\n");
     code = strncmp(text, "ready", 5) == 0 ? 200 : 503;
     rc = strbuf_add(&body, text, strlen(text));

@@ -356,6 +356,7 @@ size_t output_pending(output_t *o) {
 void output_stats(output_t *o, output_stats_t *out) {
   *out = o->st;
   out->pending = output_pending(o);
+  snprintf(out->cause, sizeof out->cause, "%s", o->st.failing ? o->cause : "");
 }
 
 void output_handle_closed(output_t *o) {

@@ -109,6 +109,7 @@ typedef struct output_stats {
   unsigned long long truncated;    /* records cut to fit the transport */
   size_t pending;              /* bodies waiting or in flight */
   int failing;                 /* the last attempt failed */
+  char cause[256];             /* while failing: why, as logged */
 } output_stats_t;
 
 struct output {

@@ -5,6 +5,7 @@
 local cjson = require "cjson"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
+local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 local receiver = require "spec.support.receiver"
 
@@ -216,6 +217,30 @@ return {
       assert.matches("^status 400 status_400: item %d+ refused$", d.reason)
     end
     assert_each_once(counts, 200, "taken or dead-lettered")
+  end)
+
+  it("reports a failing output on /ready and in metrics until it delivers again", function()
+    rx = receiver.start { "--script", "503,503,503,503,503,503,503,503,503,503,200" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "20", "--stdout-only" }
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host,
+      outputs = string.format('{ type = "http", url = %q, backoff_initial = 0.1, backoff_max = 0.2 }', rx.url) }
+    proc.wait_for(function()
+      local status, body = metrics.get(url .. "/ready")
+      return status == 503 and body:find("output http is failing: HTTP 503", 1, true)
+    end, 20, "/ready to name the failing output")
+    local m = metrics.parse(select(2, metrics.get(url .. "/metrics")))
+    assert.equal(1, m:value("engine_output_failing", { output = "http" }))
+    proc.wait_for(function() return #rx:requests() >= 11 end, 30, "the 11th request, answered 200")
+    proc.wait_for(function() return metrics.get(url .. "/ready") == 200 end, 10, "/ready again")
+    m = metrics.parse(select(2, metrics.get(url .. "/metrics")))
+    assert.equal(0, m:value("engine_output_failing", { output = "http" }))
+    assert.equal(0, e:stop("TERM"))
+    local taken = {}
+    for _, r in ipairs(rx:requests()) do -- requests 11 on were answered 200
+      if r.n > 10 then for l in r.body:gmatch("[^\n]+") do taken[#taken + 1] = cjson.decode(l) end end
+    end
+    assert_each_once(count_seqs(taken), 20, "http")
   end)
 
   it("cuts a body answered 413 in halves until the server takes it", function()
