@@ -244,9 +244,9 @@ int delivery_start(delivery_t *d, output_t *const *outs, size_t n, char *err, si
 
 static int append(output_t ***list, size_t *n, output_t *const *more, size_t k) {
   if (!k) return 0;
-  output_t **l = realloc(*list, (*n + k) * sizeof *l);
+  output_t **l = realloc(*list, (*n + k) * sizeof(output_t *));
   if (!l) return -1;
-  memcpy(l + *n, more, k * sizeof *l);
+  memcpy(l + *n, more, k * sizeof(output_t *));
   *list = l;
   *n += k;
   return 0;

@@ -142,7 +142,7 @@ static void end_item(es_reply_t *r)
 {
   es_item_t it = { 0, NULL };
   cJSON *root = r->item_overflow ? NULL : cJSON_ParseWithLength(r->item.data, r->item.len);
-  const cJSON *result = cJSON_IsObject(root) ? root->child : NULL;
+  const cJSON *result = root != NULL && cJSON_IsObject(root) ? root->child : NULL;
   char reason[300];
 
   if (cJSON_IsObject(result)) {

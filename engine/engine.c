@@ -182,7 +182,10 @@ static void check_backfill_delivered(engine_t *e) {
   unsigned long long undelivered = 0, dead = 0;
   output_t **outs = NULL;
   size_t n = pipeline_outputs(e->pipeline, NULL, 0);
-  if (n && (outs = calloc(n, sizeof *outs))) n = pipeline_outputs(e->pipeline, outs, n);
+  if (n && (outs = calloc(n, sizeof(output_t *)))) {
+    size_t got = pipeline_outputs(e->pipeline, outs, n);
+    if (got < n) n = got;
+  }
   for (size_t i = 0; outs && i < n; i++) {
     output_stats_t st;
     output_stats(outs[i], &st);

@@ -275,8 +275,8 @@ static void run_timers(pipeline_t *p, program_t *g)
  * dropped. Out of memory: logged by the delivery. */
 static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
 {
-  output_t **add = calloc(g->n_outputs + 1, sizeof *add);
-  output_t **drop = calloc(old->n_outputs + 1, sizeof *drop);
+  output_t **add = calloc(g->n_outputs + 1, sizeof(output_t *));
+  output_t **drop = calloc(old->n_outputs + 1, sizeof(output_t *));
   size_t n_add = 0, n_drop = 0, i;
 
   if (add == NULL || drop == NULL) {

@@ -206,8 +206,10 @@ static void copy_outputs(lua_State *L, int idx, program_t *g)
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);
     o = unchanged_output(L, lua_gettop(L), g->reuse);
-    if (o == NULL && (o = output_new(L, lua_gettop(L), err, sizeof err)) == NULL)
-      luaL_error(L, "outputs[%d]: %s", (int)i, err);
+    if (o == NULL && (o = output_new(L, lua_gettop(L), err, sizeof err)) == NULL) {
+      luaL_error(L, "outputs[%d]: %s", (int)i, err); /* does not return */
+      return;
+    }
     g->outputs[g->n_outputs++] = o;
     g->routing |= o->routed_only;
     lua_pop(L, 1);

@@ -108,12 +108,14 @@ static int collect_pipeline(core_t *core, status_t *s) {
     s->n_filters = n;
   }
   n = pipeline_outputs(core->pipeline, NULL, 0);
-  output_t **outs = n ? calloc(n, sizeof *outs) : NULL;
-  if (n && (!outs || !(s->outputs = calloc(n, sizeof *s->outputs)))) {
+  if (n == 0) return 0;
+  output_t **outs = calloc(n, sizeof(output_t *));
+  if (!outs || !(s->outputs = calloc(n, sizeof *s->outputs))) {
     free(outs);
     return -1;
   }
-  n = pipeline_outputs(core->pipeline, outs, n);
+  size_t got = pipeline_outputs(core->pipeline, outs, n);
+  if (got < n) n = got;
   for (size_t i = 0; i < n; i++) {
     status_output_t *so = &s->outputs[i];
     snprintf(so->info.name, sizeof so->info.name, "%s", outs[i]->name);
