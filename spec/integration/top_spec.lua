@@ -144,8 +144,8 @@ describe("engine top #sanitize", function()
     assert(ok, out)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
-    -- 3 refreshes: c0, c1 and the filter each time
-    assert.equal(9, #lines, out)
+    -- 3 refreshes: c0, c1, the filter and the output each time
+    assert.equal(12, #lines, out)
     local rated = 0
     for _, line in ipairs(lines) do
       assert.is_nil(line:find("\027", 1, true), "no escape sequences")
@@ -154,6 +154,7 @@ describe("engine top #sanitize", function()
     end
     assert.equal(4, rated, out) -- every container on the 2nd and 3rd refresh
     assert.matches("filter pass%-all calls=%d+ calls_per_s=", out)
+    assert.matches("output stdout sent=%d+ sent_per_s=%S+ failed=0 retried=0 dead_letters=0 pending=%d+", out)
     assert.equal(0, e:stop())
   end)
 
