@@ -6,7 +6,8 @@
  *    the TTY byte stream line by line.
  *  - messages: a payload is "<ts> " and text; the text is split at '\n'.
  *  - lines: text without its '\n' is kept in the stream's partial line until
- *    the '\n' comes; part_add caps it at line_max by emitting pieces.
+ *    the '\n' comes, or until a message of that stream with another
+ *    timestamp comes; part_add caps it at line_max by emitting pieces.
  *
  * A partial's buffer holds at most line_max + 1 bytes: the extra byte is a
  * trailing '\r' that is held back, because a '\n' in the next chunk would
@@ -184,6 +185,10 @@ static int end_line(decoder_t *d, int stream, int64_t ts, const char *p,
 static int text_lines(decoder_t *d, int stream, int64_t ts, const char *p,
                       size_t n)
 {
+  const decode_partial_t *open = &d->part[stream - 1];
+  if (stream != DECODE_SYSERR && open->active != PART_NONE && open->ts != ts &&
+      end_line(d, stream, open->ts, p, 0) < 0)
+    return -1; /* the open line's last chunk came without its '\n' */
   const char *nl;
   while (n > 0 && (nl = memchr(p, '\n', n)) != NULL) {
     size_t k = (size_t)(nl - p);

@@ -15,6 +15,10 @@
  * before the '\n' is removed. A message without a trailing '\n' is a chunk
  * of a longer line (Docker splits lines every 16 KiB, and all chunks carry
  * the first chunk's timestamp): chunks are joined per stream until the '\n'.
+ * A message of the same stream with another timestamp also ends the line
+ * (multiplexed streams only): Docker 20.10's `local` log driver sends the
+ * last chunk of a line over 16 KiB without its '\n', and the next line's
+ * timestamp is the only sign that the long line ended.
  * A line longer than line_max is emitted in pieces of at most line_max bytes,
  * each flagged DECODE_TRUNCATED, never cut inside a UTF-8 sequence.
  *
