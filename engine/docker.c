@@ -50,6 +50,8 @@ const char *docker_host(const docker_t *d) { return d->host; }
 
 void docker_set_read_delay(docker_t *d, unsigned ms) { d->read_delay_ms = ms; }
 
+void docker_set_max_connections(docker_t *d, long n) { http_set_max_connections(d->http, n); }
+
 uint64_t docker_reads(const docker_t *d) { return http_reads(d->http); }
 uint64_t docker_rests(const docker_t *d) { return http_rests(d->http); }
 

@@ -36,6 +36,10 @@ const char *docker_host(const docker_t *d);
  * reads are small too. 0: no delay. */
 void docker_set_read_delay(docker_t *d, unsigned ms);
 
+/* At most n connections to the daemon at once (0: no limit); further
+ * requests wait for a free one (http_set_max_connections). */
+void docker_set_max_connections(docker_t *d, long n);
+
 /* Reads of the daemon's answers that brought data (metrics). */
 uint64_t docker_reads(const docker_t *d);
 

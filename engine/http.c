@@ -327,7 +327,20 @@ uint64_t http_rests(const http_t *h) { return h->rests; }
 
 size_t http_active(const http_t *h) { return h->active; }
 
+void http_set_max_connections(http_t *h, long n) {
+  curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
+}
+
 /* --- completion --------------------------------------------------------- */
+
+/* A socket could not even be opened: the process (EMFILE) or the system
+ * (ENFILE) is out of file descriptors. Said plainly, not as a network
+ * error. */
+static void too_many_files(char *out, size_t n) {
+  snprintf(out, n, "cannot open a socket: too many open files (the limit of open files, "
+           "RLIMIT_NOFILE, is reached; raise it with ulimit -n or LimitNOFILE=, or follow fewer "
+           "containers with engine.max_readers)");
+}
 
 /* libcurl words a failed connect to a unix socket as a TCP one ("localhost
  * port 80"). This connects once more without blocking to learn why, and
@@ -343,7 +356,10 @@ static void unix_connect_error(const char *path, char *out, size_t n) {
   }
   memcpy(sa.sun_path, path, strlen(path) + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
+  if (fd < 0) {
+    if (errno == EMFILE || errno == ENFILE) too_many_files(out, n);
+    return;
+  }
   int e = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
   close(fd);
   if (e == 0 || e == EAGAIN || e == EINPROGRESS) return;
@@ -378,7 +394,11 @@ static void finish(http_req_t *r, CURLcode code) {
   memcpy(api_version, r->api_version, sizeof api_version);
   if (res.error) {
     snprintf(error, sizeof error, "%s", res.error);
-    if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
+    long os_errno = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
+    if (code == CURLE_COULDNT_CONNECT && (os_errno == EMFILE || os_errno == ENFILE))
+      too_many_files(error, sizeof error);
+    else if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
       unix_connect_error(r->http->unix_path, error, sizeof error);
     else if (code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_WEIRD_SERVER_REPLY)
       snprintf(error, sizeof error, "the answer is not HTTP (%.200s)", res.error);

@@ -97,6 +97,11 @@ void http_resume(http_req_t *r);
 /* Requests in progress (for tests and metrics). */
 size_t http_active(const http_t *h);
 
+/* At most n connections open at once (0: no limit); a request beyond them
+ * waits in libcurl's queue until one is free, rather than failing for want
+ * of a file descriptor. */
+void http_set_max_connections(http_t *h, long n);
+
 /* Socket reads (readiness events handled) that brought response bodies. */
 uint64_t http_reads(const http_t *h);
 
