@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "docker.h"
 #include "timestamp.h"
 
@@ -27,9 +28,28 @@ struct docker {
   void *closed_ud;
 };
 
+/* The first of the usual sockets that exists: Docker's, then rootful
+ * Podman's, then rootless Podman's; Docker's when none does (the error then
+ * names it). At start, before the loop runs: a few stat calls. */
+static const char *default_host(char *buf, size_t n) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  char rootless[300] = "";
+  if (xdg && *xdg && strlen(xdg) < 256) snprintf(rootless, sizeof rootless, "%s/podman/podman.sock", xdg);
+  const char *paths[] = {"/var/run/docker.sock", "/run/podman/podman.sock", rootless};
+  for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+    struct stat st;
+    if (*paths[i] && stat(paths[i], &st) == 0 && S_ISSOCK(st.st_mode)) {
+      snprintf(buf, n, "unix://%s", paths[i]);
+      return buf;
+    }
+  }
+  return DEFAULT_HOST;
+}
+
 docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen) {
+  char found[320];
   if (!host || !*host) host = getenv("DOCKER_HOST");
-  if (!host || !*host) host = DEFAULT_HOST;
+  if (!host || !*host) host = default_host(found, sizeof found);
   docker_t *d = calloc(1, sizeof *d);
   if (!d || !(d->host = strdup(host))) {
     snprintf(err, errlen, "out of memory");

@@ -20,7 +20,10 @@ typedef struct docker docker_t;
 #define DOCKER_LIST_MAX (64u * 1024 * 1024)
 #define DOCKER_INSPECT_MAX (4u * 1024 * 1024)
 
-/* host: a DOCKER_HOST value, or NULL for $DOCKER_HOST, else
+/* host: a DOCKER_HOST value, or NULL for $DOCKER_HOST, else the first
+ * socket that exists of unix:///var/run/docker.sock,
+ * unix:///run/podman/podman.sock (rootful Podman) and
+ * unix://$XDG_RUNTIME_DIR/podman/podman.sock (rootless Podman), else
  * unix:///var/run/docker.sock. Returns NULL with a message in err. */
 docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen);
 
