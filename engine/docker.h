@@ -24,8 +24,18 @@ typedef struct docker docker_t;
  * socket that exists of unix:///var/run/docker.sock,
  * unix:///run/podman/podman.sock (rootful Podman) and
  * unix://$XDG_RUNTIME_DIR/podman/podman.sock (rootless Podman), else
- * unix:///var/run/docker.sock. Returns NULL with a message in err. */
-docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen);
+ * unix:///var/run/docker.sock. A tcp:// or https:// host is reached over
+ * TLS with tls's files (NULL members: none given), else, when
+ * $DOCKER_TLS_VERIFY is set, with ca.pem, cert.pem and key.pem of
+ * $DOCKER_CERT_PATH (default ~/.docker), like the docker CLI; an https://
+ * host without either verifies with the system's CAs. Returns NULL with a
+ * message in err (also when a certificate file cannot be read). */
+typedef struct docker_tls {
+  const char *ca, *cert, *key;
+} docker_tls_t;
+
+docker_t *docker_new(uv_loop_t *loop, const char *host, const docker_tls_t *tls, char *err,
+                     size_t errlen);
 
 /* The host in use, for messages. */
 const char *docker_host(const docker_t *d);

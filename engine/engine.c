@@ -513,7 +513,8 @@ int engine_run(engine_t *e, int handle_signals) {
   e->core.cfg = &e->cfg;
   e->core.pipeline = e->pipeline;
   e->core.start_ns = ts_now();
-  e->core.docker = docker_new(&e->loop, e->cfg.docker_host, err, sizeof err);
+  docker_tls_t tls = {e->cfg.docker_tls_ca, e->cfg.docker_tls_cert, e->cfg.docker_tls_key};
+  e->core.docker = docker_new(&e->loop, e->cfg.docker_host, &tls, err, sizeof err);
   e->core.registry = registry_new(&e->core);
   if (e->core.docker) {
     docker_set_read_delay(e->core.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));

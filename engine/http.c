@@ -51,6 +51,7 @@ struct http {
   uv_timer_t timer;
   char *unix_path;       /* NULL for TCP */
   char *base_url;        /* "http://host:port" */
+  char *tls_ca, *tls_cert, *tls_key; /* http_set_tls, or NULL */
   int depth;             /* >0 while inside libcurl */
   int closing;
   size_t active;
@@ -245,7 +246,12 @@ static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
     r->headers = l;
   }
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  if (o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  const char *ca = o->ca_file ? o->ca_file : r->http->tls_ca;
+  if (ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+  if (r->http->tls_cert) {
+    curl_easy_setopt(e, CURLOPT_SSLCERT, r->http->tls_cert);
+    curl_easy_setopt(e, CURLOPT_SSLKEY, r->http->tls_key);
+  }
   if (o->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -390,7 +396,7 @@ static void finish(http_req_t *r, CURLcode code) {
    * body and the strings are kept alive until it returns. */
   char *body = r->body;
   r->body = NULL;
-  char api_version[sizeof r->api_version], error[CURL_ERROR_SIZE];
+  char api_version[sizeof r->api_version], error[512];
   memcpy(api_version, r->api_version, sizeof api_version);
   if (res.error) {
     snprintf(error, sizeof error, "%s", res.error);
@@ -400,6 +406,13 @@ static void finish(http_req_t *r, CURLcode code) {
       too_many_files(error, sizeof error);
     else if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
       unix_connect_error(r->http->unix_path, error, sizeof error);
+    else if (code == CURLE_PEER_FAILED_VERIFICATION)
+      snprintf(error, sizeof error, "TLS: the server's certificate is not trusted by the CA "
+               "certificate %.150s (%.250s)", r->http->tls_ca ? r->http->tls_ca : "of the system",
+               res.error);
+    else if (code == CURLE_SSL_CACERT_BADFILE || code == CURLE_SSL_CERTPROBLEM ||
+             code == CURLE_SSL_CONNECT_ERROR || code == CURLE_SSL_ENGINE_INITFAILED)
+      snprintf(error, sizeof error, "TLS: %.300s", res.error);
     else if (code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_WEIRD_SERVER_REPLY)
       snprintf(error, sizeof error, "the answer is not HTTP (%.200s)", res.error);
     res.error = error;
@@ -631,7 +644,30 @@ static int parse_base(http_t *h, const char *base, char *err, size_t errlen) {
   return 0;
 }
 
+int http_set_tls(http_t *h, const char *ca, const char *cert, const char *key) {
+  if (h->unix_path) return 0;
+  if (strncmp(h->base_url, "http://", 7) == 0) {
+    size_t n = strlen(h->base_url) + 2;
+    char *url = malloc(n);
+    if (!url) return -1;
+    snprintf(url, n, "https://%s", h->base_url + 7);
+    free(h->base_url);
+    h->base_url = url;
+  }
+  char **dst[] = {&h->tls_ca, &h->tls_cert, &h->tls_key};
+  const char *src[] = {ca, cert, key};
+  for (int i = 0; i < 3; i++) {
+    free(*dst[i]);
+    *dst[i] = src[i] ? strdup(src[i]) : NULL;
+    if (src[i] && !*dst[i]) return -1;
+  }
+  return 0;
+}
+
 static void free_client(http_t *h) {
+  free(h->tls_ca);
+  free(h->tls_cert);
+  free(h->tls_key);
   free(h->unix_path);
   free(h->base_url);
   free(h);
