@@ -528,6 +528,7 @@ int engine_run(engine_t *e, int handle_signals) {
     e->core.registry = NULL;
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
+    e->pipeline_exited = 1; /* it never started: engine_free may free everything */
     return -1;
   }
   if (e->cfg.state_dir) {
