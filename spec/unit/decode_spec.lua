@@ -399,6 +399,45 @@ describe("decoder, raw (TTY)", function()
     assert.same(want, (E.decode(input, { raw = true, slices = 1 })))
   end)
 
+  -- The local driver in TTY mode: the long line's last chunk ends in the
+  -- TTY's '\r' without the '\n', and the next line's "<ts> " follows.
+  it("ends a long line whose last chunk lacks its '\\n' at the next line's timestamp", function()
+    local text = {}
+    for i = 1, 5000 do text[i] = string.format("%07d|", i) end
+    text = table.concat(text)
+    local input = raw_line(TS, text):sub(1, -2) .. raw_line(TS2, "next") .. raw_line(TS2, "last")
+    local function check(lines, rc)
+      assert.equals(0, rc)
+      assert.equals(3, #lines)
+      assert.equals(40000, #lines[1].line)
+      assert.is_true(text == lines[1].line)
+      assert.equals(TS_NS, lines[1].ts)
+      assert.equals(0, lines[1].flags)
+      assert.same({ stream = E.STDOUT, ts = TS2_NS, line = "next", flags = 0 }, lines[2])
+      assert.equals("last", lines[3].line)
+    end
+    check(E.decode(input, { raw = true }))
+    check(E.decode(input, { raw = true, slices = 1 }))
+    check(E.decode(input, { raw = true, slices = 1000 }))
+    local last_cr = #input - #raw_line(TS2, "next") - #raw_line(TS2, "last")
+    for i = last_cr - 3, last_cr + #TS2 + 3 do check(E.decode(input, { raw = true, slices = { i } })) end
+  end)
+
+  it("keeps a '\\r' of a long line that is not followed by another timestamp", function()
+    local text = string.rep("a", CHUNK + 10) .. "\rb\r" .. TS .. " same\r2024-x\r\r9 z\r"
+    local input = raw_line(TS, text) .. raw_line(TS2, "next")
+    for _, slices in ipairs({ false, 1, 7 }) do
+      local lines, rc = E.decode(input, { raw = true, slices = slices or nil })
+      assert.equals(0, rc)
+      assert.same({ text, "next" }, texts(lines))
+    end
+    local d = E.decoder { raw = true }
+    assert.equals(0, d:feed(raw_line(TS, string.rep("a", CHUNK + 1) .. "\r2024-01"):sub(1, -4)))
+    d:finish()
+    assert.same({ string.rep("a", CHUNK + 1) .. "\r2024-0" }, texts(d.lines)) -- cut: "1\r\n"
+    assert.equals(E.UNTERMINATED, d.lines[1].flags)
+  end)
+
   it("removes the repeated prefixes of a 40000-byte line", function()
     local text = {}
     for i = 1, 5000 do text[i] = string.format("%07d|", i) end
