@@ -42,6 +42,10 @@ void config_defaults(config_t *c)
 void config_free(config_t *c)
 {
   free(c->docker_host);
+  free(c->docker_tls_ca);
+  free(c->docker_tls_cert);
+  free(c->docker_tls_key);
+  c->docker_tls_ca = c->docker_tls_cert = c->docker_tls_key = NULL;
   free(c->state_dir);
   free(c->metrics_listen);
   c->metrics_listen = NULL;

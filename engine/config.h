@@ -12,7 +12,10 @@
 #define ENGINE_STATE_DIR_DEFAULT "/var/lib/engine"
 
 typedef struct config {
-  char *docker_host;        /* NULL: $DOCKER_HOST, else unix:///var/run/docker.sock */
+  char *docker_host;        /* NULL: $DOCKER_HOST, else the first socket found
+                               (docker.h) */
+  char *docker_tls_ca, *docker_tls_cert, *docker_tls_key; /* docker.tls; NULL:
+                               $DOCKER_TLS_VERIFY and $DOCKER_CERT_PATH */
   double read_delay;        /* 0.5 s: a slow follow stream is read again after
                                this long (docker.h) */
   selection_t select;

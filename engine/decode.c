@@ -6,7 +6,8 @@
  *    the TTY byte stream line by line.
  *  - messages: a payload is "<ts> " and text; the text is split at '\n'.
  *  - lines: text without its '\n' is kept in the stream's partial line until
- *    the '\n' comes; part_add caps it at line_max by emitting pieces.
+ *    the '\n' comes, or until a message of that stream with another
+ *    timestamp comes; part_add caps it at line_max by emitting pieces.
  *
  * A partial's buffer holds at most line_max + 1 bytes: the extra byte is a
  * trailing '\r' that is held back, because a '\n' in the next chunk would
@@ -44,7 +45,9 @@ enum {
   RAW_PREFIX = 0, /* reading a line's "<ts> " or SYSERR_TEXT */
   RAW_LINE,       /* reading stdout content */
   RAW_REPEAT,     /* at a chunk boundary: matching a repeated prefix */
-  RAW_SYSLINE     /* reading a "Error grabbing logs: " line */
+  RAW_SYSLINE,    /* reading a "Error grabbing logs: " line */
+  RAW_PROBE       /* after a '\r' in a line past a chunk boundary: is the
+                     next line's "<ts> " coming? */
 };
 
 static int fail(decoder_t *d, const char *fmt, ...)
@@ -184,6 +187,10 @@ static int end_line(decoder_t *d, int stream, int64_t ts, const char *p,
 static int text_lines(decoder_t *d, int stream, int64_t ts, const char *p,
                       size_t n)
 {
+  const decode_partial_t *open = &d->part[stream - 1];
+  if (stream != DECODE_SYSERR && open->active != PART_NONE && open->ts != ts &&
+      end_line(d, stream, open->ts, p, 0) < 0)
+    return -1; /* the open line's last chunk came without its '\n' */
   const char *nl;
   while (n > 0 && (nl = memchr(p, '\n', n)) != NULL) {
     size_t k = (size_t)(nl - p);
@@ -310,9 +317,62 @@ static long raw_prefix(decoder_t *d, const char *p, size_t n)
     return fail(d, "raw line without a valid timestamp");
   d->frame_type = RAW_LINE;
   d->frame_left = DOCKER_CHUNK;
+  d->raw_cont = 0;
   d->part[DECODE_STDOUT - 1].active = PART_PENDING;
   d->part[DECODE_STDOUT - 1].ts = ts;
   return (long)take;
+}
+
+static int raw_feed(decoder_t *d, const char *p, size_t n);
+
+/* RAW_PROBE: gathers what follows the '\r' until a space, a '\n', a byte
+ * no timestamp has, or RAW_PREFIX_MAX bytes. A "<ts> " with another
+ * timestamp than the line's ends the line (without its '\r') and starts
+ * the next one; anything else was content and is read again as such.
+ * Returns the bytes consumed, or -1. */
+static long raw_probe(decoder_t *d, const char *p, size_t n)
+{
+  decode_buf_t *b = &d->probe;
+  size_t i = 0;
+  int done = 0;
+  while (i < n && !done) {
+    char c = p[i];
+    int ts_byte = (c >= '0' && c <= '9') || c == '-' || c == ':' || c == '.' ||
+                  c == 'T' || c == 'Z' || c == '+';
+    if (c == ' ' || !ts_byte || b->len + 1 >= RAW_PREFIX_MAX)
+      done = 1;
+    if (buf_reserve(b, RAW_PREFIX_MAX, RAW_PREFIX_MAX) < 0)
+      return fail(d, "out of memory");
+    b->data[b->len++] = c;
+    i++;
+  }
+  if (!done)
+    return (long)i;
+  decode_partial_t *pt = &d->part[DECODE_STDOUT - 1];
+  int64_t ts;
+  size_t used;
+  if (b->data[b->len - 1] == ' ' &&
+      ts_parse(b->data, b->len - 1, &ts, &used) == 0 && used == b->len - 1 && ts != pt->ts) {
+    if (end_line(d, DECODE_STDOUT, 0, b->data, 0) < 0)
+      return -1;
+    if (buf_reserve(&d->frame, RAW_PREFIX_MAX, RAW_PREFIX_MAX) < 0)
+      return fail(d, "out of memory");
+    memcpy(d->frame.data, b->data, b->len);
+    d->frame.len = b->len;
+    b->len = 0;
+    d->frame_type = RAW_LINE;
+    d->frame_left = DOCKER_CHUNK;
+    d->raw_cont = 0;
+    pt->active = PART_PENDING;
+    pt->ts = ts;
+    return (long)i;
+  }
+  char again[RAW_PREFIX_MAX];
+  size_t len = b->len;
+  memcpy(again, b->data, len);
+  b->len = 0;
+  d->frame_type = RAW_LINE;
+  return raw_feed(d, again, len) < 0 ? -1 : (long)i;
 }
 
 /* RAW_LINE / RAW_SYSLINE: content up to the '\n' or, for stdout, up to the
@@ -323,6 +383,17 @@ static long raw_content(decoder_t *d, int stream, const char *p, size_t n)
   if (stream == DECODE_STDOUT && d->frame_left < look)
     look = d->frame_left;
   const char *nl = memchr(p, '\n', look);
+  const char *cr = stream == DECODE_STDOUT && d->raw_cont
+                       ? memchr(p, '\r', nl ? (size_t)(nl - p) : look) : NULL;
+  if (cr && (size_t)(cr - p) + 1 < d->frame_left) {
+    size_t k = (size_t)(cr - p) + 1; /* the content up to the '\r' */
+    if (part_add(d, stream, p, k, 0, 0) < 0)
+      return -1;
+    d->frame_left -= k;
+    d->frame_type = RAW_PROBE;
+    d->probe.len = 0;
+    return (long)k;
+  }
   if (nl) {
     size_t k = (size_t)(nl - p);
     if (end_line(d, stream, 0, p, k) < 0)
@@ -358,6 +429,8 @@ static long raw_repeat(decoder_t *d, const char *p, size_t n)
     return (long)i; /* matching so far; wait for more */
   d->frame_type = RAW_LINE;
   d->frame_left = DOCKER_CHUNK;
+  if (d->hdr_len == f->len)
+    d->raw_cont = 1;
   if (d->hdr_len < f->len) {
     if (part_add(d, DECODE_STDOUT, f->data, d->hdr_len, 0, 0) < 0)
       return -1;
@@ -374,6 +447,7 @@ static int raw_feed(decoder_t *d, const char *p, size_t n)
     case RAW_PREFIX: used = raw_prefix(d, p, n); break;
     case RAW_LINE: used = raw_content(d, DECODE_STDOUT, p, n); break;
     case RAW_REPEAT: used = raw_repeat(d, p, n); break;
+    case RAW_PROBE: used = raw_probe(d, p, n); break;
     default: used = raw_content(d, DECODE_SYSERR, p, n); break;
     }
     if (used < 0)
@@ -409,6 +483,10 @@ void decoder_finish(decoder_t *d)
   if (d->raw && d->frame_type == RAW_REPEAT && d->hdr_len > 0 &&
       part_add(d, DECODE_STDOUT, d->frame.data, d->hdr_len, 0, 0) < 0)
     return;
+  if (d->raw && d->frame_type == RAW_PROBE && d->probe.len > 0 &&
+      part_add(d, DECODE_STDOUT, d->probe.data, d->probe.len, 0, 0) < 0)
+    return;
+  d->probe.len = 0;
   for (int s = DECODE_STDOUT; s <= DECODE_SYSERR; s++) {
     decode_partial_t *pt = &d->part[s - 1];
     if (pt->active == PART_PENDING && pt->buf.len == 0)
@@ -441,6 +519,7 @@ int64_t decoder_pending_ts(const decoder_t *d)
 void decoder_free(decoder_t *d)
 {
   buf_free(&d->frame);
+  buf_free(&d->probe);
   for (int s = 0; s < 3; s++)
     buf_free(&d->part[s].buf);
 }

@@ -15,6 +15,12 @@
  * before the '\n' is removed. A message without a trailing '\n' is a chunk
  * of a longer line (Docker splits lines every 16 KiB, and all chunks carry
  * the first chunk's timestamp): chunks are joined per stream until the '\n'.
+ * A message of the same stream with another timestamp also ends the line:
+ * Docker 20.10's `local` log driver sends the last chunk of a line over
+ * 16 KiB without its '\n', and the next line's timestamp is the only sign
+ * that the long line ended. In a raw stream that chunk ends in the TTY's
+ * '\r': a '\r' in a line that went past a chunk boundary, followed by
+ * "<ts> " with another timestamp, ends the line there.
  * A line longer than line_max is emitted in pieces of at most line_max bytes,
  * each flagged DECODE_TRUNCATED, never cut inside a UTF-8 sequence.
  *
@@ -74,6 +80,9 @@ typedef struct decoder {
                             the current unfinished raw line (raw) */
   decode_partial_t part[3]; /* per stream: index DECODE_STDOUT-1 .. */
   char error[128];
+  int raw_cont;          /* raw: the line went on past a chunk boundary */
+  decode_buf_t probe;    /* raw: what follows a '\r' in such a line, until
+                            it shows whether it is the next line's "<ts> " */
 } decoder_t;
 
 /* Defaults, also the documented defaults of the pipeline options. */

@@ -212,10 +212,10 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
     log_debug(NULL, "event %s %.12s", a, id->valuestring);
     if (!strcmp(a, "start") || !strcmp(a, "restart") || !strcmp(a, "unpause")) {
       consider(d, id->valuestring, 1);
-    } else if (!strcmp(a, "die")) {
+    } else if (!strcmp(a, "die") || !strcmp(a, "died")) { /* "died": older Podman */
       reader_t *rd = registry_find(d->core->registry, id->valuestring);
       if (rd) reader_container_died(rd);
-    } else if (!strcmp(a, "destroy")) {
+    } else if (!strcmp(a, "destroy") || !strcmp(a, "remove")) { /* "remove": Podman */
       registry_forget(d->core->registry, id->valuestring);
     }
   }

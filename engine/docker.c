@@ -1,8 +1,10 @@
 /* docker.c - Docker Engine API requests (see docker.h). */
 #include <cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "docker.h"
 #include "timestamp.h"
 
@@ -27,9 +29,67 @@ struct docker {
   void *closed_ud;
 };
 
-docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen) {
+/* The first of the usual sockets that exists: Docker's, then rootful
+ * Podman's, then rootless Podman's; Docker's when none does (the error then
+ * names it). At start, before the loop runs: a few stat calls. */
+static const char *default_host(char *buf, size_t n) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR");
+  char rootless[300] = "";
+  if (xdg && *xdg && strlen(xdg) < 256) snprintf(rootless, sizeof rootless, "%s/podman/podman.sock", xdg);
+  const char *paths[] = {"/var/run/docker.sock", "/run/podman/podman.sock", rootless};
+  for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+    struct stat st;
+    if (*paths[i] && stat(paths[i], &st) == 0 && S_ISSOCK(st.st_mode)) {
+      snprintf(buf, n, "unix://%s", paths[i]);
+      return buf;
+    }
+  }
+  return DEFAULT_HOST;
+}
+
+/* The TLS files for host: tls's, else $DOCKER_CERT_PATH's when
+ * $DOCKER_TLS_VERIFY is set (paths written into bufs). Returns 1 when TLS
+ * files apply, 0 when none do, -1 with a message when one cannot be read. */
+static int tls_files(const char *host, const docker_tls_t *tls, docker_tls_t *out,
+                     char bufs[3][600], char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (strncmp(host, "tcp://", 6) != 0 && strncmp(host, "https://", 8) != 0) return 0;
+  if (tls && (tls->ca || tls->cert || tls->key)) {
+    *out = *tls;
+  } else {
+    const char *verify = getenv("DOCKER_TLS_VERIFY");
+    if (!verify || !*verify) return 0;
+    const char *dir = getenv("DOCKER_CERT_PATH");
+    const char *home = getenv("HOME");
+    char def[520];
+    if (!dir || !*dir) {
+      snprintf(def, sizeof def, "%s/.docker", home && *home ? home : "");
+      dir = def;
+    }
+    const char *names[] = {"ca.pem", "cert.pem", "key.pem"};
+    for (int i = 0; i < 3; i++) snprintf(bufs[i], 600, "%s/%s", dir, names[i]);
+    out->ca = bufs[0];
+    out->cert = bufs[1];
+    out->key = bufs[2];
+  }
+  const char *paths[] = {out->ca, out->cert, out->key};
+  for (int i = 0; i < 3; i++) {
+    FILE *f = paths[i] ? fopen(paths[i], "r") : NULL;
+    if (paths[i] && !f) {
+      snprintf(err, errlen, "docker host %s: cannot read the TLS file %s: %s", host, paths[i],
+               strerror(errno));
+      return -1;
+    }
+    if (f) fclose(f);
+  }
+  return 1;
+}
+
+docker_t *docker_new(uv_loop_t *loop, const char *host, const docker_tls_t *tls, char *err,
+                     size_t errlen) {
+  char found[320];
   if (!host || !*host) host = getenv("DOCKER_HOST");
-  if (!host || !*host) host = DEFAULT_HOST;
+  if (!host || !*host) host = default_host(found, sizeof found);
   docker_t *d = calloc(1, sizeof *d);
   if (!d || !(d->host = strdup(host))) {
     snprintf(err, errlen, "out of memory");
@@ -43,12 +103,25 @@ docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen
     free(d);
     return NULL;
   }
+  docker_tls_t files;
+  char bufs[3][600];
+  int use_tls = tls_files(host, tls, &files, bufs, err, errlen);
+  if (use_tls > 0 && http_set_tls(d->http, files.ca, files.cert, files.key) != 0) {
+    snprintf(err, errlen, "out of memory");
+    use_tls = -1;
+  }
+  if (use_tls < 0) {
+    docker_close(d, NULL, NULL);
+    return NULL;
+  }
   return d;
 }
 
 const char *docker_host(const docker_t *d) { return d->host; }
 
 void docker_set_read_delay(docker_t *d, unsigned ms) { d->read_delay_ms = ms; }
+
+void docker_set_max_connections(docker_t *d, long n) { http_set_max_connections(d->http, n); }
 
 uint64_t docker_reads(const docker_t *d) { return http_reads(d->http); }
 uint64_t docker_rests(const docker_t *d) { return http_rests(d->http); }

@@ -20,9 +20,22 @@ typedef struct docker docker_t;
 #define DOCKER_LIST_MAX (64u * 1024 * 1024)
 #define DOCKER_INSPECT_MAX (4u * 1024 * 1024)
 
-/* host: a DOCKER_HOST value, or NULL for $DOCKER_HOST, else
- * unix:///var/run/docker.sock. Returns NULL with a message in err. */
-docker_t *docker_new(uv_loop_t *loop, const char *host, char *err, size_t errlen);
+/* host: a DOCKER_HOST value, or NULL for $DOCKER_HOST, else the first
+ * socket that exists of unix:///var/run/docker.sock,
+ * unix:///run/podman/podman.sock (rootful Podman) and
+ * unix://$XDG_RUNTIME_DIR/podman/podman.sock (rootless Podman), else
+ * unix:///var/run/docker.sock. A tcp:// or https:// host is reached over
+ * TLS with tls's files (NULL members: none given), else, when
+ * $DOCKER_TLS_VERIFY is set, with ca.pem, cert.pem and key.pem of
+ * $DOCKER_CERT_PATH (default ~/.docker), like the docker CLI; an https://
+ * host without either verifies with the system's CAs. Returns NULL with a
+ * message in err (also when a certificate file cannot be read). */
+typedef struct docker_tls {
+  const char *ca, *cert, *key;
+} docker_tls_t;
+
+docker_t *docker_new(uv_loop_t *loop, const char *host, const docker_tls_t *tls, char *err,
+                     size_t errlen);
 
 /* The host in use, for messages. */
 const char *docker_host(const docker_t *d);
@@ -35,6 +48,10 @@ const char *docker_host(const docker_t *d);
  * read as fast as it comes: the daemon writes each line on its own, so its
  * reads are small too. 0: no delay. */
 void docker_set_read_delay(docker_t *d, unsigned ms);
+
+/* At most n connections to the daemon at once (0: no limit); further
+ * requests wait for a free one (http_set_max_connections). */
+void docker_set_max_connections(docker_t *d, long n);
 
 /* Reads of the daemon's answers that brought data (metrics). */
 uint64_t docker_reads(const docker_t *d);

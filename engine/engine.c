@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include "checkpoint.h"
@@ -437,6 +438,49 @@ static status_t *collect_status(void *ud) {
   return status_collect(&e->core, &src);
 }
 
+/* --- open files --------------------------------------------------------- */
+
+/* Descriptors kept for everything but the connections to the daemon: stdio,
+ * the loop's own, signals, cursor files, the outputs' connections, the
+ * metrics endpoint's clients. */
+#define FD_RESERVE 64
+/* Connections to the daemon kept for what is not a follow stream: the
+ * events stream, the container list, inspects. */
+#define CONN_RESERVE 8
+
+/* Raises the soft limit of open files to the hard one, and fits the
+ * connections to the daemon and max_readers (one follow stream each) into
+ * it, saying so when the limit lowers max_readers. */
+static void fit_open_files(engine_t *e) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t was = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit up = rl;
+    /* an unlimited hard limit: the kernel's default nr_open */
+    up.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl.rlim_cur = up.rlim_cur;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY) return;
+  unsigned long long limit = rl.rlim_cur;
+  unsigned long long conns = limit > FD_RESERVE + 2 * CONN_RESERVE ? limit - FD_RESERVE
+                                                                   : 2 * CONN_RESERVE;
+  unsigned long long readers = conns - CONN_RESERVE;
+  docker_set_max_connections(e->core.docker, (long)conns);
+  char raised[64] = "";
+  if (was != rl.rlim_cur) snprintf(raised, sizeof raised, ", raised from %llu", (unsigned long long)was);
+  if (readers < e->cfg.max_readers) {
+    log_warn(NULL, "open files: limit %llu%s (hard limit %llu): max_readers lowered from %zu to "
+             "%llu, as each followed container needs a connection to the daemon; raise the "
+             "limit (ulimit -n, LimitNOFILE=) to follow more",
+             limit, raised, (unsigned long long)rl.rlim_max, e->cfg.max_readers, readers);
+    e->cfg.max_readers = (size_t)readers;
+  } else {
+    log_info(NULL, "open files: limit %llu%s: up to %zu readers (max_readers), %llu connections "
+             "to the daemon", limit, raised, e->cfg.max_readers, conns);
+  }
+}
+
 /* --- run ---------------------------------------------------------------- */
 
 static void init_handle(uv_handle_t *h, void *data) {
@@ -464,9 +508,13 @@ int engine_run(engine_t *e, int handle_signals) {
   e->core.cfg = &e->cfg;
   e->core.pipeline = e->pipeline;
   e->core.start_ns = ts_now();
-  e->core.docker = docker_new(&e->loop, e->cfg.docker_host, err, sizeof err);
+  docker_tls_t tls = {e->cfg.docker_tls_ca, e->cfg.docker_tls_cert, e->cfg.docker_tls_key};
+  e->core.docker = docker_new(&e->loop, e->cfg.docker_host, &tls, err, sizeof err);
   e->core.registry = registry_new(&e->core);
-  if (e->core.docker) docker_set_read_delay(e->core.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
+  if (e->core.docker) {
+    docker_set_read_delay(e->core.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
+    fit_open_files(e);
+  }
   if (!e->core.docker || !e->core.registry) {
     fail(e, e->core.docker ? "out of memory" : err);
     log_error(NULL, "%s", e->error);
@@ -475,6 +523,7 @@ int engine_run(engine_t *e, int handle_signals) {
     e->core.registry = NULL;
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
+    e->pipeline_exited = 1; /* it never started: engine_free may free everything */
     return -1;
   }
   if (e->cfg.state_dir) {

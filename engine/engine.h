@@ -52,7 +52,9 @@ int engine_set_state_dir(engine_t *e, const char *dir);
 
 /* Makes engine_run a backfill: read each selected container's history
  * (running or stopped) from since_ns to until_ns (0: up to now) without
- * following, through the same filters and outputs, then stop. Cursors are
+ * following, through the same filters and outputs, then stop. Both ends are
+ * inclusive and exact to the nanosecond, also when a stream is resumed from
+ * its cursor in the middle of the window. Cursors are
  * neither used nor saved. engine_run returns 0 only when everything read
  * was delivered. On a terminal, progress per container goes to stderr. */
 void engine_set_backfill(engine_t *e, int64_t since_ns, int64_t until_ns);

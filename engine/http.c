@@ -51,6 +51,7 @@ struct http {
   uv_timer_t timer;
   char *unix_path;       /* NULL for TCP */
   char *base_url;        /* "http://host:port" */
+  char *tls_ca, *tls_cert, *tls_key; /* http_set_tls, or NULL */
   int depth;             /* >0 while inside libcurl */
   int closing;
   size_t active;
@@ -245,7 +246,12 @@ static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
     r->headers = l;
   }
   if (r->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  if (o->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+  const char *ca = o->ca_file ? o->ca_file : r->http->tls_ca;
+  if (ca) curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+  if (r->http->tls_cert) {
+    curl_easy_setopt(e, CURLOPT_SSLCERT, r->http->tls_cert);
+    curl_easy_setopt(e, CURLOPT_SSLKEY, r->http->tls_key);
+  }
   if (o->insecure) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -327,7 +333,20 @@ uint64_t http_rests(const http_t *h) { return h->rests; }
 
 size_t http_active(const http_t *h) { return h->active; }
 
+void http_set_max_connections(http_t *h, long n) {
+  curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, n);
+}
+
 /* --- completion --------------------------------------------------------- */
+
+/* A socket could not even be opened: the process (EMFILE) or the system
+ * (ENFILE) is out of file descriptors. Said plainly, not as a network
+ * error. */
+static void too_many_files(char *out, size_t n) {
+  snprintf(out, n, "cannot open a socket: too many open files (the limit of open files, "
+           "RLIMIT_NOFILE, is reached; raise it with ulimit -n or LimitNOFILE=, or follow fewer "
+           "containers with engine.max_readers)");
+}
 
 /* libcurl words a failed connect to a unix socket as a TCP one ("localhost
  * port 80"). This connects once more without blocking to learn why, and
@@ -343,7 +362,10 @@ static void unix_connect_error(const char *path, char *out, size_t n) {
   }
   memcpy(sa.sun_path, path, strlen(path) + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
+  if (fd < 0) {
+    if (errno == EMFILE || errno == ENFILE) too_many_files(out, n);
+    return;
+  }
   int e = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : errno;
   close(fd);
   if (e == 0 || e == EAGAIN || e == EINPROGRESS) return;
@@ -374,12 +396,23 @@ static void finish(http_req_t *r, CURLcode code) {
    * body and the strings are kept alive until it returns. */
   char *body = r->body;
   r->body = NULL;
-  char api_version[sizeof r->api_version], error[CURL_ERROR_SIZE];
+  char api_version[sizeof r->api_version], error[512];
   memcpy(api_version, r->api_version, sizeof api_version);
   if (res.error) {
     snprintf(error, sizeof error, "%s", res.error);
-    if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
+    long os_errno = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
+    if (code == CURLE_COULDNT_CONNECT && (os_errno == EMFILE || os_errno == ENFILE))
+      too_many_files(error, sizeof error);
+    else if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
       unix_connect_error(r->http->unix_path, error, sizeof error);
+    else if (code == CURLE_PEER_FAILED_VERIFICATION)
+      snprintf(error, sizeof error, "TLS: the server's certificate is not trusted by the CA "
+               "certificate %.150s (%.250s)", r->http->tls_ca ? r->http->tls_ca : "of the system",
+               res.error);
+    else if (code == CURLE_SSL_CACERT_BADFILE || code == CURLE_SSL_CERTPROBLEM ||
+             code == CURLE_SSL_CONNECT_ERROR || code == CURLE_SSL_ENGINE_INITFAILED)
+      snprintf(error, sizeof error, "TLS: %.300s", res.error);
     else if (code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_WEIRD_SERVER_REPLY)
       snprintf(error, sizeof error, "the answer is not HTTP (%.200s)", res.error);
     res.error = error;
@@ -611,7 +644,30 @@ static int parse_base(http_t *h, const char *base, char *err, size_t errlen) {
   return 0;
 }
 
+int http_set_tls(http_t *h, const char *ca, const char *cert, const char *key) {
+  if (h->unix_path) return 0;
+  if (strncmp(h->base_url, "http://", 7) == 0) {
+    size_t n = strlen(h->base_url) + 2;
+    char *url = malloc(n);
+    if (!url) return -1;
+    snprintf(url, n, "https://%s", h->base_url + 7);
+    free(h->base_url);
+    h->base_url = url;
+  }
+  char **dst[] = {&h->tls_ca, &h->tls_cert, &h->tls_key};
+  const char *src[] = {ca, cert, key};
+  for (int i = 0; i < 3; i++) {
+    free(*dst[i]);
+    *dst[i] = src[i] ? strdup(src[i]) : NULL;
+    if (src[i] && !*dst[i]) return -1;
+  }
+  return 0;
+}
+
 static void free_client(http_t *h) {
+  free(h->tls_ca);
+  free(h->tls_cert);
+  free(h->tls_key);
   free(h->unix_path);
   free(h->base_url);
   free(h);

@@ -97,6 +97,18 @@ void http_resume(http_req_t *r);
 /* Requests in progress (for tests and metrics). */
 size_t http_active(const http_t *h);
 
+/* TLS for every request of a tcp:// or http(s):// client (nothing for a
+ * unix socket): an http:// or tcp:// base becomes https://; ca verifies the
+ * server (NULL: the system's CAs), cert and key are the client certificate
+ * (both or neither). The strings are copied. Returns 0, or -1 when out of
+ * memory. Call before the first request. */
+int http_set_tls(http_t *h, const char *ca, const char *cert, const char *key);
+
+/* At most n connections open at once (0: no limit); a request beyond them
+ * waits in libcurl's queue until one is free, rather than failing for want
+ * of a file descriptor. */
+void http_set_max_connections(http_t *h, long n);
+
 /* Socket reads (readiness events handled) that brought response bodies. */
 uint64_t http_reads(const http_t *h);
 

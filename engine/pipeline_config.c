@@ -235,6 +235,19 @@ int pl_copy_config(lua_State *L)
   }
   lua_pop(L, 1);
   opt_number(L, lua_gettop(L), "read_delay", &cfg->read_delay);
+  lua_getfield(L, -1, "tls");
+  if (lua_istable(L, -1)) {
+    char **dst[] = {&cfg->docker_tls_ca, &cfg->docker_tls_cert, &cfg->docker_tls_key};
+    const char *const names[] = {"ca", "cert", "key"};
+    for (int i = 0; i < 3; i++) {
+      lua_getfield(L, -1, names[i]);
+      free(*dst[i]);
+      *dst[i] = NULL;
+      if (lua_isstring(L, -1)) *dst[i] = dup_or_raise(L, lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
   lua_pop(L, 1);
   lua_getfield(L, 1, "select");
   copy_rules(L, lua_gettop(L), "include", 0, &cfg->select);

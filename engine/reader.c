@@ -79,8 +79,17 @@ static void submit_batch(reader_t *r) {
 
 static void on_flush(uv_timer_t *t) { submit_batch(t->data); }
 
+/* A backfill's window, both ends inclusive like the daemon's: a line outside
+ * it (a resume from the cursor reads from before the window's start; a
+ * daemon may round the bounds) is not delivered. */
+static int outside_window(const config_t *cfg, int64_t ts) {
+  if (!cfg->backfill) return 0;
+  return ts < cfg->backfill_since || (cfg->backfill_until > 0 && ts > cfg->backfill_until);
+}
+
 static void deliver(reader_t *r, const decode_line_t *l) {
   const config_t *cfg = r->core->cfg;
+  if (outside_window(cfg, l->ts)) return;
   cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
   if (cursor_seen(r->cursor, &k)) return; /* delivered before this connection */
   if (!r->batch) {
@@ -216,6 +225,8 @@ static void connect_stream(reader_t *r) {
   if (since < 0) since = r->initial_since;
   int64_t pending = decoder_pending_ts(&r->dec);
   if (pending != INT64_MAX && (since < 0 || pending < since)) since = pending;
+  const config_t *cfg = r->core->cfg;
+  if (cfg->backfill && since < cfg->backfill_since) since = cfg->backfill_since;
   decoder_reset(&r->dec);
   cursor_begin_replay(r->cursor);
   r->protocol_error = 0;
@@ -223,7 +234,6 @@ static void connect_stream(reader_t *r) {
   r->stream_lines = 0;
   r->stream_started = uv_now(r->core->loop);
   reader_set_state(r, READER_CONNECTING, NULL);
-  const config_t *cfg = r->core->cfg;
   r->req = docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
                        !cfg->backfill && !r->last_read, &handler, r);
   if (!r->req) {

@@ -22,6 +22,11 @@
 # Always the Debian client /usr/bin/docker: another `docker` may come first
 # on PATH. Limits (seconds) can be set in the environment:
 # DOCKERD_START_TIMEOUT (60), DOCKERD_STOP_TIMEOUT (20).
+#
+# With DOCKERD_TLS_ADDR (such as 127.0.0.1:23760) and DOCKERD_TLS_CERTS (a
+# folder holding ca.pem, server-cert.pem and server-key.pem) set at start,
+# the daemon also listens on tcp://DOCKERD_TLS_ADDR with --tlsverify: only
+# clients with a certificate signed by that CA get in.
 set -u
 
 DOCKER=/usr/bin/docker
@@ -141,12 +146,18 @@ ensure_image() {
 
 launch() {
   mkdir -p "$DIR/data" "$DIR/exec" || die "cannot create $DIR"
+  set --
+  if [ -n "${DOCKERD_TLS_ADDR:-}" ]; then
+    c=${DOCKERD_TLS_CERTS:?DOCKERD_TLS_CERTS must name the certificates folder}
+    set -- -H "tcp://$DOCKERD_TLS_ADDR" --tlsverify --tlscacert "$c/ca.pem" \
+      --tlscert "$c/server-cert.pem" --tlskey "$c/server-key.pem"
+  fi
   # Its own session and no terminal: a Ctrl-C meant for the caller does not
   # reach it, and a caller reading our stdout is not kept waiting by it.
   setsid "$DOCKERD" \
     --data-root "$DIR/data" --exec-root "$DIR/exec" \
     --pidfile "$DIR/dockerd.pid" -H "$(sock)" \
-    --storage-driver=vfs --bridge=none --iptables=false --ip6tables=false \
+    --storage-driver=vfs --bridge=none --iptables=false --ip6tables=false "$@" \
     </dev/null >>"$DIR/dockerd.log" 2>&1 &
   launched=$!
   limit=$(($(now) + START_TIMEOUT))

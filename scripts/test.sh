@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the specs: `scripts/test.sh [unit|integration|all]` (default all).
+# Runs the specs: `scripts/test.sh [unit|integration|podman|extra|all]` (default all).
 #
 #  unit         spec/unit against build/ and again against the AddressSanitizer
 #               + UBSan build (build/asan/)
@@ -7,7 +7,9 @@
 #               spec/integration with build/engine, then again with the
 #               ASan+UBSan engine (leak checks on) and the reader-lifecycle
 #               specs with the ThreadSanitizer engine; stops the daemon at
-#               the end, also when a spec fails.
+#               the end, also when a spec fails. Then starts a private
+#               Podman service (scripts/podman.sh) and runs spec/podman with
+#               build/engine against it (also alone: podman).
 #
 #  extra        every scripts/test.d/*.sh in turn (lint, short fuzz runs,
 #               cross-architecture runs, ...): each counts as one passed or
@@ -83,6 +85,22 @@ integration() {
     -- --tags=tsan spec/integration
   sh scripts/dockerd.sh stop "$dir"
   trap - EXIT INT TERM
+  podman_specs
+}
+
+podman_specs() {
+  pdir=$(mktemp -d /tmp/epm.XXXXXX)
+  trap 'sh scripts/podman.sh stop "$pdir" >/dev/null 2>&1' EXIT INT TERM
+  if ! phost=$(sh scripts/podman.sh start "$pdir"); then
+    echo "!! cannot start the private Podman service"
+    echo "podman: cannot start the private Podman service" >>"$failures"
+    failed=$((failed + 1)); status=1; return
+  fi
+  run podman ENGINE_TEST_PODMAN_HOST="$phost" \
+    ENGINE_TEST_PODMAN_CLIENT="$(sh scripts/podman.sh env "$pdir")" \
+    ENGINE_BIN=build/engine ENGINE_TOOLS=build -- spec/podman
+  sh scripts/podman.sh stop "$pdir"
+  trap - EXIT INT TERM
 }
 
 extra() {
@@ -99,9 +117,10 @@ extra() {
 case "$what" in
   unit) unit ;;
   integration) integration ;;
+  podman) podman_specs ;;
   extra) extra ;;
   all) unit; integration; extra ;;
-  *) echo "usage: scripts/test.sh [unit|integration|extra|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test.sh [unit|integration|podman|extra|all]" >&2; exit 2 ;;
 esac
 if [ -s "$failures" ]; then echo "== what failed"; cat "$failures"; fi
 rm -rf "$log"

@@ -3,7 +3,8 @@
 -- checking them again.
 --
 -- validate(tbl, path) returns a new table:
---   docker  = { host = string|nil, read_delay = seconds|nil }
+--   docker  = { host = string|nil, read_delay = seconds|nil,
+--               tls = { ca = path|nil, cert = path|nil, key = path|nil }|nil }
 --   select  = { include = { name = {..}, id = {..}, label = {..}, image = {..} },
 --               exclude = { same } }            -- every list present, maybe empty
 --   history = "all" | "start" | nil
@@ -167,13 +168,25 @@ function Check:nonempty_string(v, where)
   return v
 end
 
--- docker = { host = "unix:///...", read_delay = seconds }
+-- docker = { host = "unix:///...", read_delay = seconds,
+--            tls = { ca = path, cert = path, key = path } }
 function Check:docker(v)
   if v == nil then return {} end
   self:table(v, "docker")
-  self:keys(v, { host = true, read_delay = true }, "docker")
+  self:keys(v, { host = true, read_delay = true, tls = true }, "docker")
   local out = {}
   if v.host ~= nil then out.host = self:nonempty_string(v.host, "docker.host") end
+  if v.tls ~= nil then
+    self:table(v.tls, "docker.tls")
+    self:keys(v.tls, { ca = true, cert = true, key = true }, "docker.tls")
+    out.tls = {}
+    for _, k in ipairs { "ca", "cert", "key" } do
+      if v.tls[k] ~= nil then out.tls[k] = self:nonempty_string(v.tls[k], "docker.tls." .. k) end
+    end
+    if (out.tls.cert == nil) ~= (out.tls.key == nil) then
+      self:fail("docker.tls", "cert and key go together (a client certificate and its key)")
+    end
+  end
   if v.read_delay ~= nil then
     out.read_delay = self:nonnegative(v.read_delay, "docker.read_delay")
     if out.read_delay > 10 then self:fail("docker.read_delay", "must be at most 10 seconds") end

@@ -66,6 +66,69 @@ return {
     assert.equal("", out)
   end)
 
+  -- The window's ends are the timestamps of two lines, to the nanosecond:
+  -- both ends are inclusive, one nanosecond inside either end leaves that
+  -- line out. What the window holds is taken from `docker logs -t`. A short
+  -- cycle, with a slow filter that keeps the reader paused, makes it
+  -- reconnect from its cursor (whose resume margin reaches back before the
+  -- window) in the middle of the window.
+  it("reads exactly the lines inside a --since/--until window of the history", function()
+    env:run { name = prefix .. "-win", cmd = 'i=1; while [ $i -le 30 ]; do echo "win $i"; ' ..
+              'for j in $(seq 1 100); do echo "pad $i $j"; done; echo "err $i" >&2; i=$((i+1)); sleep 0.05; done' }
+    env:wait_exit(prefix .. "-win")
+    local logs = env:docker_ok({ "logs", "-t", prefix .. "-win" }, 60)
+    local history, ts = {}, {}
+    for t, text in logs:gmatch("(%S+) ([^\n]*)") do
+      history[#history + 1] = { t = t, text = text }
+      local n = text:match("^win (%d+)$")
+      if n then ts[tonumber(n)] = t end
+    end
+    assert.equal(30 * 102, #history)
+    -- the lines whose timestamp is in [from, to] (same fixed-width format)
+    local function expected(from, to)
+      local c = {}
+      for _, h in ipairs(history) do
+        if h.t >= from and h.t <= to then c[h.text] = (c[h.text] or 0) + 1 end
+      end
+      return c
+    end
+    local function window(from, to, extra)
+      local code, out, err = engine.run_once { command = "run", timeout = 120,
+        pipeline = write_pipeline(extra), args = { "--since", from, "--until", to } }
+      assert.equal(0, code, err)
+      local c = {}
+      for line in out:gmatch("[^\n]+") do
+        local text = require("cjson").decode(line).line
+        c[text] = (c[text] or 0) + 1
+      end
+      return c, err
+    end
+    -- one nanosecond later or earlier, in RFC 3339 with nine digits
+    local function shift(t, d)
+      local head, frac = t:match("^(.-%.)(%d%d%d%d%d%d%d%d%d)Z$")
+      assert.truthy(head, t)
+      local f = tonumber(frac) + d
+      assert(f >= 0 and f < 1e9, "a timestamp at a whole second: rerun")
+      return head .. string.format("%09d", f) .. "Z"
+    end
+    local from, to = ts[10], ts[20]
+    local want = expected(from, to)
+    assert.equal(1, want["win 10"])
+    assert.equal(1, want["win 20"])
+    assert.is_nil(want["win 9"])
+    assert.is_nil(want["pad 20 1"])
+    assert.same(want, (window(from, to)))
+    local inner = expected(shift(from, 1), shift(to, -1))
+    assert.is_nil(inner["win 10"])
+    assert.is_nil(inner["win 20"])
+    assert.same(inner, (window(shift(from, 1), shift(to, -1))))
+    local got, err = window(from, to, [[
+  filters = { function(batch) local t = os.clock() while os.clock() - t < 0.05 do end end },
+  engine = { cycle = 0.2, max_buffered = 64 },]])
+    assert.same(want, got)
+    assert.matches("cycled [1-9]", err)
+  end)
+
   it("shows progress per container on a terminal", function()
     env:run { name = prefix .. "-big", cmd = "seq 1 20000" }
     env:wait_exit(prefix .. "-big")

@@ -134,6 +134,28 @@ describe("engine run #sanitize", function()
     assert.equal(0, e:stop())
   end)
 
+  -- The local log driver of Docker 20.10 sends the last chunk of a line over
+  -- 16 KiB without its '\n'; the next line's own timestamp ends it.
+  for _, tty in ipairs { false, true } do
+    it("delivers a 40,000-byte line of the local log driver whole, then the next line whole" ..
+       (tty and " (TTY)" or ""), function()
+      e = engine.start { pipeline = pipeline(prefix) }
+      wait_log(e, "connected to the Docker daemon")
+      local name = prefix .. "-local"
+      env:run { name = name, args = { "--log-driver", "local" }, tty = tty,
+                cmd = "head -c 39999 /dev/zero | tr '\\0' x; echo y; echo next; echo last" }
+      local recs = e:wait_records(function(r) return count_for(name)(r) >= 3 end, 30)
+      local got = {}
+      for _, r in ipairs(recs) do if r.name == name then got[#got + 1] = r.line end end
+      assert.equal(3, #got)
+      assert.equal(40000, #got[1])
+      assert.equal(string.rep("x", 39999) .. "y", got[1])
+      assert.equal("next", got[2])
+      assert.equal("last", got[3])
+      assert.equal(0, e:stop())
+    end)
+  end
+
   it("runs filters that drop and rewrite records", function()
     e = engine.start { pipeline = pipeline(prefix, [[
   filters = {

@@ -33,6 +33,22 @@ function M.get()
   return setmetatable({ host = host }, Env)
 end
 
+--- The private Podman service of this run, through the same interface:
+-- ENGINE_TEST_PODMAN_HOST (its unix:// URL) and ENGINE_TEST_PODMAN_CLIENT
+-- (the podman command line with its options, `scripts/podman.sh env DIR`).
+-- Its containers run with the options Podman needs on these machines
+-- (runc, lowered rlimits). Raises if either is not set.
+function M.podman()
+  local host, client = os.getenv("ENGINE_TEST_PODMAN_HOST"), os.getenv("ENGINE_TEST_PODMAN_CLIENT")
+  if not host or host == "" or not client or client == "" then
+    error("ENGINE_TEST_PODMAN_HOST or ENGINE_TEST_PODMAN_CLIENT is not set: start a service " ..
+          "with `scripts/podman.sh start DIR` and export its URL and `scripts/podman.sh env DIR`", 2)
+  end
+  return setmetatable({ host = host, client = client,
+    run_args = { "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024" },
+  }, Env)
+end
+
 local counter = 0
 
 --- A container name unique to this process: prefix-<pid>-<n>. Names made
@@ -48,7 +64,8 @@ end
 -- Returns ok, output (stdout and stderr), exit status.
 function Env:docker(args, timeout_s)
   if type(args) == "table" then args = proc.join(args) end
-  return proc.sh(proc.join { M.CLIENT, "-H", self.host } .. " " .. args, timeout_s)
+  local client = self.client or proc.join { M.CLIENT, "-H", self.host }
+  return proc.sh(client .. " " .. args, timeout_s)
 end
 
 --- Like docker, but raises with the output on failure; returns the output
@@ -82,6 +99,7 @@ end
 function Env:run(o)
   o = o or {}
   local argv = { "run", "--network", "none" }
+  for _, a in ipairs(self.run_args or {}) do argv[#argv + 1] = a end
   local cidfile
   if o.detach == false then
     cidfile = os.tmpname()

@@ -54,6 +54,8 @@ Engine.__index = Engine
 -- o.args         array of extra arguments, placed between `run` and FILE
 -- o.env          table K = V for the engine's environment (false removes K)
 -- o.command      "run" (default) or another subcommand
+-- o.wrap         array of a command and its arguments that runs the engine
+--                (e.g. { "prlimit", "--nofile=200:200", "--" }), optional
 -- Returns the running engine; raises if the files cannot be written.
 function M.start(o)
   assert(type(o) == "table" and type(o.pipeline) == "string",
@@ -73,7 +75,10 @@ function M.start(o)
   local env = {}
   for k, v in pairs(o.env or {}) do env[k] = v end
   if o.docker_host and env.DOCKER_HOST == nil then env.DOCKER_HOST = o.docker_host end
-  local argv = { M.bin(), o.command or "run" }
+  local argv = {}
+  for _, a in ipairs(o.wrap or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = M.bin()
+  argv[#argv + 1] = o.command or "run"
   -- each run saves its cursors in its own folder, unless the spec says
   -- where (o.state_dir; false keeps the pipeline's own setting)
   if o.state_dir ~= false and (o.command or "run") == "run" then

@@ -49,6 +49,8 @@ typedef struct decoder {
   decode_buf_t frame;
   decode_partial_t part[3];
   char error[128];
+  int raw_cont;
+  decode_buf_t probe;
 } decoder_t;
 void decoder_init(decoder_t *d, int raw, size_t frame_max, size_t line_max,
                   decode_line_fn on_line, void *ud);

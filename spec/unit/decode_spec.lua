@@ -81,7 +81,7 @@ teardown(function() E.release() end)
 
 describe("decoder, multiplexed", function()
   local input = frame(1, TS .. " one\n") .. frame(2, TS2 .. " two\r\n") ..
-                frame(1, TS .. " thr") .. frame(1, TS2 .. " ee\n") ..
+                frame(1, TS .. " thr") .. frame(1, TS .. " ee\n") ..
                 frame(0, TS .. " \n") .. frame(3, "Error grabbing logs: boom\n")
   local want = {
     { stream = E.STDOUT, ts = TS_NS, line = "one", flags = 0 },
@@ -195,19 +195,63 @@ describe("decoder, multiplexed", function()
     assert.equals(E.UNTERMINATED, lines[4].flags)
   end)
 
-  it("joins chunks without '\\n', keeping the first chunk's timestamp", function()
-    local lines = E.decode(frame(1, TS .. " he") .. frame(1, TS2 .. " ll") ..
-                           frame(1, TS2 .. " o\n"), { slices = 5 })
+  it("joins chunks without '\\n' that share the line's timestamp", function()
+    local lines = E.decode(frame(1, TS .. " he") .. frame(1, TS .. " ll") ..
+                           frame(1, TS .. " o\n"), { slices = 5 })
     assert.same({ { stream = E.STDOUT, ts = TS_NS, line = "hello", flags = 0 } }, lines)
   end)
 
   it("joins stdout and stderr chunks separately", function()
     local lines = E.decode(frame(1, TS .. " out-") .. frame(2, TS2 .. " err-") ..
-                           frame(1, TS2 .. " 1\n") .. frame(2, TS .. " 2\n"))
+                           frame(1, TS .. " 1\n") .. frame(2, TS2 .. " 2\n"))
     assert.same({
       { stream = E.STDOUT, ts = TS_NS, line = "out-1", flags = 0 },
       { stream = E.STDERR, ts = TS2_NS, line = "err-2", flags = 0 },
     }, lines)
+  end)
+
+  -- Docker 20.10's local driver: a 40,000-byte line comes as chunks of
+  -- 16,384, 16,384 and 7,232 content bytes, all with the line's timestamp,
+  -- and the last one without its '\n'; the next line has its own timestamp.
+  it("ends a line whose last chunk has no '\\n' when the next message has another timestamp", function()
+    local text = {}
+    for i = 1, 5000 do text[i] = string.format("%07d|", i) end
+    text = table.concat(text)
+    local chunks = docker_chunks(text)
+    chunks[#chunks] = chunks[#chunks]:sub(1, -2) -- the local driver's missing '\n'
+    local input = {}
+    for _, c in ipairs(chunks) do input[#input + 1] = frame(1, TS .. " " .. c) end
+    input = table.concat(input) .. frame(1, TS2 .. " next\n")
+    for _, slices in ipairs({ false, 16384, 1000, 7 }) do
+      local lines, rc = E.decode(input, { slices = slices or nil })
+      assert.equals(0, rc)
+      assert.equals(2, #lines)
+      assert.equals(40000, #lines[1].line)
+      assert.is_true(text == lines[1].line)
+      assert.equals(TS_NS, lines[1].ts)
+      assert.equals(0, lines[1].flags)
+      assert.same({ stream = E.STDOUT, ts = TS2_NS, line = "next", flags = 0 }, lines[2])
+    end
+  end)
+
+  it("ends an unterminated line on a new timestamp per stream, removing a '\\r' before the missing '\\n'", function()
+    local lines = E.decode(frame(1, TS .. " out\r") .. frame(2, TS2 .. " err-") ..
+                           frame(2, TS2 .. " 1") .. frame(1, TS2 .. " two\n") ..
+                           frame(2, TS .. " 2\n"))
+    assert.same({
+      { stream = E.STDOUT, ts = TS_NS, line = "out", flags = 0 },
+      { stream = E.STDOUT, ts = TS2_NS, line = "two", flags = 0 },
+      { stream = E.STDERR, ts = TS2_NS, line = "err-1", flags = 0 },
+      { stream = E.STDERR, ts = TS_NS, line = "2", flags = 0 },
+    }, lines)
+  end)
+
+  it("ends an unterminated line longer than line_max on a new timestamp, flagged TRUNCATED", function()
+    local lines = E.decode(frame(1, TS .. " " .. string.rep("x", 25)) .. frame(1, TS2 .. " y\n"),
+                           { line_max = 10 })
+    assert.same({ "xxxxxxxxxx", "xxxxxxxxxx", "xxxxx", "y" }, texts(lines))
+    assert.same({ E.TRUNCATED, E.TRUNCATED, E.TRUNCATED, 0 },
+                { lines[1].flags, lines[2].flags, lines[3].flags, lines[4].flags })
   end)
 
   it("joins a 100 KiB line sent as 16 KiB chunks", function()
@@ -297,7 +341,7 @@ describe("decoder, multiplexed", function()
   it("flushes unterminated lines on decoder_finish", function()
     local d = E.decoder()
     assert.equals(0, d:feed(frame(1, TS .. " done\n") .. frame(2, TS2 .. " tail-") ..
-                            frame(2, TS .. " end") .. frame(1, TS .. " out")))
+                            frame(2, TS2 .. " end") .. frame(1, TS .. " out")))
     assert.same({ "done" }, texts(d.lines))
     assert.equals(0, d:feed(frame(1, TS):sub(1, 11))) -- an incomplete frame is forgotten
     d:finish()
@@ -316,9 +360,9 @@ describe("decoder, multiplexed", function()
     assert.equals(TS2_NS, d:pending_ts())
     d:feed(frame(2, TS .. " b"))
     assert.equals(TS_NS, d:pending_ts())
-    d:feed(frame(2, TS2 .. " c\n"))
+    d:feed(frame(2, TS .. " c\n"))
     assert.equals(TS2_NS, d:pending_ts())
-    d:feed(frame(1, TS .. " d\n"))
+    d:feed(frame(1, TS2 .. " d\n"))
     assert.equals(E.INT64_MAX, d:pending_ts())
     d:feed(frame(3, "Error grabbing logs: x"))
     assert.equals(E.INT64_MAX, d:pending_ts())
@@ -353,6 +397,45 @@ describe("decoder, raw (TTY)", function()
       assert.same(want, lines)
     end
     assert.same(want, (E.decode(input, { raw = true, slices = 1 })))
+  end)
+
+  -- The local driver in TTY mode: the long line's last chunk ends in the
+  -- TTY's '\r' without the '\n', and the next line's "<ts> " follows.
+  it("ends a long line whose last chunk lacks its '\\n' at the next line's timestamp", function()
+    local text = {}
+    for i = 1, 5000 do text[i] = string.format("%07d|", i) end
+    text = table.concat(text)
+    local input = raw_line(TS, text):sub(1, -2) .. raw_line(TS2, "next") .. raw_line(TS2, "last")
+    local function check(lines, rc)
+      assert.equals(0, rc)
+      assert.equals(3, #lines)
+      assert.equals(40000, #lines[1].line)
+      assert.is_true(text == lines[1].line)
+      assert.equals(TS_NS, lines[1].ts)
+      assert.equals(0, lines[1].flags)
+      assert.same({ stream = E.STDOUT, ts = TS2_NS, line = "next", flags = 0 }, lines[2])
+      assert.equals("last", lines[3].line)
+    end
+    check(E.decode(input, { raw = true }))
+    check(E.decode(input, { raw = true, slices = 1 }))
+    check(E.decode(input, { raw = true, slices = 1000 }))
+    local last_cr = #input - #raw_line(TS2, "next") - #raw_line(TS2, "last")
+    for i = last_cr - 3, last_cr + #TS2 + 3 do check(E.decode(input, { raw = true, slices = { i } })) end
+  end)
+
+  it("keeps a '\\r' of a long line that is not followed by another timestamp", function()
+    local text = string.rep("a", CHUNK + 10) .. "\rb\r" .. TS .. " same\r2024-x\r\r9 z\r"
+    local input = raw_line(TS, text) .. raw_line(TS2, "next")
+    for _, slices in ipairs({ false, 1, 7 }) do
+      local lines, rc = E.decode(input, { raw = true, slices = slices or nil })
+      assert.equals(0, rc)
+      assert.same({ text, "next" }, texts(lines))
+    end
+    local d = E.decoder { raw = true }
+    assert.equals(0, d:feed(raw_line(TS, string.rep("a", CHUNK + 1) .. "\r2024-01"):sub(1, -4)))
+    d:finish()
+    assert.same({ string.rep("a", CHUNK + 1) .. "\r2024-0" }, texts(d.lines)) -- cut: "1\r\n"
+    assert.equals(E.UNTERMINATED, d.lines[1].flags)
   end)
 
   it("removes the repeated prefixes of a 40000-byte line", function()

@@ -164,6 +164,14 @@ describe("engine.pipeline.validate", function()
     fails({ filters = { [1] = print, [3] = print } }, "filters must be a list of filters (no item 2)")
   end)
 
+  it("checks docker.tls: known keys, non-empty paths, cert and key together", function()
+    fails({ docker = { tls = { ca = "" } } }, "docker.tls.ca must be a non-empty string")
+    fails({ docker = { tls = { cert = "c.pem" } } }, "docker.tls cert and key go together")
+    fails({ docker = { tls = { cacert = "c.pem" } } }, "cacert")
+    assert.same({ ca = "a", cert = "c", key = "k" },
+                validator.validate({ docker = { tls = { ca = "a", cert = "c", key = "k" } } }).docker.tls)
+  end)
+
   it("bounds docker.read_delay", function()
     fails({ docker = { read_delay = -1 } }, "docker.read_delay must be 0 or a positive number (got -1)")
     fails({ docker = { read_delay = 11 } }, "docker.read_delay must be at most 10 seconds")
