@@ -1,14 +1,17 @@
 -- The metrics endpoint (engine.metrics.listen), against the fake Docker API
 -- server: each path's answer, the Prometheus text format, counters that
 -- match what the containers logged, bounded label cardinality, readiness
--- when the daemon goes away, a clean stop with clients connected, and that
--- it is off unless asked for.
+-- when the daemon goes away, a clean stop with clients connected, health
+-- probes answered while idle clients hold many connections, and that it is
+-- off unless asked for.
 local cjson = require "cjson"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 local socket = require "posix.sys.socket"
+local poll = require "posix.poll"
+local time = require "posix.time"
 local unistd = require "posix.unistd"
 
 local LINES = 40
@@ -236,6 +239,46 @@ describe("the metrics endpoint #sanitize #tsan", function()
     assert.equal(0, e:stop("TERM", 15))
     unistd.close(idle)
     assert.is_nil(e:stderr_text():find("left open", 1, true))
+  end)
+
+  it("answers every /health probe while 200 idle connections are held open", function()
+    srv = fake.start { "--containers", "1", "--rate", "10" }
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host }
+    local port = port_of(url)
+    local held = {}
+    for i = 1, 200 do held[i] = metrics.open_idle(port) end
+    -- the holder reopens connections the server closed (up to 40 a round),
+    -- as an abusive client would; a probe asks /health every 100 ms for 10 s
+    local function now()
+      local t = time.clock_gettime(time.CLOCK_MONOTONIC)
+      return t.tv_sec + t.tv_nsec / 1e9
+    end
+    local answered, failed, t0 = 0, {}, now()
+    for round = 1, 100 do
+      local fds = {}
+      for _, fd in ipairs(held) do fds[fd] = { events = { IN = true } } end
+      poll.poll(fds, 0)
+      local reopened = 0
+      for i, fd in ipairs(held) do
+        local r = fds[fd].revents
+        if reopened < 40 and r and (r.IN or r.HUP) then
+          unistd.close(fd)
+          held[i] = metrics.open_idle(port)
+          reopened = reopened + 1
+        end
+      end
+      local answer = metrics.raw(port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 5)
+      if answer:match("^HTTP/1%.1 200 ") then answered = answered + 1
+      else failed[#failed + 1] = answer end
+      local wait = t0 + round * 0.1 - now()
+      if wait > 0 then time.nanosleep { tv_sec = 0, tv_nsec = math.floor(wait * 1e9) } end
+      if now() - t0 >= 10 then break end
+    end
+    for _, fd in ipairs(held) do unistd.close(fd) end
+    assert.same({}, failed)
+    assert.is_true(answered > 0)
+    assert.equal(0, e:stop("TERM", 15))
   end)
 
   it("fails the run with a clear error when the address cannot be bound", function()
