@@ -205,6 +205,21 @@ static char **opt_list(lua_State *L, int idx, const char *key, size_t *n)
   return out;
 }
 
+/* The environment variable named by idx.key goes into a header at start
+ * (auth: bearer token, user, password): a line break in its value would end
+ * that header and begin another. Raises an error naming the variable, never
+ * its value. A variable that is not set is left to netout_start. */
+static void check_env_value(lua_State *L, int idx, const char *key, const char *output)
+{
+  lua_getfield(L, idx, key);
+  const char *var = lua_tostring(L, -1);
+  const char *v = var ? getenv(var) : NULL;
+  if (v && strpbrk(v, "\r\n"))
+    luaL_error(L, "output %s: the environment variable %s (auth.%s) holds a line break (CR or LF); "
+               "a header value must be one line (the value is not shown)", output, var, key);
+  lua_pop(L, 1);
+}
+
 /* A network output (netout.h) from its validated table at idx. */
 static output_t *new_netout(lua_State *L, int idx, const char *type, const char *name)
 {
@@ -212,6 +227,9 @@ static output_t *new_netout(lua_State *L, int idx, const char *type, const char 
   double num = 0;
   output_t *o;
 
+  check_env_value(L, idx, "bearer_env", name);
+  check_env_value(L, idx, "user_env", name);
+  check_env_value(L, idx, "password_env", name);
   c.kind = netout_kind(type);
   c.url = opt_strdup(L, idx, "url");
   lua_getfield(L, idx, "format");
