@@ -146,6 +146,10 @@ static void respond_view(conn_t *c, int path, int head_only) {
     type = "text/plain; charset=utf-8";
     if (s->stopping) snprintf(text, sizeof text, "not ready: the engine is stopping\n");
     else if (!s->pipeline_loaded) snprintf(text, sizeof text, "not ready: the pipeline is not running\n");
+    else if (s->pipeline.batches_pending && s->pipeline.stalled_for > s->stall_limit)
+      snprintf(text, sizeof text, "not ready: the pipeline has not finished a batch for %.0f s "
+               "(filter_timeout plus %g s) while %llu batches wait\n", s->pipeline.stalled_for,
+               STATUS_STALL_MARGIN, s->pipeline.batches_pending);
     else if (!s->docker_ok) snprintf(text, sizeof text, "not ready: Docker: %s\n", s->docker_why);
     else snprintf(text, sizeof text, "ready\n");
     code = strncmp(text, "ready", 5) == 0 ? 200 : 503;

@@ -4,8 +4,10 @@
  *   GET /metrics    Prometheus text format 0.0.4
  *   GET /health     200 "ok": the loop answers
  *   GET /ready      200 "ready" when the Docker daemon answered discovery's
- *                   last request and the pipeline runs, else 503 with the
- *                   reason
+ *                   last request and the pipeline runs and keeps up (it
+ *                   finished a batch within filter_timeout plus
+ *                   STATUS_STALL_MARGIN while batches wait), else 503
+ *                   with the reason
  *   GET /readers    JSON array, one object per live reader
  *   GET /pipeline   JSON object: the filters and outputs with their counts
  *

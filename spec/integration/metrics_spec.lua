@@ -301,3 +301,47 @@ describe("the metrics endpoint #sanitize #tsan", function()
                    e:stderr_text())
   end)
 end)
+
+-- Outside the TSan run: the stuck filter forks sleep(1) from the pipeline thread.
+describe("the metrics endpoint with a stuck pipeline #sanitize", function()
+  local srv, e
+  after_each(function()
+    if e then
+      if e:running() then e:stop("TERM", 30) end
+      e:cleanup()
+    end
+    if srv then srv:stop() end
+    e, srv = nil, nil
+  end)
+
+  it("is not ready, and says why, while the pipeline finishes no batch; /health stays ok", function()
+    srv = fake.start { "--containers", "1", "--rate", "100" }
+    local url
+    -- the first batch blocks the pipeline thread 14 s in a C call the
+    -- runaway guard cannot stop (filter_timeout 1 s: /ready gives up at 6 s)
+    e, url = metrics.start_engine {
+      docker_host = srv.host,
+      engine = "filter_timeout = 1, stop_timeout = 30,",
+      filters = [[ { name = "stuck", on_error = "pass", process = (function()
+        local stuck = false
+        return function(b)
+          if not stuck then stuck = true; os.execute("sleep 14") end
+          return b
+        end
+      end)() } ]],
+    }
+    local status, body
+    proc.wait_for(function()
+      status, body = metrics.get(url .. "/ready")
+      return status == 503
+    end, 20, "/ready to fail")
+    assert.matches("^not ready: the pipeline has not finished a batch for %d+ s %(filter_timeout plus 5 s%) " ..
+                   "while %d+ batches wait\n$", body)
+    local health, hbody = metrics.get(url .. "/health")
+    assert.equal(200, health)
+    assert.equal("ok\n", hbody)
+    -- once the call returns, the pipeline catches up and is ready again
+    proc.wait_for(function() return metrics.get(url .. "/ready") == 200 end, 40, "/ready again")
+    assert.equal(0, e:stop("TERM", 30))
+  end)
+end)
