@@ -358,7 +358,7 @@ static int scalar_in(const char *s, size_t n, const char *name, int64_t *out) {
  * One larger than ENTRY_MAX keeps its position but not its keys (it resumes
  * right after its newest line). Returns 0 or -1. */
 static int load_large_entry(checkpoint_t *cp, const char *text, size_t n, const char *id) {
-  if (find(cp, id)) return -1;
+  if (!plain_id(id) || find(cp, id)) return -1;
   if (n <= ENTRY_MAX) {
     char *obj = malloc(n + 2);
     if (!obj) return -1;
@@ -459,6 +459,17 @@ checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns) 
   if (!cp) return NULL;
   cp->margin = margin_ns;
   if (parse_text(cp, text, len) != 0) {
+    checkpoint_free(cp);
+    return NULL;
+  }
+  return cp;
+}
+
+checkpoint_t *checkpoint_parse_large(const char *text, size_t len, int64_t margin_ns) {
+  checkpoint_t *cp = calloc(1, sizeof *cp);
+  if (!cp) return NULL;
+  cp->margin = margin_ns;
+  if (parse_large(cp, text, len) != 0) {
     checkpoint_free(cp);
     return NULL;
   }

@@ -76,6 +76,9 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen);
  * when out of memory). */
 checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns);
 char *checkpoint_text(const checkpoint_t *cp, size_t *len);
+/* The same as checkpoint_parse, by the reader of files over the size
+ * limit (one container at a time; whatever the text's size). */
+checkpoint_t *checkpoint_parse_large(const char *text, size_t len, int64_t margin_ns);
 
 /* Frees everything (after checkpoint_close completed, or when the loop
  * never ran). NULL is ignored. */
