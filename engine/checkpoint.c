@@ -8,7 +8,16 @@
  * Version 1 files hashed lines differently: their keys cannot match a
  * replayed line, so they are read without keys and the container resumes
  * right after its newest delivered line (nothing repeated; a line of the
- * other stream stamped within the margin before it could be missed). */
+ * other stream stamped within the margin before it could be missed).
+ *
+ * Saving: on the loop, a snapshot of every cursor (its state and a copy of
+ * its keys, at most CP_KEYS each); on a libuv threadpool thread, the text
+ * and the file (write, fsync, rename, fsync of the folder); back on the
+ * loop, the outcome. checkpoint_save_now does the same two steps inline.
+ *
+ * A file larger than FILE_MAX is read one container at a time (files this
+ * engine writes put each container's entry in one piece); an entry larger
+ * than ENTRY_MAX keeps its position (newest, floor) but not its keys. */
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,22 +25,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "checkpoint.h"
 #include "log.h"
-#include "strbuf.h"
+#include "json.h"
 #include "uvh.h"
 
 #define BUCKETS 256
 #define FILE_NAME "cursors.json"
-#define FILE_MAX (256u * 1024 * 1024)
+#define FILE_MAX ((size_t)256 * 1024 * 1024)
+#define ENTRY_MAX ((size_t)8 * 1024 * 1024)
+#define TOO_LARGE_RETRY_MS 60000
+/* Keys kept (and saved) per container: the newest ones; when more were
+ * acknowledged, the resume point moves past those that left (cursor.h). */
+#define CP_KEYS 16384
 
 typedef struct cp_entry {
   char id[65];
   cursor_t *acked;
+  uint64_t missing_since;   /* uv_now when a list first lacked it; 0: listed */
   struct cp_entry *next;
 } cp_entry_t;
+
+/* One container in a save's snapshot. */
+typedef struct snap_entry {
+  char id[65];
+  cursor_state_t s;
+  cursor_key_t *keys;
+  size_t n;
+} snap_entry_t;
+
+/* A save: the snapshot taken on the loop, and what the thread found. */
+typedef struct save_job {
+  uv_work_t work;
+  struct checkpoint *cp;    /* read on the loop only */
+  const char *dir, *path, *tmp; /* the checkpoint's, unchanged while the job runs */
+  int do_fsync;
+  snap_entry_t *e;
+  size_t n;
+  size_t bytes;             /* the text's size */
+  int rc;                   /* 0, -1 (error), 1 (over FILE_MAX: not written) */
+  char error[200];
+} save_job_t;
 
 struct checkpoint {
   uv_loop_t *loop;
@@ -43,13 +80,9 @@ struct checkpoint {
   int dirty;
   uv_timer_t timer;
   int timer_open;
-  /* a save in flight */
-  int writing;
-  char *buf;
-  size_t len;
-  uv_file fd;
-  uv_fs_t req;
-  char last_error[160];
+  int writing;              /* a save job in flight */
+  uint64_t no_save_before;  /* uv_now: after a refusal to grow past FILE_MAX */
+  char last_error[200];
   uint64_t current_at;      /* uv_hrtime when the file last held everything; 0: never */
   int closing;
   void (*closed)(void *);
@@ -82,64 +115,107 @@ static cp_entry_t *add(checkpoint_t *cp, const char *id, cursor_t *acked) {
 
 /* --- the file ----------------------------------------------------------- */
 
-static char *i64(char *buf, size_t n, int64_t v) {
-  snprintf(buf, n, "%" PRId64, v);
-  return buf;
+static int cmp_snap(const void *a, const void *b) {
+  return strcmp(((const snap_entry_t *)a)->id, ((const snap_entry_t *)b)->id);
 }
 
-static int cmp_entry(const void *a, const void *b) {
-  return strcmp((*(const cp_entry_t *const *)a)->id, (*(const cp_entry_t *const *)b)->id);
+static void snap_free(snap_entry_t *e, size_t n) {
+  for (size_t i = 0; e && i < n; i++) free(e[i].keys);
+  free(e);
+}
+
+/* Copies every cursor that holds something, in id order (so the same
+ * cursors always give the same text). Returns 0, or -1 when out of memory. */
+static int snapshot(const checkpoint_t *cp, snap_entry_t **out, size_t *n_out) {
+  snap_entry_t *e = calloc(cp->count ? cp->count : 1, sizeof *e);
+  size_t n = 0;
+  if (!e) return -1;
+  for (unsigned b = 0; b < BUCKETS; b++)
+    for (const cp_entry_t *c = cp->buckets[b]; c && n < cp->count; c = c->next) {
+      snap_entry_t *s = &e[n];
+      cursor_get_state(c->acked, &s->s);
+      if (!s->s.any) continue;
+      memcpy(s->id, c->id, sizeof s->id);
+      if (!(s->keys = malloc((s->s.n_keys ? s->s.n_keys : 1) * sizeof *s->keys))) {
+        snap_free(e, n);
+        return -1;
+      }
+      s->n = cursor_keys(c->acked, s->keys, s->s.n_keys);
+      n++;
+    }
+  qsort(e, n, sizeof *e, cmp_snap);
+  *out = e;
+  *n_out = n;
+  return 0;
+}
+
+/* The file's text for a snapshot, into t. Returns 0, or -1 when out of
+ * memory. Any thread. */
+static int snap_text(const snap_entry_t *e, size_t n, strbuf_t *t) {
+  char num[200];
+  int ok = strbuf_add(t, "{\"version\":2,\"containers\":{", 27) == 0;
+  for (size_t i = 0; ok && i < n; i++) {
+    const cursor_state_t *s = &e[i].s;
+    int len;
+    ok = (i == 0 || strbuf_add(t, ",", 1) == 0) && json_add_string(t, e[i].id, strlen(e[i].id)) == 0;
+    if (s->evicted)
+      len = snprintf(num, sizeof num, ":{\"newest\":\"%" PRId64 "\",\"floor\":\"%" PRId64
+                     "\",\"evicted\":\"%" PRId64 "\",\"keys\":[", s->newest, s->floor, s->evicted_max);
+    else
+      len = snprintf(num, sizeof num, ":{\"newest\":\"%" PRId64 "\",\"floor\":\"%" PRId64
+                     "\",\"evicted\":null,\"keys\":[", s->newest, s->floor);
+    ok = ok && strbuf_add(t, num, (size_t)len) == 0;
+    for (size_t k = 0; ok && k < e[i].n; k++) {
+      const cursor_key_t *key = &e[i].keys[k];
+      len = snprintf(num, sizeof num, "%s\"%" PRId64 ",%u,%u,%016" PRIx64 "\"", k ? "," : "", key->ts,
+                     (unsigned)key->stream, (unsigned)key->len, key->hash);
+      ok = strbuf_add(t, num, (size_t)len) == 0;
+    }
+    ok = ok && strbuf_add(t, "]}", 2) == 0;
+  }
+  return ok && strbuf_add(t, "}}", 2) == 0 ? 0 : -1;
 }
 
 /* Serialises every cursor. Returns a malloc'ed text, or NULL when out of
  * memory. */
 static char *serialise(const checkpoint_t *cp, size_t *len) {
-  cJSON *root = cJSON_CreateObject();
-  cJSON *all = cJSON_AddObjectToObject(root, "containers");
-  cJSON_AddNumberToObject(root, "version", 2);
-  cursor_key_t *keys = NULL;
-  size_t keys_cap = 0;
-  char num[32], key[96];
-  int ok = root && all;
-  /* in id order, so the same cursors always give the same text */
-  const cp_entry_t **sorted = malloc((cp->count ? cp->count : 1) * sizeof(const cp_entry_t *));
-  size_t n_sorted = 0;
-  ok = ok && sorted;
-  for (unsigned b = 0; ok && b < BUCKETS; b++)
-    for (const cp_entry_t *e = cp->buckets[b]; e && n_sorted < cp->count; e = e->next)
-      sorted[n_sorted++] = e;
-  if (ok) qsort(sorted, n_sorted, sizeof(const cp_entry_t *), cmp_entry);
-  for (size_t si = 0; ok && si < n_sorted; si++) {
-    const cp_entry_t *e = sorted[si];
-    cursor_state_t s;
-    {
-      cursor_get_state(e->acked, &s);
-      if (!s.any) continue;
-      cJSON *c = cJSON_AddObjectToObject(all, e->id);
-      cJSON *list = c ? cJSON_AddArrayToObject(c, "keys") : NULL;
-      ok = list && cJSON_AddStringToObject(c, "newest", i64(num, sizeof num, s.newest)) &&
-           cJSON_AddStringToObject(c, "floor", i64(num, sizeof num, s.floor));
-      if (ok && s.evicted) ok = cJSON_AddStringToObject(c, "evicted", i64(num, sizeof num, s.evicted_max)) != NULL;
-      if (ok && s.n_keys > keys_cap) {
-        free(keys);
-        keys_cap = s.n_keys;
-        ok = (keys = malloc(keys_cap * sizeof *keys)) != NULL;
-      }
-      size_t n = ok && keys ? cursor_keys(e->acked, keys, s.n_keys) : 0;
-      for (size_t i = 0; ok && keys && i < n && i < s.n_keys; i++) {
-        snprintf(key, sizeof key, "%" PRId64 ",%u,%u,%016" PRIx64, keys[i].ts,
-                 (unsigned)keys[i].stream, (unsigned)keys[i].len, keys[i].hash);
-        cJSON *str = cJSON_CreateString(key);
-        ok = str && cJSON_AddItemToArray(list, str);
-      }
+  snap_entry_t *e;
+  size_t n;
+  strbuf_t t = {0};
+  if (snapshot(cp, &e, &n) != 0) return NULL;
+  int rc = snap_text(e, n, &t);
+  snap_free(e, n);
+  if (rc != 0 || strbuf_add(&t, "", 1) != 0) { /* the terminating NUL */
+    strbuf_free(&t);
+    return NULL;
+  }
+  *len = t.len - 1;
+  return t.data;
+}
+
+/* Writes text to tmp, fsyncs it when asked, renames it over path and then
+ * fsyncs the folder (so the rename survives a power loss). Returns 0, or -1
+ * with a message in err. Blocking; any thread. */
+static int write_file(const char *dir, const char *path, const char *tmp, int do_fsync,
+                      const char *text, size_t len, char *err, size_t errlen) {
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const char *step = "open", *what = tmp;
+  int rc = -1;
+  if (fd >= 0) {
+    step = "write";
+    if (write_all(fd, text, len) == 0 && (!do_fsync || (step = "fsync", fsync(fd) == 0)))
+      rc = 0;
+    if (close(fd) != 0 && rc == 0) step = "close", rc = -1;
+    if (rc == 0 && (step = "rename", rename(tmp, path) != 0)) rc = -1;
+    if (rc == 0 && do_fsync) {
+      int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      step = "fsync", what = dir;
+      if (dfd < 0 || fsync(dfd) != 0) rc = -1;
+      if (dfd >= 0) close(dfd);
     }
   }
-  free(keys);
-  free(sorted);
-  char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
-  cJSON_Delete(root);
-  if (text) *len = strlen(text);
-  return text;
+  if (rc != 0) snprintf(err, errlen, "%s %s: %s", step, what, strerror(errno));
+  return rc;
 }
 
 static int parse_i64(const cJSON *v, int64_t *out) {
@@ -174,13 +250,22 @@ static int parse_key(const char *s, cursor_key_t *k) {
   return 0;
 }
 
+/* A container id as the file may hold it: 1 to 64 printable ASCII
+ * characters, no quote or backslash (so it is written back as it is). */
+static int plain_id(const char *id) {
+  size_t n = 0;
+  for (; id && id[n]; n++)
+    if (id[n] < 0x21 || id[n] > 0x7e || id[n] == '"' || id[n] == '\\') return 0;
+  return n >= 1 && n <= 64;
+}
+
 /* Loads one container's cursor from a file of the given version. Returns 0
  * or -1 (malformed). */
 static int load_entry(checkpoint_t *cp, const cJSON *c, int version) {
   cursor_state_t s = {0};
   s.any = 1;
   const cJSON *ev = cJSON_GetObjectItemCaseSensitive(c, "evicted");
-  if (!c->string || strlen(c->string) > 64 || parse_i64(cJSON_GetObjectItemCaseSensitive(c, "newest"), &s.newest) ||
+  if (!plain_id(c->string) || parse_i64(cJSON_GetObjectItemCaseSensitive(c, "newest"), &s.newest) ||
       parse_i64(cJSON_GetObjectItemCaseSensitive(c, "floor"), &s.floor))
     return -1;
   if (ev && !cJSON_IsNull(ev)) {
@@ -206,7 +291,7 @@ static int load_entry(checkpoint_t *cp, const cJSON *c, int version) {
     s.evicted = 1;
   }
   s.n_keys = n;
-  cursor_t *cur = cursor_restore(cp->margin, CURSOR_MAX_KEYS_DEFAULT, &s, keys, n);
+  cursor_t *cur = cursor_restore(cp->margin, CP_KEYS, &s, keys, n);
   free(keys);
   if (!cur || !add(cp, c->string, cur)) {
     cursor_free(cur);
@@ -249,27 +334,123 @@ static int parse_text(checkpoint_t *cp, const char *text, size_t len) {
   return 0;
 }
 
+/* The decimal string after "name":" in s[0..n), into out. Returns 0, 1 when
+ * name is not there, or -1 when its value is not a number. */
+static int scalar_in(const char *s, size_t n, const char *name, int64_t *out) {
+  char pat[32], num[32];
+  int plen = snprintf(pat, sizeof pat, "\"%s\":\"", name);
+  const char *v = memmem(s, n, pat, (size_t)plen);
+  if (!v) return 1;
+  v += plen;
+  const char *end = memchr(v, '"', (size_t)(s + n - v));
+  if (!end || end == v || (size_t)(end - v) >= sizeof num) return -1;
+  memcpy(num, v, (size_t)(end - v));
+  num[end - v] = '\0';
+  char *stop;
+  errno = 0;
+  long long x = strtoll(num, &stop, 10);
+  if (errno || *stop) return -1;
+  *out = x;
+  return 0;
+}
+
+/* Loads one container's entry, text[0..n) = "<id>":{...}, from a large file.
+ * One larger than ENTRY_MAX keeps its position but not its keys (it resumes
+ * right after its newest line). Returns 0 or -1. */
+static int load_large_entry(checkpoint_t *cp, const char *text, size_t n, const char *id) {
+  if (!plain_id(id) || find(cp, id)) return -1;
+  if (n <= ENTRY_MAX) {
+    char *obj = malloc(n + 2);
+    if (!obj) return -1;
+    obj[0] = '{';
+    memcpy(obj + 1, text, n);
+    obj[n + 1] = '}';
+    cJSON *root = cJSON_ParseWithLength(obj, n + 2);
+    free(obj);
+    int rc = root && root->child && !root->child->next ? load_entry(cp, root->child, 2) : -1;
+    cJSON_Delete(root);
+    return rc;
+  }
+  cursor_state_t s = {0};
+  int ev = scalar_in(text, n, "evicted", &s.evicted_max);
+  if (scalar_in(text, n, "newest", &s.newest) != 0 || scalar_in(text, n, "floor", &s.floor) != 0 ||
+      ev < 0)
+    return -1;
+  s.any = 1;
+  if (ev != 0 || s.evicted_max < s.newest) s.evicted_max = s.newest;
+  s.evicted = 1;
+  cursor_t *cur = cursor_restore(cp->margin, CP_KEYS, &s, NULL, 0);
+  if (!cur || !add(cp, id, cur)) {
+    cursor_free(cur);
+    return -1;
+  }
+  return 0;
+}
+
+/* Reads a file larger than FILE_MAX one container at a time, without a
+ * tree of the whole: such a file can only come from a writer of this
+ * format, {"containers":{"<id>":{...},...},"version":2} or {"version":2,
+ * "containers":{...}}, without spaces and without braces inside an entry.
+ * Returns 0, or -1 when the text is not laid out so. */
+static int parse_large(checkpoint_t *cp, const char *text, size_t len) {
+  static const char head1[] = "{\"containers\":{", head2[] = "{\"version\":2,\"containers\":{";
+  static const char tail1[] = "},\"version\":2}", tail2[] = "}}";
+  const char *p = text, *end = text + len, *tail;
+  size_t tlen;
+  if (len > sizeof head1 && memcmp(text, head1, sizeof head1 - 1) == 0) {
+    p += sizeof head1 - 1, tail = tail1, tlen = sizeof tail1 - 1;
+  } else if (len > sizeof head2 && memcmp(text, head2, sizeof head2 - 1) == 0) {
+    p += sizeof head2 - 1, tail = tail2, tlen = sizeof tail2 - 1;
+  } else {
+    return -1;
+  }
+  while (end > p && (end[-1] == '\n' || end[-1] == ' ')) end--;
+  if ((size_t)(end - p) < tlen || memcmp(end - tlen, tail, tlen) != 0) return -1;
+  end -= tlen; /* p..end: the entries, comma-separated */
+  while (p < end) {
+    char id[65];
+    const char *q = p + 1, *close;
+    if (*p != '"') return -1;
+    while (q < end && *q != '"' && *q != '\\') q++;
+    if (q >= end || *q != '"' || q - p - 1 > 64 || q + 2 >= end || q[1] != ':' || q[2] != '{')
+      return -1;
+    memcpy(id, p + 1, (size_t)(q - p - 1));
+    id[q - p - 1] = '\0';
+    for (close = q + 3; close < end && *close != '}'; close++) /* skip strings */
+      if (*close == '"')
+        for (close++; close < end && *close != '"'; close++)
+          if (*close == '\\') close++;
+    if (close >= end || load_large_entry(cp, p, (size_t)(close + 1 - p), id) != 0) return -1;
+    p = close + 1;
+    if (p < end && *p++ != ',') return -1;
+  }
+  return 0;
+}
+
 /* Reads the file if there is one. Returns 0, or -1 when it is malformed. */
 static int load(checkpoint_t *cp) {
-  FILE *f = fopen(cp->path, "rb");
-  if (!f) return errno == ENOENT ? 0 : -1;
-  char *text = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 65536 > cap) {
-      cap = cap ? cap * 2 : 65536;
-      char *p = cap <= FILE_MAX ? realloc(text, cap + 1) : NULL;
-      if (!p) break;
-      text = p;
-    }
-    size_t r = fread(text + len, 1, cap - len, f);
-    len += r;
-    if (r == 0) break;
+  int fd = open(cp->path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : -1;
+  struct stat st;
+  int rc = -1;
+  if (fstat(fd, &st) != 0 || st.st_size < 0) {
+    close(fd);
+    return -1;
   }
-  int bad = ferror(f) || !text || cap > FILE_MAX;
-  fclose(f);
-  int rc = bad ? -1 : parse_text(cp, text, len);
-  free(text);
+  size_t len = (size_t)st.st_size;
+  void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  close(fd);
+  if (map == MAP_FAILED) return parse_text(cp, "", 0);
+  if (len <= FILE_MAX) {
+    rc = parse_text(cp, map, len);
+  } else {
+    log_warn(NULL, "the cursor file %s holds %zu MiB, over the limit of %zu MiB: reading it one "
+             "container at a time (a container's keys over 8 MiB are left out: it resumes after "
+             "its newest line); it is written back smaller", cp->path, len >> 20, FILE_MAX >> 20);
+    if ((rc = parse_large(cp, map, len)) != 0) drop_all(cp);
+    else cp->dirty = 1;
+  }
+  munmap(map, len);
   return rc;
 }
 
@@ -284,119 +465,92 @@ checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns) 
   return cp;
 }
 
+checkpoint_t *checkpoint_parse_large(const char *text, size_t len, int64_t margin_ns) {
+  checkpoint_t *cp = calloc(1, sizeof *cp);
+  if (!cp) return NULL;
+  cp->margin = margin_ns;
+  if (parse_large(cp, text, len) != 0) {
+    checkpoint_free(cp);
+    return NULL;
+  }
+  return cp;
+}
+
 char *checkpoint_text(const checkpoint_t *cp, size_t *len) { return serialise(cp, len); }
 
 /* --- periodic saves, off the loop thread -------------------------------- */
 
-static void save_failed(checkpoint_t *cp, const char *step, int err);
 static void maybe_closed(checkpoint_t *cp);
 
-static void save_done(checkpoint_t *cp) {
-  free(cp->buf);
-  cp->buf = NULL;
+/* On a threadpool thread: the text and the file. */
+static void save_work(uv_work_t *w) {
+  save_job_t *j = w->data;
+  strbuf_t t = {0};
+  if (snap_text(j->e, j->n, &t) != 0) {
+    j->rc = -1;
+    snprintf(j->error, sizeof j->error, "out of memory");
+  } else if ((j->bytes = t.len) > FILE_MAX) {
+    j->rc = 1;
+  } else {
+    j->rc = write_file(j->dir, j->path, j->tmp, j->do_fsync, t.data, t.len, j->error,
+                       sizeof j->error);
+  }
+  strbuf_free(&t);
+}
+
+/* Back on the loop: the outcome. */
+static void save_done(uv_work_t *w, int status) {
+  save_job_t *j = w->data;
+  checkpoint_t *cp = j->cp;
+  if (status == 0 && j->rc == 0) {
+    cp->last_error[0] = '\0';
+    cp->current_at = uv_hrtime();
+  } else {
+    char msg[sizeof cp->last_error];
+    if (status != 0) snprintf(msg, sizeof msg, "%s", uv_strerror(status));
+    else snprintf(msg, sizeof msg, "%s", j->error);
+    if (j->rc == 1) {
+      snprintf(msg, sizeof msg, "too large");
+      if (strcmp(msg, cp->last_error) != 0)
+        log_warn(NULL, "the cursors would take %zu MiB, over the limit of %zu MiB for %s: the "
+                 "file is not grown (it keeps the last cursors that fitted) until containers "
+                 "are removed", j->bytes >> 20, FILE_MAX >> 20, cp->path);
+      cp->no_save_before = uv_now(cp->loop) + TOO_LARGE_RETRY_MS;
+    } else if (strcmp(msg, cp->last_error) != 0) { /* once per cause, not once per try */
+      log_error(NULL, "cannot save cursors (%s); retrying", msg);
+    }
+    snprintf(cp->last_error, sizeof cp->last_error, "%s", msg);
+    cp->dirty = 1;
+  }
+  snap_free(j->e, j->n);
+  free(j);
   cp->writing = 0;
   maybe_closed(cp);
-}
-
-static void on_rename(uv_fs_t *req) {
-  checkpoint_t *cp = req->data;
-  int r = (int)req->result;
-  uv_fs_req_cleanup(req);
-  if (r < 0) save_failed(cp, "rename", r);
-  else cp->last_error[0] = '\0';
-  if (r >= 0) cp->current_at = uv_hrtime();
-  save_done(cp);
-}
-
-static void on_close(uv_fs_t *req) {
-  checkpoint_t *cp = req->data;
-  uv_fs_req_cleanup(req);
-  if (uv_fs_rename(cp->loop, &cp->req, cp->tmp, cp->path, on_rename) != 0) {
-    save_failed(cp, "rename", UV_EIO);
-    save_done(cp);
-  }
-}
-
-static void close_file(checkpoint_t *cp, uv_fs_cb cb) {
-  if (uv_fs_close(cp->loop, &cp->req, cp->fd, cb) != 0) {
-    save_failed(cp, "close", UV_EIO);
-    save_done(cp);
-  }
-}
-
-static void on_close_after_error(uv_fs_t *req) {
-  checkpoint_t *cp = req->data;
-  uv_fs_req_cleanup(req);
-  save_done(cp);
-}
-
-static void on_fsync(uv_fs_t *req) {
-  checkpoint_t *cp = req->data;
-  int r = (int)req->result;
-  uv_fs_req_cleanup(req);
-  if (r < 0) {
-    save_failed(cp, "fsync", r);
-    close_file(cp, on_close_after_error);
-    return;
-  }
-  close_file(cp, on_close);
-}
-
-static void on_write(uv_fs_t *req) {
-  checkpoint_t *cp = req->data;
-  ssize_t r = req->result;
-  uv_fs_req_cleanup(req);
-  if (r < 0 || (size_t)r != cp->len) {
-    save_failed(cp, "write", r < 0 ? (int)r : UV_EIO);
-    close_file(cp, on_close_after_error);
-    return;
-  }
-  if (cp->do_fsync) {
-    if (uv_fs_fsync(cp->loop, &cp->req, cp->fd, on_fsync) != 0) close_file(cp, on_close_after_error);
-  } else {
-    close_file(cp, on_close);
-  }
-}
-
-static void on_open(uv_fs_t *req) {
-  checkpoint_t *cp = req->data;
-  int r = (int)req->result;
-  uv_fs_req_cleanup(req);
-  if (r < 0) {
-    save_failed(cp, "open", r);
-    save_done(cp);
-    return;
-  }
-  cp->fd = r;
-  uv_buf_t b = uv_buf_init(cp->buf, (unsigned)cp->len);
-  if (uv_fs_write(cp->loop, &cp->req, cp->fd, &b, 1, 0, on_write) != 0)
-    close_file(cp, on_close_after_error);
-}
-
-static void save_failed(checkpoint_t *cp, const char *step, int err) {
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s %s: %s", step, cp->tmp, uv_strerror(err));
-  if (strcmp(msg, cp->last_error) != 0) /* once per cause, not once per try */
-    log_error(NULL, "cannot save cursors (%s); retrying", msg);
-  snprintf(cp->last_error, sizeof cp->last_error, "%s", msg);
-  cp->dirty = 1;
 }
 
 static void on_timer(uv_timer_t *t) {
   checkpoint_t *cp = t->data;
   if (!cp->dirty && !cp->writing && !cp->last_error[0]) cp->current_at = uv_hrtime();
-  if (!cp->dirty || cp->writing || cp->closing) return;
-  if (!(cp->buf = serialise(cp, &cp->len))) {
+  if (!cp->dirty || cp->writing || cp->closing || uv_now(cp->loop) < cp->no_save_before) return;
+  save_job_t *j = calloc(1, sizeof *j);
+  if (!j || snapshot(cp, &j->e, &j->n) != 0) {
+    free(j);
     log_error(NULL, "out of memory while saving cursors");
+    return;
+  }
+  j->cp = cp;
+  j->dir = cp->dir;
+  j->path = cp->path;
+  j->tmp = cp->tmp;
+  j->do_fsync = cp->do_fsync;
+  j->work.data = j;
+  if (uv_queue_work(cp->loop, &j->work, save_work, save_done) != 0) {
+    snap_free(j->e, j->n);
+    free(j);
     return;
   }
   cp->dirty = 0;
   cp->writing = 1;
-  cp->req.data = cp;
-  if (uv_fs_open(cp->loop, &cp->req, cp->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600, on_open) != 0) {
-    save_failed(cp, "open", UV_EIO);
-    save_done(cp);
-  }
 }
 
 /* --- public ------------------------------------------------------------- */
@@ -469,7 +623,7 @@ void checkpoint_ack(checkpoint_t *cp, const batch_t *b) {
   if (!b->n) return;
   cp_entry_t *e = find(cp, b->container->id);
   if (!e) {
-    cursor_t *c = cursor_new(cp->margin, CURSOR_MAX_KEYS_DEFAULT);
+    cursor_t *c = cursor_new(cp->margin, CP_KEYS);
     if (!c || !(e = add(cp, b->container->id, c))) {
       cursor_free(c);
       log_error(b->container->name, "out of memory: its cursor is not saved");
@@ -481,19 +635,51 @@ void checkpoint_ack(checkpoint_t *cp, const batch_t *b) {
     cursor_key_t k = {.ts = r->ts, .hash = r->hash, .len = r->len, .stream = r->stream};
     cursor_deliver(e->acked, &k, b->floor_ts);
   }
+  e->missing_since = 0;
   cp->dirty = 1;
 }
 
-void checkpoint_forget(checkpoint_t *cp, const char *id) {
-  cp_entry_t **p = &cp->buckets[bucket_of(id)];
-  while (*p && strcmp((*p)->id, id) != 0) p = &(*p)->next;
-  if (!*p) return;
+/* Unlinks and frees the entry *p. */
+static void unlink_entry(checkpoint_t *cp, cp_entry_t **p) {
   cp_entry_t *e = *p;
   *p = e->next;
   cursor_free(e->acked);
   free(e);
   cp->count--;
   cp->dirty = 1;
+}
+
+void checkpoint_forget(checkpoint_t *cp, const char *id) {
+  cp_entry_t **p = &cp->buckets[bucket_of(id)];
+  while (*p && strcmp((*p)->id, id) != 0) p = &(*p)->next;
+  if (*p) unlink_entry(cp, p);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void checkpoint_reconcile(checkpoint_t *cp, const char **ids, size_t n, double grace) {
+  uint64_t now = uv_now(cp->loop) + 1, grace_ms = (uint64_t)(grace * 1000); /* 0 means listed */
+  size_t pruned = 0;
+  qsort(ids, n, sizeof *ids, cmp_str);
+  for (unsigned b = 0; b < BUCKETS; b++)
+    for (cp_entry_t **p = &cp->buckets[b]; *p;) {
+      cp_entry_t *e = *p;
+      const char *id = e->id;
+      if (bsearch(&id, ids, n, sizeof *ids, cmp_str)) {
+        e->missing_since = 0;
+      } else if (!e->missing_since) {
+        e->missing_since = now;
+      } else if (now - e->missing_since >= grace_ms) {
+        unlink_entry(cp, p);
+        pruned++;
+        continue;
+      }
+      p = &e->next;
+    }
+  if (pruned)
+    log_info(NULL, "forgot the cursors of %zu containers the daemon no longer has", pruned);
 }
 
 size_t checkpoint_count(const checkpoint_t *cp) { return cp->count; }
@@ -528,17 +714,15 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  int fd = open(cp->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = -1;
-  const char *step = "open";
-  if (fd >= 0) {
-    step = "write";
-    if (write_all(fd, text, len) == 0 && (!cp->do_fsync || (step = "fsync", fsync(fd) == 0))) rc = 0;
-    if (close(fd) != 0) rc = -1;
-    if (rc == 0 && (step = "rename", rename(cp->tmp, cp->path) != 0)) rc = -1;
-  }
-  if (rc != 0) snprintf(err, errlen, "cannot save cursors (%s %s): %s", step, cp->tmp, strerror(errno));
-  else cp->dirty = 0;
+  char why[200];
+  int rc = 0;
+  if (len > FILE_MAX)
+    log_warn(NULL, "the cursors would take %zu MiB, over the limit of %zu MiB: %s is not grown",
+             len >> 20, FILE_MAX >> 20, cp->path);
+  else if ((rc = write_file(cp->dir, cp->path, cp->tmp, cp->do_fsync, text, len, why, sizeof why)) != 0)
+    snprintf(err, errlen, "cannot save cursors (%s)", why);
+  else
+    cp->dirty = 0;
   free(text);
   return rc;
 }
@@ -546,7 +730,6 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen) {
 void checkpoint_free(checkpoint_t *cp) {
   if (!cp) return;
   drop_all(cp);
-  free(cp->buf);
   free(cp->dir);
   free(cp->path);
   free(cp->tmp);

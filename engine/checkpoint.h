@@ -9,11 +9,16 @@
  * acknowledged less than `checkpoint_interval` before the engine died.
  *
  * The file <state_dir>/cursors.json is written atomically (a temporary file,
- * fsync'ed when asked, renamed over the old one) every checkpoint_interval
- * seconds when something changed, through libuv's file requests (off the
- * loop thread), and once more synchronously at stop. A file that cannot be
- * parsed is renamed to cursors.json.corrupt and the engine starts empty,
- * with a warning. Loop thread only. */
+ * renamed over the old one; with fsync, the file is fsync'ed before the
+ * rename and the folder after it) every checkpoint_interval seconds when
+ * something changed, by a libuv threadpool thread (the loop only copies the
+ * cursors), and once more synchronously at stop. Each container keeps its
+ * newest 16384 keys (older ones move its resume point, as in cursor.h). The
+ * file never grows past 256 MiB: a save that would is refused with a
+ * warning (the last file is kept) and tried again a minute later. A larger
+ * file (from elsewhere) is still read, one container at a time. A file
+ * that cannot be parsed is renamed to cursors.json.corrupt and the engine
+ * starts empty, with a warning. Loop thread only, except where noted. */
 #ifndef ENGINE_CHECKPOINT_H
 #define ENGINE_CHECKPOINT_H
 
@@ -41,6 +46,14 @@ void checkpoint_ack(checkpoint_t *cp, const batch_t *b);
 /* Forgets a removed container. */
 void checkpoint_forget(checkpoint_t *cp, const char *id);
 
+/* A complete list of the daemon's containers (running or not): ids[0..n)
+ * (sorted here, in place; the strings stay the caller's). A saved cursor
+ * whose container is missing from every such list for at least grace
+ * seconds (and acknowledged nothing meanwhile) is forgotten, at the list
+ * that finds it so: the removal of a container goes unnoticed when the
+ * engine was down or skipped its event. */
+void checkpoint_reconcile(checkpoint_t *cp, const char **ids, size_t n, double grace);
+
 /* Containers with a saved cursor. */
 size_t checkpoint_count(const checkpoint_t *cp);
 
@@ -63,6 +76,9 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen);
  * when out of memory). */
 checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns);
 char *checkpoint_text(const checkpoint_t *cp, size_t *len);
+/* The same as checkpoint_parse, by the reader of files over the size
+ * limit (one container at a time; whatever the text's size). */
+checkpoint_t *checkpoint_parse_large(const char *text, size_t len, int64_t margin_ns);
 
 /* Frees everything (after checkpoint_close completed, or when the loop
  * never ran). NULL is ignored. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "checkpoint.h"
 #include "container.h"
 #include "discovery.h"
 #include "log.h"
@@ -142,12 +143,24 @@ static void on_list(void *ud, const http_result_t *res) {
     log_warn(NULL, "cannot list containers: %s", err);
     return;
   }
+  /* The list holds every container, running or not: a backfill reads
+   * stopped ones too, and the saved cursors of containers it lacks go. */
   const cJSON *c;
+  size_t n = 0;
+  const char **ids = malloc(((size_t)cJSON_GetArraySize(doc) + 1) * sizeof *ids);
   cJSON_ArrayForEach(c, doc) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "Id");
-    /* a backfill reads stopped containers too */
-    if (cJSON_IsString(id)) consider(d, id->valuestring, d->core->cfg->backfill);
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "State");
+    const char *st = cJSON_IsString(state) ? state->valuestring : "running";
+    if (!cJSON_IsString(id)) continue;
+    if (ids) ids[n++] = id->valuestring;
+    if (d->core->cfg->backfill || !strcmp(st, "running") || !strcmp(st, "paused") ||
+        !strcmp(st, "restarting"))
+      consider(d, id->valuestring, d->core->cfg->backfill);
   }
+  if (ids && d->core->checkpoint)
+    checkpoint_reconcile(d->core->checkpoint, ids, n, 2 * d->core->cfg->reconcile_interval);
+  free(ids);
   cJSON_Delete(doc);
   if (!d->started) {
     d->started = 1;
@@ -163,7 +176,7 @@ static void on_list(void *ud, const http_result_t *res) {
 static void start_list(discovery_t *d) {
   static const http_handler_t handler = {NULL, NULL, on_list};
   if (d->list || d->stopping) return;
-  d->list = docker_list(d->core->docker, d->core->cfg->backfill, &handler, d);
+  d->list = docker_list(d->core->docker, 1, &handler, d);
 }
 
 /* --- events ------------------------------------------------------------- */

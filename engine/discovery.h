@@ -6,7 +6,10 @@
  * daemon replays events since then). Each container id is handled
  * idempotently: inspect, check the pipeline's selection, attach a reader.
  * Every reconcile_interval the list is read again, because the daemon drops
- * events for slow listeners. The events stream reconnects with backoff and
+ * events for slow listeners. The list holds every container (running or
+ * not); only running ones are followed (every one in a backfill), and it
+ * tells the checkpoint which containers still exist (checkpoint_reconcile,
+ * with a grace of two reconcile intervals). The events stream reconnects with backoff and
  * jitter, without limit, from the last event it saw.
  *
  * Loop thread only. Owns its requests and one timer. */

@@ -1,10 +1,14 @@
 /* metrics.c - the metrics endpoint's HTTP server on the loop (see
  * metrics.h).
  *
- * A listener, one sweep timer that drops connections older than
+ * A listener, one sweep timer that drops connections whose request head is
+ * not complete within HEAD_TIMEOUT_MS or whose answer is not written within
  * CONN_TIMEOUT_MS, and one uv_tcp_t per connection: read the request head
  * into a fixed buffer, answer it in one write, shut the connection down and
- * close it. The server is freed once every handle's close callback ran. */
+ * close it. The list of connections is kept newest first; when MAX_CONNS are
+ * open, a new connection evicts the oldest one still waiting for its request
+ * (else the oldest one), so idle clients can never lock a probe out. The
+ * server is freed once every handle's close callback ran. */
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,20 +18,21 @@
 #include "metrics.h"
 #include "uvh.h"
 
-#define REQ_MAX 8192
 #define MAX_CONNS 64
+#define HEAD_TIMEOUT_MS 3000
 #define CONN_TIMEOUT_MS 10000
-#define SWEEP_MS 1000
+#define SWEEP_MS 500
 
 typedef struct conn {
   uv_tcp_t tcp;
   struct metrics *m;
   uv_write_t write;
   uv_shutdown_t shutdown;
-  char req[REQ_MAX];
+  char req[METRICS_REQ_MAX];
   size_t len;
   uint64_t opened;          /* uv_now */
   int answered;
+  int closing;              /* closed or evicted: no longer counted in n_conns */
   strbuf_t resp;
   struct conn *next, *prev;
 } conn_t;
@@ -38,8 +43,9 @@ struct metrics {
   uv_timer_t sweep;
   int open_handles;         /* listener, timer and connections not yet closed */
   int closing;
-  size_t n_conns;
-  conn_t *conns;
+  size_t n_conns;           /* connections open and not being closed */
+  conn_t *conns;            /* newest first */
+  unsigned long evicted;    /* connections closed to make room */
   size_t max_containers;
   metrics_collect_fn collect;
   void *collect_ud;
@@ -59,14 +65,17 @@ static void conn_closed(uv_handle_t *h) {
   if (c->prev) c->prev->next = c->next;
   else m->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  m->n_conns--;
   strbuf_free(&c->resp);
   free(c);
   m->open_handles--;
   maybe_free(m);
 }
 
-static void conn_close(conn_t *c) { uvh_close((uv_handle_t *)&c->tcp, conn_closed); }
+static void conn_close(conn_t *c) {
+  if (!c->closing) c->m->n_conns--;
+  c->closing = 1;
+  uvh_close((uv_handle_t *)&c->tcp, conn_closed);
+}
 
 static void on_shutdown(uv_shutdown_t *req, int status) { conn_close(req->data); }
 
@@ -122,7 +131,7 @@ static const status_output_t *failing_output(const status_t *s) {
   return NULL;
 }
 
-static void respond_view(conn_t *c, const char *path, int head_only) {
+static void respond_view(conn_t *c, int path, int head_only) {
   metrics_t *m = c->m;
   status_t *s = m->collect(m->collect_ud);
   strbuf_t body = {0};
@@ -133,18 +142,22 @@ static void respond_view(conn_t *c, const char *path, int head_only) {
     respond_text(c, 500, "out of memory\n", head_only);
     return;
   }
-  if (strcmp(path, "/metrics") == 0) {
+  if (path == METRICS_PATH_METRICS) {
     type = "text/plain; version=0.0.4; charset=utf-8";
     rc = metrics_render_prometheus(s, m->max_containers, &body);
-  } else if (strcmp(path, "/readers") == 0) {
+  } else if (path == METRICS_PATH_READERS) {
     rc = metrics_render_readers(s, &body);
-  } else if (strcmp(path, "/pipeline") == 0) {
+  } else if (path == METRICS_PATH_PIPELINE) {
     rc = metrics_render_pipeline(s, &body);
   } else { /* /ready */
     const status_output_t *o;
     type = "text/plain; charset=utf-8";
     if (s->stopping) snprintf(text, sizeof text, "not ready: the engine is stopping\n");
     else if (!s->pipeline_loaded) snprintf(text, sizeof text, "not ready: the pipeline is not running\n");
+    else if (s->pipeline.batches_pending && s->pipeline.stalled_for > s->stall_limit)
+      snprintf(text, sizeof text, "not ready: the pipeline has not finished a batch for %.0f s "
+               "(filter_timeout plus %g s) while %llu batches wait\n", s->pipeline.stalled_for,
+               STATUS_STALL_MARGIN, s->pipeline.batches_pending);
     else if (!s->docker_ok) snprintf(text, sizeof text, "not ready: Docker: %s\n", s->docker_why);
     else if ((o = failing_output(s)))
       snprintf(text, sizeof text, "not ready: output %s is failing: %s\n", o->info.name, o->st.cause);
@@ -158,48 +171,26 @@ static void respond_view(conn_t *c, const char *path, int head_only) {
   strbuf_free(&body);
 }
 
-/* Answers the request head in c->req[0..len) (complete). */
-static void handle(conn_t *c) {
-  char method[16], target[1024];
-  const char *sp1 = memchr(c->req, ' ', c->len);
-  const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', c->len - (size_t)(sp1 + 1 - c->req)) : NULL;
-  if (!sp1 || !sp2 || (size_t)(sp1 - c->req) >= sizeof method ||
-      (size_t)(sp2 - sp1 - 1) >= sizeof target || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-    respond_text(c, 400, "bad request\n", 0);
-    return;
-  }
-  memcpy(method, c->req, (size_t)(sp1 - c->req));
-  method[sp1 - c->req] = '\0';
-  memcpy(target, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-  target[sp2 - sp1 - 1] = '\0';
-  target[strcspn(target, "?#")] = '\0';
-  int head_only = strcmp(method, "HEAD") == 0;
-  if (!head_only && strcmp(method, "GET") != 0) {
-    respond_text(c, 405, "method not allowed\n", 0);
-  } else if (strcmp(target, "/health") == 0) {
-    respond_text(c, 200, "ok\n", head_only);
-  } else if (!strcmp(target, "/metrics") || !strcmp(target, "/ready") ||
-             !strcmp(target, "/readers") || !strcmp(target, "/pipeline")) {
-    respond_view(c, target, head_only);
-  } else {
+/* Answers a complete request head (r: what metrics_request_parse found). */
+static void handle(conn_t *c, const metrics_request_t *r) {
+  switch (r->code) {
+  case 200:
+    if (r->path == METRICS_PATH_HEALTH) respond_text(c, 200, "ok\n", r->head_only);
+    else respond_view(c, r->path, r->head_only);
+    break;
+  case 404:
     respond_text(c, 404, "not found: try /metrics, /health, /ready, /readers or /pipeline\n",
-                 head_only);
+                 r->head_only);
+    break;
+  case 405: respond_text(c, 405, "method not allowed\n", 0); break;
+  case 431: respond_text(c, 431, "request head too large\n", 0); break;
+  default: respond_text(c, 400, "bad request\n", 0); break;
   }
-}
-
-/* The end of the request head: a blank line. */
-static int head_complete(const conn_t *c) {
-  for (size_t i = 0; i + 1 < c->len; i++) {
-    if (c->req[i] != '\n') continue;
-    if (c->req[i + 1] == '\n') return 1;
-    if (c->req[i + 1] == '\r' && i + 2 < c->len && c->req[i + 2] == '\n') return 1;
-  }
-  return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   conn_t *c = h->data;
-  *buf = uv_buf_init(c->req + c->len, (unsigned)(REQ_MAX - c->len));
+  *buf = uv_buf_init(c->req + c->len, (unsigned)(METRICS_REQ_MAX - c->len));
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -210,8 +201,26 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0 || c->answered) return;
   c->len += (size_t)nread;
-  if (head_complete(c)) handle(c);
-  else if (c->len == REQ_MAX) respond_text(c, 431, "request head too large\n", 0);
+  metrics_request_t r;
+  if (metrics_request_parse(c->req, c->len, &r) != 0) handle(c, &r);
+}
+
+/* Makes room for one more connection: closes the oldest one still waiting
+ * for its request, or else the oldest one. */
+static void evict_one(metrics_t *m) {
+  conn_t *victim = NULL, *oldest = NULL;
+  for (conn_t *c = m->conns; c; c = c->next) { /* newest first: the last match is the oldest */
+    if (c->closing) continue;
+    oldest = c;
+    if (!c->answered) victim = c;
+  }
+  if (!victim) victim = oldest;
+  if (!victim) return;
+  m->evicted++;
+  if (m->evicted == 1 || m->evicted % 1000 == 0)
+    log_warn(NULL, "metrics: %d connections open; closing the oldest idle ones "
+             "(%lu so far)", MAX_CONNS, m->evicted);
+  conn_close(victim);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -220,6 +229,7 @@ static void on_connection(uv_stream_t *server, int status) {
     log_debug(NULL, "metrics: accept failed: %s", uv_strerror(status));
     return;
   }
+  if (m->n_conns >= MAX_CONNS) evict_one(m);
   conn_t *c = calloc(1, sizeof *c);
   if (!c) return;
   if (uv_tcp_init(m->loop, &c->tcp) != 0) {
@@ -235,17 +245,19 @@ static void on_connection(uv_stream_t *server, int status) {
   m->conns = c;
   m->n_conns++;
   m->open_handles++;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || m->n_conns > MAX_CONNS ||
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
       uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
     conn_close(c);
 }
 
-/* Drops connections that did not finish within CONN_TIMEOUT_MS. */
+/* Drops connections whose request head did not come within HEAD_TIMEOUT_MS
+ * or whose answer was not taken within CONN_TIMEOUT_MS. */
 static void on_sweep(uv_timer_t *t) {
   metrics_t *m = t->data;
   uint64_t now = uv_now(m->loop);
   for (conn_t *c = m->conns; c; c = c->next)
-    if (now - c->opened > CONN_TIMEOUT_MS) conn_close(c);
+    if (!c->closing && now - c->opened > (c->answered ? CONN_TIMEOUT_MS : HEAD_TIMEOUT_MS))
+      conn_close(c);
 }
 
 /* --- the server --------------------------------------------------------- */

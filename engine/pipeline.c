@@ -393,6 +393,8 @@ static void *pipeline_thread(void *arg)
         p->on_batch_done(p->batch_done_ud, b);
       else
         batch_free(b);
+      atomic_store(&p->stats.progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
+      pl_count(&p->stats.settled, 1);
       continue;
     }
     if (b != NULL) {
@@ -408,6 +410,8 @@ static void *pipeline_thread(void *arg)
         p->on_batch_done(p->batch_done_ud, b);
       else
         batch_free(b);
+      atomic_store(&p->stats.progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
+      pl_count(&p->stats.settled, 1);
     }
   }
   if (atomic_load(&p->discarded))
@@ -537,6 +541,9 @@ void pipeline_submit(pipeline_t *p, batch_t *b)
   else
     p->head = b;
   p->tail = b;
+  if (atomic_load(&p->stats.submitted) == atomic_load(&p->stats.settled))
+    atomic_store(&p->stats.progress_ns, pl_clock_ns(CLOCK_MONOTONIC)); /* it was idle */
+  pl_count(&p->stats.submitted, 1);
   pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
 }
@@ -609,6 +616,16 @@ void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
   out->dead_letters = atomic_load(&p->stats.dead_letters);
   out->reloads = atomic_load(&p->stats.reloads);
   out->reload_failures = atomic_load(&p->stats.reload_failures);
+  /* in this order: a batch counted in submitted set progress_ns before */
+  unsigned long long submitted = atomic_load(&p->stats.submitted);
+  int64_t progress = atomic_load(&p->stats.progress_ns);
+  unsigned long long settled = atomic_load(&p->stats.settled);
+  out->batches_pending = submitted > settled ? submitted - settled : 0;
+  out->stalled_for = 0;
+  if (out->batches_pending) {
+    int64_t d = pl_clock_ns(CLOCK_MONOTONIC) - progress;
+    out->stalled_for = d > 0 ? (double)d / 1e9 : 0;
+  }
   pthread_mutex_lock(&p->prog_mu);
   out->lua_bytes = p->prog ? atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed) : 0;
   pthread_mutex_unlock(&p->prog_mu);

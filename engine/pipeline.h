@@ -137,11 +137,16 @@ void pipeline_close(pipeline_t *p);
  * records handed to the outputs, records_unrouted those whose `output`
  * named no existing output; dead_letters the batches written to dead-letter
  * files; reloads and reload_failures the hot reloads; lua_bytes the memory
- * the Lua state holds now. */
+ * the Lua state holds now. batches_pending counts the batches submitted and
+ * not yet processed (or dropped at stop); stalled_for is 0 when there is
+ * none, else the seconds since the thread last finished a batch or, if it
+ * had none to do until then, since the oldest pending one arrived. */
 typedef struct pipeline_stats {
   unsigned long long batches, records_in, records_out, filter_errors,
       filter_timeouts, output_errors;
   unsigned long long records_unrouted, dead_letters, reloads, reload_failures, lua_bytes;
+  unsigned long long batches_pending;
+  double stalled_for;
 } pipeline_stats_t;
 void pipeline_stats(pipeline_t *p, pipeline_stats_t *out);
 

@@ -189,6 +189,21 @@ static output_t *unchanged_output(lua_State *L, int idx, const program_t *old)
   return found;
 }
 
+/* The environment variable named by idx.key goes into a header at start
+ * (auth: bearer token, user, password): a line break in its value would end
+ * that header and begin another. Raises an error naming the variable, never
+ * its value. A variable that is not set is reported when the output starts. */
+static void check_env_value(lua_State *L, int idx, const char *key, const char *output)
+{
+  lua_getfield(L, idx, key);
+  const char *var = lua_tostring(L, -1);
+  const char *v = var ? getenv(var) : NULL;
+  if (v && strpbrk(v, "\r\n"))
+    luaL_error(L, "output %s: the environment variable %s (auth.%s) holds a line break (CR or LF); "
+               "a header value must be one line (the value is not shown)", output, var, key);
+  lua_pop(L, 1);
+}
+
 static void copy_outputs(lua_State *L, int idx, program_t *g)
 {
   size_t i, n;
@@ -205,6 +220,12 @@ static void copy_outputs(lua_State *L, int idx, program_t *g)
   g->routing = n > 1;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);
+    lua_getfield(L, -1, "name");
+    const char *name = lua_tostring(L, -1);
+    check_env_value(L, lua_gettop(L) - 1, "bearer_env", name ? name : "?");
+    check_env_value(L, lua_gettop(L) - 1, "user_env", name ? name : "?");
+    check_env_value(L, lua_gettop(L) - 1, "password_env", name ? name : "?");
+    lua_pop(L, 1);
     o = unchanged_output(L, lua_gettop(L), g->reuse);
     if (o == NULL && (o = output_new(L, lua_gettop(L), err, sizeof err)) == NULL) {
       luaL_error(L, "outputs[%d]: %s", (int)i, err); /* does not return */

@@ -115,6 +115,8 @@ typedef struct guard {
 typedef struct pipeline_counters {
   atomic_ullong batches, records_in, records_out, filter_errors, filter_timeouts,
       output_errors, records_unrouted, dead_letters, reloads, reload_failures;
+  atomic_ullong submitted, settled; /* batches queued; processed or dropped */
+  atomic_llong progress_ns; /* CLOCK_MONOTONIC: last batch settled, or work arrived when idle */
 } pipeline_counters_t;
 
 struct pipeline {

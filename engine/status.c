@@ -97,6 +97,7 @@ static int collect_pipeline(core_t *core, status_t *s) {
   pipeline_filter_stats_t fs[MAX_FILTERS];
   if (!core->pipeline) return 0;
   pipeline_stats(core->pipeline, &s->pipeline);
+  s->stall_limit = core->cfg->filter_timeout + STATUS_STALL_MARGIN;
   const pipeline_stats_t *p = &s->pipeline;
   s->records_dropped = p->records_in > p->records_out ? p->records_in - p->records_out : 0;
   s->records_added = p->records_out > p->records_in ? p->records_out - p->records_in : 0;

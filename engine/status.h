@@ -67,8 +67,13 @@ typedef struct status {
   int docker_ok;
   char docker_why[300];                 /* why not, when !docker_ok */
   int pipeline_loaded, stopping;
+  double stall_limit;                   /* seconds: filter_timeout + STATUS_STALL_MARGIN */
   long handles_open;
 } status_t;
+
+/* How much longer than filter_timeout the pipeline may go without finishing
+ * a batch, while some wait, before /ready reports it stalled (seconds). */
+#define STATUS_STALL_MARGIN 5.0
 
 /* Takes a snapshot. Loop thread only. Returns NULL when out of memory. */
 status_t *status_collect(core_t *core, const status_source_t *src);

@@ -18,7 +18,8 @@ FUZZ_CC      ?= clang
 FUZZ_B       ?= build/fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TEST_SECONDS ?= 10
-FUZZ_TARGETS := decode timestamp cursor inspect json_string validate checkpoint bulk_reply
+FUZZ_TARGETS := decode timestamp cursor inspect json_string validate checkpoint bulk_reply \
+                metrics_request
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 $(WARN) -Iengine $(PKG_CFLAGS) -DENGINE_VERSION='"$(VERSION)"' \
@@ -37,6 +38,7 @@ FUZZ_SRCS_validate    :=
 FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/cursor.c engine/log.c engine/uvh.c $(FUZZ_JSON) \
                          engine/output_stdout.c
 FUZZ_SRCS_bulk_reply  := engine/encode_elasticsearch.c engine/encode_record.c $(FUZZ_JSON)
+FUZZ_SRCS_metrics_request := engine/metrics_request.c
 
 .PHONY: fuzz fuzz-build fuzz-regress fuzz-test
 

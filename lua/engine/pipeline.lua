@@ -353,9 +353,14 @@ local NOT_FOR_SYSLOG = { "headers", "auth", "ca_file", "tls_verify", "timeout", 
 -- The settings of a network output (netout.h), into entry.
 function Check:network_output(o, where, entry)
   local url = self:nonempty_string(o.url, where .. ".url")
+  -- credentials in a URL (scheme://user:password@host) are never shown
+  local bare = url:gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1***@")
+  if bare == url then bare = url:gsub("^[^/?#]*@", "***@") end
+  local shown = show(bare)
   if entry.type == "syslog" then
-    if not (url:match("^tcp://.+:%d+$") or url:match("^udp://.+:%d+$")) then
-      self:fail(where .. ".url", "must be tcp://host:port or udp://host:port (got %s)", show(url))
+    local port = tonumber(url:match("^tcp://.+:(%d+)$") or url:match("^udp://.+:(%d+)$"))
+    if not port or port < 1 or port > 65535 or url:find("@", 1, true) then
+      self:fail(where .. ".url", "must be tcp://host:port or udp://host:port (got %s)", shown)
     end
     for _, k in ipairs(NOT_FOR_SYSLOG) do
       if o[k] ~= nil then self:fail(where .. "." .. k, "is not for syslog outputs") end
@@ -377,7 +382,7 @@ function Check:network_output(o, where, entry)
       entry.max_message = o.max_message
     end
   elseif not url:match("^https?://[^/]+") then
-    self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", show(url))
+    self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", shown)
   end
   entry.url = url
   for key, kind in pairs(ONLY_FOR) do
@@ -393,8 +398,13 @@ function Check:network_output(o, where, entry)
     self:table(o.headers, where .. ".headers")
     local list = {}
     for k, v in pairs(o.headers) do
-      if type(k) ~= "string" or not k:match("^[%w%-]+$") or type(v) ~= "string" or v:find("[\r\n]") then
-        self:fail(where .. ".headers", "must map header names to one-line strings (got %s = %s)", show(k), show(v))
+      -- a header's value may be a secret: a message names its header, never shows the value
+      if type(k) ~= "string" or not k:match("^[%w%-]+$") then
+        self:fail(where .. ".headers", "must map header names (letters, digits, -) to one-line strings (got the name %s)", show(k))
+      elseif type(v) ~= "string" then
+        self:fail(where .. ".headers." .. k, "must be a one-line string (got a %s)", type(v))
+      elseif v:find("[\r\n%z]") then
+        self:fail(where .. ".headers." .. k, "holds a line break (CR or LF) or NUL: a header value must be one line (the value is not shown)")
       end
       list[#list + 1] = k .. ": " .. v
     end

@@ -1,14 +1,17 @@
 -- The metrics endpoint (engine.metrics.listen), against the fake Docker API
 -- server: each path's answer, the Prometheus text format, counters that
 -- match what the containers logged, bounded label cardinality, readiness
--- when the daemon goes away, a clean stop with clients connected, and that
--- it is off unless asked for.
+-- when the daemon goes away, a clean stop with clients connected, health
+-- probes answered while idle clients hold many connections, and that it is
+-- off unless asked for.
 local cjson = require "cjson"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 local socket = require "posix.sys.socket"
+local poll = require "posix.poll"
+local time = require "posix.time"
 local unistd = require "posix.unistd"
 
 local LINES = 40
@@ -238,6 +241,46 @@ describe("the metrics endpoint #sanitize #tsan", function()
     assert.is_nil(e:stderr_text():find("left open", 1, true))
   end)
 
+  it("answers every /health probe while 200 idle connections are held open", function()
+    srv = fake.start { "--containers", "1", "--rate", "10" }
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host }
+    local port = port_of(url)
+    local held = {}
+    for i = 1, 200 do held[i] = metrics.open_idle(port) end
+    -- the holder reopens connections the server closed (up to 40 a round),
+    -- as an abusive client would; a probe asks /health every 100 ms for 10 s
+    local function now()
+      local t = time.clock_gettime(time.CLOCK_MONOTONIC)
+      return t.tv_sec + t.tv_nsec / 1e9
+    end
+    local answered, failed, t0 = 0, {}, now()
+    for round = 1, 100 do
+      local fds = {}
+      for _, fd in ipairs(held) do fds[fd] = { events = { IN = true } } end
+      poll.poll(fds, 0)
+      local reopened = 0
+      for i, fd in ipairs(held) do
+        local r = fds[fd].revents
+        if reopened < 40 and r and (r.IN or r.HUP) then
+          unistd.close(fd)
+          held[i] = metrics.open_idle(port)
+          reopened = reopened + 1
+        end
+      end
+      local answer = metrics.raw(port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 5)
+      if answer:match("^HTTP/1%.1 200 ") then answered = answered + 1
+      else failed[#failed + 1] = answer end
+      local wait = t0 + round * 0.1 - now()
+      if wait > 0 then time.nanosleep { tv_sec = 0, tv_nsec = math.floor(wait * 1e9) } end
+      if now() - t0 >= 10 then break end
+    end
+    for _, fd in ipairs(held) do unistd.close(fd) end
+    assert.same({}, failed)
+    assert.is_true(answered > 0)
+    assert.equal(0, e:stop("TERM", 15))
+  end)
+
   it("fails the run with a clear error when the address cannot be bound", function()
     srv = fake.start { "--containers", "1", "--rate", "10" }
     local fd = assert(socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0))
@@ -256,5 +299,49 @@ describe("the metrics endpoint #sanitize #tsan", function()
     assert.equal(1, code)
     assert.matches("metrics: cannot listen on 127%.0%.0%.1:" .. port .. ": address already in use",
                    e:stderr_text())
+  end)
+end)
+
+-- Outside the TSan run: the stuck filter forks sleep(1) from the pipeline thread.
+describe("the metrics endpoint with a stuck pipeline #sanitize", function()
+  local srv, e
+  after_each(function()
+    if e then
+      if e:running() then e:stop("TERM", 30) end
+      e:cleanup()
+    end
+    if srv then srv:stop() end
+    e, srv = nil, nil
+  end)
+
+  it("is not ready, and says why, while the pipeline finishes no batch; /health stays ok", function()
+    srv = fake.start { "--containers", "1", "--rate", "100" }
+    local url
+    -- the first batch blocks the pipeline thread 14 s in a C call the
+    -- runaway guard cannot stop (filter_timeout 1 s: /ready gives up at 6 s)
+    e, url = metrics.start_engine {
+      docker_host = srv.host,
+      engine = "filter_timeout = 1, stop_timeout = 30,",
+      filters = [[ { name = "stuck", on_error = "pass", process = (function()
+        local stuck = false
+        return function(b)
+          if not stuck then stuck = true; os.execute("sleep 14") end
+          return b
+        end
+      end)() } ]],
+    }
+    local status, body
+    proc.wait_for(function()
+      status, body = metrics.get(url .. "/ready")
+      return status == 503
+    end, 20, "/ready to fail")
+    assert.matches("^not ready: the pipeline has not finished a batch for %d+ s %(filter_timeout plus 5 s%) " ..
+                   "while %d+ batches wait\n$", body)
+    local health, hbody = metrics.get(url .. "/health")
+    assert.equal(200, health)
+    assert.equal("ok\n", hbody)
+    -- once the call returns, the pipeline catches up and is ready again
+    proc.wait_for(function() return metrics.get(url .. "/ready") == 200 end, 40, "/ready again")
+    assert.equal(0, e:stop("TERM", 30))
   end)
 end)

@@ -62,6 +62,27 @@ describe("checkpoint file", function()
     assert.equals(0, tonumber(C.cursor_window(c)))
   end)
 
+  it("bounds what one container's entry holds: its newest 16384 keys, resuming past the others", function()
+    local keys = {}
+    for i = 1, 40000 do keys[i] = key_text(T + i, 1, "l" .. i) end
+    local text = file(2, keys):gsub('"newest":"%d+"', '"newest":"' .. tostring(T + 40000):gsub("LL$", "") .. '"')
+    local cp = assert(parse(text))
+    local len = ffi.new("size_t[1]")
+    local out = C.checkpoint_text(cp, len)
+    assert(out ~= nil)
+    local again = ffi.string(out, len[0])
+    ffi.C.free(out)
+    local n = select(2, again:gsub('"%-?%d+,%d,%d+,%x+"', ""))
+    assert.equals(16384, n)
+    assert.truthy(again:find(key_text(T + 40000, 1, "l40000"), 1, true))
+    assert.falsy(again:find('"' .. key_text(T + 40000 - 16384, 1, "l" .. (40000 - 16384)) .. '"', 1, true))
+    -- the keys that left move the resume point past them: nothing repeats
+    local c = resume(cp)
+    assert.equals(T + 40000 - 16384 + 1, C.cursor_since(c))
+    C.cursor_begin_replay(c)
+    assert.equals(1, C.cursor_seen(c, E.key(T + 40000, 1, "l40000")))
+  end)
+
   it("refuses an unknown version", function()
     assert.is_nil(parse(file(3, { key_text(T, 1, "a") })))
   end)
