@@ -2,8 +2,10 @@
 # (build/engine), and the test and benchmark entry points.
 #
 #   make            build
-#   make run        install what is missing, build, run examples/pipeline.lua
-#   make test       install what is missing, build, run every spec
+#   make run        install what running needs (scripts/deps.sh run), build,
+#                   run examples/pipeline.lua
+#   make test       install what testing needs (scripts/deps.sh test), build,
+#                   run every spec
 #   make install PREFIX=/usr/local [DESTDIR=...]
 
 CC      ?= cc
@@ -69,9 +71,10 @@ tsan:
 	$(MAKE) --no-print-directory B=build/tsan CFLAGS="$(SAN_TSAN)" LDFLAGS="-fsanitize=thread" build
 
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh test
 
-run: deps
+run:
+	@sh scripts/deps.sh run
 	@$(MAKE) --no-print-directory build
 	@sh scripts/run-demo.sh
 
