@@ -57,7 +57,15 @@ static int load_file(pipeline_t *p, program_t *g, const char *path)
   lua_State *L = g->L;
   int rc;
 
-  if (luaL_loadfile(L, path) != 0) {
+  if (p->source != NULL) {
+    /* "@name": messages say "name:line:" as they would for a file */
+    lua_pushfstring(L, "@%s", path);
+    rc = luaL_loadbuffer(L, p->source, strlen(p->source), lua_tostring(L, -1));
+    lua_remove(L, -2);
+  } else {
+    rc = luaL_loadfile(L, path);
+  }
+  if (rc != 0) {
     snprintf(p->err, sizeof p->err, "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;
@@ -157,10 +165,11 @@ err:
   return NULL;
 }
 
-/* Loads path (see pipeline.h). On failure cfg may hold some of the
- * pipeline's settings; config_free releases them as usual. */
-pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
-                          char *err, size_t errlen)
+/* Loads path, or source under the name path (see pipeline.h). On failure
+ * cfg may hold some of the pipeline's settings; config_free releases them as
+ * usual. */
+static pipeline_t *load(const char *path, const char *source, const char *lua_dir,
+                        config_t *cfg, char *err, size_t errlen)
 {
   pipeline_t *p = calloc(1, sizeof *p);
   pthread_condattr_t attr;
@@ -176,7 +185,9 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
   pthread_cond_init(&p->cv, &attr);
   pthread_condattr_destroy(&attr);
   p->lua_dir = strdup(lua_dir ? lua_dir : ENGINE_LUA_DIR);
-  if (p->lua_dir == NULL) {
+  if (source != NULL)
+    p->source = strdup(source);
+  if (p->lua_dir == NULL || (source != NULL && p->source == NULL)) {
     snprintf(err, errlen, "out of memory");
     goto err;
   }
@@ -187,6 +198,18 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
 err:
   pipeline_free(p);
   return NULL;
+}
+
+pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
+                          char *err, size_t errlen)
+{
+  return load(path, NULL, lua_dir, cfg, err, errlen);
+}
+
+pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
+                                 config_t *cfg, char *err, size_t errlen)
+{
+  return load(name, source, lua_dir, cfg, err, errlen);
 }
 
 /* ---- the pipeline thread ---- */
@@ -620,6 +643,7 @@ void pipeline_free(pipeline_t *p)
   program_free(p->prog);
   free(p->reload_path);
   free(p->lua_dir);
+  free(p->source);
   strbuf_free(&p->dlbuf);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);

@@ -60,6 +60,12 @@ typedef struct pipeline pipeline_t;
 pipeline_t *pipeline_load(const char *path, const char *lua_dir,
                           config_t *cfg, char *err, size_t errlen);
 
+/* As pipeline_load, with the pipeline's text in source (copied) instead of
+ * a file; name stands for the file in messages ("name:line: message") and
+ * its folder is searched first by require. A reload runs source again. */
+pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
+                                 config_t *cfg, char *err, size_t errlen);
+
 /* Starts the pipeline thread. on_exit is called on the loop thread (through
  * a uv_async_t the pipeline owns) once the thread has exited after
  * pipeline_finish or pipeline_abort. Returns 0, or -1 (nothing started, and

@@ -120,6 +120,8 @@ struct pipeline {
   program_t *prog;          /* swapped under prog_mu by the thread only */
   pthread_mutex_t prog_mu;
   char *lua_dir;
+  char *source;             /* the pipeline's text when loaded from a string
+                             * (pipeline_load_source); NULL: read the file */
 
   guard_t guard;
   int escalated;            /* the hook runs on every instruction */
