@@ -106,6 +106,12 @@ int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, s
   return load(e, path, NULL, lua_dir, err, errlen);
 }
 
+int engine_check(const char *path, const char *lua_dir, char *err, size_t errlen) {
+  if (!lua_dir) lua_dir = getenv("ENGINE_LUA_DIR");
+  if (!lua_dir || !*lua_dir) lua_dir = ENGINE_LUA_DIR;
+  return pipeline_check(path, lua_dir, err, errlen);
+}
+
 int engine_load_string(engine_t *e, const char *name, const char *source, const char *lua_dir,
                        char *err, size_t errlen) {
   return load(e, name ? name : "pipeline", source, lua_dir, err, errlen);

@@ -62,6 +62,13 @@ ENGINE_API int engine_load(engine_t *e, const char *path, const char *lua_dir, c
 ENGINE_API int engine_load_string(engine_t *e, const char *name, const char *source,
                                   const char *lua_dir, char *err, size_t errlen);
 
+/* Checks a pipeline as engine_load would, without an engine and with no
+ * side effect: no output, dead-letter or state file or folder is created or
+ * opened for writing (their folders are checked instead). Returns 0, or -1
+ * with every mistake found (up to a bound), one a line, each
+ * "file:line: message" where the setting is written out in the file. */
+ENGINE_API int engine_check(const char *path, const char *lua_dir, char *err, size_t errlen);
+
 /* Overrides the pipeline's state directory (where cursors are saved) after
  * engine_load; NULL or "" keeps cursors in memory only. Returns 0, or -1
  * when out of memory. */

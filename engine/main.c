@@ -131,7 +131,16 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN); /* a closed stdout is an output error, not a death */
-  char dirbuf[PATH_MAX + 32], err[2048];
+  char dirbuf[PATH_MAX + 32], err[8192];
+  if (!run) { /* opens nothing for writing; lists every mistake */
+    if (engine_check(file, find_lua_dir(dirbuf, sizeof dirbuf), err, sizeof err) != 0) {
+      for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+        fprintf(stderr, "engine: %s\n", line);
+      return 2;
+    }
+    printf("%s: ok\n", file);
+    return 0;
+  }
   engine_t *e = engine_new();
   if (!e) {
     fprintf(stderr, "engine: out of memory\n");
@@ -148,11 +157,6 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (since) engine_set_backfill(e, since_ns, until_ns);
-  if (!run) {
-    printf("%s: ok\n", file);
-    engine_free(e);
-    return 0;
-  }
   int rc = engine_run(e, 1);
   if (rc != 0) fprintf(stderr, "engine: %s\n", engine_error(e));
   engine_free(e); /* frees nothing when the pipeline thread is stuck */

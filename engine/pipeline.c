@@ -88,7 +88,17 @@ static int load_file(pipeline_t *p, program_t *g, const char *path)
   lua_replace(L, -2); /* the module */
   lua_insert(L, -2);  /* validate under the file's result */
   lua_pushstring(L, path);
-  return pl_call_protected(p, g, 2, 1, "validate", NULL, 0) == CALL_OK ? 0 : -1;
+  if (p->source != NULL)
+    lua_pushstring(L, p->source);
+  else
+    lua_pushnil(L); /* validate reads the file for the lines of its messages */
+  /* pipeline_check: the checks of what opening would find */
+  lua_createtable(L, 0, 1);
+  if (g->check_only) {
+    lua_pushcfunction(L, pl_writable);
+    lua_setfield(L, -2, "writable");
+  }
+  return pl_call_protected(p, g, 4, 1, "validate", NULL, 0) == CALL_OK ? 0 : -1;
 }
 
 /* Frees the filters, outputs and Lua state. NULL is ignored. */
@@ -133,6 +143,7 @@ static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, c
     return NULL;
   }
   g->mem.limit = LUA_MEMORY_DEFAULT;
+  g->check_only = p->check_only;
   g->L = L = luaL_newstate();
   if (L == NULL) {
     snprintf(p->err, sizeof p->err, "cannot create a Lua state: out of memory");
@@ -169,7 +180,7 @@ err:
  * cfg may hold some of the pipeline's settings; config_free releases them as
  * usual. */
 static pipeline_t *load(const char *path, const char *source, const char *lua_dir,
-                        config_t *cfg, char *err, size_t errlen)
+                        int check_only, config_t *cfg, char *err, size_t errlen)
 {
   pipeline_t *p = calloc(1, sizeof *p);
   pthread_condattr_t attr;
@@ -185,6 +196,7 @@ static pipeline_t *load(const char *path, const char *source, const char *lua_di
   pthread_cond_init(&p->cv, &attr);
   pthread_condattr_destroy(&attr);
   p->lua_dir = strdup(lua_dir ? lua_dir : ENGINE_LUA_DIR);
+  p->check_only = check_only;
   if (source != NULL)
     p->source = strdup(source);
   if (p->lua_dir == NULL || (source != NULL && p->source == NULL)) {
@@ -203,13 +215,27 @@ err:
 pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
                           char *err, size_t errlen)
 {
-  return load(path, NULL, lua_dir, cfg, err, errlen);
+  return load(path, NULL, lua_dir, 0, cfg, err, errlen);
 }
 
 pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
                                  config_t *cfg, char *err, size_t errlen)
 {
-  return load(name, source, lua_dir, cfg, err, errlen);
+  return load(name, source, lua_dir, 0, cfg, err, errlen);
+}
+
+int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen)
+{
+  config_t cfg;
+  pipeline_t *p;
+  int rc;
+
+  config_defaults(&cfg);
+  p = load(path, NULL, lua_dir, 1, &cfg, err, errlen);
+  rc = p != NULL ? 0 : -1;
+  pipeline_free(p);
+  config_free(&cfg);
+  return rc;
 }
 
 /* ---- the pipeline thread ---- */

@@ -66,6 +66,12 @@ pipeline_t *pipeline_load(const char *path, const char *lua_dir,
 pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
                                  config_t *cfg, char *err, size_t errlen);
 
+/* Checks path as pipeline_load would, with no side effect: no output or
+ * dead-letter file is created or opened for writing (the folders they would
+ * be in are checked instead). Returns 0, or -1 with every mistake found, one
+ * a line, in err. */
+int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen);
+
 /* Starts the pipeline thread. on_exit is called on the loop thread (through
  * a uv_async_t the pipeline owns) once the thread has exited after
  * pipeline_finish or pipeline_abort. Returns 0, or -1 (nothing started, and

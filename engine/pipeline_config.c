@@ -105,8 +105,9 @@ static void copy_timers(lua_State *L, int idx, filter_t *f)
   lua_pop(L, 1);
 }
 
-/* Copies the filter table at idx (normal form) into f. */
-static void copy_filter(lua_State *L, int idx, filter_t *f)
+/* Copies the filter table at idx (normal form) into f; opens its
+ * dead-letter file unless check_only. */
+static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only)
 {
   const char *s;
   int i;
@@ -134,8 +135,9 @@ static void copy_filter(lua_State *L, int idx, filter_t *f)
   }
   lua_pop(L, 1);
   lua_getfield(L, idx, "dead_letter");
-  if (lua_isstring(L, -1)) {
+  if (lua_isstring(L, -1))
     f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
+  if (f->dl_path != NULL && !check_only) {
     f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (f->dl_fd < 0)
       luaL_error(L, "filter %s: cannot open the dead-letter file %s: %s", f->name, f->dl_path,
@@ -162,7 +164,7 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
     f->dl_fd = -1;
     g->n_filters++;
     lua_rawgeti(L, -1, (int)i);
-    copy_filter(L, lua_gettop(L), f);
+    copy_filter(L, lua_gettop(L), f, g->check_only);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -252,8 +254,9 @@ static output_t *new_netout(lua_State *L, int idx, const char *type, const char 
   return o;
 }
 
-/* Creates the output described by the table on top of the stack. */
-static output_t *new_output(lua_State *L)
+/* Creates the output described by the table on top of the stack (a null
+ * output in place of a file output when check_only). */
+static output_t *new_output(lua_State *L, int check_only)
 {
   int idx = lua_gettop(L);
   const char *type, *name, *format, *path;
@@ -274,7 +277,7 @@ static output_t *new_output(lua_State *L)
   opt_size(L, idx, "max_bytes", &max_bytes);
   if (netout_kind(type) >= 0) {
     o = new_netout(L, idx, type, name);
-  } else if (strcmp(type, "null") == 0) {
+  } else if (strcmp(type, "null") == 0 || (check_only && strcmp(type, "file") == 0)) {
     o = output_null_new(name);
     if (o == NULL)
       luaL_error(L, "out of memory");
@@ -306,7 +309,7 @@ static void copy_outputs(lua_State *L, int idx, program_t *g)
   g->routing = n > 1;
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, (int)i);
-    o = new_output(L);
+    o = new_output(L, g->check_only);
     g->outputs[g->n_outputs++] = o;
     lua_getfield(L, -1, "routed_only");
     o->routed_only = lua_toboolean(L, -1);

@@ -37,7 +37,7 @@
 #include "pipeline.h"
 #include "select.h"
 
-#define PIPELINE_ERR_MAX 1024
+#define PIPELINE_ERR_MAX 8192 /* several validation mistakes, one a line */
 #define PIPELINE_TB_MAX 4096
 #define LUA_MEMORY_DEFAULT ((size_t)64 << 20)
 
@@ -95,6 +95,7 @@ typedef struct program {
   double filter_timeout;
   int report;      /* log errors of protected calls (not while loading) */
   int detached;    /* kept records were made plain tables (logged once) */
+  int check_only;  /* pipeline_check: open no file (outputs are null outputs) */
 } program_t;
 
 /* The runaway guard's view of the current call (pipeline thread only). */
@@ -122,6 +123,7 @@ struct pipeline {
   char *lua_dir;
   char *source;             /* the pipeline's text when loaded from a string
                              * (pipeline_load_source); NULL: read the file */
+  int check_only;           /* pipeline_check: see program_t */
 
   guard_t guard;
   int escalated;            /* the hook runs on every instruction */
@@ -185,6 +187,12 @@ void pl_program_register(pipeline_t *p, program_t *g);
  * folder. Raises on out of memory. */
 int pl_setup_state(lua_State *L);
 
+/* lua_CFunction: writable(path, is_dir) returns nil when the engine could
+ * write the file path (it exists and is writable, or its folder does and
+ * is) or, with is_dir, create or use the folder path; else a message why
+ * not. Opens and creates nothing (access(2) only). For `engine check`. */
+int pl_writable(lua_State *L);
+
 /* Calls the function under its nargs arguments on top of g->L (like
  * lua_pcall) with the traceback handler, under the runaway guard when
  * guarded. Returns CALL_OK; or CALL_ERROR / CALL_TIMEOUT with the message in
@@ -206,7 +214,9 @@ void pl_take_emitted(pipeline_t *p, program_t *g, int dest);
 /* lua_CFunction, run through pl_call_protected: copies the validated table
  * (argument 1) into the program (argument 2, a light userdata) and the
  * config (argument 3). Raises on out of memory or an output that cannot be
- * opened; what it had copied stays in g and cfg for their usual free. */
+ * opened; what it had copied stays in g and cfg for their usual free. With
+ * g->check_only it opens no file: file outputs become null outputs and
+ * dead-letter files stay closed. */
 int pl_copy_config(lua_State *L);
 
 /* ---- pipeline_run.c ---- */
