@@ -2,6 +2,7 @@
  *
  *   engine run FILE [--log-level LEVEL]   follow containers through FILE
  *   engine check FILE                     load and validate FILE, no Docker
+ *   engine test FILE [CASES...]           FILE's filters on test cases (filtertest.h)
  *   engine top [URL] [-n COUNT] [-d SECONDS]   a live view (top.h)
  *   engine version | --help
  *
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "engine.h"
+#include "filtertest.h"
 #include "log.h"
 #include "timestamp.h"
 #include "top.h"
@@ -22,6 +24,7 @@ static const char usage[] =
     "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug] [--state-dir DIR]\n"
     "                               [--since TIME [--until TIME]]\n"
     "       engine check PIPELINE.lua\n"
+    "       engine test PIPELINE.lua [CASES.jsonl ...]\n"
     "       engine top [URL] [-n COUNT] [-d SECONDS]\n"
     "       engine version\n"
     "       engine --help\n"
@@ -85,6 +88,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(argv[1], "top")) return top_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "test")) {
+    char dirbuf[PATH_MAX + 32];
+    return filtertest_main(argc - 1, argv + 1, find_lua_dir(dirbuf, sizeof dirbuf));
+  }
   int run = !strcmp(argv[1], "run");
   if (!run && strcmp(argv[1], "check") != 0) {
     fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], usage);

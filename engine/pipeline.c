@@ -43,9 +43,11 @@
 
 #define PIPELINE_LOAD_TIMEOUT 10.0 /* seconds the top level of pipeline.lua may run */
 
-static int64_t now_mono(void)
+/* The pipeline's monotonic clock: the simulated one of a test run
+ * (pl_sim_*), else CLOCK_MONOTONIC. */
+static int64_t now_mono(const pipeline_t *p)
 {
-  return pl_clock_ns(CLOCK_MONOTONIC);
+  return p->simulated ? p->sim_now : pl_clock_ns(CLOCK_MONOTONIC);
 }
 
 /* ---- loading ---- */
@@ -176,11 +178,8 @@ err:
   return NULL;
 }
 
-/* Loads path, or source under the name path (see pipeline.h). On failure
- * cfg may hold some of the pipeline's settings; config_free releases them as
- * usual. */
-static pipeline_t *load(const char *path, const char *source, const char *lua_dir,
-                        int check_only, config_t *cfg, char *err, size_t errlen)
+pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, int check_only,
+                    config_t *cfg, char *err, size_t errlen)
 {
   pipeline_t *p = calloc(1, sizeof *p);
   pthread_condattr_t attr;
@@ -215,13 +214,13 @@ err:
 pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
                           char *err, size_t errlen)
 {
-  return load(path, NULL, lua_dir, 0, cfg, err, errlen);
+  return pl_load(path, NULL, lua_dir, 0, cfg, err, errlen);
 }
 
 pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
                                  config_t *cfg, char *err, size_t errlen)
 {
-  return load(name, source, lua_dir, 0, cfg, err, errlen);
+  return pl_load(name, source, lua_dir, 0, cfg, err, errlen);
 }
 
 int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen)
@@ -231,7 +230,7 @@ int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errl
   int rc;
 
   config_defaults(&cfg);
-  p = load(path, NULL, lua_dir, 1, &cfg, err, errlen);
+  p = pl_load(path, NULL, lua_dir, 1, &cfg, err, errlen);
   rc = p != NULL ? 0 : -1;
   pipeline_free(p);
   config_free(&cfg);
@@ -243,7 +242,7 @@ int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errl
 /* Runs the init hooks in order and arms the timers. */
 static void program_start(pipeline_t *p, program_t *g)
 {
-  int64_t now = now_mono();
+  int64_t now = now_mono(p);
   size_t i, t;
 
   for (i = 0; i < g->n_filters; i++) {
@@ -299,7 +298,7 @@ static int64_t next_due(const program_t *g)
  * up), and schedules them again from now. */
 static void run_timers(pipeline_t *p, program_t *g)
 {
-  int64_t now = now_mono();
+  int64_t now = now_mono(p);
   size_t i, t;
   int ran = 0;
 
@@ -310,7 +309,7 @@ static void run_timers(pipeline_t *p, program_t *g)
         continue;
       pl_call_hook(p, g, i, HOOK_TIMER, t);
       ran = 1;
-      f->timers[t].due = now_mono() + (int64_t)(f->timers[t].every * 1e9);
+      f->timers[t].due = now_mono(p) + (int64_t)(f->timers[t].every * 1e9);
     }
   }
   if (ran)
@@ -372,7 +371,7 @@ static batch_t *queue_wait(pipeline_t *p, int64_t due, char **reload_path, int *
 
   pthread_mutex_lock(&p->mu);
   while (p->head == NULL && !p->finishing && p->reload_path == NULL &&
-         (due == 0 || now_mono() < due)) {
+         (due == 0 || now_mono(p) < due)) {
     if (due == 0) {
       pthread_cond_wait(&p->cv, &p->mu);
       continue;
@@ -675,4 +674,35 @@ void pipeline_free(pipeline_t *p)
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->prog_mu);
   free(p);
+}
+
+/* ---- a simulated run (pipeline_internal.h) ---- */
+
+void pl_sim_start(pipeline_t *p, int64_t now)
+{
+  p->simulated = 1;
+  p->sim_now = now;
+  program_start(p, p->prog);
+}
+
+int pl_sim_advance(pipeline_t *p, int64_t to)
+{
+  int64_t due;
+  long rounds = 0;
+
+  while ((due = next_due(p->prog)) != 0 && due <= to) {
+    if (++rounds > PL_SIM_MAX_ROUNDS)
+      return -1;
+    if (due > p->sim_now)
+      p->sim_now = due;
+    run_timers(p, p->prog);
+  }
+  if (to > p->sim_now)
+    p->sim_now = to;
+  return 0;
+}
+
+void pl_sim_stop(pipeline_t *p)
+{
+  program_stop(p, p->prog);
 }

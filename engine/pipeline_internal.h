@@ -124,6 +124,8 @@ struct pipeline {
   char *source;             /* the pipeline's text when loaded from a string
                              * (pipeline_load_source); NULL: read the file */
   int check_only;           /* pipeline_check: see program_t */
+  int simulated;            /* a test run (pl_sim_*): no thread, the clock is sim_now */
+  int64_t sim_now;
 
   guard_t guard;
   int escalated;            /* the hook runs on every instruction */
@@ -243,5 +245,27 @@ void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t);
 /* Runs a full garbage collection when g's state holds more than 3/4 of its
  * memory limit. */
 void pl_collect_if_full(program_t *g);
+
+/* ---- pipeline.c ---- */
+
+/* Loads path, or source (not NULL) under the name path (pipeline.h's
+ * pipeline_load, pipeline_load_source), with check_only (program_t). On
+ * failure cfg may hold some of the pipeline's settings; config_free
+ * releases them as usual. */
+pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, int check_only,
+                    config_t *cfg, char *err, size_t errlen);
+
+/* A simulated run, for `engine test`: the caller's thread is the pipeline
+ * thread (pipeline_start is never called) and the pipeline's monotonic
+ * clock is simulated, in nanoseconds. pl_sim_start sets the clock to now,
+ * runs the init hooks and arms the timers; batches go through
+ * pl_process_batch(p, p->prog, b); pl_sim_advance moves the clock to `to`,
+ * running each timer at each time it falls due on the way (in order; at
+ * most PL_SIM_MAX_ROUNDS rounds, else it returns -1, else 0); pl_sim_stop
+ * runs the shutdown hooks and flushes the outputs. Then pipeline_free. */
+#define PL_SIM_MAX_ROUNDS 1000000L
+void pl_sim_start(pipeline_t *p, int64_t now);
+int pl_sim_advance(pipeline_t *p, int64_t to);
+void pl_sim_stop(pipeline_t *p);
 
 #endif
