@@ -64,7 +64,6 @@ static int read_cases(const char *path, tcase_t **out, size_t *n_out)
   FILE *in = fopen(path, "rb");
   char *buf = NULL;
   size_t cap = 0, n = 0, ncap = 0;
-  ssize_t len;
   unsigned long lineno = 0;
   tcase_t *cases = NULL;
   int rc = 0;
@@ -73,7 +72,7 @@ static int read_cases(const char *path, tcase_t **out, size_t *n_out)
     fprintf(stderr, "engine: %s: cannot read the test cases: %s\n", path, strerror(errno));
     return -1;
   }
-  while (rc == 0 && (len = getline(&buf, &cap, in)) >= 0) {
+  while (rc == 0 && getline(&buf, &cap, in) >= 0) {
     const char *s = buf;
     cJSON *j;
     lineno++;
@@ -281,7 +280,7 @@ static int capture_outputs(run_t *r)
 {
   program_t *g = r->p->prog;
 
-  r->captures = calloc(g->n_outputs ? g->n_outputs : 1, sizeof *r->captures);
+  r->captures = calloc(g->n_outputs ? g->n_outputs : 1, sizeof(FILE *));
   if (r->captures == NULL)
     return -1;
   for (size_t i = 0; i < g->n_outputs; i++) {
@@ -382,7 +381,7 @@ static int run_case(const char *pipeline, const char *lua_dir, const char *file,
     return 2;
   }
   if (capture_outputs(&r) < 0 || r.n_outputs == 0 ||
-      (want = calloc(r.n_outputs, sizeof *want)) == NULL ||
+      (want = calloc(r.n_outputs, sizeof(cJSON *))) == NULL ||
       (compared = calloc(r.n_outputs, sizeof *compared)) == NULL) {
     fprintf(stderr, "engine: out of memory\n");
     rc = 2;
@@ -433,7 +432,9 @@ static int run_case(const char *pipeline, const char *lua_dir, const char *file,
       if (cJSON_IsObject(v)) {
         cJSON_AddItemToArray(want[k], cJSON_Duplicate(v, 1));
       } else if (cJSON_IsArray(v)) {
-        cJSON_ArrayForEach(rec, v) cJSON_AddItemToArray(want[k], cJSON_Duplicate(rec, 1));
+        cJSON_ArrayForEach(rec, v) {
+          cJSON_AddItemToArray(want[k], cJSON_Duplicate(rec, 1));
+        }
       } else {
         fprintf(stderr, "engine: %s:%lu: \"out\" must be a record or a list of records\n", file,
                 s->line);

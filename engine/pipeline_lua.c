@@ -283,6 +283,7 @@ int pl_writable(lua_State *L)
   int is_dir = lua_toboolean(L, 2);
   struct stat st;
   char *dir, *slash;
+  const char *folder;
   int ok;
 
   if (stat(path, &st) == 0) {
@@ -305,17 +306,18 @@ int pl_writable(lua_State *L)
   if (dir == NULL)
     return luaL_error(L, "out of memory");
   slash = strrchr(dir, '/');
+  folder = dir;
   if (slash == NULL)
-    strcpy(dir, ".");
+    folder = ".";
   else if (slash == dir)
     dir[1] = '\0';
   else
     *slash = '\0';
-  ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+  ok = stat(folder, &st) == 0 && S_ISDIR(st.st_mode);
   if (!ok)
-    lua_pushfstring(L, "cannot be created: the folder %s does not exist", dir);
-  else if (access(dir, W_OK | X_OK) != 0)
-    lua_pushfstring(L, "cannot be created: the folder %s is not writable", dir);
+    lua_pushfstring(L, "cannot be created: the folder %s does not exist", folder);
+  else if (access(folder, W_OK | X_OK) != 0)
+    lua_pushfstring(L, "cannot be created: the folder %s is not writable", folder);
   else
     lua_pushnil(L);
   free(dir);
