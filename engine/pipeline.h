@@ -26,7 +26,7 @@
  * wakes for them), shutdown(ctx) once the input has ended (in order, before
  * the outputs are flushed). ctx.emit(record) adds a record: from process it
  * follows the filter's result, from a timer or shutdown it starts a batch of
- * its own that goes through the filters after this one. lua/README.md is
+ * its own that goes through the filters after this one. docs/lua-api.md is
  * the user's reference.
  *
  * Routing: with more than one output (or a routed_only one), a record whose
