@@ -96,7 +96,7 @@ deps:
 
 run:
 	@sh scripts/deps.sh run
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory $(B)/engine
 	@sh scripts/run-demo.sh
 
 test: deps
