@@ -1,9 +1,14 @@
-# The engine: a C library (build/libengine.a, build/libengine.so), the CLI
+# The engine: a C library (build/libengine.a, build/libengine.so, which
+# exports only the engine_* functions of engine/engine.h), the CLI
 # (build/engine), and the test and benchmark entry points.
+# build/libengine-test.so is the same library built with every symbol
+# visible, for the unit specs' FFI bindings (spec/support/ffi.lua).
 #
 #   make            build
-#   make run        install what is missing, build, run examples/pipeline.lua
-#   make test       install what is missing, build, run every spec
+#   make run        install what running needs (scripts/deps.sh run), build,
+#                   run examples/pipeline.lua
+#   make test       install what testing needs (scripts/deps.sh test), build,
+#                   run every spec
 #   make install PREFIX=/usr/local [DESTDIR=...]
 
 CC      ?= cc
@@ -24,31 +29,49 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 LUA_DIR ?= $(CURDIR)/lua
 
 SRCS    := $(filter-out engine/main.c,$(wildcard engine/*.c))
+# Only what engine.h marks ENGINE_API leaves libengine.so.
+VIS     := -fvisibility=hidden
 HDRS    := $(wildcard engine/*.h)
 SPEC_TOOLS := $(patsubst spec/support/%.c,%,$(wildcard spec/support/*.c))
 
 # One build directory per flavour: plain, ASan+UBSan, TSan.
 B ?= build
 OBJS    = $(patsubst engine/%.c,$(B)/obj/%.o,$(SRCS))
+TEST_OBJS = $(patsubst engine/%.c,$(B)/obj-test/%.o,$(SRCS))
 
 .PHONY: all build asan tsan deps run test test-unit test-integration \
         install clean lint
 
 all: build
 
-build: $(B)/engine $(B)/libengine.a $(B)/libengine.so $(addprefix $(B)/,$(SPEC_TOOLS))
+build: $(B)/engine $(B)/libengine.a $(B)/libengine.so $(B)/libengine-test.so \
+       $(addprefix $(B)/,$(SPEC_TOOLS))
 
 $(B)/obj/%.o: engine/%.c $(HDRS) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) $(VIS) -c -o $@ $<
+
+$(B)/obj-test/%.o: engine/%.c $(HDRS) | $(B)/obj-test
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/obj:
+$(B)/obj $(B)/obj-test:
 	mkdir -p $@
 
 $(B)/libengine.a: $(OBJS)
 	rm -f $@; ar rcs $@ $^
 
 $(B)/libengine.so: $(OBJS)
+	$(CC) -shared -Wl,-soname,libengine.so.0 $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(B)/libengine-test.so: $(TEST_OBJS)
 	$(CC) -shared $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+# pkg-config's description of the installed library (make install).
+$(B)/engine.pc: Makefile | $(B)/obj
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' \
+	  'luadir=$${prefix}/share/engine/lua' '' 'Name: engine' \
+	  'Description: follows Docker containers'"'"' logs through Lua filters to outputs' \
+	  'Version: $(VERSION)' 'Requires.private: $(PKGS)' \
+	  'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lengine' 'Libs.private: -lpthread -lm' > $@
 
 $(B)/engine: $(B)/obj/main.o $(B)/libengine.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
@@ -69,10 +92,11 @@ tsan:
 	$(MAKE) --no-print-directory B=build/tsan CFLAGS="$(SAN_TSAN)" LDFLAGS="-fsanitize=thread" build
 
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh test
 
-run: deps
-	@$(MAKE) --no-print-directory build
+run:
+	@sh scripts/deps.sh run
+	@$(MAKE) --no-print-directory $(B)/engine
 	@sh scripts/run-demo.sh
 
 test: deps
@@ -85,11 +109,15 @@ test-unit: build asan
 test-integration: build asan tsan
 	@sh scripts/test.sh integration
 
-install: build
+install: build $(B)/engine.pc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/engine/lua/engine \
-	           $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/engine
+	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/engine
 	install -m 755 $(B)/engine $(DESTDIR)$(PREFIX)/bin/engine
 	install -m 644 $(B)/libengine.a $(DESTDIR)$(PREFIX)/lib/libengine.a
+	install -m 755 $(B)/libengine.so $(DESTDIR)$(PREFIX)/lib/libengine.so.$(VERSION)
+	ln -sf libengine.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libengine.so.0
+	ln -sf libengine.so.0 $(DESTDIR)$(PREFIX)/lib/libengine.so
+	install -m 644 $(B)/engine.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/engine.pc
 	install -m 644 engine/engine.h $(DESTDIR)$(PREFIX)/include/engine/engine.h
 	cp -R lua/. $(DESTDIR)$(PREFIX)/share/engine/lua/
 

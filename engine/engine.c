@@ -81,19 +81,38 @@ engine_t *engine_new(void) {
   return e;
 }
 
-int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, size_t errlen) {
+/* engine_load and engine_load_string: source NULL reads path. */
+static int load(engine_t *e, const char *path, const char *source, const char *lua_dir,
+                char *err, size_t errlen) {
   if (e->pipeline) {
     snprintf(err, errlen, "a pipeline is loaded already");
     return -1;
   }
   if (!lua_dir) lua_dir = getenv("ENGINE_LUA_DIR");
   if (!lua_dir || !*lua_dir) lua_dir = ENGINE_LUA_DIR;
-  e->pipeline = pipeline_load(path, lua_dir, &e->cfg, err, errlen);
-  if (e->pipeline && !(e->path = strdup(path))) {
+  e->pipeline = source ? pipeline_load_source(path, source, lua_dir, &e->cfg, err, errlen)
+                       : pipeline_load(path, lua_dir, &e->cfg, err, errlen);
+  /* SIGHUP reloads a file; a pipeline given as a string has none */
+  if (e->pipeline && !source && !(e->path = strdup(path))) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
   return e->pipeline ? 0 : -1;
+}
+
+int engine_load(engine_t *e, const char *path, const char *lua_dir, char *err, size_t errlen) {
+  return load(e, path, NULL, lua_dir, err, errlen);
+}
+
+int engine_check(const char *path, const char *lua_dir, char *err, size_t errlen) {
+  if (!lua_dir) lua_dir = getenv("ENGINE_LUA_DIR");
+  if (!lua_dir || !*lua_dir) lua_dir = ENGINE_LUA_DIR;
+  return pipeline_check(path, lua_dir, err, errlen);
+}
+
+int engine_load_string(engine_t *e, const char *name, const char *source, const char *lua_dir,
+                       char *err, size_t errlen) {
+  return load(e, name ? name : "pipeline", source, lua_dir, err, errlen);
 }
 
 const char *engine_error(const engine_t *e) { return e->error; }

@@ -2,6 +2,7 @@
  *
  *   engine run FILE [--log-level LEVEL]   follow containers through FILE
  *   engine check FILE                     load and validate FILE, no Docker
+ *   engine test FILE [CASES...]           FILE's filters on test cases (filtertest.h)
  *   engine top [URL] [-n COUNT] [-d SECONDS]   a live view (top.h)
  *   engine version | --help
  *
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "engine.h"
+#include "filtertest.h"
 #include "log.h"
 #include "timestamp.h"
 #include "top.h"
@@ -22,6 +24,7 @@ static const char usage[] =
     "usage: engine run PIPELINE.lua [--log-level error|warn|info|debug] [--state-dir DIR]\n"
     "                               [--since TIME [--until TIME]]\n"
     "       engine check PIPELINE.lua\n"
+    "       engine test PIPELINE.lua [CASES.jsonl ...]\n"
     "       engine top [URL] [-n COUNT] [-d SECONDS]\n"
     "       engine version\n"
     "       engine --help\n"
@@ -86,6 +89,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(argv[1], "top")) return top_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "test")) {
+    char dirbuf[PATH_MAX + 32];
+    return filtertest_main(argc - 1, argv + 1, find_lua_dir(dirbuf, sizeof dirbuf));
+  }
   int run = !strcmp(argv[1], "run");
   if (!run && strcmp(argv[1], "check") != 0) {
     fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], usage);
@@ -132,7 +139,16 @@ int main(int argc, char **argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN); /* a closed stdout is an output error, not a death */
-  char dirbuf[PATH_MAX + 32], err[2048];
+  char dirbuf[PATH_MAX + 32], err[8192];
+  if (!run) { /* opens nothing for writing; lists every mistake */
+    if (engine_check(file, find_lua_dir(dirbuf, sizeof dirbuf), err, sizeof err) != 0) {
+      for (char *line = strtok(err, "\n"); line; line = strtok(NULL, "\n"))
+        fprintf(stderr, "engine: %s\n", line);
+      return 2;
+    }
+    printf("%s: ok\n", file);
+    return 0;
+  }
   engine_t *e = engine_new();
   if (!e) {
     fprintf(stderr, "engine: out of memory\n");
@@ -149,11 +165,6 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (since) engine_set_backfill(e, since_ns, until_ns);
-  if (!run) {
-    printf("%s: ok\n", file);
-    engine_free(e);
-    return 0;
-  }
   int rc = engine_run(e, 1);
   if (rc != 0) fprintf(stderr, "engine: %s\n", engine_error(e));
   engine_free(e); /* frees nothing when the pipeline thread is stuck */

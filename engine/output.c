@@ -100,6 +100,11 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
     snprintf(err, errlen, "out of memory while encoding for %s", o->name);
     return -1;
   }
+  if (o->kind->take_now) {
+    int rc = o->kind->take_now(o, b.data, b.len, err, errlen);
+    strbuf_free(&b);
+    return rc;
+  }
   output_body_t *body = calloc(1, sizeof *body);
   if (body && t) ticket_ref(t);
   else if (body) t = ticket_new(NULL, NULL, NULL); /* records of a timer */

@@ -90,6 +90,10 @@ typedef struct output_kind {
   int (*stop)(output_t *o);
   /* Frees the kind's own part (not o itself). May be NULL. */
   void (*free)(output_t *o);
+  /* Pipeline thread, in place of the hand-over: takes the body at once.
+   * Returns 0, or -1 with a message in err. NULL for every kind but the
+   * capture of `engine test` (output_capture_new). */
+  int (*take_now)(output_t *o, const char *data, size_t len, char *err, size_t n);
 } output_kind_t;
 
 /* The settings every kind shares. */
@@ -147,6 +151,11 @@ struct output {
  * NULL with a message in err (an unknown type, out of memory). Does not
  * open or create anything: that is start's work. */
 output_t *output_new(struct lua_State *L, int idx, char *err, size_t n);
+
+/* An output that writes each batch's records as JSON lines to fd at once,
+ * on the writing thread, without a delivery: what `engine test` captures.
+ * Returns NULL when out of memory. */
+output_t *output_capture_new(const char *name, int fd);
 
 /* For kinds: sets up the common part of o (calloc'ed by the kind, with the
  * output_t first) from the table at idx. Returns 0, or -1 when out of

@@ -169,10 +169,34 @@ static void local_free(output_t *o) {
 }
 
 const output_kind_t output_stdout_kind = {"stdout", local_encode, NULL, local_send, NULL,
-                                          local_stop, local_free};
+                                          local_stop, local_free, NULL};
 const output_kind_t output_file_kind = {"file", local_encode, file_start, local_send,
-                                        file_reopen, local_stop, local_free};
-const output_kind_t output_null_kind = {"null", NULL, NULL, local_send, NULL, NULL, NULL};
+                                        file_reopen, local_stop, local_free, NULL};
+const output_kind_t output_null_kind = {"null", NULL, NULL, local_send, NULL, NULL, NULL, NULL};
+
+static int capture_take(output_t *o, const char *data, size_t len, char *err, size_t n) {
+  if (write_all(((local_t *)o)->fd, data, len) == 0) return 0;
+  snprintf(err, n, "write: %s", strerror(errno));
+  return -1;
+}
+
+static const output_kind_t output_capture_kind = {"capture", local_encode, NULL, local_send,
+                                                  NULL, NULL, NULL, capture_take};
+
+output_t *output_capture_new(const char *name, int fd) {
+  local_t *l = calloc(1, sizeof *l);
+  if (!l) return NULL;
+  l->fd = fd;
+  atomic_init(&l->reopen, 0);
+  l->base.kind = &output_capture_kind;
+  l->base.dl_fd = -1;
+  pthread_mutex_init(&l->base.lock, NULL);
+  if (!(l->base.name = strdup(name))) {
+    output_free(&l->base);
+    return NULL;
+  }
+  return &l->base;
+}
 
 /* 0 when the file at path exists and is writable, or can be created in its
  * folder; else -1 with the reason in err. Creates nothing. */

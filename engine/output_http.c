@@ -512,11 +512,11 @@ static void http_free(output_t *o)
 }
 
 static const output_kind_t kinds[] = {
-    {"http", http_encode, http_start, http_send, NULL, http_stop, http_free},
-    {"clickhouse", http_encode, http_start, http_send, NULL, http_stop, http_free},
-    {"loki", http_encode, http_start, http_send, NULL, http_stop, http_free},
-    {"elasticsearch", http_encode, http_start, http_send, NULL, http_stop, http_free},
-    {"otlp", http_encode, http_start, http_send, NULL, http_stop, http_free},
+    {"http", http_encode, http_start, http_send, NULL, http_stop, http_free, NULL},
+    {"clickhouse", http_encode, http_start, http_send, NULL, http_stop, http_free, NULL},
+    {"loki", http_encode, http_start, http_send, NULL, http_stop, http_free, NULL},
+    {"elasticsearch", http_encode, http_start, http_send, NULL, http_stop, http_free, NULL},
+    {"otlp", http_encode, http_start, http_send, NULL, http_stop, http_free, NULL},
 };
 
 static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom)

@@ -302,7 +302,7 @@ static void syslog_free(output_t *o)
 }
 
 const output_kind_t output_syslog_kind = {"syslog", syslog_encode, syslog_start, syslog_send, NULL,
-                                          syslog_stop, syslog_free};
+                                          syslog_stop, syslog_free, NULL};
 
 /* The syslog output from its validated table at idx. */
 output_t *output_syslog_new(lua_State *L, int idx)

@@ -25,7 +25,7 @@
  * follow its on_error policy), timers between batches when due (the thread
  * wakes for them), shutdown(ctx) once the input has ended (in order). ctx.emit(record) adds a record: from process it
  * follows the filter's result, from a timer or shutdown it starts a batch of
- * its own that goes through the filters after this one. lua/README.md is
+ * its own that goes through the filters after this one. docs/lua-api.md is
  * the user's reference.
  *
  * Outputs (output.h): the pipeline thread encodes each batch's records for
@@ -81,6 +81,18 @@ size_t pipeline_outputs_pending(pipeline_t *p);
  * is not acknowledged (the next run reads it again). closed(ud) runs on the
  * loop once every output is closed. */
 void pipeline_close_outputs(pipeline_t *p, uint64_t grace_ms, void (*closed)(void *ud), void *ud);
+
+/* As pipeline_load, with the pipeline's text in source (copied) instead of
+ * a file; name stands for the file in messages ("name:line: message") and
+ * its folder is searched first by require. A reload runs source again. */
+pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
+                                 config_t *cfg, char *err, size_t errlen);
+
+/* Checks path as pipeline_load would, with no side effect: no output or
+ * dead-letter file is created or opened for writing (the folders they would
+ * be in are checked instead). Returns 0, or -1 with every mistake found, one
+ * a line, in err. */
+int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen);
 
 /* Starts the pipeline thread. on_exit is called on the loop thread (through
  * a uv_async_t the pipeline owns) once the thread has exited after

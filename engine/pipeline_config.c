@@ -105,8 +105,9 @@ static void copy_timers(lua_State *L, int idx, filter_t *f)
   lua_pop(L, 1);
 }
 
-/* Copies the filter table at idx (normal form) into f. */
-static void copy_filter(lua_State *L, int idx, filter_t *f)
+/* Copies the filter table at idx (normal form) into f; opens its
+ * dead-letter file unless check_only. */
+static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only)
 {
   const char *s;
   int i;
@@ -134,8 +135,9 @@ static void copy_filter(lua_State *L, int idx, filter_t *f)
   }
   lua_pop(L, 1);
   lua_getfield(L, idx, "dead_letter");
-  if (lua_isstring(L, -1)) {
+  if (lua_isstring(L, -1))
     f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
+  if (f->dl_path != NULL && !check_only) {
     f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (f->dl_fd < 0)
       luaL_error(L, "filter %s: cannot open the dead-letter file %s: %s", f->name, f->dl_path,
@@ -162,7 +164,7 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
     f->dl_fd = -1;
     g->n_filters++;
     lua_rawgeti(L, -1, (int)i);
-    copy_filter(L, lua_gettop(L), f);
+    copy_filter(L, lua_gettop(L), f, g->check_only);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

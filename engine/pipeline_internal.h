@@ -38,7 +38,7 @@
 #include "pipeline.h"
 #include "select.h"
 
-#define PIPELINE_ERR_MAX 1024
+#define PIPELINE_ERR_MAX 8192 /* several validation mistakes, one a line */
 #define PIPELINE_TB_MAX 4096
 #define LUA_MEMORY_DEFAULT ((size_t)64 << 20)
 /* What an output a reload dropped gets to deliver what it holds. */
@@ -101,6 +101,7 @@ typedef struct program {
   double filter_timeout;
   int report;      /* log errors of protected calls (not while loading) */
   int detached;    /* kept records were made plain tables (logged once) */
+  int check_only;  /* pipeline_check: open no file (outputs are null outputs) */
 } program_t;
 
 /* The runaway guard's view of the current call (pipeline thread only). */
@@ -128,6 +129,11 @@ struct pipeline {
   program_t *prog;          /* swapped under prog_mu by the thread only */
   pthread_mutex_t prog_mu;
   char *lua_dir;
+  char *source;             /* the pipeline's text when loaded from a string
+                             * (pipeline_load_source); NULL: read the file */
+  int check_only;           /* pipeline_check: see program_t */
+  int simulated;            /* a test run (pl_sim_*): no thread, the clock is sim_now */
+  int64_t sim_now;
 
   guard_t guard;
   int escalated;            /* the hook runs on every instruction */
@@ -192,6 +198,12 @@ void pl_program_register(pipeline_t *p, program_t *g);
  * folder. Raises on out of memory. */
 int pl_setup_state(lua_State *L);
 
+/* lua_CFunction: writable(path, is_dir) returns nil when the engine could
+ * write the file path (it exists and is writable, or its folder does and
+ * is) or, with is_dir, create or use the folder path; else a message why
+ * not. Opens and creates nothing (access(2) only). For `engine check`. */
+int pl_writable(lua_State *L);
+
 /* Calls the function under its nargs arguments on top of g->L (like
  * lua_pcall) with the traceback handler, under the runaway guard when
  * guarded. Returns CALL_OK; or CALL_ERROR / CALL_TIMEOUT with the message in
@@ -215,7 +227,7 @@ void pl_take_emitted(pipeline_t *p, program_t *g, int dest);
  * config (argument 3). Outputs whose settings g->reuse has unchanged are
  * that program's, kept; others are created (not started: nothing is opened
  * yet). Raises on out of memory; what it had copied stays in g and cfg for
- * their usual free. */
+ * their usual free. With g->check_only dead-letter files stay closed. */
 int pl_copy_config(lua_State *L);
 
 /* ---- pipeline_run.c ---- */
@@ -242,5 +254,27 @@ void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t);
 /* Runs a full garbage collection when g's state holds more than 3/4 of its
  * memory limit. */
 void pl_collect_if_full(program_t *g);
+
+/* ---- pipeline.c ---- */
+
+/* Loads path, or source (not NULL) under the name path (pipeline.h's
+ * pipeline_load, pipeline_load_source), with check_only (program_t). On
+ * failure cfg may hold some of the pipeline's settings; config_free
+ * releases them as usual. */
+pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, int check_only,
+                    config_t *cfg, char *err, size_t errlen);
+
+/* A simulated run, for `engine test`: the caller's thread is the pipeline
+ * thread (pipeline_start is never called) and the pipeline's monotonic
+ * clock is simulated, in nanoseconds. pl_sim_start sets the clock to now,
+ * runs the init hooks and arms the timers; batches go through
+ * pl_process_batch(p, p->prog, b); pl_sim_advance moves the clock to `to`,
+ * running each timer at each time it falls due on the way (in order; at
+ * most PL_SIM_MAX_ROUNDS rounds, else it returns -1, else 0); pl_sim_stop
+ * runs the shutdown hooks and flushes the outputs. Then pipeline_free. */
+#define PL_SIM_MAX_ROUNDS 1000000L
+void pl_sim_start(pipeline_t *p, int64_t now);
+int pl_sim_advance(pipeline_t *p, int64_t to);
+void pl_sim_stop(pipeline_t *p);
 
 #endif

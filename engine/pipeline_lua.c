@@ -4,8 +4,12 @@
  * through, the sandbox a new state is set up in, and ctx.emit.
  *
  * All of it runs on the thread that owns the program's state. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -271,6 +275,53 @@ int pl_setup_state(lua_State *L)
   lua_setglobal(L, "print");
   record_setup(L);
   return 0;
+}
+
+int pl_writable(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  int is_dir = lua_toboolean(L, 2);
+  struct stat st;
+  char *dir, *slash;
+  const char *folder;
+  int ok;
+
+  if (stat(path, &st) == 0) {
+    if (is_dir && !S_ISDIR(st.st_mode))
+      lua_pushfstring(L, "%s is not a folder", path);
+    else if (!is_dir && S_ISDIR(st.st_mode))
+      lua_pushfstring(L, "%s is a folder", path);
+    else if (access(path, is_dir ? W_OK | X_OK : W_OK) != 0)
+      lua_pushfstring(L, "%s is not writable: %s", path, strerror(errno));
+    else
+      lua_pushnil(L);
+    return 1;
+  }
+  if (errno != ENOENT) {
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 1;
+  }
+  /* it would be created: in its folder */
+  dir = strdup(path);
+  if (dir == NULL)
+    return luaL_error(L, "out of memory");
+  slash = strrchr(dir, '/');
+  folder = dir;
+  if (slash == NULL)
+    folder = ".";
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
+  ok = stat(folder, &st) == 0 && S_ISDIR(st.st_mode);
+  if (!ok)
+    lua_pushfstring(L, "cannot be created: the folder %s does not exist", folder);
+  else if (access(folder, W_OK | X_OK) != 0)
+    lua_pushfstring(L, "cannot be created: the folder %s is not writable", folder);
+  else
+    lua_pushnil(L);
+  free(dir);
+  return 1;
 }
 
 /* ---- ctx.emit ---- */

@@ -1,6 +1,7 @@
 -- Routes error lines to a file (rotated at 10 MiB, 5 kept) and everything
--- else to stdout. A ClickHouse output does not exist yet: when it does, it
--- takes stdout's place here as the destination of every other record.
+-- else to stdout. Any output can take stdout's place as the destination of
+-- every other record, e.g. { name = "everything", type = "clickhouse",
+-- url = "http://127.0.0.1:8123", table = "logs" } (docs/configuration.md).
 -- The file is $ERRORS_LOG, else /tmp/engine-errors.log.
 local path = os.getenv("ERRORS_LOG") or "/tmp/engine-errors.log"
 

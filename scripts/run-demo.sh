@@ -25,15 +25,6 @@ say() { echo "run-demo: $*" >&2; }
 [ -x "$ENGINE" ] || { say "$ENGINE not found: run make first"; exit 1; }
 [ -f "$PIPELINE" ] || { say "$PIPELINE not found"; exit 1; }
 
-# Does a Docker daemon answer at URL $1 (unix://PATH or tcp://HOST:PORT)?
-answers() {
-  case "$1" in
-    unix://*) curl -s --max-time 2 --unix-socket "${1#unix://}" http://localhost/_ping ;;
-    tcp://*) curl -s --max-time 2 "http://${1#tcp://}/_ping" ;;
-    *) return 1 ;;
-  esac 2>/dev/null | grep -q OK
-}
-
 # Is process $1 alive (and not a zombie waiting to be reaped)?
 alive() {
   [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null
@@ -77,7 +68,7 @@ trap cleanup EXIT
 trap 'stop_engine; exit "$rc"' INT TERM HUP
 
 host=${DOCKER_HOST:-unix:///var/run/docker.sock}
-if answers "$host"; then
+if sh scripts/docker-answers.sh "$host"; then
   say "using the Docker daemon at $host"
 else
   say "no Docker daemon answers at $host; starting a private one"

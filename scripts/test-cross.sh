@@ -6,7 +6,7 @@
 #
 #  unit  spec/unit run by the target's own LuaJIT under qemu (a process per
 #        file), so that the
-#        FFI loads build/ARCH/libengine.so; the test tools they start
+#        FFI loads build/ARCH/libengine-test.so; the test tools they start
 #        (pipeline_feed, fakedocker) are the ARCH builds, under qemu too
 #  e2e   spec/cross run by the host's busted: build/ARCH/engine under qemu
 #        against the native fake Docker API server, through a Lua filter,
@@ -24,7 +24,7 @@ esac
 top=$PWD
 root=$top/build/cross/$arch/root
 sysroot=$top/build/cross/$arch/sysroot
-for f in "build/$arch/engine" "build/$arch/libengine.so" "$root/usr/bin/luajit" build/fakedocker; do
+for f in "build/$arch/engine" "build/$arch/libengine-test.so" "$root/usr/bin/luajit" build/fakedocker; do
   if [ ! -e "$f" ]; then
     echo "test-cross: $f is missing: run make test-cross ARCH=$arch" >&2
     exit 2
@@ -73,7 +73,7 @@ tally() {
 for f in spec/unit/*_spec.lua; do
   n=unit-$(basename "$f" .lua)
   echo "== $n ($arch, emulated LuaJIT)"
-  ENGINE_LIB=build/$arch/libengine.so ENGINE_BIN=$run/engine ENGINE_TOOLS=$run \
+  ENGINE_LIB=build/$arch/libengine-test.so ENGINE_BIN=$run/engine ENGINE_TOOLS=$run \
     FAKEDOCKER=$run/fakedocker LUA_CPATH="$cpath" \
     "$qemu" "$root/usr/bin/luajit" /usr/bin/busted -o plainTerminal "$f" 2>&1 |
     tee "$log/$n.out"

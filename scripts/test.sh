@@ -55,11 +55,11 @@ run() {
 }
 
 unit() {
-  run unit ENGINE_LIB=build/libengine.so ENGINE_BIN=build/engine ENGINE_TOOLS=build \
+  run unit ENGINE_LIB=build/libengine-test.so ENGINE_BIN=build/engine ENGINE_TOOLS=build \
     -- spec/unit
   run unit-asan LD_PRELOAD="$ASAN_LIBS" ASAN_OPTIONS="detect_leaks=0:abort_on_error=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-    ENGINE_LIB=build/asan/libengine.so ENGINE_BIN=build/asan/engine ENGINE_TOOLS=build/asan \
+    ENGINE_LIB=build/asan/libengine-test.so ENGINE_BIN=build/asan/engine ENGINE_TOOLS=build/asan \
     FAKEDOCKER=build/asan/fakedocker \
     -- spec/unit
 }

@@ -16,7 +16,12 @@
 --                      with pair_sep unset, a quoted value may contain spaces
 -- Keys are the text right before kv_sep back to the previous separator;
 -- pieces without kv_sep are skipped. A key given twice keeps the last value.
+local options = require("engine.options")
+
 local M = {}
+
+local OPTIONS = { pair_sep = true, kv_sep = true, include = true, exclude = true, prefix = true,
+                  numbers = true, unquote = true }
 
 local function set_of(list)
   if not list then return nil end
@@ -62,7 +67,7 @@ end
 
 --- Returns a table of the pairs found in text (see the options above).
 function M.extract(text, opts)
-  opts = opts or {}
+  if opts == nil then opts = {} else options.check(opts, OPTIONS, "kv.extract", 2) end
   local kv_sep = opts.kv_sep or "="
   local unquote = opts.unquote ~= false
   local include, exclude = set_of(opts.include), set_of(opts.exclude)

@@ -22,9 +22,13 @@
 -- the filter until the next start line of its container and stream, its
 -- flush timer, or shutdown (which emits everything pending). Records a
 -- timer emits go on through the filters after this one.
+local options = require("engine.options")
+
 local M = {}
 
 local concat = table.concat
+local OPTIONS = { start = true, continue = true, flush_after = true, max_lines = true,
+                  separator = true, name = true, select = true, on_error = true }
 
 local function list(v)
   if v == nil then return {} end
@@ -41,9 +45,9 @@ end
 
 --- Returns a filter table (see above).
 function M.new(opts)
-  assert(type(opts) == "table", "multiline.new: expects a table of options")
+  options.check(opts, OPTIONS, "multiline.new", 2)
   local starts = list(opts.start)
-  assert(#starts > 0, "multiline.new: `start` (a Lua pattern or a list) is required")
+  options.require(#starts > 0, "multiline.new", "`start` (a Lua pattern or a list) is required", 2)
   local continues = list(opts.continue)
   local every = opts.flush_after or 1
   local max_lines = opts.max_lines or 500

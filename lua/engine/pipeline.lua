@@ -22,9 +22,16 @@
 --   engine  = { cycle, stop_timeout, ..., log_level, lua_memory,
 --               metrics = { listen = "host:port", max_containers = n|nil } }  -- each maybe nil
 -- Settings left out stay nil: their defaults live in C (config.c, pipeline.c).
--- Any mistake raises an error (level 0, no position) starting with path.
+-- Mistakes raise one error (level 0) listing every mistake found, up to
+-- MAX_ERRORS, one a line, each "path:line: setting what is wrong" (the line
+-- of the setting in the file's text when it is written out there, see
+-- engine.locate; else "path: ...").
+
+local locate = require("engine.locate")
 
 local M = {}
+
+local MAX_ERRORS = 20
 
 local format, type, pairs, ipairs = string.format, type, pairs, ipairs
 local floor, huge = math.floor, math.huge
@@ -48,14 +55,40 @@ local function sorted_keys(set)
   return table.concat(keys, ", ")
 end
 
--- A checker: carries the file name for messages.
+-- A checker: carries the file name and text for messages, and the
+-- mistakes found so far.
 local Check = {}
 Check.__index = Check
 
-function Check:fail(where, fmt, ...)
-  local msg = format(fmt, ...)
+-- Raised when MAX_ERRORS mistakes were noted: stops the checks.
+local FULL = {}
+
+-- "path:line: where msg" (the line of where, when found in the text).
+function Check:message(where, msg, at)
   if where and where ~= "" then msg = where .. " " .. msg end
-  error(self.path .. ": " .. msg, 0)
+  local line = locate.line(self.source, at or where)
+  return self.path .. (line and ":" .. line or "") .. ": " .. msg
+end
+
+-- Notes a mistake and goes on (ends the checks after MAX_ERRORS).
+function Check:note(message)
+  self.errors[#self.errors + 1] = message
+  if #self.errors >= MAX_ERRORS then error(FULL, 0) end
+end
+
+-- A mistake that ends the check of the current part (see try).
+function Check:fail(where, fmt, ...)
+  error(self:message(where, format(fmt, ...)), 0)
+end
+
+-- Runs self:method(...): returns its results, or nil after noting the
+-- mistake it raised.
+function Check:try(method, ...)
+  local res = { pcall(self[method], self, ...) }
+  if res[1] then return unpack(res, 2, table.maxn(res)) end
+  if res[2] == FULL then error(FULL, 0) end
+  self:note(tostring(res[2]))
+  return nil
 end
 
 local function join(where, key)
@@ -64,15 +97,25 @@ local function join(where, key)
   return where .. "." .. key
 end
 
--- Fails on keys of tbl that known does not list.
-function Check:keys(tbl, known, where)
+-- Notes every key of tbl that known does not list (other_key(k), when
+-- given, may explain one instead: it returns a message or nil).
+function Check:keys(tbl, known, where, other_key)
+  local bad = {}
   for k in pairs(tbl) do
-    if type(k) ~= "string" or not known[k] then
-      local name = type(k) == "string" and format("%q", k) or show(k)
-      if where == "" then
-        self:fail(nil, "unknown key %s (expected one of: %s)", name, sorted_keys(known))
-      end
-      self:fail(nil, "unknown key %s in %s (expected one of: %s)", name, where, sorted_keys(known))
+    if type(k) ~= "string" or not known[k] then bad[#bad + 1] = k end
+  end
+  table.sort(bad, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(bad) do
+    local name = type(k) == "string" and format("%q", k) or show(k)
+    local at = type(k) == "string" and join(where, k) or where
+    local why = other_key and type(k) == "string" and other_key(k)
+    if why then
+      self:note(self:message(join(where, k), why, at))
+    elseif where == "" then
+      self:note(self:message(nil, format("unknown key %s (expected one of: %s)", name, sorted_keys(known)), at))
+    else
+      self:note(self:message(nil, format("unknown key %s in %s (expected one of: %s)", name, where,
+                                         sorted_keys(known)), at))
     end
   end
 end
@@ -175,7 +218,7 @@ function Check:docker(v)
   self:table(v, "docker")
   self:keys(v, { host = true, read_delay = true, tls = true }, "docker")
   local out = {}
-  if v.host ~= nil then out.host = self:nonempty_string(v.host, "docker.host") end
+  if v.host ~= nil then out.host = self:docker_host(v.host, "docker.host") end
   if v.tls ~= nil then
     self:table(v.tls, "docker.tls")
     self:keys(v.tls, { ca = true, cert = true, key = true }, "docker.tls")
@@ -192,6 +235,41 @@ function Check:docker(v)
     if out.read_delay > 10 then self:fail("docker.read_delay", "must be at most 10 seconds") end
   end
   return out
+end
+
+-- An address the engine can reach a Docker daemon at (http.c).
+function Check:docker_host(v, where)
+  self:nonempty_string(v, where)
+  local scheme, rest = v:match("^(%a[%w+.-]*)://(.*)$")
+  if scheme == "unix" then
+    if rest == "" then self:fail(where, "has no socket path (got %s)", show(v)) end
+  elseif scheme == "tcp" or scheme == "http" or scheme == "https" then
+    if not rest:match("^[^/]") then self:fail(where, "has no host (got %s)", show(v)) end
+  else
+    self:fail(where, "must be unix:///path, tcp://host:port or http(s)://host:port (got %s%s)", show(v),
+      scheme == "ssh" and "; ssh:// is not supported: forward the socket, e.g. ssh -L" ..
+      " /tmp/docker.sock:/var/run/docker.sock, and use unix:///tmp/docker.sock" or "")
+  end
+  return v
+end
+
+-- With `engine check` (opts.writable): the engine must be able to create
+-- or write the file (or, with is_dir, the folder) at path.
+function Check:writable(path, where, is_dir)
+  if self.can_write then
+    local why = self.can_write(path, is_dir)
+    if why then self:fail(where, "%s", why) end
+  end
+  return path
+end
+
+-- The environment variable named by v must be set (where names the setting).
+function Check:env(v, where)
+  self:nonempty_string(v, where)
+  if os.getenv(v) == nil then
+    self:fail(where, "names the environment variable %s, which is not set", v)
+  end
+  return v
 end
 
 local SELECT_KINDS = { name = true, id = true, label = true, image = true }
@@ -248,7 +326,7 @@ local FILTER_KEYS = {
 function Check:dead_letter(v, where)
   self:table(v, where)
   self:keys(v, { path = true }, where)
-  return self:nonempty_string(v.path, where .. ".path")
+  return self:writable(self:nonempty_string(v.path, where .. ".path"), where .. ".path")
 end
 
 function Check:optional_function(v, where, signature)
@@ -313,42 +391,67 @@ function Check:filters(v, dead_letter)
   local n = self:list(v, "filters", "filters")
   local out, seen = {}, {}
   for i = 1, n do
-    local f, where = v[i], join("filters", i)
-    local entry
-    if type(f) == "function" then
-      entry = { name = "filter" .. i, on_error = "pass", process = f, timers = {} }
-    elseif type(f) == "table" then
-      entry = self:filter_table(f, where, i, dead_letter)
-    else
-      self:fail(where, "must be a function or a table with a process function (got %s)", show(f))
-    end
-    if seen[entry.name] then
-      self:fail(where .. ".name", "%q is already the name of filters[%d]", entry.name, seen[entry.name])
-    end
-    seen[entry.name] = i
-    out[i] = entry
+    out[i] = self:try("filter", v[i], join("filters", i), i, dead_letter, seen)
   end
   return out
 end
 
-local OUTPUT_KEYS = {
-  type = true, name = true, format = true, routed_only = true,
-  path = true, max_bytes = true, keep = true, mode = true,
-  -- network outputs
-  url = true, headers = true, auth = true, ca_file = true, tls_verify = true, timeout = true,
-  retry_max = true, backoff_initial = true, backoff_max = true, dead_letter = true,
-  table = true, labels = true, index = true, facility = true, hostname = true, gzip = true,
-  max_message = true,
-}
-local FILE_ONLY = { "path", "max_bytes", "keep" }
+function Check:filter(f, where, i, dead_letter, seen)
+  local entry
+  if type(f) == "function" then
+    entry = { name = "filter" .. i, on_error = "pass", process = f, timers = {} }
+  elseif type(f) == "table" then
+    entry = self:filter_table(f, where, i, dead_letter)
+  else
+    self:fail(where, "must be a function or a table with a process function (got %s)", show(f))
+  end
+  if seen[entry.name] then
+    self:fail(where .. ".name", "%q is already the name of filters[%d]", entry.name, seen[entry.name])
+  end
+  seen[entry.name] = i
+  return entry
+end
+
+-- The keys each type of output takes.
+local OUTPUT_TYPES = { "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch", "otlp",
+                       "syslog" }
 local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true,
                   syslog = true }
-local NETWORK_ONLY = { "url", "headers", "auth", "ca_file", "tls_verify", "gzip", "timeout", "retry_max",
-                       "backoff_initial", "backoff_max", "dead_letter", "table", "labels", "index",
-                       "facility", "hostname", "max_message" }
-local ONLY_FOR = { table = "clickhouse", labels = "loki", index = "elasticsearch",
-                   facility = "syslog", hostname = "syslog", max_message = "syslog" }
-local NOT_FOR_SYSLOG = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip" }
+local OUTPUT_KEYS = {}
+do
+  local function set(...)
+    local out = {}
+    for _, list in ipairs { ... } do
+      for _, k in ipairs(list) do out[k] = true end
+    end
+    return out
+  end
+  local common = { "type", "name", "routed_only" }
+  local delivery = { "url", "retry_max", "backoff_initial", "backoff_max", "dead_letter", "mode" }
+  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip" }
+  OUTPUT_KEYS.stdout = set(common, { "format" })
+  OUTPUT_KEYS.null = set(common, { "format" })
+  OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
+  OUTPUT_KEYS.http = set(common, delivery, http, { "format" })
+  OUTPUT_KEYS.clickhouse = set(common, delivery, http, { "table" })
+  OUTPUT_KEYS.loki = set(common, delivery, http, { "labels" })
+  OUTPUT_KEYS.elasticsearch = set(common, delivery, http, { "index" })
+  OUTPUT_KEYS.otlp = set(common, delivery, http)
+  OUTPUT_KEYS.syslog = set(common, delivery, { "facility", "hostname", "max_message" })
+end
+
+-- Why key, which some other type of output takes, is not for type; nil
+-- when no type takes it.
+local function not_for(key, type_)
+  local takers = {}
+  for _, t in ipairs(OUTPUT_TYPES) do
+    if OUTPUT_KEYS[t][key] then takers[#takers + 1] = format("%q", t) end
+  end
+  if #takers == 0 then return nil end
+  if type_ == "syslog" and OUTPUT_KEYS.http[key] then return "is not for syslog outputs" end
+  if #takers == 1 then return "is only for outputs of type " .. takers[1] end
+  return format("is not for outputs of type %q (only for %s)", type_, table.concat(takers, ", "))
+end
 
 -- The settings of a network output (netout.h), into entry.
 function Check:network_output(o, where, entry)
@@ -361,9 +464,6 @@ function Check:network_output(o, where, entry)
     local port = tonumber(url:match("^tcp://.+:(%d+)$") or url:match("^udp://.+:(%d+)$"))
     if not port or port < 1 or port > 65535 or url:find("@", 1, true) then
       self:fail(where .. ".url", "must be tcp://host:port or udp://host:port (got %s)", shown)
-    end
-    for _, k in ipairs(NOT_FOR_SYSLOG) do
-      if o[k] ~= nil then self:fail(where .. "." .. k, "is not for syslog outputs") end
     end
     if o.facility ~= nil then
       self:number(o.facility, where .. ".facility")
@@ -385,14 +485,6 @@ function Check:network_output(o, where, entry)
     self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", shown)
   end
   entry.url = url
-  for key, kind in pairs(ONLY_FOR) do
-    if o[key] ~= nil and entry.type ~= kind then
-      self:fail(where .. "." .. key, "is only for outputs of type %q", kind)
-    end
-  end
-  if o.format ~= nil and entry.type ~= "http" then
-    self:fail(where .. ".format", "is only for outputs of type \"http\"")
-  end
   entry.format = o.format == nil and "ndjson" or self:choice(o.format, where .. ".format", { "ndjson", "json" })
   if o.headers ~= nil then
     self:table(o.headers, where .. ".headers")
@@ -416,11 +508,11 @@ function Check:network_output(o, where, entry)
     self:table(o.auth, w)
     self:keys(o.auth, { user_env = true, password_env = true, bearer_env = true }, w)
     if o.auth.bearer_env ~= nil then
-      entry.bearer_env = self:nonempty_string(o.auth.bearer_env, w .. ".bearer_env")
+      entry.bearer_env = self:env(o.auth.bearer_env, w .. ".bearer_env")
     end
     if o.auth.user_env ~= nil then
-      entry.user_env = self:nonempty_string(o.auth.user_env, w .. ".user_env")
-      entry.password_env = self:nonempty_string(o.auth.password_env, w .. ".password_env")
+      entry.user_env = self:env(o.auth.user_env, w .. ".user_env")
+      entry.password_env = self:env(o.auth.password_env, w .. ".password_env")
     end
     if not entry.bearer_env and not entry.user_env then
       self:fail(w, "must name bearer_env, or user_env and password_env (environment variables)")
@@ -445,7 +537,10 @@ function Check:network_output(o, where, entry)
     end
     entry.retry_max = o.retry_max
   end
-  if o.dead_letter ~= nil then entry.dead_letter = self:nonempty_string(o.dead_letter, where .. ".dead_letter") end
+  if o.dead_letter ~= nil then
+    entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),
+                                      where .. ".dead_letter")
+  end
   if o.table ~= nil then
     entry.table = self:nonempty_string(o.table, where .. ".table")
     if not entry.table:match("^[%w_]+%.?[%w_]*$") then
@@ -459,7 +554,6 @@ end
 
 function Check:output(o, where, i, n)
   self:table(o, where)
-  self:keys(o, OUTPUT_KEYS, where)
   local mode
   if o.mode ~= nil then
     mode = type(o.mode) == "string" and o.mode:match("^[0-7]+$") and tonumber(o.mode, 8) or o.mode
@@ -468,12 +562,11 @@ function Check:output(o, where, i, n)
     end
   end
   local entry = {
-    type = self:choice(o.type, where .. ".type",
-                       { "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch",
-                         "otlp", "syslog" }),
+    type = self:choice(o.type, where .. ".type", OUTPUT_TYPES),
     format = "json",
     routed_only = false,
   }
+  self:keys(o, OUTPUT_KEYS[entry.type], where, function(k) return not_for(k, entry.type) end)
   entry.name = entry.type
   if n > 1 then entry.name = entry.type .. i end
   entry.mode = mode
@@ -482,15 +575,9 @@ function Check:output(o, where, i, n)
   end
   if NETWORK[entry.type] then
     if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
-    for _, k in ipairs(FILE_ONLY) do
-      if o[k] ~= nil then self:fail(where .. "." .. k, "is only for outputs of type \"file\"") end
-    end
     self:network_output(o, where, entry)
     if o.routed_only ~= nil then entry.routed_only = o.routed_only == true end
     return entry
-  end
-  for _, k in ipairs(NETWORK_ONLY) do
-    if o[k] ~= nil then self:fail(where .. "." .. k, "is only for network outputs (http, clickhouse, loki, elasticsearch, otlp)") end
   end
   if o.format ~= nil then entry.format = self:choice(o.format, where .. ".format", { "json", "plain" }) end
   if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
@@ -501,7 +588,7 @@ function Check:output(o, where, i, n)
     entry.routed_only = o.routed_only
   end
   if entry.type == "file" then
-    entry.path = self:nonempty_string(o.path, where .. ".path")
+    entry.path = self:writable(self:nonempty_string(o.path, where .. ".path"), where .. ".path")
     if o.max_bytes ~= nil then entry.max_bytes = self:size(o.max_bytes, where .. ".max_bytes") end
     entry.keep = 5
     if o.keep ~= nil then
@@ -510,10 +597,6 @@ function Check:output(o, where, i, n)
         self:fail(where .. ".keep", "must be an integer from 0 to 1000 (got %s)", show(o.keep))
       end
       entry.keep = o.keep
-    end
-  else
-    for _, k in ipairs(FILE_ONLY) do
-      if o[k] ~= nil then self:fail(where .. "." .. k, "is only for outputs of type \"file\"") end
     end
   end
   return entry
@@ -532,11 +615,14 @@ function Check:outputs(v)
   local out, seen = {}, {}
   for i = 1, n do
     local where = join("outputs", i)
-    local entry = self:output(v[i], where, i, n)
-    if seen[entry.name] then
-      self:fail(where .. ".name", "%q is already the name of outputs[%d]", entry.name, seen[entry.name])
+    local entry = self:try("output", v[i], where, i, n)
+    if entry then
+      if seen[entry.name] then
+        self:note(self:message(where .. ".name", format("%q is already the name of outputs[%d]",
+                                                        entry.name, seen[entry.name])))
+      end
+      seen[entry.name] = i
     end
-    seen[entry.name] = i
     out[i] = entry
   end
   return out
@@ -555,7 +641,7 @@ local ENGINE_KEYS = {
 -- Where cursors are saved: a folder, or false to keep them in memory.
 function Check:state_dir(v, where)
   if v == false then return false end
-  return self:nonempty_string(v, where)
+  return self:writable(self:nonempty_string(v, where), where, true)
 end
 
 function Check:boolean(v, where)
@@ -606,14 +692,17 @@ function Check:engine(v)
   if v == nil then return {} end
   self:table(v, "engine")
   self:keys(v, ENGINE_KEYS, "engine")
-  local out = {}
-  for key, kind in pairs(ENGINE_KEYS) do
+  local out, keys = {}, {}
+  for key in pairs(ENGINE_KEYS) do keys[#keys + 1] = key end
+  table.sort(keys)
+  for _, key in ipairs(keys) do
+    local kind = ENGINE_KEYS[key]
     local val, where = v[key], "engine." .. key
     if val ~= nil then
       if kind == "level" then
-        out[key] = self:choice(val, where, { "error", "warn", "info", "debug" })
+        out[key] = self:try("choice", val, where, { "error", "warn", "info", "debug" })
       else
-        out[key] = self[kind](self, val, where)
+        out[key] = self:try(kind, val, where)
       end
     end
   end
@@ -630,23 +719,63 @@ local TOP_KEYS = {
 }
 
 --- Checks the table a pipeline.lua returned. Returns the normal form described
--- at the top of this file; raises "path: what is wrong" on any mistake.
-function M.validate(tbl, path)
-  local c = setmetatable({ path = path or "pipeline.lua" }, Check)
+-- at the top of this file; raises "path:line: what is wrong" (one line per
+-- mistake, see the top of this file) otherwise. source is the file's text
+-- (nil: read from path) for the lines. opts.writable(path, is_dir), when
+-- given (`engine check`), says why the engine could not write a file or
+-- folder the pipeline names (nil when it could).
+function M.validate(tbl, path, source, opts)
+  path = path or "pipeline.lua"
+  if source == nil then
+    local f = io.open(path, "rb")
+    if f then
+      source = f:read("*a")
+      f:close()
+    end
+  end
+  local c = setmetatable({ path = path, source = source, errors = {},
+                           can_write = opts and opts.writable }, Check)
   if type(tbl) ~= "table" then c:fail(nil, "must return a table (got %s)", show(tbl)) end
-  c:keys(tbl, TOP_KEYS, "")
-  local dead_letter
-  if tbl.dead_letter ~= nil then dead_letter = c:dead_letter(tbl.dead_letter, "dead_letter") end
-  local out = {
-    dead_letter = dead_letter and { path = dead_letter } or nil,
-    docker = c:docker(tbl.docker),
-    select = c:select(tbl.select),
-    batch = c:batch(tbl.batch),
-    filters = c:filters(tbl.filters, dead_letter),
-    outputs = c:outputs(tbl.outputs),
-    engine = c:engine(tbl.engine),
-  }
-  if tbl.history ~= nil then out.history = c:choice(tbl.history, "history", { "all", "start" }) end
+  local out
+  local ok, err = pcall(function()
+    c:keys(tbl, TOP_KEYS, "")
+    local dead_letter
+    if tbl.dead_letter ~= nil then dead_letter = c:try("dead_letter", tbl.dead_letter, "dead_letter") end
+    local host = tbl.docker == nil or type(tbl.docker) == "table" and tbl.docker.host == nil
+    out = {
+      dead_letter = dead_letter and { path = dead_letter } or nil,
+      docker = c:try("docker", tbl.docker),
+      select = c:try("select", tbl.select),
+      batch = c:try("batch", tbl.batch),
+      filters = c:try("filters", tbl.filters, dead_letter),
+      outputs = c:try("outputs", tbl.outputs),
+      engine = c:try("engine", tbl.engine),
+    }
+    if tbl.history ~= nil then out.history = c:try("choice", tbl.history, "history", { "all", "start" }) end
+    -- Without docker.host, the daemon is $DOCKER_HOST's.
+    local env_host = os.getenv("DOCKER_HOST")
+    if host and env_host and env_host ~= "" then
+      local ok_env, msg = pcall(c.docker_host, c, env_host, "$DOCKER_HOST")
+      if not ok_env then c:note(msg) end
+    end
+  end)
+  if not ok and err ~= FULL then error(err, 0) end
+  if #c.errors > 0 then
+    -- in the order of the file's lines (those without a line last)
+    local order = {}
+    for i, e in ipairs(c.errors) do
+      local line = e:sub(#path + 1):match("^:(%d+):")
+      order[i] = { e = e, line = tonumber(line) or math.huge, i = i }
+    end
+    table.sort(order, function(a, b)
+      if a.line ~= b.line then return a.line < b.line end
+      return a.i < b.i
+    end)
+    for i, o in ipairs(order) do c.errors[i] = o.e end
+    local text = table.concat(c.errors, "\n")
+    if err == FULL then text = text .. "\n" .. path .. ": (stopped after " .. MAX_ERRORS .. " mistakes)" end
+    error(text, 0)
+  end
   return out
 end
 

@@ -21,6 +21,8 @@
 -- all), mask (default "[REDACTED]"; email and card use "[EMAIL]"/"[CARD]"
 -- unless mask is given); for the filter also name (default "redact"),
 -- select, on_error.
+local options = require("engine.options")
+
 local M = {}
 
 local function luhn(digits)
@@ -90,7 +92,8 @@ local function rule_list(names)
   if names then
     wanted = {}
     for _, n in ipairs(names) do
-      assert(RULES[n], "redact: unknown rule " .. tostring(n))
+      -- level 4: rule_list, masker, text or filter, the user's call
+      options.require(RULES[n], "redact", "unknown rule " .. tostring(n), 4)
       wanted[n] = true
     end
   end
@@ -99,6 +102,9 @@ local function rule_list(names)
   end
   return out
 end
+
+local TEXT = { rules = true, mask = true }
+local FILTER = { rules = true, mask = true, fields = true, name = true, select = true, on_error = true }
 
 local function masker(opts)
   opts = opts or {}
@@ -118,12 +124,13 @@ end
 
 --- Returns text with the secrets masked, and the number of masks.
 function M.text(s, opts)
+  if opts ~= nil then options.check(opts, TEXT, "redact.text", 2) end
   return masker(opts)(s)
 end
 
 --- Returns a filter table that masks secrets in records' fields.
 function M.filter(opts)
-  opts = opts or {}
+  opts = options.check(opts or {}, FILTER, "redact.filter", 2)
   local mask = masker(opts)
   local fields = opts.fields or { "line" }
   return {

@@ -17,11 +17,18 @@
 --   opts.report is not false, a record is emitted for the container:
 --   { line = "rate limit: dropped N lines", name, container, dropped = N };
 --   shutdown reports the last window likewise. opts: name (default "rate_limit"), select, on_error.
+local options = require("engine.options")
+
 local M = {}
 
+local FILTER = { name = true, select = true, on_error = true }
+local RATE_LIMIT = { lines = true, every = true, report = true, name = true, select = true,
+                     on_error = true }
+
 function M.one_in(n, opts)
-  assert(type(n) == "number" and n >= 1 and n == math.floor(n), "sample.one_in: n must be an integer >= 1")
-  opts = opts or {}
+  options.require(type(n) == "number" and n >= 1 and n == math.floor(n), "sample.one_in",
+    "n must be an integer >= 1", 2)
+  opts = options.check(opts or {}, FILTER, "sample.one_in", 2)
   local seen = {}
   return {
     name = opts.name or "sample",
@@ -44,8 +51,9 @@ function M.one_in(n, opts)
 end
 
 function M.rate_limit(opts)
-  assert(type(opts) == "table" and type(opts.lines) == "number" and opts.lines >= 0,
-    "sample.rate_limit: expects { lines = N, every = seconds }")
+  options.check(opts, RATE_LIMIT, "sample.rate_limit", 2)
+  options.require(type(opts.lines) == "number" and opts.lines >= 0, "sample.rate_limit",
+    "expects { lines = N, every = seconds }", 2)
   local limit, every = opts.lines, opts.every or 1
   local report = opts.report ~= false
   local windows = {} -- container id -> { n = passed, dropped = N, name = container name }

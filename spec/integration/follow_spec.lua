@@ -279,11 +279,14 @@ describe("engine run with bad input", function()
     assert.matches("cannot reach the Docker daemon at unix:///nonexistent/docker.sock", err, 1, true)
   end)
 
-  it("exits 1 with a clear error for a DOCKER_HOST it does not understand", function()
-    local code, _, err = engine.run_once {
-      command = "run", pipeline = "return {}\n", env = { DOCKER_HOST = "ftp://x" } }
-    assert.equal(1, code)
-    assert.matches("address 'ftp://x' is not understood", err, 1, true)
+  it("exits 2 with a clear error for a DOCKER_HOST it does not understand, at run and at check", function()
+    for _, command in ipairs({ "run", "check" }) do
+      local code, _, err = engine.run_once {
+        command = command, pipeline = "return {}\n", env = { DOCKER_HOST = "ftp://x" } }
+      assert.equal(2, code)
+      assert.matches('$DOCKER_HOST must be unix:///path, tcp://host:port or http(s)://host:port (got "ftp://x")',
+                     err, 1, true)
+    end
   end)
 
   it("says the pipeline is ok with engine check, without a daemon", function()

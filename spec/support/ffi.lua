@@ -1,10 +1,12 @@
--- spec/support/ffi.lua - LuaJIT FFI bindings to build/libengine.so for the
+-- spec/support/ffi.lua - LuaJIT FFI bindings to build/libengine-test.so for the
 -- unit specs: the declarations of timestamp.h, decode.h, cursor.h and
 -- select.h, and helpers around them.
 --
 -- Load it as require("support.ffi") with "spec/?.lua" on package.path (a
 -- plain require("ffi") would return LuaJIT's own module). The library is
--- ENGINE_LIB, or build/libengine.so.
+-- ENGINE_LIB, or build/libengine-test.so: the library built with every
+-- symbol visible (libengine.so exports only engine_*). An ENGINE_LIB naming
+-- a build folder's libengine.so means that folder's libengine-test.so.
 local ffi = require("ffi")
 
 local M = {}
@@ -117,7 +119,8 @@ local function exact_copy(s)
 end
 M.exact_copy = exact_copy
 
-local C = ffi.load(os.getenv("ENGINE_LIB") or "build/libengine.so")
+local lib = (os.getenv("ENGINE_LIB") or "build/libengine-test.so"):gsub("libengine%.so$", "libengine-test.so")
+local C = ffi.load(lib)
 M.C = C
 
 -- Constants from the headers' #defines.

@@ -127,4 +127,29 @@ describe("examples", function()
     assert.same({ "level=info n=1" }, feed.lines_of(recs))
     assert.equal("info", recs[1].level)
   end)
+
+  -- Every shipped pipeline has its test cases (examples/NAME.test.jsonl),
+  -- and `engine test` passes them all.
+  describe("engine test on each example's cases", function()
+    local ENGINE = os.getenv("ENGINE_BIN") or "build/engine"
+    local names = {}
+    for file in io.popen("ls examples/*.lua"):lines() do names[#names + 1] = file:match("([%w_]+)%.lua$") end
+    assert.is_true(#names >= 10)
+    for _, name in ipairs(names) do
+      it(name, function()
+        local cases = feed.read("examples/" .. name .. ".test.jsonl")
+        assert.truthy(cases, "examples/" .. name .. ".test.jsonl is missing")
+        local n = 0
+        for _ in cases:gmatch('\n{"case"') do n = n + 1 end
+        if cases:match('^{"case"') then n = n + 1 end
+        local p = proc.spawn({ argv = { ENGINE, "test", "examples/" .. name .. ".lua" } })
+        local code = p:wait(60)
+        local out, err = p:stdout_text(), p:stderr_text()
+        p:cleanup()
+        assert.equal(0, code, out .. err)
+        assert.truthy(n >= 1)
+        assert.truthy(out:find(("\n%d passed, 0 failed\n$"):format(n)), out)
+      end)
+    end
+  end)
 end)

@@ -349,7 +349,7 @@ describe("hot reload", function()
     for i = 1, 3 do assert.equal("old", r.records[i].by) end
     assert.equal(1, r.stats.reload_failures)
     assert.equal(0, r.stats.reloads)
-    assert.is_truthy(r.err:find("reload: " .. r.dir .. "/broken.lua: filters[1].on_error must be one of", 1, true), r.err)
+    assert.is_truthy(r.err:find("reload: " .. r.dir .. "/broken.lua:1: filters[1].on_error must be one of", 1, true), r.err)
     assert.is_truthy(r.err:find("the running pipeline stays", 1, true), r.err)
   end)
 

@@ -213,7 +213,7 @@ describe("pipeline_load", function()
   it("exits 2 with the validation message", function()
     local r = feed("return { filters = { { on_error = 'x', process = function() end } } }", {})
     assert.equal(2, r.code)
-    assert.is_truthy(r.err:find(r.path .. ': filters[1].on_error must be one of "pass", "drop", "dead_letter" (got "x")', 1, true), r.err)
+    assert.is_truthy(r.err:find(r.path .. ':1: filters[1].on_error must be one of "pass", "drop", "dead_letter" (got "x")', 1, true), r.err)
   end)
 
   it("reports a syntax error as file:line:", function()
