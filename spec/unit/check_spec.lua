@@ -167,7 +167,7 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tabel" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, ca_file, dead_letter, gzip, headers, name, retry_max, routed_only, table, "
+        .. "backoff_max, ca_file, dead_letter, gzip, headers, mode, name, retry_max, routed_only, table, "
         .. "timeout, tls_verify, type, url)",
       'pipeline.lua:4: outputs[2].facility is only for outputs of type "syslog"',
       'pipeline.lua:4: outputs[2].keep is only for outputs of type "file"',
