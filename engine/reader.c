@@ -33,6 +33,8 @@ struct reader {
   int paused;              /* the stream waits for the outputs to catch up */
   int last_read;           /* the container exited: its history is read from
                               the cursor without follow before finishing */
+  uint64_t event_ns;       /* uv_hrtime of the start event until the first
+                              logs request is written, else 0 */
   char error[192];
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
@@ -210,6 +212,14 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   }
 }
 
+/* The first logs request of a container started by an event is written. */
+static void on_logs_sent(void *ud) {
+  reader_t *r = ud;
+  if (!r->event_ns) return;
+  registry_start_latency(r->core->registry, uv_hrtime() - r->event_ns);
+  r->event_ns = 0;
+}
+
 static void connect_stream(reader_t *r) {
   static const http_handler_t handler = {on_logs_headers, on_logs_body, on_logs_done};
   int64_t since = cursor_since(r->cursor);
@@ -225,7 +235,8 @@ static void connect_stream(reader_t *r) {
   reader_set_state(r, READER_CONNECTING, NULL);
   const config_t *cfg = r->core->cfg;
   r->req = docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
-                       !cfg->backfill && !r->last_read, &handler, r);
+                       !cfg->backfill && !r->last_read, &handler,
+                       r->event_ns ? on_logs_sent : NULL, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
@@ -331,9 +342,20 @@ void reader_container_died(reader_t *r) {
   if (r->state == READER_STREAMING) reader_set_state(r, READER_DRAINING, "container died");
 }
 
+int reader_rename(reader_t *r, const char *name) {
+  container_t *c = container_renamed(r->c, name);
+  if (!c) return -1;
+  log_info(r->c->name, "renamed to %s", c->name);
+  submit_batch(r); /* its lines were read under the old name */
+  container_unref(r->c);
+  r->c = c;
+  return 0;
+}
+
 /* --- life --------------------------------------------------------------- */
 
-reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns) {
+reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
+                       uint64_t event_ns) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->core = core;
@@ -341,6 +363,7 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
   r->cursor = cursor;
   r->initial_since = since_ns;
   r->backoff = core->cfg->backoff_initial;
+  r->event_ns = event_ns;
   r->state = READER_CLOSED; /* becomes CONNECTING below */
   decoder_init(&r->dec, c->tty, core->cfg->frame_max, core->cfg->line_max, on_line, r);
   uv_timer_init(core->loop, &r->life);
