@@ -109,7 +109,7 @@ static void histogram(writer_t *w, const char *name, const char *label, const ch
   for (size_t b = 0; b <= n; b++) {
     cum += counts[b];
     printf_(w, "%s_bucket{", name);
-    if (label) {
+    if (label && value) {
       printf_(w, "%s=\"", label);
       put_label_value(w, value);
       puts_(w, "\",");

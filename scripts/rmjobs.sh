@@ -8,7 +8,9 @@
 # build/engine), runs JOBS (60) containers with `docker run --rm`, AT_ONCE
 # (10) at a time, each printing LINES (20) numbered lines and exiting, then
 # prints how many of those lines the engine delivered, how many jobs lost
-# lines, and the engine's histogram of the latency from a container's
+# lines (with the engine's log of each), how many the docker CLI itself got
+# (it attaches to the container before it starts it), and the engine's
+# histogram of the latency from a container's
 # `start` event to its logs request being written (when the engine has it).
 # MODE: stdout (default), stderr (every line to stdout and to stderr) or
 # tty (docker run -t). Bounded: at most 200 jobs, 200 lines each, and 60 s
@@ -72,7 +74,7 @@ while [ $n -le "$JOBS" ]; do
     timeout 60 "$DOCKER" -H "$HOST" run --rm $tty --network none --name "$prefix-$n" \
       -e N="$prefix-$n" engine-test:latest \
       sh -c "i=1; while [ \$i -le $LINES ]; do $body; i=\$((i+1)); done" \
-      >/dev/null 2>&1 </dev/null &
+      >"$dir/job-$n" 2>&1 </dev/null &
     pids="$pids $!"
     n=$((n + 1))
     k=$((k + 1))
@@ -106,17 +108,24 @@ engine_pid=
 got=$(count)
 distinct=$(grep -o "\"line\":\"$prefix-[0-9]* [0-9]*\"" "$dir/out" | sort | uniq -c | wc -l)
 # per job: lines in (distinct), to find the jobs that lost some
-lossy=0
+lossy=0 attached=0
 n=1
 while [ $n -le "$JOBS" ]; do
   c=$(grep -o "\"line\":\"$prefix-$n [0-9]*\"" "$dir/out" | wc -l)
-  [ "$c" -lt "$want" ] && lossy=$((lossy + 1))
+  if [ "$c" -lt "$want" ]; then
+    lossy=$((lossy + 1))
+    grep -F "[$prefix-$n]" "$dir/err" | sed "s/^/lost $c of $want: /"
+  fi
+  # the docker CLI attaches to the container before it starts it
+  a=$(grep -c "^$prefix-$n [0-9]*" "$dir/job-$n" || true)
+  attached=$((attached + a))
   n=$((n + 1))
 done
 printf 'mode %s: %d jobs (%d at a time, %.1f s), %d lines each\n' "$MODE" "$JOBS" "$AT_ONCE" \
   "$(echo "$t1 - $t0" | bc)" "$want"
 printf 'lines delivered %d of %d (%d distinct); jobs that lost lines: %d of %d\n' \
   "$got" "$total" "$distinct" "$lossy" "$JOBS"
+printf 'lines the docker CLI got through its attach before start: %d of %d\n' "$attached" "$total"
 grep -c "stopped following: container removed" "$dir/err" |
   sed 's/^/engine log "container removed": /'
 [ -n "$hist" ] && printf '%s\n' "$hist"
