@@ -102,8 +102,10 @@ done
 hist=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" |
        grep '^engine_start_to_request_seconds' || true)
 kill -INT "$engine_pid"
-wait "$engine_pid" || true
+rc=0
+wait "$engine_pid" || rc=$?
 engine_pid=
+[ $rc -eq 0 ] || { echo "the engine exited with status $rc:" >&2; tail -40 "$dir/err" >&2; }
 
 got=$(count)
 distinct=$(grep -o "\"line\":\"$prefix-[0-9]* [0-9]*\"" "$dir/out" | sort | uniq -c | wc -l)
@@ -123,7 +125,7 @@ while [ $n -le "$JOBS" ]; do
 done
 printf 'mode %s: %d jobs (%d at a time, %.1f s), %d lines each\n' "$MODE" "$JOBS" "$AT_ONCE" \
   "$(echo "$t1 - $t0" | bc)" "$want"
-printf 'lines delivered %d of %d (%d distinct); jobs that lost lines: %d of %d\n' \
+printf 'lines delivered %d of %d (%d distinct texts); jobs that lost lines: %d of %d\n' \
   "$got" "$total" "$distinct" "$lossy" "$JOBS"
 printf 'lines the docker CLI got through its attach before start: %d of %d\n' "$attached" "$total"
 grep -c "stopped following: container removed" "$dir/err" |

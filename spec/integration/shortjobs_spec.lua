@@ -174,6 +174,9 @@ describe("a container renamed while it logs #sanitize", function()
     local _, text = metrics.get(url .. "/metrics")
     local m = metrics.parse(text)
     assert.equal(60, m:value("engine_lines_read_total", { container = new }))
+    -- it was started while the engine followed: its start was timed
+    assert.equal(1, m:value("engine_start_to_request_seconds_count"))
+    assert.equal(1, m:value("engine_start_to_request_seconds_bucket", { le = "+Inf" }))
     assert.equal(0, e:stop())
     recs = e:json_records()
     local got = { [old] = {}, [new] = {} }
