@@ -197,6 +197,9 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   }
   docker_describe_error(res, why, sizeof why);
   if (res->status == 404 || res->status == 409) {
+    if (r->c->auto_remove && r->lines == 0)
+      log_warn(r->c->name, "its lines are lost: the daemon removed this --rm container before "
+               "it served the logs request");
     finish(r, why);
   } else if (res->status == 501) {
     r->errors++;

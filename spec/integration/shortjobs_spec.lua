@@ -7,7 +7,7 @@
 -- start event arrives. What the engine guarantees (README, "Short-lived
 -- containers"): a job's lines arrive whole, in order and once, or, when the
 -- daemon serves the logs request only after it marked the container for
--- removal, not at all, with a log line saying so; and on a loaded 2-core host
+-- removal, not at all, with a warning saying so; and on a loaded 2-core host
 -- (scripts/rmjobs.sh measures it) at least 90% of the jobs arrive whole.
 local cjson = require "cjson"
 local dockerenv = require "spec.support.dockerenv"
@@ -103,7 +103,8 @@ local function check_jobs(prefix, mode)
         end
         whole = whole + 1
       else
-        assert.matches("[" .. name .. "] stopped following", e:stderr_text(), 1, true)
+        assert.matches("[" .. name .. "] its lines are lost: the daemon removed this --rm container",
+                       e:stderr_text(), 1, true)
       end
     end
     io.stderr:write(string.format("\n%s: %d of %d jobs whole, %d of %d lines\n", mode, whole,
