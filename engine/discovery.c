@@ -109,6 +109,7 @@ static void hold_prepared(discovery_t *d, container_t *c) {
   p->next = d->prepared;
   d->prepared = p;
   d->n_prepared++;
+  log_debug(c->name, "created: held until it starts");
 }
 
 /* Follows c if the selection takes it. */

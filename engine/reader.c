@@ -176,6 +176,14 @@ static int on_logs_body(void *ud, const char *data, size_t len) {
 
 static void inspect_after_end(reader_t *r);
 
+/* A --rm container gone before any of its lines was read: its logs request
+ * was refused (refused), or its stream only brought the daemon's error. */
+static void warn_if_removed_early(reader_t *r, int refused) {
+  if (r->c->auto_remove && r->lines == 0 && (refused || r->errors > 0))
+    log_warn(r->c->name, "its log may be lost: the daemon removed this --rm container before "
+             "it served the logs request");
+}
+
 static void on_logs_done(void *ud, const http_result_t *res) {
   reader_t *r = ud;
   char why[300];
@@ -197,9 +205,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   }
   docker_describe_error(res, why, sizeof why);
   if (res->status == 404 || res->status == 409) {
-    if (r->c->auto_remove && r->lines == 0)
-      log_warn(r->c->name, "its lines are lost: the daemon removed this --rm container before "
-               "it served the logs request");
+    warn_if_removed_early(r, 1);
     finish(r, why);
   } else if (res->status == 501) {
     r->errors++;
@@ -254,6 +260,7 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
   char err[300];
   r->req = NULL;
   if (res->status == 404) {
+    warn_if_removed_early(r, 0);
     finish(r, "container removed");
     return;
   }

@@ -103,7 +103,7 @@ local function check_jobs(prefix, mode)
         end
         whole = whole + 1
       else
-        assert.matches("[" .. name .. "] its lines are lost: the daemon removed this --rm container",
+        assert.matches("[" .. name .. "] its log may be lost: the daemon removed this --rm container",
                        e:stderr_text(), 1, true)
       end
     end
@@ -130,6 +130,37 @@ describe("docker run --rm jobs", function()
 
   it("arrive whole with a TTY", function()
     check_jobs(prefix, "tty")
+  end)
+end)
+
+describe("a docker run --rm job removed before its logs request is served #sanitize", function()
+  local prefix, e
+  before_each(function() prefix = dockerenv.unique("late") end)
+  after_each(function()
+    if e then
+      e:signal("CONT")
+      e:cleanup()
+    end
+    e = nil
+    env:cleanup(prefix)
+  end)
+
+  it("is reported as lost", function()
+    e = engine.start { pipeline = pipeline(prefix):gsub("engine = {", 'engine = { log_level = "debug",') }
+    wait_log(e, "connected to the Docker daemon")
+    local name = prefix .. "-job"
+    env:docker_ok { "create", "--rm", "--network", "none", "--name", name, dockerenv.IMAGE,
+                    "sh", "-c", "echo gone 1; echo gone 2" }
+    wait_log(e, "[" .. name .. "] created: held until it starts")
+    -- the engine is held still while the job runs, exits and is removed
+    e:signal("STOP")
+    env:docker_ok { "start", "-a", name }
+    proc.wait_for(function() return not env:docker { "inspect", name } end, 30, "the job's removal")
+    e:signal("CONT")
+    wait_log(e, "[" .. name .. "] its log may be lost: the daemon removed this --rm container")
+    wait_log(e, "[" .. name .. "] stopped following")
+    assert.equal(0, e:stop())
+    for _, r in ipairs(e:json_records()) do assert.not_equal(name, r.name) end
   end)
 end)
 
