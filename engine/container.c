@@ -104,6 +104,8 @@ container_t *container_from_inspect(const void *doc, char *err, size_t errlen) {
   free(pairs);
   if (!c) goto oom;
   c->running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running"));
+  const cJSON *host = cJSON_GetObjectItemCaseSensitive(j, "HostConfig");
+  c->auto_remove = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(host, "AutoRemove"));
   return c;
 oom_pairs:
   for (size_t k = 0; k < i; k++) free(pairs[k]);
@@ -111,6 +113,16 @@ oom_pairs:
 oom:
   snprintf(err, errlen, "out of memory");
   return NULL;
+}
+
+container_t *container_renamed(const container_t *c, const char *name) {
+  container_t *n = container_new(c->id, name, c->image, (const char *const *)c->label_pairs,
+                                 c->n_labels, c->tty);
+  if (n) {
+    n->running = c->running;
+    n->auto_remove = c->auto_remove;
+  }
+  return n;
 }
 
 container_t *container_ref(container_t *c) {

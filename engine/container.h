@@ -20,6 +20,8 @@ typedef struct container {
   size_t n_labels;
   int tty;            /* Config.Tty: raw stream instead of frames */
   int running;        /* State.Running at inspect time */
+  int auto_remove;    /* HostConfig.AutoRemove (docker run --rm): the daemon
+                         removes it, and its log, once it exits */
 } container_t;
 
 /* Builds a container from an inspect document (a cJSON object, passed as
@@ -31,6 +33,10 @@ container_t *container_from_inspect(const void *cjson, char *err, size_t errlen)
 /* Builds a container by hand (tests, fake sources). labels: n "key=value". */
 container_t *container_new(const char *id, const char *name, const char *image,
                            const char *const *labels, size_t n, int tty);
+
+/* The same container under another name (a rename): a new container with
+ * one reference, or NULL when out of memory. c is left as it is. */
+container_t *container_renamed(const container_t *c, const char *name);
 
 container_t *container_ref(container_t *c);
 /* Drops a reference; frees on the last. NULL is ignored. */

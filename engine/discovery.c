@@ -13,14 +13,25 @@
 #include "uvh.h"
 
 #define EVENT_LINE_MAX (1024 * 1024)
+/* Created containers held, inspected, until they start. */
+#define PREPARED_MAX 1024
 
 typedef struct inspect_req {
   struct discovery *d;
   http_req_t *req;
   char id[129];
   int started;              /* seen in a start event: follow even if it exited */
+  int created;              /* asked for by a create event: hold it until it starts */
+  uint64_t event_ns;        /* uv_hrtime of the start event, or 0 */
   struct inspect_req *next, *prev;
 } inspect_req_t;
+
+/* A created container, inspected before it starts: at its start event its
+ * reader is attached at once, without a round trip to the daemon. */
+typedef struct prepared {
+  container_t *c;
+  struct prepared *next;
+} prepared_t;
 
 struct discovery {
   core_t *core;
@@ -34,6 +45,8 @@ struct discovery {
   int stopping;
   http_req_t *ping, *list, *events;
   inspect_req_t *inspects;  /* inspections in flight */
+  prepared_t *prepared;     /* created containers not started yet */
+  size_t n_prepared;
   uv_timer_t timer;         /* events backoff and reconcile */
   int events_backoff_pending;
   double backoff;
@@ -68,6 +81,46 @@ static void drop_inspect(inspect_req_t *q) {
   free(q);
 }
 
+/* --- created containers ------------------------------------------------ */
+
+/* Takes the held container of id off the list: the caller owns its
+ * reference. NULL when none is held. */
+static container_t *take_prepared(discovery_t *d, const char *id) {
+  for (prepared_t **p = &d->prepared; *p; p = &(*p)->next)
+    if (strcmp((*p)->c->id, id) == 0) {
+      prepared_t *found = *p;
+      container_t *c = found->c;
+      *p = found->next;
+      free(found);
+      d->n_prepared--;
+      return c;
+    }
+  return NULL;
+}
+
+/* Holds c (a new reference) until its start event. Beyond PREPARED_MAX
+ * (containers created and never started) it is not held: its start is then
+ * inspected like any other. */
+static void hold_prepared(discovery_t *d, container_t *c) {
+  container_unref(take_prepared(d, c->id));
+  if (d->n_prepared >= PREPARED_MAX) return;
+  prepared_t *p = calloc(1, sizeof *p);
+  if (!p) return;
+  p->c = container_ref(c);
+  p->next = d->prepared;
+  d->prepared = p;
+  d->n_prepared++;
+  log_debug(c->name, "created: held until it starts");
+}
+
+/* Follows c if the selection takes it. */
+static void attach_selected(discovery_t *d, container_t *c, uint64_t event_ns) {
+  const config_t *cfg = d->core->cfg;
+  if (selection_match(&cfg->select, c->id, c->name, c->image,
+                      (const char *const *)c->label_pairs, c->n_labels))
+    registry_attach(d->core->registry, c, cfg->since_start ? d->core->start_ns : -1, event_ns);
+}
+
 static void on_inspect(void *ud, const http_result_t *res) {
   inspect_req_t *q = ud;
   discovery_t *d = q->d;
@@ -85,27 +138,30 @@ static void on_inspect(void *ud, const http_result_t *res) {
     drop_inspect(q);
     return;
   }
-  const config_t *cfg = d->core->cfg;
-  int started = q->started;
+  int started = q->started, created = q->created;
+  uint64_t event_ns = q->event_ns;
   drop_inspect(q);
   /* A container that started and already exited is still read to its end:
-   * the lines of short-lived containers are not lost. */
-  if ((c->running || started) &&
-      selection_match(&cfg->select, c->id, c->name, c->image,
-                      (const char *const *)c->label_pairs, c->n_labels))
-    registry_attach(d->core->registry, c, cfg->since_start ? d->core->start_ns : -1);
+   * the lines of short-lived containers are not lost. One created and not
+   * started yet is held for its start. */
+  if (c->running || started) attach_selected(d, c, event_ns);
+  else if (created) hold_prepared(d, c);
   container_unref(c);
 }
 
 /* Inspects a container and follows it if it is selected and runs (or was
- * started: an event). An id already followed is not inspected again. */
-static void consider(discovery_t *d, const char *id, int started) {
+ * started: an event, which arrived at event_ns), or holds it until it
+ * starts (created: a create event). An id already followed is not
+ * inspected again. */
+static void inspect(discovery_t *d, const char *id, int started, int created,
+                    uint64_t event_ns) {
   static const http_handler_t handler = {NULL, NULL, on_inspect};
   if (d->stopping) return;
   reader_t *rd = registry_find(d->core->registry, id);
   if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) return;
   for (inspect_req_t *q = d->inspects; q; q = q->next)
     if (strcmp(q->id, id) == 0) {
+      if (started && !q->started) q->event_ns = event_ns;
       q->started |= started;
       return;
     }
@@ -113,6 +169,8 @@ static void consider(discovery_t *d, const char *id, int started) {
   if (!q) return;
   q->d = d;
   q->started = started;
+  q->created = created;
+  q->event_ns = started ? event_ns : 0;
   snprintf(q->id, sizeof q->id, "%s", id);
   if (!(q->req = docker_inspect(d->core->docker, id, &handler, q))) {
     free(q);
@@ -121,6 +179,43 @@ static void consider(discovery_t *d, const char *id, int started) {
   q->next = d->inspects;
   if (d->inspects) d->inspects->prev = q;
   d->inspects = q;
+}
+
+static void consider(discovery_t *d, const char *id, int started) {
+  inspect(d, id, started, 0, 0);
+}
+
+/* A start event (arrived at event_ns): a held container's reader starts at
+ * once; any other is inspected first. */
+static void on_start(discovery_t *d, const char *id, uint64_t event_ns) {
+  container_t *c = take_prepared(d, id);
+  if (!c) {
+    inspect(d, id, 1, 0, event_ns);
+    return;
+  }
+  if (!d->stopping) attach_selected(d, c, event_ns);
+  container_unref(c);
+}
+
+/* A rename event: the held container or the reader takes the new name. A
+ * container neither held nor followed is considered again, as the new name
+ * may be selected. */
+static void on_rename(discovery_t *d, const char *id, const char *name) {
+  container_t *c = take_prepared(d, id);
+  if (c) {
+    container_t *renamed = container_renamed(c, name);
+    hold_prepared(d, renamed ? renamed : c);
+    container_unref(renamed);
+    container_unref(c);
+    return;
+  }
+  reader_t *rd = registry_find(d->core->registry, id);
+  if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) {
+    if (reader_rename(rd, name) != 0)
+      log_warn(reader_container(rd)->name, "out of memory: the rename to %s is not followed", name);
+    return;
+  }
+  consider(d, id, 0);
 }
 
 /* --- list --------------------------------------------------------------- */
@@ -202,6 +297,7 @@ static int event_allowed(discovery_t *d) {
 }
 
 static void handle_event(discovery_t *d, const char *text, size_t len) {
+  uint64_t arrived = uv_hrtime();
   if (!event_allowed(d)) return;
   cJSON *ev = cJSON_ParseWithLength(text, len);
   if (!ev) {
@@ -223,13 +319,22 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
       cJSON_IsString(action) && cJSON_IsString(id)) {
     const char *a = action->valuestring;
     log_debug(NULL, "event %s %.12s", a, id->valuestring);
-    if (!strcmp(a, "start") || !strcmp(a, "restart") || !strcmp(a, "unpause")) {
+    if (!strcmp(a, "start")) {
+      on_start(d, id->valuestring, arrived);
+    } else if (!strcmp(a, "create")) {
+      inspect(d, id->valuestring, 0, 1, 0);
+    } else if (!strcmp(a, "restart") || !strcmp(a, "unpause")) {
       consider(d, id->valuestring, 1);
     } else if (!strcmp(a, "die") || !strcmp(a, "died")) { /* "died": older Podman */
       reader_t *rd = registry_find(d->core->registry, id->valuestring);
       if (rd) reader_container_died(rd);
     } else if (!strcmp(a, "destroy") || !strcmp(a, "remove")) { /* "remove": Podman */
+      container_unref(take_prepared(d, id->valuestring));
       registry_forget(d->core->registry, id->valuestring);
+    } else if (!strcmp(a, "rename")) {
+      const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(actor, "Attributes");
+      const cJSON *name = cJSON_GetObjectItemCaseSensitive(attrs, "name");
+      if (cJSON_IsString(name) && name->valuestring[0]) on_rename(d, id->valuestring, name->valuestring);
     }
   }
   cJSON_Delete(ev);
@@ -374,6 +479,7 @@ static void timer_closed(uv_handle_t *h) {
   void (*cb)(void *) = d->closed;
   void *ud = d->closed_ud;
   uvh_closed(h);
+  while (d->prepared) container_unref(take_prepared(d, d->prepared->c->id));
   free(d->evbuf);
   free(d);
   if (cb) cb(ud);

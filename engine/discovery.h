@@ -5,6 +5,14 @@
  * that starts between the list and the subscription is still seen (the
  * daemon replays events since then). Each container id is handled
  * idempotently: inspect, check the pipeline's selection, attach a reader.
+ * A container is inspected when it is created (a create event) and held
+ * until it starts (at most 1024 are held; a destroy event lets one go), so
+ * that at its start event the selection is checked and its reader attached
+ * at once, its logs request written before anything else: a `docker run
+ * --rm` job may be gone moments after it starts. A rename event gives the
+ * held container or the live reader its new name (readers keep following a
+ * container whatever it is renamed to); a container neither held nor
+ * followed is inspected again, as its new name may be selected.
  * Every reconcile_interval the list is read again, because the daemon drops
  * events for slow listeners. The list holds every container (running or
  * not); only running ones are followed (every one in a backfill), and it

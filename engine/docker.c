@@ -177,18 +177,20 @@ int docker_negotiate(docker_t *d, const http_result_t *r, char *err, size_t errl
 
 /* A request for an API path (without the version prefix). */
 static http_req_t *request(docker_t *d, const char *api_path, size_t max, long recv_buffer,
-                           unsigned read_delay_ms, const http_handler_t *cb, void *ud) {
+                           unsigned read_delay_ms, const http_handler_t *cb,
+                           void (*on_sent)(void *), void *ud) {
   char path[1024];
   snprintf(path, sizeof path, "%s%s", d->prefix, api_path);
   http_opts_t o = {0};
   o.recv_buffer = recv_buffer;
   o.read_delay_ms = read_delay_ms;
+  o.on_sent = on_sent;
   return http_request(d->http, path, max, &o, cb, ud);
 }
 
 static http_req_t *get(docker_t *d, const char *api_path, size_t max,
                        const http_handler_t *cb, void *ud) {
-  return request(d, api_path, max, RECV_BUFFER, 0, cb, ud);
+  return request(d, api_path, max, RECV_BUFFER, 0, cb, NULL, ud);
 }
 
 http_req_t *docker_list(docker_t *d, int all, const http_handler_t *cb, void *ud) {
@@ -214,7 +216,8 @@ http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb
 }
 
 http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns,
-                        int follow, const http_handler_t *cb, void *ud) {
+                        int follow, const http_handler_t *cb, void (*on_sent)(void *),
+                        void *ud) {
   if (!safe_id(id)) return NULL;
   char since[32] = "0", until[40] = "";
   if (since_ns >= 0) ts_format_since(since_ns, since);
@@ -226,7 +229,8 @@ http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t u
   snprintf(path, sizeof path,
            "/containers/%s/logs?stdout=1&stderr=1&timestamps=1&follow=%d&since=%s%s", id,
            follow ? 1 : 0, since, until);
-  return request(d, path, 0, follow ? RECV_BUFFER : 0, follow ? d->read_delay_ms : 0, cb, ud);
+  return request(d, path, 0, follow ? RECV_BUFFER : 0, follow ? d->read_delay_ms : 0, cb,
+                 on_sent, ud);
 }
 
 http_req_t *docker_events(docker_t *d, int64_t since_ns, const http_handler_t *cb, void *ud) {

@@ -31,6 +31,7 @@ struct http_req {
   int added;             /* attached to the multi handle */
   int queued;            /* on http->pending */
   int paused;            /* on_body asked for a pause */
+  void (*on_sent)(void *); /* see http_opts_t; NULL once it ran */
   unsigned read_delay_ms; /* see http_opts_t */
   char *body;            /* buffered body or error body */
   char *send;            /* the POST body, owned */
@@ -53,6 +54,8 @@ struct http {
   char *base_url;        /* "http://host:port" */
   char *tls_ca, *tls_cert, *tls_key; /* http_set_tls, or NULL */
   int depth;             /* >0 while inside libcurl */
+  int finishing;         /* >0 while after_curl reports finished transfers:
+                            new requests are queued and started there */
   int closing;
   size_t active;
   size_t open_handles;   /* timer + polls not yet closed */
@@ -202,6 +205,18 @@ static size_t write_cb(char *data, size_t size, size_t n, void *ud) {
   return rc == 0 ? len : 0;
 }
 
+/* libcurl's debug callback: the request head going out is what on_sent
+ * reports. */
+static int debug_cb(CURL *e, curl_infotype type, char *data, size_t size, void *ud) {
+  http_req_t *r = ud;
+  if (type == CURLINFO_HEADER_OUT && r->on_sent && !r->cancelled) {
+    void (*fn)(void *) = r->on_sent;
+    r->on_sent = NULL;
+    fn(r->ud);
+  }
+  return 0;
+}
+
 http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
                      const http_handler_t *cb, void *ud) {
   static const http_opts_t none = {0};
@@ -225,6 +240,12 @@ static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
   curl_easy_setopt(e, CURLOPT_USERAGENT, "engine/" ENGINE_VERSION);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   if (o->recv_buffer) curl_easy_setopt(e, CURLOPT_BUFFERSIZE, o->recv_buffer);
+  if (o->on_sent) {
+    r->on_sent = o->on_sent;
+    curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, debug_cb);
+    curl_easy_setopt(e, CURLOPT_DEBUGDATA, r);
+    curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+  }
   /* A buffered answer (ping, list, inspect) must come in bounded time; a
    * stream may stay quiet for as long as its container is. */
   long timeout = o->timeout_ms ? o->timeout_ms : r->buffer_max ? 60000L : 0L;
@@ -282,7 +303,7 @@ http_req_t *http_request(http_t *h, const char *path, size_t buffer_max,
   r->next = h->reqs;
   if (h->reqs) h->reqs->prev = r;
   h->reqs = r;
-  if (h->depth > 0) {
+  if (h->depth > 0 || h->finishing > 0) { /* after_curl starts it */
     r->queued = 1;
     r->next_pending = h->pending;
     h->pending = r;
@@ -309,9 +330,10 @@ void http_cancel(http_req_t *r) {
   if (!r || r->cancelled) return;
   r->cancelled = 1;
   http_t *h = r->http;
+  if (r->queued) return; /* after_curl drops it */
   if (h->depth == 0) {
     req_free(r);
-  } else if (!r->queued) { /* libcurl may be using it: drop it once it returns */
+  } else { /* libcurl may be using it: drop it once it returns */
     r->queued = 1;
     r->next_pending = h->pending;
     h->pending = r;
@@ -428,24 +450,37 @@ static void finish(http_req_t *r, CURLcode code) {
   free(body);
 }
 
-/* Runs what callbacks deferred, then reports finished transfers. */
+/* Runs what callbacks deferred (new requests are started at once: libcurl
+ * connects and writes them now rather than on its timer), then reports
+ * finished transfers, whose callbacks may queue more. */
 static void after_curl(http_t *h) {
-  while (h->pending) {
-    http_req_t *r = h->pending;
-    h->pending = r->next_pending;
-    r->next_pending = NULL;
-    r->queued = 0;
-    if (r->cancelled) {
-      req_free(r);
-    } else if (!r->added) {
-      r->added = 1;
-      h->active++;
-      curl_multi_add_handle(h->multi, r->easy);
+  h->finishing++;
+  for (;;) {
+    int added = 0;
+    while (h->pending) {
+      http_req_t *r = h->pending;
+      h->pending = r->next_pending;
+      r->next_pending = NULL;
+      r->queued = 0;
+      if (r->cancelled) {
+        req_free(r);
+      } else if (!r->added) {
+        r->added = 1;
+        h->active++;
+        curl_multi_add_handle(h->multi, r->easy);
+        added = 1;
+      }
     }
-  }
-  CURLMsg *m;
-  int left;
-  while ((m = curl_multi_info_read(h->multi, &left))) {
+    if (added) {
+      int running;
+      h->depth++;
+      curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      h->depth--;
+      continue;
+    }
+    int left;
+    CURLMsg *m = curl_multi_info_read(h->multi, &left);
+    if (!m) break;
     if (m->msg != CURLMSG_DONE) continue;
     http_req_t *r = NULL;
     CURLcode code = m->data.result;
@@ -453,6 +488,7 @@ static void after_curl(http_t *h) {
     if (r->cancelled) req_free(r);
     else finish(r, code);
   }
+  h->finishing--;
 }
 
 static void drive(http_t *h, curl_socket_t fd, int flags) {

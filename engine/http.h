@@ -2,6 +2,10 @@
  * multi socket interface (a uv_poll_t per socket, one uv_timer_t for
  * libcurl's timer). No thread, no blocking call.
  *
+ * A new request is started at once: the libcurl call that follows the
+ * callback or the libcurl return that queued it connects and writes it, so
+ * it does not wait a turn of the loop for libcurl's timer.
+ *
  * Ownership: an http_t owns its requests. A request ends exactly once with
  * on_done, unless it is cancelled first with http_cancel, after which none
  * of its callbacks runs again. Callbacks run on the loop thread; inside them
@@ -79,6 +83,11 @@ typedef struct http_opts {
                                 delay in its last delay-long window (busy:
                                 read as data comes); 0: read whatever comes
                                 at once */
+  void (*on_sent)(void *ud); /* the request's head was written to the socket:
+                                called once, with the request's ud, from
+                                inside libcurl (it must not call into this
+                                client); NULL: no notice (with one, libcurl's
+                                debug callback runs for each of its reads) */
 } http_opts_t;
 
 /* Starts a request with options; buffered when buffer_max > 0. Returns the

@@ -99,6 +99,31 @@ static void one_d(writer_t *w, const char *name, const char *type, const char *h
   sample_d(w, name, NULL, NULL, v);
 }
 
+/* The samples of one histogram (its family line written before): n upper
+ * bounds, n + 1 counts (not cumulative; the last one past the bounds) and
+ * the sum in ns. label NULL: no label of its own. */
+static void histogram(writer_t *w, const char *name, const char *label, const char *value,
+                      const double *bounds, const unsigned long long *counts, size_t n,
+                      unsigned long long sum_ns) {
+  unsigned long long cum = 0;
+  for (size_t b = 0; b <= n; b++) {
+    cum += counts[b];
+    printf_(w, "%s_bucket{", name);
+    if (label && value) {
+      printf_(w, "%s=\"", label);
+      put_label_value(w, value);
+      puts_(w, "\",");
+    }
+    if (b < n) printf_(w, "le=\"%g\"} %llu\n", bounds[b], cum);
+    else printf_(w, "le=\"+Inf\"} %llu\n", cum);
+  }
+  char sum[160], count[160];
+  snprintf(sum, sizeof sum, "%s_sum", name);
+  snprintf(count, sizeof count, "%s_count", name);
+  sample_d(w, sum, label, value, (double)sum_ns / 1e9);
+  sample_u(w, count, label, value, cum);
+}
+
 /* --- containers, with bounded label cardinality ------------------------- */
 
 typedef struct per_container {
@@ -185,6 +210,12 @@ static void reader_families(writer_t *w, const status_t *s) {
   family(w, "engine_readers", "gauge", "Readers in each state.");
   for (int st = READER_CONNECTING; st <= READER_CLOSED; st++)
     sample_u(w, "engine_readers", "state", reader_state_name((reader_state_t)st), r->by_state[st]);
+  family(w, "engine_start_to_request_seconds", "histogram",
+         "Time from a container's start event to its logs request being written.");
+  unsigned long long counts[REGISTRY_START_BUCKETS + 1];
+  for (size_t b = 0; b <= REGISTRY_START_BUCKETS; b++) counts[b] = r->start_buckets[b];
+  histogram(w, "engine_start_to_request_seconds", NULL, NULL, registry_start_bounds, counts,
+            REGISTRY_START_BUCKETS, r->start_ns);
 }
 
 static void filter_families(writer_t *w, const status_t *s) {
@@ -214,16 +245,10 @@ static void filter_families(writer_t *w, const status_t *s) {
          "Time one call of the filter's process function took.");
   for (size_t i = 0; i < s->n_filters; i++) {
     const pipeline_filter_stats_t *f = &s->filters[i];
-    unsigned long long cum = 0;
-    for (size_t b = 0; b <= PIPELINE_DURATION_BUCKETS; b++) {
-      cum += f->buckets[b];
-      puts_(w, "engine_filter_duration_seconds_bucket{filter=\"");
-      put_label_value(w, f->name);
-      if (b < PIPELINE_DURATION_BUCKETS) printf_(w, "\",le=\"%g\"} %llu\n", pipeline_duration_bounds[b], cum);
-      else printf_(w, "\",le=\"+Inf\"} %llu\n", cum);
-    }
-    sample_d(w, "engine_filter_duration_seconds_sum", "filter", f->name, (double)f->duration_ns / 1e9);
-    sample_u(w, "engine_filter_duration_seconds_count", "filter", f->name, cum);
+    unsigned long long counts[PIPELINE_DURATION_BUCKETS + 1];
+    for (size_t b = 0; b <= PIPELINE_DURATION_BUCKETS; b++) counts[b] = f->buckets[b];
+    histogram(w, "engine_filter_duration_seconds", "filter", f->name, pipeline_duration_bounds,
+              counts, PIPELINE_DURATION_BUCKETS, f->duration_ns);
   }
   family(w, "engine_filter_disabled", "gauge", "1 when the filter's init failed and it is skipped.");
   for (size_t i = 0; i < s->n_filters; i++)

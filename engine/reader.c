@@ -33,6 +33,8 @@ struct reader {
   int paused;              /* the stream waits for the outputs to catch up */
   int last_read;           /* the container exited: its history is read from
                               the cursor without follow before finishing */
+  uint64_t event_ns;       /* uv_hrtime of the start event until the first
+                              logs request is written, else 0 */
   char error[192];
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
@@ -183,6 +185,14 @@ static int on_logs_body(void *ud, const char *data, size_t len) {
 
 static void inspect_after_end(reader_t *r);
 
+/* A --rm container gone before any of its lines was read: its logs request
+ * was refused (refused), or its stream only brought the daemon's error. */
+static void warn_if_removed_early(reader_t *r, int refused) {
+  if (r->c->auto_remove && r->lines == 0 && (refused || r->errors > 0))
+    log_warn(r->c->name, "its log may be lost: the daemon removed this --rm container before "
+             "it served the logs request");
+}
+
 static void on_logs_done(void *ud, const http_result_t *res) {
   reader_t *r = ud;
   char why[300];
@@ -204,6 +214,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   }
   docker_describe_error(res, why, sizeof why);
   if (res->status == 404 || res->status == 409) {
+    warn_if_removed_early(r, 1);
     finish(r, why);
   } else if (res->status == 501) {
     r->errors++;
@@ -217,6 +228,14 @@ static void on_logs_done(void *ud, const http_result_t *res) {
     submit_batch(r);
     go_backoff(r, msg);
   }
+}
+
+/* The first logs request of a container started by an event is written. */
+static void on_logs_sent(void *ud) {
+  reader_t *r = ud;
+  if (!r->event_ns) return;
+  registry_start_latency(r->core->registry, uv_hrtime() - r->event_ns);
+  r->event_ns = 0;
 }
 
 static void connect_stream(reader_t *r) {
@@ -235,7 +254,8 @@ static void connect_stream(reader_t *r) {
   r->stream_started = uv_now(r->core->loop);
   reader_set_state(r, READER_CONNECTING, NULL);
   r->req = docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
-                       !cfg->backfill && !r->last_read, &handler, r);
+                       !cfg->backfill && !r->last_read, &handler,
+                       r->event_ns ? on_logs_sent : NULL, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
@@ -250,6 +270,7 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
   char err[300];
   r->req = NULL;
   if (res->status == 404) {
+    warn_if_removed_early(r, 0);
     finish(r, "container removed");
     return;
   }
@@ -341,9 +362,20 @@ void reader_container_died(reader_t *r) {
   if (r->state == READER_STREAMING) reader_set_state(r, READER_DRAINING, "container died");
 }
 
+int reader_rename(reader_t *r, const char *name) {
+  container_t *c = container_renamed(r->c, name);
+  if (!c) return -1;
+  log_info(r->c->name, "renamed to %s", c->name);
+  submit_batch(r); /* its lines were read under the old name */
+  container_unref(r->c);
+  r->c = c;
+  return 0;
+}
+
 /* --- life --------------------------------------------------------------- */
 
-reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns) {
+reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
+                       uint64_t event_ns) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->core = core;
@@ -351,6 +383,7 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
   r->cursor = cursor;
   r->initial_since = since_ns;
   r->backoff = core->cfg->backoff_initial;
+  r->event_ns = event_ns;
   r->state = READER_CLOSED; /* becomes CONNECTING below */
   decoder_init(&r->dec, c->tty, core->cfg->frame_max, core->cfg->line_max, on_line, r);
   uv_timer_init(core->loop, &r->life);

@@ -50,8 +50,13 @@ typedef struct reader reader_t;
 
 /* Creates a reader for c with the registry's cursor for it (borrowed; the
  * registry keeps it alive longer than the reader). Takes a new reference to
- * c. Returns NULL when out of memory. The reader starts connecting at once. */
-reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns);
+ * c. Returns NULL when out of memory. The reader starts connecting at once:
+ * its logs request is made before reader_start returns, with nothing in
+ * front of it. event_ns > 0: the uv_hrtime at which the container's start
+ * event arrived; the time from then to the request being written goes to
+ * registry_start_latency. */
+reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
+                       uint64_t event_ns);
 
 /* Stops the reader: cancels its request, hands its partial batch to the
  * pipeline (nothing read is lost), closes its timers. Idempotent, safe in
@@ -68,6 +73,12 @@ void reader_deselect(reader_t *r);
 
 /* The container died (an event): the stream will end after the last line. */
 void reader_container_died(reader_t *r);
+
+/* The container was renamed (an event): the lines read from now on carry
+ * the new name (the open batch, read before, is handed on first with the
+ * old one); the cursor stays, as it belongs to the container id. Returns 0,
+ * or -1 when out of memory (the old name stays). */
+int reader_rename(reader_t *r, const char *name);
 
 reader_state_t reader_state(const reader_t *r);
 const char *reader_state_name(reader_state_t s);

@@ -48,9 +48,13 @@ registry_t *registry_new(core_t *core) {
   return r;
 }
 
-static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns) {
+const double registry_start_bounds[REGISTRY_START_BUCKETS] = {
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1};
+
+static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns,
+                        uint64_t event_ns) {
   r->stats.by_state[READER_CLOSED]++; /* a new reader starts out closed */
-  e->reader = reader_start(r->core, c, e->cursor, since_ns);
+  e->reader = reader_start(r->core, c, e->cursor, since_ns, event_ns);
   if (!e->reader) {
     r->stats.by_state[READER_CLOSED]--;
     log_error(c->name, "out of memory: cannot follow this container");
@@ -62,7 +66,7 @@ static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since
   return 0;
 }
 
-int registry_attach(registry_t *r, container_t *c, int64_t since_ns) {
+int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns) {
   if (r->stopping || r->core->stopping) return -1;
   entry_t *e = find_entry(r, c->id);
   if (!e) {
@@ -100,7 +104,7 @@ int registry_attach(registry_t *r, container_t *c, int64_t since_ns) {
     return -1;
   }
   e->over_limit = 0;
-  return start_reader(r, e, c, since_ns);
+  return start_reader(r, e, c, since_ns, event_ns);
 }
 
 reader_t *registry_find(registry_t *r, const char *id) {
@@ -154,6 +158,14 @@ void registry_state_changed(registry_t *r, reader_t *rd, int from, int to) {
 
 void registry_cycled(registry_t *r) { r->stats.cycled++; }
 
+void registry_start_latency(registry_t *r, uint64_t ns) {
+  double s = (double)ns / 1e9;
+  size_t i = 0;
+  while (i < REGISTRY_START_BUCKETS && s > registry_start_bounds[i]) i++;
+  r->stats.start_buckets[i]++;
+  r->stats.start_ns += ns;
+}
+
 void registry_unreadable(registry_t *r, const char *id) {
   entry_t *e = find_entry(r, id);
   if (e) e->unreadable = 1;
@@ -170,7 +182,7 @@ void registry_reader_closed(registry_t *r, reader_t *rd) {
     container_t *c = e->reattach_c;
     e->reattach = 0;
     e->reattach_c = NULL;
-    start_reader(r, e, c, e->reattach_since);
+    start_reader(r, e, c, e->reattach_since, 0);
     container_unref(c);
   } else if (e && e->forget) {
     drop_entry(r, e);

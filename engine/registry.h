@@ -22,18 +22,29 @@
 typedef struct registry registry_t;
 struct reader;
 
+/* The latency from a container's start event to its logs request being
+ * written, in seconds: the histogram's upper bounds. */
+#define REGISTRY_START_BUCKETS 10
+extern const double registry_start_bounds[REGISTRY_START_BUCKETS];
+
 typedef struct registry_stats {
   uint64_t live, started, stopped, cycled;
   uint64_t by_state[8]; /* indexed by reader_state_t */
+  /* start event to logs request: counts per bucket (not cumulative; the
+   * last one counts the slower ones) and the sum in ns */
+  uint64_t start_buckets[REGISTRY_START_BUCKETS + 1];
+  uint64_t start_ns;
 } registry_stats_t;
 
 /* Returns a new, empty registry, or NULL when out of memory. */
 registry_t *registry_new(core_t *core);
 
 /* Starts following c unless a reader for it is live. since_ns is where a
- * container with no cursor yet starts (-1: all history). Returns 0 (also when
- * a reader was live already), or -1 when out of memory or stopping. */
-int registry_attach(registry_t *r, container_t *c, int64_t since_ns);
+ * container with no cursor yet starts (-1: all history). event_ns: the
+ * uv_hrtime at which the container's start event arrived, for the latency
+ * histogram (0: not started by an event). Returns 0 (also when a reader was
+ * live already), or -1 when out of memory or stopping. */
+int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns);
 
 /* The live reader of a container, or NULL. */
 struct reader *registry_find(registry_t *r, const char *id);
@@ -53,6 +64,10 @@ void registry_state_changed(registry_t *r, struct reader *rd, int from, int to);
 /* Called by readers only: the container's logs cannot be read through the
  * API (HTTP 501); it is not attached again until it is removed. */
 void registry_unreadable(registry_t *r, const char *id);
+
+/* Called by readers only: the logs request of a container started by an
+ * event was written ns nanoseconds after the event arrived. */
+void registry_start_latency(registry_t *r, uint64_t ns);
 
 /* Called by readers only: a reader cycled its stream. */
 void registry_cycled(registry_t *r);
