@@ -4,6 +4,7 @@
 --   local srv = fake.start { "--containers", "2", "--rate", "100" }
 --   ... srv.host is "unix://<socket>" ...
 --   srv:post("/fake/restart/c0")
+--   srv:faults()["truncate"]   -- how many times that fault was applied
 --   srv:stop()
 --
 -- The binary is $ENGINE_TOOLS/fakedocker (default build/fakedocker).
@@ -35,6 +36,15 @@ function Server:post(path)
   local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "10", "-X", "POST",
                                        "--unix-socket", self.sock, "http://localhost" .. path })
   assert(ok, "POST " .. path .. " failed: " .. out)
+end
+
+--- The faults the server applied so far: { ["stall-body"] = n, ... } for
+-- every mode (GET /fake/faults).
+function Server:faults()
+  local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "10",
+                                       "--unix-socket", self.sock, "http://localhost/fake/faults" })
+  assert(ok, "GET /fake/faults failed: " .. out)
+  return require("cjson").decode(out)
 end
 
 --- Stops the server (SIGTERM, bounded) and removes its folder. Idempotent.

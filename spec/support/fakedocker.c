@@ -40,6 +40,9 @@
  * GET /containers/json, GET /containers/{id}/json,
  * GET /containers/{id}/logs, GET /events,
  * POST /fake/restart/{name} (dies now, starts 0.2 s later),
+ * GET /fake/faults (a JSON object: for each fault mode, how many times it
+ * was applied: an error status sent, a connection reset or stalled, a
+ * frame spoiled, a stream dripped, an events stream ended),
  * POST /fake/fault?mode=M[&count=K][&after=N] (mode=none clears; `after` is
  * the number of events an events-end stream delivers, default 3).
  *
@@ -210,6 +213,7 @@ static struct {
   unsigned ring_next, ring_count;
   enum fault logs_fault;
   long logs_fault_count, events_end_count, events_end_after;
+  uint64_t applied[F_COUNT]; /* faults applied, by mode */
   uint64_t logs_requests, events_requests;
   long open_conns;
   int stopping, bound;
@@ -905,6 +909,12 @@ static int stream_headers(struct conn *c, const char *ctype)
 
 /* ---- log streams ---- */
 
+/* Counts a fault that took effect (GET /fake/faults). */
+static void fault_applied(enum fault f)
+{
+  g.applied[f]++;
+}
+
 /* Appends one frame (or, with a TTY, the raw bytes) of a line part to out,
  * applying the stream's fault to its first frames. */
 static enum step emit_frame(struct stream *s, struct buf *out, int type, const char *ts,
@@ -917,11 +927,14 @@ static enum step emit_frame(struct stream *s, struct buf *out, int type, const c
   uint32_t size = (uint32_t)payload;
   f->len = 0;
   if (!g.o.tty) {
-    if (s->fault == F_BAD_HEADER && s->frames == 0)
+    if (s->fault == F_BAD_HEADER && s->frames == 0) {
       type = 7;
+      fault_applied(F_BAD_HEADER);
+    }
     if (s->fault == F_HUGE && s->frames == 0) {
       size = UINT32_C(0x80000000);
       step = STEP_STALL;
+      fault_applied(F_HUGE);
     }
     unsigned char h[8] = {(unsigned char)type, 0, 0, 0, (unsigned char)(size >> 24),
                           (unsigned char)(size >> 16), (unsigned char)(size >> 8),
@@ -938,9 +951,11 @@ static enum step emit_frame(struct stream *s, struct buf *out, int type, const c
   if (s->frames == 0 && s->fault == F_STALL_MID) {
     send = f->len / 2;
     step = STEP_STALL;
+    fault_applied(F_STALL_MID);
   } else if (s->frames == TRUNCATE_FRAMES && s->fault == F_TRUNCATE) {
     send = f->len / 2;
     step = STEP_CLOSE;
+    fault_applied(F_TRUNCATE);
   }
   buf_chunk(out, f->p, send);
   s->frames++;
@@ -1025,7 +1040,11 @@ static int events_deliver(struct stream *s, struct buf *out, const struct event 
   event_json(&j, e);
   buf_chunk(out, j.p, j.len);
   buf_free(&j);
-  return s->budget > 0 && --s->budget == 0;
+  if (s->budget > 0 && --s->budget == 0) {
+    fault_applied(F_EVENTS_END);
+    return 1;
+  }
+  return 0;
 }
 
 static void event_add(enum action action, struct ctr *k, int64_t now)
@@ -1234,6 +1253,8 @@ static enum fault take_logs_fault(void)
 /* Answers a fault that is an HTTP error. Returns 1 when it did. */
 static int respond_fault_status(struct conn *c, const struct req *r, enum fault f)
 {
+  if (f == F_500 || f == F_404 || f == F_409 || f == F_501)
+    fault_applied(f);
   switch (f) {
   case F_500:
     respond_error(c, r, 500, "fake: injected internal server error");
@@ -1273,6 +1294,7 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
   if (respond_fault_status(c, r, f))
     return;
   if (f == F_RESET) {
+    fault_applied(F_RESET);
     conn_close(c);
     return;
   }
@@ -1293,16 +1315,19 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
   }
   int tail0 = query_get(r->query, "tail", v, sizeof v) == 1 && strcmp(v, "0") == 0;
   if (f == F_STALL_HEADERS) {
+    fault_applied(F_STALL_HEADERS);
     c->state = CS_STALL;
     return;
   }
   if (f == F_DRIP) {
+    fault_applied(F_DRIP);
     c->drip = 1;
     c->keepalive = 0;
   }
   if (stream_headers(c, logs_content_type(r)) < 0)
     return;
   if (f == F_STALL_BODY) {
+    fault_applied(F_STALL_BODY);
     c->state = CS_STALL;
     return;
   }
@@ -1371,6 +1396,8 @@ static void h_events(struct conn *c, const struct req *r)
   c->stream = s;
   c->state = CS_STREAM;
   int done = s->budget == 0;
+  if (done)
+    fault_applied(F_EVENTS_END);
   for (unsigned i = 0; has_since > 0 && !done && i < g.ring_count; i++) {
     const struct event *e = &g.ring[(g.ring_next + EVENT_RING - g.ring_count + i) % EVENT_RING];
     if (e->time_ns >= since)
@@ -1398,6 +1425,16 @@ static void h_restart(struct conn *c, const struct req *r, const char *name)
   k->state = ST_RESTARTING;
   k->start_at = now + RESTART_NS;
   respond(c, r, 204, "", "", 0);
+}
+
+static void h_faults(struct conn *c, const struct req *r)
+{
+  struct buf b = {0};
+  buf_printf(&b, "{");
+  for (int f = F_NONE + 1; f < F_COUNT; f++)
+    buf_printf(&b, "%s\"%s\":%" PRIu64, f > F_NONE + 1 ? "," : "", fault_names[f], g.applied[f]);
+  buf_printf(&b, "}");
+  respond_json(c, r, 200, &b);
 }
 
 static void h_fault(struct conn *c, const struct req *r)
@@ -1500,6 +1537,8 @@ static void route(struct conn *c, const struct req *r)
     h_restart(c, r, p + 14);
   else if (post && strcmp(p, "/fake/fault") == 0)
     h_fault(c, r);
+  else if (get && strcmp(p, "/fake/faults") == 0)
+    h_faults(c, r);
   else
     respond_error(c, r, 404, "page not found");
 }
