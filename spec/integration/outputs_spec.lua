@@ -49,11 +49,10 @@ describe("network outputs #sanitize", function()
     tmp = d:gsub("%s+$", "")
   end)
   after_each(function()
-    if e then e:cleanup() end
-    if rx then rx:stop() end
-    if srv then srv:stop() end
+    local done = { e, rx, srv }
     e, rx, srv = nil, nil, nil
-    proc.sh("rm -rf " .. proc.quote(tmp))
+    proc.each(function() engine.release(unpack(done, 1, 3)) end,
+              function() proc.sh("rm -rf " .. proc.quote(tmp)) end)
   end)
 
   it("posts NDJSON with its headers and bearer token, every line once", function()
@@ -255,8 +254,11 @@ describe("network outputs #sanitize", function()
     -- threads' allocator arenas: 8 MiB); far below the 24 MB an unpaused
     -- reader takes in. ThreadSanitizer's shadow memory scales every byte:
     -- there only the pauses count.
+    -- AddressSanitizer's redzones and allocator metadata add about as much
+    -- again as each allocation (checked against a reader that does not
+    -- pause: far above even this bound).
     if not tsan then
-      local bound = 4 * MAX / 1024 + 8192
+      local bound = (4 * MAX / 1024 + 8192) * (os.getenv("ENGINE_SANITIZER") == "asan" and 2.5 or 1)
       assert.is_true(peak - idle < bound, string.format("peak %d KiB over an idle %d KiB, more than %d KiB",
                                                         peak, idle, bound))
     end
@@ -264,7 +266,9 @@ describe("network outputs #sanitize", function()
   end)
 
   it("waits the Retry-After of a 429 before sending again", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "20" }
+    -- a container that keeps running (one that ended before the engine
+    -- listed the containers would not be followed)
+    srv = fake.start { "--containers", "1", "--rate", "100" }
     rx = receiver.start { "--script", "429:2,200" }
     e = engine.start { pipeline = pipeline(srv.host, string.format('{ type = "http", url = %q }', rx.url)) }
     proc.wait_for(function() return #rx:requests() >= 2 end, 30, "the request after the 429")
