@@ -18,10 +18,11 @@ describe("backfill #sanitize", function()
     tmp = select(2, proc.sh("mktemp -d /tmp/bf.XXXXXX")):gsub("%s+$", "")
   end)
   after_each(function()
-    if rx then rx:stop() end
+    local drx = rx
     rx = nil
-    env:cleanup(prefix)
-    proc.sh("rm -rf " .. proc.quote(tmp))
+    proc.each(function() if drx then drx:stop() end end,
+              function() env:cleanup(prefix) end,
+              function() proc.sh("rm -rf " .. proc.quote(tmp)) end)
   end)
 
   local function write_pipeline(extra)

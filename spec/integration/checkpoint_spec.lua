@@ -43,10 +43,10 @@ describe("an engine restarted on the same state directory #sanitize", function()
     state = dir:gsub("%s+$", "")
   end)
   after_each(function()
-    for _, e in ipairs { a, b } do if e then e:cleanup() end end
-    if srv then srv:stop() end
+    local done = { a, b, srv }
     a, b, srv = nil, nil, nil
-    proc.sh("rm -rf " .. proc.quote(state))
+    proc.each(function() engine.release(unpack(done, 1, 3)) end,
+              function() proc.sh("rm -rf " .. proc.quote(state)) end)
   end)
 
   it("after SIGTERM, resumes with no line lost and none repeated", function()

@@ -62,9 +62,10 @@ describe("reader lifecycle #tsan #sanitize", function()
   local prefix, e
   before_each(function() prefix = dockerenv.unique("life") end)
   after_each(function()
-    if e then e:cleanup() end
+    local de = e
     e = nil
-    env:cleanup(prefix)
+    proc.each(function() if de then de:cleanup() end end,
+              function() env:cleanup(prefix) end)
   end)
 
   it("cycles streams every second without losing or repeating a line", function()
@@ -167,13 +168,14 @@ return {
   end)
 end)
 
-describe("a daemon killed with SIGKILL and started again #daemon", function()
+describe("a daemon killed with SIGKILL and started again #daemon #sanitize", function()
   local prefix, e
   before_each(function() prefix = dockerenv.unique("dkill") end)
   after_each(function()
-    if e then e:cleanup() end
+    local de = e
     e = nil
-    env:cleanup(prefix)
+    proc.each(function() if de then de:cleanup() end end,
+              function() env:cleanup(prefix) end)
   end)
 
   it("catches up every container from its cursor", function()

@@ -34,12 +34,10 @@ end
 describe("the metrics endpoint #sanitize #tsan", function()
   local srv, e
   after_each(function()
-    if e then
-      if e:running() then e:stop("TERM", 15) end
-      e:cleanup()
-    end
-    if srv then srv:stop() end
+    local de, dsrv = e, srv
     e, srv = nil, nil
+    proc.each(function() if de and de:running() then de:stop("TERM", 15) end end,
+              function() engine.release(de, dsrv) end)
   end)
 
   it("is off unless engine.metrics.listen is set", function()

@@ -34,13 +34,11 @@ end
 describe("a read-only root #sanitize", function()
   local srv, p, dir
   after_each(function()
-    if p then
-      if p:running() then p:kill() end
-      p:cleanup()
-    end
-    if srv then srv:stop() end
-    if dir then proc.sh("rm -rf " .. proc.quote(dir)) end
+    local dp, dsrv, ddir = p, srv, dir
     srv, p, dir = nil, nil, nil
+    proc.each(function() if dp then dp:cleanup() end end,
+              function() if dsrv then dsrv:stop() end end,
+              function() if ddir then proc.sh("rm -rf " .. proc.quote(ddir)) end end)
   end)
 
   it("delivers every line and writes only its state directory", function()

@@ -4,11 +4,12 @@
 -- The live-reader count stays at the number of containers, descriptors and
 -- memory do not grow, every line arrives once, and after stop no reader is
 -- left. scripts/soak.sh runs the long form.
--- (Not run on the sanitizer builds: AddressSanitizer's quarantine grows RSS
--- by design; the lifecycle and fault specs cover those builds.)
+-- On the AddressSanitizer engine the quarantine grows RSS by design, so the
+-- RSS bound holds for the plain engine only; the rest holds there too, and
+-- the leak check runs at exit.
 local soak = require "spec.support.soak"
 
-describe("a soak of 100 containers cycling every 50 ms", function()
+describe("a soak of 100 containers cycling every 50 ms #sanitize", function()
   it("keeps every reader tracked and leaks nothing", function()
     local r = soak.run { containers = 100, rate = 10, cycle = 0.05, seconds = 10,
                          want = { cycles = 1000, lines = 50, stats = 5 }, timeout = 120 }
@@ -21,7 +22,9 @@ describe("a soak of 100 containers cycling every 50 ms", function()
     assert.matches("readers live 0, started 100, stopped 100", r.final, 1, true)
     assert.is_true(r.cycled >= 1000, "only " .. tostring(r.cycled) .. " cycles")
     assert.is_true(r.fds_end <= r.fds_start + 2, "descriptors grew")
-    assert.is_true(r.rss_end_kb <= r.rss_start_kb + 4096, "RSS grew by more than 4 MiB")
+    if not os.getenv("ENGINE_SANITIZER") then
+      assert.is_true(r.rss_end_kb <= r.rss_start_kb + 4096, "RSS grew by more than 4 MiB")
+    end
     assert.equal(0, r.duplicates)
     assert.equal(0, r.gaps)
     assert.is_true(r.fewest >= 50, "a container delivered only " .. tostring(r.fewest) .. " lines")

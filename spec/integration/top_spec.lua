@@ -80,13 +80,11 @@ end
 describe("engine top #sanitize", function()
   local srv, e, t
   after_each(function()
-    if t then t:stop() end
-    if e then
-      if e:running() then e:stop("TERM", 15) end
-      e:cleanup()
-    end
-    if srv then srv:stop() end
+    local dt, de, dsrv = t, e, srv
     srv, e, t = nil, nil, nil
+    proc.each(function() if dt then dt:stop() end end,
+              function() if de and de:running() then de:stop("TERM", 15) end end,
+              function() engine.release(de, dsrv) end)
   end)
 
   local function start()

@@ -89,8 +89,7 @@ return {
   end)
   local log = e:stderr_text()
   local lines = e:stdout_lines()
-  e:cleanup()
-  srv:stop()
+  engine.release(e, srv)
   if not ok then error(err, 0) end
   -- every "stats:" line after the first: readers live and cycled
   report.live = {}
