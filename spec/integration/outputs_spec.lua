@@ -80,6 +80,36 @@ describe("network outputs #sanitize", function()
     assert.is_nil(e:stderr_text():find("s3cret", 1, true), "the token must never be logged")
   end)
 
+  it("posts a JSON array with basic auth from the environment", function()
+    srv = fake.start { "--containers", "1", "--rate", "100" }
+    rx = receiver.start {}
+    e = engine.start {
+      pipeline = pipeline(srv.host, string.format(
+        '{ type = "http", url = %q, format = "json", auth = { user_env = "SPEC_USER", password_env = "SPEC_PASS" } }',
+        rx.url)),
+      env = { SPEC_USER = "edge", SPEC_PASS = "pa55:word" } }
+    local count
+    proc.wait_for(function()
+      local lines = {}
+      for _, r in ipairs(rx:requests()) do
+        assert.equal("Basic " .. "ZWRnZTpwYTU1OndvcmQ=", r.headers["authorization"]) -- edge:pa55:word
+        assert.equal("application/json", r.headers["content-type"])
+        local array = cjson.decode(r.body)
+        assert.equal("table", type(array))
+        assert.is_true(#array > 0, "an empty or non-array body: " .. r.body)
+        for _, rec in ipairs(array) do lines[#lines + 1] = cjson.encode(rec) end
+      end
+      local total
+      count, total = ndjson_seqs({ table.concat(lines, "\n") })
+      return total >= 50
+    end, 30, "50 lines in JSON arrays")
+    assert.equal(0, e:stop("TERM"))
+    local max = 0
+    for seq in pairs(count) do if seq > max then max = seq end end
+    assert_once(count, max)
+    assert.is_nil(e:stderr_text():find("pa55", 1, true), "the password must never be logged")
+  end)
+
   it("gzips the body when asked, with Content-Encoding: gzip", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "50" }
     rx = receiver.start {}
