@@ -480,6 +480,7 @@ int engine_run(engine_t *e, int handle_signals) {
     e->core.registry = NULL;
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
+    e->core.loop = NULL; /* nothing ran: engine_free frees everything */
     return -1;
   }
   if (e->cfg.state_dir) {
