@@ -56,7 +56,7 @@ describe("network outputs #sanitize", function()
   end)
 
   it("posts NDJSON with its headers and bearer token, every line once", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100" }
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100", "--linger" }
     rx = receiver.start {}
     e = engine.start {
       pipeline = pipeline(srv.host, string.format(
@@ -111,7 +111,7 @@ describe("network outputs #sanitize", function()
   end)
 
   it("gzips the body when asked, with Content-Encoding: gzip", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "50" }
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "50", "--linger" }
     rx = receiver.start {}
     e = engine.start { pipeline = pipeline(srv.host,
       string.format('{ type = "http", url = %q, gzip = true }', rx.url)) }
@@ -134,7 +134,7 @@ describe("network outputs #sanitize", function()
   end)
 
   it("retries 500 and 429 answers, logging each cause once, and loses nothing", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100" }
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100", "--linger" }
     rx = receiver.start { "--script", "500,500,500,429:1,200" }
     e = engine.start { pipeline = pipeline(srv.host, string.format('{ type = "http", url = %q }', rx.url)) }
     local delivered
@@ -155,7 +155,7 @@ describe("network outputs #sanitize", function()
   end)
 
   it("sends batches a 400 refuses to the dead-letter file, with the reason, once in the log", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "60" }
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "60", "--linger" }
     rx = receiver.start { "--script", "400" }
     local dl = tmp .. "/dead.jsonl"
     e = engine.start { pipeline = pipeline(srv.host,
@@ -176,7 +176,7 @@ describe("network outputs #sanitize", function()
   end)
 
   it("speaks the Loki, Elasticsearch and OTLP wire formats on their paths", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "40" }
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "40", "--linger" }
     rx = receiver.start {}
     e = engine.start { pipeline = pipeline(srv.host, string.format([[
       { type = "loki", url = %q, labels = { "name" } },
@@ -216,7 +216,7 @@ describe("network outputs #sanitize", function()
     local f = assert(io.open(reply, "w"))
     f:write('{"took":1,"errors":true,"items":[{"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"bad field"}}}]}')
     f:close()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "20" }
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "20", "--linger" }
     rx = receiver.start { "--body-200", reply }
     local dl = tmp .. "/dead.jsonl"
     e = engine.start { pipeline = pipeline(srv.host,

@@ -47,7 +47,7 @@ describe("a read-only root #sanitize", function()
     local state = dir .. "/state"
     assert(proc.sh("mkdir " .. proc.quote(state)))
     local f = assert(io.open(dir .. "/pipeline.lua", "w"))
-    srv = fake.start { "--containers", "2", "--rate", "200", "--lines", tostring(LINES) }
+    srv = fake.start { "--containers", "2", "--rate", "200", "--lines", tostring(LINES), "--linger" }
     f:write(string.format([[
 return {
   docker = { host = %q },
@@ -90,7 +90,7 @@ return {
   it("warns, and keeps its cursors in memory, when its state directory is on the read-only root", function()
     local _, out = proc.sh("mktemp -d /tmp/engine-ro.XXXXXX")
     dir = out:gsub("%s+$", "")
-    srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES) }
+    srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES), "--linger" }
     local f = assert(io.open(dir .. "/pipeline.lua", "w"))
     f:write(string.format("return { docker = { host = %q }, batch = { flush_interval = 0.05 } }",
                           srv.host))

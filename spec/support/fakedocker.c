@@ -18,6 +18,9 @@
  *   --rate R             lines per second per container, default 10; 0 none
  *   --lines M            each run of a container stops after M lines; the
  *                        first run counts the preloaded lines; 0 = never
+ *   --linger             with --lines: a container keeps running, silent,
+ *                        after its M lines instead of exiting (a client that
+ *                        starts late still finds it running)
  *   --preload K          K lines of history at launch, 1 us apart, ending now
  *   --line-bytes B       pad each line's text (newline excluded) to B bytes
  *   --long-every E       every E-th line has 40000 bytes of text
@@ -121,7 +124,7 @@ struct opts {
   const char *api;
   int api_major, api_minor;
   long containers;
-  int tty, stdout_only, quirk_ct;
+  int tty, stdout_only, quirk_ct, linger;
   double rate, start_delay;
   uint64_t lines, preload, retain, long_every;
   size_t line_bytes;
@@ -1135,7 +1138,7 @@ static void ctr_tick(struct ctr *k, int64_t now)
     ctr_start(k, now);
   }
   uint64_t added = ctr_generate(k, now);
-  if (g.o.lines && k->run_lines >= g.o.lines)
+  if (g.o.lines && k->run_lines >= g.o.lines && !g.o.linger)
     ctr_stop(k, ST_EXITED, now);
   else if (added)
     ctr_kick(k);
@@ -1836,7 +1839,7 @@ static void ctrs_free(void)
 static void usage(void)
 {
   fputs("usage: fakedocker --socket PATH [--api-version X.Y] [--containers N] [--tty]\n"
-        "         [--stdout-only] [--rate R] [--lines M] [--preload K] [--line-bytes B]\n"
+        "         [--stdout-only] [--rate R] [--lines M] [--linger] [--preload K] [--line-bytes B]\n"
         "         [--long-every E] [--retain N] [--start-delay D] [--fault MODE[:K]]\n"
         "         [--quirk-content-type]\n",
         stderr);
@@ -1878,7 +1881,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     {"lines", 1, 0, 'l'},       {"preload", 1, 0, 'p'},     {"line-bytes", 1, 0, 'b'},
     {"long-every", 1, 0, 'e'},  {"retain", 1, 0, 'R'},      {"start-delay", 1, 0, 'd'},
     {"fault", 1, 0, 'f'},       {"quirk-content-type", 0, 0, 'q'}, {"logfmt", 0, 0, 'L'},
-    {0, 0, 0, 0}};
+    {"linger", 0, 0, 'G'},      {0, 0, 0, 0}};
   uint64_t u = 0;
   int ch, bad = 0;
   o->api = "1.41";
@@ -1892,6 +1895,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     case 'n': bad = num_u64(optarg, &u) < 0 || u > 1000000; o->containers = (long)u; break;
     case 't': o->tty = 1; break;
     case 'o': o->stdout_only = 1; break;
+    case 'G': o->linger = 1; break;
     case 'r': bad = num_double(optarg, &o->rate) < 0; break;
     case 'l': bad = num_u64(optarg, &o->lines) < 0; break;
     case 'p': bad = num_u64(optarg, &o->preload) < 0; break;
