@@ -51,6 +51,27 @@ return { docker = { host = %q }, history = "start", batch = { flush_interval = 0
     for seq = first, max do assert.equal(1, count[seq], "line " .. seq) end
   end)
 
+  it("reads the rest of a container's log when its follow stream ended before its last lines", function()
+    -- the container writes 10,000 lines in a second and exits; the engine
+    -- is held back (a slow filter, a small max_buffered), so the follow
+    -- stream, which ends at the exit, has not sent most of them
+    local LINES = 10000
+    srv = fake.start { "--containers", "1", "--rate", "10000", "--lines", tostring(LINES), "--stdout-only",
+                       "--line-bytes", "100", "--cut-on-exit" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 50 },
+  filters = { function(batch) local t = os.clock() while os.clock() - t < 0.02 do end end },
+  engine = { max_buffered = 65536 },
+}]], srv.host) }
+    proc.wait_for(function() return e:stderr_text():find("[c0] stopped following", 1, true) end, 120,
+                  "the reader to finish")
+    assert.equal(0, e:stop("TERM"))
+    local count = c0_seqs(e:stdout_lines())
+    for seq = 1, LINES do assert.equal(1, count[seq], "line " .. seq) end
+  end)
+
   it("negotiates the API version of an older daemon and uses it on every request", function()
     -- the fake refuses any request for a newer version than 1.30
     srv = fake.start { "--containers", "1", "--rate", "100", "--api-version", "1.30" }
@@ -66,7 +87,20 @@ return { docker = { host = %q }, batch = { flush_interval = 0.05 } }]], srv.host
     assert.is_nil(e:stderr_text():find("too new", 1, true))
   end)
 
-  it("writes the file output, rotates it by size, and reopens it on SIGUSR1", function()
+  -- Every c0 line once over the files given, none lost; returns the
+  -- highest sequence number.
+  local function once_over(files)
+    local lines = {}
+    for _, p in ipairs(files) do
+      for _, l in ipairs(proc.lines(p)) do lines[#lines + 1] = l end
+    end
+    local count, max = c0_seqs(lines), 0
+    for seq in pairs(count) do if seq > max then max = seq end end
+    for seq = 1, max do assert.equal(1, count[seq], "line " .. seq) end
+    return max
+  end
+
+  it("writes the file output and rotates it by size", function()
     local path = tmp .. "/out.jsonl"
     srv = fake.start { "--containers", "1", "--rate", "200" }
     e = engine.start { pipeline = string.format([[
@@ -75,10 +109,28 @@ return {
   batch = { flush_interval = 0.05 },
   outputs = { { type = "file", path = %q, format = "json", max_bytes = 20000, keep = 100 } },
 }]], srv.host, path) }
-    -- rotation by size: out.jsonl.1 appears
-    proc.wait_for(function() return proc.read(path .. ".1") end, 30, "a rotated file")
+    proc.wait_for(function() return proc.read(path .. ".2") end, 30, "two rotated files")
+    assert.equal(0, e:stop("TERM"))
+    local files = { path }
+    for i = 1, 100 do
+      local p = path .. "." .. i
+      if proc.read(p) then files[#files + 1] = p end
+    end
+    assert.is_true(once_over(files) > 100)
+  end)
+
+  it("reopens the file output on SIGUSR1", function()
+    local path = tmp .. "/out.jsonl"
+    srv = fake.start { "--containers", "1", "--rate", "200" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  outputs = { { type = "file", path = %q, format = "json" } },
+}]], srv.host, path) }
+    proc.wait_for(function() return #(proc.lines(path)) >= 50 end, 30, "lines in the file")
     -- logrotate's way: move the file, then SIGUSR1; new lines go to a new
-    -- file at the path, nothing to the moved one after the reopen
+    -- file at the path, none to the moved one after the reopen
     local moved = tmp .. "/moved.jsonl"
     assert(os.rename(path, moved))
     e:signal("USR1")
@@ -89,19 +141,6 @@ return {
     proc.sleep(0.5)
     assert.equal(moved_size, #(proc.read(moved) or ""), "lines went on to the moved file")
     assert.equal(0, e:stop("TERM"))
-    -- every line once over all the files, none lost
-    local lines = {}
-    local files = { moved, path }
-    for i = 1, 100 do
-      local p = path .. "." .. i
-      if proc.read(p) then files[#files + 1] = p end
-    end
-    for _, p in ipairs(files) do
-      for _, l in ipairs(proc.lines(p)) do lines[#lines + 1] = l end
-    end
-    local count, max = c0_seqs(lines), 0
-    for seq in pairs(count) do if seq > max then max = seq end end
-    assert.is_true(max > 100)
-    for seq = 1, max do assert.equal(1, count[seq], "line " .. seq) end
+    assert.is_true(once_over { moved, path } > 60)
   end)
 end)

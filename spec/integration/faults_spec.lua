@@ -66,7 +66,9 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
   for _, case in ipairs(cases) do
     local mode, says = case[1], case[2]
     it("recovers from '" .. mode .. "' and delivers every line once", function()
-      srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES),
+      -- the container stays running after its lines (--linger): an engine
+      -- that starts late still finds it
+      srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES), "--linger",
                          "--fault", mode .. ":1" }
       e = engine.start { pipeline = pipeline(srv.host) }
       proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "every line of c0")

@@ -18,6 +18,10 @@
  *   --rate R             lines per second per container, default 10; 0 none
  *   --lines M            each run of a container stops after M lines; the
  *                        first run counts the preloaded lines; 0 = never
+ *   --cut-on-exit        a follow stream ends as soon as its container exits,
+ *                        without the lines it has not sent yet (as Docker
+ *                        may when the client is behind); a new logs request
+ *                        gets them
  *   --linger             with --lines: a container keeps running, silent,
  *                        after its M lines instead of exiting (a client that
  *                        starts late still finds it running)
@@ -124,7 +128,7 @@ struct opts {
   const char *api;
   int api_major, api_minor;
   long containers;
-  int tty, stdout_only, quirk_ct, linger;
+  int tty, stdout_only, quirk_ct, linger, cut_on_exit;
   double rate, start_delay;
   uint64_t lines, preload, retain, long_every;
   size_t line_bytes;
@@ -1098,7 +1102,8 @@ static void ctr_start(struct ctr *k, int64_t now)
   event_add(EV_START, k, now);
 }
 
-/* Stops k: its follow streams end after what it wrote, then "die". */
+/* Stops k: its follow streams end after what it wrote (--cut-on-exit:
+ * after what they sent), then "die". */
 static void ctr_stop(struct ctr *k, enum ctr_state state, int64_t now)
 {
   struct link *l;
@@ -1107,7 +1112,7 @@ static void ctr_stop(struct ctr *k, enum ctr_state state, int64_t now)
   for (l = k->streams.next; l != &k->streams; l = l->next) {
     struct stream *s = OWNER(l, struct stream, link);
     if (s->end_seq == NO_END)
-      s->end_seq = hist_next(k);
+      s->end_seq = g.o.cut_on_exit ? s->next_seq : hist_next(k);
   }
   ctr_kick(k);
   event_add(EV_DIE, k, now);
@@ -1839,7 +1844,7 @@ static void ctrs_free(void)
 static void usage(void)
 {
   fputs("usage: fakedocker --socket PATH [--api-version X.Y] [--containers N] [--tty]\n"
-        "         [--stdout-only] [--rate R] [--lines M] [--linger] [--preload K] [--line-bytes B]\n"
+        "         [--stdout-only] [--rate R] [--lines M] [--linger] [--cut-on-exit] [--preload K] [--line-bytes B]\n"
         "         [--long-every E] [--retain N] [--start-delay D] [--fault MODE[:K]]\n"
         "         [--quirk-content-type]\n",
         stderr);
@@ -1881,7 +1886,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     {"lines", 1, 0, 'l'},       {"preload", 1, 0, 'p'},     {"line-bytes", 1, 0, 'b'},
     {"long-every", 1, 0, 'e'},  {"retain", 1, 0, 'R'},      {"start-delay", 1, 0, 'd'},
     {"fault", 1, 0, 'f'},       {"quirk-content-type", 0, 0, 'q'}, {"logfmt", 0, 0, 'L'},
-    {"linger", 0, 0, 'G'},      {0, 0, 0, 0}};
+    {"linger", 0, 0, 'G'},      {"cut-on-exit", 0, 0, 'C'}, {0, 0, 0, 0}};
   uint64_t u = 0;
   int ch, bad = 0;
   o->api = "1.41";
@@ -1896,6 +1901,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     case 't': o->tty = 1; break;
     case 'o': o->stdout_only = 1; break;
     case 'G': o->linger = 1; break;
+    case 'C': o->cut_on_exit = 1; break;
     case 'r': bad = num_double(optarg, &o->rate) < 0; break;
     case 'l': bad = num_u64(optarg, &o->lines) < 0; break;
     case 'p': bad = num_u64(optarg, &o->preload) < 0; break;
