@@ -543,6 +543,7 @@ int engine_run(engine_t *e, int handle_signals) {
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
     e->pipeline_exited = 1; /* it never started: engine_free may free everything */
+    e->core.loop = NULL; /* nothing ran: engine_free frees everything */
     return -1;
   }
   if (e->cfg.state_dir) {

@@ -1,6 +1,7 @@
 #!/bin/sh
 # A private ClickHouse server for the specs, on loopback, everything under DIR.
-#   scripts/clickhouse.sh start DIR HTTP_PORT   prints the HTTP address once it answers
+#   scripts/clickhouse.sh start DIR HTTP_PORT   prints the HTTP address once it
+#                                               listens there itself and answers
 #   scripts/clickhouse.sh stop DIR              stops it and removes DIR
 #   scripts/clickhouse.sh pause DIR             kills it (SIGKILL: an outage, at once),
 #                                               keeping its data; start it again later
@@ -36,11 +37,14 @@ XML
   clickhouse-server --config-file="$dir/config.xml" > "$dir/stdout.log" 2>&1 &
   echo $! > "$dir/server.pid"
   i=0
-  until [ "$(curl -s --max-time 2 "http://127.0.0.1:$port/ping" 2>/dev/null)" = "Ok." ]; do
+  # ready: this server (not another one on the port) listens and answers
+  until sh "$(dirname "$0")/listening.sh" "$(cat "$dir/server.pid")" "$port" &&
+        [ "$(curl -s --max-time 2 "http://127.0.0.1:$port/ping" 2>/dev/null)" = "Ok." ]; do
     i=$((i + 1))
-    if [ $i -gt 120 ]; then
+    if [ $i -gt 120 ] || ! kill -0 "$(cat "$dir/server.pid")" 2>/dev/null; then
       echo "clickhouse did not start; its log:" >&2
       tail -n 20 "$dir/error.log" "$dir/stdout.log" >&2 2>/dev/null || true
+      kill -9 "$(cat "$dir/server.pid")" 2>/dev/null || true
       exit 1
     fi
     sleep 0.25

@@ -20,12 +20,16 @@ template(name="raw" type="string" string="%app-name% %msgid% %msg%\n")
 *.* action(type="omfile" file="$dir/out.log" template="raw")
 CONF
   rsyslogd -n -f "$dir/rsyslog.conf" -i "$dir/rsyslog.pid" > "$dir/rsyslog.log" 2>&1 &
+  pid=$!
   i=0
-  hex=$(printf '%04X' "$port")
-  # listening: a line of /proc/net/tcp with local port $hex in state 0A
-  until awk -v p=":$hex" '$2 ~ p"$" && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp; do
+  # ready: this rsyslogd (not another server on the port) listens there
+  until sh "$(dirname "$0")/listening.sh" "$pid" "$port"; do
     i=$((i + 1))
-    if [ $i -gt 80 ]; then echo "rsyslog did not start:" >&2; cat "$dir/rsyslog.log" >&2; exit 1; fi
+    if [ $i -gt 80 ] || ! kill -0 "$pid" 2>/dev/null; then
+      echo "rsyslog did not start:" >&2; cat "$dir/rsyslog.log" >&2
+      kill "$pid" 2>/dev/null || true
+      exit 1
+    fi
     sleep 0.1
   done
   echo "127.0.0.1:$port"

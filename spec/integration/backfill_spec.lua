@@ -6,6 +6,8 @@ local dockerenv = require "spec.support.dockerenv"
 local engine = require "spec.support.engine"
 local proc = require "spec.support.proc"
 local receiver = require "spec.support.receiver"
+package.path = "lua/?.lua;" .. package.path
+local time = require "engine.time"
 
 local env = dockerenv.get()
 
@@ -16,10 +18,11 @@ describe("backfill #sanitize", function()
     tmp = select(2, proc.sh("mktemp -d /tmp/bf.XXXXXX")):gsub("%s+$", "")
   end)
   after_each(function()
-    if rx then rx:stop() end
+    local drx = rx
     rx = nil
-    env:cleanup(prefix)
-    proc.sh("rm -rf " .. proc.quote(tmp))
+    proc.each(function() if drx then drx:stop() end end,
+              function() env:cleanup(prefix) end,
+              function() proc.sh("rm -rf " .. proc.quote(tmp)) end)
   end)
 
   local function write_pipeline(extra)
@@ -56,7 +59,25 @@ return {
     assert.matches("backfill: every selected container's history is read (2 readers)", err, 1, true)
   end)
 
-  it("reads nothing before --since or after --until", function()
+  it("reads nothing before --since", function()
+    -- old lines, then 3 s later new ones; --since falls between them
+    local name = prefix .. "-since"
+    env:run { name = name, cmd = 'for i in 1 2 3 4 5; do echo "old $i"; done; sleep 3; ' ..
+                                 'for i in 1 2 3 4 5; do echo "new $i"; done' }
+    env:wait_exit(name)
+    local stamped = env:docker_ok { "logs", "-t", name }
+    local last_old = stamped:match("(%S+) old 5")
+    assert(last_old, stamped)
+    local since = os.date("!%Y-%m-%dT%H:%M:%SZ", assert(time.parse(last_old)) + 1)
+    local code, out, err = engine.run_once { command = "run", pipeline = write_pipeline(),
+                                            args = { "--since", since }, timeout = 60 }
+    assert.equal(0, code, err)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = require("cjson").decode(line).line end
+    assert.same({ "new 1", "new 2", "new 3", "new 4", "new 5" }, lines)
+  end)
+
+  it("reads nothing after --until", function()
     env:run { name = prefix .. "-old", cmd = "echo old" }
     env:wait_exit(prefix .. "-old")
     local code, out = engine.run_once { command = "run", pipeline = write_pipeline(),

@@ -153,9 +153,10 @@ describe("a container whose output is binary noise #sanitize", function()
     prefix = dockerenv.unique("badinput")
   end)
   after_each(function()
-    if e then e:cleanup() end
+    local de = e
     e = nil
-    env:cleanup(prefix)
+    proc.each(function() if de then de:cleanup() end end,
+              function() env:cleanup(prefix) end)
   end)
 
   -- The `local` log driver keeps the bytes as they were written (json-file

@@ -66,11 +66,15 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
   for _, case in ipairs(cases) do
     local mode, says = case[1], case[2]
     it("recovers from '" .. mode .. "' and delivers every line once", function()
-      srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES),
+      -- the container stays running after its lines (--linger): an engine
+      -- that starts late still finds it
+      srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES), "--linger",
                          "--fault", mode .. ":1" }
       e = engine.start { pipeline = pipeline(srv.host) }
       proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "every line of c0")
       if says then assert.matches(says, e:stderr_text(), 1, true) end
+      -- the fault happened, once: the recovery was tested, not a clean run
+      assert.equal(1, srv:faults()[mode])
       e:stop_in_bound(STOP_BOUND)
       assert_each_once(e:json_records(), "c0", LINES)
     end)
@@ -83,6 +87,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
       srv = fake.start { "--containers", "1", "--rate", "200", "--fault", status .. ":1" }
       e = engine.start { pipeline = pipeline(srv.host) }
       proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "lines of c0")
+      assert.equal(1, srv:faults()[status])
       e:stop_in_bound(STOP_BOUND)
       local log = e:stderr_text()
       assert.matches("stopped following: HTTP " .. status, log, 1, true)
@@ -99,6 +104,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     e = engine.start { pipeline = pipeline(srv.host) }
     proc.wait_for(function() return e:stderr_text():find("cannot be read", 1, true) end, 20, "the warning")
     proc.sleep(2.5) -- reconcile runs twice meanwhile: the container is not attached again
+    assert.equal(1, srv:faults()["501"]) -- one request: the container was not asked again
     e:stop_in_bound(STOP_BOUND)
     local _, warnings = e:stderr_text():gsub("log driver cannot be read through the API", "")
     assert.equal(1, warnings)
@@ -135,6 +141,7 @@ describe("a reader facing a faulty daemon #tsan #sanitize", function()
     e = engine.start { pipeline = pipeline(srv.host, "reconcile_interval = 30") }
     proc.wait_for(function() return received(e, "c0") >= LINES end, 30, "every line of c0")
     assert.matches("events stream: the daemon ended the events stream", e:stderr_text(), 1, true)
+    assert.equal(1, srv:faults()["events-end"])
     e:stop_in_bound(STOP_BOUND)
     assert_each_once(e:json_records(), "c0", LINES)
   end)
@@ -159,6 +166,8 @@ describe("stop #tsan #sanitize", function()
     e = engine.start { pipeline = pipeline(srv.host, "cycle = 300") }
     proc.wait_for(function() return e:stderr_text():find("following container", 1, true) end, 20, "readers")
     proc.sleep(0.5)
+    -- every reader is stalled, so the stop meets three stalled streams
+    proc.wait_for(function() return srv:faults()["stall-body"] >= 3 end, 20, "three stalled streams")
     e:stop_in_bound(STOP_BOUND)
     assert.matches("readers live 0, started 3, stopped 3", e:stderr_text(), 1, true)
   end)

@@ -71,9 +71,10 @@ describe("engine run #sanitize", function()
   local prefix, e
   before_each(function() prefix = dockerenv.unique("follow") end)
   after_each(function()
-    if e then e:cleanup() end
+    local de = e
     e = nil
-    env:cleanup(prefix)
+    proc.each(function() if de then de:cleanup() end end,
+              function() env:cleanup(prefix) end)
   end)
 
   it("delivers every numbered line of stdout and stderr exactly once, in order per stream", function()
@@ -217,13 +218,14 @@ describe("engine run #sanitize", function()
   end)
 end)
 
-describe("container selection", function()
+describe("container selection #sanitize", function()
   local prefix, e
   before_each(function() prefix = dockerenv.unique("sel") end)
   after_each(function()
-    if e then e:cleanup() end
+    local de = e
     e = nil
-    env:cleanup(prefix)
+    proc.each(function() if de then de:cleanup() end end,
+              function() env:cleanup(prefix) end)
   end)
 
   it("follows containers by label, and leaves out excluded names and unlabelled ones", function()
@@ -258,7 +260,7 @@ return {
   end)
 end)
 
-describe("engine run with bad input", function()
+describe("engine run with bad input #sanitize", function()
   it("exits 2 with the file and line of a syntax error in pipeline.lua", function()
     local code, _, err = engine.run_once { command = "run", pipeline = "return {\n  filters = {\n    function(b) return b end end,\n}\n" }
     assert.equal(2, code)

@@ -6,6 +6,7 @@
 local cjson = require "cjson"
 local fake = require "spec.support.fake"
 local metrics = require "spec.support.metrics"
+local engine = require "spec.support.engine"
 local proc = require "spec.support.proc"
 
 local LINES = 150
@@ -79,18 +80,17 @@ end
 describe("a Prometheus server scraping the engine #sanitize", function()
   local srv, e, prom, pdir
   after_each(function()
-    if prom then
-      prom:signal("TERM")
-      if not prom:wait(15) then prom:kill() end
-      prom:cleanup()
-    end
-    if pdir then proc.sh("rm -rf " .. proc.quote(pdir)) end
-    if e then
-      if e:running() then e:stop("TERM", 15) end
-      e:cleanup()
-    end
-    if srv then srv:stop() end
+    local dprom, dpdir, de, dsrv = prom, pdir, e, srv
     srv, e, prom, pdir = nil, nil, nil, nil
+    proc.each(function()
+                if not dprom then return end
+                dprom:signal("TERM")
+                if not dprom:wait(15) then dprom:kill() end
+                dprom:cleanup()
+              end,
+              function() if dpdir then proc.sh("rm -rf " .. proc.quote(dpdir)) end end,
+              function() if de and de:running() then de:stop("TERM", 15) end end,
+              function() engine.release(de, dsrv) end)
   end)
 
   it("scrapes a healthy page whose line counters match what the containers logged", function()

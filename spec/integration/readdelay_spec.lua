@@ -4,6 +4,7 @@
 -- daemon, which writes and flushes each line on its own.
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
+local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 
 local LINES = 60
@@ -26,7 +27,7 @@ local function each_once(e)
 end
 
 -- Runs the engine on one container logging LINES lines at 40 lines/s;
--- returns the Docker reads of its run.
+-- returns the Docker reads and rests of its run.
 local function run(delay)
   local srv = fake.start { "--containers", "1", "--rate", "40", "--lines", tostring(LINES) }
   local e = engine.start { pipeline = pipeline(srv.host, delay) }
@@ -35,44 +36,55 @@ local function run(delay)
       local n = 0
       for _, r in ipairs(e:json_records()) do if r.line:match("^c0 ") then n = n + 1 end end
       return n >= LINES
-    end, 30, "every line of c0")
+    end, 60, "every line of c0")
     assert.equal(0, e:stop("TERM", 10))
     each_once(e)
   end)
-  local reads = tonumber(e:stderr_text():match("docker reads (%d+)"))
-  e:cleanup()
-  srv:stop()
+  local reads, rests = e:stderr_text():match("docker reads (%d+), rests (%d+)")
+  engine.release(e, srv)
   assert(ok, err)
-  return reads
+  return tonumber(reads), tonumber(rests)
 end
 
 describe("docker.read_delay #sanitize", function()
   it("reads a slow stream a few lines at a time, every line once", function()
-    local at_once = run("0")
-    local delayed = run("0.5")
-    print(string.format("reads: %d at once, %d with a 0.5 s delay", at_once, delayed))
-    -- 60 lines over 1.5 s: about one read per line at once, about one per
-    -- half second with the delay (plus the list, inspect and ping answers).
-    -- A busy machine may join a few lines into one read even without a delay.
-    assert.is_true(at_once >= LINES / 2, "reads without a delay: " .. tostring(at_once))
+    local at_once_reads, at_once_rests = run("0")
+    local delayed, rests = run("0.5")
+    print(string.format("reads: %d (rests %d) at once, %d (rests %d) with a 0.5 s delay",
+                        at_once_reads, at_once_rests, delayed, rests))
+    -- Without a delay a stream never rests. With one, the 60 lines the
+    -- container writes over 1.5 s are read after rests of 0.5 s each: a
+    -- handful of reads (plus the list, inspect and ping answers). A busy
+    -- machine only joins more lines into a read, so the bound holds
+    -- whatever the load; a delay that is not honoured reads about a line
+    -- per read.
+    assert.equal(0, at_once_rests)
+    assert.is_true(rests >= 1, "the slow stream never rested")
     assert.is_true(delayed <= LINES / 3, "reads with a 0.5 s delay: " .. tostring(delayed))
   end)
 
-  it("reads a busy stream at full speed with a delay set", function()
+  it("reads a busy stream without resting, with a delay set", function()
     local n = 200000
     local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
                              tostring(n), "--retain", tostring(n) }
-    local e = engine.start { pipeline = string.format([[
-return { docker = { host = %q, read_delay = 5 }, outputs = { { type = "null" } } }]], srv.host) }
+    local e, url = metrics.start_engine { docker_host = srv.host, docker = "read_delay = 5",
+                                          outputs = '{ type = "null" }' }
     local ok, err = pcall(function()
-      -- a 5 s delay after every read could not read 200,000 lines in 60 s
-      proc.wait_for(function() return e:stderr_text():find("stopped following", 1, true) end, 60,
-                    "the whole history")
+      -- a stream that rested 5 s after each read would show its rests in
+      -- the metrics long before it read the history: fail then, not at
+      -- the time limit
+      proc.wait_for(function()
+        local _, body = metrics.get(url .. "/metrics")
+        local rested = metrics.parse(body):value("engine_docker_read_rests_total")
+        if rested and rested > 5 then error("the busy stream rested " .. rested .. " times", 0) end
+        return e:stderr_text():find("stopped following", 1, true)
+      end, 300, "the whole history")
       assert.equal(0, e:stop("TERM", 10))
       assert.equal(n, tonumber(e:stderr_text():match("records in (%d+)")))
+      local rests = tonumber(e:stderr_text():match("docker reads %d+, rests (%d+)"))
+      assert.is_true(rests <= 5, "rests: " .. tostring(rests))
     end)
-    e:cleanup()
-    srv:stop()
+    engine.release(e, srv)
     assert(ok, err)
   end)
 
@@ -110,8 +122,7 @@ return { docker = { host = %q }, select = { include = { name = { %q } } },
       print(string.format("busy container of a real daemon: %d lines, %d rests", n, rests))
       assert.is_true(rests <= 5, "rests: " .. tostring(rests))
     end)
-    e:cleanup()
-    env:rm(name)
+    proc.each(function() e:cleanup() end, function() env:rm(name) end)
     assert(ok, err)
   end)
 end)

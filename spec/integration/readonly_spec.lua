@@ -34,13 +34,11 @@ end
 describe("a read-only root #sanitize", function()
   local srv, p, dir
   after_each(function()
-    if p then
-      if p:running() then p:kill() end
-      p:cleanup()
-    end
-    if srv then srv:stop() end
-    if dir then proc.sh("rm -rf " .. proc.quote(dir)) end
+    local dp, dsrv, ddir = p, srv, dir
     srv, p, dir = nil, nil, nil
+    proc.each(function() if dp then dp:cleanup() end end,
+              function() if dsrv then dsrv:stop() end end,
+              function() if ddir then proc.sh("rm -rf " .. proc.quote(ddir)) end end)
   end)
 
   it("delivers every line and writes only its state directory", function()
@@ -49,7 +47,7 @@ describe("a read-only root #sanitize", function()
     local state = dir .. "/state"
     assert(proc.sh("mkdir " .. proc.quote(state)))
     local f = assert(io.open(dir .. "/pipeline.lua", "w"))
-    srv = fake.start { "--containers", "2", "--rate", "200", "--lines", tostring(LINES) }
+    srv = fake.start { "--containers", "2", "--rate", "200", "--lines", tostring(LINES), "--linger" }
     f:write(string.format([[
 return {
   docker = { host = %q },
@@ -92,7 +90,7 @@ return {
   it("warns, and keeps its cursors in memory, when its state directory is on the read-only root", function()
     local _, out = proc.sh("mktemp -d /tmp/engine-ro.XXXXXX")
     dir = out:gsub("%s+$", "")
-    srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES) }
+    srv = fake.start { "--containers", "1", "--rate", "200", "--lines", tostring(LINES), "--linger" }
     local f = assert(io.open(dir .. "/pipeline.lua", "w"))
     f:write(string.format("return { docker = { host = %q }, batch = { flush_interval = 0.05 } }",
                           srv.host))

@@ -41,6 +41,10 @@ describe("SIGHUP #sanitize", function()
     e:signal("HUP")
     proc.wait_for(function() return e:stderr_text():find("the running pipeline stays", 1, true) end, 10,
                   "the failed reload")
+    -- and it does stay: later lines still go through the first filter
+    local before = #seqs(e, "c0")
+    proc.wait_for(function() return #seqs(e, "c0") >= before + 20 end, 20, "c0 lines after the failed reload")
+    for _, r in ipairs(seqs(e, "c0")) do assert.equal("v1", r.tag, "c0 line " .. r.seq) end
     -- a good file: new filter, and c1 instead of c0
     f = assert(io.open(e.pipeline_path, "w"))
     f:write(pipeline(srv.host, "c1", "v2"))
@@ -57,7 +61,7 @@ describe("SIGHUP #sanitize", function()
     local swapped = false
     for i, r in ipairs(seqs(e, "c0")) do
       assert.equal(i, r.seq)
-      if r.tag == "v2" then swapped = true else assert.is_false(swapped) end
+      if r.tag == "v2" then swapped = true else assert.equal("v1", r.tag); assert.is_false(swapped) end
     end
     assert.equal("v1", seqs(e, "c0")[1].tag)
     -- c1: every line tagged by the new filter, none missing from its start

@@ -5,7 +5,7 @@ local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local proc = require "spec.support.proc"
 
-describe("the syslog output", function()
+describe("the syslog output #sanitize", function()
   local dir, srv, e
   local port = 15514 + (require("posix.unistd").getpid() % 500)
 
@@ -15,11 +15,11 @@ describe("the syslog output", function()
     assert(ok, out)
   end)
   after_each(function()
-    if e then e:cleanup() end
-    if srv then srv:stop() end
+    local de, dsrv = e, srv
     e, srv = nil, nil
-    proc.sh(proc.join { "sh", "scripts/rsyslog.sh", "stop", dir .. "/rs" }, 30)
-    proc.sh("rm -rf " .. proc.quote(dir))
+    proc.each(function() engine.release(de, dsrv) end,
+              function() proc.sh(proc.join { "sh", "scripts/rsyslog.sh", "stop", dir .. "/rs" }, 30) end,
+              function() proc.sh("rm -rf " .. proc.quote(dir)) end)
   end)
 
   -- "APP-NAME MSGID MSG" lines rsyslog wrote.

@@ -80,13 +80,11 @@ end
 describe("engine top #sanitize", function()
   local srv, e, t
   after_each(function()
-    if t then t:stop() end
-    if e then
-      if e:running() then e:stop("TERM", 15) end
-      e:cleanup()
-    end
-    if srv then srv:stop() end
+    local dt, de, dsrv = t, e, srv
     srv, e, t = nil, nil, nil
+    proc.each(function() if dt then dt:stop() end end,
+              function() if de and de:running() then de:stop("TERM", 15) end end,
+              function() engine.release(de, dsrv) end)
   end)
 
   local function start()
@@ -140,20 +138,41 @@ describe("engine top #sanitize", function()
 
   it("prints plain lines when stdout is not a terminal", function()
     local url = start()
+    -- wait until both containers delivered lines, so each refresh lists them
+    proc.wait_for(function()
+      local _, body = metrics.get(url .. "/readers")
+      local n = 0
+      for _, r in ipairs(require("cjson").decode(body)) do if r.lines > 0 then n = n + 1 end end
+      return n == 2
+    end, 30, "lines of c0 and c1")
     local ok, out = proc.sh(proc.join { engine.bin(), "top", url, "-n", "3", "-d", "0.5" } .. " | cat", 30)
     assert(ok, out)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
     -- 3 refreshes: c0, c1, the filter and the output each time
     assert.equal(12, #lines, out)
-    local rated = 0
-    for _, line in ipairs(lines) do
+    -- a rate is "-" on the first refresh (nothing to compare with), then
+    -- the change of the line count per second: above 0 exactly when the
+    -- count grew since the refresh before (however fast the lines came)
+    local last, rows = {}, 0
+    for i, line in ipairs(lines) do
       assert.is_nil(line:find("\027", 1, true), "no escape sequences")
-      local name, rate = line:match("^%S+Z container (c%d) state=streaming lines=%d+ lines_per_s=(%S+) ")
-      if name and tonumber(rate) and tonumber(rate) > 0 then rated = rated + 1 end
+      local name, n, rate = line:match("^%S+Z container (c%d) state=%a+ lines=(%d+) lines_per_s=(%S+) ")
+      if name then
+        rows = rows + 1
+        n = tonumber(n)
+        if not last[name] then
+          assert.equal("-", rate, line)
+        else
+          assert.is_true(n >= last[name], line)
+          assert.equal(n > last[name], tonumber(rate) > 0, line)
+        end
+        last[name] = n
+      elseif not line:find(" output stdout ", 1, true) then
+        assert.matches("filter pass%-all calls=%d+ calls_per_s=", line)
+      end
     end
-    assert.equal(4, rated, out) -- every container on the 2nd and 3rd refresh
-    assert.matches("filter pass%-all calls=%d+ calls_per_s=", out)
+    assert.equal(6, rows, out)
     assert.matches("output stdout sent=%d+ sent_per_s=%S+ failed=0 retried=0 dead_letters=0 pending=%d+", out)
     assert.equal(0, e:stop())
   end)

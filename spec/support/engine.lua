@@ -205,14 +205,16 @@ end
 
 --- Ends what a spec started: cleans up the engine e (see cleanup), then
 -- stops each helper server given (fake.lua, receiver.lua); any of them may
--- be nil. Returns nothing, so that `e, srv = engine.release(e, srv)` in an
--- after_each also forgets them.
+-- be nil. Every one is tried even when an earlier one raises; the first
+-- error is raised after. Returns nothing, so that
+-- `e, srv = engine.release(e, srv)` in an after_each also forgets them.
 function M.release(e, ...)
-  if e then e:cleanup() end
+  local steps = { e and function() e:cleanup() end or false }
   for i = 1, select("#", ...) do
     local srv = select(i, ...)
-    if srv then srv:stop() end
+    steps[#steps + 1] = srv and function() srv:stop() end or false
   end
+  proc.each(unpack(steps))
 end
 
 return M

@@ -4,6 +4,7 @@
 --   local srv = fake.start { "--containers", "2", "--rate", "100" }
 --   ... srv.host is "unix://<socket>" ...
 --   srv:post("/fake/restart/c0")
+--   srv:faults()["truncate"]   -- how many times that fault was applied
 --   srv:stop()
 --
 -- The binary is $ENGINE_TOOLS/fakedocker (default build/fakedocker).
@@ -35,6 +36,42 @@ function Server:post(path)
   local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "10", "-X", "POST",
                                        "--unix-socket", self.sock, "http://localhost" .. path })
   assert(ok, "POST " .. path .. " failed: " .. out)
+end
+
+--- The faults the server applied so far: { ["stall-body"] = n, ... } for
+-- every mode (GET /fake/faults).
+function Server:faults()
+  local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "10",
+                                       "--unix-socket", self.sock, "http://localhost/fake/faults" })
+  assert(ok, "GET /fake/faults failed: " .. out)
+  return require("cjson").decode(out)
+end
+
+--- The history of container name as the server holds it now (GET its logs
+-- with timestamps, without follow): an array of { stream = "stdout" |
+-- "stderr", time = RFC 3339 text, text = the line without its newline }, in
+-- order. Frames of one line split in parts are joined.
+function Server:logs(name)
+  local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "20", "--unix-socket", self.sock,
+    "http://localhost/containers/" .. name .. "/logs?stdout=1&stderr=1&timestamps=1" })
+  assert(ok, "GET the logs of " .. name .. " failed")
+  local lines, pos, partial = {}, 1, nil
+  while pos + 7 <= #out do
+    local kind = out:byte(pos)
+    local b1, b2, b3, b4 = out:byte(pos + 4, pos + 7)
+    local size = ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+    local payload = out:sub(pos + 8, pos + 7 + size)
+    pos = pos + 8 + size
+    local ts, text = payload:match("^(%S+) (.*)$")
+    if partial then text = partial.text .. text end
+    if text:sub(-1) == "\n" then
+      lines[#lines + 1] = { stream = kind == 2 and "stderr" or "stdout", time = ts, text = text:sub(1, -2) }
+      partial = nil
+    else
+      partial = { text = text }
+    end
+  end
+  return lines
 end
 
 --- Stops the server (SIGTERM, bounded) and removes its folder. Idempotent.

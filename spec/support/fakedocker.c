@@ -18,6 +18,13 @@
  *   --rate R             lines per second per container, default 10; 0 none
  *   --lines M            each run of a container stops after M lines; the
  *                        first run counts the preloaded lines; 0 = never
+ *   --cut-on-exit        a follow stream ends as soon as its container exits,
+ *                        without the lines it has not sent yet (as Docker
+ *                        may when the client is behind); a new logs request
+ *                        gets them
+ *   --linger             with --lines: a container keeps running, silent,
+ *                        after its M lines instead of exiting (a client that
+ *                        starts late still finds it running)
  *   --preload K          K lines of history at launch, 1 us apart, ending now
  *   --line-bytes B       pad each line's text (newline excluded) to B bytes
  *   --long-every E       every E-th line has 40000 bytes of text
@@ -40,6 +47,9 @@
  * GET /containers/json, GET /containers/{id}/json,
  * GET /containers/{id}/logs, GET /events,
  * POST /fake/restart/{name} (dies now, starts 0.2 s later),
+ * GET /fake/faults (a JSON object: for each fault mode, how many times it
+ * was applied: an error status sent, a connection reset or stalled, a
+ * frame spoiled, a stream dripped, an events stream ended),
  * POST /fake/fault?mode=M[&count=K][&after=N] (mode=none clears; `after` is
  * the number of events an events-end stream delivers, default 3).
  *
@@ -118,7 +128,7 @@ struct opts {
   const char *api;
   int api_major, api_minor;
   long containers;
-  int tty, stdout_only, quirk_ct;
+  int tty, stdout_only, quirk_ct, linger, cut_on_exit;
   double rate, start_delay;
   uint64_t lines, preload, retain, long_every;
   size_t line_bytes;
@@ -210,6 +220,7 @@ static struct {
   unsigned ring_next, ring_count;
   enum fault logs_fault;
   long logs_fault_count, events_end_count, events_end_after;
+  uint64_t applied[F_COUNT]; /* faults applied, by mode */
   uint64_t logs_requests, events_requests;
   long open_conns;
   int stopping, bound;
@@ -905,6 +916,12 @@ static int stream_headers(struct conn *c, const char *ctype)
 
 /* ---- log streams ---- */
 
+/* Counts a fault that took effect (GET /fake/faults). */
+static void fault_applied(enum fault f)
+{
+  g.applied[f]++;
+}
+
 /* Appends one frame (or, with a TTY, the raw bytes) of a line part to out,
  * applying the stream's fault to its first frames. */
 static enum step emit_frame(struct stream *s, struct buf *out, int type, const char *ts,
@@ -917,11 +934,14 @@ static enum step emit_frame(struct stream *s, struct buf *out, int type, const c
   uint32_t size = (uint32_t)payload;
   f->len = 0;
   if (!g.o.tty) {
-    if (s->fault == F_BAD_HEADER && s->frames == 0)
+    if (s->fault == F_BAD_HEADER && s->frames == 0) {
       type = 7;
+      fault_applied(F_BAD_HEADER);
+    }
     if (s->fault == F_HUGE && s->frames == 0) {
       size = UINT32_C(0x80000000);
       step = STEP_STALL;
+      fault_applied(F_HUGE);
     }
     unsigned char h[8] = {(unsigned char)type, 0, 0, 0, (unsigned char)(size >> 24),
                           (unsigned char)(size >> 16), (unsigned char)(size >> 8),
@@ -938,9 +958,11 @@ static enum step emit_frame(struct stream *s, struct buf *out, int type, const c
   if (s->frames == 0 && s->fault == F_STALL_MID) {
     send = f->len / 2;
     step = STEP_STALL;
+    fault_applied(F_STALL_MID);
   } else if (s->frames == TRUNCATE_FRAMES && s->fault == F_TRUNCATE) {
     send = f->len / 2;
     step = STEP_CLOSE;
+    fault_applied(F_TRUNCATE);
   }
   buf_chunk(out, f->p, send);
   s->frames++;
@@ -1025,7 +1047,11 @@ static int events_deliver(struct stream *s, struct buf *out, const struct event 
   event_json(&j, e);
   buf_chunk(out, j.p, j.len);
   buf_free(&j);
-  return s->budget > 0 && --s->budget == 0;
+  if (s->budget > 0 && --s->budget == 0) {
+    fault_applied(F_EVENTS_END);
+    return 1;
+  }
+  return 0;
 }
 
 static void event_add(enum action action, struct ctr *k, int64_t now)
@@ -1076,7 +1102,8 @@ static void ctr_start(struct ctr *k, int64_t now)
   event_add(EV_START, k, now);
 }
 
-/* Stops k: its follow streams end after what it wrote, then "die". */
+/* Stops k: its follow streams end after what it wrote (--cut-on-exit:
+ * after what they sent), then "die". */
 static void ctr_stop(struct ctr *k, enum ctr_state state, int64_t now)
 {
   struct link *l;
@@ -1085,7 +1112,7 @@ static void ctr_stop(struct ctr *k, enum ctr_state state, int64_t now)
   for (l = k->streams.next; l != &k->streams; l = l->next) {
     struct stream *s = OWNER(l, struct stream, link);
     if (s->end_seq == NO_END)
-      s->end_seq = hist_next(k);
+      s->end_seq = g.o.cut_on_exit ? s->next_seq : hist_next(k);
   }
   ctr_kick(k);
   event_add(EV_DIE, k, now);
@@ -1116,7 +1143,7 @@ static void ctr_tick(struct ctr *k, int64_t now)
     ctr_start(k, now);
   }
   uint64_t added = ctr_generate(k, now);
-  if (g.o.lines && k->run_lines >= g.o.lines)
+  if (g.o.lines && k->run_lines >= g.o.lines && !g.o.linger)
     ctr_stop(k, ST_EXITED, now);
   else if (added)
     ctr_kick(k);
@@ -1234,6 +1261,8 @@ static enum fault take_logs_fault(void)
 /* Answers a fault that is an HTTP error. Returns 1 when it did. */
 static int respond_fault_status(struct conn *c, const struct req *r, enum fault f)
 {
+  if (f == F_500 || f == F_404 || f == F_409 || f == F_501)
+    fault_applied(f);
   switch (f) {
   case F_500:
     respond_error(c, r, 500, "fake: injected internal server error");
@@ -1273,6 +1302,7 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
   if (respond_fault_status(c, r, f))
     return;
   if (f == F_RESET) {
+    fault_applied(F_RESET);
     conn_close(c);
     return;
   }
@@ -1293,16 +1323,19 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
   }
   int tail0 = query_get(r->query, "tail", v, sizeof v) == 1 && strcmp(v, "0") == 0;
   if (f == F_STALL_HEADERS) {
+    fault_applied(F_STALL_HEADERS);
     c->state = CS_STALL;
     return;
   }
   if (f == F_DRIP) {
+    fault_applied(F_DRIP);
     c->drip = 1;
     c->keepalive = 0;
   }
   if (stream_headers(c, logs_content_type(r)) < 0)
     return;
   if (f == F_STALL_BODY) {
+    fault_applied(F_STALL_BODY);
     c->state = CS_STALL;
     return;
   }
@@ -1371,6 +1404,8 @@ static void h_events(struct conn *c, const struct req *r)
   c->stream = s;
   c->state = CS_STREAM;
   int done = s->budget == 0;
+  if (done)
+    fault_applied(F_EVENTS_END);
   for (unsigned i = 0; has_since > 0 && !done && i < g.ring_count; i++) {
     const struct event *e = &g.ring[(g.ring_next + EVENT_RING - g.ring_count + i) % EVENT_RING];
     if (e->time_ns >= since)
@@ -1398,6 +1433,16 @@ static void h_restart(struct conn *c, const struct req *r, const char *name)
   k->state = ST_RESTARTING;
   k->start_at = now + RESTART_NS;
   respond(c, r, 204, "", "", 0);
+}
+
+static void h_faults(struct conn *c, const struct req *r)
+{
+  struct buf b = {0};
+  buf_printf(&b, "{");
+  for (int f = F_NONE + 1; f < F_COUNT; f++)
+    buf_printf(&b, "%s\"%s\":%" PRIu64, f > F_NONE + 1 ? "," : "", fault_names[f], g.applied[f]);
+  buf_printf(&b, "}");
+  respond_json(c, r, 200, &b);
 }
 
 static void h_fault(struct conn *c, const struct req *r)
@@ -1500,6 +1545,8 @@ static void route(struct conn *c, const struct req *r)
     h_restart(c, r, p + 14);
   else if (post && strcmp(p, "/fake/fault") == 0)
     h_fault(c, r);
+  else if (get && strcmp(p, "/fake/faults") == 0)
+    h_faults(c, r);
   else
     respond_error(c, r, 404, "page not found");
 }
@@ -1797,7 +1844,7 @@ static void ctrs_free(void)
 static void usage(void)
 {
   fputs("usage: fakedocker --socket PATH [--api-version X.Y] [--containers N] [--tty]\n"
-        "         [--stdout-only] [--rate R] [--lines M] [--preload K] [--line-bytes B]\n"
+        "         [--stdout-only] [--rate R] [--lines M] [--linger] [--cut-on-exit] [--preload K] [--line-bytes B]\n"
         "         [--long-every E] [--retain N] [--start-delay D] [--fault MODE[:K]]\n"
         "         [--quirk-content-type]\n",
         stderr);
@@ -1839,7 +1886,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     {"lines", 1, 0, 'l'},       {"preload", 1, 0, 'p'},     {"line-bytes", 1, 0, 'b'},
     {"long-every", 1, 0, 'e'},  {"retain", 1, 0, 'R'},      {"start-delay", 1, 0, 'd'},
     {"fault", 1, 0, 'f'},       {"quirk-content-type", 0, 0, 'q'}, {"logfmt", 0, 0, 'L'},
-    {0, 0, 0, 0}};
+    {"linger", 0, 0, 'G'},      {"cut-on-exit", 0, 0, 'C'}, {0, 0, 0, 0}};
   uint64_t u = 0;
   int ch, bad = 0;
   o->api = "1.41";
@@ -1853,6 +1900,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     case 'n': bad = num_u64(optarg, &u) < 0 || u > 1000000; o->containers = (long)u; break;
     case 't': o->tty = 1; break;
     case 'o': o->stdout_only = 1; break;
+    case 'G': o->linger = 1; break;
+    case 'C': o->cut_on_exit = 1; break;
     case 'r': bad = num_double(optarg, &o->rate) < 0; break;
     case 'l': bad = num_u64(optarg, &o->lines) < 0; break;
     case 'p': bad = num_u64(optarg, &o->preload) < 0; break;

@@ -25,18 +25,19 @@ end
 --- The pipeline source for an engine with the endpoint on listen.
 -- o.docker_host, o.listen ("host:port"), o.metrics (extra Lua text inside
 -- engine.metrics), o.engine (extra text inside engine), o.filters (Lua text
--- of the filters list), o.outputs (Lua text of the outputs list).
+-- of the filters list), o.outputs (Lua text of the outputs list), o.docker
+-- (extra Lua text inside docker).
 function M.pipeline(o)
   local metrics = o.listen and string.format("metrics = { listen = %q, %s },", o.listen, o.metrics or "") or ""
   return string.format([[
 return {
-  docker = { host = %q },
+  docker = { host = %q, %s },
   batch = { flush_interval = 0.05 },
   filters = { %s },
   outputs = { %s },
   engine = { backoff_initial = 0.05, backoff_max = 0.5, reconcile_interval = 1, stop_timeout = 5,
              %s %s },
-}]], o.docker_host, o.filters or "", o.outputs or '{ type = "stdout", format = "json" }',
+}]], o.docker_host, o.docker or "", o.filters or "", o.outputs or '{ type = "stdout", format = "json" }',
     metrics, o.engine or "")
 end
 

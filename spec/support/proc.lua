@@ -215,6 +215,21 @@ function M.kill_all()
   return n
 end
 
+--- Calls every function given (nil and false are skipped), in order, each even
+-- when an earlier one raised; then raises the first error, if any. For
+-- cleanups that must all run: `proc.each(function() rx:stop() end, ...)`.
+function M.each(...)
+  local first
+  for i = 1, select("#", ...) do
+    local f = select(i, ...)
+    if f then
+      local ok, err = pcall(f)
+      if not ok and first == nil then first = err end
+    end
+  end
+  if first ~= nil then error(first, 2) end
+end
+
 --- Calls fn until it returns a truthy value, which it returns (with any
 -- further values). Errors raised by fn propagate. After timeout_s seconds
 -- (default 30) raises "timed out after Ns waiting for <what>".

@@ -27,7 +27,7 @@
  * --close-after N closes each connection after its N-th answer (sent with
  * "Connection: close"). A malformed request gets 400 and the connection is
  * closed. Each request is logged on stderr as "request N METHOD TARGET ->
- * STATUS".
+ * STATUS at SECONDS.NANOSECONDS" (the wall clock when it arrived whole).
  *
  * --bulk LIST answers a 2xx like Elasticsearch's _bulk API: the body holds
  * one item per two request lines (action and document), and item number K,
@@ -43,6 +43,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -535,8 +536,11 @@ static void conn_process(conn_t *c)
     step = g.n_script == 0 ? NULL
          : &g.script[g.requests <= g.n_script ? g.requests - 1 : g.n_script - 1];
     save_request(g.requests, &r, c->in.data);
-    fprintf(stderr, "request %lu %.*s %.*s -> %d\n", g.requests, (int)r.method_len, r.method,
-            (int)r.target_len, r.target, step ? step->status : 200);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    fprintf(stderr, "request %lu %.*s %.*s -> %d at %lld.%09ld\n", g.requests, (int)r.method_len,
+            r.method, (int)r.target_len, r.target, step ? step->status : 200,
+            (long long)now.tv_sec, now.tv_nsec);
     c->pending_status = step ? step->status : 200;
     c->pending_retry = step ? step->retry_after : -1;
     c->pending_close = !r.keep_alive;

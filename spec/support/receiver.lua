@@ -4,6 +4,7 @@
 --   local rx = receiver.start { "--script", "500,200" }
 --   ... rx.url is "http://127.0.0.1:<port>" ...
 --   for _, req in ipairs(rx:requests()) do print(req.path, req.body) end
+--   rx:times()[2] - rx:times()[1]   -- seconds between requests 1 and 2
 --   rx:stop()
 local proc = require "spec.support.proc"
 local server = require "spec.support.server"
@@ -36,6 +37,16 @@ function Receiver:requests()
     for k, v in req:gmatch("\n([^:\n]+):%s*([^\r\n]*)") do headers[k:lower()] = v end
     out[#out + 1] = { n = n, method = method, path = path, headers = headers,
                       body = proc.read(base .. ".body") or "" }
+  end
+  return out
+end
+
+--- When each request arrived whole, by the receiver's clock: an array,
+-- request number -> seconds (a number; compare them with one another).
+function Receiver:times()
+  local out = {}
+  for n, at in (proc.read(self.dir .. "/stderr") or ""):gmatch("request (%d+) [^\n]- at ([%d.]+)\n") do
+    out[tonumber(n)] = tonumber(at)
   end
   return out
 end

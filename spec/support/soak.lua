@@ -22,8 +22,32 @@ local function rss_kb(pid)
   return tonumber(s:match("VmRSS:%s*(%d+)"))
 end
 
+-- The newest "cycled N" count of the stats lines in log, or 0.
+local function cycled_so_far(log)
+  local last = 0
+  for c in log:gmatch("stats: readers live %d+ .-cycled (%d+)") do last = tonumber(c) end
+  return last
+end
+
+-- Lines "cN seq" of stdout text, counted per container.
+local function lines_per_container(text)
+  local per = {}
+  for line in text:gmatch("([^\n]*)\n") do
+    local name = line:match("^(c%d+) %d+")
+    if name then per[name] = (per[name] or 0) + 1 end
+  end
+  return per
+end
+
 --- o = { containers = 100, rate = 10, cycle = 0.05, seconds = 10 }
--- Returns a report table (see the fields at the end).
+-- Runs `seconds`, then, when o.want is given, on until what it asks for has
+-- arrived or o.timeout (default 120) seconds have passed since the start:
+--   want.cycles   stream cycles the stats lines count
+--   want.lines    lines delivered for every container
+--   want.stats    stats lines logged
+-- These are counts that must arrive; the time is a limit, not a measure.
+-- Returns a report table (see the fields at the end); report.wanted is true
+-- when everything o.want asks for arrived.
 function M.run(o)
   local n, seconds = o.containers or 100, o.seconds or 10
   local srv = fake.start { "--containers", tostring(n), "--rate", tostring(o.rate or 10),
@@ -40,17 +64,32 @@ return {
     proc.wait_for(function() return e:stderr_text():find("readers live " .. n, 1, true) end, 30,
                   "all readers live")
     local t0 = proc.now()
-    while proc.now() - t0 < seconds do
+    local want, limit = o.want, o.timeout or 120
+    local function arrived()
+      if not want then return true end
+      local log = e:stderr_text()
+      local _, stats = log:gsub("stats: readers live", "")
+      if stats < (want.stats or 0) or cycled_so_far(log) < (want.cycles or 0) then return false end
+      if want.lines then
+        local per = lines_per_container(proc.read(e.dir .. "/stdout") or "")
+        for i = 0, n - 1 do
+          if (per["c" .. i] or 0) < want.lines then return false end
+        end
+      end
+      return true
+    end
+    while proc.now() - t0 < seconds or (not arrived() and proc.now() - t0 < limit) do
       proc.sleep(1)
       report.samples[#report.samples + 1] = { t = proc.now() - t0, fds = fds(e:pid()),
                                               rss_kb = rss_kb(e:pid()) }
     end
+    report.wanted = arrived()
+    report.elapsed = proc.now() - t0
     report.exit_code = e:stop("TERM", 30)
   end)
   local log = e:stderr_text()
   local lines = e:stdout_lines()
-  e:cleanup()
-  srv:stop()
+  engine.release(e, srv)
   if not ok then error(err, 0) end
   -- every "stats:" line after the first: readers live and cycled
   report.live = {}
@@ -79,6 +118,12 @@ return {
     for i = 1, max do if not s[i] then gaps = gaps + 1 end end
   end
   report.lines, report.duplicates, report.gaps = total, dups, gaps
+  report.fewest = nil -- the fewest lines one container delivered
+  for i = 0, n - 1 do
+    local k = 0
+    for _ in pairs(seen["c" .. i] or {}) do k = k + 1 end
+    if not report.fewest or k < report.fewest then report.fewest = k end
+  end
   -- the baseline is taken once every stream has connected (third second)
   local first, last = report.samples[math.min(3, #report.samples)], report.samples[#report.samples]
   report.fds_start, report.fds_end = first and first.fds, last and last.fds
@@ -89,11 +134,12 @@ end
 --- One line per figure, for people.
 function M.format(r)
   return string.format(
-    "soak: %d containers, %d s: cycles %s, live readers per second %s, after stop %s; " ..
-    "fds %s -> %s, RSS %s KiB -> %s KiB; lines %d, duplicates %d, gaps %d; exit %s",
-    r.containers, r.seconds, tostring(r.cycled), table.concat(r.live, ","),
+    "soak: %d containers, %.0f s: cycles %s, live readers per second %s, after stop %s; " ..
+    "fds %s -> %s, RSS %s KiB -> %s KiB; lines %d (fewest per container %s), duplicates %d, " ..
+    "gaps %d; exit %s",
+    r.containers, r.elapsed or r.seconds, tostring(r.cycled), table.concat(r.live, ","),
     tostring(r.live_after_stop), tostring(r.fds_start), tostring(r.fds_end),
-    tostring(r.rss_start_kb), tostring(r.rss_end_kb), r.lines, r.duplicates, r.gaps,
+    tostring(r.rss_start_kb), tostring(r.rss_end_kb), r.lines, tostring(r.fewest), r.duplicates, r.gaps,
     tostring(r.exit_code))
 end
 
