@@ -112,6 +112,41 @@ return {
     assert.matches("delivering again", e:stderr_text(), 1, true)
   end)
 
+  it("saves no cursor past a batch one output holds, when later batches went to another", function()
+    rx = receiver.start { "--script", "503" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "100", "--stdout-only" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.3, max_lines = 10 },
+  filters = { function(batch)
+    for _, r in ipairs(batch) do
+      r.output = tonumber(r.line:match("^c0 (%%d+)")) <= 50 and "a" or "b"
+    end
+  end },
+  outputs = { { type = "http", name = "a", url = %q, backoff_initial = 0.1, backoff_max = 0.2 },
+              { type = "file", name = "b", path = %q } },
+  engine = { checkpoint_interval = 0.2 },
+}]], srv.host, rx.url, tmp .. "/b.jsonl"), state_dir = tmp .. "/state" }
+    local function b_records()
+      local out = {}
+      for line in (proc.read(tmp .. "/b.jsonl") or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+      return out
+    end
+    proc.wait_for(function() return #b_records() >= 50 end, 30, "lines 51-100 in the file")
+    proc.sleep(1) -- several checkpoint intervals
+    local first_b
+    for _, r in ipairs(b_records()) do
+      if not first_b or r.time < first_b then first_b = r.time end
+    end
+    local cp = cjson.decode(proc.read(tmp .. "/state/cursors.json") or '{"containers":{}}')
+    for _, c in pairs(cp.containers or {}) do
+      assert.is_true(ns_text(c.newest) < first_b, "the cursor " .. ns_text(c.newest) ..
+                     " passed lines 1-50, which output a has not taken (line 51: " .. first_b .. ")")
+    end
+    assert.equal(0, e:stop("TERM"))
+  end)
+
   it("takes a 2xx answer of any size as delivered: each batch is posted once", function()
     local big = tmp .. "/big.json"
     write(big, '{"ok":true,"pad":"' .. string.rep("x", 2 * 1024 * 1024) .. '"}')
