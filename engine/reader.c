@@ -88,8 +88,8 @@ static void deliver(reader_t *r, const decode_line_t *l) {
   if (seen == CURSOR_REPEATED) {
     r->repeated++;
     if (cursor_repeated(r->cursor) == 1)
-      log_info(r->c->name, "the daemon sent lines of this stream twice (log file rotation); "
-               "the copies are dropped and counted");
+      log_info(r->c->name, "the daemon sent lines of this stream twice (json-file does where "
+               "its file rotates); the copies are dropped and counted");
   }
   if (seen != CURSOR_NEW) return; /* delivered already */
   if (!r->batch) {
