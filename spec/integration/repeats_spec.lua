@@ -84,3 +84,142 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
     assert.is_nil(e:stderr_text():find("twice", 1, true))
   end)
 end)
+
+-- The real daemon (Debian's docker.io): json-file follow streams repeat
+-- runs of lines where the file rotates. What the daemon sent is recorded by
+-- a proxy between it and the engine (spec/support/tapproxy.c).
+describe("lines the real daemon repeats where its log file rotates", function()
+  local dockerenv = require "spec.support.dockerenv"
+  local tap = require "spec.support.tap"
+  local env = dockerenv.get()
+  local PREFIX = "rot"
+  local N = 20000
+  local TAIL = 16384 -- at most what a closed stream left unread (tap.start)
+  local t, e
+
+  after_each(function()
+    e = engine.release(e)
+    if t then t:stop() end
+    t = nil
+    env:cleanup(PREFIX)
+  end)
+
+  -- Copies within each answer the daemon sent: lines equal to an earlier
+  -- one of the same answer (stream, timestamp and text). `sure` leaves out
+  -- the copies an answer the engine closed may have left unread.
+  local function copies(responses)
+    local all, sure = 0, 0
+    for _, r in ipairs(responses) do
+      local seen = {}
+      for _, l in ipairs(r.lines) do
+        local k = l.stream .. " " .. l.ts .. " " .. l.text
+        if seen[k] then
+          all = all + 1
+          if r.complete or l.after >= TAIL then sure = sure + 1 end
+        end
+        seen[k] = true
+      end
+    end
+    return all, sure
+  end
+
+  -- Distinct lines the daemon sent (stream and text), over every answer.
+  local function distinct(responses)
+    local set, n = {}, 0
+    for _, r in ipairs(responses) do
+      for _, l in ipairs(r.lines) do
+        local k = l.stream .. " " .. l.ts .. " " .. l.text
+        if not set[k] then set[k], n = true, n + 1 end
+      end
+    end
+    return n
+  end
+
+  -- Runs a container with driver options `opts` printing `cmd` while an
+  -- engine (extra engine settings `engine_opts`) follows it through the
+  -- proxy; returns its records, its /readers entry and the daemon's answers.
+  local function follow(opts, cmd, engine_opts)
+    t = tap.start(env.host)
+    local url
+    e, url = metrics.start_engine {
+      docker_host = t.host, engine = engine_opts,
+      top = string.format("select = { include = { name = { %q } } },", PREFIX .. "-*"),
+    }
+    proc.wait_for(function() return e:stderr_text():find("connected to the Docker daemon", 1, true) end,
+                  20, "the engine to reach the daemon")
+    local name = dockerenv.unique(PREFIX)
+    local args = {}
+    for _, o in ipairs(opts) do args[#args + 1] = o end
+    env:run { name = name, cmd = cmd, args = args }
+    env:wait_exit(name, 300)
+    local entry
+    proc.wait_for(function()
+      entry = reader_entry(url, name)
+      return entry and entry.state == "finished"
+    end, 120, name .. " read to its end")
+    return counts(e:json_records(), name), entry, t:logs_responses()
+  end
+
+  -- N numbered lines, 20 at a time with a 4 ms rest (at most 5,000 a second),
+  -- after a pause in which the engine attaches (the files keep about 9,000)
+  local numbered = string.format('sleep 2; i=1; while [ $i -le %d ]; do echo "line $i of the rotation spec"; ' ..
+                                 'i=$((i+1)); [ $((i %% 20)) = 0 ] && usleep 4000; done; sleep 1', N)
+  local function assert_numbered(count)
+    for i = 1, N do
+      local text = "line " .. i .. " of the rotation spec"
+      assert.equal(1, count[text], text .. " arrived " .. tostring(count[text] or 0) .. " times")
+    end
+  end
+  local JSON_FILE = { "--log-opt", "max-size=64k", "--log-opt", "max-file=5" }
+
+  it("json-file, one stream: every line once, and exactly the daemon's copies counted", function()
+    local count, entry, responses = follow(JSON_FILE, numbered)
+    assert_numbered(count)
+    local all, sure = copies(responses)
+    for _, r in ipairs(responses) do assert.is_true(r.complete, "a logs answer was cut") end
+    assert.equal(all, sure)
+    print(string.format("\njson-file, default cycle: the daemon sent %d copies in %d answers; counted %d",
+                        all, #responses, entry.repeated))
+    assert.is_true(all > 0, "the daemon repeated nothing in about 40 rotations")
+    assert.equal(all, entry.repeated)
+  end)
+
+  it("json-file with a 2 s cycle: every line once, and the copies counted are the daemon's", function()
+    local count, entry, responses = follow(JSON_FILE, numbered, "cycle = 2,")
+    assert_numbered(count)
+    local all, sure = copies(responses)
+    print(string.format("\njson-file, 2 s cycle: the daemon sent %d copies (%d surely read) in %d answers; counted %d",
+                        all, sure, #responses, entry.repeated))
+    assert.is_true(#responses >= 3, "the stream was cycled")
+    assert.is_true(entry.repeated <= all)
+    assert.is_true(entry.repeated >= sure)
+  end)
+
+  it("local driver rotation: each line the daemon sent is delivered once, its copies counted", function()
+    local count, entry, responses = follow({ "--log-driver", "local", "--log-opt", "max-size=64k" },
+                                           numbered)
+    local total, twice = 0, {}
+    for text, c in pairs(count) do
+      total = total + c
+      if c > 1 then twice[#twice + 1] = text end
+    end
+    assert.same({}, twice)
+    assert.is_true(total > 0)
+    -- the local driver's follow may skip lines it rotated away; whatever it
+    -- sent arrives once
+    assert.equal(distinct(responses), total)
+    local all, sure = copies(responses)
+    print(string.format("\nlocal driver: %d of %d lines sent; %d copies (%d surely read); counted %d",
+                        total, N, all, sure, entry.repeated))
+    assert.is_true(entry.repeated <= all)
+    assert.is_true(entry.repeated >= sure)
+  end)
+
+  it("keeps a line the container prints many times a millisecond, every time", function()
+    local M = 20000
+    local count, entry, responses = follow({}, string.format("sleep 2; yes 'the same line' | head -n %d; sleep 1", M))
+    assert.equal(M, count["the same line"])
+    local all = copies(responses)
+    assert.equal(all, entry.repeated)
+  end)
+end)
