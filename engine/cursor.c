@@ -45,13 +45,17 @@
 #define LOAD_LE(w) (w)
 #endif
 
+/* 32 bytes: the two pass counts saturate at SKIP_MAX (past that many
+ * copies of one key in the window, the rest are delivered again, not lost). */
 typedef struct entry {
   cursor_key_t key;
   uint32_t delivered; /* 0: empty slot */
-  uint32_t skip;      /* copies the current pass may still drop, <= delivered */
-  uint32_t old;       /* deliveries before this connection that it did not
+  uint16_t skip;      /* copies the current pass may still drop, <= delivered */
+  uint16_t old;       /* deliveries before this connection that it did not
                          return yet, <= skip */
 } entry_t;
+
+#define SKIP_MAX UINT16_MAX
 
 /* Per-stream state: index 0 is stdout (and TTY), 1 is stderr. */
 #define STREAMS 2
@@ -225,8 +229,11 @@ static int index_key(cursor_t *c, const cursor_key_t *k, int skip, int old)
     c->table_used++;
   }
   e->delivered++;
-  e->skip += skip != 0;
-  e->old += old != 0;
+  if (skip && e->skip < SKIP_MAX) {
+    e->skip++;
+    if (old)
+      e->old++;
+  }
   c->keys_on[stream_index(k->stream)]++;
   return 0;
 }
@@ -241,7 +248,7 @@ static void unindex(cursor_t *c, const cursor_key_t *k)
     return;
   e->delivered--;
   if (e->skip > e->delivered)
-    e->skip = e->delivered;
+    e->skip = (uint16_t)e->delivered;
   if (e->old > e->skip)
     e->old = e->skip;
   size_t *on = &c->keys_on[stream_index(k->stream)];
@@ -403,7 +410,7 @@ static void begin_pass(cursor_t *c, int s)
   for (size_t i = 0; i < c->table_cap; i++) {
     entry_t *e = &c->table[i];
     if (e->delivered != 0 && stream_index(e->key.stream) == s)
-      e->skip = e->delivered;
+      e->skip = (uint16_t)(e->delivered < SKIP_MAX ? e->delivered : SKIP_MAX);
   }
   c->open[s] = 1;
   pass_check(c);
