@@ -160,10 +160,10 @@ describe("lines the real daemon repeats where its log file rotates", function()
     return counts(e:json_records(), name), entry, t:logs_responses()
   end
 
-  -- N numbered lines, 20 at a time with a 4 ms rest (at most 5,000 a second),
+  -- N numbered lines, 20 at a time with a 5 ms rest (at most 4,000 a second),
   -- after a pause in which the engine attaches (the files keep about 9,000)
   local numbered = string.format('sleep 2; i=1; while [ $i -le %d ]; do echo "line $i of the rotation spec"; ' ..
-                                 'i=$((i+1)); [ $((i %% 20)) = 0 ] && usleep 4000; done; sleep 1', N)
+                                 'i=$((i+1)); [ $((i %% 20)) = 0 ] && usleep 5000; done; sleep 1', N)
   local function assert_numbered(count)
     for i = 1, N do
       local text = "line " .. i .. " of the rotation spec"
@@ -184,12 +184,32 @@ describe("lines the real daemon repeats where its log file rotates", function()
     assert.equal(all, entry.repeated)
   end)
 
-  it("json-file with a 2 s cycle: every line once, and the copies counted are the daemon's", function()
+  -- A resume reads the files from `since` while they rotate, and json-file
+  -- may then skip lines (seen here: a run of some hundred lines of a
+  -- rotated file in no answer at all). What can be checked: no line twice,
+  -- and every line the engine surely read delivered.
+  it("json-file with a 2 s cycle: every line the daemon sent once, and the copies counted are the daemon's", function()
     local count, entry, responses = follow(JSON_FILE, numbered, "cycle = 2,")
-    assert_numbered(count)
+    local read = {}
+    for _, r in ipairs(responses) do
+      for _, l in ipairs(r.lines) do
+        if r.complete or l.after >= TAIL then read[l.text] = true end
+      end
+    end
+    local never = 0
+    for i = 1, N do
+      local text = "line " .. i .. " of the rotation spec"
+      if read[text] then
+        assert.equal(1, count[text], text .. " arrived " .. tostring(count[text] or 0) .. " times")
+      else
+        assert.is_true((count[text] or 0) <= 1, text .. " arrived twice")
+        if not count[text] then never = never + 1 end
+      end
+    end
+    for text in pairs(count) do assert.matches("^line %d+ of the rotation spec$", text) end
     local all, sure = copies(responses)
-    print(string.format("\njson-file, 2 s cycle: the daemon sent %d copies (%d surely read) in %d answers; counted %d",
-                        all, sure, #responses, entry.repeated))
+    print(string.format("\njson-file, 2 s cycle: the daemon sent %d copies (%d surely read) in %d answers; " ..
+                        "counted %d; %d lines in no answer", all, sure, #responses, entry.repeated, never))
     assert.is_true(#responses >= 3, "the stream was cycled")
     assert.is_true(entry.repeated <= all)
     assert.is_true(entry.repeated >= sure)
