@@ -5,11 +5,21 @@
  * the multiset index that replays need is built only when a replay starts
  * (cursor_begin_replay), from the ring as it is then. That index is an
  * open-addressing hash table (linear probing, backward-shift deletion)
- * mapping a key to how many times it was delivered and how many replayed
- * copies may still be skipped. It covers the `indexed` oldest ring entries
- * (the ones delivered before the replay began: lines delivered during the
- * replay are newer than anything it can return) and is freed as soon as no
- * copy is left to skip, so a cursor that is not replaying has no table.
+ * mapping a key to how many times it was delivered, how many copies the
+ * current pass may still skip, and how many of its deliveries came before
+ * the connection and were not returned by it yet (a drop of one of those is
+ * a replay, any other drop a repeat). It covers the `indexed` oldest ring
+ * entries (the ones delivered before the pass began: lines delivered during
+ * a pass are newer than anything it can return; a pass that starts later
+ * in the same connection indexes them too) and is freed as soon as no
+ * stream of the pass can return a line it holds, so a cursor that is not
+ * replaying has no table.
+ *
+ * A pass is open for a stream from the connection's start, or from the
+ * moment the stream went back in time, until the stream returns a line
+ * newer than the newest one delivered on it: json-file and local keep each
+ * stream in time order, so nothing that stream returns later can be a copy,
+ * short of going back again (a new pass).
  *
  * Resume rule (cursor_since), with E the newest timestamp of any key that
  * left the window:
@@ -35,11 +45,20 @@
 #define LOAD_LE(w) (w)
 #endif
 
+/* 32 bytes: the two pass counts saturate at SKIP_MAX (past that many
+ * copies of one key in the window, the rest are delivered again, not lost). */
 typedef struct entry {
   cursor_key_t key;
   uint32_t delivered; /* 0: empty slot */
-  uint32_t skip;      /* replayed copies still to drop, <= delivered */
+  uint16_t skip;      /* copies the current pass may still drop, <= delivered */
+  uint16_t old;       /* deliveries before this connection that it did not
+                         return yet, <= skip */
 } entry_t;
+
+#define SKIP_MAX UINT16_MAX
+
+/* Per-stream state: index 0 is stdout (and TTY), 1 is stderr. */
+#define STREAMS 2
 
 struct cursor {
   int64_t margin;
@@ -50,11 +69,19 @@ struct cursor {
   int evicted;         /* a key has left the window */
   int64_t evicted_max; /* newest ts of a key that left the window */
 
-  entry_t *table;    /* NULL unless a replay is in progress */
+  int64_t newest_on[STREAMS]; /* newest delivered ts per stream, or -1 */
+  cursor_key_t last_on[STREAMS]; /* key of a line delivered at newest_on */
+  int have_last[STREAMS];
+  int64_t returned[STREAMS];  /* ts of the stream's last line in this
+                                 connection, INT64_MIN before the first */
+  uint64_t repeated;
+
+  entry_t *table;    /* NULL unless a pass is in progress */
   size_t table_cap;  /* power of two */
   size_t table_used;
   size_t indexed;    /* ring entries from the head that are in the table */
-  size_t skip_left;  /* sum of the table's skip counts */
+  int open[STREAMS];          /* the pass may still drop lines of the stream */
+  size_t keys_on[STREAMS];    /* indexed ring entries of the stream */
 
   cursor_key_t *ring;
   size_t ring_cap, head, count;
@@ -151,15 +178,67 @@ static int ring_reserve(cursor_t *c)
   return 0;
 }
 
-/* Frees the replay index (nothing is left to skip). */
+static int stream_index(int stream)
+{
+  return stream == 2; /* DECODE_STDERR */
+}
+
+/* Frees the pass index (no stream can return a line it holds). */
 static void table_drop(cursor_t *c)
 {
   free(c->table);
   c->table = NULL;
-  c->table_cap = c->table_used = c->indexed = c->skip_left = 0;
+  c->table_cap = c->table_used = c->indexed = 0;
+  for (int s = 0; s < STREAMS; s++) {
+    c->open[s] = 0;
+    c->keys_on[s] = 0;
+  }
 }
 
-/* Takes the oldest indexed delivery k out of the replay index. */
+/* Drops the index once no stream of the pass has a key to drop. */
+static void pass_check(cursor_t *c)
+{
+  for (int s = 0; s < STREAMS; s++)
+    if (c->open[s] && c->keys_on[s] > 0)
+      return;
+  table_drop(c);
+}
+
+/* Allocates an empty index sized for the window. Out of memory: no table
+ * (table_reserve tries again, smaller). */
+static void table_alloc(cursor_t *c)
+{
+  size_t cap = TABLE_MIN;
+  while (cap < c->count * 2 + 2)
+    cap *= 2;
+  c->table = calloc(cap, sizeof *c->table);
+  c->table_cap = c->table ? cap : 0;
+  c->table_used = c->indexed = 0;
+}
+
+/* Adds one delivery of k to the index; skippable in the current pass when
+ * skip, delivered before the connection when old. Returns 0, or -1 when
+ * out of memory (nothing added). */
+static int index_key(cursor_t *c, const cursor_key_t *k, int skip, int old)
+{
+  if (table_reserve(c) < 0)
+    return -1;
+  entry_t *e = &c->table[table_find(c, k)];
+  if (e->delivered == 0) {
+    e->key = *k;
+    c->table_used++;
+  }
+  e->delivered++;
+  if (skip && e->skip < SKIP_MAX) {
+    e->skip++;
+    if (old)
+      e->old++;
+  }
+  c->keys_on[stream_index(k->stream)]++;
+  return 0;
+}
+
+/* Takes the oldest indexed delivery k out of the pass index. */
 static void unindex(cursor_t *c, const cursor_key_t *k)
 {
   size_t i = table_find(c, k);
@@ -168,14 +247,16 @@ static void unindex(cursor_t *c, const cursor_key_t *k)
   if (e->delivered == 0) /* not indexed (out of memory when it was built) */
     return;
   e->delivered--;
-  if (e->skip > e->delivered) {
-    c->skip_left -= e->skip - e->delivered;
-    e->skip = e->delivered;
-  }
+  if (e->skip > e->delivered)
+    e->skip = (uint16_t)e->delivered;
+  if (e->old > e->skip)
+    e->old = e->skip;
+  size_t *on = &c->keys_on[stream_index(k->stream)];
+  if (*on > 0)
+    (*on)--;
   if (e->delivered == 0)
     table_remove(c, i);
-  if (c->skip_left == 0)
-    table_drop(c);
+  pass_check(c);
 }
 
 /* Removes the oldest delivery from the window. */
@@ -218,6 +299,10 @@ cursor_t *cursor_new(int64_t margin_ns, size_t max_keys)
   c->max_keys = max_keys ? max_keys : CURSOR_MAX_KEYS_DEFAULT;
   c->newest = -1;
   c->floor = INT64_MAX;
+  for (int s = 0; s < STREAMS; s++) {
+    c->newest_on[s] = -1;
+    c->returned[s] = INT64_MIN;
+  }
   return c;
 }
 
@@ -300,40 +385,76 @@ int64_t cursor_since(const cursor_t *c)
 void cursor_begin_replay(cursor_t *c)
 {
   table_drop(c);
-  size_t cap = TABLE_MIN;
-  while (cap < c->count * 2 + 2)
-    cap *= 2;
-  c->table = calloc(cap, sizeof *c->table);
-  c->table_cap = c->table ? cap : 0;
-  for (size_t i = 0; i < c->count; i++) {
-    const cursor_key_t *k = &c->ring[(c->head + i) % c->ring_cap];
-    if (table_reserve(c) < 0)
-      break; /* out of memory: the rest is not skipped (repeated, never lost) */
-    entry_t *e = &c->table[table_find(c, k)];
-    if (e->delivered == 0) {
-      e->key = *k;
-      c->table_used++;
-    }
-    e->delivered++;
-    e->skip++;
-    c->skip_left++;
+  table_alloc(c);
+  /* Out of memory: the rest is not skipped (repeated, never lost). */
+  while (c->indexed < c->count &&
+         index_key(c, &c->ring[(c->head + c->indexed) % c->ring_cap], 1, 1) == 0)
+    c->indexed++;
+  for (int s = 0; s < STREAMS; s++) {
+    c->open[s] = 1;
+    c->returned[s] = INT64_MIN;
   }
-  c->indexed = c->count;
-  if (c->skip_left == 0)
-    table_drop(c);
+  pass_check(c);
 }
 
-int cursor_seen(cursor_t *c, const cursor_key_t *k)
+/* Stream s went back in time within the connection: a new pass over the
+ * whole window, in which each delivered copy of s may be dropped once. */
+static void begin_pass(cursor_t *c, int s)
 {
-  if (c->table == NULL)
-    return 0;
-  entry_t *e = &c->table[table_find(c, k)];
-  if (e->delivered == 0 || e->skip == 0)
-    return 0;
-  e->skip--;
-  if (--c->skip_left == 0)
-    table_drop(c);
-  return 1;
+  if (!c->table)
+    table_alloc(c);
+  /* Lines delivered since the index was built: this connection's own. */
+  while (c->indexed < c->count &&
+         index_key(c, &c->ring[(c->head + c->indexed) % c->ring_cap], 0, 0) == 0)
+    c->indexed++;
+  for (size_t i = 0; i < c->table_cap; i++) {
+    entry_t *e = &c->table[i];
+    if (e->delivered != 0 && stream_index(e->key.stream) == s)
+      e->skip = (uint16_t)(e->delivered < SKIP_MAX ? e->delivered : SKIP_MAX);
+  }
+  c->open[s] = 1;
+  pass_check(c);
+}
+
+/* The rules are at the top of cursor.h. */
+int cursor_seen(cursor_t *c, const cursor_key_t *k, unsigned flags)
+{
+  int s = stream_index(k->stream);
+  if (k->ts > c->newest_on[s]) { /* the common path: a new line */
+    c->returned[s] = k->ts;
+    if (c->open[s]) { /* the stream is past what the pass can drop */
+      c->open[s] = 0;
+      pass_check(c);
+    }
+    return CURSOR_NEW;
+  }
+  if (k->ts < c->returned[s])
+    begin_pass(c, s);
+  c->returned[s] = k->ts;
+  int verdict = CURSOR_NEW;
+  if (c->table && c->open[s]) {
+    entry_t *e = &c->table[table_find(c, k)];
+    if (e->delivered != 0 && (e->skip > 0 || k->ts < c->newest_on[s])) {
+      if (e->skip > 0)
+        e->skip--;
+      if (e->old > 0) {
+        e->old--;
+        return CURSOR_REPLAYED;
+      }
+      verdict = CURSOR_REPEATED;
+    }
+  }
+  if (verdict == CURSOR_NEW && !(flags & CURSOR_PIECE) && k->ts % 1000000000 != 0 &&
+      c->have_last[s] && key_eq(k, &c->last_on[s]))
+    verdict = CURSOR_REPEATED; /* the newest line again, stamped to the ns */
+  if (verdict == CURSOR_REPEATED)
+    c->repeated++;
+  return verdict;
+}
+
+uint64_t cursor_repeated(const cursor_t *c)
+{
+  return c->repeated;
 }
 
 /* Adds one delivery of k to the window (the ring), without evicting.
@@ -352,6 +473,12 @@ int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts)
   if (!c->any || k->ts > c->newest)
     c->newest = k->ts;
   c->any = 1;
+  int s = stream_index(k->stream);
+  if (k->ts >= c->newest_on[s]) {
+    c->newest_on[s] = k->ts;
+    c->last_on[s] = *k;
+    c->have_last[s] = 1;
+  }
   c->floor = floor_ts;
 
   int rc = 0;
@@ -411,6 +538,10 @@ cursor_t *cursor_restore(int64_t margin_ns, size_t max_keys, const cursor_state_
     }
   c->any = s->any || n > 0;
   c->newest = s->newest;
+  /* Which stream the newest lines were on is not saved: either may have
+   * it (a later first comparison on a stream costs a look-up, no more). */
+  for (int i = 0; i < STREAMS; i++)
+    c->newest_on[i] = c->any ? s->newest : -1;
   c->floor = s->floor;
   c->evicted = s->evicted;
   c->evicted_max = s->evicted_max;

@@ -14,8 +14,33 @@
  * point moves past them, so a replay never repeats a line (at worst a line
  * stamped more than the window behind the newest one is not replayed).
  *
+ * The same window drops lines the daemon repeats inside one live stream:
+ * json-file (and local) follow streams send a run of earlier lines again,
+ * with their timestamps, where the log file rotated. Each stream (stdout,
+ * stderr) is monotonic on its own, so a line newer than the newest one
+ * delivered on its stream is new, and cursor_seen decides that with one
+ * comparison. Only a line not newer than that is looked up:
+ *  - a line older than the last one the connection returned on its stream
+ *    means the daemon went back: every delivered key of that stream becomes
+ *    skippable once per delivery again (a new pass, like a replay);
+ *  - a delivered key with a copy left to skip in the current pass is
+ *    dropped; a delivered key stamped strictly before the newest line of
+ *    its stream is dropped even without one (it cannot be a new line);
+ *  - the newest line of its stream once more (same key) is a repeat,
+ *    except when its timestamp has whole-second precision (Podman: `ping
+ *    ok` twice in one second is two lines) or it is a piece of a line cut
+ *    at line_max (CURSOR_PIECE: equal pieces of one line);
+ *  - anything else is new: identical lines with identical timestamps that
+ *    the container wrote are kept as often as they were written, as in a
+ *    replay. A lone repeat of the newest line at whole-second precision
+ *    cannot be told from a new line and is delivered.
+ * The index a pass needs lives while one of its streams has not moved past
+ * the newest line it had (or until its keys leave the window), so a stream
+ * that is not replaying pays nothing but the comparison.
+ *
  * A cursor lives as long as the engine knows the container (across stream
- * cycles, container restarts and daemon restarts). Loop thread only. */
+ * cycles, container restarts and daemon restarts); it serves one stream at
+ * a time. Loop thread only. */
 #ifndef ENGINE_CURSOR_H
 #define ENGINE_CURSOR_H
 
@@ -50,9 +75,26 @@ int64_t cursor_since(const cursor_t *c);
  * per delivery. Call right before a stream (re)connects with cursor_since. */
 void cursor_begin_replay(cursor_t *c);
 
-/* Returns 1 when the line was delivered already (it is consumed from the
- * skip counts and must be dropped), 0 when it is new. */
-int cursor_seen(cursor_t *c, const cursor_key_t *k);
+/* What cursor_seen found. */
+enum {
+  CURSOR_NEW = 0,      /* deliver it */
+  CURSOR_REPLAYED = 1, /* delivered before this connection, sent again by the
+                          resume: drop it */
+  CURSOR_REPEATED = 2, /* sent again by the daemon within this connection
+                          (counted by cursor_repeated): drop it */
+};
+
+/* cursor_seen's flags. */
+#define CURSOR_PIECE 0x1 /* the line is a piece of a line cut at line_max */
+
+/* Classifies a line the stream returned, in the order the stream returned
+ * it (see the top of this file); a dropped line is consumed from the skip
+ * counts. Can't fail: out of memory, a repeat may be reported new (then
+ * delivered twice), never a new line reported delivered. */
+int cursor_seen(cursor_t *c, const cursor_key_t *k, unsigned flags);
+
+/* Lines cursor_seen reported CURSOR_REPEATED over the cursor's life. */
+uint64_t cursor_repeated(const cursor_t *c);
 
 /* Records a delivered line. floor_ts is the oldest timestamp that must stay
  * covered (decoder_pending_ts), or INT64_MAX. Returns 0, or -1 when out of

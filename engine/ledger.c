@@ -61,7 +61,7 @@ static void drop(ledger_t *l, lentry_t *e) {
 }
 
 void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines,
-                   uint64_t bytes, uint64_t errors, int64_t newest) {
+                   uint64_t bytes, uint64_t errors, uint64_t repeated, int64_t newest) {
   lentry_t *e = find(l, id);
   if (e) {
     unlink_order(l, e);
@@ -80,6 +80,7 @@ void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines
   e->t.lines += lines;
   e->t.bytes += bytes;
   e->t.errors += errors;
+  e->t.repeated += repeated;
   if (newest > e->t.newest) e->t.newest = newest;
 }
 

@@ -128,7 +128,7 @@ static void histogram(writer_t *w, const char *name, const char *label, const ch
 
 typedef struct per_container {
   const char *name;           /* "_other" for the rest */
-  unsigned long long lines, bytes, errors;
+  unsigned long long lines, bytes, errors, repeated;
   int64_t newest;             /* -1: none (or the _other sum) */
 } per_container_t;
 
@@ -165,6 +165,7 @@ static per_container_t *containers(const status_t *s, size_t max, size_t *n, siz
     c->lines += r->lines;
     c->bytes += r->bytes;
     c->errors += r->errors;
+    c->repeated += r->repeated;
   }
   return out;
 }
@@ -186,6 +187,10 @@ static void container_families(writer_t *w, const status_t *s, size_t max) {
          "Errors the container's reader met since it started (each one reconnects).");
   for (size_t i = 0; i < n; i++)
     sample_u(w, "engine_reader_errors_total", "container", pc[i].name, pc[i].errors);
+  family(w, "engine_docker_repeated_lines_total", "counter",
+         "Lines the daemon sent a second time within one log stream (json-file rotation), dropped.");
+  for (size_t i = 0; i < n; i++)
+    sample_u(w, "engine_docker_repeated_lines_total", "container", pc[i].name, pc[i].repeated);
   family(w, "engine_reader_last_timestamp_seconds", "gauge",
          "Docker timestamp of the newest line delivered for the container (Unix seconds).");
   for (size_t i = 0; i < n; i++)
@@ -378,6 +383,7 @@ static int add_reader(cJSON *arr, const status_reader_t *r) {
          cJSON_AddNumberToObject(o, "lines", (double)r->lines) &&
          cJSON_AddNumberToObject(o, "bytes", (double)r->bytes) &&
          cJSON_AddNumberToObject(o, "errors", (double)r->errors) &&
+         cJSON_AddNumberToObject(o, "repeated", (double)r->repeated) &&
          cJSON_AddBoolToObject(o, "paused", r->paused);
 }
 

@@ -38,6 +38,7 @@ struct reader {
   char error[192];
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
+  uint64_t repeated;       /* lines the daemon sent twice in one stream, dropped */
 };
 
 static const char *const state_names[] = {
@@ -54,6 +55,7 @@ const container_t *reader_container(const reader_t *r) { return r->c; }
 uint64_t reader_lines(const reader_t *r) { return r->lines; }
 uint64_t reader_errors(const reader_t *r) { return r->errors; }
 uint64_t reader_bytes(const reader_t *r) { return r->bytes; }
+uint64_t reader_repeated(const reader_t *r) { return r->repeated; }
 int64_t reader_newest(const reader_t *r) { return cursor_newest(r->cursor); }
 
 /* Every state change goes through here. */
@@ -93,7 +95,14 @@ static void deliver(reader_t *r, const decode_line_t *l) {
   const config_t *cfg = r->core->cfg;
   if (outside_window(cfg, l->ts)) return;
   cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
-  if (cursor_seen(r->cursor, &k)) return; /* delivered before this connection */
+  int seen = cursor_seen(r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0);
+  if (seen == CURSOR_REPEATED) {
+    r->repeated++;
+    if (cursor_repeated(r->cursor) == 1)
+      log_info(r->c->name, "the daemon sent lines of this stream twice (json-file does where "
+               "its file rotates); the copies are dropped and counted");
+  }
+  if (seen != CURSOR_NEW) return; /* delivered already */
   if (!r->batch) {
     if (!(r->batch = batch_new(r->c))) {
       log_error(r->c->name, "out of memory for a batch; line dropped");
@@ -400,7 +409,7 @@ void reader_free(reader_t *r) {
   if (!r) return;
   if (r->core->ledger) /* the metrics' per-container counts outlive the reader */
     ledger_retire(r->core->ledger, r->c->id, r->c->name, r->lines, r->bytes, r->errors,
-                  cursor_newest(r->cursor));
+                  r->repeated, cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);
   container_unref(r->c);

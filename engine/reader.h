@@ -1,7 +1,7 @@
 /* reader.h - one container's log stream, from the Docker API to batches.
  *
  * A reader follows /containers/{id}/logs, decodes it (decode.h), drops the
- * lines a resume replayed (cursor.h), groups lines into batches (batch.h)
+ * lines a resume replayed or the daemon repeated (cursor.h), groups lines into batches (batch.h)
  * and hands them to the pipeline. Its life is a state machine; every change
  * goes through reader_set_state, which logs it at debug level and keeps the
  * registry's counts:
@@ -91,6 +91,10 @@ uint64_t reader_errors(const reader_t *r);
 /* Bytes of the lines delivered (the line text, without the newline), since
  * the reader started. */
 uint64_t reader_bytes(const reader_t *r);
+
+/* Lines the daemon sent a second time within one stream (json-file
+ * rotation), dropped, since the reader started. */
+uint64_t reader_repeated(const reader_t *r);
 
 /* The newest timestamp delivered through the reader's cursor (ns), or -1. */
 int64_t reader_newest(const reader_t *r);

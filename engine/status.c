@@ -51,12 +51,14 @@ static void add_reader(void *ud, reader_t *rd) {
   o->lines = reader_lines(rd);
   o->bytes = reader_bytes(rd);
   o->errors = reader_errors(rd);
+  o->repeated = reader_repeated(rd);
   o->paused = reader_paused(rd);
   const ledger_totals_t *t = c->core->ledger ? ledger_find(c->core->ledger, ct->id) : NULL;
   if (t) { /* the readers it had before */
     o->lines += t->lines;
     o->bytes += t->bytes;
     o->errors += t->errors;
+    o->repeated += t->repeated;
     if (t->newest > o->newest) o->newest = t->newest;
   }
 }
@@ -74,6 +76,7 @@ static void add_finished(void *ud, const ledger_totals_t *t) {
   o->lines = t->lines;
   o->bytes = t->bytes;
   o->errors = t->errors;
+  o->repeated = t->repeated;
 }
 
 static int by_name(const void *a, const void *b) {

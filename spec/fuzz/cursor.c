@@ -4,8 +4,10 @@
  * The input is a program of deliver / begin_replay / seen operations on few
  * distinct keys (so that keys repeat). A model counts what was delivered;
  * the invariants checked after every step:
- *  - within one replay, a key is skipped at most as many times as it had
- *    been delivered when the replay began;
+ *  - a line reported delivered (replayed or repeated) was delivered;
+ *  - within one replay, a key is reported replayed at most as many times
+ *    as it had been delivered when the replay began;
+ *  - cursor_repeated counts the lines reported repeated;
  *  - the window holds at most max_keys keys, and no more than delivered;
  *  - cursor_newest is the newest delivered time; cursor_since is -1 only
  *    before the first delivery, else 0 .. newest + 1. */
@@ -40,6 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   unsigned at_replay[N_KEYS] = {0};    /* deliveries when the replay began */
   unsigned skipped[N_KEYS] = {0};      /* skips in the current replay */
   size_t total = 0;
+  uint64_t repeated = 0;
   int64_t newest = -1;
 
   for (size_t i = 2; i < size; i++) {
@@ -57,9 +60,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       cursor_begin_replay(c);
       memcpy(at_replay, delivered, sizeof at_replay);
       memset(skipped, 0, sizeof skipped);
-    } else if (cursor_seen(c, &key)) {
-      if (++skipped[k] > at_replay[k])
+    } else {
+      int v = cursor_seen(c, &key, (k & 32) ? CURSOR_PIECE : 0);
+      if (v != CURSOR_NEW && delivered[k] == 0)
+        abort(); /* a line never delivered reported as delivered */
+      if (v == CURSOR_REPLAYED && ++skipped[k] > at_replay[k])
         abort(); /* skipped more copies than were delivered */
+      if (v == CURSOR_REPEATED)
+        repeated++;
+      if (cursor_repeated(c) != repeated)
+        abort();
     }
     size_t w = cursor_window(c);
     if (w > max_keys || w > total)

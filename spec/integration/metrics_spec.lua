@@ -179,7 +179,8 @@ describe("the metrics endpoint #sanitize #tsan", function()
     assert.equal(0, m:value("engine_bytes_in_flight"))
     for _, f in ipairs { "engine_readers_cycled_total", "engine_batches_total",
                          "engine_output_batches_sent_total", "engine_output_dead_letters_total",
-                         "engine_reader_errors_total", "engine_reader_last_timestamp_seconds" } do
+                         "engine_reader_errors_total", "engine_reader_last_timestamp_seconds",
+                         "engine_docker_repeated_lines_total" } do
       assert.is_table(m.families[f], f)
     end
     -- finished containers stay in /readers with their final counts
@@ -188,6 +189,7 @@ describe("the metrics endpoint #sanitize #tsan", function()
     for _, r in ipairs(readers) do
       assert.equal("finished", r.state)
       assert.equal(LINES, r.lines)
+      assert.equal(0, r.repeated) -- the fake daemon sends each line once
     end
     assert.equal(0, e:stop())
   end)

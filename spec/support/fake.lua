@@ -74,6 +74,23 @@ function Server:logs(name)
   return lines
 end
 
+--- The server's counters (the JSON line it prints on SIGUSR1), waiting at
+-- most 10 s for it.
+function Server:stats()
+  local cjson = require "cjson"
+  local function lines()
+    local n = 0
+    for _ in (proc.read(self.dir .. "/stdout") or ""):gmatch("{[^\n]*}\n") do n = n + 1 end
+    return n
+  end
+  local before = lines()
+  self.p:signal("USR1")
+  proc.wait_for(function() return lines() > before end, 10, "fakedocker's stats")
+  local last
+  for l in (proc.read(self.dir .. "/stdout") or ""):gmatch("({[^\n]*})\n") do last = l end
+  return cjson.decode(last)
+end
+
 --- Stops the server (SIGTERM, bounded) and removes its folder. Idempotent.
 Server.stop = server.stop
 

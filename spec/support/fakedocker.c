@@ -56,7 +56,11 @@
  * Faults, for logs requests except events-end (events requests):
  * stall-headers, stall-body, stall-mid-frame, truncate, bad-header,
  * huge-frame, reset, drip, 500, 404, 409, 501, events-end. In TTY mode
- * there are no frame headers: bad-header and huge-frame send plain lines. */
+ * there are no frame headers: bad-header and huge-frame send plain lines.
+ * repeat: after every REPEAT_EVERY lines a logs stream sent, it sends the
+ * last REPEAT_RUN of them again (same timestamps), as Docker's json-file
+ * follow does where the file rotated; repeat-stderr: only the stderr lines
+ * of that run. The stats line counts the lines sent again ("repeated"). */
 #include "timestamp.h"
 
 #include <cJSON.h>
@@ -85,6 +89,8 @@ enum {
   PART_BYTES = 16384,
   TRUNCATE_FRAMES = 3,
   EVENTS_END_AFTER = 3,
+  REPEAT_EVERY = 40,
+  REPEAT_RUN = 7,
   MIN_API_MINOR = 12,
   NAME_CAP = 32,
   ID_CHARS = 64
@@ -97,13 +103,14 @@ enum {
 
 enum fault {
   F_NONE, F_STALL_HEADERS, F_STALL_BODY, F_STALL_MID, F_TRUNCATE, F_BAD_HEADER,
-  F_HUGE, F_RESET, F_DRIP, F_500, F_404, F_409, F_501, F_EVENTS_END, F_COUNT
+  F_HUGE, F_RESET, F_DRIP, F_500, F_404, F_409, F_501, F_EVENTS_END, F_REPEAT,
+  F_REPEAT_STDERR, F_COUNT
 };
 
 static const char *const fault_names[F_COUNT] = {
   "none", "stall-headers", "stall-body", "stall-mid-frame", "truncate",
   "bad-header", "huge-frame", "reset", "drip", "500", "404", "409", "501",
-  "events-end"
+  "events-end", "repeat", "repeat-stderr"
 };
 
 enum ctr_state { ST_CREATED, ST_RUNNING, ST_EXITED, ST_RESTARTING };
@@ -169,6 +176,9 @@ struct stream {
   /* logs */
   struct ctr *ctr;
   uint64_t next_seq, end_seq;
+  uint64_t first_sent;   /* seq of the first line sent, or NO_END */
+  uint64_t sent;         /* lines sent, repeats excluded */
+  uint64_t repeat_end;   /* while next_seq < repeat_end, lines go out again */
   int64_t since;
   int want_out, want_err, stamps;
   /* events */
@@ -222,6 +232,7 @@ static struct {
   long logs_fault_count, events_end_count, events_end_after;
   uint64_t applied[F_COUNT]; /* faults applied, by mode */
   uint64_t logs_requests, events_requests;
+  uint64_t repeated; /* lines a repeat fault sent a second time */
   long open_conns;
   int stopping, bound;
   char image_id[ID_CHARS + 1];
@@ -1008,9 +1019,24 @@ static void logs_pump(struct stream *s)
     uint64_t seq = s->next_seq++;
     int64_t ts = hist_ts(k, seq);
     int type = line_stream(seq);
-    if (ts < s->since || !(type == 1 ? s->want_out : s->want_err))
+    int again = seq < s->repeat_end;
+    if (ts < s->since || !(type == 1 ? s->want_out : s->want_err) ||
+        (again && s->fault == F_REPEAT_STDERR && type != 2))
       continue;
     step = emit_line(s, &out, seq, ts);
+    if (again) {
+      g.repeated++;
+      continue;
+    }
+    if (s->first_sent == NO_END)
+      s->first_sent = seq;
+    s->sent++;
+    if ((s->fault == F_REPEAT || s->fault == F_REPEAT_STDERR) && s->sent % REPEAT_EVERY == 0) {
+      s->repeat_end = s->next_seq; /* go back over the last REPEAT_RUN seqs */
+      s->next_seq = seq + 1 - REPEAT_RUN > s->first_sent ? seq + 1 - REPEAT_RUN : s->first_sent;
+      if (s->next_seq < k->first_seq)
+        s->next_seq = k->first_seq;
+    }
   }
   if (step == STEP_ON && s->next_seq >= s->end_seq) {
     stream_finish(s, &out);
@@ -1348,6 +1374,7 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
   s->want_out = want_out;
   s->want_err = want_err;
   s->stamps = query_bool(r->query, "timestamps");
+  s->first_sent = NO_END;
   s->next_seq = tail0 ? hist_next(k) : hist_find(k, since);
   s->end_seq = query_bool(r->query, "follow") && k->state == ST_RUNNING ? NO_END : hist_next(k);
   list_add(&k->streams, &s->link);
@@ -1772,8 +1799,8 @@ static void print_stats(void)
   uint64_t total = 0;
   buf_printf(&b,
              "{\"connections\":%ld,\"logs_requests\":%" PRIu64 ",\"events_requests\":%" PRIu64
-             ",\"lines\":{",
-             g.open_conns, g.logs_requests, g.events_requests);
+             ",\"repeated\":%" PRIu64 ",\"lines\":{",
+             g.open_conns, g.logs_requests, g.events_requests, g.repeated);
   for (long i = 0; i < g.o.containers; i++) {
     uint64_t n = hist_next(&g.ctrs[i]) - 1;
     total += n;

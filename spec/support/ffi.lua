@@ -75,7 +75,21 @@ void cursor_free(cursor_t *c);
 cursor_key_t cursor_key(int64_t ts, int stream, const char *data, size_t len);
 int64_t cursor_since(const cursor_t *c);
 void cursor_begin_replay(cursor_t *c);
-int cursor_seen(cursor_t *c, const cursor_key_t *k);
+int cursor_seen(cursor_t *c, const cursor_key_t *k, unsigned flags);
+uint64_t cursor_repeated(const cursor_t *c);
+enum { CURSOR_NEW = 0, CURSOR_REPLAYED = 1, CURSOR_REPEATED = 2 };
+typedef struct cursor_state {
+  int any;
+  int64_t newest;
+  int64_t floor;
+  int evicted;
+  int64_t evicted_max;
+  size_t n_keys;
+} cursor_state_t;
+void cursor_get_state(const cursor_t *c, cursor_state_t *s);
+size_t cursor_keys(const cursor_t *c, cursor_key_t *out, size_t max);
+cursor_t *cursor_restore(int64_t margin_ns, size_t max_keys, const cursor_state_t *s,
+                         const cursor_key_t *keys, size_t n);
 int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts);
 int64_t cursor_newest(const cursor_t *c);
 size_t cursor_window(const cursor_t *c);
@@ -129,6 +143,7 @@ M.STDOUT, M.STDERR, M.SYSERR = 1, 2, 3
 M.TRUNCATED, M.UNTERMINATED = 0x1, 0x2
 M.INT64_MAX = 0x7fffffffffffffffLL
 M.CURSOR_MAX_KEYS_DEFAULT = 65536
+M.CURSOR_PIECE = 1 -- cursor.h
 
 ---------------------------------------------------------------- timestamps
 

@@ -26,7 +26,8 @@ end
 -- o.docker_host, o.listen ("host:port"), o.metrics (extra Lua text inside
 -- engine.metrics), o.engine (extra text inside engine), o.filters (Lua text
 -- of the filters list), o.outputs (Lua text of the outputs list), o.docker
--- (extra Lua text inside docker).
+-- (extra Lua text inside docker), o.top (extra top-level fields, such as a
+-- select table, each followed by a comma).
 function M.pipeline(o)
   local metrics = o.listen and string.format("metrics = { listen = %q, %s },", o.listen, o.metrics or "") or ""
   return string.format([[
@@ -37,8 +38,9 @@ return {
   outputs = { %s },
   engine = { backoff_initial = 0.05, backoff_max = 0.5, reconcile_interval = 1, stop_timeout = 5,
              %s %s },
+  %s
 }]], o.docker_host, o.docker or "", o.filters or "", o.outputs or '{ type = "stdout", format = "json" }',
-    metrics, o.engine or "")
+    metrics, o.engine or "", o.top or "")
 end
 
 --- Starts an engine with the metrics endpoint on a free loopback port

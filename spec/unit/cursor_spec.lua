@@ -1,6 +1,7 @@
 package.path = "spec/?.lua;" .. package.path
 local E = require("support.ffi")
 local C = E.C
+local ffi = require("ffi")
 
 local S = 1000000000LL -- 1 s in ns
 local MS = 1000000LL
@@ -15,7 +16,7 @@ describe("cursor", function()
     assert.equals(0, C.cursor_deliver(c, E.key(ts, stream, line), floor or MAX))
   end
   local function seen(ts, stream, line)
-    return C.cursor_seen(c, E.key(ts, stream, line)) == 1
+    return C.cursor_seen(c, E.key(ts, stream, line), 0) == 1
   end
 
   it("starts empty: nothing delivered, since is -1", function()
@@ -167,9 +168,13 @@ describe("cursor", function()
     for i = n - 150, n do
       local k = E.key(T + i * step, i % 2 + 1, "line " .. (i % 7))
       local want = i >= n - 100
-      assert.equals(want, C.cursor_seen(c, k) == 1, i)
-      assert.equals(want, C.cursor_seen(c, k) == 1, i)
-      assert.is_false(C.cursor_seen(c, k) == 1, i)
+      assert.equals(want, C.cursor_seen(c, k, 0) == 1, i)
+      assert.equals(want, C.cursor_seen(c, k, 0) == 1, i)
+      -- a third copy: older than the newest line of its stream (or that
+      -- line itself, stamped to the ns), it cannot be new; the newest
+      -- line of all is stamped on a whole second (T + 20 s): new
+      local third = (want and i < n) and 2 or 0
+      assert.equals(third, C.cursor_seen(c, k, 0), i)
     end
   end)
 
@@ -193,8 +198,10 @@ describe("cursor", function()
     C.cursor_begin_replay(c) -- a second reconnect returns "a" again
     assert.is_true(seen(T, 1, "a"))
     assert.is_true(seen(T + 1, 1, "b"))
-    assert.is_false(seen(T, 1, "a"))
-    assert.is_false(seen(T + 1, 1, "b"))
+    -- the same connection going back: the daemon repeats itself
+    assert.equals(C.CURSOR_REPEATED, C.cursor_seen(c, E.key(T, 1, "a"), 0))
+    assert.equals(C.CURSOR_REPEATED, C.cursor_seen(c, E.key(T + 1, 1, "b"), 0))
+    assert.equals(2ULL, C.cursor_repeated(c))
   end)
 
   it("stops skipping a key that left the window during a replay", function()
@@ -218,5 +225,130 @@ describe("cursor", function()
       assert.is_nil(hashes[h], pos)
       hashes[h] = true
     end
+  end)
+
+  describe("within one live stream", function()
+    local NEW, REPLAYED, REPEATED = 0, 1, 2
+    -- What a reader does with a line: classify it, deliver it when new.
+    local function line(ts, stream, text, flags)
+      local k = E.key(ts, stream, text)
+      local v = C.cursor_seen(c, k, flags or 0)
+      if v == NEW then assert.equals(0, C.cursor_deliver(c, k, MAX)) end
+      return v
+    end
+    -- Numbered lines first..last on a stream, i ms after T + 1 us.
+    local function run(first, last, stream, want)
+      for i = first, last do
+        assert.equals(want, line(T + 1000 + i * MS, stream or 1, "line " .. i), i)
+      end
+    end
+
+    it("drops a run the daemon sends again after a rotation, and counts it", function()
+      C.cursor_begin_replay(c)
+      run(1, 100, 1, NEW)
+      run(94, 100, 1, REPEATED) -- ends with the newest line
+      run(101, 110, 1, NEW)
+      assert.equals(7ULL, C.cursor_repeated(c))
+    end)
+
+    it("drops the newest line sent again on its own", function()
+      C.cursor_begin_replay(c)
+      run(1, 10, 1, NEW)
+      run(10, 10, 1, REPEATED)
+      run(10, 10, 1, REPEATED)
+      run(11, 12, 1, NEW)
+      assert.equals(2ULL, C.cursor_repeated(c))
+    end)
+
+    it("drops runs repeated on stderr only, and leaves stdout alone", function()
+      C.cursor_begin_replay(c)
+      local function at(i) return T + 1000 + i * MS end
+      for i = 1, 40 do -- odd lines on stderr, even ones on stdout
+        assert.equals(NEW, line(at(i), i % 2 + 1, "line " .. i))
+      end
+      for i = 21, 39, 2 do -- stderr goes back
+        assert.equals(REPEATED, line(at(i), 2, "line " .. i), i)
+      end
+      assert.equals(NEW, line(at(41), 2, "line 41"))
+      assert.equals(NEW, line(at(42), 1, "line 42"))
+      -- a stdout line older than stderr's newest, newer than stdout's: new
+      assert.equals(NEW, line(at(41) + 1, 1, "late out"))
+      assert.equals(NEW, line(at(43), 2, "line 43"))
+      assert.equals(10ULL, C.cursor_repeated(c))
+    end)
+
+    it("tells a resume's replay from a repeat within the same connection", function()
+      run(1, 20, 1, NEW)
+      C.cursor_begin_replay(c)
+      run(1, 20, 1, REPLAYED)
+      run(15, 20, 1, REPEATED)
+      run(21, 25, 1, NEW)
+      run(18, 25, 1, REPEATED)
+      assert.equals(14ULL, C.cursor_repeated(c))
+      -- the next connection replays the same lines again: not repeats
+      C.cursor_begin_replay(c)
+      run(5, 25, 1, REPLAYED)
+      run(26, 26, 1, NEW)
+      assert.equals(14ULL, C.cursor_repeated(c))
+    end)
+
+    it("keeps a line the container wrote twice with one timestamp, as often as it did", function()
+      C.cursor_begin_replay(c)
+      -- Podman stamps whole seconds: one line twice in one second is two lines
+      assert.equals(NEW, line(T, 1, "ping ok"))
+      assert.equals(NEW, line(T, 1, "ping ok"))
+      assert.equals(NEW, line(T, 1, "ping ok"))
+      assert.equals(NEW, line(T + S, 1, "tick"))
+      -- the daemon goes back: each copy is dropped once, no more exist
+      assert.equals(REPEATED, line(T, 1, "ping ok"))
+      assert.equals(REPEATED, line(T, 1, "ping ok"))
+      assert.equals(REPEATED, line(T, 1, "ping ok"))
+      assert.equals(REPEATED, line(T, 1, "ping ok")) -- older than "tick": a copy
+      assert.equals(REPEATED, line(T + S, 1, "tick"))
+      assert.equals(NEW, line(T + S, 1, "tick")) -- at the newest second: new
+      assert.equals(NEW, line(T + 2 * S, 1, "ping ok"))
+      -- equal pieces of one long line, stamped to the ns
+      assert.equals(NEW, line(T + 2 * S + 7, 1, "aaaa", E.CURSOR_PIECE))
+      assert.equals(NEW, line(T + 2 * S + 7, 1, "aaaa", E.CURSOR_PIECE))
+      assert.equals(NEW, line(T + 2 * S + 7, 1, "aa", E.CURSOR_PIECE))
+      assert.equals(5ULL, C.cursor_repeated(c))
+      -- a reconnect replays them as often as they were delivered
+      C.cursor_begin_replay(c)
+      assert.equals(REPLAYED, line(T + 2 * S + 7, 1, "aaaa", E.CURSOR_PIECE))
+      assert.equals(REPLAYED, line(T + 2 * S + 7, 1, "aaaa", E.CURSOR_PIECE))
+      assert.equals(REPLAYED, line(T + 2 * S + 7, 1, "aa", E.CURSOR_PIECE))
+      assert.equals(NEW, line(T + 2 * S + 7, 1, "aa", E.CURSOR_PIECE))
+    end)
+
+    it("keeps the same text written many times a millisecond", function()
+      C.cursor_begin_replay(c)
+      for i = 1, 1000 do assert.equals(NEW, line(T + 1000 + i * 50, 1, "same")) end
+      assert.equals(0ULL, C.cursor_repeated(c))
+    end)
+
+    it("does not drop a line older than its stream's newest that was never delivered", function()
+      C.cursor_begin_replay(c)
+      run(1, 10, 1, NEW)
+      -- out of order, or older than the window: not a copy of anything
+      assert.equals(NEW, line(T + 1000 + 5 * MS + 1, 1, "reordered"))
+      run(5, 10, 1, REPEATED)
+      assert.equals(6ULL, C.cursor_repeated(c))
+    end)
+
+    it("resumes from a saved cursor without knowing each stream's newest line", function()
+      run(1, 10, 1, NEW)
+      run(11, 12, 2, NEW)
+      local st = ffi.new("cursor_state_t")
+      C.cursor_get_state(c, st)
+      local keys = ffi.new("cursor_key_t[?]", st.n_keys)
+      local n = C.cursor_keys(c, keys, st.n_keys)
+      c = ffi.gc(C.cursor_restore(S, 0, st, keys, n), C.cursor_free)
+      C.cursor_begin_replay(c)
+      run(1, 10, 1, REPLAYED)
+      run(11, 12, 2, REPLAYED)
+      run(11, 11, 2, REPEATED)
+      run(13, 14, 1, NEW)
+      run(15, 15, 2, NEW)
+    end)
   end)
 end)
