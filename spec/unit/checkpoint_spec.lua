@@ -80,7 +80,7 @@ describe("checkpoint file", function()
     local c = resume(cp)
     assert.equals(T + 40000 - 16384 + 1, C.cursor_since(c))
     C.cursor_begin_replay(c)
-    assert.equals(1, C.cursor_seen(c, E.key(T + 40000, 1, "l40000")))
+    assert.equals(1, C.cursor_seen(c, E.key(T + 40000, 1, "l40000"), 0))
   end)
 
   it("refuses an unknown version", function()
