@@ -32,11 +32,11 @@ FUZZ_SRCS_timestamp   := engine/timestamp.c
 FUZZ_SRCS_cursor      := engine/cursor.c
 FUZZ_SRCS_inspect     := engine/container.c engine/select.c
 # json.c makes lazy records plain (record.c), which hold batches.
-FUZZ_JSON := engine/json.c engine/record.c engine/batch.c engine/container.c engine/timestamp.c
+FUZZ_JSON := engine/json.c engine/strbuf.c engine/record.c engine/batch.c engine/container.c \
+             engine/timestamp.c
 FUZZ_SRCS_json_string := $(FUZZ_JSON)
 FUZZ_SRCS_validate    :=
-FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/cursor.c engine/log.c engine/uvh.c $(FUZZ_JSON) \
-                         engine/output_stdout.c
+FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/cursor.c engine/log.c engine/uvh.c $(FUZZ_JSON)
 FUZZ_SRCS_bulk_reply  := engine/encode_elasticsearch.c engine/encode_record.c $(FUZZ_JSON)
 FUZZ_SRCS_metrics_request := engine/metrics_request.c
 

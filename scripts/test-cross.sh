@@ -71,6 +71,9 @@ tally() {
 # One LuaJIT per spec file: the emulated armhf LuaJIT has faulted late in a
 # long run of every file in one process, never in a file on its own.
 for f in spec/unit/*_spec.lua; do
+  # the installed library and its pkg-config file are the host's: the
+  # emulated LuaJIT cannot load them (make test checks them natively)
+  case "$f" in */embed_spec.lua) continue ;; esac
   n=unit-$(basename "$f" .lua)
   echo "== $n ($arch, emulated LuaJIT)"
   ENGINE_LIB=build/$arch/libengine-test.so ENGINE_BIN=$run/engine ENGINE_TOOLS=$run \
