@@ -1,7 +1,7 @@
 /* output.h - where filtered records go: one interface for every kind of
  * output.
  *
- * Kinds: `stdout` and `file` (output_file.c), `null` (output_null.c),
+ * Kinds: `stdout`, `file` and `null` (output_file.c),
  * `http` and its presets `clickhouse`, `loki`, `elasticsearch`, `otlp`
  * (output_http.c), `syslog` (output_syslog.c). A kind is a table of
  * operations (output_kind_t), found by its type name in output.c; nothing

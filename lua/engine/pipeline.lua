@@ -453,7 +453,7 @@ local function not_for(key, type_)
   return format("is not for outputs of type %q (only for %s)", type_, table.concat(takers, ", "))
 end
 
--- The settings of a network output (netout.h), into entry.
+-- The settings of a network output (engine/output_http.c, output_syslog.c), into entry.
 function Check:network_output(o, where, entry)
   local url = self:nonempty_string(o.url, where .. ".url")
   -- credentials in a URL (scheme://user:password@host) are never shown
