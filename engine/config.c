@@ -16,6 +16,7 @@ void config_defaults(config_t *c)
   c->batch_max_bytes = 1024 * 1024;
   c->flush_interval = 1.0;
   c->read_delay = 0.5;
+  c->attach_rm = 1;
   c->cycle = 300;
   c->stop_timeout = 10;
   c->filter_timeout = 5;

@@ -18,6 +18,8 @@ typedef struct config {
                                $DOCKER_TLS_VERIFY and $DOCKER_CERT_PATH */
   double read_delay;        /* 0.5 s: a slow follow stream is read again after
                                this long (docker.h) */
+  int attach_rm;            /* 1: a --rm container is attached to before it
+                               starts (docker.attach; reader.h) */
   selection_t select;
   int since_start;          /* containers running at start with no cursor:
                                1 = read from the engine's start, 0 = whole history */

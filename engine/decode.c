@@ -188,7 +188,7 @@ static int text_lines(decoder_t *d, int stream, int64_t ts, const char *p,
                       size_t n)
 {
   const decode_partial_t *open = &d->part[stream - 1];
-  if (stream != DECODE_SYSERR && open->active != PART_NONE && open->ts != ts &&
+  if (stream != DECODE_SYSERR && !d->untimed && open->active != PART_NONE && open->ts != ts &&
       end_line(d, stream, open->ts, p, 0) < 0)
     return -1; /* the open line's last chunk came without its '\n' */
   const char *nl;
@@ -214,6 +214,8 @@ static int mux_message(decoder_t *d, int type, const char *p, size_t n)
 {
   if (type == 3)
     return text_lines(d, DECODE_SYSERR, 0, p, n);
+  if (d->untimed)
+    return text_lines(d, type == 2 ? DECODE_STDERR : DECODE_STDOUT, d->now, p, n);
   int64_t ts;
   size_t used;
   if (ts_parse(p, n, &ts, &used) < 0 || used >= n || p[used] != ' ')
@@ -473,6 +475,8 @@ int decoder_feed(decoder_t *d, const char *buf, size_t len)
 {
   if (d->error[0])
     return -1;
+  if (d->raw && d->untimed)
+    return text_lines(d, DECODE_STDOUT, d->now, buf, len);
   return d->raw ? raw_feed(d, buf, len) : mux_feed(d, buf, len);
 }
 
@@ -501,10 +505,17 @@ void decoder_finish(decoder_t *d)
   d->frame.len = 0;
 }
 
+void decoder_untimed(decoder_t *d)
+{
+  d->untimed = 1;
+}
+
 void decoder_reset(decoder_t *d)
 {
+  int untimed = d->untimed;
   decoder_free(d);
   decoder_init(d, d->raw, d->frame_max, d->line_max, d->on_line, d->ud);
+  d->untimed = untimed;
 }
 
 int64_t decoder_pending_ts(const decoder_t *d)

@@ -24,6 +24,13 @@
  * A line longer than line_max is emitted in pieces of at most line_max bytes,
  * each flagged DECODE_TRUNCATED, never cut inside a UTF-8 sequence.
  *
+ * An attach stream (POST /containers/{id}/attach) carries the container's
+ * output as it is written, without timestamps and without the log driver's
+ * 16 KiB chunks: after decoder_untimed, a message is all text, lines end
+ * only at '\n' (a frame boundary is no line boundary), and each line takes
+ * the time in d->now when its first byte was fed (the caller sets it before
+ * each decoder_feed).
+ *
  * A systemerr frame ("Error grabbing logs: ...") carries no timestamp: it is
  * emitted as a DECODE_SYSERR line with ts 0. In raw streams the daemon writes
  * that text inline; a raw line that starts with "Error grabbing logs: " is
@@ -83,6 +90,8 @@ typedef struct decoder {
   int raw_cont;          /* raw: the line went on past a chunk boundary */
   decode_buf_t probe;    /* raw: what follows a '\r' in such a line, until
                             it shows whether it is the next line's "<ts> " */
+  int untimed;           /* an attach stream: no timestamps (decoder_untimed) */
+  int64_t now;           /* untimed: the time of the bytes being fed, UTC ns */
 } decoder_t;
 
 /* Defaults, also the documented defaults of the pipeline options. */
@@ -92,6 +101,10 @@ typedef struct decoder {
 /* Initialises d. Can't fail (allocation happens lazily in decoder_feed). */
 void decoder_init(decoder_t *d, int raw, size_t frame_max, size_t line_max,
                   decode_line_fn on_line, void *ud);
+
+/* Takes the stream as an attach stream's: no timestamps (see above). Kept
+ * by decoder_reset. */
+void decoder_untimed(decoder_t *d);
 
 /* Feeds len bytes. Returns 0, or -1 on a protocol error (bad frame type,
  * oversized frame, missing or malformed timestamp, out of memory) with a

@@ -113,12 +113,28 @@ static void hold_prepared(discovery_t *d, container_t *c) {
   log_debug(c->name, "created: held until it starts");
 }
 
+static int selected(const discovery_t *d, const container_t *c) {
+  return selection_match(&d->core->cfg->select, c->id, c->name, c->image,
+                         (const char *const *)c->label_pairs, c->n_labels);
+}
+
+static int64_t initial_since(const discovery_t *d) {
+  return d->core->cfg->since_start ? d->core->start_ns : -1;
+}
+
 /* Follows c if the selection takes it. */
 static void attach_selected(discovery_t *d, container_t *c, uint64_t event_ns) {
+  if (selected(d, c)) registry_attach(d->core->registry, c, initial_since(d), event_ns);
+}
+
+/* A created container is held for its start; a selected --rm one is
+ * attached to at once, so that it loses no line however short it lives. */
+static void hold_created(discovery_t *d, container_t *c) {
+  hold_prepared(d, c);
   const config_t *cfg = d->core->cfg;
-  if (selection_match(&cfg->select, c->id, c->name, c->image,
-                      (const char *const *)c->label_pairs, c->n_labels))
-    registry_attach(d->core->registry, c, cfg->since_start ? d->core->start_ns : -1, event_ns);
+  if (c->auto_remove && cfg->attach_rm && !cfg->backfill && selected(d, c) &&
+      strncmp(docker_host(d->core->docker), "unix://", 7) == 0) /* the engine's clock */
+    registry_attach_created(d->core->registry, c, initial_since(d));
 }
 
 static void on_inspect(void *ud, const http_result_t *res) {
@@ -145,7 +161,7 @@ static void on_inspect(void *ud, const http_result_t *res) {
    * the lines of short-lived containers are not lost. One created and not
    * started yet is held for its start. */
   if (c->running || started) attach_selected(d, c, event_ns);
-  else if (created) hold_prepared(d, c);
+  else if (created) hold_created(d, c);
   container_unref(c);
 }
 
@@ -187,7 +203,9 @@ static void consider(discovery_t *d, const char *id, int started) {
 
 /* A start event (arrived at event_ns): a held container's reader starts at
  * once; any other is inspected first. */
-static void on_start(discovery_t *d, const char *id, uint64_t event_ns) {
+static void on_start(discovery_t *d, const char *id, uint64_t event_ns, int64_t started_ns) {
+  reader_t *rd = registry_find(d->core->registry, id);
+  if (rd) reader_container_started(rd, event_ns, started_ns);
   container_t *c = take_prepared(d, id);
   if (!c) {
     inspect(d, id, 1, 0, event_ns);
@@ -309,7 +327,9 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
   const cJSON *actor = cJSON_GetObjectItemCaseSensitive(ev, "Actor");
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(actor, "ID");
   const cJSON *tn = cJSON_GetObjectItemCaseSensitive(ev, "timeNano");
+  int64_t ev_ns = 0;
   if (cJSON_IsNumber(tn) && tn->valuedouble > 0 && tn->valuedouble < 9.2e18) {
+    ev_ns = (int64_t)tn->valuedouble;
     /* A double holds the ns time to within a microsecond; the replay is
      * inclusive and handling is idempotent, so a step back is harmless. */
     int64_t t = (int64_t)tn->valuedouble - 1000;
@@ -320,7 +340,7 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
     const char *a = action->valuestring;
     log_debug(NULL, "event %s %.12s", a, id->valuestring);
     if (!strcmp(a, "start")) {
-      on_start(d, id->valuestring, arrived);
+      on_start(d, id->valuestring, arrived, ev_ns);
     } else if (!strcmp(a, "create")) {
       inspect(d, id->valuestring, 0, 1, 0);
     } else if (!strcmp(a, "restart") || !strcmp(a, "unpause")) {

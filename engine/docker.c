@@ -176,16 +176,24 @@ int docker_negotiate(docker_t *d, const http_result_t *r, char *err, size_t errl
 }
 
 /* A request for an API path (without the version prefix). */
-static http_req_t *request(docker_t *d, const char *api_path, size_t max, long recv_buffer,
-                           unsigned read_delay_ms, const http_handler_t *cb,
-                           void (*on_sent)(void *), void *ud) {
+/* post: an empty POST instead of a GET. */
+static http_req_t *request_method(docker_t *d, const char *api_path, int post, size_t max,
+                                  long recv_buffer, unsigned read_delay_ms,
+                                  const http_handler_t *cb, void (*on_sent)(void *), void *ud) {
   char path[1024];
   snprintf(path, sizeof path, "%s%s", d->prefix, api_path);
   http_opts_t o = {0};
   o.recv_buffer = recv_buffer;
   o.read_delay_ms = read_delay_ms;
   o.on_sent = on_sent;
+  if (post && !(o.body = calloc(1, 1))) return NULL;
   return http_request(d->http, path, max, &o, cb, ud);
+}
+
+static http_req_t *request(docker_t *d, const char *api_path, size_t max, long recv_buffer,
+                           unsigned read_delay_ms, const http_handler_t *cb,
+                           void (*on_sent)(void *), void *ud) {
+  return request_method(d, api_path, 0, max, recv_buffer, read_delay_ms, cb, on_sent, ud);
 }
 
 static http_req_t *get(docker_t *d, const char *api_path, size_t max,
@@ -231,6 +239,13 @@ http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t u
            follow ? 1 : 0, since, until);
   return request(d, path, 0, follow ? RECV_BUFFER : 0, follow ? d->read_delay_ms : 0, cb,
                  on_sent, ud);
+}
+
+http_req_t *docker_attach(docker_t *d, const char *id, const http_handler_t *cb, void *ud) {
+  if (!safe_id(id)) return NULL;
+  char path[512];
+  snprintf(path, sizeof path, "/containers/%s/attach?stream=1&stdout=1&stderr=1", id);
+  return request_method(d, path, 1, 0, RECV_BUFFER, 0, cb, NULL, ud);
 }
 
 http_req_t *docker_events(docker_t *d, int64_t since_ns, const http_handler_t *cb, void *ud) {

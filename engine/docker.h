@@ -83,6 +83,14 @@ http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t u
                         int follow, const http_handler_t *cb, void (*on_sent)(void *ud),
                         void *ud);
 
+/* POST /containers/{id}/attach?stream=1&stdout=1&stderr=1: the container's
+ * output as it writes it, without timestamps (decode.h, decoder_untimed),
+ * until its output ends (it exited). Made before the container starts, it
+ * gets every byte. A streaming request; the only request that is no GET.
+ * The daemon holds the container's writes until the stream is read, so an
+ * attach stream is read at once (never paused). */
+http_req_t *docker_attach(docker_t *d, const char *id, const http_handler_t *cb, void *ud);
+
 /* GET /events for container events from since_ns. A streaming request of
  * newline-separated JSON objects. */
 http_req_t *docker_events(docker_t *d, int64_t since_ns, const http_handler_t *cb, void *ud);

@@ -212,6 +212,11 @@ static void reader_families(writer_t *w, const status_t *s) {
   one_u(w, "engine_readers_stopped_total", "counter", "Readers stopped, for any reason.", r->stopped);
   one_u(w, "engine_readers_cycled_total", "counter",
         "Follow streams closed and reopened after engine.cycle seconds.", r->cycled);
+  family(w, "engine_docker_attach_total", "counter",
+         "Attach streams of --rm containers: in place before the start (in_time), answered "
+         "after it (late: the log was read instead), refused.");
+  static const char *const attach_results[] = {"in_time", "late", "refused"};
+  for (int i = 0; i < 3; i++) sample_u(w, "engine_docker_attach_total", "result", attach_results[i], r->attach[i]);
   family(w, "engine_readers", "gauge", "Readers in each state.");
   for (int st = READER_CONNECTING; st <= READER_CLOSED; st++)
     sample_u(w, "engine_readers", "state", reader_state_name((reader_state_t)st), r->by_state[st]);

@@ -258,6 +258,9 @@ int pl_copy_config(lua_State *L)
   }
   lua_pop(L, 1);
   opt_number(L, lua_gettop(L), "read_delay", &cfg->read_delay);
+  lua_getfield(L, -1, "attach");
+  if (lua_isboolean(L, -1)) cfg->attach_rm = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, -1, "tls");
   if (lua_istable(L, -1)) {
     char **dst[] = {&cfg->docker_tls_ca, &cfg->docker_tls_cert, &cfg->docker_tls_key};

@@ -35,11 +35,27 @@ struct reader {
                               the cursor without follow before finishing */
   uint64_t event_ns;       /* uv_hrtime of the start event until the first
                               logs request is written, else 0 */
+  int attach;              /* ATTACH_*: the stream is an attach stream, made
+                              before the container started (reader.h) */
+  int64_t attach_ts;       /* the time given to the last attached line */
+  int64_t answered_ns;     /* wall clock when the attach was answered */
   char error[192];
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
   uint64_t repeated;       /* lines the daemon sent twice in one stream, dropped */
 };
+
+/* An attach stream: sent, not answered; answered, its data held until the
+ * start event shows it was in place before the start; confirmed. */
+enum { ATTACH_NONE, ATTACH_SENT, ATTACH_ANSWERED, ATTACH_CONFIRMED };
+
+/* How long after the attach was answered the start event must have been
+ * stamped by the daemon: the daemon stamps the event after the process was
+ * started, and the process may write before. */
+#define ATTACH_MARGIN_NS 50000000LL
+/* Without a start event this long after the answer, the container has not
+ * started (or its event was skipped): the attach stream is taken. */
+#define ATTACH_VERDICT_MS 10000
 
 static const char *const state_names[] = {
     "connecting", "streaming", "cycling", "draining",
@@ -91,8 +107,16 @@ static int outside_window(const config_t *cfg, int64_t ts) {
   return ts < cfg->backfill_since || (cfg->backfill_until > 0 && ts > cfg->backfill_until);
 }
 
-static void deliver(reader_t *r, const decode_line_t *l) {
+static void deliver(reader_t *r, const decode_line_t *line) {
   const config_t *cfg = r->core->cfg;
+  decode_line_t stamped;
+  const decode_line_t *l = line;
+  if (r->attach) { /* arrival times, made strictly increasing: each line its own key */
+    stamped = *line;
+    if (stamped.ts <= r->attach_ts) stamped.ts = r->attach_ts + 1;
+    r->attach_ts = stamped.ts;
+    l = &stamped;
+  }
   if (outside_window(cfg, l->ts)) return;
   cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
   int seen = cursor_seen(r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0);
@@ -137,9 +161,16 @@ static void on_line(void *ud, const decode_line_t *l) {
 
 static void connect_stream(reader_t *r);
 static void finish(reader_t *r, const char *why);
+static void close_reader(reader_t *r, const char *why);
+
+static void confirm_attach(reader_t *r, const char *why);
 
 static void on_life(uv_timer_t *t) {
   reader_t *r = t->data;
+  if (r->attach == ATTACH_ANSWERED) {
+    confirm_attach(r, "no start event yet");
+    return;
+  }
   if (r->state == READER_BACKOFF) {
     connect_stream(r);
     return;
@@ -172,11 +203,19 @@ static void on_logs_headers(void *ud, long status, const char *content_type) {
   if (status != 200) return;
   reader_set_state(r, READER_STREAMING, NULL);
   r->backoff = r->core->cfg->backoff_initial;
+  if (r->attach == ATTACH_SENT) { /* held until the start event's verdict */
+    r->attach = ATTACH_ANSWERED;
+    r->answered_ns = ts_now();
+    uv_timer_start(&r->life, on_life, ATTACH_VERDICT_MS, 0);
+  }
 }
 
 static int on_logs_body(void *ud, const char *data, size_t len) {
   reader_t *r = ud;
-  if (inflight_over(r->core->inflight)) { /* backpressure: leave it with the daemon */
+  if (r->attach == ATTACH_ANSWERED) return HTTP_PAUSE; /* the daemon keeps it */
+  if (r->attach) /* never paused for backpressure: the daemon buffers it */
+    r->dec.now = ts_now();
+  else if (inflight_over(r->core->inflight)) { /* backpressure: leave it with the daemon */
     if (!r->paused) {
       r->paused = 1;
       inflight_paused(r->core->inflight);
@@ -202,12 +241,18 @@ static void warn_if_removed_early(reader_t *r, int refused) {
              "it served the logs request");
 }
 
+static void on_attach_done(reader_t *r, const http_result_t *res);
+
 static void on_logs_done(void *ud, const http_result_t *res) {
   reader_t *r = ud;
   char why[300];
   r->req = NULL;
   r->paused = 0;
   uv_timer_stop(&r->life);
+  if (r->attach) {
+    on_attach_done(r, res);
+    return;
+  }
   if (r->protocol_error) {
     snprintf(why, sizeof why, "protocol error in the log stream (%s)", r->error);
     submit_batch(r);
@@ -249,6 +294,18 @@ static void on_logs_sent(void *ud) {
 
 static void connect_stream(reader_t *r) {
   static const http_handler_t handler = {on_logs_headers, on_logs_body, on_logs_done};
+  if (r->attach) {
+    r->protocol_error = 0;
+    r->stream_started = uv_now(r->core->loop);
+    r->attach = ATTACH_SENT;
+    reader_set_state(r, READER_CONNECTING, "attaching before the start");
+    r->req = docker_attach(r->core->docker, r->c->id, &handler, r);
+    if (!r->req) {
+      r->attach = ATTACH_NONE;
+      go_backoff(r, "cannot start the attach request (out of memory)");
+    }
+    return; /* no cycle: a new attach stream would miss what came between */
+  }
   int64_t since = cursor_since(r->cursor);
   if (since < 0) since = r->initial_since;
   int64_t pending = decoder_pending_ts(&r->dec);
@@ -270,6 +327,57 @@ static void connect_stream(reader_t *r) {
     return;
   }
   uv_timer_start(&r->life, on_life, ms(r->core->cfg->cycle), 0);
+}
+
+/* --- attach streams ---------------------------------------------------- */
+
+/* From now on the container's log is read with logs requests, from the
+ * cursor. */
+static void stop_attaching(reader_t *r) {
+  r->attach = ATTACH_NONE;
+  r->dec.untimed = 0;
+  decoder_reset(&r->dec);
+}
+
+/* The attach stream was in place before the start: its data flows. */
+static void confirm_attach(reader_t *r, const char *why) {
+  r->attach = ATTACH_CONFIRMED;
+  uv_timer_stop(&r->life);
+  log_debug(r->c->name, "attached before its start (%s)", why);
+  registry_attach_result(r->core->registry, REGISTRY_ATTACH_IN_TIME);
+  http_resume(r->req);
+}
+
+static void on_attach_done(reader_t *r, const http_result_t *res) {
+  char why[300];
+  int streamed = r->state == READER_STREAMING || r->state == READER_DRAINING;
+  if (r->protocol_error) {
+    snprintf(why, sizeof why, "protocol error in the attach stream (%s)", r->error);
+  } else if (res->ok && res->status == 200) { /* its output ended: it exited */
+    decoder_finish(&r->dec);
+    submit_batch(r);
+    finish(r, "container exited");
+    return;
+  } else if (res->status == 404) {
+    finish(r, "container removed");
+    return;
+  } else {
+    docker_describe_error(res, why, sizeof why);
+  }
+  submit_batch(r);
+  if (!streamed) {
+    /* Not attached (a daemon or proxy that refuses it): the container's
+     * start event starts a reader that reads its log. */
+    log_info(r->c->name, "cannot attach before its start (%s); its log is read once it starts",
+             why);
+    registry_attach_result(r->core->registry, REGISTRY_ATTACH_REFUSED);
+    close_reader(r, "not attached");
+    return;
+  }
+  char msg[400];
+  snprintf(msg, sizeof msg, "attach stream failed: %s; reading its log from the cursor", why);
+  stop_attaching(r);
+  go_backoff(r, msg);
 }
 
 /* --- the end of a stream ------------------------------------------------ */
@@ -367,6 +475,30 @@ void reader_resume(reader_t *r) {
 
 int reader_paused(const reader_t *r) { return r->paused; }
 
+void reader_container_started(reader_t *r, uint64_t event_ns, int64_t started_ns) {
+  if (r->attach == ATTACH_ANSWERED && started_ns > r->answered_ns + ATTACH_MARGIN_NS) {
+    char why[64];
+    snprintf(why, sizeof why, "started %.3f s after the answer",
+             (double)(started_ns - r->answered_ns) / 1e9);
+    confirm_attach(r, why);
+    return;
+  }
+  if (r->attach != ATTACH_SENT && r->attach != ATTACH_ANSWERED) return;
+  /* Started before the attach was surely in place: its log has every line
+   * from the start, the attach stream maybe not. Nothing of the attach
+   * stream was taken yet. */
+  log_debug(r->c->name, "started before the attach was in place (%.3f s after the answer): "
+            "reading its log", r->attach == ATTACH_SENT ? 0.0
+            : (double)(started_ns - r->answered_ns) / 1e9);
+  registry_attach_result(r->core->registry, REGISTRY_ATTACH_LATE);
+  uv_timer_stop(&r->life);
+  http_cancel(r->req);
+  r->req = NULL;
+  stop_attaching(r);
+  r->event_ns = event_ns;
+  connect_stream(r);
+}
+
 void reader_container_died(reader_t *r) {
   if (r->state == READER_STREAMING) reader_set_state(r, READER_DRAINING, "container died");
 }
@@ -384,7 +516,7 @@ int reader_rename(reader_t *r, const char *name) {
 /* --- life --------------------------------------------------------------- */
 
 reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns) {
+                       uint64_t event_ns, int attach) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->core = core;
@@ -395,6 +527,10 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
   r->event_ns = event_ns;
   r->state = READER_CLOSED; /* becomes CONNECTING below */
   decoder_init(&r->dec, c->tty, core->cfg->frame_max, core->cfg->line_max, on_line, r);
+  if (attach) {
+    r->attach = ATTACH_SENT;
+    decoder_untimed(&r->dec);
+  }
   uv_timer_init(core->loop, &r->life);
   uvh_opened((uv_handle_t *)&r->life);
   uv_timer_init(core->loop, &r->flush);

@@ -23,6 +23,21 @@
  *   any -> STOPPING -> CLOSED     reader_stop, or the container is gone
  *                                 (404, 409, 501 or not running at EOF)
  *
+ * A --rm container (HostConfig.AutoRemove) takes its log with it moments
+ * after it exits, so its reader may be started when it is created, before
+ * its start (reader_start with attach): it then reads an attach stream
+ * (docker_attach) instead of logs requests, which gets every line however
+ * short the job. Its lines carry the time they arrived, made strictly
+ * increasing (each line its own cursor key). An attach stream is never
+ * paused (the daemon would hold the container's writes) nor cycled; it ends
+ * when the container exits, and the reader finishes. When the daemon refuses
+ * the attach, the reader closes (one line at info level) and the start
+ * event starts an ordinary reader; when the container starts before the
+ * attach is answered, or the attach stream breaks, the reader goes on with
+ * logs requests from the cursor. An engine stopped in the middle of such a
+ * job may read the lines of its last resume_margin seconds again at its
+ * next run (their arrival times are not the daemon's timestamps).
+ *
  * A reader owns one request at a time and two timers (its lifetime timer:
  * cycle or backoff; and the batch flush timer). Closing is asynchronous:
  * once both timers' close callbacks ran, the registry frees the reader.
@@ -54,9 +69,9 @@ typedef struct reader reader_t;
  * its logs request is made before reader_start returns, with nothing in
  * front of it. event_ns > 0: the uv_hrtime at which the container's start
  * event arrived; the time from then to the request being written goes to
- * registry_start_latency. */
+ * registry_start_latency. attach: read an attach stream (above). */
 reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns);
+                       uint64_t event_ns, int attach);
 
 /* Stops the reader: cancels its request, hands its partial batch to the
  * pipeline (nothing read is lost), closes its timers. Idempotent, safe in
@@ -70,6 +85,13 @@ int reader_paused(const reader_t *r);
 /* Stops the reader because a reload deselected its container (like
  * reader_stop, with that reason in the log). */
 void reader_deselect(reader_t *r);
+
+/* The container started (an event that arrived at event_ns, uv_hrtime;
+ * started_ns: the event's time, the daemon's wall clock). An attach stream
+ * answered more than 50 ms before started_ns was in place before the start:
+ * its data flows from now on. One not answered yet, or answered later, is
+ * given up, before any of its data was taken, for logs requests. */
+void reader_container_started(reader_t *r, uint64_t event_ns, int64_t started_ns);
 
 /* The container died (an event): the stream will end after the last line. */
 void reader_container_died(reader_t *r);

@@ -52,9 +52,9 @@ const double registry_start_bounds[REGISTRY_START_BUCKETS] = {
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1};
 
 static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns,
-                        uint64_t event_ns) {
+                        uint64_t event_ns, int attach) {
   r->stats.by_state[READER_CLOSED]++; /* a new reader starts out closed */
-  e->reader = reader_start(r->core, c, e->cursor, since_ns, event_ns);
+  e->reader = reader_start(r->core, c, e->cursor, since_ns, event_ns, attach);
   if (!e->reader) {
     r->stats.by_state[READER_CLOSED]--;
     log_error(c->name, "out of memory: cannot follow this container");
@@ -66,7 +66,8 @@ static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since
   return 0;
 }
 
-int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns) {
+static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns,
+                  int created) {
   if (r->stopping || r->core->stopping) return -1;
   entry_t *e = find_entry(r, c->id);
   if (!e) {
@@ -104,7 +105,15 @@ int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t ev
     return -1;
   }
   e->over_limit = 0;
-  return start_reader(r, e, c, since_ns, event_ns);
+  return start_reader(r, e, c, since_ns, event_ns, created);
+}
+
+int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns) {
+  return attach(r, c, since_ns, event_ns, 0);
+}
+
+int registry_attach_created(registry_t *r, container_t *c, int64_t since_ns) {
+  return attach(r, c, since_ns, 0, 1);
 }
 
 reader_t *registry_find(registry_t *r, const char *id) {
@@ -158,6 +167,10 @@ void registry_state_changed(registry_t *r, reader_t *rd, int from, int to) {
 
 void registry_cycled(registry_t *r) { r->stats.cycled++; }
 
+void registry_attach_result(registry_t *r, int result) {
+  if ((unsigned)result < sizeof r->stats.attach / sizeof *r->stats.attach) r->stats.attach[result]++;
+}
+
 void registry_start_latency(registry_t *r, uint64_t ns) {
   double s = (double)ns / 1e9;
   size_t i = 0;
@@ -182,7 +195,7 @@ void registry_reader_closed(registry_t *r, reader_t *rd) {
     container_t *c = e->reattach_c;
     e->reattach = 0;
     e->reattach_c = NULL;
-    start_reader(r, e, c, e->reattach_since, 0);
+    start_reader(r, e, c, e->reattach_since, 0, 0);
     container_unref(c);
   } else if (e && e->forget) {
     drop_entry(r, e);

@@ -29,6 +29,9 @@ extern const double registry_start_bounds[REGISTRY_START_BUCKETS];
 
 typedef struct registry_stats {
   uint64_t live, started, stopped, cycled;
+  /* attach streams of --rm containers (reader.h): in place before the
+   * start; answered too late (the log was read instead); refused */
+  uint64_t attach[3];
   uint64_t by_state[8]; /* indexed by reader_state_t */
   /* start event to logs request: counts per bucket (not cumulative; the
    * last one counts the slower ones) and the sum in ns */
@@ -45,6 +48,11 @@ registry_t *registry_new(core_t *core);
  * histogram (0: not started by an event). Returns 0 (also when a reader was
  * live already), or -1 when out of memory or stopping. */
 int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns);
+
+/* Like registry_attach for a --rm container that is created and not started
+ * yet: its reader reads an attach stream (reader.h). A later
+ * registry_attach for its start event finds that reader live. */
+int registry_attach_created(registry_t *r, container_t *c, int64_t since_ns);
 
 /* The live reader of a container, or NULL. */
 struct reader *registry_find(registry_t *r, const char *id);
@@ -68,6 +76,10 @@ void registry_unreadable(registry_t *r, const char *id);
 /* Called by readers only: the logs request of a container started by an
  * event was written ns nanoseconds after the event arrived. */
 void registry_start_latency(registry_t *r, uint64_t ns);
+
+/* Called by readers only: how an attach stream went (REGISTRY_ATTACH_*). */
+enum { REGISTRY_ATTACH_IN_TIME, REGISTRY_ATTACH_LATE, REGISTRY_ATTACH_REFUSED };
+void registry_attach_result(registry_t *r, int result);
 
 /* Called by readers only: a reader cycled its stream. */
 void registry_cycled(registry_t *r);

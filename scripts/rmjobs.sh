@@ -13,7 +13,8 @@
 # histogram of the latency from a container's
 # `start` event to its logs request being written (when the engine has it).
 # MODE: stdout (default), stderr (every line to stdout and to stderr) or
-# tty (docker run -t). Bounded: at most 200 jobs, 200 lines each, and 60 s
+# tty (docker run -t). RMJOBS_LOG_LEVEL=debug shows each lossy job's
+# reader states; RMJOBS_KEEP_LOG=FILE keeps the engine's log there. Bounded: at most 200 jobs, 200 lines each, and 60 s
 # of waiting for the last lines; the engine and every job are stopped.
 set -eu
 cd "$(dirname "$0")/.."
@@ -35,6 +36,7 @@ port=$((20000 + $$ % 20000))
 engine_pid=
 cleanup() {
   [ -n "$engine_pid" ] && kill "$engine_pid" 2>/dev/null || true
+  [ -n "${RMJOBS_KEEP_LOG:-}" ] && cp "$dir/err" "$RMJOBS_KEEP_LOG" 2>/dev/null
   rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -44,7 +46,7 @@ return {
   docker = { host = "$HOST" },
   select = { include = { name = { "$prefix-*" } } },
   batch = { flush_interval = 0.1 },
-  engine = { metrics = { listen = "127.0.0.1:$port" } },
+  engine = { metrics = { listen = "127.0.0.1:$port" }, log_level = "${RMJOBS_LOG_LEVEL:-info}" },
   outputs = { { type = "stdout", format = "json" } },
 }
 EOF
@@ -100,7 +102,7 @@ while :; do
 done
 
 hist=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" |
-       grep '^engine_start_to_request_seconds' || true)
+       grep '^engine_start_to_request_seconds\|^engine_docker_attach_total' || true)
 kill -INT "$engine_pid"
 rc=0
 wait "$engine_pid" || rc=$?

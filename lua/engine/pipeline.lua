@@ -3,7 +3,7 @@
 -- checking them again.
 --
 -- validate(tbl, path) returns a new table:
---   docker  = { host = string|nil, read_delay = seconds|nil,
+--   docker  = { host = string|nil, read_delay = seconds|nil, attach = boolean|nil,
 --               tls = { ca = path|nil, cert = path|nil, key = path|nil }|nil }
 --   select  = { include = { name = {..}, id = {..}, label = {..}, image = {..} },
 --               exclude = { same } }            -- every list present, maybe empty
@@ -211,12 +211,12 @@ function Check:nonempty_string(v, where)
   return v
 end
 
--- docker = { host = "unix:///...", read_delay = seconds,
+-- docker = { host = "unix:///...", read_delay = seconds, attach = boolean,
 --            tls = { ca = path, cert = path, key = path } }
 function Check:docker(v)
   if v == nil then return {} end
   self:table(v, "docker")
-  self:keys(v, { host = true, read_delay = true, tls = true }, "docker")
+  self:keys(v, { host = true, read_delay = true, attach = true, tls = true }, "docker")
   local out = {}
   if v.host ~= nil then out.host = self:docker_host(v.host, "docker.host") end
   if v.tls ~= nil then
@@ -233,6 +233,10 @@ function Check:docker(v)
   if v.read_delay ~= nil then
     out.read_delay = self:nonnegative(v.read_delay, "docker.read_delay")
     if out.read_delay > 10 then self:fail("docker.read_delay", "must be at most 10 seconds") end
+  end
+  if v.attach ~= nil then
+    if type(v.attach) ~= "boolean" then self:fail("docker.attach", "must be true or false") end
+    out.attach = v.attach
   end
   return out
 end

@@ -53,12 +53,15 @@ typedef struct decoder {
   char error[128];
   int raw_cont;
   decode_buf_t probe;
+  int untimed;
+  int64_t now;
 } decoder_t;
 void decoder_init(decoder_t *d, int raw, size_t frame_max, size_t line_max,
                   decode_line_fn on_line, void *ud);
 int decoder_feed(decoder_t *d, const char *buf, size_t len);
 void decoder_finish(decoder_t *d);
 void decoder_reset(decoder_t *d);
+void decoder_untimed(decoder_t *d);
 int64_t decoder_pending_ts(const decoder_t *d);
 void decoder_free(decoder_t *d);
 
@@ -198,13 +201,15 @@ end
 local Decoder = {}
 Decoder.__index = Decoder
 
--- opts: raw (bool), frame_max, line_max (0: default).
+-- opts: raw (bool), frame_max, line_max (0: default), untimed (bool: an
+-- attach stream; set d.cd.now before each feed).
 function M.decoder(opts)
   opts = opts or {}
   local d = setmetatable({ lines = {} }, Decoder)
   d.cd = ffi.gc(ffi.new("decoder_t"), C.decoder_free)
   C.decoder_init(d.cd, opts.raw and 1 or 0, opts.frame_max or 0,
                  opts.line_max or 0, get_callback(), nil)
+  if opts.untimed then C.decoder_untimed(d.cd) end
   return d
 end
 

@@ -530,3 +530,46 @@ describe("decoder, raw (TTY)", function()
     assert.same({ { stream = E.STDOUT, ts = TS_NS, line = text, flags = E.UNTERMINATED } }, lines)
   end)
 end)
+
+describe("decoder, attach stream (untimed)", function()
+  teardown(function() E.release() end)
+
+  it("stamps each multiplexed line with the time its first byte came, across frames", function()
+    local d = E.decoder({ untimed = true })
+    d.cd.now = 100
+    assert.equals(0, d:feed(frame(1, "first li") .. frame(2, "err 1\n")))
+    d.cd.now = 200
+    -- a frame boundary is no line boundary; a timestamp-like text is content
+    assert.equals(0, d:feed(frame(1, "ne\n" .. TS .. " x\n")))
+    assert.equals(0, d:feed(frame(1, "tail")))
+    d:finish()
+    assert.same({
+      { stream = E.STDERR, ts = 100, line = "err 1", flags = 0 },
+      { stream = E.STDOUT, ts = 100, line = "first line", flags = 0 },
+      { stream = E.STDOUT, ts = 200, line = TS .. " x", flags = 0 },
+      { stream = E.STDOUT, ts = 200, line = "tail", flags = E.UNTERMINATED },
+    }, d.lines)
+  end)
+
+  it("reads a TTY stream as stdout lines without their '\\r', split anywhere", function()
+    local d = E.decoder({ raw = true, untimed = true })
+    d.cd.now = 7
+    local text = "a 1\r\nb 2\r\n" .. string.rep("c", CHUNK + 10) .. "\r\n"
+    for i = 1, #text, 1000 do assert.equals(0, d:feed(text:sub(i, i + 999))) end
+    assert.same({ "a 1", "b 2", string.rep("c", CHUNK + 10) }, texts(d.lines))
+    for _, l in ipairs(d.lines) do
+      assert.equals(7, tonumber(l.ts))
+      assert.equals(E.STDOUT, l.stream)
+    end
+  end)
+
+  it("cuts a line over line_max into pieces, and keeps the mode through a reset", function()
+    local d = E.decoder({ untimed = true, line_max = 4 })
+    d.cd.now = 1
+    E.C.decoder_reset(d.cd)
+    assert.equals(1, d.cd.untimed)
+    assert.equals(0, d:feed(frame(1, "abcdefgh\n")))
+    assert.same({ "abcd", "efgh" }, texts(d.lines))
+    assert.equals(E.TRUNCATED, d.lines[1].flags)
+  end)
+end)

@@ -178,6 +178,12 @@ describe("engine.pipeline.validate", function()
     assert.equal(0.5, validator.validate({ docker = { read_delay = 0.5 } }).docker.read_delay)
   end)
 
+  it("takes docker.attach as true or false", function()
+    fails({ docker = { attach = "yes" } }, "docker.attach must be true or false")
+    assert.is_false(validator.validate({ docker = { attach = false } }).docker.attach)
+    assert.is_nil(validator.validate({ docker = {} }).docker.attach)
+  end)
+
   it("rejects a single output table given instead of a list", function()
     fails({ outputs = { type = "stdout" } }, "outputs must be a list of outputs")
   end)
