@@ -410,8 +410,8 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
   } else {
     size_t pending = output_pending(o);
     if (pending)
-      log_warn(NULL, "output %s: %zu batches not delivered at stop; the next run reads them again",
-               o->name, pending);
+      log_warn(NULL, "output %s: %zu batches not delivered at stop; left unacknowledged (with "
+               "a state_dir, the next run reads them again)", o->name, pending);
   }
   uvh_close((uv_handle_t *)&o->retry, handle_closed);
   output_handle_closed(o);

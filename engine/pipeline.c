@@ -463,8 +463,9 @@ static void *pipeline_thread(void *arg)
     }
   }
   if (atomic_load(&p->discarded))
-    log_warn(NULL, "stop ran out of time: %llu records were not delivered; the next run reads "
-             "them again from the saved cursors", (unsigned long long)atomic_load(&p->discarded));
+    log_warn(NULL, "stop ran out of time: %llu records were not delivered; left unacknowledged "
+             "(with a state_dir, the next run reads them again from the saved cursors)",
+             (unsigned long long)atomic_load(&p->discarded));
   program_stop(p, p->prog);
   atomic_store(&p->done, 1);
   uv_async_send(&p->async);
