@@ -62,8 +62,9 @@ $(B)/libengine.a: $(OBJS)
 $(B)/libengine.so: $(OBJS)
 	$(CC) -shared -Wl,-soname,libengine.so.0 $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(B)/libengine-test.so: $(TEST_OBJS)
-	$(CC) -shared $(ALL_CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
+$(B)/libengine-test.so: $(TEST_OBJS) spec/support/ffi/sizes.c $(HDRS)
+	$(CC) -shared $(ALL_CFLAGS) -Iengine -o $@ $(TEST_OBJS) spec/support/ffi/sizes.c \
+	  $(LDFLAGS) $(LDLIBS)
 
 # pkg-config's description of the installed library (make install).
 $(B)/engine.pc: Makefile | $(B)/obj

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backoff.h"
 #include "checkpoint.h"
 #include "container.h"
 #include "discovery.h"
@@ -49,7 +50,7 @@ struct discovery {
   size_t n_prepared;
   uv_timer_t timer;         /* events backoff and reconcile */
   int events_backoff_pending;
-  double backoff;
+  backoff_t backoff;        /* events stream reconnections */
   int64_t events_since;     /* last event time seen, ns */
   uint64_t next_reconcile;  /* uv_now ms */
   char *evbuf;              /* an unfinished events line */
@@ -367,7 +368,7 @@ static void on_events_headers(void *ud, long status, const char *content_type) {
 
 static int on_events_body(void *ud, const char *data, size_t len) {
   discovery_t *d = ud;
-  d->backoff = d->core->cfg->backoff_initial;
+  backoff_reset(&d->backoff);
   while (len) {
     const char *nl = memchr(data, '\n', len);
     size_t n = nl ? (size_t)(nl - data) : len;
@@ -409,10 +410,8 @@ static void on_events_done(void *ud, const http_result_t *res) {
   if (res->ok && res->status == 200) snprintf(why, sizeof why, "the daemon ended the events stream");
   else docker_describe_error(res, why, sizeof why);
   docker_state(d, 0, why);
-  double delay = d->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+  double delay = backoff_next(&d->backoff);
   log_warn(NULL, "events stream: %s; reconnecting in %.2f s", why, delay);
-  d->backoff *= 2;
-  if (d->backoff > d->core->cfg->backoff_max) d->backoff = d->core->cfg->backoff_max;
   d->events_backoff_pending = 1;
   d->next_reconcile = uv_now(d->core->loop) + (uint64_t)(delay * 1000);
   schedule(d);
@@ -472,7 +471,7 @@ discovery_t *discovery_start(core_t *core, void (*ready)(void *, const char *), 
   d->core = core;
   d->ready = ready;
   d->ready_ud = ud;
-  d->backoff = core->cfg->backoff_initial;
+  backoff_init(&d->backoff, core->cfg->backoff_initial, core->cfg->backoff_max);
   uv_timer_init(core->loop, &d->timer);
   uvh_opened((uv_handle_t *)&d->timer);
   d->timer.data = d;

@@ -218,7 +218,7 @@ static void reader_families(writer_t *w, const status_t *s) {
   static const char *const attach_results[] = {"in_time", "late", "refused"};
   for (int i = 0; i < 3; i++) sample_u(w, "engine_docker_attach_total", "result", attach_results[i], r->attach[i]);
   family(w, "engine_readers", "gauge", "Readers in each state.");
-  for (int st = READER_CONNECTING; st <= READER_CLOSED; st++)
+  for (int st = 0; st < READER_N_STATES; st++)
     sample_u(w, "engine_readers", "state", reader_state_name((reader_state_t)st), r->by_state[st]);
   family(w, "engine_start_to_request_seconds", "histogram",
          "Time from a container's start event to its logs request being written.");

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backoff.h"
 #include "batch.h"
 #include "decode.h"
 #include "docker.h"
@@ -25,7 +26,7 @@ struct reader {
   int open_handles;
   decoder_t dec;
   batch_t *batch;          /* open batch, or NULL */
-  double backoff;          /* the next delay, seconds */
+  backoff_t backoff;       /* reconnection delays */
   int64_t initial_since;   /* where to start while the cursor is empty */
   uint64_t stream_started; /* uv_now when the current request was made */
   uint64_t stream_lines;   /* lines delivered by the current request */
@@ -61,6 +62,9 @@ static const char *const state_names[] = {
     "connecting", "streaming", "cycling", "draining",
     "inspecting", "backoff",   "stopping", "closed",
 };
+
+_Static_assert(sizeof state_names / sizeof *state_names == READER_N_STATES,
+               "a name for every reader state");
 
 const char *reader_state_name(reader_state_t s) {
   return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s] : "?";
@@ -186,12 +190,9 @@ static void on_life(uv_timer_t *t) {
 /* Reconnects after an exponential, jittered delay. An error is counted and
  * logged as a warning; a retry that is no error is logged at debug level. */
 static void retry_later(reader_t *r, const char *why, int is_error) {
-  const config_t *cfg = r->core->cfg;
-  double delay = r->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+  double delay = backoff_next(&r->backoff);
   if (is_error) r->errors++;
   log_msg(is_error ? LOG_WARN : LOG_DEBUG, r->c->name, "%s; reconnecting in %.2f s", why, delay);
-  r->backoff *= 2;
-  if (r->backoff > cfg->backoff_max) r->backoff = cfg->backoff_max;
   reader_set_state(r, READER_BACKOFF, why);
   uv_timer_start(&r->life, on_life, ms(delay), 0);
 }
@@ -202,7 +203,7 @@ static void on_logs_headers(void *ud, long status, const char *content_type) {
   reader_t *r = ud;
   if (status != 200) return;
   reader_set_state(r, READER_STREAMING, NULL);
-  r->backoff = r->core->cfg->backoff_initial;
+  backoff_reset(&r->backoff);
   if (r->attach == ATTACH_SENT) { /* held until the start event's verdict */
     r->attach = ATTACH_ANSWERED;
     r->answered_ns = ts_now();
@@ -523,7 +524,7 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
   r->c = container_ref(c);
   r->cursor = cursor;
   r->initial_since = since_ns;
-  r->backoff = core->cfg->backoff_initial;
+  backoff_init(&r->backoff, core->cfg->backoff_initial, core->cfg->backoff_max);
   r->event_ns = event_ns;
   r->state = READER_CLOSED; /* becomes CONNECTING below */
   decoder_init(&r->dec, c->tty, core->cfg->frame_max, core->cfg->line_max, on_line, r);

@@ -59,6 +59,7 @@ typedef enum reader_state {
   READER_BACKOFF,
   READER_STOPPING,
   READER_CLOSED,
+  READER_N_STATES
 } reader_state_t;
 
 typedef struct reader reader_t;

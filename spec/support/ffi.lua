@@ -140,6 +140,18 @@ local lib = (os.getenv("ENGINE_LIB") or "build/libengine-test.so"):gsub("libengi
 local C = ffi.load(lib)
 M.C = C
 
+-- The declarations above are copies of the headers': a struct whose size
+-- differs from the C one's fails here, loudly, rather than as a crash.
+ffi.cdef("size_t engine_test_sizeof(const char *name);")
+for _, name in ipairs { "decode_line_t", "decode_buf_t", "decode_partial_t", "decoder_t",
+                        "cursor_key_t", "cursor_state_t", "select_rule_t", "selection_t" } do
+  local c_size = tonumber(C.engine_test_sizeof(name))
+  if c_size ~= ffi.sizeof(name) then
+    error(string.format("spec/support/ffi.lua: %s is %d bytes here but %d in the C headers: "
+                        .. "copy the header's declaration again", name, ffi.sizeof(name), c_size), 0)
+  end
+end
+
 -- Constants from the headers' #defines.
 M.TS_LEN = 30
 M.STDOUT, M.STDERR, M.SYSERR = 1, 2, 3
