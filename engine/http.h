@@ -1,6 +1,7 @@
-/* http.h - HTTP GET requests on the engine's libuv loop, through libcurl's
- * multi socket interface (a uv_poll_t per socket, one uv_timer_t for
- * libcurl's timer). No thread, no blocking call.
+/* http.h - HTTP requests (GET, and POST with a body: http_opts_t) on the
+ * engine's libuv loop, through libcurl's multi socket interface (a
+ * uv_poll_t per socket, one uv_timer_t for libcurl's timer). No thread, no
+ * blocking call.
  *
  * A new request is started at once: the libcurl call that follows the
  * callback or the libcurl return that queued it connects and writes it, so
