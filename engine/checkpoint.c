@@ -29,11 +29,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "idtable.h"
 #include "log.h"
 #include "json.h"
 #include "uvh.h"
 
-#define BUCKETS 256
 #define FILE_NAME "cursors.json"
 #define FILE_MAX ((size_t)256 * 1024 * 1024)
 #define ENTRY_MAX ((size_t)8 * 1024 * 1024)
@@ -43,10 +43,10 @@
 #define CP_KEYS 16384
 
 typedef struct cp_entry {
+  idlink_t link;            /* in the checkpoint's table, by id */
   char id[65];
   cursor_t *acked;
   uint64_t missing_since;   /* uv_now when a list first lacked it; 0: listed */
-  struct cp_entry *next;
 } cp_entry_t;
 
 /* One container in a save's snapshot. */
@@ -75,8 +75,7 @@ struct checkpoint {
   char *dir, *path, *tmp;
   int64_t margin;
   int do_fsync;
-  cp_entry_t *buckets[BUCKETS];
-  size_t count;
+  idtable_t entries;        /* cp_entry_t by container id (entries.count) */
   int dirty;
   uv_timer_t timer;
   int timer_open;
@@ -89,16 +88,16 @@ struct checkpoint {
   void *closed_ud;
 };
 
-static unsigned bucket_of(const char *id) {
-  unsigned h = 2166136261u;
-  for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
-  return h % BUCKETS;
-}
+static cp_entry_t *entry_of(idlink_t *l) { return l ? IDTABLE_ENTRY(l, cp_entry_t, link) : NULL; }
 
 static cp_entry_t *find(const checkpoint_t *cp, const char *id) {
-  for (cp_entry_t *e = cp->buckets[bucket_of(id)]; e; e = e->next)
-    if (strcmp(e->id, id) == 0) return e;
-  return NULL;
+  return entry_of(idtable_find(&cp->entries, id));
+}
+
+/* for (cp_entry_t *e = first(cp); e; e = next(cp, e)) */
+static cp_entry_t *first(const checkpoint_t *cp) { return entry_of(idtable_first(&cp->entries)); }
+static cp_entry_t *next(const checkpoint_t *cp, const cp_entry_t *e) {
+  return entry_of(idtable_next(&cp->entries, &e->link));
 }
 
 static cp_entry_t *add(checkpoint_t *cp, const char *id, cursor_t *acked) {
@@ -106,10 +105,7 @@ static cp_entry_t *add(checkpoint_t *cp, const char *id, cursor_t *acked) {
   if (!e) return NULL;
   snprintf(e->id, sizeof e->id, "%s", id);
   e->acked = acked;
-  unsigned b = bucket_of(e->id);
-  e->next = cp->buckets[b];
-  cp->buckets[b] = e;
-  cp->count++;
+  idtable_add(&cp->entries, &e->link, e->id);
   return e;
 }
 
@@ -127,22 +123,22 @@ static void snap_free(snap_entry_t *e, size_t n) {
 /* Copies every cursor that holds something, in id order (so the same
  * cursors always give the same text). Returns 0, or -1 when out of memory. */
 static int snapshot(const checkpoint_t *cp, snap_entry_t **out, size_t *n_out) {
-  snap_entry_t *e = calloc(cp->count ? cp->count : 1, sizeof *e);
+  size_t count = cp->entries.count;
+  snap_entry_t *e = calloc(count ? count : 1, sizeof *e);
   size_t n = 0;
   if (!e) return -1;
-  for (unsigned b = 0; b < BUCKETS; b++)
-    for (const cp_entry_t *c = cp->buckets[b]; c && n < cp->count; c = c->next) {
-      snap_entry_t *s = &e[n];
-      cursor_get_state(c->acked, &s->s);
-      if (!s->s.any) continue;
-      memcpy(s->id, c->id, sizeof s->id);
-      if (!(s->keys = malloc((s->s.n_keys ? s->s.n_keys : 1) * sizeof *s->keys))) {
-        snap_free(e, n);
-        return -1;
-      }
-      s->n = cursor_keys(c->acked, s->keys, s->s.n_keys);
-      n++;
+  for (const cp_entry_t *c = first(cp); c && n < count; c = next(cp, c)) {
+    snap_entry_t *s = &e[n];
+    cursor_get_state(c->acked, &s->s);
+    if (!s->s.any) continue;
+    memcpy(s->id, c->id, sizeof s->id);
+    if (!(s->keys = malloc((s->s.n_keys ? s->s.n_keys : 1) * sizeof *s->keys))) {
+      snap_free(e, n);
+      return -1;
     }
+    s->n = cursor_keys(c->acked, s->keys, s->s.n_keys);
+    n++;
+  }
   qsort(e, n, sizeof *e, cmp_snap);
   *out = e;
   *n_out = n;
@@ -301,14 +297,12 @@ static int load_entry(checkpoint_t *cp, const cJSON *c, int version) {
 }
 
 static void drop_all(checkpoint_t *cp) {
-  for (unsigned b = 0; b < BUCKETS; b++)
-    while (cp->buckets[b]) {
-      cp_entry_t *e = cp->buckets[b];
-      cp->buckets[b] = e->next;
-      cursor_free(e->acked);
-      free(e);
-    }
-  cp->count = 0;
+  for (cp_entry_t *e = first(cp), *after; e; e = after) {
+    after = next(cp, e);
+    idtable_remove(&cp->entries, &e->link);
+    cursor_free(e->acked);
+    free(e);
+  }
 }
 
 /* Loads cursors from text into cp. Returns 0, or -1 when it is malformed
@@ -588,8 +582,8 @@ checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *dir, double interval,
     rename(cp->path, bad);
     log_warn(NULL, "the cursor file %s could not be read; kept as %s, starting without cursors",
              cp->path, bad);
-  } else if (cp->count) {
-    log_info(NULL, "loaded the cursors of %zu containers from %s", cp->count, cp->path);
+  } else if (cp->entries.count) {
+    log_info(NULL, "loaded the cursors of %zu containers from %s", cp->entries.count, cp->path);
   }
   uv_timer_init(loop, &cp->timer);
   uvh_opened((uv_handle_t *)&cp->timer);
@@ -639,20 +633,17 @@ void checkpoint_ack(checkpoint_t *cp, const batch_t *b) {
   cp->dirty = 1;
 }
 
-/* Unlinks and frees the entry *p. */
-static void unlink_entry(checkpoint_t *cp, cp_entry_t **p) {
-  cp_entry_t *e = *p;
-  *p = e->next;
+/* Unlinks and frees e. */
+static void unlink_entry(checkpoint_t *cp, cp_entry_t *e) {
+  idtable_remove(&cp->entries, &e->link);
   cursor_free(e->acked);
   free(e);
-  cp->count--;
   cp->dirty = 1;
 }
 
 void checkpoint_forget(checkpoint_t *cp, const char *id) {
-  cp_entry_t **p = &cp->buckets[bucket_of(id)];
-  while (*p && strcmp((*p)->id, id) != 0) p = &(*p)->next;
-  if (*p) unlink_entry(cp, p);
+  cp_entry_t *e = find(cp, id);
+  if (e) unlink_entry(cp, e);
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -663,26 +654,23 @@ void checkpoint_reconcile(checkpoint_t *cp, const char **ids, size_t n, double g
   uint64_t now = uv_now(cp->loop) + 1, grace_ms = (uint64_t)(grace * 1000); /* 0 means listed */
   size_t pruned = 0;
   qsort(ids, n, sizeof *ids, cmp_str);
-  for (unsigned b = 0; b < BUCKETS; b++)
-    for (cp_entry_t **p = &cp->buckets[b]; *p;) {
-      cp_entry_t *e = *p;
-      const char *id = e->id;
-      if (bsearch(&id, ids, n, sizeof *ids, cmp_str)) {
-        e->missing_since = 0;
-      } else if (!e->missing_since) {
-        e->missing_since = now;
-      } else if (now - e->missing_since >= grace_ms) {
-        unlink_entry(cp, p);
-        pruned++;
-        continue;
-      }
-      p = &e->next;
+  for (cp_entry_t *e = first(cp), *after; e; e = after) {
+    after = next(cp, e);
+    const char *id = e->id;
+    if (bsearch(&id, ids, n, sizeof *ids, cmp_str)) {
+      e->missing_since = 0;
+    } else if (!e->missing_since) {
+      e->missing_since = now;
+    } else if (now - e->missing_since >= grace_ms) {
+      unlink_entry(cp, e);
+      pruned++;
     }
+  }
   if (pruned)
     log_info(NULL, "forgot the cursors of %zu containers the daemon no longer has", pruned);
 }
 
-size_t checkpoint_count(const checkpoint_t *cp) { return cp->count; }
+size_t checkpoint_count(const checkpoint_t *cp) { return cp->entries.count; }
 
 static void timer_closed(uv_handle_t *h) {
   checkpoint_t *cp = h->data;

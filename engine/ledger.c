@@ -2,32 +2,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "idtable.h"
 #include "ledger.h"
 
-#define BUCKETS 512
-
 typedef struct lentry {
+  idlink_t link;               /* in the ledger's table, by id */
   ledger_totals_t t;
-  struct lentry *chain;        /* bucket */
   struct lentry *older, *newer;/* retirement order */
 } lentry_t;
 
 struct ledger {
-  lentry_t *buckets[BUCKETS];
+  idtable_t entries;           /* lentry_t by container id (entries.count) */
   lentry_t *oldest, *newest;
-  size_t n, max;
+  size_t max;
 };
 
-static unsigned bucket_of(const char *id) {
-  unsigned h = 2166136261u;
-  for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
-  return h % BUCKETS;
-}
-
 static lentry_t *find(const ledger_t *l, const char *id) {
-  for (lentry_t *e = l->buckets[bucket_of(id)]; e; e = e->chain)
-    if (strcmp(e->t.id, id) == 0) return e;
-  return NULL;
+  idlink_t *k = idtable_find(&l->entries, id);
+  return k ? IDTABLE_ENTRY(k, lentry_t, link) : NULL;
 }
 
 ledger_t *ledger_new(size_t max) {
@@ -52,11 +44,8 @@ static void link_newest(ledger_t *l, lentry_t *e) {
 }
 
 static void drop(ledger_t *l, lentry_t *e) {
-  lentry_t **p = &l->buckets[bucket_of(e->t.id)];
-  while (*p != e) p = &(*p)->chain;
-  *p = e->chain;
+  idtable_remove(&l->entries, &e->link);
   unlink_order(l, e);
-  l->n--;
   free(e);
 }
 
@@ -66,14 +55,11 @@ void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines
   if (e) {
     unlink_order(l, e);
   } else {
-    if (l->n >= l->max) drop(l, l->oldest);
+    if (l->entries.count >= l->max) drop(l, l->oldest);
     if (!(e = calloc(1, sizeof *e))) return;
     snprintf(e->t.id, sizeof e->t.id, "%s", id);
     e->t.newest = -1;
-    unsigned b = bucket_of(e->t.id);
-    e->chain = l->buckets[b];
-    l->buckets[b] = e;
-    l->n++;
+    idtable_add(&l->entries, &e->link, e->t.id);
   }
   link_newest(l, e);
   snprintf(e->t.name, sizeof e->t.name, "%s", name ? name : "");

@@ -2,13 +2,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
+#include "idtable.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
 
-#define BUCKETS 1024
-
 typedef struct entry {
+  idlink_t link;           /* in the registry's table, by id */
   char id[65];
   cursor_t *cursor;
   reader_t *reader;        /* live reader, or NULL */
@@ -18,28 +18,27 @@ typedef struct entry {
   int forget;              /* forget the entry once its reader is gone */
   int unreadable;          /* its log driver cannot be read: never attach */
   int over_limit;          /* refused for max_readers (warned once) */
-  struct entry *next;      /* bucket chain */
 } entry_t;
 
 struct registry {
   core_t *core;
-  entry_t *buckets[BUCKETS];
+  idtable_t entries;       /* entry_t by container id */
   registry_stats_t stats;
   int stopping;
   void (*stopped)(void *);
   void *stopped_ud;
 };
 
-static unsigned bucket_of(const char *id) {
-  unsigned h = 2166136261u;
-  for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
-  return h % BUCKETS;
-}
+static entry_t *entry_of(idlink_t *l) { return l ? IDTABLE_ENTRY(l, entry_t, link) : NULL; }
 
 static entry_t *find_entry(const registry_t *r, const char *id) {
-  for (entry_t *e = r->buckets[bucket_of(id)]; e; e = e->next)
-    if (strcmp(e->id, id) == 0) return e;
-  return NULL;
+  return entry_of(idtable_find(&r->entries, id));
+}
+
+/* for (entry_t *e = first(r); e; e = next(r, e)) */
+static entry_t *first(const registry_t *r) { return entry_of(idtable_first(&r->entries)); }
+static entry_t *next(const registry_t *r, const entry_t *e) {
+  return entry_of(idtable_next(&r->entries, &e->link));
 }
 
 registry_t *registry_new(core_t *core) {
@@ -81,9 +80,7 @@ static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t even
       free(e);
       return -1;
     }
-    unsigned b = bucket_of(e->id);
-    e->next = r->buckets[b];
-    r->buckets[b] = e;
+    idtable_add(&r->entries, &e->link, e->id);
   }
   e->forget = 0;
   if (e->unreadable) return 0;
@@ -122,9 +119,7 @@ reader_t *registry_find(registry_t *r, const char *id) {
 }
 
 static void drop_entry(registry_t *r, entry_t *e) {
-  entry_t **p = &r->buckets[bucket_of(e->id)];
-  while (*p != e) p = &(*p)->next;
-  *p = e->next;
+  idtable_remove(&r->entries, &e->link);
   cursor_free(e->cursor);
   container_unref(e->reattach_c);
   free(e);
@@ -150,11 +145,10 @@ void registry_stop_all(registry_t *r, void (*done)(void *), void *ud) {
   r->stopping = 1;
   r->stopped = done;
   r->stopped_ud = ud;
-  for (unsigned b = 0; b < BUCKETS; b++)
-    for (entry_t *e = r->buckets[b]; e; e = e->next) {
-      e->reattach = 0;
-      if (e->reader) reader_stop(e->reader);
-    }
+  for (entry_t *e = first(r); e; e = next(r, e)) {
+    e->reattach = 0;
+    if (e->reader) reader_stop(e->reader);
+  }
   check_stopped(r);
 }
 
@@ -204,23 +198,20 @@ void registry_reader_closed(registry_t *r, reader_t *rd) {
 }
 
 void registry_resume_paused(registry_t *r) {
-  for (unsigned b = 0; b < BUCKETS; b++)
-    for (entry_t *e = r->buckets[b]; e; e = e->next)
-      if (e->reader) reader_resume(e->reader);
+  for (entry_t *e = first(r); e; e = next(r, e))
+    if (e->reader) reader_resume(e->reader);
 }
 
 void registry_each(registry_t *r, void (*fn)(void *, reader_t *), void *ud) {
-  for (unsigned b = 0; b < BUCKETS; b++)
-    for (entry_t *e = r->buckets[b]; e; e = e->next)
-      if (e->reader) fn(ud, e->reader);
+  for (entry_t *e = first(r); e; e = next(r, e))
+    if (e->reader) fn(ud, e->reader);
 }
 
 void registry_free(registry_t *r) {
   if (!r) return;
-  for (unsigned b = 0; b < BUCKETS; b++)
-    for (entry_t *e = r->buckets[b], *next; e; e = next) {
-      next = e->next;
-      drop_entry(r, e);
-    }
+  for (entry_t *e = first(r), *after; e; e = after) {
+    after = next(r, e);
+    drop_entry(r, e);
+  }
   free(r);
 }
