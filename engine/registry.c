@@ -99,7 +99,7 @@ static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t even
     if (!e->over_limit)
       log_warn(c->name, "not followed: max_readers (%zu) readers are live", r->core->cfg->max_readers);
     e->over_limit = 1;
-    return -1;
+    return -1; // NOLINT(clang-analyzer-unix.Malloc): a new e is held by r->entries
   }
   e->over_limit = 0;
   return start_reader(r, e, c, since_ns, event_ns, created);
