@@ -26,6 +26,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
+#include "tap.h"
 #include "reader.h"
 #include "registry.h"
 #include "status.h"
@@ -42,6 +43,7 @@ struct engine {
   uv_loop_t loop;
   core_t core;
   discovery_t *discovery;
+  tap_t *tap;               /* records for /tap, with the metrics endpoint */
   uv_async_t wake;          /* engine_stop from any thread, and reloads */
   pthread_mutex_t reload_mu;/* guards new_select */
   selection_t new_select;   /* a reload's selection, for the loop to apply */
@@ -454,7 +456,9 @@ static status_t *collect_status(void *ud) {
   status_source_t src = {e->discovery, e->events_reconnects,
                          e->pipeline_started && !e->pipeline_exited, e->stopping};
   if (e->discovery) src.events_reconnects = discovery_reconnects(e->discovery);
-  return status_collect(&e->core, &src);
+  status_t *s = status_collect(&e->core, &src);
+  if (s) s->tap_dropped = tap_dropped(e->tap);
+  return s;
 }
 
 /* --- open files --------------------------------------------------------- */
@@ -565,6 +569,8 @@ int engine_run(engine_t *e, int handle_signals) {
   if (e->cfg.metrics_listen && !e->core.ledger) /* per-container counts outlive readers */
     e->core.ledger = ledger_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers
                                                                       : 1024);
+  if (e->cfg.metrics_listen && !e->tap && (e->tap = tap_new()))
+    pipeline_set_tap(e->pipeline, e->tap); /* before its thread starts */
   if (!start_failure && e->cfg.metrics_listen &&
       !(e->metrics = metrics_start(&e->loop, e->cfg.metrics_listen, e->cfg.metrics_max_containers,
                                    collect_status, e, err, sizeof err))) {
@@ -572,6 +578,7 @@ int engine_run(engine_t *e, int handle_signals) {
     fail(e, err);
     start_failure = "the metrics endpoint cannot start";
   }
+  if (e->metrics) metrics_set_tap(e->metrics, e->tap);
   uv_async_init(&e->loop, &e->wake, on_wake);
   init_handle((uv_handle_t *)&e->wake, e);
   uv_timer_init(&e->loop, &e->stop_timer);
@@ -694,6 +701,7 @@ void engine_free(engine_t *e) {
   registry_free(e->core.registry);
   ledger_free(e->core.ledger);
   pipeline_free(e->pipeline);
+  tap_free(e->tap); /* after the pipeline thread and the metrics endpoint */
   config_free(&e->cfg);
   if (e->have_new_select) selection_free(&e->new_select);
   pthread_mutex_destroy(&e->reload_mu);

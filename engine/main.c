@@ -4,6 +4,8 @@
  *   engine check FILE                     load and validate FILE, no Docker
  *   engine test FILE [CASES...]           FILE's filters on test cases (filtertest.h)
  *   engine top [URL] [-n COUNT] [-d SECONDS]   a live view (top.h)
+ *   engine tap [URL] [--filter N | --output N] [--select GLOB] [--limit N]
+ *                                              a live sample of records (tap_cli.h)
  *   engine version | --help
  *
  * Exit codes: 0 clean stop, 2 bad pipeline or arguments, 1 runtime failure. */
@@ -18,6 +20,7 @@
 #include "filtertest.h"
 #include "log.h"
 #include "timestamp.h"
+#include "tap_cli.h"
 #include "top.h"
 
 static const char usage[] =
@@ -26,6 +29,7 @@ static const char usage[] =
     "       engine check PIPELINE.lua\n"
     "       engine test PIPELINE.lua [CASES.jsonl ...]\n"
     "       engine top [URL] [-n COUNT] [-d SECONDS]\n"
+    "       engine tap [URL] [--filter NAME | --output NAME] [--select GLOB] [--limit N]\n"
     "       engine version\n"
     "       engine --help\n"
     "\n"
@@ -89,6 +93,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(argv[1], "top")) return top_main(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "tap")) return tap_main(argc - 1, argv + 1);
   if (!strcmp(argv[1], "test")) {
     char dirbuf[PATH_MAX + 32];
     return filtertest_main(argc - 1, argv + 1, find_lua_dir(dirbuf, sizeof dirbuf));

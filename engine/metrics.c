@@ -16,12 +16,14 @@
 #include <strings.h>
 #include "log.h"
 #include "metrics.h"
+#include "tap.h"
 #include "uvh.h"
 
 #define MAX_CONNS 64
 #define HEAD_TIMEOUT_MS 3000
 #define CONN_TIMEOUT_MS 10000
 #define SWEEP_MS 500
+#define TAP_PUMP_MS 100
 
 typedef struct conn {
   uv_tcp_t tcp;
@@ -34,6 +36,10 @@ typedef struct conn {
   int answered;
   int closing;              /* closed or evicted: no longer counted in n_conns */
   strbuf_t resp;
+  tap_client_t *tap;        /* a /tap connection's client, or NULL */
+  char *tap_buf;            /* the records being written */
+  int tap_writing, tap_done;
+  uint64_t tap_since;       /* uv_now when the write in flight began */
   struct conn *next, *prev;
 } conn_t;
 
@@ -41,6 +47,9 @@ struct metrics {
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t sweep;
+  uv_timer_t pump;          /* moves tapped records while a tap is open */
+  tap_t *tap;
+  size_t n_taps;            /* tap connections open */
   int open_handles;         /* listener, timer and connections not yet closed */
   int closing;
   size_t n_conns;           /* connections open and not being closed */
@@ -66,6 +75,11 @@ static void conn_closed(uv_handle_t *h) {
   else m->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   strbuf_free(&c->resp);
+  if (c->tap) {
+    tap_unsubscribe(m->tap, c->tap);
+    if (--m->n_taps == 0) uv_timer_stop(&m->pump);
+  }
+  free(c->tap_buf);
   free(c);
   m->open_handles--;
   maybe_free(m);
@@ -123,6 +137,129 @@ static void respond_text(conn_t *c, int code, const char *text, int head_only) {
   respond(c, code, "text/plain; charset=utf-8", text, strlen(text), head_only);
 }
 
+/* --- /tap --------------------------------------------------------------- */
+
+static void tap_pump(uv_timer_t *t);
+
+static void on_tap_written(uv_write_t *req, int status) {
+  conn_t *c = req->data;
+  free(c->tap_buf);
+  c->tap_buf = NULL;
+  c->tap_writing = 0;
+  if (status < 0) conn_close(c);
+}
+
+/* Writes what c's client has buffered; once its limit was sent, ends. */
+static void tap_send(conn_t *c) {
+  size_t len;
+  int done;
+  unsigned long long dropped;
+  if (c->closing || c->tap_writing || c->tap_done) return;
+  char *buf = tap_take(c->m->tap, c->tap, &len, &done, &dropped);
+  if (buf) {
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    c->tap_buf = buf;
+    c->tap_writing = 1;
+    c->tap_since = uv_now(c->m->loop);
+    c->write.data = c;
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_tap_written) != 0) {
+      conn_close(c);
+      return;
+    }
+  }
+  if (done) { /* after the last write, in order */
+    c->tap_done = 1;
+    c->shutdown.data = c;
+    if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
+  }
+}
+
+static void tap_pump(uv_timer_t *t) {
+  metrics_t *m = t->data;
+  for (conn_t *c = m->conns; c; c = c->next)
+    if (c->tap) tap_send(c);
+}
+
+static int hex_digit(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* The value of key in a query ("a=1&b=2"), %XX and '+' decoded, in out.
+ * Returns 1 when found, 0 when not, -1 when too long or malformed. */
+static int query_value(const char *q, size_t qlen, const char *key, char *out, size_t n) {
+  size_t klen = strlen(key);
+  for (size_t i = 0; i < qlen;) {
+    size_t end = i;
+    while (end < qlen && q[end] != '&') end++;
+    if (end - i > klen && memcmp(q + i, key, klen) == 0 && q[i + klen] == '=') {
+      size_t o = 0;
+      for (size_t k = i + klen + 1; k < end; k++) {
+        char ch = q[k];
+        if (ch == '+') ch = ' ';
+        else if (ch == '%') {
+          int hi = k + 2 < end ? hex_digit(q[k + 1]) : -1, lo = k + 2 < end ? hex_digit(q[k + 2]) : -1;
+          if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1;
+          ch = (char)(hi * 16 + lo);
+          k += 2;
+        }
+        if (o + 1 >= n) return -1;
+        out[o++] = ch;
+      }
+      out[o] = '\0';
+      return 1;
+    }
+    i = end + 1;
+  }
+  return 0;
+}
+
+/* Starts a /tap answer: the records follow as the pump finds them. */
+static void respond_tap(conn_t *c, const metrics_request_t *r) {
+  metrics_t *m = c->m;
+  const char *q = c->req + r->query;
+  char point[16] = "input", name[256] = "", glob[256] = "", limit[24] = "0";
+  if (!m->tap) {
+    respond_text(c, 404, "not found: this engine has no tap\n", r->head_only);
+    return;
+  }
+  if (query_value(q, r->query_len, "point", point, sizeof point) < 0 ||
+      query_value(q, r->query_len, "name", name, sizeof name) < 0 ||
+      query_value(q, r->query_len, "select", glob, sizeof glob) < 0 ||
+      query_value(q, r->query_len, "limit", limit, sizeof limit) < 0) {
+    respond_text(c, 400, "bad tap query: a value is too long or badly escaped\n", 0);
+    return;
+  }
+  int pt = !strcmp(point, "input") ? TAP_INPUT : !strcmp(point, "filter") ? TAP_FILTER
+           : !strcmp(point, "output") ? TAP_OUTPUT : -1;
+  char *end;
+  unsigned long long lim = strtoull(limit, &end, 10);
+  if (pt < 0 || *end || (pt != TAP_INPUT && !name[0])) {
+    respond_text(c, 400, "bad tap query: point is input, or filter or output with a name; "
+                 "limit is a number\n", 0);
+    return;
+  }
+  if (r->head_only) {
+    respond(c, 200, "application/x-ndjson", NULL, 0, 1);
+    return;
+  }
+  if (!(c->tap = tap_subscribe(m->tap, pt, pt == TAP_INPUT ? NULL : name, glob, (size_t)lim))) {
+    respond_text(c, 503, "too many tap clients (or out of memory)\n", 0);
+    return;
+  }
+  if (m->n_taps++ == 0) uv_timer_start(&m->pump, tap_pump, TAP_PUMP_MS, TAP_PUMP_MS);
+  c->answered = 1; /* reading goes on: a client that leaves is seen at once */
+  static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                             "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+  uv_buf_t b = uv_buf_init((char *)head, sizeof head - 1);
+  c->tap_writing = 1;
+  c->tap_since = uv_now(m->loop);
+  c->write.data = c;
+  if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_tap_written) != 0) conn_close(c);
+}
+
 /* Renders one of the status views and sends it. */
 /* The first output whose last attempt failed, or NULL. */
 static const status_output_t *failing_output(const status_t *s) {
@@ -176,10 +313,11 @@ static void handle(conn_t *c, const metrics_request_t *r) {
   switch (r->code) {
   case 200:
     if (r->path == METRICS_PATH_HEALTH) respond_text(c, 200, "ok\n", r->head_only);
+    else if (r->path == METRICS_PATH_TAP) respond_tap(c, r);
     else respond_view(c, r->path, r->head_only);
     break;
   case 404:
-    respond_text(c, 404, "not found: try /metrics, /health, /ready, /readers or /pipeline\n",
+    respond_text(c, 404, "not found: try /metrics, /health, /ready, /readers, /pipeline or /tap\n",
                  r->head_only);
     break;
   case 405: respond_text(c, 405, "method not allowed\n", 0); break;
@@ -255,9 +393,14 @@ static void on_connection(uv_stream_t *server, int status) {
 static void on_sweep(uv_timer_t *t) {
   metrics_t *m = t->data;
   uint64_t now = uv_now(m->loop);
-  for (conn_t *c = m->conns; c; c = c->next)
-    if (!c->closing && now - c->opened > (c->answered ? CONN_TIMEOUT_MS : HEAD_TIMEOUT_MS))
+  for (conn_t *c = m->conns; c; c = c->next) {
+    if (c->closing) continue;
+    if (c->tap) { /* open as long as its client takes what is written */
+      if (c->tap_writing && now - c->tap_since > CONN_TIMEOUT_MS) conn_close(c);
+    } else if (now - c->opened > (c->answered ? CONN_TIMEOUT_MS : HEAD_TIMEOUT_MS)) {
       conn_close(c);
+    }
+  }
 }
 
 /* --- the server --------------------------------------------------------- */
@@ -324,7 +467,10 @@ metrics_t *metrics_start(uv_loop_t *loop, const char *listen, size_t max_contain
   uv_timer_init(loop, &m->sweep);
   uvh_opened((uv_handle_t *)&m->sweep);
   m->sweep.data = m;
-  m->open_handles = 2;
+  uv_timer_init(loop, &m->pump);
+  uvh_opened((uv_handle_t *)&m->pump);
+  m->pump.data = m;
+  m->open_handles = 3;
   rc = uv_tcp_bind(&m->listener, (const struct sockaddr *)&sa, 0);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&m->listener, 64, on_connection);
   if (rc != 0) {
@@ -333,16 +479,20 @@ metrics_t *metrics_start(uv_loop_t *loop, const char *listen, size_t max_contain
     return NULL;
   }
   uv_timer_start(&m->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-  log_info(NULL, "metrics: listening on http://%s (/metrics, /health, /ready, /readers, /pipeline)",
-           listen);
+  log_info(NULL, "metrics: listening on http://%s (/metrics, /health, /ready, /readers, /pipeline, "
+           "/tap)", listen);
   return m;
 }
+
+void metrics_set_tap(metrics_t *m, tap_t *tap) { m->tap = tap; }
 
 void metrics_close(metrics_t *m) {
   if (!m || m->closing) return;
   m->closing = 1;
   uv_timer_stop(&m->sweep);
+  uv_timer_stop(&m->pump);
   uvh_close((uv_handle_t *)&m->listener, server_handle_closed);
   uvh_close((uv_handle_t *)&m->sweep, server_handle_closed);
+  uvh_close((uv_handle_t *)&m->pump, server_handle_closed);
   for (conn_t *c = m->conns; c; c = c->next) conn_close(c);
 }

@@ -6,7 +6,7 @@
 static const char *const paths[] = {
   [METRICS_PATH_HEALTH] = "/health", [METRICS_PATH_METRICS] = "/metrics",
   [METRICS_PATH_READY] = "/ready",   [METRICS_PATH_READERS] = "/readers",
-  [METRICS_PATH_PIPELINE] = "/pipeline",
+  [METRICS_PATH_PIPELINE] = "/pipeline", [METRICS_PATH_TAP] = "/tap",
 };
 
 /* The end of the request head: a blank line ("\n\n" or "\n\r\n"). */
@@ -40,11 +40,17 @@ int metrics_request_parse(const char *buf, size_t len, metrics_request_t *r) {
   size_t tlen = (size_t)(sp2 - target);
   for (size_t i = 0; i < tlen; i++)
     if (target[i] == '?' || target[i] == '#') {
+      if (target[i] == '?') {
+        size_t q = i + 1;
+        while (q < tlen && target[q] != '#') q++;
+        r->query = (size_t)(target + i + 1 - buf);
+        r->query_len = q - (i + 1);
+      }
       tlen = i;
       break;
     }
   r->code = 404;
-  for (int p = METRICS_PATH_HEALTH; p <= METRICS_PATH_PIPELINE; p++)
+  for (int p = METRICS_PATH_HEALTH; p <= METRICS_PATH_TAP; p++)
     if (strlen(paths[p]) == tlen && memcmp(paths[p], target, tlen) == 0) {
       r->path = p;
       r->code = 200;

@@ -566,6 +566,11 @@ void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel)
   p->reload_ud = ud;
 }
 
+void pipeline_set_tap(pipeline_t *p, struct tap *tap)
+{
+  p->tap = tap;
+}
+
 void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud)
 {
   p->on_batch_done = done;

@@ -107,6 +107,12 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud),
  * take over (copy the struct; the pipeline forgets it). */
 void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud);
 
+/* Before pipeline_start: the records are offered to tap's clients (tap.h)
+ * at the input, after each filter and at each output. tap (owned by the
+ * caller) must outlive the pipeline thread. NULL: no tap. */
+struct tap;
+void pipeline_set_tap(pipeline_t *p, struct tap *tap);
+
 /* Loop thread: the outputs now taking records (at most max into out);
  * returns how many there are. */
 struct output;

@@ -126,6 +126,7 @@ struct pipeline {
   void (*on_reload)(void *ud, selection_t *sel); /* pipeline_set_reloaded */
   void *reload_ud;
   void *batch_done_ud;
+  struct tap *tap;          /* pipeline_set_tap; NULL: none */
   program_t *prog;          /* swapped under prog_mu by the thread only */
   pthread_mutex_t prog_mu;
   char *lua_dir;

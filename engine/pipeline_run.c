@@ -13,12 +13,14 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "encode.h"
 #include "log.h"
 #include "json.h"
 #include "output.h"
 #include "pipeline_internal.h"
 #include "record.h"
 #include "select.h"
+#include "tap.h"
 #include "timestamp.h"
 
 /* Sets t[key] = string at the table at idx without metamethods. */
@@ -319,10 +321,24 @@ static void reopen_dead_letters(program_t *g)
   }
 }
 
+/* Offers the records at idx to the tap's clients at point (tap.h). */
+static void tap_records(pipeline_t *p, lua_State *L, int point, const char *name, int idx,
+                        const char *cname)
+{
+  strbuf_t b = {0};
+
+  if (!tap_wanted(p->tap, point, name, cname))
+    return;
+  if (encode_ndjson(&b, L, idx) == 0)
+    tap_offer(p->tap, point, name, cname, b.data, b.len);
+  strbuf_free(&b);
+}
+
 static void write_output(pipeline_t *p, output_t *o, lua_State *L, int idx, const char *cname)
 {
   char err[512];
 
+  tap_records(p, L, TAP_OUTPUT, o->name, idx, cname);
   err[0] = '\0';
   if (output_write(o, L, idx, p->ticket, err, sizeof err) < 0) {
     pl_count(&p->stats.output_errors, 1);
@@ -372,12 +388,16 @@ static void run_chain(pipeline_t *p, program_t *g, int recs, int ctx, size_t fro
                       const container_t *c)
 {
   size_t i;
+  const char *cname = c ? c->name : NULL;
 
+  if (from == 0)
+    tap_records(p, g->L, TAP_INPUT, NULL, recs, cname);
   for (i = from; i < g->n_filters; i++) {
     if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
       break;
     if (!run_filter(p, g, &g->filters[i], recs, ctx, c))
       return;
+    tap_records(p, g->L, TAP_FILTER, g->filters[i].name, recs, cname);
   }
   write_outputs(p, g, recs, c ? c->name : NULL);
 }

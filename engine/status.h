@@ -70,6 +70,7 @@ typedef struct status {
   int pipeline_loaded, stopping;
   double stall_limit;                   /* seconds: filter_timeout + STATUS_STALL_MARGIN */
   long handles_open;
+  unsigned long long tap_dropped;       /* records a slow `engine tap` missed */
 } status_t;
 
 /* How much longer than filter_timeout the pipeline may go without finishing

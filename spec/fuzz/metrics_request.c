@@ -26,8 +26,10 @@ static void check(const metrics_request_t *r, int rc, size_t len)
     abort();
   switch (r->code) {
   case 200:
-    if (r->path < METRICS_PATH_HEALTH || r->path > METRICS_PATH_PIPELINE)
+    if (r->path < METRICS_PATH_HEALTH || r->path > METRICS_PATH_TAP)
       abort();
+    if (r->query_len && r->query + r->query_len > len)
+      abort(); /* the query lies inside the head */
     break;
   case 431:
     if (len < METRICS_REQ_MAX)
