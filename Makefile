@@ -84,8 +84,10 @@ $(B)/%: spec/support/%.c $(B)/libengine.a
 $(B)/bench_json: scripts/bench_json.c $(B)/libengine.a
 	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
 
-SAN_ASAN := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-SAN_TSAN := -O1 -g -fsanitize=thread
+# ENGINE_CHECKS: the invariants of check.h are checked in these builds.
+SAN_ASAN := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -DENGINE_CHECKS
+SAN_TSAN := -O1 -g -fsanitize=thread -DENGINE_CHECKS
 
 asan:
 	$(MAKE) --no-print-directory B=build/asan CFLAGS="$(SAN_ASAN)" LDFLAGS="-fsanitize=address,undefined" build

@@ -1,5 +1,6 @@
 /* idtable.c - entries by container id (see idtable.h). */
 #include <string.h>
+#include "check.h"
 #include "idtable.h"
 
 static unsigned bucket_of(const char *id) {
@@ -9,6 +10,7 @@ static unsigned bucket_of(const char *id) {
 }
 
 void idtable_add(idtable_t *t, idlink_t *l, const char *id) {
+  ENGINE_CHECK(!idtable_find(t, id)); /* one entry per id */
   unsigned b = bucket_of(id);
   l->id = id;
   l->next = t->buckets[b];

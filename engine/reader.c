@@ -5,6 +5,7 @@
 #include <string.h>
 #include "backoff.h"
 #include "batch.h"
+#include "check.h"
 #include "decode.h"
 #include "docker.h"
 #include "inflight.h"
@@ -544,6 +545,7 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
 
 void reader_free(reader_t *r) {
   if (!r) return;
+  ENGINE_CHECK(r->state == READER_CLOSED && r->open_handles == 0);
   if (r->core->ledger) /* the metrics' per-container counts outlive the reader */
     ledger_retire(r->core->ledger, r->c->id, r->c->name, r->lines, r->bytes, r->errors,
                   r->repeated, cursor_newest(r->cursor));

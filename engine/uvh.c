@@ -1,12 +1,27 @@
 /* uvh.c - the count of open libuv handles (see uvh.h). */
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "check.h"
 #include "uvh.h"
 
 static atomic_long live;
 
 void uvh_opened(uv_handle_t *h) { (void)h; atomic_fetch_add(&live, 1); }
 
-void uvh_closed(uv_handle_t *h) { (void)h; atomic_fetch_sub(&live, 1); }
+void uvh_closed(uv_handle_t *h) {
+  (void)h;
+  long was = atomic_fetch_sub(&live, 1);
+  ENGINE_CHECK(was > 0); /* closed more often than opened */
+  (void)was;
+}
+
+#ifdef ENGINE_CHECKS
+void engine_check_failed(const char *what, const char *file, int line) {
+  fprintf(stderr, "engine: invariant broken at %s:%d: %s\n", file, line, what);
+  abort();
+}
+#endif
 
 long uvh_live(void) { return atomic_load(&live); }
 
