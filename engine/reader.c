@@ -8,6 +8,7 @@
 #include "docker.h"
 #include "inflight.h"
 #include "ledger.h"
+#include "occurrence.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
@@ -43,6 +44,7 @@ struct reader {
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
   uint64_t repeated;       /* lines the daemon sent twice in one stream, dropped */
+  occurrence_t *occ;       /* the connection's counts of equal lines */
 };
 
 /* An attach stream: sent, not answered; answered, its data held until the
@@ -107,6 +109,8 @@ static int outside_window(const config_t *cfg, int64_t ts) {
   return ts < cfg->backfill_since || (cfg->backfill_until > 0 && ts > cfg->backfill_until);
 }
 
+/* --- lines ---------------------------------------------------------------- */
+
 static void deliver(reader_t *r, const decode_line_t *line) {
   const config_t *cfg = r->core->cfg;
   decode_line_t stamped;
@@ -126,6 +130,10 @@ static void deliver(reader_t *r, const decode_line_t *line) {
       log_info(r->c->name, "the daemon sent lines of this stream twice (json-file does where "
                "its file rotates); the copies are dropped and counted");
   }
+  if (seen == CURSOR_REPEATED) return; /* not in the log: not counted */
+  uint32_t occ = 0;
+  if (occurrence_count(r->occ, &k, &occ) != 0)
+    log_error(r->c->name, "out of memory counting equal lines: their record ids may repeat");
   if (seen != CURSOR_NEW) return; /* delivered already */
   if (!r->batch) {
     if (!(r->batch = batch_new(r->c))) {
@@ -139,6 +147,7 @@ static void deliver(reader_t *r, const decode_line_t *line) {
     return;
   }
   r->batch->recs[r->batch->n - 1].hash = k.hash;
+  r->batch->recs[r->batch->n - 1].occ = occ;
   cursor_deliver(r->cursor, &k, decoder_pending_ts(&r->dec));
   r->lines++;
   r->bytes += l->len;
@@ -314,6 +323,7 @@ static void connect_stream(reader_t *r) {
   if (cfg->backfill && since < cfg->backfill_since) since = cfg->backfill_since;
   decoder_reset(&r->dec);
   cursor_begin_replay(r->cursor);
+  occurrence_clear(r->occ); /* a new connection counts from its since */
   r->protocol_error = 0;
   r->paused = 0;
   r->stream_lines = 0;
@@ -519,6 +529,10 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
                        uint64_t event_ns, int attach) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
+  if (!(r->occ = occurrence_new())) {
+    free(r);
+    return NULL;
+  }
   r->core = core;
   r->c = container_ref(c);
   r->cursor = cursor;
@@ -548,6 +562,7 @@ void reader_free(reader_t *r) {
                   r->repeated, cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);
+  occurrence_free(r->occ);
   container_unref(r->c);
   free(r);
 }

@@ -87,6 +87,13 @@ int record_detach(struct lua_State *L);
  * them from the table. Can't fail. */
 int record_origin(struct lua_State *L, int idx, record_origin_t *o);
 
+/* The record id (batch.h, batch_rec_id) of the lazy record at idx: writes
+ * it and a NUL into out and returns 1; returns 0 for any other value (a
+ * record a filter made, or made plain: it has no id). Filters read it as
+ * `r.id` (never set on the table, never written by json_add_record; setting
+ * it raises an error). Can't fail. */
+int record_id(struct lua_State *L, int idx, char out[BATCH_ID_LEN + 1]);
+
 /* For writers reading fields one by one (the wire-format encoders): the
  * original fields a lazy record still takes from its batch, that is those
  * the filters neither set nor deleted and the table holds no raw value for.
