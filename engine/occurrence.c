@@ -88,3 +88,11 @@ int occurrence_count(occurrence_t *o, const cursor_key_t *k, uint32_t *n) {
   *n = s->n++;
   return 0;
 }
+
+int occurrence_seen(occurrence_t *o, cursor_t *c, const cursor_key_t *k, unsigned flags,
+                    uint32_t *n, int *oom) {
+  int seen = cursor_seen(c, k, flags);
+  *n = 0;
+  if (seen != CURSOR_REPEATED && occurrence_count(o, k, n) != 0) *oom = 1;
+  return seen;
+}

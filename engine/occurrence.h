@@ -41,4 +41,11 @@ void occurrence_clear(occurrence_t *o);
  * when out of memory (*n is then 0 and the line is not counted). */
 int occurrence_count(occurrence_t *o, const cursor_key_t *k, uint32_t *n);
 
+/* What a reader does with each line the stream returns: classifies it with
+ * cursor_seen (flags as there) and, unless it is CURSOR_REPEATED, counts
+ * it (occurrence_count) into *n. Returns cursor_seen's verdict; *oom is
+ * set to 1 when the count ran out of memory, else left alone. */
+int occurrence_seen(occurrence_t *o, cursor_t *c, const cursor_key_t *k, unsigned flags,
+                    uint32_t *n, int *oom);
+
 #endif

@@ -123,17 +123,18 @@ static void deliver(reader_t *r, const decode_line_t *line) {
   }
   if (outside_window(cfg, l->ts)) return;
   cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
-  int seen = cursor_seen(r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0);
+  uint32_t occ = 0;
+  int oom = 0;
+  int seen = occurrence_seen(r->occ, r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0,
+                             &occ, &oom);
+  if (oom)
+    log_error(r->c->name, "out of memory counting equal lines: their record ids may repeat");
   if (seen == CURSOR_REPEATED) {
     r->repeated++;
     if (cursor_repeated(r->cursor) == 1)
       log_info(r->c->name, "the daemon sent lines of this stream twice (json-file does where "
                "its file rotates); the copies are dropped and counted");
   }
-  if (seen == CURSOR_REPEATED) return; /* not in the log: not counted */
-  uint32_t occ = 0;
-  if (occurrence_count(r->occ, &k, &occ) != 0)
-    log_error(r->c->name, "out of memory counting equal lines: their record ids may repeat");
   if (seen != CURSOR_NEW) return; /* delivered already */
   if (!r->batch) {
     if (!(r->batch = batch_new(r->c))) {

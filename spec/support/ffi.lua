@@ -103,6 +103,8 @@ occurrence_t *occurrence_new(void);
 void occurrence_free(occurrence_t *o);
 void occurrence_clear(occurrence_t *o);
 int occurrence_count(occurrence_t *o, const cursor_key_t *k, uint32_t *n);
+int occurrence_seen(occurrence_t *o, cursor_t *c, const cursor_key_t *k, unsigned flags,
+                    uint32_t *n, int *oom);
 
 /* checkpoint.h (parsing and writing the file's text only) */
 typedef struct checkpoint checkpoint_t;

@@ -127,37 +127,38 @@ describe("occurrences (engine/occurrence.h)", function()
 
   -- A log: { ts, stream, text } in the order the daemon returns them (each
   -- stream's timestamps grow). Equal lines share a nanosecond; the
-  -- whole-second ones are Podman-like (equal lines back to back are kept).
+  -- whole-second ones are Podman-like (equal lines back to back are kept);
+  -- the ones marked true are equal pieces of one line cut at line_max.
   local LOG = {
     { T, 1, "a" }, { T, 1, "b" }, { T, 2, "a" }, { T, 1, "a" }, { T, 1, "b" }, { T, 1, "a" },
     { T + 5, 1, "a" }, { T + 5, 2, "a" }, { T + 5, 1, "c" }, { T + 5, 1, "a" },
     { T + S, 1, "tick" }, { T + S, 1, "tick" }, { T + S, 1, "tick" }, { T + S, 2, "tick" },
     { T + 2 * S, 1, "a" },
+    { T + 2 * S + 7, 1, "x", true }, { T + 2 * S + 7, 1, "x", true }, { T + 2 * S + 7, 1, "x", true },
+    { T + 2 * S + 7, 1, "end" },
   }
 
-  -- Reads LOG from since as reader.c does; delivers at most max lines into
-  -- cursor c (nil: all). Returns { [index in LOG] = occurrence } of the
-  -- delivered lines, and their indexes in order.
+  -- Reads LOG from since as reader.c does (occurrence_seen, then
+  -- cursor_deliver when new); delivers at most max lines into cursor c
+  -- (nil: all). Returns { [index in LOG] = occurrence } of the delivered
+  -- lines, and their indexes in order.
   local function read(c, since, max)
     local o = E.occurrence()
-    local n = ffi.new("uint32_t[1]")
+    local n, oom = ffi.new("uint32_t[1]"), ffi.new("int[1]")
     local got, order = {}, {}
     C.cursor_begin_replay(c)
     for i, l in ipairs(LOG) do
       if max and #order >= max then break end
       if l[1] >= since then
         local k = E.key(l[1], l[2], l[3])
-        local seen = C.cursor_seen(c, k, 0)
-        if seen ~= C.CURSOR_REPEATED then
-          assert.equal(0, C.occurrence_count(o, k, n))
-          if seen == C.CURSOR_NEW then
-            assert.equal(0, C.cursor_deliver(c, k, E.INT64_MAX))
-            got[i] = n[0]
-            order[#order + 1] = i
-          end
+        if C.occurrence_seen(o, c, k, l[4] and E.CURSOR_PIECE or 0, n, oom) == C.CURSOR_NEW then
+          assert.equal(0, C.cursor_deliver(c, k, E.INT64_MAX))
+          got[i] = n[0]
+          order[#order + 1] = i
         end
       end
     end
+    assert.equal(0, oom[0])
     return got, order
   end
 
@@ -165,7 +166,7 @@ describe("occurrences (engine/occurrence.h)", function()
     local got = read(E.cursor(S), 0)
     local occ = {}
     for i = 1, #LOG do occ[i] = got[i] end
-    assert.same({ 0, 0, 0, 1, 1, 2, 0, 0, 0, 1, 0, 1, 2, 0, 0 }, occ)
+    assert.same({ 0, 0, 0, 1, 1, 2, 0, 0, 0, 1, 0, 1, 2, 0, 0, 0, 1, 2, 0 }, occ)
   end)
 
   it("gives each line the same occurrence when a restart reads the log again", function()
