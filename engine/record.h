@@ -11,6 +11,9 @@
  * getmetatable and setmetatable (replaced in the state by record_setup)
  * first turn a lazy record into a plain table with every field set
  * (record_materialize), so they see all its fields and no metatable.
+ * A lazy record also answers `id` (record_id), which is no field: it is
+ * never stored in the table nor written, setting it raises an error, and
+ * a plain table has none.
  *
  * Ownership: a lazy record holds a reference to its batch (batch_ref)
  * through its metatable; the Lua GC drops it once no record of the batch is
