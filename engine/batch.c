@@ -75,10 +75,26 @@ void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]) {
   p = put_le(p, r->len, 4);
   p = put_le(p, hash, 8);
   put_le(p, r->occ, 4);
+  /* The lanes after the container id (with its NUL), kept per thread for
+   * the last id: the records of a batch share it. */
+  static _Thread_local char last_id[sizeof b->container->id];
+  static _Thread_local uint64_t last_a, last_c;
+  static _Thread_local int have_last;
   size_t clen = strlen(cid);
-  uint64_t a = 0xcbf29ce484222325ULL, c = 0x6c62272e07bb0142ULL;
-  a = fnv_bytes(a, (const unsigned char *)cid, clen + 1); /* with its NUL */
-  c = fnv_bytes(c, (const unsigned char *)cid, clen + 1);
+  uint64_t a, c;
+  if (have_last && clen < sizeof last_id && memcmp(last_id, cid, clen + 1) == 0) {
+    a = last_a;
+    c = last_c;
+  } else {
+    a = fnv_bytes(0xcbf29ce484222325ULL, (const unsigned char *)cid, clen + 1);
+    c = fnv_bytes(0x6c62272e07bb0142ULL, (const unsigned char *)cid, clen + 1);
+    if (clen < sizeof last_id) {
+      memcpy(last_id, cid, clen + 1);
+      last_a = a;
+      last_c = c;
+      have_last = 1;
+    }
+  }
   a = fnv_bytes(a, v, sizeof v);
   c = fnv_bytes(c, v, sizeof v);
   uint64_t hi = mix64(a), lo = mix64(c ^ (hi * 0x9E3779B97F4A7C15ULL));
