@@ -2,6 +2,10 @@
 --   INSERT INTO logs FORMAT JSONEachRow
 -- one row per record (engine/encode_clickhouse.c writes the rows).
 --
+-- id       the record id: 32 hex digits naming the log line (its container,
+--          timestamp, stream, bytes and occurrence; README "Delivery"),
+--          the same each time the line is sent; a record a filter made
+--          has a unique id starting with "u"
 -- time_ns  the record's time, nanoseconds since the Unix epoch (exact; the
 --          row carries it as a quoted number, so it never goes through a
 --          double)
@@ -14,10 +18,20 @@
 -- labels   the container's labels, a JSON object as text
 -- fields   every other field a filter set, a JSON object as text
 --
+-- A row sent twice (a retry after a lost reply, the lines an engine killed
+-- with SIGKILL had sent but not yet saved in its checkpoint) has the id of
+-- its first copy: ReplacingMergeTree keeps one row per sorting key, which
+-- ends with id, when it merges parts. Until a merge, both copies may be
+-- stored; read with FINAL (or count distinct ids) to see each line once:
+--   SELECT count() FROM logs FINAL;
+--   SELECT uniqExact(id) FROM logs;
+--   OPTIMIZE TABLE logs FINAL;   -- merges now (heavy on big tables)
+--
 -- This form works on ClickHouse 18.16 (Debian 12's clickhouse-server),
 -- which has no DateTime64, and on every later version.
 CREATE TABLE IF NOT EXISTS logs
 (
+    id        String,
     time_ns   UInt64,
     time      String,
     date      Date,
@@ -29,10 +43,15 @@ CREATE TABLE IF NOT EXISTS logs
     labels    String,
     fields    String
 )
-ENGINE = MergeTree()
+ENGINE = ReplacingMergeTree()
 PARTITION BY toYYYYMM(date)
-ORDER BY (container, time_ns)
+ORDER BY (container, time_ns, id)
 SETTINGS index_granularity = 8192;
+
+-- A table made with the earlier layout (MergeTree without id) takes the
+-- rows once it has the column; it keeps its duplicates (it has no
+-- collapsing engine), count them with uniqExact(id):
+--   ALTER TABLE logs ADD COLUMN id String;
 
 -- Reading the nanosecond time back as a number on 18.16:
 --   SELECT time_ns, time, line FROM logs WHERE container = '...' ORDER BY time_ns;
@@ -44,6 +63,7 @@ SETTINGS index_granularity = 8192;
 --
 -- CREATE TABLE IF NOT EXISTS logs
 -- (
+--     id        String,
 --     time_ns   UInt64,
 --     time      String,
 --     date      Date,
@@ -56,6 +76,6 @@ SETTINGS index_granularity = 8192;
 --     fields    String,
 --     ts        DateTime64(9, 'UTC') MATERIALIZED fromUnixTimestamp64Nano(toInt64(time_ns))
 -- )
--- ENGINE = MergeTree
+-- ENGINE = ReplacingMergeTree
 -- PARTITION BY toYYYYMM(date)
--- ORDER BY (container, time_ns);
+-- ORDER BY (container, time_ns, id);

@@ -38,6 +38,73 @@ int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *da
   return 0;
 }
 
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv_bytes(uint64_t h, const unsigned char *p, size_t len) {
+  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * FNV_PRIME;
+  return h;
+}
+
+/* Appends v as n little-endian bytes to p; returns the next position. */
+static unsigned char *put_le(unsigned char *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) *p++ = (unsigned char)(v >> (8 * i));
+  return p;
+}
+
+/* A 64-bit avalanche finish (every input bit reaches every output bit). */
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return x;
+}
+
+void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  const batch_rec_t *r = &b->recs[i];
+  const char *cid = b->container ? b->container->id : "";
+  uint64_t hash = r->hash;
+  if (hash == 0)
+    hash = fnv_bytes(0xcbf29ce484222325ULL, (const unsigned char *)b->bytes + r->off, r->len);
+  /* ts, stream, len, hash, occ: 8 + 1 + 4 + 8 + 4 bytes */
+  unsigned char v[25], *p = v;
+  p = put_le(p, (uint64_t)r->ts, 8);
+  p = put_le(p, r->stream, 1);
+  p = put_le(p, r->len, 4);
+  p = put_le(p, hash, 8);
+  put_le(p, r->occ, 4);
+  /* The lanes after the container id (with its NUL), kept per thread for
+   * the last id: the records of a batch share it. */
+  static _Thread_local char last_id[sizeof b->container->id];
+  static _Thread_local uint64_t last_a, last_c;
+  static _Thread_local int have_last;
+  size_t clen = strlen(cid);
+  uint64_t a, c;
+  if (have_last && clen < sizeof last_id && memcmp(last_id, cid, clen + 1) == 0) {
+    a = last_a;
+    c = last_c;
+  } else {
+    a = fnv_bytes(0xcbf29ce484222325ULL, (const unsigned char *)cid, clen + 1);
+    c = fnv_bytes(0x6c62272e07bb0142ULL, (const unsigned char *)cid, clen + 1);
+    if (clen < sizeof last_id) {
+      memcpy(last_id, cid, clen + 1);
+      last_a = a;
+      last_c = c;
+      have_last = 1;
+    }
+  }
+  a = fnv_bytes(a, v, sizeof v);
+  c = fnv_bytes(c, v, sizeof v);
+  uint64_t hi = mix64(a), lo = mix64(c ^ (hi * 0x9E3779B97F4A7C15ULL));
+  for (int k = 0; k < 16; k++) {
+    out[k] = hex[(hi >> (60 - 4 * k)) & 15];
+    out[16 + k] = hex[(lo >> (60 - 4 * k)) & 15];
+  }
+  out[BATCH_ID_LEN] = '\0';
+}
+
 batch_t *batch_ref(batch_t *b) {
   atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
   return b;

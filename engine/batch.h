@@ -19,11 +19,13 @@
 
 typedef struct batch_rec {
   int64_t ts;      /* UTC ns */
+  uint64_t hash;   /* the line's cursor key hash (0 when not from a reader) */
   uint32_t off;    /* offset of the line in bytes */
   uint32_t len;
+  uint32_t occ;    /* lines with the same ts, stream, len and hash that the
+                      stream returned before this one (reader.c) */
   uint8_t stream;  /* DECODE_STDOUT or DECODE_STDERR */
   uint8_t flags;   /* DECODE_* flags */
-  uint64_t hash;   /* the line's cursor key hash (0 when not from a reader) */
 } batch_rec_t;
 
 typedef struct batch {
@@ -50,6 +52,20 @@ batch_t *batch_new(container_t *c);
  * unchanged). */
 int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags,
               const char *data, size_t len);
+
+/* The record id of a line: BATCH_ID_LEN lowercase hex digits naming it
+ * wherever and however often it is read. It is a 128-bit hash of the
+ * container's full id, the line's timestamp (ns), its stream, its length,
+ * the hash of its bytes (the cursor key hash, or when the line did not come
+ * from a reader (hash 0) a 64-bit FNV-1a of the bytes) and its occurrence
+ * (batch_rec_t.occ): two FNV-1a lanes with different offset bases over
+ * those values in a fixed little-endian layout, each finished with a
+ * 64-bit avalanche mix, written high lane first. Not cryptographic: it
+ * tells lines apart, it does not authenticate them. */
+#define BATCH_ID_LEN 32
+
+/* Writes line i's id and a NUL into out. Can't fail. */
+void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]);
 
 /* Takes another reference to b. Returns b. */
 batch_t *batch_ref(batch_t *b);

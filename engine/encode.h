@@ -23,14 +23,15 @@ struct lua_State;
  * each followed by '\n'. */
 int encode_lines(strbuf_t *b, struct lua_State *L, int idx, int plain);
 
-/* One JSON object per record (json_add_record), each followed by '\n'. */
-int encode_ndjson(strbuf_t *b, struct lua_State *L, int idx);
+/* One JSON object per record (json_add_record), each followed by '\n'.
+ * with_id: a record with a record id (record.h) has "id":"<id>" first. */
+int encode_ndjson(strbuf_t *b, struct lua_State *L, int idx, int with_id);
 
-/* One JSON array of the records. */
-int encode_json_array(strbuf_t *b, struct lua_State *L, int idx);
+/* One JSON array of the records (with_id: as for encode_ndjson). */
+int encode_json_array(strbuf_t *b, struct lua_State *L, int idx, int with_id);
 
 /* ClickHouse `INSERT INTO <table> FORMAT JSONEachRow` body with the
- * documented layout: time_ns (UInt64 as a string), time (String), date
+ * documented layout: id (the record id, or a unique one), time_ns (UInt64 as a string), time (String), date
  * (Date, "YYYY-MM-DD"), stream, container, name, image, line, labels (a
  * JSON string), fields (a JSON string of every other field). */
 int encode_clickhouse(strbuf_t *b, struct lua_State *L, int idx);
@@ -41,7 +42,8 @@ int encode_clickhouse(strbuf_t *b, struct lua_State *L, int idx);
 int encode_loki(strbuf_t *b, struct lua_State *L, int idx, const char *const *label_fields,
                 size_t n_labels);
 
-/* Elasticsearch/OpenSearch _bulk body: {"create":{"_index":index}} then the
+/* Elasticsearch/OpenSearch _bulk body: {"create":{"_index":index,"_id":id}}
+ * (no _id for a record without a record id) then the
  * record with "@timestamp" (RFC3339 with nanoseconds), per record. */
 int encode_elasticsearch(strbuf_t *b, struct lua_State *L, int idx, const char *index);
 
@@ -68,7 +70,7 @@ void es_reply_free(es_reply_t *r);
  * service.name = the container name and container.* attributes, logRecords
  * with timeUnixNano (a string), observedTimeUnixNano, severityText when a
  * `level` or `severity` field exists, body.stringValue = line, attributes
- * for stream and the other fields. */
+ * for stream, the record id (log.record.uid) and the other fields. */
 int encode_otlp(strbuf_t *b, struct lua_State *L, int idx);
 
 /* RFC 5424 syslog messages, one per record:

@@ -2,13 +2,22 @@
  * (see encode.h and docs/clickhouse.sql for the table).
  *
  * One JSON object per record and line, every column present:
- *   {"time_ns":"<ns>","time":"<RFC3339Nano>","date":"YYYY-MM-DD",
+ *   {"id":"<record id>","time_ns":"<ns>","time":"<RFC3339Nano>","date":"YYYY-MM-DD",
  *    "stream":..,"container":..,"name":..,"image":..,"line":..,
  *    "labels":"<JSON object>","fields":"<JSON object>"}
  * time_ns is quoted (ClickHouse reads quoted numbers in JSON, and the value
  * does not pass through a double anywhere). time is the record's time in
  * the canonical UTC form; times before 1970 are stored as the epoch (UInt64
- * and Date cannot hold them). Missing string columns are "". */
+ * and Date cannot hold them). Missing string columns are "".
+ *
+ * id is the record id (batch.h): a row sent again (a retry after a lost
+ * reply, a replay after a restart) has the id of its first copy, and the
+ * documented table (ReplacingMergeTree ordered by id) keeps one row per
+ * id. A record without an id (made by a filter, or made plain: record.h)
+ * gets a unique one of the same form, "u" + 31 hex digits, so that it is
+ * never merged with another row. */
+#include <stdatomic.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +26,7 @@
 
 #include "encode.h"
 #include "encode_record.h"
+#include "record.h"
 #include "timestamp.h"
 
 /* The fields that have a column of their own; `output` is the routing
@@ -84,10 +94,30 @@ static int add_labels(strbuf_t *b, strbuf_t *tmp, lua_State *L, int rec)
   return json_add_string(b, tmp->data, tmp->len);
 }
 
+static uint64_t mix64(uint64_t x)
+{
+  x ^= x >> 30;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+/* Writes a unique id for a record that has none into id: "u" and 31 hex
+ * digits from the time, the process id and a counter. */
+static void unique_id(char id[BATCH_ID_LEN + 1], int64_t now)
+{
+  static atomic_uint_fast64_t counter;
+  uint64_t n = atomic_fetch_add(&counter, 1);
+  uint64_t hi = mix64((uint64_t)now ^ ((uint64_t)getpid() << 40)), lo = mix64(n ^ hi);
+
+  snprintf(id, BATCH_ID_LEN + 1, "u%015" PRIx64 "%016" PRIx64, hi >> 4, lo);
+}
+
 static int add_row(strbuf_t *b, strbuf_t *tmp, lua_State *L, int rec, int64_t now)
 {
   static const char *const text_columns[] = { "stream", "container", "name", "image", "line" };
-  char ts[TS_LEN + 1], head[128];
+  char ts[TS_LEN + 1], head[160], id[BATCH_ID_LEN + 1];
   int64_t ns = encode_record_time(L, rec, now);
   size_t i;
   int n;
@@ -95,8 +125,11 @@ static int add_row(strbuf_t *b, strbuf_t *tmp, lua_State *L, int rec, int64_t no
   if (ns < 0)
     ns = 0;
   ts_format(ns, ts);
-  n = snprintf(head, sizeof head, "{\"time_ns\":\"%" PRId64 "\",\"time\":\"%s\",\"date\":\"%.10s\"",
-               ns, ts, ts);
+  if (!record_id(L, rec, id))
+    unique_id(id, now);
+  n = snprintf(head, sizeof head,
+               "{\"id\":\"%s\",\"time_ns\":\"%" PRId64 "\",\"time\":\"%s\",\"date\":\"%.10s\"",
+               id, ns, ts, ts);
   if (n < 0 || (size_t)n >= sizeof head || strbuf_add(b, head, (size_t)n) < 0)
     return -1;
   for (i = 0; i < sizeof text_columns / sizeof text_columns[0]; i++) {

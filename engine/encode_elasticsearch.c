@@ -2,10 +2,14 @@
  * Content-Type: application/x-ndjson) and its reply (see encode.h).
  *
  * Per record, two lines:
- *   {"create":{"_index":"<index>"}}
+ *   {"create":{"_index":"<index>","_id":"<record id>"}}
  *   {"@timestamp":"<RFC3339 with nanoseconds, UTC>","time":...,...}
  * `create` works for plain indices and for data streams alike (which accept
- * nothing else). The document is the record as the JSON output writes it,
+ * nothing else). `_id` is the record id (batch.h), so a record sent again
+ * (a retry after a lost reply, a replay after a restart) finds its first
+ * copy and is answered 409, which counts as delivered: each record is
+ * indexed once. A record without an id (one a filter made, or made plain:
+ * record.h) gets none, and Elasticsearch makes one up. The document is the record as the JSON output writes it,
  * with "@timestamp" first unless the record has its own. The body ends with
  * a newline, as _bulk requires. */
 #include <stdio.h>
@@ -17,6 +21,7 @@
 
 #include "encode.h"
 #include "encode_record.h"
+#include "record.h"
 #include "timestamp.h"
 
 /* Appends the document line of the record at rec. Returns 0 or -1. */
@@ -57,14 +62,19 @@ int encode_elasticsearch(strbuf_t *b, lua_State *L, int idx, const char *index)
   if (!lua_checkstack(L, 8))
     return -1;
   if (encode_lit(&action, "{\"create\":{\"_index\":") < 0 ||
-      json_add_string(&action, index, strlen(index)) < 0 || encode_lit(&action, "}}\n") < 0)
+      json_add_string(&action, index, strlen(index)) < 0)
     goto err;
   rc = 0;
   count = lua_objlen(L, idx);
   for (i = 1; i <= count && rc == 0; i++) {
+    char id[BATCH_ID_LEN + 1];
     lua_rawgeti(L, idx, (int)i);
-    if (lua_type(L, -1) == LUA_TTABLE)
-      rc = strbuf_add(b, action.data, action.len) < 0 ? -1 : add_document(b, L, lua_gettop(L), now);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      rc = strbuf_add(b, action.data, action.len);
+      if (rc == 0 && record_id(L, lua_gettop(L), id))
+        rc = encode_lit(b, ",\"_id\":\"") | strbuf_add(b, id, BATCH_ID_LEN) | encode_lit(b, "\"");
+      rc = rc < 0 || encode_lit(b, "}}\n") < 0 ? -1 : add_document(b, L, lua_gettop(L), now);
+    }
     lua_pop(L, 1);
   }
 err:

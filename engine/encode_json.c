@@ -1,18 +1,57 @@
 /* encode_json.c - the generic HTTP bodies: NDJSON and a JSON array of the
- * records (see encode.h). Elements that are not tables are skipped. */
+ * records (see encode.h). Elements that are not tables are skipped. With
+ * with_id, a record that has a record id (record.h) is written with
+ * "id":"<id>" as its first member. */
 #include <string.h>
 
 #include <lua.h>
 
 #include "encode.h"
 #include "encode_record.h"
+#include "record.h"
 
-int encode_ndjson(strbuf_t *b, lua_State *L, int idx)
+/* Appends the record at rec (absolute) as JSON, with its id first when
+ * with_id is set and it has one. Returns 0 or -1. */
+static int add_record(strbuf_t *b, lua_State *L, int rec, int with_id)
 {
-  return encode_lines(b, L, idx, 0);
+  char id[BATCH_ID_LEN + 1];
+  size_t mark;
+
+  if (!with_id || !record_id(L, rec, id))
+    return json_add_record(b, L, rec) < 0 ? -1 : 0;
+  if (encode_lit(b, "{\"id\":\"") < 0 || strbuf_add(b, id, BATCH_ID_LEN) < 0 ||
+      encode_lit(b, "\"") < 0)
+    return -1;
+  mark = b->len;
+  if (json_add_record(b, L, rec) < 0)
+    return -1;
+  if (b->len - mark == 2) { /* "{}": nothing but the id */
+    b->len = mark;
+    return encode_lit(b, "}");
+  }
+  b->data[mark] = ','; /* the record's members follow the id */
+  return 0;
 }
 
-int encode_json_array(strbuf_t *b, lua_State *L, int idx)
+int encode_ndjson(strbuf_t *b, lua_State *L, int idx, int with_id)
+{
+  size_t i, count;
+  int rc = 0;
+
+  if (!with_id)
+    return encode_lines(b, L, idx, 0);
+  idx = encode_abs(L, idx);
+  count = lua_objlen(L, idx);
+  for (i = 1; i <= count && rc == 0; i++) {
+    lua_rawgeti(L, idx, (int)i);
+    if (lua_type(L, -1) == LUA_TTABLE)
+      rc = add_record(b, L, lua_gettop(L), 1) < 0 || strbuf_add(b, "\n", 1) < 0 ? -1 : 0;
+    lua_pop(L, 1);
+  }
+  return rc;
+}
+
+int encode_json_array(strbuf_t *b, lua_State *L, int idx, int with_id)
 {
   size_t i, count;
   int rc = 0, first = 1;
@@ -27,7 +66,7 @@ int encode_json_array(strbuf_t *b, lua_State *L, int idx)
       if (!first)
         rc = encode_lit(b, ",");
       if (rc == 0)
-        rc = json_add_record(b, L, lua_gettop(L));
+        rc = add_record(b, L, lua_gettop(L), with_id);
       first = 0;
     }
     lua_pop(L, 1);

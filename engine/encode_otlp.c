@@ -12,6 +12,7 @@
  *        "severityNumber":N,"severityText":"..",
  *        "body":{"stringValue":"<line>"},
  *        "attributes":[{"key":"log.iostream","value":{"stringValue":"stdout"}},
+ *                      {"key":"log.record.uid","value":{"stringValue":"<id>"}},
  *                      {"key":"<field>","value":<AnyValue>},...]}]}]}]}
  *
  * Records share a resource when their container, name, image and labels
@@ -21,7 +22,8 @@
  * names a known level. Other fields become attributes in key order:
  * strings stringValue, integers intValue, other numbers doubleValue,
  * booleans boolValue, arrays arrayValue, tables kvlistValue, null an empty
- * AnyValue. Times before 1970 are sent as 0 (unknown). */
+ * AnyValue. log.record.uid is the record id (batch.h), left out for a
+ * record without one (made by a filter, or made plain). Times before 1970 are sent as 0 (unknown). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 
 #include "encode.h"
 #include "encode_record.h"
+#include "record.h"
 #include "timestamp.h"
 
 #ifndef ENGINE_VERSION
@@ -230,7 +233,7 @@ static int add_log_record(strbuf_t *b, lua_State *L, int rec, void *ud)
   int64_t now = *(const int64_t *)ud;
   const char *skip[9] = { "time", "stream", "container", "name", "image", "line", "labels",
                           "output", NULL };
-  char head[128], num[ENCODE_NUM_LEN];
+  char head[128], num[ENCODE_NUM_LEN], id[BATCH_ID_LEN + 1];
   encode_severity_t sev;
   int64_t ns = encode_record_time(L, rec, now);
   const char *s;
@@ -260,6 +263,11 @@ static int add_log_record(strbuf_t *b, lua_State *L, int rec, void *ud)
   s = encode_field_text(L, rec, "stream", num, &len);
   if (s != NULL) {
     if (add_string_attr(b, "log.iostream", 12, s, len) < 0)
+      return -1;
+    first = 0;
+  }
+  if (record_id(L, rec, id)) {
+    if ((!first && encode_lit(b, ",") < 0) || add_string_attr(b, "log.record.uid", 14, id, BATCH_ID_LEN) < 0)
       return -1;
     first = 0;
   }

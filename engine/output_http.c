@@ -38,6 +38,7 @@ typedef struct http_output {
   char *user_env, *password_env, *bearer_env;
   char *ca_file;
   int tls_verify, gzip;
+  int record_id;           /* http: each record with its "id" (encode_json.c) */
   double timeout;
   char *table, *index;
   char **labels;
@@ -99,7 +100,8 @@ static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
 
   switch (h->kind) {
   case K_HTTP:
-    rc = h->json_array ? encode_json_array(b, L, idx) : encode_ndjson(b, L, idx);
+    rc = h->json_array ? encode_json_array(b, L, idx, h->record_id)
+                       : encode_ndjson(b, L, idx, h->record_id);
     break;
   case K_CLICKHOUSE: rc = encode_clickhouse(b, L, idx); break;
   case K_LOKI: rc = encode_loki(b, L, idx, (const char *const *)h->labels, h->n_labels); break;
@@ -584,6 +586,7 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->ca_file = opt_strdup(L, idx, "ca_file", &oom);
   h->tls_verify = opt_flag(L, idx, "tls_verify", 1);
   h->gzip = opt_flag(L, idx, "gzip", 0);
+  h->record_id = opt_flag(L, idx, "record_id", 0);
   lua_getfield(L, idx, "timeout");
   h->timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 30;
   lua_pop(L, 1);

@@ -10,6 +10,7 @@
 #include "docker.h"
 #include "inflight.h"
 #include "ledger.h"
+#include "occurrence.h"
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
@@ -45,6 +46,7 @@ struct reader {
   uint64_t lines, errors;
   uint64_t bytes;          /* of the delivered lines (metrics) */
   uint64_t repeated;       /* lines the daemon sent twice in one stream, dropped */
+  occurrence_t *occ;       /* the connection's counts of equal lines */
 };
 
 /* An attach stream: sent, not answered; answered, its data held until the
@@ -112,6 +114,8 @@ static int outside_window(const config_t *cfg, int64_t ts) {
   return ts < cfg->backfill_since || (cfg->backfill_until > 0 && ts > cfg->backfill_until);
 }
 
+/* --- lines ---------------------------------------------------------------- */
+
 static void deliver(reader_t *r, const decode_line_t *line) {
   const config_t *cfg = r->core->cfg;
   decode_line_t stamped;
@@ -124,7 +128,12 @@ static void deliver(reader_t *r, const decode_line_t *line) {
   }
   if (outside_window(cfg, l->ts)) return;
   cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
-  int seen = cursor_seen(r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0);
+  uint32_t occ = 0;
+  int oom = 0;
+  int seen = occurrence_seen(r->occ, r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0,
+                             &occ, &oom);
+  if (oom)
+    log_error(r->c->name, "out of memory counting equal lines: their record ids may repeat");
   if (seen == CURSOR_REPEATED) {
     r->repeated++;
     if (cursor_repeated(r->cursor) == 1)
@@ -144,6 +153,7 @@ static void deliver(reader_t *r, const decode_line_t *line) {
     return;
   }
   r->batch->recs[r->batch->n - 1].hash = k.hash;
+  r->batch->recs[r->batch->n - 1].occ = occ;
   cursor_deliver(r->cursor, &k, decoder_pending_ts(&r->dec));
   r->lines++;
   r->bytes += l->len;
@@ -316,6 +326,7 @@ static void connect_stream(reader_t *r) {
   if (cfg->backfill && since < cfg->backfill_since) since = cfg->backfill_since;
   decoder_reset(&r->dec);
   cursor_begin_replay(r->cursor);
+  occurrence_clear(r->occ); /* a new connection counts from its since */
   r->protocol_error = 0;
   r->paused = 0;
   r->stream_lines = 0;
@@ -521,6 +532,10 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
                        uint64_t event_ns, int attach) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
+  if (!(r->occ = occurrence_new())) {
+    free(r);
+    return NULL;
+  }
   r->core = core;
   r->c = container_ref(c);
   r->cursor = cursor;
@@ -551,6 +566,7 @@ void reader_free(reader_t *r) {
                   r->repeated, cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);
+  occurrence_free(r->occ);
   container_unref(r->c);
   free(r);
 }

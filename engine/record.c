@@ -192,7 +192,20 @@ static int originals(lua_State *L, int idx, const batch_t *b, size_t i, unsigned
   return n;
 }
 
-/* __index(t, k): an original field the filters have not set or deleted. */
+/* 1 when the value at idx is the string "id". */
+static int is_id_key(lua_State *L, int idx)
+{
+  size_t len;
+  const char *s;
+
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return 0;
+  s = lua_tolstring(L, idx, &len);
+  return len == 2 && s[0] == 'i' && s[1] == 'd';
+}
+
+/* __index(t, k): an original field the filters have not set or deleted,
+ * or the record id. */
 static int rec_index(lua_State *L)
 {
   const rctx_t *x = lua_touserdata(L, lua_upvalueindex(1));
@@ -200,6 +213,13 @@ static int rec_index(lua_State *L)
   size_t i;
   unsigned changed;
 
+  if (f < 0 && is_id_key(L, 2)) {
+    char id[BATCH_ID_LEN + 1];
+    if (!record_id(L, 1, id))
+      return 0;
+    lua_pushlstring(L, id, BATCH_ID_LEN);
+    return 1;
+  }
   if (f < 0)
     return 0;
   int mt = push_mt(L, 1);
@@ -218,6 +238,9 @@ static int rec_newindex(lua_State *L)
   unsigned changed;
 
   lua_settop(L, 3);
+  if (f < 0 && is_id_key(L, 2) && record_is_lazy(L, 1))
+    return luaL_error(L, "r.id is the record's id and cannot be set (store another id "
+                         "under another name)");
   if (f >= 0) {
     int mt = push_mt(L, 1);
     if (mt != 0 && read_pos(L, 1, mt, &i, &changed)) {
@@ -289,6 +312,16 @@ int record_origin(lua_State *L, int idx, record_origin_t *o)
   if (mt != 0)
     lua_pop(L, 1);
   return ok && o->batch != NULL;
+}
+
+int record_id(lua_State *L, int idx, char out[BATCH_ID_LEN + 1])
+{
+  record_origin_t o;
+
+  if (!record_origin(L, idx, &o))
+    return 0;
+  batch_rec_id(o.batch, o.i, out);
+  return 1;
 }
 
 /* --- original fields one by one --------------------------------------- */

@@ -11,6 +11,9 @@
  * getmetatable and setmetatable (replaced in the state by record_setup)
  * first turn a lazy record into a plain table with every field set
  * (record_materialize), so they see all its fields and no metatable.
+ * A lazy record also answers `id` (record_id), which is no field: it is
+ * never stored in the table nor written, setting it raises an error, and
+ * a plain table has none.
  *
  * Ownership: a lazy record holds a reference to its batch (batch_ref)
  * through its metatable; the Lua GC drops it once no record of the batch is
@@ -86,6 +89,13 @@ int record_detach(struct lua_State *L);
  * value. A lazy record may also have new fields, and a new `line`: read
  * them from the table. Can't fail. */
 int record_origin(struct lua_State *L, int idx, record_origin_t *o);
+
+/* The record id (batch.h, batch_rec_id) of the lazy record at idx: writes
+ * it and a NUL into out and returns 1; returns 0 for any other value (a
+ * record a filter made, or made plain: it has no id). Filters read it as
+ * `r.id` (never set on the table, never written by json_add_record; setting
+ * it raises an error). Can't fail. */
+int record_id(struct lua_State *L, int idx, char out[BATCH_ID_LEN + 1]);
 
 /* For writers reading fields one by one (the wire-format encoders): the
  * original fields a lazy record still takes from its batch, that is those

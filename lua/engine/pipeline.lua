@@ -436,7 +436,7 @@ do
   OUTPUT_KEYS.stdout = set(common, { "format" })
   OUTPUT_KEYS.null = set(common, { "format" })
   OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
-  OUTPUT_KEYS.http = set(common, delivery, http, { "format" })
+  OUTPUT_KEYS.http = set(common, delivery, http, { "format", "record_id" })
   OUTPUT_KEYS.clickhouse = set(common, delivery, http, { "table" })
   OUTPUT_KEYS.loki = set(common, delivery, http, { "labels" })
   OUTPUT_KEYS.elasticsearch = set(common, delivery, http, { "index" })
@@ -526,6 +526,10 @@ function Check:network_output(o, where, entry)
   if o.tls_verify ~= nil then
     if type(o.tls_verify) ~= "boolean" then self:fail(where .. ".tls_verify", "must be true or false") end
     entry.tls_verify = o.tls_verify
+  end
+  if o.record_id ~= nil then
+    if type(o.record_id) ~= "boolean" then self:fail(where .. ".record_id", "must be true or false") end
+    entry.record_id = o.record_id
   end
   if o.gzip ~= nil then
     if type(o.gzip) ~= "boolean" then self:fail(where .. ".gzip", "must be true or false") end

@@ -77,27 +77,36 @@ describe("network outputs #sanitize", function()
       bodies[#bodies + 1] = r.body
     end
     assert_once(ndjson_seqs(bodies), 100)
+    -- without record_id the records have no "id"
+    assert.is_nil(table.concat(bodies):find('"id":', 1, true))
     assert.is_nil(e:stderr_text():find("s3cret", 1, true), "the token must never be logged")
   end)
 
-  it("posts a JSON array with basic auth from the environment", function()
+  it("posts a JSON array with basic auth from the environment, each record with its id", function()
     srv = fake.start { "--containers", "1", "--rate", "100" }
     rx = receiver.start {}
     e = engine.start {
       pipeline = pipeline(srv.host, string.format(
-        '{ type = "http", url = %q, format = "json", auth = { user_env = "SPEC_USER", password_env = "SPEC_PASS" } }',
+        '{ type = "http", url = %q, format = "json", record_id = true, '
+          .. 'auth = { user_env = "SPEC_USER", password_env = "SPEC_PASS" } }',
         rx.url)),
       env = { SPEC_USER = "edge", SPEC_PASS = "pa55:word" } }
     local count
     proc.wait_for(function()
-      local lines = {}
+      local lines, ids = {}, {}
       for _, r in ipairs(rx:requests()) do
         assert.equal("Basic " .. "ZWRnZTpwYTU1OndvcmQ=", r.headers["authorization"]) -- edge:pa55:word
         assert.equal("application/json", r.headers["content-type"])
         local array = cjson.decode(r.body)
         assert.equal("table", type(array))
         assert.is_true(#array > 0, "an empty or non-array body: " .. r.body)
-        for _, rec in ipairs(array) do lines[#lines + 1] = cjson.encode(rec) end
+        for _, rec in ipairs(array) do
+          assert.matches("^%x+$", rec.id)
+          assert.equal(32, #rec.id)
+          assert.is_nil(ids[rec.id], "a repeated id")
+          ids[rec.id] = true
+          lines[#lines + 1] = cjson.encode(rec)
+        end
       end
       local total
       count, total = ndjson_seqs({ table.concat(lines, "\n") })
@@ -182,9 +191,9 @@ describe("network outputs #sanitize", function()
       { type = "loki", url = %q, labels = { "name" } },
       { type = "elasticsearch", url = %q, index = "edge" },
       { type = "otlp", url = %q },]], rx.url, rx.url, rx.url)) }
-    local seen
+    local seen, es_ids, otlp_ids
     proc.wait_for(function()
-      seen = { loki = 0, es = 0, otlp = 0 }
+      seen, es_ids, otlp_ids = { loki = 0, es = 0, otlp = 0 }, {}, {}
       for _, r in ipairs(rx:requests()) do
         if r.path == "/loki/api/v1/push" then
           for _, st in ipairs(cjson.decode(r.body).streams) do
@@ -197,11 +206,19 @@ describe("network outputs #sanitize", function()
           for l in r.body:gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(l) end
           for i = 1, #lines, 2 do
             assert.equal("edge", lines[i].create._index)
+            es_ids[#es_ids + 1] = lines[i].create._id
             seen.es = seen.es + 1
           end
         elseif r.path == "/v1/logs" then
           for _, rl in ipairs(cjson.decode(r.body).resourceLogs) do
-            for _, sl in ipairs(rl.scopeLogs) do seen.otlp = seen.otlp + #sl.logRecords end
+            for _, sl in ipairs(rl.scopeLogs) do
+              seen.otlp = seen.otlp + #sl.logRecords
+              for _, lr in ipairs(sl.logRecords) do
+                for _, a in ipairs(lr.attributes) do
+                  if a.key == "log.record.uid" then otlp_ids[#otlp_ids + 1] = a.value.stringValue end
+                end
+              end
+            end
           end
         end
       end
@@ -209,6 +226,18 @@ describe("network outputs #sanitize", function()
     end, 20, "40 records in each format")
     assert.equal(0, e:stop("TERM"))
     assert.same({ loki = 40, es = 40, otlp = 40 }, seen)
+    -- the record ids: one per line, the same in both formats
+    assert.equal(40, #es_ids)
+    assert.same(es_ids, otlp_ids)
+    local distinct = {}
+    for _, id in ipairs(es_ids) do
+      assert.matches("^%x+$", id)
+      assert.equal(32, #id)
+      distinct[id] = true
+    end
+    local n = 0
+    for _ in pairs(distinct) do n = n + 1 end
+    assert.equal(40, n)
   end)
 
   it("dead-letters an Elasticsearch batch whose _bulk reply reports item errors", function()

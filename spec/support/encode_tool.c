@@ -357,9 +357,13 @@ static int encode(strbuf_t *b, lua_State *L, int abs_arr, const options_t *o)
   int rc = 0;
 
   if (strcmp(o->format, "ndjson") == 0)
-    return encode_ndjson(b, L, arr);
+    return encode_ndjson(b, L, arr, 0);
+  if (strcmp(o->format, "ndjson-id") == 0)
+    return encode_ndjson(b, L, arr, 1);
   if (strcmp(o->format, "array") == 0)
-    return encode_json_array(b, L, arr);
+    return encode_json_array(b, L, arr, 0);
+  if (strcmp(o->format, "array-id") == 0)
+    return encode_json_array(b, L, arr, 1);
   if (strcmp(o->format, "clickhouse") == 0)
     return encode_clickhouse(b, L, arr);
   if (strcmp(o->format, "loki") == 0)

@@ -97,6 +97,15 @@ int cursor_deliver(cursor_t *c, const cursor_key_t *k, int64_t floor_ts);
 int64_t cursor_newest(const cursor_t *c);
 size_t cursor_window(const cursor_t *c);
 
+/* occurrence.h */
+typedef struct occurrence occurrence_t;
+occurrence_t *occurrence_new(void);
+void occurrence_free(occurrence_t *o);
+void occurrence_clear(occurrence_t *o);
+int occurrence_count(occurrence_t *o, const cursor_key_t *k, uint32_t *n);
+int occurrence_seen(occurrence_t *o, cursor_t *c, const cursor_key_t *k, unsigned flags,
+                    uint32_t *n, int *oom);
+
 /* checkpoint.h (parsing and writing the file's text only) */
 typedef struct checkpoint checkpoint_t;
 checkpoint_t *checkpoint_parse(const char *text, size_t len, int64_t margin_ns);
@@ -309,6 +318,12 @@ function M.cursor(margin_ns, max_keys)
   local c = C.cursor_new(margin_ns or 1000000000LL, max_keys or 0)
   assert(c ~= nil, "cursor_new")
   return ffi.gc(c, C.cursor_free)
+end
+
+function M.occurrence()
+  local o = C.occurrence_new()
+  assert(o ~= nil, "occurrence_new")
+  return ffi.gc(o, C.occurrence_free)
 end
 
 function M.key(ts, stream, line)

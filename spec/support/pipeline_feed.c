@@ -5,7 +5,8 @@
  *
  * INPUT has one line per record: name TAB stream TAB RFC3339Nano-time TAB
  * text (the text is the rest of the line, any bytes but '\n'). stream is
- * "stdout" or "stderr", with ",truncated" to flag the record truncated. A
+ * "stdout" or "stderr", with ",truncated" to flag the record truncated
+ * and ",occ=N" to give it occurrence N (batch_rec_t.occ, default 0). A
  * blank line ends a batch, and so does a change of container name. A line
  * "@labels TAB name TAB key=value ..." gives a container its labels (before
  * its first record). Containers get the id "id-<name>" and the image "img".
@@ -162,6 +163,7 @@ static int record_line(feed_t *f, char *line, size_t len)
     return -1;
   if (strstr(t1 + 1, ",truncated") != NULL)
     flags |= DECODE_TRUNCATED;
+  const char *occ = strstr(t1 + 1, ",occ=");
   if (ts_parse(t2 + 1, strlen(t2 + 1), &ts, &used) < 0 || used != strlen(t2 + 1))
     return -1;
   c = find_container(f, line, NULL, 0);
@@ -171,7 +173,11 @@ static int record_line(feed_t *f, char *line, size_t len)
     submit(f);
   if (f->batch == NULL && (f->batch = batch_new(c)) == NULL)
     return -1;
-  return batch_add(f->batch, ts, stream, flags, text, len - (size_t)(text - line));
+  if (batch_add(f->batch, ts, stream, flags, text, len - (size_t)(text - line)) != 0)
+    return -1;
+  if (occ != NULL)
+    f->batch->recs[f->batch->n - 1].occ = (uint32_t)strtoul(occ + 5, NULL, 10);
+  return 0;
 }
 
 static int feed_file(feed_t *f, const char *path)

@@ -33,7 +33,14 @@
  * one item per two request lines (action and document), and item number K,
  * counted from 1 over every request, gets the K-th status of LIST
  * ("201,429,400", ...; 201 past its end), with an error object for a status
- * outside 2xx (type "status_<N>", reason "item <K> refused"). */
+ * outside 2xx (type "status_<N>", reason "item <K> refused").
+ *
+ * --unique-ids (with or without --bulk) keeps the _id of every document it
+ * took, as Elasticsearch does: an item whose action line names an _id
+ * taken before gets 409 (type "version_conflict_engine_exception") instead
+ * of its 2xx. Each document taken (2xx, never one answered 409) is appended
+ * to DIR/indexed, one document line each, before the answer is sent; items
+ * answered 409 are counted on stderr ("bulk conflicts N", the total). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -125,6 +132,10 @@ static struct {
   int *bulk;          /* --bulk statuses */
   size_t n_bulk;
   unsigned long bulk_items;
+  int unique_ids;     /* --unique-ids */
+  char **ids;         /* the _ids taken: open addressing, cap_ids slots */
+  size_t n_ids, cap_ids;
+  unsigned long conflicts;
   int stopping;
 } g;
 
@@ -478,20 +489,98 @@ static void on_delay(uv_timer_t *t)
   conn_process(c);
 }
 
+static size_t id_slot(char **ids, size_t cap, const char *id, size_t len)
+{
+  size_t h = 5381, i;
+
+  for (i = 0; i < len; i++)
+    h = h * 33 + (unsigned char)id[i];
+  for (i = h & (cap - 1); ids[i] != NULL; i = (i + 1) & (cap - 1))
+    if (strlen(ids[i]) == len && memcmp(ids[i], id, len) == 0)
+      break;
+  return i;
+}
+
+/* --unique-ids: 1 when id[0..len) was taken before, else takes it and
+ * returns 0 (out of memory: exits). */
+static int id_taken(const char *id, size_t len)
+{
+  size_t i;
+
+  if ((g.n_ids + 1) * 2 > g.cap_ids) {
+    size_t cap = g.cap_ids ? g.cap_ids * 2 : 1024;
+    char **ids = calloc(cap, sizeof *ids);
+    if (ids == NULL)
+      abort();
+    for (i = 0; i < g.cap_ids; i++)
+      if (g.ids[i] != NULL)
+        ids[id_slot(ids, cap, g.ids[i], strlen(g.ids[i]))] = g.ids[i];
+    free(g.ids);
+    g.ids = ids;
+    g.cap_ids = cap;
+  }
+  i = id_slot(g.ids, g.cap_ids, id, len);
+  if (g.ids[i] != NULL)
+    return 1;
+  if ((g.ids[i] = strndup(id, len)) == NULL)
+    abort();
+  g.n_ids++;
+  return 0;
+}
+
+/* The value of "_id" in the action line [s, end), or NULL. */
+static const char *action_id(const char *s, const char *end, size_t *len)
+{
+  static const char key[] = "\"_id\":\"";
+  const char *p, *q;
+
+  for (p = s; p + sizeof key - 1 <= end; p++) {
+    if (memcmp(p, key, sizeof key - 1) != 0)
+      continue;
+    p += sizeof key - 1;
+    for (q = p; q < end && *q != '"'; q++)
+      ;
+    *len = (size_t)(q - p);
+    return q < end ? p : NULL;
+  }
+  return NULL;
+}
+
 /* --bulk: the _bulk reply to a request body, into out. */
 static void bulk_reply(strbuf_t *out, const strbuf_t *body)
 {
   size_t lines = 0, i;
   char item[256];
   int n, errors = 0;
-  strbuf_t items = { 0 };
+  strbuf_t items = { 0 }, indexed = { 0 };
+  const char *p = body->data, *end = body->data + body->len;
 
   for (i = 0; i < body->len; i++)
     lines += body->data[i] == '\n';
   for (i = 0; i < lines / 2; i++) {
     unsigned long k = ++g.bulk_items;
     int st = k <= g.n_bulk ? g.bulk[k - 1] : 201;
-    if (st >= 200 && st < 300)
+    const char *action = p, *action_end = memchr(p, '\n', (size_t)(end - p));
+    const char *doc = action_end + 1, *doc_end = memchr(doc, '\n', (size_t)(end - doc));
+    const char *id;
+    size_t id_len;
+    p = doc_end + 1;
+    if (g.unique_ids && st >= 200 && st < 300) {
+      id = action_id(action, action_end, &id_len);
+      if (id != NULL && id_taken(id, id_len)) {
+        st = 409;
+        g.conflicts++;
+      } else {
+        strbuf_add(&indexed, doc, (size_t)(doc_end - doc) + 1);
+      }
+    }
+    if (st == 409)
+      n = snprintf(item, sizeof item,
+                   "%s{\"create\":{\"_index\":\"logs\",\"status\":409,\"error\":"
+                   "{\"type\":\"version_conflict_engine_exception\",\"reason\":\"item %lu: "
+                   "document already exists\"}}}",
+                   i ? "," : "", k);
+    else if (st >= 200 && st < 300)
       n = snprintf(item, sizeof item, "%s{\"create\":{\"_index\":\"logs\",\"status\":%d}}",
                    i ? "," : "", st);
     else
@@ -508,6 +597,16 @@ static void bulk_reply(strbuf_t *out, const strbuf_t *body)
   strbuf_add(out, items.data ? items.data : "", items.len);
   strbuf_add(out, "]}", 2);
   strbuf_free(&items);
+  if (indexed.len > 0) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/indexed", g.dir);
+    FILE *f = fopen(path, "ab");
+    if (f == NULL || fwrite(indexed.data, 1, indexed.len, f) != indexed.len || fclose(f) != 0)
+      abort();
+  }
+  strbuf_free(&indexed);
+  if (g.unique_ids)
+    fprintf(stderr, "bulk conflicts %lu\n", g.conflicts);
 }
 
 /* Answers every whole request in the buffer, in order, until one must wait
@@ -545,7 +644,7 @@ static void conn_process(conn_t *c)
     c->pending_retry = step ? step->retry_after : -1;
     c->pending_close = !r.keep_alive;
     c->continue_sent = 0;
-    if (g.n_bulk > 0 && c->pending_status >= 200 && c->pending_status < 300)
+    if ((g.n_bulk > 0 || g.unique_ids) && c->pending_status >= 200 && c->pending_status < 300)
       bulk_reply(&c->reply, &r.body);
     strbuf_free(&r.body);
     memmove(c->in.data, c->in.data + r.total, c->in.len - r.total);
@@ -680,6 +779,10 @@ static int parse_args(int argc, char **argv)
   int i;
 
   for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--unique-ids") == 0) {
+      g.unique_ids = 1;
+      continue;
+    }
     if (i + 1 >= argc)
       return -1;
     if (strcmp(argv[i], "--dir") == 0) {
@@ -734,7 +837,7 @@ int main(int argc, char **argv)
 
   if (parse_args(argc, argv) < 0) {
     fprintf(stderr, "usage: receiver --dir DIR [--port P] [--script 200,500,429:2,...] "
-                    "[--body-STATUS FILE]... [--delay-ms D] [--close-after N] [--bulk LIST]\n");
+                    "[--body-STATUS FILE]... [--delay-ms D] [--close-after N] [--bulk LIST] [--unique-ids]\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -768,5 +871,8 @@ out:
   for (i = 0; i < g.n_bodies; i++)
     free(g.bodies[i].data);
   free(g.bulk);
+  for (i = 0; i < g.cap_ids; i++)
+    free(g.ids[i]);
+  free(g.ids);
   return status;
 }

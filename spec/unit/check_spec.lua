@@ -174,6 +174,23 @@ return {
     }, lines)
   end)
 
+  it("takes record_id, true or false, on http outputs only", function()
+    local code, lines = check(dir, [[
+return {
+  outputs = {
+    { type = "http", url = "http://127.0.0.1:9", record_id = "yes" },
+    { type = "elasticsearch", url = "http://127.0.0.1:9", record_id = true },
+    { type = "http", url = "http://127.0.0.1:9", record_id = true },
+  },
+}
+]])
+    assert.equal(2, code)
+    assert.same({
+      "pipeline.lua:3: outputs[1].record_id must be true or false",
+      'pipeline.lua:4: outputs[2].record_id is only for outputs of type "http"',
+    }, lines)
+  end)
+
   it("reports an option typo in a helper at the user's line", function()
     local code, lines = check(dir, [[
 local multiline = require("engine.multiline")

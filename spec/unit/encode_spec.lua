@@ -161,8 +161,12 @@ describe("encode clickhouse (JSONEachRow)", function()
     local keys = {}
     for k in pairs(r) do keys[#keys + 1] = k end
     table.sort(keys)
-    assert.same({ "container", "date", "fields", "image", "labels", "line", "name", "stream",
+    assert.same({ "container", "date", "fields", "id", "image", "labels", "line", "name", "stream",
       "time", "time_ns" }, keys)
+    -- a plain record (not from a batch) has no record id: a unique one
+    assert.matches("^u[0-9a-f]+$", r.id)
+    assert.equal(32, #r.id)
+    assert.are_not.equal(r.id, cjson.decode(rows[2]).id)
     local r2 = cjson.decode(rows[2])
     assert.equal(ns_of(T2), r2.time_ns)
     assert.equal("1795820145000000001", r2.time_ns)
@@ -622,8 +626,14 @@ describe("every encoder, given lazy records (engine/record.h)", function()
   local clocked = { clickhouse = true, loki = true, elasticsearch = true, otlp = true,
                     syslog = true, ["syslog-one"] = true }
   -- OTLP's observedTimeUnixNano is the time of encoding
+  -- and records of a batch have record ids, plain ones none (ClickHouse:
+  -- a unique one): compared without them
   local function steady(body)
-    return (body:gsub('"observedTimeUnixNano":"%d+"', '"observedTimeUnixNano":"now"'))
+    body = body:gsub('"observedTimeUnixNano":"%d+"', '"observedTimeUnixNano":"now"')
+    body = body:gsub(',{"key":"log.record.uid","value":{"stringValue":"%x+"}}', "")
+    body = body:gsub('{"key":"log.record.uid","value":{"stringValue":"%x+"}},?', "")
+    body = body:gsub(',"_id":"%x+"', "")
+    return (body:gsub('"id":"u?%x+"', '"id":"-"'))
   end
 
   for _, f in ipairs({ { "ndjson" }, { "array" }, { "clickhouse" },
@@ -641,4 +651,51 @@ describe("every encoder, given lazy records (engine/record.h)", function()
       end
     end)
   end
+
+  -- The record ids of the lazy records in each body that carries them.
+  local function ids(format, lazy)
+    local body = encode(format, lazy, { "--lazy" })
+    local pattern = ({ ["ndjson-id"] = '^{"id":"(%x+)"', ["array-id"] = '"id":"(%x+)"',
+                       clickhouse = '"id":"(%x+)"', elasticsearch = '"_id":"(%x+)"',
+                       otlp = '"log.record.uid","value":{"stringValue":"(%x+)"' })[format]
+    local out = {}
+    if format == "ndjson-id" then
+      for _, l in ipairs(lines_of(body)) do out[#out + 1] = l:match(pattern) end
+    else
+      for id in body:gmatch(pattern) do out[#out + 1] = id end
+    end
+    return out, body
+  end
+
+  it("writes each record's id where the format has one, the same in every format", function()
+    local lazy = cases(true)
+    local want = ids("ndjson-id", lazy)
+    assert.equal(#lazy, #want)
+    local distinct = {}
+    for _, id in ipairs(want) do
+      assert.matches("^[0-9a-f]+$", id)
+      assert.equal(32, #id)
+      distinct[id] = true
+    end
+    for _, f in ipairs({ "array-id", "clickhouse", "elasticsearch" }) do
+      assert.same(want, (ids(f, lazy)), f)
+    end
+    -- OTLP: grouped by container, so compared as a set
+    local otlp = ids("otlp", lazy)
+    table.sort(otlp)
+    local sorted = { unpack(want) }
+    table.sort(sorted)
+    assert.same(sorted, otlp)
+    -- the same records encoded again: the same ids
+    assert.same(want, (ids("ndjson-id", lazy)))
+    -- without record_id, the http bodies have none
+    assert.falsy(encode("ndjson", lazy, { "--lazy" }):find('"id"', 1, true))
+    assert.falsy(encode("array", lazy, { "--lazy" }):find('"id"', 1, true))
+    -- with it, the id comes first and the rest of the record is unchanged
+    local _, body = ids("ndjson-id", lazy)
+    local plain = lines_of(encode("ndjson", lazy, { "--lazy" }))
+    for i, l in ipairs(lines_of(body)) do
+      assert.equal(plain[i], "{" .. l:sub(#'{"id":"' + 32 + 3))
+    end
+  end)
 end)

@@ -195,6 +195,29 @@ describe("receiver", function()
     end
   end)
 
+  it("--unique-ids: answers 409 to a _bulk item whose _id it took before, and lists what it took", function()
+    srv = start({ "--unique-ids", "--bulk", "201,201,429" })
+    local function bulk(body)
+      write(srv.dir .. "/in", body)
+      local rc, out = curl({ "-H", "Content-Type: application/x-ndjson", "--data-binary",
+        "@" .. srv.dir .. "/in", srv.url .. "/_bulk" })
+      assert.equal(0, rc, out)
+      local statuses = {}
+      for st in out:gmatch('"status":(%d+)') do statuses[#statuses + 1] = tonumber(st) end
+      return statuses
+    end
+    local a = '{"create":{"_index":"logs","_id":"a"}}\n{"n":1}\n'
+    local b = '{"create":{"_index":"logs","_id":"b"}}\n{"n":2}\n'
+    local c = '{"create":{"_index":"logs","_id":"c"}}\n{"n":3}\n'
+    local none = '{"create":{"_index":"logs"}}\n{"n":4}\n'
+    -- items 1, 2, 3 get 201, 201, 429 from --bulk; a refused _id is not taken
+    assert.same({ 201, 201, 429 }, bulk(a .. b .. c))
+    assert.same({ 409, 201, 409, 201 }, bulk(a .. c .. b .. none))
+    assert.same({ 201 }, bulk(none))
+    assert.equal('{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n{"n":4}\n', proc.read(srv.req .. "/indexed"))
+    assert.truthy((proc.read(srv.err) or ""):find("bulk conflicts 2\n", 1, true))
+  end)
+
   it("sends the body file of a status with every answer of that status", function()
     local reply = '{"took":1,"errors":true,"items":[{"create":{"status":400,"error":{"type":"x","reason":"y"}}}]}'
     srv = start({ "--script", "200,500,200", "--body-200", "@DIR@/reply.json" },
