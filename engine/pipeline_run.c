@@ -329,7 +329,7 @@ static void tap_records(pipeline_t *p, lua_State *L, int point, const char *name
 
   if (!tap_wanted(p->tap, point, name, cname))
     return;
-  if (encode_ndjson(&b, L, idx) == 0)
+  if (encode_ndjson(&b, L, idx, 0) == 0)
     tap_offer(p->tap, point, name, cname, b.data, b.len);
   strbuf_free(&b);
 }
