@@ -79,6 +79,8 @@ int output_init(output_t *o, const output_kind_t *kind, lua_State *L, int idx) {
   o->routed_only = lua_toboolean(L, -1);
   lua_pop(L, 1);
   o->cfg.retry_max = (long)field_number(L, idx, "retry_max", -1);
+  o->cfg.concurrency = (int)field_number(L, idx, "concurrency", 1);
+  if (o->cfg.concurrency < 1) o->cfg.concurrency = 1;
   o->cfg.backoff_initial = field_number(L, idx, "backoff_initial", 0.5);
   o->cfg.backoff_max = field_number(L, idx, "backoff_max", 30);
   o->cfg.mode = (int)field_number(L, idx, "mode", 0600);
@@ -139,11 +141,18 @@ static void body_free(output_body_t *b, int abandoned) {
   free(b);
 }
 
-/* The head body is done (delivered or dead-lettered). */
-static void head_done(output_t *o) {
-  output_body_t *b = o->head;
-  o->head = b->next;
-  if (!o->head) o->tail = NULL;
+/* Body b is done (delivered or dead-lettered): out of the queue. The
+ * bodies in flight are among the first ones (kick sends from the head), so
+ * the walk is short. */
+static void body_done(output_t *o, output_body_t *b) {
+  output_body_t **link = &o->head, *prev = NULL;
+  while (*link && *link != b) {
+    prev = *link;
+    link = &prev->next;
+  }
+  if (!*link) return; /* not queued: cannot happen */
+  *link = b->next;
+  if (o->tail == b) o->tail = prev;
   o->st.pending--;
   body_free(b, 0);
 }
@@ -213,10 +222,10 @@ static void on_retry(uv_timer_t *t) {
   kick(o);
 }
 
-void output_sent(output_t *o, int result, const char *why, double retry_after) {
-  output_body_t *b = o->head;
-  o->sending = 0;
-  if (!b) return;
+void output_sent(output_t *o, output_body_t *b, int result, const char *why, double retry_after) {
+  if (!b || !b->sending) return; /* taken back at stop */
+  b->sending = 0;
+  o->st.in_flight--;
   switch (result) {
   case OUTPUT_DELIVERED:
     if (o->cause[0]) log_info(NULL, "output %s: delivering again", o->name);
@@ -224,11 +233,11 @@ void output_sent(output_t *o, int result, const char *why, double retry_after) {
     o->st.failing = 0;
     o->st.sent++;
     o->backoff = o->cfg.backoff_initial;
-    head_done(o);
+    body_done(o, b);
     break;
   case OUTPUT_REJECTED:
     output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, why);
-    head_done(o);
+    body_done(o, b);
     break;
   case OUTPUT_AGAIN:
     break;
@@ -239,24 +248,33 @@ void output_sent(output_t *o, int result, const char *why, double retry_after) {
       char msg[300];
       snprintf(msg, sizeof msg, "gave up after %u tries: %s", b->attempts, why);
       output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, msg);
-      head_done(o);
+      body_done(o, b);
       break;
     }
     o->st.retried++;
-    double delay = o->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
-    if (retry_after > delay) delay = retry_after;
-    o->backoff *= 2;
-    if (o->backoff > o->cfg.backoff_max) o->backoff = o->cfg.backoff_max;
     cause(o, LOG_WARN, "%s; retrying with backoff", why);
     if (o->closing) {
       if (o->drop_reason) {
         output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, o->drop_reason);
-        head_done(o);
+        body_done(o, b);
       }
       return;
     }
+    /* One backoff for the output: the attempts that fail while it runs
+     * (those that were in flight with this one) wait for the same end,
+     * unless the destination asks for longer. */
+    uint64_t ms;
+    if (!o->waiting) {
+      double delay = o->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+      if (retry_after > delay) delay = retry_after;
+      o->backoff *= 2;
+      if (o->backoff > o->cfg.backoff_max) o->backoff = o->cfg.backoff_max;
+      ms = (uint64_t)(delay * 1000);
+    } else if ((ms = (uint64_t)(retry_after * 1000)) <= uv_timer_get_due_in(&o->retry)) {
+      return;
+    }
     o->waiting = 1;
-    uv_timer_start(&o->retry, on_retry, (uint64_t)(delay * 1000), 0);
+    uv_timer_start(&o->retry, on_retry, ms, 0);
     return;
   }
   kick(o);
@@ -290,11 +308,23 @@ void output_truncated(output_t *o, size_t from, size_t to) {
   if (o->st.truncated == 1) log_warn(NULL, "output %s: %s (logged once)", o->name, msg);
 }
 
+/* Starts attempts on the first bodies not in flight, up to the output's
+ * concurrency. A send that ends at once (output_sent inside it) comes back
+ * here and returns: this loop goes on with the next body. */
 static void kick(output_t *o) {
-  if (o->sending || o->waiting || o->closing || !o->head || !o->started) return;
-  o->sending = 1;
-  o->head->attempts++;
-  o->kind->send(o, o->head);
+  if (o->kicking) return;
+  o->kicking = 1;
+  while (!o->waiting && !o->closing && o->started &&
+         o->st.in_flight < (size_t)o->cfg.concurrency) {
+    output_body_t *b = o->head;
+    while (b && b->sending) b = b->next;
+    if (!b) break;
+    b->sending = 1;
+    b->attempts++;
+    o->st.in_flight++;
+    o->kind->send(o, b);
+  }
+  o->kicking = 0;
 }
 
 void output_take(output_t *o) {
@@ -372,19 +402,22 @@ void output_handle_closed(output_t *o) {
   cb(o->closed_ud);
 }
 
-/* Dead-letters every body held but the one still out (sending). */
+/* Dead-letters every body held but those still out (in flight). */
 static void drop_all(output_t *o) {
   output_body_t **link = &o->head;
-  if (o->sending && *link) link = &(*link)->next;
+  o->tail = NULL;
   while (*link) {
     output_body_t *b = *link;
+    if (b->sending) {
+      o->tail = b;
+      link = &b->next;
+      continue;
+    }
     *link = b->next;
     output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, o->drop_reason);
     o->st.pending--;
     body_free(b, 0);
   }
-  o->tail = NULL;
-  for (output_body_t *b = o->head; b; b = b->next) o->tail = b;
 }
 
 void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), void *ud) {
@@ -404,7 +437,10 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
   o->closing = 1;
   uv_timer_stop(&o->retry);
   o->handles++; /* held while the kind and the timer close */
-  o->sending = o->kind->stop ? o->kind->stop(o) : 0;
+  if (!(o->kind->stop && o->kind->stop(o))) { /* every attempt taken back */
+    for (output_body_t *b = o->head; b; b = b->next) b->sending = 0;
+    o->st.in_flight = 0;
+  }
   if (drop_reason) {
     drop_all(o);
   } else {

@@ -432,7 +432,7 @@ do
   end
   local common = { "type", "name", "routed_only" }
   local delivery = { "url", "retry_max", "backoff_initial", "backoff_max", "dead_letter", "mode" }
-  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip" }
+  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip", "concurrency" }
   OUTPUT_KEYS.stdout = set(common, { "format" })
   OUTPUT_KEYS.null = set(common, { "format" })
   OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
@@ -540,6 +540,14 @@ function Check:network_output(o, where, entry)
       self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
     end
     entry.retry_max = o.retry_max
+  end
+  if o.concurrency ~= nil then
+    self:number(o.concurrency, where .. ".concurrency")
+    if o.concurrency < 1 or o.concurrency > 64 or floor(o.concurrency) ~= o.concurrency then
+      self:fail(where .. ".concurrency", "must be a whole number of requests from 1 to 64 (got %s)",
+                show(o.concurrency))
+    end
+    entry.concurrency = o.concurrency
   end
   if o.dead_letter ~= nil then
     entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),
