@@ -512,10 +512,13 @@ static int http_stop(output_t *o)
 {
   http_output_t *h = (http_output_t *)o;
 
-  while (h->attempts) { /* every request taken back */
-    http_cancel(h->attempts->req); /* no callback of it runs again */
-    attempt_free(h->attempts);
+  for (attempt_t *a = h->attempts, *next; a; a = next) { /* every request taken back */
+    next = a->next;
+    http_cancel(a->req); /* no callback of it runs again */
+    es_reply_free(a->reply);
+    free(a);
   }
+  h->attempts = NULL;
   if (h->http)
     http_close(h->http, client_closed, h);
   return 0;
@@ -538,8 +541,11 @@ static void http_free(output_t *o)
   free(h->base_url);
   free_list(h->hdr, h->n_hdr);
   free(h->userpwd);
-  while (h->attempts)
-    attempt_free(h->attempts);
+  for (attempt_t *a = h->attempts, *next; a; a = next) {
+    next = a->next;
+    es_reply_free(a->reply);
+    free(a);
+  }
 }
 
 static const output_kind_t kinds[] = {
