@@ -80,6 +80,8 @@ int output_init(output_t *o, const output_kind_t *kind, lua_State *L, int idx) {
   lua_pop(L, 1);
   o->cfg.retry_max = (long)field_number(L, idx, "retry_max", -1);
   o->cfg.concurrency = (int)field_number(L, idx, "concurrency", 1);
+  o->cfg.batch_max_bytes = (size_t)field_number(L, idx, "batch_max_bytes", 0);
+  o->cfg.batch_max_records = (size_t)field_number(L, idx, "batch_max_records", 0);
   if (o->cfg.concurrency < 1) o->cfg.concurrency = 1;
   o->cfg.backoff_initial = field_number(L, idx, "backoff_initial", 0.5);
   o->cfg.backoff_max = field_number(L, idx, "backoff_max", 30);
@@ -119,6 +121,7 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
   body->data = b.data;
   body->len = b.len;
   body->records = records;
+  body->batches = 1;
   body->ticket = t;
   pthread_mutex_lock(&o->lock);
   if (o->in_tail) o->in_tail->next = body;
@@ -135,8 +138,12 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
 static void kick(output_t *o);
 
 static void body_free(output_body_t *b, int abandoned) {
-  if (abandoned) ticket_abandon(b->ticket);
-  else ticket_release(b->ticket);
+  for (size_t i = 0; i <= b->n_more; i++) {
+    ticket_t *t = i ? b->more[i - 1] : b->ticket;
+    if (abandoned) ticket_abandon(t);
+    else ticket_release(t);
+  }
+  free(b->more);
   free(b->data);
   free(b);
 }
@@ -231,7 +238,7 @@ void output_sent(output_t *o, output_body_t *b, int result, const char *why, dou
     if (o->cause[0]) log_info(NULL, "output %s: delivering again", o->name);
     o->cause[0] = '\0';
     o->st.failing = 0;
-    o->st.sent++;
+    o->st.sent += b->batches;
     o->backoff = o->cfg.backoff_initial;
     body_done(o, b);
     break;
@@ -283,15 +290,24 @@ void output_sent(output_t *o, output_body_t *b, int result, const char *why, dou
 int output_split(output_t *o, output_body_t *b, size_t at, size_t records) {
   output_body_t *rest = calloc(1, sizeof *rest);
   size_t len = b->len - at;
-  if (!rest || !(rest->data = malloc(len ? len : 1))) {
+  if (!rest || !(rest->data = malloc(len ? len : 1)) ||
+      (b->n_more && !(rest->more = malloc(b->n_more * sizeof(ticket_t *))))) {
+    if (rest) free(rest->data);
     free(rest);
     return -1;
   }
   memcpy(rest->data, b->data + at, len);
   rest->len = len;
   rest->records = b->records > records ? b->records - records : 0;
+  /* both parts hold every batch of b: each batch is acknowledged once
+   * both were taken */
   rest->ticket = b->ticket;
   ticket_ref(b->ticket);
+  for (size_t i = 0; i < b->n_more; i++) {
+    rest->more[i] = b->more[i];
+    ticket_ref(b->more[i]);
+  }
+  rest->n_more = b->n_more;
   b->len = at;
   b->records = records;
   rest->next = b->next;
@@ -308,6 +324,39 @@ void output_truncated(output_t *o, size_t from, size_t to) {
   if (o->st.truncated == 1) log_warn(NULL, "output %s: %s (logged once)", o->name, msg);
 }
 
+/* Before b's first attempt: appends to b the bodies right behind it that
+ * were never tried, within the output's limits; each keeps its ticket
+ * reference in b. The rest of a split (batches 0: a part the destination
+ * found too large) is never merged. Stops early when out of memory (b
+ * stays whole). */
+static void merge_behind(output_t *o, output_body_t *b) {
+  size_t max_bytes = o->cfg.batch_max_bytes, max_records = o->cfg.batch_max_records;
+  output_body_t *n;
+  while ((n = b->next) && !n->sending && n->attempts == 0 && n->batches > 0 && n->done == 0 &&
+         b->done == 0 &&
+         (!max_bytes || b->len + n->len <= max_bytes) &&
+         (!max_records || b->records + n->records <= max_records)) {
+    char *data = realloc(b->data, b->len + n->len ? b->len + n->len : 1);
+    if (!data) return;
+    b->data = data;
+    ticket_t **more = realloc(b->more, (b->n_more + 1 + n->n_more) * sizeof(ticket_t *));
+    if (!more) return;
+    b->more = more;
+    memcpy(b->data + b->len, n->data, n->len);
+    b->len += n->len;
+    b->records += n->records;
+    b->batches += n->batches;
+    b->more[b->n_more++] = n->ticket;
+    for (size_t i = 0; i < n->n_more; i++) b->more[b->n_more++] = n->more[i];
+    b->next = n->next;
+    if (o->tail == n) o->tail = b;
+    o->st.pending--;
+    free(n->more);
+    free(n->data);
+    free(n);
+  }
+}
+
 /* Starts attempts on the first bodies not in flight, up to the output's
  * concurrency. A send that ends at once (output_sent inside it) comes back
  * here and returns: this loop goes on with the next body. */
@@ -319,6 +368,9 @@ static void kick(output_t *o) {
     output_body_t *b = o->head;
     while (b && b->sending) b = b->next;
     if (!b) break;
+    if (o->mergeable && b->attempts == 0 && b->batches > 0 &&
+        (o->cfg.batch_max_bytes || o->cfg.batch_max_records))
+      merge_behind(o, b);
     b->sending = 1;
     b->attempts++;
     o->st.in_flight++;

@@ -54,10 +54,14 @@ struct lua_State;
 
 typedef struct output output_t;
 
-/* One batch's records, encoded for one output. */
+/* One batch's records, encoded for one output; or, merged (see
+ * output_t.mergeable), the records of several batches one after another. */
 typedef struct output_body {
   struct output_body *next;
   ticket_t *ticket;     /* one reference, released when the body is done */
+  ticket_t **more;      /* merged: a reference on each other batch's ticket */
+  size_t n_more;
+  size_t batches;       /* batches whose records it holds (0: the rest of a split) */
   char *data;           /* what is left to send */
   size_t len;
   size_t done;          /* bytes of data already taken (a partial write) */
@@ -110,6 +114,8 @@ typedef struct output_kind {
 typedef struct output_config {
   long retry_max;        /* -1: without limit */
   int concurrency;       /* attempts in flight at once (1 at least) */
+  size_t batch_max_bytes, batch_max_records; /* merging: a merged body's
+                            limits (0: none; both 0: no merging) */
   double backoff_initial, backoff_max; /* seconds */
   char *dead_letter;     /* path, or NULL: log and drop */
   int mode;              /* creation mode of the files it writes (0600) */
@@ -117,7 +123,7 @@ typedef struct output_config {
 
 /* The counts since the output started (loop thread). */
 typedef struct output_stats {
-  unsigned long long sent;     /* bodies (one per batch) delivered */
+  unsigned long long sent;     /* batches delivered */
   unsigned long long failed;   /* attempts that failed */
   unsigned long long retried;  /* attempts retried after a failure */
   unsigned long long dead_letters; /* bodies or records given up on */
@@ -135,6 +141,12 @@ struct output {
                             an output whose name and fingerprint it finds
                             again */
   int routed_only;       /* receives only records whose `output` names it */
+  int mergeable;         /* set by the kind: its bodies are records one per
+                            line (or pair of lines), so queued bodies
+                            may be sent as one: before a body's first
+                            attempt, the bodies right behind it that were
+                            never tried are appended to it, within
+                            cfg.batch_max_bytes and batch_max_records */
   output_config_t cfg;
 
   /* loop thread */

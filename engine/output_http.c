@@ -3,7 +3,10 @@
  * http.h on the loop.
  *
  * Up to `concurrency` requests (4 by default) are in flight at once, each
- * with its own body; they may end in any order (output.h).
+ * with its own body; they may end in any order (output.h). With
+ * batch_max_bytes or batch_max_records set, the line-based bodies (http
+ * NDJSON, clickhouse, elasticsearch; not gzipped) waiting in the queue are
+ * sent several batches to a request (output.h, mergeable).
  *
  * Replies: any 2xx delivers the body, whatever the reply's size: the reply
  * is read as it streams in and only what the kind needs is kept
@@ -621,6 +624,9 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->ca_file = opt_strdup(L, idx, "ca_file", &oom);
   h->tls_verify = opt_flag(L, idx, "tls_verify", 1);
   h->gzip = opt_flag(L, idx, "gzip", 0);
+  /* NDJSON, JSONEachRow and _bulk bodies can be sent several as one; a
+   * gzip body is one stream */
+  h->base.mergeable = lines_per_record(h) > 0 && !h->gzip;
   lua_getfield(L, idx, "concurrency");
   if (lua_isnil(L, -1))
     h->base.cfg.concurrency = 4;

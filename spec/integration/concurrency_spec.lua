@@ -126,6 +126,63 @@ return {
     assert.is_true(rx:most_waiting() > 1, "at most " .. rx:most_waiting() .. " request waited at once")
   end)
 
+  -- batches of 10 records of about 210 bytes: either limit lets 3 batches
+  -- go as one request, so a merge crosses from one container's 10 batches
+  -- to the next one's
+  for _, limit in ipairs { { "batch_max_records", 35, 35, 1e9 }, { "batch_max_bytes", 6500, 1e9, 6500 } } do
+  local key, value, max_records, max_bytes = limit[1], limit[2], limit[3], limit[4]
+  it("sends the queued batches of several containers as one request within " .. key .. ", each line once #sanitize", function()
+    -- 413 cuts a merged body in two (both halves hold every batch); 500 is retried
+    rx = receiver.start { "--script", "200,413,200,500,200", "--delay-ms", "150" }
+    local containers, lines = 4, 100
+    srv = fake.start { "--containers", tostring(containers), "--rate", "0", "--preload", tostring(lines),
+                       "--stdout-only" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 10 },
+  outputs = { { type = "http", url = %q, concurrency = 1, %s = %d,
+                backoff_initial = 0.05, backoff_max = 0.2 } },
+  engine = { checkpoint_interval = 0.05 },
+}]], srv.host, rx.url, key, value), state_dir = tmp .. "/state" }
+    proc.wait_for(function()
+      local n = 0
+      for _, l in pairs(received(rx)) do
+        for _, line in pairs(l) do if line.accepted > 0 then n = n + 1 end end
+      end
+      return n >= containers * lines
+    end, 60, "every line accepted")
+    assert.equal(0, e:stop("TERM"))
+    local by_id, ids = received(rx), 0
+    for id, l in pairs(by_id) do
+      ids = ids + 1
+      for seq = 1, lines do
+        assert.equal(1, l[seq] and l[seq].accepted or 0,
+                     string.format("%s line %d was accepted %d times", id, seq, l[seq] and l[seq].accepted or 0))
+      end
+    end
+    assert.equal(containers, ids)
+    local merged, most = 0, 0
+    for _, r in ipairs(rx:requests()) do
+      local records, names = 0, {}
+      for text in r.body:gmatch("[^\n]+") do
+        records = records + 1
+        names[cjson.decode(text).name] = true
+      end
+      assert.is_true(records <= max_records, "a request of " .. records .. " records")
+      assert.is_true(#r.body <= max_bytes or records <= 10, "a request of " .. #r.body .. " bytes")
+      local n = 0
+      for _ in pairs(names) do n = n + 1 end
+      if records > 10 and n > 1 then merged = merged + 1 end
+      most = math.max(most, records)
+    end
+    assert.is_true(merged > 0, "no request held the batches of several containers")
+    assert.is_true(#rx:requests() < containers * lines / 10,
+                   #rx:requests() .. " requests for " .. containers * lines / 10 .. " batches")
+    assert.matches("sending the batch in two parts", e:stderr_text(), 1, true)
+  end)
+  end
+
   for _, n in ipairs { 1, 4 } do
     it("has " .. n .. " request(s) in flight at once with concurrency = " .. n, function()
       rx = receiver.start { "--delay-ms", "300" }
