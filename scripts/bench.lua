@@ -31,8 +31,10 @@
 --      50) backfill --ship-lines lines each (default 400, batches of 100
 --      lines) through the http output to a local receiver that answers at
 --      once or each request 100 ms after it came, with concurrency 1, 2, 4
---      and 8: seconds from the containers' start until the receiver holds
---      every line, requests made, and the ratio delayed/undelayed
+--      and 8, then 1 and 4 with batch_max_bytes = 1 MiB (queued batches
+--      merged into one request): seconds from the containers' start until
+--      the receiver holds every line, requests made, and the ratio
+--      delayed/undelayed
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
 -- the median of --runs runs. --quick runs every scenario once at a tiny size
 -- (what `make test` does, to keep the script working).
@@ -413,7 +415,7 @@ end
 -- Scenario 9: an http output with several requests in flight, to a slow
 -- collector. One run: seconds until the receiver holds every line, and the
 -- requests it got.
-local function ship(concurrency, delay_ms)
+local function ship(concurrency, delay_ms, merge)
   local receiver = require "spec.support.receiver"
   local c, n = opt.ship_containers, opt.ship_lines
   local DELAY = 2 -- the containers start after the engine, which reads them from their start
@@ -425,8 +427,8 @@ local function ship(concurrency, delay_ms)
 return {
   docker = { host = %q },
   batch = { max_lines = 100 },
-  outputs = { { type = "http", url = %q, concurrency = %d } },
-}]], srv.host, rx.url, concurrency))
+  outputs = { { type = "http", url = %q, concurrency = %d, %s } },
+}]], srv.host, rx.url, concurrency, merge and "batch_max_bytes = 1048576" or ""))
   local glob = proc.quote(rx.dir .. "/req") .. "/*.body"
   local t
   proc.wait_for(function()
@@ -445,11 +447,15 @@ end
 
 if want(9) then
   local cells = {}
-  for _, conc in ipairs(opt.quick and { 1, 4 } or { 1, 2, 4, 8 }) do
-    local fast, fast_reqs = ship(conc, 0)
-    local slow, slow_reqs = ship(conc, 100)
-    cells[#cells + 1] = string.format("concurrency %d: %.2f s / %.2f s = %.1fx (%d / %d requests)",
-                                      conc, slow, fast, slow / fast, slow_reqs, fast_reqs)
+  local runs = opt.quick and { { 1 }, { 4, true } }
+               or { { 1 }, { 2 }, { 4 }, { 8 }, { 1, true }, { 4, true } }
+  for _, r in ipairs(runs) do
+    local conc, merge = r[1], r[2]
+    local fast, fast_reqs = ship(conc, 0, merge)
+    local slow, slow_reqs = ship(conc, 100, merge)
+    cells[#cells + 1] = string.format("concurrency %d%s: %.2f s / %.2f s = %.1fx (%d / %d requests)",
+                                      conc, merge and " merged" or "", slow, fast, slow / fast,
+                                      slow_reqs, fast_reqs)
   end
   row("9", string.format("%d containers backfill %d lines each to an http receiver answering "
                          .. "after 100 ms / at once", opt.ship_containers, opt.ship_lines),
