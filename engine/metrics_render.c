@@ -299,6 +299,11 @@ static void output_families(writer_t *w, const status_t *s) {
   for (size_t i = 0; i < s->n_outputs; i++)
     sample_u(w, "engine_output_batches_pending", "output", s->outputs[i].info.name,
              s->outputs[i].st.pending);
+  family(w, "engine_output_requests_in_flight", "gauge",
+         "Attempts (requests) the output has in flight (up to its concurrency).");
+  for (size_t i = 0; i < s->n_outputs; i++)
+    sample_u(w, "engine_output_requests_in_flight", "output", s->outputs[i].info.name,
+             s->outputs[i].st.in_flight);
   family(w, "engine_output_failing", "gauge",
          "1 while the output's last attempt failed (it retries with backoff).");
   for (size_t i = 0; i < s->n_outputs; i++)
@@ -433,6 +438,7 @@ static int add_output(cJSON *arr, const status_output_t *so) {
          cJSON_AddNumberToObject(o, "dead_letters", (double)so->st.dead_letters) &&
          cJSON_AddNumberToObject(o, "truncated", (double)so->st.truncated) &&
          cJSON_AddNumberToObject(o, "pending", (double)so->st.pending) &&
+         cJSON_AddNumberToObject(o, "in_flight", (double)so->st.in_flight) &&
          cJSON_AddBoolToObject(o, "failing", so->st.failing);
   return ok;
 }

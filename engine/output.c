@@ -79,6 +79,10 @@ int output_init(output_t *o, const output_kind_t *kind, lua_State *L, int idx) {
   o->routed_only = lua_toboolean(L, -1);
   lua_pop(L, 1);
   o->cfg.retry_max = (long)field_number(L, idx, "retry_max", -1);
+  o->cfg.concurrency = (int)field_number(L, idx, "concurrency", 1);
+  o->cfg.batch_max_bytes = (size_t)field_number(L, idx, "batch_max_bytes", 0);
+  o->cfg.batch_max_records = (size_t)field_number(L, idx, "batch_max_records", 0);
+  if (o->cfg.concurrency < 1) o->cfg.concurrency = 1;
   o->cfg.backoff_initial = field_number(L, idx, "backoff_initial", 0.5);
   o->cfg.backoff_max = field_number(L, idx, "backoff_max", 30);
   o->cfg.mode = (int)field_number(L, idx, "mode", 0600);
@@ -117,6 +121,7 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
   body->data = b.data;
   body->len = b.len;
   body->records = records;
+  body->batches = 1;
   body->ticket = t;
   pthread_mutex_lock(&o->lock);
   if (o->in_tail) o->in_tail->next = body;
@@ -133,17 +138,28 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
 static void kick(output_t *o);
 
 static void body_free(output_body_t *b, int abandoned) {
-  if (abandoned) ticket_abandon(b->ticket);
-  else ticket_release(b->ticket);
+  for (size_t i = 0; i <= b->n_more; i++) {
+    ticket_t *t = i ? b->more[i - 1] : b->ticket;
+    if (abandoned) ticket_abandon(t);
+    else ticket_release(t);
+  }
+  free(b->more);
   free(b->data);
   free(b);
 }
 
-/* The head body is done (delivered or dead-lettered). */
-static void head_done(output_t *o) {
-  output_body_t *b = o->head;
-  o->head = b->next;
-  if (!o->head) o->tail = NULL;
+/* Body b is done (delivered or dead-lettered): out of the queue. The
+ * bodies in flight are among the first ones (kick sends from the head), so
+ * the walk is short. */
+static void body_done(output_t *o, output_body_t *b) {
+  output_body_t **link = &o->head, *prev = NULL;
+  while (*link && *link != b) {
+    prev = *link;
+    link = &prev->next;
+  }
+  if (!*link) return; /* not queued: cannot happen */
+  *link = b->next;
+  if (o->tail == b) o->tail = prev;
   o->st.pending--;
   body_free(b, 0);
 }
@@ -213,22 +229,22 @@ static void on_retry(uv_timer_t *t) {
   kick(o);
 }
 
-void output_sent(output_t *o, int result, const char *why, double retry_after) {
-  output_body_t *b = o->head;
-  o->sending = 0;
-  if (!b) return;
+void output_sent(output_t *o, output_body_t *b, int result, const char *why, double retry_after) {
+  if (!b || !b->sending) return; /* taken back at stop */
+  b->sending = 0;
+  o->st.in_flight--;
   switch (result) {
   case OUTPUT_DELIVERED:
     if (o->cause[0]) log_info(NULL, "output %s: delivering again", o->name);
     o->cause[0] = '\0';
     o->st.failing = 0;
-    o->st.sent++;
+    o->st.sent += b->batches;
     o->backoff = o->cfg.backoff_initial;
-    head_done(o);
+    body_done(o, b);
     break;
   case OUTPUT_REJECTED:
     output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, why);
-    head_done(o);
+    body_done(o, b);
     break;
   case OUTPUT_AGAIN:
     break;
@@ -239,24 +255,33 @@ void output_sent(output_t *o, int result, const char *why, double retry_after) {
       char msg[300];
       snprintf(msg, sizeof msg, "gave up after %u tries: %s", b->attempts, why);
       output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, msg);
-      head_done(o);
+      body_done(o, b);
       break;
     }
     o->st.retried++;
-    double delay = o->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
-    if (retry_after > delay) delay = retry_after;
-    o->backoff *= 2;
-    if (o->backoff > o->cfg.backoff_max) o->backoff = o->cfg.backoff_max;
     cause(o, LOG_WARN, "%s; retrying with backoff", why);
     if (o->closing) {
       if (o->drop_reason) {
         output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, o->drop_reason);
-        head_done(o);
+        body_done(o, b);
       }
       return;
     }
+    /* One backoff for the output: the attempts that fail while it runs
+     * (those that were in flight with this one) wait for the same end,
+     * unless the destination asks for longer. */
+    uint64_t ms;
+    if (!o->waiting) {
+      double delay = o->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+      if (retry_after > delay) delay = retry_after;
+      o->backoff *= 2;
+      if (o->backoff > o->cfg.backoff_max) o->backoff = o->cfg.backoff_max;
+      ms = (uint64_t)(delay * 1000);
+    } else if ((ms = (uint64_t)(retry_after * 1000)) <= uv_timer_get_due_in(&o->retry)) {
+      return;
+    }
     o->waiting = 1;
-    uv_timer_start(&o->retry, on_retry, (uint64_t)(delay * 1000), 0);
+    uv_timer_start(&o->retry, on_retry, ms, 0);
     return;
   }
   kick(o);
@@ -265,15 +290,24 @@ void output_sent(output_t *o, int result, const char *why, double retry_after) {
 int output_split(output_t *o, output_body_t *b, size_t at, size_t records) {
   output_body_t *rest = calloc(1, sizeof *rest);
   size_t len = b->len - at;
-  if (!rest || !(rest->data = malloc(len ? len : 1))) {
+  if (!rest || !(rest->data = malloc(len ? len : 1)) ||
+      (b->n_more && !(rest->more = malloc(b->n_more * sizeof(ticket_t *))))) {
+    if (rest) free(rest->data);
     free(rest);
     return -1;
   }
   memcpy(rest->data, b->data + at, len);
   rest->len = len;
   rest->records = b->records > records ? b->records - records : 0;
+  /* both parts hold every batch of b: each batch is acknowledged once
+   * both were taken */
   rest->ticket = b->ticket;
   ticket_ref(b->ticket);
+  for (size_t i = 0; i < b->n_more; i++) {
+    rest->more[i] = b->more[i];
+    ticket_ref(b->more[i]);
+  }
+  rest->n_more = b->n_more;
   b->len = at;
   b->records = records;
   rest->next = b->next;
@@ -290,11 +324,59 @@ void output_truncated(output_t *o, size_t from, size_t to) {
   if (o->st.truncated == 1) log_warn(NULL, "output %s: %s (logged once)", o->name, msg);
 }
 
+/* Before b's first attempt: appends to b the bodies right behind it that
+ * were never tried, within the output's limits; each keeps its ticket
+ * reference in b. The rest of a split (batches 0: a part the destination
+ * found too large) is never merged. Stops early when out of memory (b
+ * stays whole). */
+static void merge_behind(output_t *o, output_body_t *b) {
+  size_t max_bytes = o->cfg.batch_max_bytes, max_records = o->cfg.batch_max_records;
+  output_body_t *n;
+  while ((n = b->next) && !n->sending && n->attempts == 0 && n->batches > 0 && n->done == 0 &&
+         b->done == 0 &&
+         (!max_bytes || b->len + n->len <= max_bytes) &&
+         (!max_records || b->records + n->records <= max_records)) {
+    char *data = realloc(b->data, b->len + n->len ? b->len + n->len : 1);
+    if (!data) return;
+    b->data = data;
+    ticket_t **more = realloc(b->more, (b->n_more + 1 + n->n_more) * sizeof(ticket_t *));
+    if (!more) return;
+    b->more = more;
+    memcpy(b->data + b->len, n->data, n->len);
+    b->len += n->len;
+    b->records += n->records;
+    b->batches += n->batches;
+    b->more[b->n_more++] = n->ticket;
+    for (size_t i = 0; i < n->n_more; i++) b->more[b->n_more++] = n->more[i];
+    b->next = n->next;
+    if (o->tail == n) o->tail = b;
+    o->st.pending--;
+    free(n->more);
+    free(n->data);
+    free(n);
+  }
+}
+
+/* Starts attempts on the first bodies not in flight, up to the output's
+ * concurrency. A send that ends at once (output_sent inside it) comes back
+ * here and returns: this loop goes on with the next body. */
 static void kick(output_t *o) {
-  if (o->sending || o->waiting || o->closing || !o->head || !o->started) return;
-  o->sending = 1;
-  o->head->attempts++;
-  o->kind->send(o, o->head);
+  if (o->kicking) return;
+  o->kicking = 1;
+  while (!o->waiting && !o->closing && o->started &&
+         o->st.in_flight < (size_t)o->cfg.concurrency) {
+    output_body_t *b = o->head;
+    while (b && b->sending) b = b->next;
+    if (!b) break;
+    if (o->mergeable && b->attempts == 0 && b->batches > 0 &&
+        (o->cfg.batch_max_bytes || o->cfg.batch_max_records))
+      merge_behind(o, b);
+    b->sending = 1;
+    b->attempts++;
+    o->st.in_flight++;
+    o->kind->send(o, b);
+  }
+  o->kicking = 0;
 }
 
 void output_take(output_t *o) {
@@ -372,19 +454,22 @@ void output_handle_closed(output_t *o) {
   cb(o->closed_ud);
 }
 
-/* Dead-letters every body held but the one still out (sending). */
+/* Dead-letters every body held but those still out (in flight). */
 static void drop_all(output_t *o) {
   output_body_t **link = &o->head;
-  if (o->sending && *link) link = &(*link)->next;
+  o->tail = NULL;
   while (*link) {
     output_body_t *b = *link;
+    if (b->sending) {
+      o->tail = b;
+      link = &b->next;
+      continue;
+    }
     *link = b->next;
     output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, o->drop_reason);
     o->st.pending--;
     body_free(b, 0);
   }
-  o->tail = NULL;
-  for (output_body_t *b = o->head; b; b = b->next) o->tail = b;
 }
 
 void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), void *ud) {
@@ -404,7 +489,10 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
   o->closing = 1;
   uv_timer_stop(&o->retry);
   o->handles++; /* held while the kind and the timer close */
-  o->sending = o->kind->stop ? o->kind->stop(o) : 0;
+  if (!(o->kind->stop && o->kind->stop(o))) { /* every attempt taken back */
+    for (output_body_t *b = o->head; b; b = b->next) b->sending = 0;
+    o->st.in_flight = 0;
+  }
   if (drop_reason) {
     drop_all(o);
   } else {

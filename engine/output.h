@@ -11,15 +11,21 @@
  *  1. Pipeline thread: output_write encodes the records (kind->encode) into
  *     one body and hands it over, holding a reference on the batch's ticket
  *     (inflight.h). A write never blocks and never fails short of memory.
- *  2. Loop thread: the output's bodies are sent one at a time, in order
- *     (kind->send). Each attempt ends with output_sent: delivered; failed
- *     and retried with exponential backoff and jitter (Retry-After
- *     honoured), without limit unless retry_max is set; or rejected, to the
- *     dead-letter file with its reason (logged once per cause). A kind may
- *     dead-letter part of a body (output_dead_letter) and keep the rest to
- *     send again, or split a body (output_split).
+ *  2. Loop thread: the output's bodies are sent in queue order, up to
+ *     cfg.concurrency attempts at once (kind->send; 1 for the local kinds
+ *     and syslog). Attempts may end in any order; each ends with
+ *     output_sent naming its body: delivered; failed and retried with
+ *     exponential backoff and jitter (Retry-After honoured), without limit
+ *     unless retry_max is set; or rejected, to the dead-letter file with its
+ *     reason (logged once per cause). While a backoff runs no new attempt
+ *     starts; when it ends the failed bodies, being nearest the head, are
+ *     sent first. A kind may dead-letter part of a body
+ *     (output_dead_letter) and keep the rest to send again, or split a body
+ *     (output_split).
  *  3. A body delivered or dead-lettered releases its ticket reference; the
- *     batch is acknowledged once every output released it. A body that is
+ *     batch is acknowledged once every output released it, and a
+ *     container's batches in the order they were read (inflight.h), so a
+ *     body delivered before an earlier one moves no cursor. A body that is
  *     still held when the output is closed is abandoned: its batch is never
  *     acknowledged, so the next run reads those lines again.
  * Local kinds (stdout, file) fail like network ones: a write error (ENOSPC,
@@ -48,15 +54,20 @@ struct lua_State;
 
 typedef struct output output_t;
 
-/* One batch's records, encoded for one output. */
+/* One batch's records, encoded for one output; or, merged (see
+ * output_t.mergeable), the records of several batches one after another. */
 typedef struct output_body {
   struct output_body *next;
   ticket_t *ticket;     /* one reference, released when the body is done */
+  ticket_t **more;      /* merged: a reference on each other batch's ticket */
+  size_t n_more;
+  size_t batches;       /* batches whose records it holds (0: the rest of a split) */
   char *data;           /* what is left to send */
   size_t len;
   size_t done;          /* bytes of data already taken (a partial write) */
   size_t records;
   unsigned attempts;
+  int sending;          /* an attempt on it is in flight (kind->send) */
 } output_body_t;
 
 /* How an attempt ended (output_sent). */
@@ -64,7 +75,7 @@ enum output_result {
   OUTPUT_DELIVERED,  /* the destination took the body */
   OUTPUT_FAILED,     /* try again after a backoff */
   OUTPUT_REJECTED,   /* never takes it: to the dead-letter file */
-  OUTPUT_AGAIN       /* the kind changed the queue (a split): send the head now */
+  OUTPUT_AGAIN       /* the kind changed the queue (a split): send the body now */
 };
 
 typedef struct output_kind {
@@ -76,17 +87,20 @@ typedef struct output_kind {
   /* Loop thread, once: takes what the kind needs (handles, files). Returns
    * 0, or -1 with a message in err. May be NULL. */
   int (*start)(output_t *o, uv_loop_t *loop, char *err, size_t n);
-  /* Loop thread: sends the head body b. Ends with exactly one output_sent,
-   * now or later, unless stop comes first. */
+  /* Loop thread: starts an attempt on body b (not necessarily the head;
+   * up to cfg.concurrency attempts run at once, each on its own body). Ends
+   * with exactly one output_sent(o, b, ...), now or later, unless stop
+   * comes first. */
   void (*send)(output_t *o, output_body_t *b);
   /* Loop thread: reopens the destination (after an external rotation).
    * NULL: nothing to reopen. */
   void (*reopen)(output_t *o);
-  /* Loop thread: ends the attempt in progress and closes the kind's
+  /* Loop thread: ends the attempts in progress and closes the kind's
    * handles, each through output_handle_closed once it is closed (count
-   * them in o->handles). Returns 1 when the attempt cannot be taken back
-   * (its output_sent will still come, reporting what really happened),
-   * else 0 (no output_sent follows). NULL: the kind holds nothing. */
+   * them in o->handles). Returns 1 when the attempts cannot be taken back
+   * (the output_sent of each will still come, reporting what really
+   * happened), else 0 (every attempt was taken back: no output_sent
+   * follows). NULL: the kind holds nothing. */
   int (*stop)(output_t *o);
   /* Frees the kind's own part (not o itself). May be NULL. */
   void (*free)(output_t *o);
@@ -99,6 +113,9 @@ typedef struct output_kind {
 /* The settings every kind shares. */
 typedef struct output_config {
   long retry_max;        /* -1: without limit */
+  int concurrency;       /* attempts in flight at once (1 at least) */
+  size_t batch_max_bytes, batch_max_records; /* merging: a merged body's
+                            limits (0: none; both 0: no merging) */
   double backoff_initial, backoff_max; /* seconds */
   char *dead_letter;     /* path, or NULL: log and drop */
   int mode;              /* creation mode of the files it writes (0600) */
@@ -106,12 +123,13 @@ typedef struct output_config {
 
 /* The counts since the output started (loop thread). */
 typedef struct output_stats {
-  unsigned long long sent;     /* bodies (one per batch) delivered */
+  unsigned long long sent;     /* batches delivered */
   unsigned long long failed;   /* attempts that failed */
   unsigned long long retried;  /* attempts retried after a failure */
   unsigned long long dead_letters; /* bodies or records given up on */
   unsigned long long truncated;    /* records cut to fit the transport */
   size_t pending;              /* bodies waiting or in flight */
+  size_t in_flight;            /* attempts (requests) in flight */
   int failing;                 /* the last attempt failed */
   char cause[256];             /* while failing: why, as logged */
 } output_stats_t;
@@ -123,13 +141,19 @@ struct output {
                             an output whose name and fingerprint it finds
                             again */
   int routed_only;       /* receives only records whose `output` names it */
+  int mergeable;         /* set by the kind: its bodies are records one per
+                            line (or pair of lines), so queued bodies
+                            may be sent as one: before a body's first
+                            attempt, the bodies right behind it that were
+                            never tried are appended to it, within
+                            cfg.batch_max_bytes and batch_max_records */
   output_config_t cfg;
 
   /* loop thread */
   uv_loop_t *loop;
   uv_timer_t retry;
   int handles;           /* open handles (the retry timer, the kind's) */
-  int started, closing, waiting, sending;
+  int started, closing, waiting, kicking;
   double backoff;
   output_body_t *head, *tail;
   output_stats_t st;
@@ -193,17 +217,18 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *ud)
  * started. NULL is ignored. */
 void output_free(output_t *o);
 
-/* For kinds, loop thread: the end of an attempt on the head body. why: the
- * failure in words (NULL when delivered); retry_after: seconds the
- * destination asked to wait (0: none). */
-void output_sent(output_t *o, int result, const char *why, double retry_after);
+/* For kinds, loop thread: the end of the attempt on body b (the one
+ * kind->send was given). why: the failure in words (NULL when delivered);
+ * retry_after: seconds the destination asked to wait (0: none). b may be
+ * freed by the time it returns. */
+void output_sent(output_t *o, output_body_t *b, int result, const char *why, double retry_after);
 
 /* For kinds, loop thread: writes len bytes of data (records records) to
  * the dead-letter file with the reason, and counts them. */
 void output_dead_letter(output_t *o, const char *data, size_t len, size_t records,
                         const char *reason);
 
-/* For kinds, loop thread: splits the head body b after `at` bytes holding
+/* For kinds, loop thread: splits body b (in flight) after `at` bytes holding
  * `records` records: the rest becomes a new body right behind it, under
  * the same ticket. Returns 0, or -1 when out of memory. */
 int output_split(output_t *o, output_body_t *b, size_t at, size_t records);

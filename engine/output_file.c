@@ -122,23 +122,24 @@ static void do_write(uv_work_t *w) {
 static void after_write(uv_work_t *w, int status) {
   local_t *l = w->data;
   output_t *o = &l->base;
+  output_body_t *b = l->body;
   l->body = NULL;
-  if (status == UV_ECANCELED) output_sent(o, OUTPUT_FAILED, "cancelled at stop", 0);
-  else output_sent(o, l->result, l->why, 0);
+  if (status == UV_ECANCELED) output_sent(o, b, OUTPUT_FAILED, "cancelled at stop", 0);
+  else output_sent(o, b, l->result, l->why, 0);
   output_handle_closed(o); /* the write counted as a handle */
 }
 
 static void local_send(output_t *o, output_body_t *b) {
   local_t *l = (local_t *)o;
   if (o->kind == &output_null_kind || b->done == b->len) {
-    output_sent(o, OUTPUT_DELIVERED, NULL, 0);
+    output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
     return;
   }
   l->body = b;
   l->work.data = l;
   if (uv_queue_work(o->loop, &l->work, do_write, after_write) != 0) {
     l->body = NULL;
-    output_sent(o, OUTPUT_FAILED, "cannot queue a write", 0);
+    output_sent(o, b, OUTPUT_FAILED, "cannot queue a write", 0);
     return;
   }
   o->handles++;

@@ -2,6 +2,12 @@
  * `elasticsearch` and `otlp` (see output.h): one POST per body, through
  * http.h on the loop.
  *
+ * Up to `concurrency` requests (4 by default) are in flight at once, each
+ * with its own body; they may end in any order (output.h). With
+ * batch_max_bytes or batch_max_records set, the line-based bodies (http
+ * NDJSON, clickhouse, elasticsearch; not gzipped) waiting in the queue are
+ * sent several batches to a request (output.h, mergeable).
+ *
  * Replies: any 2xx delivers the body, whatever the reply's size: the reply
  * is read as it streams in and only what the kind needs is kept
  * (Elasticsearch's per-item statuses). 408, 429, 5xx and transport errors
@@ -49,9 +55,17 @@ typedef struct http_output {
   size_t n_hdr;
   char *userpwd;
   http_t *http;
+  struct attempt *attempts; /* the requests in flight */
+} http_output_t;
+
+/* One request in flight. */
+typedef struct attempt {
+  struct attempt *next;
+  http_output_t *h;
+  output_body_t *body;
   http_req_t *req;
   es_reply_t *reply;       /* elasticsearch: the reply being read */
-} http_output_t;
+} attempt_t;
 
 /* --- pipeline thread: bodies -------------------------------------------- */
 
@@ -159,7 +173,7 @@ static size_t after_lines(const char *s, size_t len, size_t lines)
 
 /* --- loop thread: replies ----------------------------------------------- */
 
-/* A 413: cuts the head body in two halves of records, or dead-letters a
+/* A 413: cuts body b in two halves of records, or dead-letters a
  * body of one record (or one that cannot be cut). */
 static void too_large(http_output_t *h, output_body_t *b, const char *why)
 {
@@ -171,20 +185,20 @@ static void too_large(http_output_t *h, output_body_t *b, const char *why)
   if (per == 0 || b->records < 2) {
     snprintf(msg, sizeof msg, "%s (the server takes no body this large%s)", why,
              b->records < 2 ? " even for one record" : "");
-    output_sent(o, OUTPUT_REJECTED, msg, 0);
+    output_sent(o, b, OUTPUT_REJECTED, msg, 0);
     return;
   }
   size_t half = b->records / 2;
   if (plain_copy(h, b, &text) != 0) {
     strbuf_free(&text);
-    output_sent(o, OUTPUT_FAILED, "out of memory splitting a body", 1);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory splitting a body", 1);
     return;
   }
   size_t at = after_lines(text.data, text.len, half * (size_t)per);
   strbuf_t second = {0};
   if (strbuf_add(&second, text.data + at, text.len - at) < 0) {
     strbuf_free(&text);
-    output_sent(o, OUTPUT_FAILED, "out of memory splitting a body", 1);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory splitting a body", 1);
     return;
   }
   text.len = at;
@@ -193,21 +207,21 @@ static void too_large(http_output_t *h, output_body_t *b, const char *why)
   if (set_body(h, b, &text) != 0 || output_split(o, b, b->len, half) != 0) {
     strbuf_free(&text);
     strbuf_free(&second);
-    output_sent(o, OUTPUT_FAILED, "out of memory splitting a body", 1);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory splitting a body", 1);
     return;
   }
   if (set_body(h, b->next, &second) != 0) { /* keep the two halves whole: merge back */
     strbuf_free(&second);
-    output_sent(o, OUTPUT_REJECTED, "out of memory splitting a body", 0);
+    output_sent(o, b, OUTPUT_REJECTED, "out of memory splitting a body", 0);
     return;
   }
   b->next->records = second_records;
   log_info(NULL, "output %s: %s: sending the batch in two parts (%zu and %zu records)", o->name,
            why, half, second_records);
-  output_sent(o, OUTPUT_AGAIN, NULL, 0);
+  output_sent(o, b, OUTPUT_AGAIN, NULL, 0);
 }
 
-/* Elasticsearch: settles the items of the head body by their statuses. */
+/* Elasticsearch: settles the items of body b by their statuses. */
 static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *reply)
 {
   output_t *o = &h->base;
@@ -217,19 +231,19 @@ static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *r
   const char *why = NULL;
 
   if (es_reply_items(reply, &items, &n) < 0) {
-    output_sent(o, OUTPUT_REJECTED, "the answer is not a _bulk reply", 0);
+    output_sent(o, b, OUTPUT_REJECTED, "the answer is not a _bulk reply", 0);
     return;
   }
   for (i = 0; i < n; i++)
     if (items[i].reason)
       failed++;
   if (failed == 0 && n >= b->records) {
-    output_sent(o, OUTPUT_DELIVERED, NULL, 0);
+    output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
     return;
   }
   if (plain_copy(h, b, &text) != 0) {
     strbuf_free(&text);
-    output_sent(o, OUTPUT_FAILED, "out of memory reading a _bulk reply", 1);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory reading a _bulk reply", 1);
     return;
   }
   size_t total = text.len;
@@ -252,51 +266,65 @@ static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *r
   strbuf_free(&text);
   if (i < b->records && off < total) { /* out of memory: send it all again */
     strbuf_free(&keep);
-    output_sent(o, OUTPUT_FAILED, "out of memory reading a _bulk reply", 1);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory reading a _bulk reply", 1);
     return;
   }
   if (retry == 0) {
     strbuf_free(&keep);
-    output_sent(o, OUTPUT_DELIVERED, NULL, 0);
+    output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
     return;
   }
   b->records = retry;
   if (set_body(h, b, &keep) != 0) {
     strbuf_free(&keep);
-    output_sent(o, OUTPUT_FAILED, "out of memory reading a _bulk reply", 1);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory reading a _bulk reply", 1);
     return;
   }
   char msg[400];
   snprintf(msg, sizeof msg, "%zu items to send again: %s", retry, why);
-  output_sent(o, OUTPUT_FAILED, msg, 0);
+  output_sent(o, b, OUTPUT_FAILED, msg, 0);
 }
 
 static int on_reply_body(void *ud, const char *data, size_t len)
 {
-  http_output_t *h = ud;
+  attempt_t *a = ud;
 
-  if (h->reply)
-    es_reply_feed(h->reply, data, len);
+  if (a->reply)
+    es_reply_feed(a->reply, data, len);
   return 0;
+}
+
+/* Takes a out of its output's list and frees it. */
+static void attempt_free(attempt_t *a)
+{
+  for (attempt_t **link = &a->h->attempts; *link; link = &(*link)->next)
+    if (*link == a) {
+      *link = a->next;
+      break;
+    }
+  es_reply_free(a->reply);
+  free(a);
 }
 
 static void on_done(void *ud, const http_result_t *r)
 {
-  http_output_t *h = ud;
+  attempt_t *a = ud;
+  http_output_t *h = a->h;
   output_t *o = &h->base;
-  es_reply_t *reply = h->reply; /* output_sent may start the next request */
+  output_body_t *b = a->body;
+  es_reply_t *reply = a->reply; /* output_sent may start the next request */
   char why[300];
 
-  h->req = NULL;
-  h->reply = NULL;
+  a->reply = NULL;
+  attempt_free(a);
   if (r->ok && r->status >= 200 && r->status < 300) {
     if (h->kind == K_ELASTICSEARCH)
-      bulk_settled(h, o->head, reply);
+      bulk_settled(h, b, reply);
     else
-      output_sent(o, OUTPUT_DELIVERED, NULL, 0);
+      output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
   } else if (r->status == 0 || (r->status >= 200 && r->status < 300)) {
     snprintf(why, sizeof why, "%s", r->error ? r->error : "no answer");
-    output_sent(o, OUTPUT_FAILED, why, 0);
+    output_sent(o, b, OUTPUT_FAILED, why, 0);
   } else {
     snprintf(why, sizeof why, "HTTP %ld: %.200s", r->status,
              r->body_len ? r->body : (r->error ? r->error : ""));
@@ -304,11 +332,11 @@ static void on_done(void *ud, const http_result_t *r)
       if (*p == '\n' || *p == '\r')
         *p = ' ';
     if (r->status == 413)
-      too_large(h, o->head, why);
+      too_large(h, b, why);
     else if (r->status == 408 || r->status == 429 || r->status >= 500 || !r->ok)
-      output_sent(o, OUTPUT_FAILED, why, r->retry_after);
+      output_sent(o, b, OUTPUT_FAILED, why, r->retry_after);
     else
-      output_sent(o, OUTPUT_REJECTED, why, 0); /* the server will never take this body */
+      output_sent(o, b, OUTPUT_REJECTED, why, 0); /* the server will never take this body */
   }
   es_reply_free(reply);
 }
@@ -318,22 +346,27 @@ static void http_send(output_t *o, output_body_t *b)
   static const http_handler_t handler = {NULL, on_reply_body, on_done};
   http_output_t *h = (http_output_t *)o;
   char *copy = malloc(b->len ? b->len : 1);
+  attempt_t *a = calloc(1, sizeof *a);
 
-  if (!copy || (h->kind == K_ELASTICSEARCH && !(h->reply = es_reply_new()))) {
+  if (!copy || !a || (h->kind == K_ELASTICSEARCH && !(a->reply = es_reply_new()))) {
     free(copy);
-    output_sent(o, OUTPUT_FAILED, "out of memory", 1);
+    free(a);
+    output_sent(o, b, OUTPUT_FAILED, "out of memory", 1);
     return;
   }
+  a->h = h;
+  a->body = b;
+  a->next = h->attempts;
+  h->attempts = a;
   memcpy(copy, b->data, b->len);
   http_opts_t opts = {.body = copy, .body_len = b->len,
                       .headers = (const char *const *)h->hdr, .n_headers = h->n_hdr,
                       .timeout_ms = (long)(h->timeout * 1000), .ca_file = h->ca_file,
                       .insecure = !h->tls_verify, .userpwd = h->userpwd};
-  h->req = http_request(h->http, h->path, 0, &opts, &handler, h);
-  if (!h->req) {
-    es_reply_free(h->reply);
-    h->reply = NULL;
-    output_sent(o, OUTPUT_FAILED, "cannot start a request (out of memory)", 1);
+  a->req = http_request(h->http, h->path, 0, &opts, &handler, a);
+  if (!a->req) {
+    attempt_free(a);
+    output_sent(o, b, OUTPUT_FAILED, "cannot start a request (out of memory)", 1);
   }
 }
 
@@ -484,10 +517,13 @@ static int http_stop(output_t *o)
 {
   http_output_t *h = (http_output_t *)o;
 
-  http_cancel(h->req); /* no callback of it runs again */
-  h->req = NULL;
-  es_reply_free(h->reply);
-  h->reply = NULL;
+  for (attempt_t *a = h->attempts, *next; a; a = next) { /* every request taken back */
+    next = a->next;
+    http_cancel(a->req); /* no callback of it runs again */
+    es_reply_free(a->reply);
+    free(a);
+  }
+  h->attempts = NULL;
   if (h->http)
     http_close(h->http, client_closed, h);
   return 0;
@@ -510,7 +546,11 @@ static void http_free(output_t *o)
   free(h->base_url);
   free_list(h->hdr, h->n_hdr);
   free(h->userpwd);
-  es_reply_free(h->reply);
+  for (attempt_t *a = h->attempts, *next; a; a = next) {
+    next = a->next;
+    es_reply_free(a->reply);
+    free(a);
+  }
 }
 
 static const output_kind_t kinds[] = {
@@ -587,6 +627,13 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->tls_verify = opt_flag(L, idx, "tls_verify", 1);
   h->gzip = opt_flag(L, idx, "gzip", 0);
   h->record_id = opt_flag(L, idx, "record_id", 0);
+  /* NDJSON, JSONEachRow and _bulk bodies can be sent several as one; a
+   * gzip body is one stream */
+  h->base.mergeable = lines_per_record(h) > 0 && !h->gzip;
+  lua_getfield(L, idx, "concurrency");
+  if (lua_isnil(L, -1))
+    h->base.cfg.concurrency = 4;
+  lua_pop(L, 1);
   lua_getfield(L, idx, "timeout");
   h->timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 30;
   lua_pop(L, 1);

@@ -35,6 +35,7 @@ typedef struct syslog_output {
   int resolving;
   struct sockaddr_storage addr;
   int have_addr;
+  output_body_t *body;       /* the body of the attempt in flight, or NULL */
 } syslog_output_t;
 
 typedef struct conn {
@@ -52,6 +53,14 @@ static int syslog_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
 }
 
 static void syslog_kick(syslog_output_t *s);
+
+/* The attempt in flight ended (none: nothing to report). */
+static void sent(syslog_output_t *s, int result, const char *why, double retry_after)
+{
+  output_body_t *b = s->body;
+  s->body = NULL;
+  output_sent(&s->base, b, result, why, retry_after);
+}
 
 static void conn_closed(uv_handle_t *h)
 {
@@ -76,7 +85,7 @@ static void failed(syslog_output_t *s, const char *what, int err)
   char why[400];
   snprintf(why, sizeof why, "%s %.255s:%s: %s", what, s->host, s->port, uv_strerror(err));
   drop_conn(s);
-  output_sent(&s->base, OUTPUT_FAILED, why, 0);
+  sent(s, OUTPUT_FAILED, why, 0);
 }
 
 static void on_tcp_written(uv_write_t *w, int status)
@@ -90,7 +99,7 @@ static void on_tcp_written(uv_write_t *w, int status)
     failed(s, "writing to", status);
     return;
   }
-  output_sent(&s->base, OUTPUT_DELIVERED, NULL, 0);
+  sent(s, OUTPUT_DELIVERED, NULL, 0);
 }
 
 static void tcp_send(syslog_output_t *s, output_body_t *b)
@@ -124,7 +133,7 @@ static void start_conn(syslog_output_t *s)
 {
   conn_t *c = calloc(1, sizeof *c);
   if (!c) {
-    output_sent(&s->base, OUTPUT_FAILED, "out of memory", 1);
+    sent(s, OUTPUT_FAILED, "out of memory", 1);
     return;
   }
   c->s = s;
@@ -172,12 +181,12 @@ static void udp_send(syslog_output_t *s, output_body_t *b)
     } else if (r < 0) {
       char why[400];
       snprintf(why, sizeof why, "sending to udp %.255s:%s: %s", s->host, s->port, uv_strerror(r));
-      output_sent(o, OUTPUT_FAILED, why, 0);
+      sent(s, OUTPUT_FAILED, why, 0);
       return;
     }
     b->done += len + (nl ? 1 : 0);
   }
-  output_sent(o, OUTPUT_DELIVERED, NULL, 0);
+  sent(s, OUTPUT_DELIVERED, NULL, 0);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -192,7 +201,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     char why[300];
     snprintf(why, sizeof why, "cannot resolve %s: %s", s->host, uv_strerror(status));
     uv_freeaddrinfo(res);
-    output_sent(&s->base, OUTPUT_FAILED, why, 0);
+    sent(s, OUTPUT_FAILED, why, 0);
     return;
   }
   memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
@@ -201,10 +210,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   syslog_kick(s);
 }
 
-/* Moves the head body on: resolves, connects, then sends. */
+/* Moves the body in flight on: resolves, connects, then sends. */
 static void syslog_kick(syslog_output_t *s)
 {
-  output_body_t *b = s->base.head;
+  output_body_t *b = s->body;
   if (!b || s->base.closing)
     return;
   if (!s->have_addr) {
@@ -217,7 +226,7 @@ static void syslog_kick(syslog_output_t *s)
     int r = uv_getaddrinfo(s->base.loop, &s->resolve, on_resolved, s->host, s->port, &hints);
     if (r != 0) {
       s->resolving = 0;
-      output_sent(&s->base, OUTPUT_FAILED, "cannot resolve the syslog host", 0);
+      sent(s, OUTPUT_FAILED, "cannot resolve the syslog host", 0);
     }
     return;
   }
@@ -235,7 +244,9 @@ static void syslog_kick(syslog_output_t *s)
 
 static void syslog_send(output_t *o, output_body_t *b)
 {
-  syslog_kick((syslog_output_t *)o);
+  syslog_output_t *s = (syslog_output_t *)o;
+  s->body = b; /* one at a time: a syslog output's concurrency is 1 */
+  syslog_kick(s);
 }
 
 /* Splits "tcp://host:port" or "udp://host:port" ([v6] allowed). */
@@ -291,6 +302,7 @@ static int syslog_stop(output_t *o)
   if (s->resolving)
     uv_cancel((uv_req_t *)&s->resolve);
   drop_conn(s);
+  s->body = NULL;
   if (s->udp && o->started)
     uvh_close((uv_handle_t *)&s->udp_handle, handle_closed);
   return 0; /* a write on the closed connection ends with UV_ECANCELED, unreported */

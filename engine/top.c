@@ -25,13 +25,13 @@ typedef struct crow { /* a container */
   double lines, bytes, errors;
 } crow_t;
 
-typedef struct nrow { /* a filter or an output: up to five counters by name */
+typedef struct nrow { /* a filter or an output: up to six counters by name */
   char name[NAME_MAX_];
-  double v[5];
+  double v[6];
 } nrow_t;
 
 enum { F_CALLS, F_ERRORS, F_TIMEOUTS };
-enum { O_SENT, O_FAILED, O_RETRIED, O_DEAD, O_PENDING };
+enum { O_SENT, O_FAILED, O_RETRIED, O_DEAD, O_PENDING, O_IN_FLIGHT };
 
 typedef struct sample {
   double at;                 /* monotonic seconds */
@@ -213,6 +213,7 @@ static int parse_metrics(char *text, sample_t *s) {
       {"engine_output_batches_retried_total", 1, O_RETRIED},
       {"engine_output_dead_letters_total", 1, O_DEAD},
       {"engine_output_batches_pending", 1, O_PENDING},
+      {"engine_output_requests_in_flight", 1, O_IN_FLIGHT},
   };
   char *save = NULL;
   for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -312,9 +313,9 @@ static void print_plain(const sample_t *s, const sample_t *prev) {
     const nrow_t *o = &s->o[i];
     fmt_rate(r1, sizeof r1, n_rate(s, prev, o, 1, O_SENT));
     printf("%s output %s sent=%.0f sent_per_s=%s failed=%.0f retried=%.0f dead_letters=%.0f "
-           "pending=%.0f\n",
+           "pending=%.0f in_flight=%.0f\n",
            when, o->name, o->v[O_SENT], r1, o->v[O_FAILED], o->v[O_RETRIED], o->v[O_DEAD],
-           o->v[O_PENDING]);
+           o->v[O_PENDING], o->v[O_IN_FLIGHT]);
   }
   fflush(stdout);
 }
@@ -448,14 +449,14 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
     }
     if (s->no) {
       line(&sc, "%s", "");
-      line(&sc, "%-32s %10s %8s %8s %6s %8s", "OUTPUT", "SENT/S", "FAILED", "RETRIED", "DEAD",
-           "PENDING");
+      line(&sc, "%-32s %10s %8s %8s %6s %8s %9s", "OUTPUT", "SENT/S", "FAILED", "RETRIED", "DEAD",
+           "PENDING", "IN_FLIGHT");
     }
     for (size_t i = 0; i < s->no; i++) {
       const nrow_t *o = &s->o[i];
       fmt_rate(r3, sizeof r3, n_rate(s, prev, o, 1, O_SENT));
-      line(&sc, "%-32.32s %10s %8.0f %8.0f %6.0f %8.0f", o->name, r3, o->v[O_FAILED],
-           o->v[O_RETRIED], o->v[O_DEAD], o->v[O_PENDING]);
+      line(&sc, "%-32.32s %10s %8.0f %8.0f %6.0f %8.0f %9.0f", o->name, r3, o->v[O_FAILED],
+           o->v[O_RETRIED], o->v[O_DEAD], o->v[O_PENDING], o->v[O_IN_FLIGHT]);
     }
   }
   strbuf_add(&sc.b, "\033[J", 3); /* clear what the last frame left below */

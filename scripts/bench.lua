@@ -27,6 +27,14 @@
 --      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
 --      and ClickHouse outputs to a local HTTP receiver (build/receiver):
 --      engine CPU seconds per million lines, from start to exit
+--   9  shipping to a slow collector: --ship-containers containers (default
+--      50) backfill --ship-lines lines each (default 400, batches of 100
+--      lines) through the http output to a local receiver that answers at
+--      once or each request 100 ms after it came, with concurrency 1, 2, 4
+--      and 8, then 1 and 4 with batch_max_bytes = 1 MiB (queued batches
+--      merged into one request): seconds from the containers' start until
+--      the receiver holds every line, requests made, and the ratio
+--      delayed/undelayed
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
 -- the median of --runs runs. --quick runs every scenario once at a tiny size
 -- (what `make test` does, to keep the script working).
@@ -36,7 +44,8 @@ local fake = require "spec.support.fake"
 local unistd = require "posix.unistd"
 
 local opt = { runs = 3, lines = 2000000, out = "build/bench/results.md", seconds = 60,
-              containers = 1000, docker_lines = 1000000, out_lines = 300000 }
+              containers = 1000, docker_lines = 1000000, out_lines = 300000,
+              ship_containers = 50, ship_lines = 400 }
 local i = 1
 while arg[i] do
   local a = arg[i]
@@ -48,6 +57,8 @@ while arg[i] do
   elseif a == "--out" then i = i + 1; opt.out = arg[i]
   elseif a == "--docker-lines" then i = i + 1; opt.docker_lines = tonumber(arg[i])
   elseif a == "--out-lines" then i = i + 1; opt.out_lines = tonumber(arg[i])
+  elseif a == "--ship-containers" then i = i + 1; opt.ship_containers = tonumber(arg[i])
+  elseif a == "--ship-lines" then i = i + 1; opt.ship_lines = tonumber(arg[i])
   elseif a == "--only" then i = i + 1; opt.only = {}
     for n in arg[i]:gmatch("%d+") do opt.only[tonumber(n)] = true end
   else io.stderr:write("bench: unknown argument ", a, "\n"); os.exit(2) end
@@ -56,6 +67,7 @@ end
 if opt.quick then
   opt.runs, opt.lines, opt.seconds, opt.containers, opt.docker_lines = 1, 20000, 2, 50, 20000
   opt.out_lines = 5000
+  opt.ship_containers, opt.ship_lines = 5, 100
 end
 local function want(s) return not opt.only or opt.only[s] end
 
@@ -398,6 +410,56 @@ if want(8) then
   end
   row("8", string.format("network outputs, %d lines each, no filter", n),
       "every line written", table.concat(cells, "; ") .. " per M lines", "")
+end
+
+-- Scenario 9: an http output with several requests in flight, to a slow
+-- collector. One run: seconds until the receiver holds every line, and the
+-- requests it got.
+local function ship(concurrency, delay_ms, merge)
+  local receiver = require "spec.support.receiver"
+  local c, n = opt.ship_containers, opt.ship_lines
+  local DELAY = 2 -- the containers start after the engine, which reads them from their start
+  local srv = fake.start { "--containers", tostring(c), "--rate", "0", "--preload", tostring(n),
+                           "--lines", tostring(n), "--stdout-only", "--start-delay", tostring(DELAY) }
+  local rx = receiver.start { "--delay-ms", tostring(delay_ms) }
+  local t_start = proc.now() + DELAY
+  local p, dir = start_engine(string.format([[
+return {
+  docker = { host = %q },
+  batch = { max_lines = 100 },
+  outputs = { { type = "http", url = %q, concurrency = %d, %s } },
+}]], srv.host, rx.url, concurrency, merge and "batch_max_bytes = 1048576" or ""))
+  local glob = proc.quote(rx.dir .. "/req") .. "/*.body"
+  local t
+  proc.wait_for(function()
+    local _, out = proc.sh("cat " .. glob .. " 2>/dev/null | wc -l")
+    if tonumber(out) >= c * n then
+      t = proc.now() - t_start
+      return true
+    end
+  end, 600, "the receiver to hold every line")
+  local _, reqs = proc.sh("ls " .. proc.quote(rx.dir .. "/req") .. " | grep -c '[.]req$'")
+  finish(p, dir)
+  rx:stop()
+  srv:stop()
+  return t, tonumber(reqs)
+end
+
+if want(9) then
+  local cells = {}
+  local runs = opt.quick and { { 1 }, { 4, true } }
+               or { { 1 }, { 2 }, { 4 }, { 8 }, { 1, true }, { 4, true } }
+  for _, r in ipairs(runs) do
+    local conc, merge = r[1], r[2]
+    local fast, fast_reqs = ship(conc, 0, merge)
+    local slow, slow_reqs = ship(conc, 100, merge)
+    cells[#cells + 1] = string.format("concurrency %d%s: %.2f s / %.2f s = %.1fx (%d / %d requests)",
+                                      conc, merge and " merged" or "", slow, fast, slow / fast,
+                                      slow_reqs, fast_reqs)
+  end
+  row("9", string.format("%d containers backfill %d lines each to an http receiver answering "
+                         .. "after 100 ms / at once", opt.ship_containers, opt.ship_lines),
+      table.concat(cells, "; "), "", "")
 end
 
 local head = "| # | scenario | result | CPU | memory |\n|---|---|---|---|---|\n"

@@ -432,14 +432,15 @@ do
   end
   local common = { "type", "name", "routed_only" }
   local delivery = { "url", "retry_max", "backoff_initial", "backoff_max", "dead_letter", "mode" }
-  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip" }
+  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip", "concurrency" }
   OUTPUT_KEYS.stdout = set(common, { "format" })
   OUTPUT_KEYS.null = set(common, { "format" })
   OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
-  OUTPUT_KEYS.http = set(common, delivery, http, { "format", "record_id" })
-  OUTPUT_KEYS.clickhouse = set(common, delivery, http, { "table" })
+  local merge = { "batch_max_bytes", "batch_max_records" }
+  OUTPUT_KEYS.http = set(common, delivery, http, merge, { "format", "record_id" })
+  OUTPUT_KEYS.clickhouse = set(common, delivery, http, merge, { "table" })
   OUTPUT_KEYS.loki = set(common, delivery, http, { "labels" })
-  OUTPUT_KEYS.elasticsearch = set(common, delivery, http, { "index" })
+  OUTPUT_KEYS.elasticsearch = set(common, delivery, http, merge, { "index" })
   OUTPUT_KEYS.otlp = set(common, delivery, http)
   OUTPUT_KEYS.syslog = set(common, delivery, { "facility", "hostname", "max_message" })
 end
@@ -544,6 +545,23 @@ function Check:network_output(o, where, entry)
       self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
     end
     entry.retry_max = o.retry_max
+  end
+  if o.concurrency ~= nil then
+    self:number(o.concurrency, where .. ".concurrency")
+    if o.concurrency < 1 or o.concurrency > 64 or floor(o.concurrency) ~= o.concurrency then
+      self:fail(where .. ".concurrency", "must be a whole number of requests from 1 to 64 (got %s)",
+                show(o.concurrency))
+    end
+    entry.concurrency = o.concurrency
+  end
+  for _, k in ipairs { "batch_max_bytes", "batch_max_records" } do
+    if o[k] ~= nil then
+      self:number(o[k], where .. "." .. k)
+      if o[k] < 1 or floor(o[k]) ~= o[k] then
+        self:fail(where .. "." .. k, "must be a whole number above 0 (got %s)", show(o[k]))
+      end
+      entry[k] = o[k]
+    end
   end
   if o.dead_letter ~= nil then
     entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),

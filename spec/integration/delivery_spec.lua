@@ -346,7 +346,7 @@ return {
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.3, max_lines = 40 },
-  outputs = { { type = "http", url = %q } },
+  outputs = { { type = "http", url = %q, concurrency = 1 } }, -- one half at a time
   engine = { backoff_initial = 0.05, backoff_max = 0.2 },
 }]], srv.host, rx.url) }
     proc.wait_for(function()

@@ -329,7 +329,9 @@ describe("network outputs #sanitize", function()
     -- listed the containers would not be followed)
     srv = fake.start { "--containers", "1", "--rate", "100" }
     rx = receiver.start { "--script", "429:2,200" }
-    e = engine.start { pipeline = pipeline(srv.host, string.format('{ type = "http", url = %q }', rx.url)) }
+    -- one request at a time: the request after the 429 is one sent after its answer
+    e = engine.start { pipeline = pipeline(srv.host, string.format('{ type = "http", url = %q, concurrency = 1 }',
+                                                                   rx.url)) }
     proc.wait_for(function() return #rx:requests() >= 2 end, 30, "the request after the 429")
     local times = rx:times()
     -- backoff_initial is 0.05 s: only Retry-After makes it wait 2 s

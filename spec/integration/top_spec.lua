@@ -173,7 +173,7 @@ describe("engine top #sanitize", function()
       end
     end
     assert.equal(6, rows, out)
-    assert.matches("output stdout sent=%d+ sent_per_s=%S+ failed=0 retried=0 dead_letters=0 pending=%d+", out)
+    assert.matches("output stdout sent=%d+ sent_per_s=%S+ failed=0 retried=0 dead_letters=0 pending=%d+ in_flight=[01]\n", out)
     assert.equal(0, e:stop())
   end)
 

@@ -27,19 +27,19 @@ end
 -- engine.metrics), o.engine (extra text inside engine), o.filters (Lua text
 -- of the filters list), o.outputs (Lua text of the outputs list), o.docker
 -- (extra Lua text inside docker), o.top (extra top-level fields, such as a
--- select table, each followed by a comma).
+-- select table, each followed by a comma), o.batch (extra fields of batch).
 function M.pipeline(o)
   local metrics = o.listen and string.format("metrics = { listen = %q, %s },", o.listen, o.metrics or "") or ""
   return string.format([[
 return {
   docker = { host = %q, %s },
-  batch = { flush_interval = 0.05 },
+  batch = { flush_interval = 0.05, %s },
   filters = { %s },
   outputs = { %s },
   engine = { backoff_initial = 0.05, backoff_max = 0.5, reconcile_interval = 1, stop_timeout = 5,
              %s %s },
   %s
-}]], o.docker_host, o.docker or "", o.filters or "", o.outputs or '{ type = "stdout", format = "json" }',
+}]], o.docker_host, o.docker or "", o.batch or "", o.filters or "", o.outputs or '{ type = "stdout", format = "json" }',
     metrics, o.engine or "", o.top or "")
 end
 

@@ -2,7 +2,7 @@
  * request and answers from a script.
  *
  *   receiver --dir DIR [--port P] [--script LIST] [--body-STATUS FILE]...
- *            [--delay-ms D] [--close-after N]
+ *            [--delay-ms D] [--delays LIST] [--close-after N]
  *
  * Listens on 127.0.0.1:P (P 0, the default, picks a free port) and prints
  * "ready <port>" on stdout once listening. Single-threaded: one libuv loop.
@@ -23,11 +23,15 @@
  * "CODE:N" adds "Retry-After: N". --body-STATUS FILE sends FILE's content
  * as the body of every answer with that status (default: none), as
  * application/json. --delay-ms D answers each request D ms after it
- * arrived whole (the connection reads nothing more meanwhile).
+ * arrived whole (the connection reads nothing more meanwhile). --delays
+ * "300,0,120" gives request N the ((N-1) mod length)-th delay of the list in
+ * ms instead (so answers on different connections come out of order).
  * --close-after N closes each connection after its N-th answer (sent with
  * "Connection: close"). A malformed request gets 400 and the connection is
  * closed. Each request is logged on stderr as "request N METHOD TARGET ->
- * STATUS at SECONDS.NANOSECONDS" (the wall clock when it arrived whole).
+ * STATUS at SECONDS.NANOSECONDS" (the wall clock when it arrived whole),
+ * then "waiting N K": K requests, this one included, were waiting for
+ * their delayed answers at that moment (over all connections).
  *
  * --bulk LIST answers a 2xx like Elasticsearch's _bulk API: the body holds
  * one item per two request lines (action and document), and item number K,
@@ -127,6 +131,9 @@ static struct {
   body_file_t bodies[BODIES_MAX];
   size_t n_bodies;
   unsigned long delay_ms;
+  unsigned long delays[SCRIPT_MAX]; /* --delays */
+  size_t n_delays;
+  unsigned long waiting; /* requests waiting for their delayed answers */
   unsigned long close_after;
   unsigned long requests;
   int *bulk;          /* --bulk statuses */
@@ -485,6 +492,7 @@ static void on_delay(uv_timer_t *t)
   conn_t *c = t->data;
 
   c->busy = 0;
+  g.waiting--;
   answer(c, c->pending_status, c->pending_retry, c->pending_close);
   conn_process(c);
 }
@@ -649,9 +657,12 @@ static void conn_process(conn_t *c)
     strbuf_free(&r.body);
     memmove(c->in.data, c->in.data + r.total, c->in.len - r.total);
     c->in.len -= r.total;
-    if (g.delay_ms > 0) {
+    unsigned long delay = g.n_delays ? g.delays[(g.requests - 1) % g.n_delays] : g.delay_ms;
+    fprintf(stderr, "waiting %lu %lu\n", g.requests, g.waiting + 1);
+    if (delay > 0) {
       c->busy = 1;
-      uv_timer_start(&c->timer, on_delay, g.delay_ms, 0);
+      g.waiting++;
+      uv_timer_start(&c->timer, on_delay, delay, 0);
       return;
     }
     answer(c, c->pending_status, c->pending_retry, c->pending_close);
@@ -676,6 +687,10 @@ static void conn_close(conn_t *c)
   if (c->handles < 2 || uv_is_closing((uv_handle_t *)&c->tcp))
     return;
   c->closing = 1;
+  if (c->busy) {
+    c->busy = 0;
+    g.waiting--;
+  }
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -798,6 +813,15 @@ static int parse_args(int argc, char **argv)
       g.delay_ms = strtoul(argv[++i], &end, 10);
       if (*end != '\0')
         return -1;
+    } else if (strcmp(argv[i], "--delays") == 0) {
+      char *tok, *save = NULL;
+      for (tok = strtok_r(argv[++i], ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (g.n_delays == SCRIPT_MAX)
+          return -1;
+        g.delays[g.n_delays++] = strtoul(tok, &end, 10);
+        if (*end != '\0')
+          return -1;
+      }
     } else if (strcmp(argv[i], "--close-after") == 0) {
       g.close_after = strtoul(argv[++i], &end, 10);
       if (*end != '\0')
@@ -837,7 +861,8 @@ int main(int argc, char **argv)
 
   if (parse_args(argc, argv) < 0) {
     fprintf(stderr, "usage: receiver --dir DIR [--port P] [--script 200,500,429:2,...] "
-                    "[--body-STATUS FILE]... [--delay-ms D] [--close-after N] [--bulk LIST] [--unique-ids]\n");
+                    "[--body-STATUS FILE]... [--delay-ms D] [--delays LIST] [--close-after N] "
+                    "[--bulk LIST] [--unique-ids]\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);

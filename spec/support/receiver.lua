@@ -51,6 +51,16 @@ function Receiver:times()
   return out
 end
 
+--- The most requests that waited for their delayed answers at once (the
+-- "waiting N K" lines): more than 1 when a client had several in flight.
+function Receiver:most_waiting()
+  local most = 0
+  for k in (proc.read(self.dir .. "/stderr") or ""):gmatch("waiting %d+ (%d+)\n") do
+    most = math.max(most, tonumber(k))
+  end
+  return most
+end
+
 --- Stops the receiver and removes its folder. Idempotent.
 Receiver.stop = server.stop
 

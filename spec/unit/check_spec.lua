@@ -167,7 +167,8 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tabel" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, ca_file, dead_letter, gzip, headers, mode, name, retry_max, routed_only, table, "
+        .. "backoff_max, batch_max_bytes, batch_max_records, ca_file, concurrency, dead_letter, gzip, headers, mode, name, retry_max, "
+        .. "routed_only, table, "
         .. "timeout, tls_verify, type, url)",
       'pipeline.lua:4: outputs[2].facility is only for outputs of type "syslog"',
       'pipeline.lua:4: outputs[2].keep is only for outputs of type "file"',
@@ -189,6 +190,42 @@ return {
       "pipeline.lua:3: outputs[1].record_id must be true or false",
       'pipeline.lua:4: outputs[2].record_id is only for outputs of type "http"',
     }, lines)
+  end)
+  it("takes a network output's concurrency as a whole number of requests from 1 to 64", function()
+    local code, lines = check(dir, [[
+return {
+  outputs = {
+    { type = "http", url = "http://127.0.0.1:9", concurrency = 0 },
+    { type = "loki", url = "http://127.0.0.1:9", concurrency = 2.5 },
+    { type = "syslog", url = "tcp://127.0.0.1:9", concurrency = 2 },
+  },
+}
+]])
+    assert.equal(2, code)
+    assert.same({
+      "pipeline.lua:3: outputs[1].concurrency must be a whole number of requests from 1 to 64 (got 0)",
+      "pipeline.lua:4: outputs[2].concurrency must be a whole number of requests from 1 to 64 (got 2.5)",
+      "pipeline.lua:5: outputs[3].concurrency is not for syslog outputs",
+    }, lines)
+    code, lines = check(dir, [[
+return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurrency = 64,
+                       batch_max_bytes = 1048576, batch_max_records = 5000 } } }
+]])
+    assert.equal(0, code, table.concat(lines, "\n"))
+    code, lines = check(dir, [[
+return { outputs = { { type = "loki", url = "http://127.0.0.1:9", batch_max_records = 10 },
+                     { type = "http", url = "http://127.0.0.1:9", batch_max_bytes = 0 } } }
+]])
+    assert.equal(2, code)
+    assert.same({
+      "pipeline.lua:1: outputs[1].batch_max_records is not for outputs of type \"loki\" (only for "
+        .. "\"http\", \"clickhouse\", \"elasticsearch\")",
+      "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number above 0 (got 0)",
+    }, lines)
+    code, lines = check(dir, [[
+return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurrency = 64 } } }
+]])
+    assert.equal(0, code, table.concat(lines, "\n"))
   end)
 
   it("reports an option typo in a helper at the user's line", function()
