@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "batch.h"
+#include "hash.h"
 
 batch_t *batch_new(container_t *c) {
   batch_t *b = calloc(1, sizeof *b);
@@ -38,12 +39,6 @@ int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *da
   return 0;
 }
 
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv_bytes(uint64_t h, const unsigned char *p, size_t len) {
-  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * FNV_PRIME;
-  return h;
-}
 
 /* Appends v as n little-endian bytes to p; returns the next position. */
 static unsigned char *put_le(unsigned char *p, uint64_t v, int n) {
@@ -67,7 +62,7 @@ void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]) {
   const char *cid = b->container ? b->container->id : "";
   uint64_t hash = r->hash;
   if (hash == 0)
-    hash = fnv_bytes(0xcbf29ce484222325ULL, (const unsigned char *)b->bytes + r->off, r->len);
+    hash = hash_fnv64(HASH_FNV64_OFFSET, b->bytes + r->off, r->len);
   /* ts, stream, len, hash, occ: 8 + 1 + 4 + 8 + 4 bytes */
   unsigned char v[25], *p = v;
   p = put_le(p, (uint64_t)r->ts, 8);
@@ -86,8 +81,8 @@ void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]) {
     a = last_a;
     c = last_c;
   } else {
-    a = fnv_bytes(0xcbf29ce484222325ULL, (const unsigned char *)cid, clen + 1);
-    c = fnv_bytes(0x6c62272e07bb0142ULL, (const unsigned char *)cid, clen + 1);
+    a = hash_fnv64(HASH_FNV64_OFFSET, cid, clen + 1);
+    c = hash_fnv64(0x6c62272e07bb0142ULL, cid, clen + 1);
     if (clen < sizeof last_id) {
       memcpy(last_id, cid, clen + 1);
       last_a = a;
@@ -95,8 +90,8 @@ void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]) {
       have_last = 1;
     }
   }
-  a = fnv_bytes(a, v, sizeof v);
-  c = fnv_bytes(c, v, sizeof v);
+  a = hash_fnv64(a, v, sizeof v);
+  c = hash_fnv64(c, v, sizeof v);
   uint64_t hi = mix64(a), lo = mix64(c ^ (hi * 0x9E3779B97F4A7C15ULL));
   for (int k = 0; k < 16; k++) {
     out[k] = hex[(hi >> (60 - 4 * k)) & 15];

@@ -10,6 +10,7 @@
 #include <lua.h>
 
 #include "encode_record.h"
+#include "hash.h"
 #include "record.h"
 #include "timestamp.h"
 
@@ -246,17 +247,9 @@ void encode_record_severity(lua_State *L, int rec, encode_severity_t *sev)
   }
 }
 
-/* FNV-1a, 64 bits. */
 static uint64_t key_hash(const char *s, size_t len)
 {
-  uint64_t h = UINT64_C(14695981039346656037);
-  size_t i;
-
-  for (i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= UINT64_C(1099511628211);
-  }
-  return h;
+  return hash_fnv64(HASH_FNV64_OFFSET, s, len);
 }
 
 /* Makes room for one more group. Returns 0 or -1. */

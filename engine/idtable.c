@@ -1,12 +1,11 @@
 /* idtable.c - entries by container id (see idtable.h). */
 #include <string.h>
 #include "check.h"
+#include "hash.h"
 #include "idtable.h"
 
 static unsigned bucket_of(const char *id) {
-  unsigned h = 2166136261u;
-  for (; *id; id++) h = (h ^ (unsigned char)*id) * 16777619u;
-  return h % IDTABLE_BUCKETS;
+  return (unsigned)(hash_fnv64(HASH_FNV64_OFFSET, id, strlen(id)) % IDTABLE_BUCKETS);
 }
 
 void idtable_add(idtable_t *t, idlink_t *l, const char *id) {
