@@ -37,10 +37,19 @@ int encode_json_array(strbuf_t *b, struct lua_State *L, int idx, int with_id);
 int encode_clickhouse(strbuf_t *b, struct lua_State *L, int idx);
 
 /* Loki push API body: records grouped into streams by the values of the
- * fields named in label_fields (missing ones left out), values
- * [["<ns>", "<line>"], ...] in record order. */
-int encode_loki(strbuf_t *b, struct lua_State *L, int idx, const char *const *label_fields,
-                size_t n_labels);
+ * fields named in label_fields (missing ones left out), each stream
+ * labelled with the static labels too, values [["<ns>", "<line>"], ...] in
+ * record order; the line is the `line` field, or with json_line the whole
+ * record as JSON. */
+typedef struct encode_loki_opts {
+  const char *const *label_fields;  /* record fields */
+  size_t n_labels;
+  const char *const *static_names;  /* fixed labels: names and values */
+  const char *const *static_values;
+  size_t n_static;
+  int json_line;
+} encode_loki_opts_t;
+int encode_loki(strbuf_t *b, struct lua_State *L, int idx, const encode_loki_opts_t *opts);
 
 /* Elasticsearch/OpenSearch _bulk body: {"create":{"_index":index,"_id":id}}
  * (no _id for a record without a record id) then the

@@ -285,6 +285,15 @@ static void output_families(writer_t *w, const status_t *s) {
        offsetof(output_stats_t, dead_letters)},
       {"engine_output_truncated_total", "counter",
        "Records cut to fit the transport (syslog over UDP).", offsetof(output_stats_t, truncated)},
+      {"engine_output_requests_total", "counter",
+       "Attempts the output started (requests; writes for local outputs), retries included.",
+       offsetof(output_stats_t, requests)},
+      {"engine_output_records_total", "counter",
+       "Records the output's attempts carried (over requests_total: records per request).",
+       offsetof(output_stats_t, request_records)},
+      {"engine_output_request_bytes_total", "counter",
+       "Body bytes the output's attempts carried, as sent (over requests_total: bytes per request).",
+       offsetof(output_stats_t, request_bytes)},
   };
   for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
     family(w, fams[k].name, fams[k].type, fams[k].help);
@@ -304,6 +313,12 @@ static void output_families(writer_t *w, const status_t *s) {
   for (size_t i = 0; i < s->n_outputs; i++)
     sample_u(w, "engine_output_requests_in_flight", "output", s->outputs[i].info.name,
              s->outputs[i].st.in_flight);
+  family(w, "engine_output_queue_age_seconds", "gauge",
+         "Seconds since the oldest batch the output holds (waiting, in flight or retrying) was "
+         "handed to it; 0 when it holds none.");
+  for (size_t i = 0; i < s->n_outputs; i++)
+    sample_d(w, "engine_output_queue_age_seconds", "output", s->outputs[i].info.name,
+             s->outputs[i].st.queue_age);
   family(w, "engine_output_failing", "gauge",
          "1 while the output's last attempt failed (it retries with backoff).");
   for (size_t i = 0; i < s->n_outputs; i++)
@@ -439,6 +454,10 @@ static int add_output(cJSON *arr, const status_output_t *so) {
          cJSON_AddNumberToObject(o, "truncated", (double)so->st.truncated) &&
          cJSON_AddNumberToObject(o, "pending", (double)so->st.pending) &&
          cJSON_AddNumberToObject(o, "in_flight", (double)so->st.in_flight) &&
+         cJSON_AddNumberToObject(o, "requests", (double)so->st.requests) &&
+         cJSON_AddNumberToObject(o, "request_records", (double)so->st.request_records) &&
+         cJSON_AddNumberToObject(o, "request_bytes", (double)so->st.request_bytes) &&
+         cJSON_AddNumberToObject(o, "queue_age", so->st.queue_age) &&
          cJSON_AddBoolToObject(o, "failing", so->st.failing);
   return ok;
 }

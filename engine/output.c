@@ -121,6 +121,7 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
   body->data = b.data;
   body->len = b.len;
   body->records = records;
+  body->handed_ns = uv_hrtime();
   body->batches = 1;
   body->ticket = t;
   pthread_mutex_lock(&o->lock);
@@ -299,6 +300,7 @@ int output_split(output_t *o, output_body_t *b, size_t at, size_t records) {
   memcpy(rest->data, b->data + at, len);
   rest->len = len;
   rest->records = b->records > records ? b->records - records : 0;
+  rest->handed_ns = b->handed_ns;
   /* both parts hold every batch of b: each batch is acknowledged once
    * both were taken */
   rest->ticket = b->ticket;
@@ -346,6 +348,7 @@ static void merge_behind(output_t *o, output_body_t *b) {
     b->len += n->len;
     b->records += n->records;
     b->batches += n->batches;
+    if (n->handed_ns < b->handed_ns) b->handed_ns = n->handed_ns;
     b->more[b->n_more++] = n->ticket;
     for (size_t i = 0; i < n->n_more; i++) b->more[b->n_more++] = n->more[i];
     b->next = n->next;
@@ -374,6 +377,9 @@ static void kick(output_t *o) {
     b->sending = 1;
     b->attempts++;
     o->st.in_flight++;
+    o->st.requests++;
+    o->st.request_records += b->records;
+    o->st.request_bytes += b->len - b->done;
     o->kind->send(o, b);
   }
   o->kicking = 0;
@@ -440,9 +446,23 @@ size_t output_pending(output_t *o) {
   return o->st.pending + n;
 }
 
+/* Loop thread: the seconds since the oldest body o holds was handed over;
+ * 0 when it holds none. The queue is in hand-over order (a split part and a
+ * merged body keep their oldest time), so the oldest is its head, or the
+ * first body handed over and not yet taken. */
+static double queue_age(output_t *o) {
+  uint64_t oldest = o->head ? o->head->handed_ns : 0;
+  pthread_mutex_lock(&o->lock);
+  if (o->in_head && (!oldest || o->in_head->handed_ns < oldest)) oldest = o->in_head->handed_ns;
+  pthread_mutex_unlock(&o->lock);
+  uint64_t now = uv_hrtime();
+  return oldest && now > oldest ? (double)(now - oldest) / 1e9 : 0;
+}
+
 void output_stats(output_t *o, output_stats_t *out) {
   *out = o->st;
   out->pending = output_pending(o);
+  out->queue_age = queue_age(o);
   snprintf(out->cause, sizeof out->cause, "%s", o->st.failing ? o->cause : "");
 }
 

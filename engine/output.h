@@ -45,6 +45,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "inflight.h"
@@ -66,6 +67,8 @@ typedef struct output_body {
   size_t len;
   size_t done;          /* bytes of data already taken (a partial write) */
   size_t records;
+  uint64_t handed_ns;   /* uv_hrtime when the pipeline handed it over (of the
+                           oldest batch it holds) */
   unsigned attempts;
   int sending;          /* an attempt on it is in flight (kind->send) */
 } output_body_t;
@@ -128,8 +131,15 @@ typedef struct output_stats {
   unsigned long long retried;  /* attempts retried after a failure */
   unsigned long long dead_letters; /* bodies or records given up on */
   unsigned long long truncated;    /* records cut to fit the transport */
+  unsigned long long requests;     /* attempts started (requests, writes) */
+  unsigned long long request_records; /* records those attempts carried */
+  unsigned long long request_bytes;   /* bytes those attempts carried */
   size_t pending;              /* bodies waiting or in flight */
   size_t in_flight;            /* attempts (requests) in flight */
+  double queue_age;            /* output_stats: seconds since the oldest body
+                                  held (handed over, queued, in flight or
+                                  waiting for a retry) was handed over; 0
+                                  when none */
   int failing;                 /* the last attempt failed */
   char cause[256];             /* while failing: why, as logged */
 } output_stats_t;

@@ -47,8 +47,12 @@ typedef struct http_output {
   int record_id;           /* http: each record with its "id" (encode_json.c) */
   double timeout;
   char *table, *index;
-  char **labels;
+  char **labels;           /* loki: record fields */
   size_t n_labels;
+  char **label_names, **label_values; /* loki: static labels */
+  size_t n_label_names, n_label_values;
+  char *tenant;            /* loki: X-Scope-OrgID */
+  int json_line;           /* loki: line_format = "json" */
   /* loop side */
   char *path, *base_url;
   char **hdr;              /* the request's header lines */
@@ -118,7 +122,14 @@ static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
                        : encode_ndjson(b, L, idx, h->record_id);
     break;
   case K_CLICKHOUSE: rc = encode_clickhouse(b, L, idx); break;
-  case K_LOKI: rc = encode_loki(b, L, idx, (const char *const *)h->labels, h->n_labels); break;
+  case K_LOKI: {
+    const encode_loki_opts_t lo = {
+        (const char *const *)h->labels, h->n_labels, (const char *const *)h->label_names,
+        (const char *const *)h->label_values,
+        h->n_label_names < h->n_label_values ? h->n_label_names : h->n_label_values, h->json_line};
+    rc = encode_loki(b, L, idx, &lo);
+    break;
+  }
   case K_ELASTICSEARCH: rc = encode_elasticsearch(b, L, idx, h->index ? h->index : "logs"); break;
   default: rc = encode_otlp(b, L, idx); break;
   }
@@ -474,6 +485,8 @@ static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen)
   for (size_t i = 0; i < h->n_headers; i++)
     if (add_header(h, "%s", h->headers[i]) != 0)
       goto oom;
+  if (h->tenant && add_header(h, "X-Scope-OrgID: %s", h->tenant) != 0)
+    goto oom;
   if (h->bearer_env) {
     const char *tok = getenv(h->bearer_env);
     if (!tok || !*tok) {
@@ -542,6 +555,9 @@ static void http_free(output_t *o)
   free(h->table);
   free(h->index);
   free_list(h->labels, h->n_labels);
+  free_list(h->label_names, h->n_label_names);
+  free_list(h->label_values, h->n_label_values);
+  free(h->tenant);
   free(h->path);
   free(h->base_url);
   free_list(h->hdr, h->n_hdr);
@@ -640,6 +656,12 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->table = opt_strdup(L, idx, "table", &oom);
   h->index = opt_strdup(L, idx, "index", &oom);
   h->labels = opt_list(L, idx, "labels", &h->n_labels, &oom);
+  h->label_names = opt_list(L, idx, "label_names", &h->n_label_names, &oom);
+  h->label_values = opt_list(L, idx, "label_values", &h->n_label_values, &oom);
+  h->tenant = opt_strdup(L, idx, "tenant", &oom);
+  lua_getfield(L, idx, "line_format");
+  h->json_line = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
+  lua_pop(L, 1);
   if (oom || !h->url) {
     output_free(&h->base);
     return NULL;

@@ -25,13 +25,14 @@ typedef struct crow { /* a container */
   double lines, bytes, errors;
 } crow_t;
 
-typedef struct nrow { /* a filter or an output: up to six counters by name */
+typedef struct nrow { /* a filter or an output: up to ten counters by name */
   char name[NAME_MAX_];
-  double v[6];
+  double v[10];
 } nrow_t;
 
 enum { F_CALLS, F_ERRORS, F_TIMEOUTS };
-enum { O_SENT, O_FAILED, O_RETRIED, O_DEAD, O_PENDING, O_IN_FLIGHT };
+enum { O_SENT, O_FAILED, O_RETRIED, O_DEAD, O_PENDING, O_IN_FLIGHT, O_REQUESTS, O_RECORDS,
+       O_BYTES, O_AGE };
 
 typedef struct sample {
   double at;                 /* monotonic seconds */
@@ -214,6 +215,10 @@ static int parse_metrics(char *text, sample_t *s) {
       {"engine_output_dead_letters_total", 1, O_DEAD},
       {"engine_output_batches_pending", 1, O_PENDING},
       {"engine_output_requests_in_flight", 1, O_IN_FLIGHT},
+      {"engine_output_requests_total", 1, O_REQUESTS},
+      {"engine_output_records_total", 1, O_RECORDS},
+      {"engine_output_request_bytes_total", 1, O_BYTES},
+      {"engine_output_queue_age_seconds", 1, O_AGE},
   };
   char *save = NULL;
   for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -284,6 +289,19 @@ static double n_rate(const sample_t *cur, const sample_t *prev, const nrow_t *r,
   return rate(r->v[idx], p ? p->v[idx] : 0, prev ? cur->at - prev->at : 0, prev != NULL);
 }
 
+/* An output's records (idx O_RECORDS) or bytes (O_BYTES) per request: over
+ * the interval since prev when requests started in it, else since the
+ * output started; -1 before its first request. */
+static double per_request(const sample_t *prev, const nrow_t *o, int idx) {
+  const nrow_t *p = prev ? find_row(prev->o, prev->no, o->name) : NULL;
+  double req = o->v[O_REQUESTS], v = o->v[idx];
+  if (p && req > p->v[O_REQUESTS] && v >= p->v[idx]) {
+    v -= p->v[idx];
+    req -= p->v[O_REQUESTS];
+  }
+  return req > 0 ? v / req : -1;
+}
+
 /* --- plain lines -------------------------------------------------------- */
 
 static void utc_now(char out[32]) {
@@ -311,11 +329,15 @@ static void print_plain(const sample_t *s, const sample_t *prev) {
   }
   for (size_t i = 0; i < s->no; i++) {
     const nrow_t *o = &s->o[i];
+    char r3[32];
     fmt_rate(r1, sizeof r1, n_rate(s, prev, o, 1, O_SENT));
+    fmt_rate(r2, sizeof r2, per_request(prev, o, O_RECORDS));
+    fmt_rate(r3, sizeof r3, per_request(prev, o, O_BYTES));
     printf("%s output %s sent=%.0f sent_per_s=%s failed=%.0f retried=%.0f dead_letters=%.0f "
-           "pending=%.0f in_flight=%.0f\n",
+           "pending=%.0f in_flight=%.0f requests=%.0f records_per_request=%s "
+           "bytes_per_request=%s queue_age=%.3f\n",
            when, o->name, o->v[O_SENT], r1, o->v[O_FAILED], o->v[O_RETRIED], o->v[O_DEAD],
-           o->v[O_PENDING], o->v[O_IN_FLIGHT]);
+           o->v[O_PENDING], o->v[O_IN_FLIGHT], o->v[O_REQUESTS], r2, r3, o->v[O_AGE]);
   }
   fflush(stdout);
 }
@@ -449,14 +471,17 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
     }
     if (s->no) {
       line(&sc, "%s", "");
-      line(&sc, "%-32s %10s %8s %8s %6s %8s %9s", "OUTPUT", "SENT/S", "FAILED", "RETRIED", "DEAD",
-           "PENDING", "IN_FLIGHT");
+      line(&sc, "%-32s %10s %8s %8s %6s %8s %9s %8s %9s %7s", "OUTPUT", "SENT/S", "FAILED",
+           "RETRIED", "DEAD", "PENDING", "IN_FLIGHT", "REC/REQ", "BYTES/REQ", "AGE_S");
     }
     for (size_t i = 0; i < s->no; i++) {
       const nrow_t *o = &s->o[i];
       fmt_rate(r3, sizeof r3, n_rate(s, prev, o, 1, O_SENT));
-      line(&sc, "%-32.32s %10s %8.0f %8.0f %6.0f %8.0f %9.0f", o->name, r3, o->v[O_FAILED],
-           o->v[O_RETRIED], o->v[O_DEAD], o->v[O_PENDING], o->v[O_IN_FLIGHT]);
+      fmt_rate(r1, sizeof r1, per_request(prev, o, O_RECORDS));
+      fmt_rate(r2, sizeof r2, per_request(prev, o, O_BYTES));
+      line(&sc, "%-32.32s %10s %8.0f %8.0f %6.0f %8.0f %9.0f %8s %9s %7.1f", o->name, r3,
+           o->v[O_FAILED], o->v[O_RETRIED], o->v[O_DEAD], o->v[O_PENDING], o->v[O_IN_FLIGHT], r1,
+           r2, o->v[O_AGE]);
     }
   }
   strbuf_add(&sc.b, "\033[J", 3); /* clear what the last frame left below */

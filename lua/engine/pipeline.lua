@@ -439,7 +439,7 @@ do
   local merge = { "batch_max_bytes", "batch_max_records" }
   OUTPUT_KEYS.http = set(common, delivery, http, merge, { "format", "record_id" })
   OUTPUT_KEYS.clickhouse = set(common, delivery, http, merge, { "table" })
-  OUTPUT_KEYS.loki = set(common, delivery, http, { "labels" })
+  OUTPUT_KEYS.loki = set(common, delivery, http, { "labels", "tenant", "line_format" })
   OUTPUT_KEYS.elasticsearch = set(common, delivery, http, merge, { "index" })
   OUTPUT_KEYS.otlp = set(common, delivery, http)
   OUTPUT_KEYS.syslog = set(common, delivery, { "facility", "hostname", "max_message" })
@@ -573,9 +573,70 @@ function Check:network_output(o, where, entry)
       self:fail(where .. ".table", "must be a table name like logs or db.logs (got %s)", show(entry.table))
     end
   end
-  if o.labels ~= nil then entry.labels = self:strings(o.labels, where .. ".labels") end
-  if entry.type == "loki" and entry.labels == nil then entry.labels = { "name", "stream" } end
+  if entry.type == "loki" then self:loki_output(o, where, entry) end
   if o.index ~= nil then entry.index = self:nonempty_string(o.index, where .. ".index") end
+end
+
+-- Loki's labels, tenant and line_format (engine/encode_loki.c), into entry:
+-- entry.labels (record fields), entry.label_names and entry.label_values
+-- (static labels, sorted by name), entry.tenant, entry.line_format.
+function Check:loki_output(o, where, entry)
+  local w = where .. ".labels"
+  local fields, static = {}, {}
+  if o.labels == nil then
+    fields, static = { "name", "stream" }, { job = "engine" }
+  elseif type(o.labels) == "string" then
+    fields = { self:nonempty_string(o.labels, w) }
+  else
+    self:table(o.labels, w)
+    local n = 0
+    for k, v in pairs(o.labels) do
+      if type(k) == "string" then
+        if k == "" then self:fail(w, "has an empty label name") end
+        if type(v) ~= "string" or v == "" then
+          self:fail(join(w, k), "must be a non-empty string: a static label's value (got %s)", show(v))
+        end
+        static[k] = v
+      elseif type(k) ~= "number" or k < 1 or floor(k) ~= k then
+        self:fail(w, "must list record fields and map label names to values (found the key %s)", show(k))
+      else
+        n = n + 1
+      end
+    end
+    for i = 1, n do
+      local f = o.labels[i]
+      if f == nil then self:fail(w, "must list record fields (no item %d)", i) end
+      if type(f) ~= "string" or f == "" then
+        self:fail(join(w, i), "must be a non-empty string: a record field (got %s)", show(f))
+      end
+      fields[i] = f
+    end
+    if n == 0 and next(static) == nil then
+      self:fail(w, "must name at least one label (Loki takes no stream without labels)")
+    end
+  end
+  local names = {}
+  for k in pairs(static) do names[#names + 1] = k end
+  table.sort(names)
+  local values = {}
+  for i, k in ipairs(names) do values[i] = static[k] end
+  entry.labels, entry.label_names, entry.label_values = fields, names, values
+  if o.tenant ~= nil then
+    local t = self:nonempty_string(o.tenant, where .. ".tenant")
+    -- Loki's tenant ids: up to 150 of these characters, neither "." nor ".."
+    if #t > 150 or not t:match("^[%w!%-_%.%*'()]+$") or t == "." or t == ".." then
+      self:fail(where .. ".tenant", "must be a Loki tenant id: up to 150 letters, digits and !-_.*'() (got %s)",
+                show(t))
+    end
+    for _, h in ipairs(entry.headers or {}) do
+      if h:lower():match("^x%-scope%-orgid:") then
+        self:fail(where .. ".tenant", "and headers[\"X-Scope-OrgID\"] both set the tenant: keep one")
+      end
+    end
+    entry.tenant = t
+  end
+  entry.line_format = o.line_format == nil and "raw"
+    or self:choice(o.line_format, where .. ".line_format", { "raw", "json" })
 end
 
 function Check:output(o, where, i, n)

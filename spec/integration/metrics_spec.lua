@@ -9,6 +9,7 @@ local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
+local receiver = require "spec.support.receiver"
 local socket = require "posix.sys.socket"
 local poll = require "posix.poll"
 local time = require "posix.time"
@@ -218,6 +219,73 @@ describe("the metrics endpoint #sanitize #tsan", function()
     assert.equal("http", p.outputs[1].type)
     assert.is_true(p.outputs[1].dead_letters > 0)
     assert.is_number(p.outputs[1].in_flight)
+    assert.equal(0, e:stop())
+  end)
+
+  it("counts a network output's requests, their records and bytes, and its queue age", function()
+    srv = fake.start { "--containers", "1", "--rate", "200", "--lines", "30" }
+    local rx = receiver.start {}
+    finally(function() rx:stop() end)
+    -- "ok" delivers to the receiver; "down" has a server that refuses
+    -- connections and retries without limit, so its oldest batch ages
+    local url
+    e, url = metrics.start_engine {
+      docker_host = srv.host,
+      outputs = string.format([[
+        { type = "http", name = "ok", url = %q },
+        { type = "http", name = "down", url = "http://127.0.0.1:1/x", backoff_initial = 0.05,
+          backoff_max = 0.1 } ]], rx.url .. "/in"),
+    }
+    local m, delivered
+    proc.wait_for(function()
+      -- the receiver first: the metrics read after it count every request it has
+      delivered = 0
+      for _, r in ipairs(rx:requests()) do
+        for _ in r.body:gmatch("[^\n]+") do delivered = delivered + 1 end
+      end
+      m = metrics.parse(select(2, metrics.get(url .. "/metrics")))
+      return delivered == 30 and m:value("engine_output_batches_pending", { output = "ok" }) == 0
+        and (m:value("engine_output_queue_age_seconds", { output = "down" }) or 0) > 0
+    end, 30, "30 records at the receiver")
+    local reqs = rx:requests()
+    local bytes = 0
+    for _, r in ipairs(reqs) do bytes = bytes + #r.body end
+    -- every request the receiver took, its records and its bytes, counted once
+    assert.equal(#reqs, m:value("engine_output_requests_total", { output = "ok" }))
+    assert.equal(30, m:value("engine_output_records_total", { output = "ok" }))
+    assert.equal(bytes, m:value("engine_output_request_bytes_total", { output = "ok" }))
+    assert.equal(0, m:value("engine_output_queue_age_seconds", { output = "ok" }))
+    -- the failing output counts each try, retries included, and its queue ages
+    local down = m:value("engine_output_requests_total", { output = "down" })
+    local age = m:value("engine_output_queue_age_seconds", { output = "down" })
+    local down_records = m:value("engine_output_records_total", { output = "down" })
+    local down_bytes = m:value("engine_output_request_bytes_total", { output = "down" })
+    assert.is_true(down >= 1)
+    assert.is_true(down_records >= 1)
+    assert.is_true(down_bytes > down_records)
+    local m2
+    proc.wait_for(function()
+      m2 = metrics.parse(select(2, metrics.get(url .. "/metrics")))
+      return m2:value("engine_output_queue_age_seconds", { output = "down" }) >= age + 0.2
+        and m2:value("engine_output_requests_total", { output = "down" }) > down
+        and m2:value("engine_output_records_total", { output = "down" }) > down_records
+        and m2:value("engine_output_request_bytes_total", { output = "down" }) > down_bytes
+    end, 20, "the failing output's queue to age and retry")
+    local p = cjson.decode((select(2, metrics.get(url .. "/pipeline"))))
+    for _, o in ipairs(p.outputs) do
+      assert.is_number(o.requests)
+      assert.is_number(o.request_records)
+      assert.is_number(o.request_bytes)
+      assert.is_number(o.queue_age)
+      if o.name == "ok" then
+        assert.equal(#reqs, o.requests)
+        assert.equal(30, o.request_records)
+        assert.equal(bytes, o.request_bytes)
+        assert.equal(0, o.queue_age)
+      else
+        assert.is_true(o.queue_age > age, "queue age " .. o.queue_age)
+      end
+    end
     assert.equal(0, e:stop())
   end)
 

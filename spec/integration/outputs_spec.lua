@@ -184,6 +184,64 @@ describe("network outputs #sanitize", function()
     assert.equal(1, n)
   end)
 
+  it("labels Loki streams by default, with static labels, a tenant and JSON lines", function()
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "30", "--linger" }
+    rx = receiver.start {}
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 20 },
+  filters = { function(batch) for _, r in ipairs(batch) do r.seq = tonumber(r.line:match("^c0 (%%d+)")) end return batch end },
+  outputs = {
+    { type = "loki", name = "plain", url = %q },
+    { type = "loki", name = "team", url = %q, labels = { job = "edge \"x\"", ["app.tier"] = "front", "name" },
+      tenant = "team-a" },
+    { type = "loki", name = "json", url = %q, line_format = "json" },
+  },
+  engine = { backoff_initial = 0.05, backoff_max = 0.2, stop_timeout = 5 },
+}]], srv.host, rx.url .. "/plain/loki/api/v1/push", rx.url .. "/team/loki/api/v1/push",
+      rx.url .. "/json/loki/api/v1/push") }
+    local got
+    proc.wait_for(function()
+      got = { plain = {}, team = {}, json = {} }
+      for _, r in ipairs(rx:requests()) do
+        local which = r.path:match("^/(%a+)/loki/api/v1/push$")
+        assert.truthy(got[which], r.path)
+        for _, st in ipairs(cjson.decode(r.body).streams) do
+          for _, v in ipairs(st.values) do
+            got[which][#got[which] + 1] = { stream = st.stream, line = v[2], tenant = r.headers["x-scope-orgid"] }
+          end
+        end
+      end
+      return #got.plain >= 30 and #got.team >= 30 and #got.json >= 30
+    end, 20, "30 records at each Loki output")
+    assert.equal(0, e:stop("TERM"))
+    assert.equal(30, #got.plain)
+    assert.equal(30, #got.team)
+    assert.equal(30, #got.json)
+    local seqs = {}
+    for i = 1, 30 do
+      local p, t, j = got.plain[i], got.team[i], got.json[i]
+      -- the default labels: name, stream and job="engine"; no tenant header
+      assert.same({ job = "engine", name = "c0", stream = p.stream.stream }, p.stream)
+      assert.truthy(p.stream.stream == "stdout" or p.stream.stream == "stderr")
+      assert.is_nil(p.tenant)
+      assert.matches("^c0 %d+", p.line)
+      -- static labels escaped, their names made valid, the tenant sent
+      assert.same({ job = 'edge "x"', app_tier = "front", name = "c0" }, t.stream)
+      assert.equal("team-a", t.tenant)
+      assert.matches("^c0 %d+", t.line)
+      -- line_format json: the whole record, with the field the filter set
+      local rec = cjson.decode(j.line)
+      assert.equal("c0", rec.name)
+      assert.matches("^c0 %d+", rec.line)
+      assert.equal(tonumber(rec.line:match("^c0 (%d+)")), rec.seq)
+      assert.equal(j.stream.stream, rec.stream)
+      seqs[rec.seq] = (seqs[rec.seq] or 0) + 1
+    end
+    assert_once(seqs, 30)
+  end)
+
   it("speaks the Loki, Elasticsearch and OTLP wire formats on their paths", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "40", "--linger" }
     rx = receiver.start {}

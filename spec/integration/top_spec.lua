@@ -106,6 +106,9 @@ describe("engine top #sanitize", function()
     assert.matches("CONTAINER%s+STATE%s+LINES/S", screen)
     assert.matches("\npass%-all%s+[%d%.]+%s+0%s+0", screen)
     assert.matches("q: quit", screen)
+    assert.matches("OUTPUT%s+SENT/S%s+FAILED%s+RETRIED%s+DEAD%s+PENDING%s+IN_FLIGHT%s+REC/REQ%s+BYTES/REQ%s+AGE_S",
+                   screen)
+    assert.matches("\nstdout%s+[%d%.]+%s+0%s+0%s+0%s+%d+%s+[01]%s+[%d%.k]+%s+[%d%.k]+%s+[%d%.]+", screen)
     -- drawn in place: one header however many refreshes ran
     local _, headers = screen:gsub("CONTAINER", "")
     assert.equal(1, headers)
@@ -173,7 +176,31 @@ describe("engine top #sanitize", function()
       end
     end
     assert.equal(6, rows, out)
-    assert.matches("output stdout sent=%d+ sent_per_s=%S+ failed=0 retried=0 dead_letters=0 pending=%d+ in_flight=[01]\n", out)
+    assert.matches("output stdout sent=%d+ sent_per_s=%S+ failed=0 retried=0 dead_letters=0 pending=%d+ "
+                   .. "in_flight=[01] requests=%d+ records_per_request=%S+ bytes_per_request=%S+ "
+                   .. "queue_age=[%d.]+\n", out)
+    -- the requests (writes) go up while lines come; each carries records,
+    -- each record more than one byte
+    local function value(text) -- top's figures: 12.5, 3.4k, 1.2M
+      local n, unit = text:match("^([%d.]+)([kM]?)$")
+      assert(n, "not a figure: " .. text)
+      return tonumber(n) * (({ k = 1e3, M = 1e6 })[unit] or 1)
+    end
+    local reqs = {}
+    for n, rpr, bpr, age in out:gmatch(" output stdout .- requests=(%d+) records_per_request=(%S+) "
+                                       .. "bytes_per_request=(%S+) queue_age=([%d.]+)\n") do
+      reqs[#reqs + 1] = tonumber(n)
+      if n == "0" then -- nothing to divide by yet
+        assert.equal("-", rpr)
+        assert.equal("-", bpr)
+      else
+        assert.is_true(value(rpr) >= 1, rpr)
+        assert.is_true(value(bpr) > value(rpr), bpr)
+      end
+      assert.is_true(tonumber(age) >= 0, age)
+    end
+    assert.equal(3, #reqs, out)
+    assert.is_true(reqs[3] > reqs[1], out)
     assert.equal(0, e:stop())
   end)
 

@@ -15,6 +15,9 @@
  *
  * Options:
  *   --labels a,b       loki: the label fields
+ *   --static NAME=VALUE   loki: a static label (repeatable; the value is
+ *                      everything after the first '=')
+ *   --json-line        loki: each line is the whole record as JSON
  *   --index NAME       elasticsearch: the index (default "logs")
  *   --octet | --newline   syslog framing (default --octet)
  *   --hostname H       syslog hostname (default "host")
@@ -56,6 +59,10 @@ typedef struct options {
   const char *labels[MAX_LABELS];
   size_t n_labels;
   char *labels_arg;
+  const char *static_names[MAX_LABELS];
+  const char *static_values[MAX_LABELS];
+  size_t n_static;
+  int json_line;
   const char *index;
   const char *hostname;
   int facility;
@@ -90,6 +97,15 @@ static int parse_args(options_t *o, int argc, char **argv)
       for (tok = strtok_r(o->labels_arg, ",", &save); tok != NULL && o->n_labels < MAX_LABELS;
            tok = strtok_r(NULL, ",", &save))
         o->labels[o->n_labels++] = tok;
+    } else if (strcmp(argv[i], "--static") == 0 && i + 1 < argc && o->n_static < MAX_LABELS) {
+      char *eq = strchr(argv[++i], '=');
+      if (eq == NULL)
+        return -1;
+      *eq = '\0';
+      o->static_names[o->n_static] = argv[i];
+      o->static_values[o->n_static++] = eq + 1;
+    } else if (strcmp(argv[i], "--json-line") == 0) {
+      o->json_line = 1;
     } else if (strcmp(argv[i], "--index") == 0 && i + 1 < argc) {
       o->index = argv[++i];
     } else if (strcmp(argv[i], "--hostname") == 0 && i + 1 < argc) {
@@ -366,8 +382,11 @@ static int encode(strbuf_t *b, lua_State *L, int abs_arr, const options_t *o)
     return encode_json_array(b, L, arr, 1);
   if (strcmp(o->format, "clickhouse") == 0)
     return encode_clickhouse(b, L, arr);
-  if (strcmp(o->format, "loki") == 0)
-    return encode_loki(b, L, arr, o->labels, o->n_labels);
+  if (strcmp(o->format, "loki") == 0) {
+    const encode_loki_opts_t lo = { o->labels, o->n_labels, o->static_names, o->static_values,
+                                    o->n_static, o->json_line };
+    return encode_loki(b, L, arr, &lo);
+  }
   if (strcmp(o->format, "elasticsearch") == 0)
     return encode_elasticsearch(b, L, arr, o->index);
   if (strcmp(o->format, "otlp") == 0)

@@ -175,6 +175,26 @@ return {
     }, lines)
   end)
 
+  it("lists a Loki output's own keys: labels, tenant, line_format", function()
+    local code, lines = check(dir, [[
+return {
+  outputs = {
+    { type = "loki", url = "http://127.0.0.1:3100", tenent = "a" },
+    { type = "loki", url = "http://127.0.0.1:3100", labels = { job = "edge", "name" },
+      tenant = "team-a", line_format = "json" },
+    { type = "clickhouse", url = "http://127.0.0.1:8123", line_format = "json" },
+  },
+}
+]])
+    assert.equal(2, code)
+    assert.same({
+      'pipeline.lua:3: unknown key "tenent" in outputs[1] (expected one of: auth, backoff_initial, '
+        .. "backoff_max, ca_file, concurrency, dead_letter, gzip, headers, labels, line_format, mode, name, "
+        .. "retry_max, routed_only, tenant, timeout, tls_verify, type, url)",
+      'pipeline.lua:6: outputs[3].line_format is only for outputs of type "loki"',
+    }, lines)
+  end)
+
   it("takes record_id, true or false, on http outputs only", function()
     local code, lines = check(dir, [[
 return {

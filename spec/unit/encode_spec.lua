@@ -272,6 +272,46 @@ describe("encode loki (push API)", function()
   it("writes no stream for an empty batch", function()
     assert.equal('{"streams":[]}', encode("loki", {}, { "--labels", "name" }))
   end)
+
+  it("puts static labels on every stream, escaped, with valid names, before the fields", function()
+    local records = { rec({ name = "web", job = "from-field" }), rec({ name = "db" }) }
+    local s = cjson.decode(encode("loki", records, { "--labels", "name,job",
+      "--static", 'job=ed"ge\\x\n', "--static", "9team.a-b=é ü", "--static", "=empty" })).streams
+    assert.equal(2, #s)
+    -- the static job wins over the field of the same name; names are made valid
+    assert.same({ job = 'ed"ge\\x\n', _9team_a_b = "é ü", _ = "empty", name = "web" }, s[1].stream)
+    assert.same({ job = 'ed"ge\\x\n', _9team_a_b = "é ü", _ = "empty", name = "db" }, s[2].stream)
+    for k in pairs(s[1].stream) do
+      assert.truthy(k:match("^[%a_][%w_]*$"), k)
+    end
+  end)
+
+  it("labels a stream that would have no label job=engine, never an empty set", function()
+    local records = { rec({ line = "one" }), rec({ env = "prod", line = "two" }) }
+    local s = cjson.decode(encode("loki", records, { "--labels", "env" })).streams
+    assert.equal(2, #s)
+    assert.same({ job = "engine" }, s[1].stream)
+    assert.same({ { ns_of(T1), "one" } }, s[1].values)
+    assert.same({ env = "prod" }, s[2].stream)
+    local body = encode("loki", records, {})
+    assert.falsy(body:find('"stream":{}', 1, true), body)
+  end)
+
+  it("sends the whole record as the line with --json-line, fields included", function()
+    local records = { rec({ level = "warn", n = 3, line = "a \"q\"" }), rec({ line = BAD_UTF8 }) }
+    local s = cjson.decode(encode("loki", records, { "--labels", "name", "--json-line" })).streams
+    assert.equal(1, #s)
+    assert.equal(2, #s[1].values)
+    local first = cjson.decode(s[1].values[1][2])
+    assert.same(records[1], first)
+    assert.equal(ns_of(T1), s[1].values[1][1])
+    local second = cjson.decode(s[1].values[2][2])
+    assert.equal(FFFD, second.line)
+    assert.equal("web", second.name)
+    -- the default takes the line alone
+    s = cjson.decode(encode("loki", records, { "--labels", "name" })).streams
+    assert.equal('a "q"', s[1].values[1][2])
+  end)
 end)
 
 describe("encode elasticsearch (_bulk)", function()
@@ -638,6 +678,7 @@ describe("every encoder, given lazy records (engine/record.h)", function()
 
   for _, f in ipairs({ { "ndjson" }, { "array" }, { "clickhouse" },
                        { "loki", "--labels", "name,stream,container,image" },
+                       { "loki", "--labels", "name", "--static", "job=x", "--json-line" },
                        { "elasticsearch" }, { "otlp" }, { "syslog" }, { "syslog-one" } }) do
     it(f[1] .. ": writes the bytes of the plain records, leaving the records lazy", function()
       local lazy, plain = cases(clocked[f[1]])

@@ -184,6 +184,45 @@ describe("engine.pipeline.validate", function()
     assert.is_nil(validator.validate({ docker = {} }).docker.attach)
   end)
 
+  it("gives a Loki output default labels, static labels, a tenant and a line format", function()
+    local function loki(o)
+      o.type, o.url = "loki", "http://127.0.0.1:3100"
+      return validator.validate({ outputs = { o } }).outputs[1]
+    end
+    local d = loki({})
+    assert.same({ "name", "stream" }, d.labels)
+    assert.same({ "job" }, d.label_names)
+    assert.same({ "engine" }, d.label_values)
+    assert.equal("raw", d.line_format)
+    assert.is_nil(d.tenant)
+    local o = loki({ labels = { zone = "eu", job = "edge", "name", "level" }, tenant = "team-a",
+                     line_format = "json" })
+    assert.same({ "name", "level" }, o.labels)
+    assert.same({ "job", "zone" }, o.label_names)
+    assert.same({ "edge", "eu" }, o.label_values)
+    assert.equal("team-a", o.tenant)
+    assert.equal("json", o.line_format)
+    o = loki({ labels = "name" })
+    assert.same({ "name" }, o.labels)
+    assert.same({}, o.label_names)
+    local function bad(o2, pattern)
+      o2.type, o2.url = "loki", "http://127.0.0.1:3100"
+      fails({ outputs = { o2 } }, pattern)
+    end
+    bad({ labels = {} }, "outputs[1].labels must name at least one label")
+    bad({ labels = { job = 7 } }, "outputs[1].labels.job must be a non-empty string: a static label's value (got 7)")
+    bad({ labels = { "name", 3 } }, "outputs[1].labels[2] must be a non-empty string: a record field (got 3)")
+    bad({ labels = { [1] = "a", [3] = "b" } }, "outputs[1].labels must list record fields (no item 2)")
+    bad({ tenant = "" }, "outputs[1].tenant must be a non-empty string")
+    bad({ tenant = "a b" }, "outputs[1].tenant must be a Loki tenant id")
+    bad({ tenant = "a\r\nX-Evil: 1" }, "outputs[1].tenant must be a Loki tenant id")
+    bad({ tenant = "a", headers = { ["X-Scope-OrgID"] = "b" } },
+        "outputs[1].tenant and headers[\"X-Scope-OrgID\"] both set the tenant")
+    bad({ line_format = "logfmt" }, 'outputs[1].line_format must be "raw" or "json"')
+    fails({ outputs = { { type = "http", url = "http://127.0.0.1:9", tenant = "a" } } },
+          'outputs[1].tenant is only for outputs of type "loki"')
+  end)
+
   it("rejects a single output table given instead of a list", function()
     fails({ outputs = { type = "stdout" } }, "outputs must be a list of outputs")
   end)
