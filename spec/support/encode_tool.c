@@ -8,7 +8,8 @@
  * the records form one array, which the encoder gets; the body it produces
  * goes to stdout as it is.
  *
- * FORMAT: ndjson, array, clickhouse, loki, elasticsearch, otlp, syslog,
+ * FORMAT: ndjson, array, clickhouse, loki, elasticsearch, otlp, otlp-proto
+ * (encode_otlp_proto), syslog,
  * syslog-one (encode_syslog_one per record, each message followed by LF),
  * or bulk-errors / bulk-items (stdin is a _bulk reply: prints "<result> <reason>",
  * then with bulk-items "<status> <reason>" per item).
@@ -66,7 +67,7 @@ typedef struct options {
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: encode_tool ndjson|array|clickhouse|loki|elasticsearch|otlp|"
+  fprintf(stderr, "usage: encode_tool ndjson|array|clickhouse|loki|elasticsearch|otlp|otlp-proto|"
                   "syslog|syslog-one|bulk-errors|bulk-items [--labels a,b] [--index NAME] "
                   "[--octet|--newline] [--hostname H] [--facility N] [--share-labels] [--lazy]\n");
 }
@@ -372,6 +373,8 @@ static int encode(strbuf_t *b, lua_State *L, int abs_arr, const options_t *o)
     return encode_elasticsearch(b, L, arr, o->index);
   if (strcmp(o->format, "otlp") == 0)
     return encode_otlp(b, L, arr);
+  if (strcmp(o->format, "otlp-proto") == 0)
+    return encode_otlp_proto(b, L, arr);
   if (strcmp(o->format, "syslog") == 0)
     return encode_syslog(b, L, arr, o->hostname, o->facility, o->octet);
   if (strcmp(o->format, "syslog-one") == 0) {
