@@ -635,6 +635,7 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   /* NDJSON, JSONEachRow and _bulk bodies can be sent several as one; a
    * gzip body is one stream */
   h->base.mergeable = lines_per_record(h) > 0 && !h->gzip;
+  h->base.binary = h->protobuf || h->gzip;
   lua_getfield(L, idx, "concurrency");
   if (lua_isnil(L, -1))
     h->base.cfg.concurrency = 4;

@@ -185,6 +185,47 @@ describe("network outputs #sanitize", function()
     assert.equal(1, n)
   end)
 
+  it("dead-letters an otlp protobuf body in base64, which decodes to its records", function()
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "30", "--linger" }
+    rx = receiver.start { "--script", "400" }
+    local dl = tmp .. "/dead-otlp.jsonl"
+    e = engine.start { pipeline = pipeline(srv.host,
+      string.format('{ type = "otlp", url = %q, dead_letter = %q }', rx.url, dl)) }
+    local letters
+    proc.wait_for(function()
+      letters = {}
+      local total = 0
+      for line in (proc.read(dl) or ""):gmatch("[^\n]+") do
+        letters[#letters + 1] = cjson.decode(line)
+        total = total + letters[#letters].records
+      end
+      return total >= 30
+    end, 20, "30 records dead-lettered")
+    assert.equal(0, e:stop("TERM"))
+    assert.equal("application/x-protobuf", rx:requests()[1].headers["content-type"])
+    local lines = {}
+    for i, l in ipairs(letters) do
+      assert.is_nil(l.body)
+      local b64 = tmp .. "/letter.b64"
+      local f = assert(io.open(b64, "wb"))
+      f:write(l.body_base64)
+      f:close()
+      local ok, out = proc.sh("base64 -d " .. proc.quote(b64) .. " > " .. proc.quote(tmp .. "/letter.bin"))
+      assert(ok, out)
+      local req = otlp.decode(proc.read(tmp .. "/letter.bin"))
+      local n = 0
+      for _, rl in ipairs(req.resourceLogs) do
+        for _, lr in ipairs(rl.scopeLogs[1].logRecords) do
+          n = n + 1
+          lines[#lines + 1] = lr.body.stringValue
+        end
+      end
+      assert.equal(l.records, n, "letter " .. i)
+    end
+    assert.equal(30, #lines)
+    assert.equal("c0 1", lines[1]:match("^c0 1") )
+  end)
+
   it("speaks the Loki, Elasticsearch and OTLP (protobuf and JSON) wire formats on their paths", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "40", "--linger" }
     rx = receiver.start {}
