@@ -1,5 +1,7 @@
-/* encode_otlp.c - OTLP/HTTP JSON logs (POST /v1/logs,
- * Content-Type: application/json): an ExportLogsServiceRequest in the
+/* encode_otlp.c - OTLP/HTTP logs (POST /v1/logs): encode_otlp_proto
+ * writes the protobuf form (Content-Type: application/x-protobuf, at the
+ * end of this file), encode_otlp the JSON form (Content-Type:
+ * application/json), an ExportLogsServiceRequest in the
  * protobuf JSON mapping OTLP specifies (lowerCamelCase names, 64-bit
  * integers as decimal strings, enums as numbers), see encode.h:
  *
