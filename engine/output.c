@@ -195,7 +195,7 @@ static void dl_written(uv_fs_t *req) {
 /* Appends data[0..len) in base64 (RFC 4648, padded) between quotes.
  * Returns 0 or -1. */
 static int add_base64(strbuf_t *s, const unsigned char *data, size_t len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="; /* 64: padding */
   if (len > (SIZE_MAX - 8) / 4 * 3 || strbuf_reserve(s, (len + 2) / 3 * 4 + 2) < 0) return -1;
   char *o = s->data + s->len;
   *o++ = '"';
@@ -205,8 +205,8 @@ static int add_base64(strbuf_t *s, const unsigned char *data, size_t len) {
     if (i + 2 < len) v |= data[i + 2];
     *o++ = abc[(v >> 18) & 63];
     *o++ = abc[(v >> 12) & 63];
-    *o++ = i + 1 < len ? abc[(v >> 6) & 63] : '=';
-    *o++ = i + 2 < len ? abc[v & 63] : '=';
+    *o++ = abc[i + 1 < len ? (v >> 6) & 63 : 64];
+    *o++ = abc[i + 2 < len ? v & 63 : 64];
   }
   *o++ = '"';
   s->len = (size_t)(o - s->data);
