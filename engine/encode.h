@@ -82,6 +82,10 @@ void es_reply_free(es_reply_t *r);
  * for stream, the record id (log.record.uid) and the other fields. */
 int encode_otlp(strbuf_t *b, struct lua_State *L, int idx);
 
+/* The same request as encode_otlp in the protobuf binary form (OTLP/HTTP
+ * with Content-Type: application/x-protobuf), see encode_otlp.c. */
+int encode_otlp_proto(strbuf_t *b, struct lua_State *L, int idx);
+
 /* RFC 5424 syslog messages, one per record:
  * <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] MSG
  * with APP-NAME the container name (cut to 48 characters, no spaces),

@@ -402,10 +402,12 @@ static int add_group(strbuf_t *b, lua_State *L, int idx, const encode_groups_t *
   if (with_record(b, L, idx, g->first[gi], how->head, how->ud) < 0)
     return -1;
   for (r = g->first[gi]; r != SIZE_MAX; r = g->next[r]) {
-    if ((r != g->first[gi] && encode_lit(b, ",") < 0) ||
+    if ((r != g->first[gi] && encode_lit(b, how->sep ? how->sep : ",") < 0) ||
         with_record(b, L, idx, r, how->item, how->ud) < 0)
       return -1;
   }
+  if (how->tail != NULL && with_record(b, L, idx, g->first[gi], how->tail, how->ud) < 0)
+    return -1;
   return encode_lit(b, how->group_close);
 }
 
@@ -421,7 +423,8 @@ int encode_grouped(strbuf_t *b, lua_State *L, int idx, const encode_grouping_t *
   if (group_records(&g, L, idx, how) < 0 || encode_lit(b, how->open) < 0)
     goto err;
   for (i = 0; i < g.n; i++) {
-    if ((i > 0 && encode_lit(b, ",") < 0) || add_group(b, L, idx, &g, i, how) < 0)
+    if ((i > 0 && encode_lit(b, how->sep ? how->sep : ",") < 0) ||
+        add_group(b, L, idx, &g, i, how) < 0)
       goto err;
   }
   rc = encode_lit(b, how->close);

@@ -115,10 +115,13 @@ int encode_key_add_field(strbuf_t *key, struct lua_State *L, int rec, const char
 
 /* A body made of groups of records (Loki streams, OTLP resourceLogs):
  *
- *   open, then per group (comma separated):
+ *   open, then per group (separated by sep):
  *     head(first record of the group), item(each record of the group,
- *     comma separated), group_close
+ *     separated by sep), tail(first record of the group) when set,
+ *     group_close
  *   then close.
+ *
+ * sep is "," when NULL.
  *
  * Groups come in the order of their first record, records in array order;
  * array entries that are not tables are left out. The callbacks get the
@@ -126,11 +129,12 @@ int encode_key_add_field(strbuf_t *key, struct lua_State *L, int rec, const char
  * leave the stack as they found it; each returns 0, or -1 when out of
  * memory. */
 typedef struct encode_grouping {
-  const char *open, *group_close, *close;
+  const char *open, *group_close, *close, *sep;
   /* Appends the group key of the record at rec to key (empty on entry). */
   int (*key)(strbuf_t *key, struct lua_State *L, int rec, void *ud);
   int (*head)(strbuf_t *b, struct lua_State *L, int rec, void *ud);
   int (*item)(strbuf_t *b, struct lua_State *L, int rec, void *ud);
+  int (*tail)(strbuf_t *b, struct lua_State *L, int rec, void *ud);
   void *ud;
 } encode_grouping_t;
 

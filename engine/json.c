@@ -85,6 +85,61 @@ static size_t utf8_valid(const unsigned char *s, size_t n, size_t *bad)
   return len;
 }
 
+/* Length of the run of ASCII bytes at s[0..n). */
+static size_t ascii_run(const unsigned char *s, size_t n)
+{
+  size_t i = 0;
+  uint64_t v;
+
+  while (i + 8 <= n) {
+    memcpy(&v, s + i, 8);
+    if ((v & 0x8080808080808080ull) != 0)
+      break;
+    i += 8;
+  }
+  while (i < n && s[i] < 0x80)
+    i++;
+  return i;
+}
+
+size_t json_utf8_len(const char *str, size_t n)
+{
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0, out = 0, len, bad;
+
+  while (i < n) {
+    len = ascii_run(s + i, n - i);
+    i += len;
+    out += len;
+    if (i >= n)
+      break;
+    len = utf8_valid(s + i, n - i, &bad);
+    i += len > 0 ? len : bad;
+    out += len > 0 ? len : 3;
+  }
+  return out;
+}
+
+int json_add_utf8(strbuf_t *b, const char *str, size_t n)
+{
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0, len, bad;
+
+  while (i < n) {
+    len = ascii_run(s + i, n - i);
+    if (strbuf_add(b, str + i, len) < 0)
+      return -1;
+    i += len;
+    if (i >= n)
+      break;
+    len = utf8_valid(s + i, n - i, &bad);
+    if (len > 0 ? strbuf_add(b, str + i, len) < 0 : strbuf_add(b, "\xEF\xBF\xBD", 3) < 0)
+      return -1;
+    i += len > 0 ? len : bad;
+  }
+  return 0;
+}
+
 /* Writes the escape of control character or quote c into out (room for 6
  * bytes). Returns its length. */
 static size_t json_escape(char *out, unsigned char c)

@@ -21,6 +21,13 @@ struct lua_State;
  * characters, '"' and '\\', and replaces invalid UTF-8 with U+FFFD. */
 int json_add_string(strbuf_t *b, const char *s, size_t n);
 
+/* The bytes s[0..n) as UTF-8, for writers of other formats (protobuf.h):
+ * json_utf8_len is their length once every invalid sequence is replaced by
+ * U+FFFD, as json_add_string does; json_add_utf8 appends them so (no
+ * quotes, no escapes). json_add_utf8 returns 0, or -1 when out of memory. */
+size_t json_utf8_len(const char *s, size_t n);
+int json_add_utf8(strbuf_t *b, const char *s, size_t n);
+
 /* Appends the record at stack index idx (a Lua table) as one JSON object
  * with the key order documented above, without a newline. Values that JSON
  * cannot hold (functions, userdata) are skipped; nesting deeper than 32 is

@@ -3,6 +3,7 @@
  * file and the counts (see output.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,27 @@ static void dl_written(uv_fs_t *req) {
   free(w);
 }
 
+/* Appends data[0..len) in base64 (RFC 4648, padded) between quotes.
+ * Returns 0 or -1. */
+static int add_base64(strbuf_t *s, const unsigned char *data, size_t len) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="; /* 64: padding */
+  if (len > (SIZE_MAX - 8) / 4 * 3 || strbuf_reserve(s, (len + 2) / 3 * 4 + 2) < 0) return -1;
+  char *o = s->data + s->len;
+  *o++ = '"';
+  for (size_t i = 0; i < len; i += 3) {
+    unsigned long v = (unsigned long)data[i] << 16;
+    if (i + 1 < len) v |= (unsigned long)data[i + 1] << 8;
+    if (i + 2 < len) v |= data[i + 2];
+    *o++ = abc[(v >> 18) & 63];
+    *o++ = abc[(v >> 12) & 63];
+    *o++ = abc[i + 1 < len ? (v >> 6) & 63 : 64];
+    *o++ = abc[i + 2 < len ? v & 63 : 64];
+  }
+  *o++ = '"';
+  s->len = (size_t)(o - s->data);
+  return 0;
+}
+
 void output_dead_letter(output_t *o, const char *data, size_t len, size_t records,
                         const char *reason) {
   o->st.dead_letters++;
@@ -200,13 +222,16 @@ void output_dead_letter(output_t *o, const char *data, size_t len, size_t record
   strbuf_t s = {0};
   char ts[TS_LEN + 1], head[64];
   ts_format(ts_now(), ts);
-  int hl = snprintf(head, sizeof head, ",\"records\":%zu,\"body\":", records);
+  int hl = snprintf(head, sizeof head, ",\"records\":%zu,\"%s\":", records,
+                    o->binary ? "body_base64" : "body");
   int ok = strbuf_add(&s, "{\"time\":\"", 9) == 0 && strbuf_add(&s, ts, TS_LEN) == 0 &&
            strbuf_add(&s, "\",\"output\":", 11) == 0 &&
            json_add_string(&s, o->name, strlen(o->name)) == 0 &&
            strbuf_add(&s, ",\"reason\":", 10) == 0 &&
            json_add_string(&s, reason, strlen(reason)) == 0 &&
-           strbuf_add(&s, head, (size_t)hl) == 0 && json_add_string(&s, data, len) == 0 &&
+           strbuf_add(&s, head, (size_t)hl) == 0 &&
+           (o->binary ? add_base64(&s, (const unsigned char *)data, len)
+                      : json_add_string(&s, data, len)) == 0 &&
            strbuf_add(&s, "}\n", 2) == 0;
   dl_write_t *w = ok ? calloc(1, sizeof *w) : NULL;
   if (w && (w->name = strdup(o->name)) && (w->path = strdup(o->cfg.dead_letter))) {

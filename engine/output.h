@@ -157,6 +157,9 @@ struct output {
                             attempt, the bodies right behind it that were
                             never tried are appended to it, within
                             cfg.batch_max_bytes and batch_max_records */
+  int binary;            /* set by the kind: its bodies are bytes, not text
+                            (protobuf, gzip): a dead letter carries the
+                            body in base64 (body_base64) */
   output_config_t cfg;
 
   /* loop thread */

@@ -39,6 +39,7 @@ typedef struct http_output {
   int kind;
   char *url;
   int json_array;
+  int protobuf;             /* otlp: protobuf bodies (else JSON) */
   char **headers;          /* "Name: value", as configured */
   size_t n_headers;
   char *user_env, *password_env, *bearer_env;
@@ -131,7 +132,7 @@ static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
     break;
   }
   case K_ELASTICSEARCH: rc = encode_elasticsearch(b, L, idx, h->index ? h->index : "logs"); break;
-  default: rc = encode_otlp(b, L, idx); break;
+  default: rc = h->protobuf ? encode_otlp_proto(b, L, idx) : encode_otlp(b, L, idx); break;
   }
   if (rc == 0 && h->gzip && (b->len > UINT32_MAX || gzip_transform(b, 1) != 0))
     rc = -1;
@@ -477,7 +478,7 @@ static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen)
   }
   const char *ctype = (h->kind == K_HTTP && !h->json_array) || h->kind == K_ELASTICSEARCH
                           ? "application/x-ndjson"
-                          : "application/json";
+                          : h->protobuf ? "application/x-protobuf" : "application/json";
   if (add_header(h, "Content-Type: %s", ctype) != 0)
     goto oom;
   if (h->gzip && add_header(h, "Content-Encoding: gzip%s", "") != 0)
@@ -635,6 +636,10 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   lua_getfield(L, idx, "format");
   h->json_array = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
   lua_pop(L, 1);
+  lua_getfield(L, idx, "encoding");
+  h->protobuf = h->kind == K_OTLP &&
+                !(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0);
+  lua_pop(L, 1);
   h->headers = opt_list(L, idx, "headers", &h->n_headers, &oom);
   h->user_env = opt_strdup(L, idx, "user_env", &oom);
   h->password_env = opt_strdup(L, idx, "password_env", &oom);
@@ -646,6 +651,7 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   /* NDJSON, JSONEachRow and _bulk bodies can be sent several as one; a
    * gzip body is one stream */
   h->base.mergeable = lines_per_record(h) > 0 && !h->gzip;
+  h->base.binary = h->protobuf || h->gzip;
   lua_getfield(L, idx, "concurrency");
   if (lua_isnil(L, -1))
     h->base.cfg.concurrency = 4;

@@ -25,7 +25,7 @@
 --      starts a private one with scripts/dockerd.sh and stops it at the end.
 --   8  the network outputs: one container, --out-lines lines (default
 --      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
---      and ClickHouse outputs to a local HTTP receiver (build/receiver):
+--      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver):
 --      engine CPU seconds per million lines, from start to exit
 --   9  shipping to a slow collector: --ship-containers containers (default
 --      50) backfill --ship-lines lines each (default 400, batches of 100
@@ -387,7 +387,8 @@ if want(8) then
   local kinds = {
     { "http (NDJSON)", 'type = "http", url = "%s/ingest"' },
     { "loki", 'type = "loki", url = "%s/loki/api/v1/push"' },
-    { "otlp", 'type = "otlp", url = "%s/v1/logs"' },
+    { "otlp (protobuf)", 'type = "otlp", url = "%s/v1/logs"' },
+    { "otlp (json)", 'type = "otlp", url = "%s/v1/logs", encoding = "json"' },
     { "clickhouse", 'type = "clickhouse", url = "%s/", table = "logs"' },
   }
   local cells = {}

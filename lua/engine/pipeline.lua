@@ -441,7 +441,7 @@ do
   OUTPUT_KEYS.clickhouse = set(common, delivery, http, merge, { "table" })
   OUTPUT_KEYS.loki = set(common, delivery, http, { "labels", "tenant", "line_format" })
   OUTPUT_KEYS.elasticsearch = set(common, delivery, http, merge, { "index" })
-  OUTPUT_KEYS.otlp = set(common, delivery, http)
+  OUTPUT_KEYS.otlp = set(common, delivery, http, { "encoding" })
   OUTPUT_KEYS.syslog = set(common, delivery, { "facility", "hostname", "max_message" })
 end
 
@@ -491,6 +491,10 @@ function Check:network_output(o, where, entry)
   end
   entry.url = url
   entry.format = o.format == nil and "ndjson" or self:choice(o.format, where .. ".format", { "ndjson", "json" })
+  if entry.type == "otlp" then
+    entry.encoding = o.encoding == nil and "protobuf"
+      or self:choice(o.encoding, where .. ".encoding", { "protobuf", "json" })
+  end
   if o.headers ~= nil then
     self:table(o.headers, where .. ".headers")
     local list = {}

@@ -5,6 +5,7 @@ local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local proc = require "spec.support.proc"
 local receiver = require "spec.support.receiver"
+local otlp = require "spec.support.otlp"
 
 local function pipeline(host, outputs, engine_opts)
   return string.format([[
@@ -242,16 +243,59 @@ return {
     assert_once(seqs, 30)
   end)
 
-  it("speaks the Loki, Elasticsearch and OTLP wire formats on their paths", function()
+  it("dead-letters an otlp protobuf body in base64, which decodes to its records", function()
+    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "30", "--linger" }
+    rx = receiver.start { "--script", "400" }
+    local dl = tmp .. "/dead-otlp.jsonl"
+    e = engine.start { pipeline = pipeline(srv.host,
+      string.format('{ type = "otlp", url = %q, dead_letter = %q }', rx.url, dl)) }
+    local letters
+    proc.wait_for(function()
+      letters = {}
+      local total = 0
+      for line in (proc.read(dl) or ""):gmatch("[^\n]+") do
+        letters[#letters + 1] = cjson.decode(line)
+        total = total + letters[#letters].records
+      end
+      return total >= 30
+    end, 20, "30 records dead-lettered")
+    assert.equal(0, e:stop("TERM"))
+    assert.equal("application/x-protobuf", rx:requests()[1].headers["content-type"])
+    local lines = {}
+    for i, l in ipairs(letters) do
+      assert.is_nil(l.body)
+      local b64 = tmp .. "/letter.b64"
+      local f = assert(io.open(b64, "wb"))
+      f:write(l.body_base64)
+      f:close()
+      local ok, out = proc.sh("base64 -d " .. proc.quote(b64) .. " > " .. proc.quote(tmp .. "/letter.bin"))
+      assert(ok, out)
+      local req = otlp.decode(proc.read(tmp .. "/letter.bin"))
+      local n = 0
+      for _, rl in ipairs(req.resourceLogs) do
+        for _, lr in ipairs(rl.scopeLogs[1].logRecords) do
+          n = n + 1
+          lines[#lines + 1] = lr.body.stringValue
+        end
+      end
+      assert.equal(l.records, n, "letter " .. i)
+    end
+    assert.equal(30, #lines)
+    assert.equal("c0 1", lines[1]:match("^c0 1") )
+  end)
+
+  it("speaks the Loki, Elasticsearch and OTLP (protobuf and JSON) wire formats on their paths", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "40", "--linger" }
     rx = receiver.start {}
     e = engine.start { pipeline = pipeline(srv.host, string.format([[
       { type = "loki", url = %q, labels = { "name" } },
       { type = "elasticsearch", url = %q, index = "edge" },
-      { type = "otlp", url = %q },]], rx.url, rx.url, rx.url)) }
-    local seen, es_ids, otlp_ids
+      { type = "otlp", url = %q },
+      { type = "otlp", name = "otlp-json", url = %q, encoding = "json" },]],
+      rx.url, rx.url, rx.url, rx.url)) }
+    local seen, es_ids, otlp_ids, json_ids
     proc.wait_for(function()
-      seen, es_ids, otlp_ids = { loki = 0, es = 0, otlp = 0 }, {}, {}
+      seen, es_ids, otlp_ids, json_ids = { loki = 0, es = 0, otlp = 0, otlp_json = 0 }, {}, {}, {}
       for _, r in ipairs(rx:requests()) do
         if r.path == "/loki/api/v1/push" then
           for _, st in ipairs(cjson.decode(r.body).streams) do
@@ -268,25 +312,42 @@ return {
             seen.es = seen.es + 1
           end
         elseif r.path == "/v1/logs" then
-          for _, rl in ipairs(cjson.decode(r.body).resourceLogs) do
+          -- protobuf by default, JSON with encoding = "json": the same request
+          local ctype = r.headers["content-type"]
+          local proto = ctype == "application/x-protobuf"
+          assert.is_true(proto or ctype == "application/json", ctype)
+          local key, ids = proto and "otlp" or "otlp_json", proto and otlp_ids or json_ids
+          local req = proto and otlp.decode(r.body) or cjson.decode(r.body)
+          for _, rl in ipairs(req.resourceLogs) do
+            local service
+            for _, a in ipairs(rl.resource.attributes) do
+              if a.key == "service.name" then service = a.value.stringValue end
+            end
+            assert.equal("c0", service)
             for _, sl in ipairs(rl.scopeLogs) do
-              seen.otlp = seen.otlp + #sl.logRecords
+              seen[key] = seen[key] + #sl.logRecords
               for _, lr in ipairs(sl.logRecords) do
+                assert.matches("^%d+$", lr.timeUnixNano)
+                assert.equal("string", type(lr.body.stringValue))
                 for _, a in ipairs(lr.attributes) do
-                  if a.key == "log.record.uid" then otlp_ids[#otlp_ids + 1] = a.value.stringValue end
+                  if a.key == "log.record.uid" then ids[#ids + 1] = a.value.stringValue end
                 end
               end
             end
           end
         end
       end
-      return seen.loki >= 40 and seen.es >= 40 and seen.otlp >= 40
+      return seen.loki >= 40 and seen.es >= 40 and seen.otlp >= 40 and seen.otlp_json >= 40
     end, 20, "40 records in each format")
     assert.equal(0, e:stop("TERM"))
-    assert.same({ loki = 40, es = 40, otlp = 40 }, seen)
-    -- the record ids: one per line, the same in both formats
+    assert.same({ loki = 40, es = 40, otlp = 40, otlp_json = 40 }, seen)
+    -- the record ids: one per line, the same in every format
     assert.equal(40, #es_ids)
+    table.sort(es_ids)
+    table.sort(otlp_ids)
+    table.sort(json_ids)
     assert.same(es_ids, otlp_ids)
+    assert.same(es_ids, json_ids)
     local distinct = {}
     for _, id in ipairs(es_ids) do
       assert.matches("^%x+$", id)

@@ -8,7 +8,8 @@
  * the records form one array, which the encoder gets; the body it produces
  * goes to stdout as it is.
  *
- * FORMAT: ndjson, array, clickhouse, loki, elasticsearch, otlp, syslog,
+ * FORMAT: ndjson, array, clickhouse, loki, elasticsearch, otlp, otlp-proto
+ * (encode_otlp_proto), syslog,
  * syslog-one (encode_syslog_one per record, each message followed by LF),
  * or bulk-errors / bulk-items (stdin is a _bulk reply: prints "<result> <reason>",
  * then with bulk-items "<status> <reason>" per item).
@@ -32,6 +33,9 @@
  *                      labels); every other field is then set on the lazy
  *                      record as a filter sets it, and the directives
  *                      "=f": v and "-f": true set and delete field f
+ *   --repeat N         encodes the records N times (each body replacing
+ *                      the last; only the last is written), for timing an
+ *                      encoder (scripts/bench-otlp.sh)
  *
  * Exits 0; 1 when the encoder fails, leaves the Lua stack changed or (with
  * --lazy) made a record a plain table; 2 on bad arguments or input. */
@@ -69,13 +73,15 @@ typedef struct options {
   int octet;
   int share_labels;
   int lazy;
+  long repeat;
 } options_t;
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: encode_tool ndjson|array|clickhouse|loki|elasticsearch|otlp|"
+  fprintf(stderr, "usage: encode_tool ndjson|array|clickhouse|loki|elasticsearch|otlp|otlp-proto|"
                   "syslog|syslog-one|bulk-errors|bulk-items [--labels a,b] [--index NAME] "
-                  "[--octet|--newline] [--hostname H] [--facility N] [--share-labels] [--lazy]\n");
+                  "[--octet|--newline] [--hostname H] [--facility N] [--share-labels] [--lazy] "
+                  "[--repeat N]\n");
 }
 
 /* Parses argv into o. Returns 0 or -1. */
@@ -120,6 +126,10 @@ static int parse_args(options_t *o, int argc, char **argv)
       o->share_labels = 1;
     } else if (strcmp(argv[i], "--lazy") == 0) {
       o->lazy = 1;
+    } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+      o->repeat = strtol(argv[++i], NULL, 10);
+      if (o->repeat < 1)
+        return -1;
     } else {
       return -1;
     }
@@ -391,6 +401,8 @@ static int encode(strbuf_t *b, lua_State *L, int abs_arr, const options_t *o)
     return encode_elasticsearch(b, L, arr, o->index);
   if (strcmp(o->format, "otlp") == 0)
     return encode_otlp(b, L, arr);
+  if (strcmp(o->format, "otlp-proto") == 0)
+    return encode_otlp_proto(b, L, arr);
   if (strcmp(o->format, "syslog") == 0)
     return encode_syslog(b, L, arr, o->hostname, o->facility, o->octet);
   if (strcmp(o->format, "syslog-one") == 0) {
@@ -478,6 +490,10 @@ int main(int argc, char **argv)
   lua_pushinteger(L, 42); /* a value above the array, left alone */
   top = lua_gettop(L);
   rc = encode(&b, L, 1, &o);
+  for (long r = 1; rc == 0 && r < o.repeat; r++) {
+    b.len = 0;
+    rc = encode(&b, L, 1, &o);
+  }
   if (rc == -2) {
     usage();
     goto err;

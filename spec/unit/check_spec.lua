@@ -211,6 +211,24 @@ return {
       'pipeline.lua:4: outputs[2].record_id is only for outputs of type "http"',
     }, lines)
   end)
+  it("takes encoding, protobuf or json, on otlp outputs only", function()
+    local code, lines = check(dir, [[
+return {
+  outputs = {
+    { type = "otlp", url = "http://127.0.0.1:9", encoding = "xml" },
+    { type = "http", url = "http://127.0.0.1:9", encoding = "json" },
+    { type = "otlp", name = "a", url = "http://127.0.0.1:9", encoding = "json" },
+    { type = "otlp", name = "b", url = "http://127.0.0.1:9", encoding = "protobuf" },
+  },
+}
+]])
+    assert.equal(2, code)
+    assert.same({
+      'pipeline.lua:3: outputs[1].encoding must be "protobuf" or "json" (got "xml")',
+      'pipeline.lua:4: outputs[2].encoding is only for outputs of type "otlp"',
+    }, lines)
+  end)
+
   it("takes a network output's concurrency as a whole number of requests from 1 to 64", function()
     local code, lines = check(dir, [[
 return {

@@ -4,6 +4,7 @@
 package.path = "spec/?.lua;lua/?.lua;" .. package.path
 local proc = require("support.proc")
 local cjson = require("cjson")
+local otlp = require("support.otlp")
 
 local TOOLS = os.getenv("ENGINE_TOOLS") or "build"
 local TOOL = TOOLS .. "/encode_tool"
@@ -520,6 +521,143 @@ describe("encode otlp (OTLP/HTTP JSON logs)", function()
   end)
 end)
 
+describe("encode otlp-proto (OTLP/HTTP protobuf logs)", function()
+  -- The protobuf body decoded by protoc (spec/support/otlp.lua) and the
+  -- JSON body of the same records, without observedTimeUnixNano (the time
+  -- of each encoding), which must lie between before and after (seconds).
+  local function both(records, args, before, after)
+    local json = cjson.decode(encode("otlp", records, args))
+    local proto = otlp.decode(encode("otlp-proto", records, args))
+    for _, req in ipairs({ json, proto }) do
+      for _, rl in ipairs(req.resourceLogs) do
+        for _, sl in ipairs(rl.scopeLogs) do
+          for _, lr in ipairs(sl.logRecords) do
+            local observed = tonumber(lr.observedTimeUnixNano:sub(1, -10))
+            if before then assert.is_true(observed >= before and observed <= after + 1) end
+            lr.observedTimeUnixNano = nil
+          end
+        end
+      end
+    end
+    return json, proto
+  end
+
+  local function attrs(list)
+    local out = {}
+    for _, kv in ipairs(list) do
+      assert.is_nil(out[kv.key], "attribute repeated: " .. kv.key)
+      out[kv.key] = kv.value
+    end
+    return out
+  end
+
+  it("carries what the JSON form carries: resources, times, severities, typed values", function()
+    local records = {
+      rec({ line = "w1", level = "ERROR" }),
+      rec({ container = "dbdbdbdb", name = "db", image = "postgres", line = "d1", time = T2,
+            labels = { role = "primary" }, severity = "warning", level = "info" }),
+      rec({ line = "w2", time = T3, stream = "stderr", user = "ann", count = 42, ratio = 0.5,
+            ok = false, truncated = true, tags = { "a", "b", { 1, 2 } },
+            http = { status = 200, path = "/x", deep = { deeper = { true } } },
+            nothing = cjson.null }),
+      rec({ line = BAD_UTF8, level = "verbose", [BAD_UTF8] = BAD_UTF8 }),
+      rec({ time = "1969-12-31T23:59:59Z", line = "a\nb\tc" }),
+    }
+    local before = os.time()
+    local json, proto = both(records, { "--share-labels" }, before, os.time())
+    assert.same(json, proto)
+    local rl = proto.resourceLogs
+    assert.equal(2, #rl)
+    assert.same({ stringValue = "web" }, attrs(rl[1].resource.attributes)["container.label.app"])
+    assert.same({ stringValue = "db" }, attrs(rl[2].resource.attributes)["service.name"])
+    assert.same({ name = "engine", version = rl[1].scopeLogs[1].scope.version }, rl[1].scopeLogs[1].scope)
+    local lr = rl[1].scopeLogs[1].logRecords
+    assert.equal(4, #lr)
+    assert.equal(ns_of(T1), lr[1].timeUnixNano)
+    assert.equal(ns_of(T3), lr[2].timeUnixNano)
+    assert.equal("0", lr[4].timeUnixNano) -- before 1970: unknown
+    assert.equal(17, lr[1].severityNumber)
+    assert.equal("ERROR", lr[1].severityText)
+    assert.same({ stringValue = FFFD }, lr[3].body)
+    assert.same({ stringValue = FFFD }, attrs(lr[3].attributes)[FFFD])
+    assert.same({ stringValue = "a\nb\tc" }, lr[4].body)
+    local a = attrs(lr[2].attributes)
+    assert.same({ intValue = "42" }, a.count)
+    assert.same({ doubleValue = 0.5 }, a.ratio)
+    assert.same({ boolValue = false }, a.ok)
+    assert.same({}, a.nothing)
+    assert.same({ arrayValue = { values = { { stringValue = "a" }, { stringValue = "b" },
+      { arrayValue = { values = { { intValue = "1" }, { intValue = "2" } } } } } } }, a.tags)
+    local w = rl[2].scopeLogs[1].logRecords[1]
+    assert.equal("warning", w.severityText)
+    assert.equal(13, w.severityNumber)
+    assert.same({ stringValue = "info" }, attrs(w.attributes).level)
+  end)
+
+  it("keeps empty strings and multibyte UTF-8", function()
+    local mb = "caf\195\169 \226\130\172 \240\159\152\128 \230\151\165\230\156\172"
+    local records = {
+      rec({ line = "", labels = { [""] = "", e = "" }, empty = "", [mb] = mb }),
+      rec({ line = mb, name = "", image = "" }),
+    }
+    local json, proto = both(records)
+    assert.same(json, proto)
+    local lr = proto.resourceLogs[1].scopeLogs[1].logRecords[1]
+    assert.same({ stringValue = "" }, lr.body)
+    assert.same({ stringValue = "" }, attrs(lr.attributes).empty)
+    assert.same({ stringValue = mb }, attrs(lr.attributes)[mb])
+    local r = attrs(proto.resourceLogs[1].resource.attributes)
+    assert.same({ stringValue = "" }, r["container.label."])
+    assert.same({ stringValue = "" }, r["container.label.e"])
+    assert.same({ stringValue = mb }, proto.resourceLogs[2].scopeLogs[1].logRecords[1].body)
+    assert.same({ stringValue = "" }, attrs(proto.resourceLogs[2].resource.attributes)["service.name"])
+  end)
+
+  it("writes integers and lengths at every varint size", function()
+    local ints = { 0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 2147483648, 2 ^ 46, -1, -128,
+                   -(2 ^ 46), 9.1e18 }
+    local fields = {}
+    for i, v in ipairs(ints) do fields[("i%02d"):format(i)] = v end
+    local records = { rec(fields) }
+    -- strings around each length a varint changes size at, in messages
+    -- nested three deep
+    for _, n in ipairs({ 0, 1, 100, 126, 127, 128, 200, 16300, 16383, 16384, 2097152 }) do
+      records[#records + 1] = rec({ line = ("x"):rep(n), nest = { a = { b = ("y"):rep(n) } } })
+    end
+    local json, proto = both(records, { "--share-labels" })
+    assert.same(json, proto)
+    local a = attrs(proto.resourceLogs[1].scopeLogs[1].logRecords[1].attributes)
+    for i, v in ipairs(ints) do
+      assert.equal(("%.0f"):format(v), a[("i%02d"):format(i)].intValue)
+    end
+    local lrs = proto.resourceLogs[1].scopeLogs[1].logRecords
+    assert.equal(#records, #lrs)
+    assert.equal(2097152, #lrs[#lrs].body.stringValue)
+  end)
+
+  it("writes a 1 MB line and labels with many entries", function()
+    local big = ("0123456789abcde\195\169"):rep(1024 * 1024 / 17 + 1)
+    local labels = {}
+    for i = 1, 500 do labels[("com.example.label%03d"):format(i)] = ("value %d \226\130\172"):format(i) end
+    local records = { rec({ line = big, labels = labels }), rec({ line = "after", labels = labels }) }
+    local json, proto = both(records, { "--share-labels" })
+    assert.same(json, proto)
+    assert.equal(1, #proto.resourceLogs)
+    local r = attrs(proto.resourceLogs[1].resource.attributes)
+    assert.equal(4 + 500, #proto.resourceLogs[1].resource.attributes)
+    assert.same({ stringValue = "value 7 \226\130\172" }, r["container.label.com.example.label007"])
+    local lr = proto.resourceLogs[1].scopeLogs[1].logRecords
+    assert.equal(big, lr[1].body.stringValue)
+    assert.is_true(#big > 1024 * 1024)
+    assert.same({ stringValue = "after" }, lr[2].body)
+  end)
+
+  it("writes an empty request for an empty batch", function()
+    assert.equal("", encode("otlp-proto", {}))
+    assert.same({ resourceLogs = {} }, otlp.decode(""))
+  end)
+end)
+
 describe("encode syslog (RFC 5424)", function()
   -- Splits an octet-counted stream into its messages; fails on bad framing.
   local function frames(body)
@@ -738,5 +876,29 @@ describe("every encoder, given lazy records (engine/record.h)", function()
     for i, l in ipairs(lines_of(body)) do
       assert.equal(plain[i], "{" .. l:sub(#'{"id":"' + 32 + 3))
     end
+  end)
+
+  it("otlp-proto: the same request as the JSON form, record ids included", function()
+    local lazy = cases(true)
+    local json = cjson.decode(encode("otlp", lazy, { "--lazy" }))
+    local proto = otlp.decode(encode("otlp-proto", lazy, { "--lazy" }))
+    for _, req in ipairs({ json, proto }) do
+      for _, rl in ipairs(req.resourceLogs) do
+        for _, lr in ipairs(rl.scopeLogs[1].logRecords) do
+          assert.matches("^%d+$", lr.observedTimeUnixNano)
+          lr.observedTimeUnixNano = nil
+        end
+      end
+    end
+    assert.same(json, proto)
+    local n = 0
+    for _, rl in ipairs(proto.resourceLogs) do
+      for _, lr in ipairs(rl.scopeLogs[1].logRecords) do
+        for _, a in ipairs(lr.attributes) do
+          if a.key == "log.record.uid" then n = n + 1 end
+        end
+      end
+    end
+    assert.equal(#lazy, n)
   end)
 end)
