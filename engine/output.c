@@ -265,7 +265,7 @@ void output_sent(output_t *o, output_body_t *b, int result, const char *why, dou
     o->cause[0] = '\0';
     o->st.failing = 0;
     o->st.sent += b->batches;
-    o->backoff = o->cfg.backoff_initial;
+    backoff_reset(&o->backoff);
     body_done(o, b);
     break;
   case OUTPUT_REJECTED:
@@ -298,10 +298,8 @@ void output_sent(output_t *o, output_body_t *b, int result, const char *why, dou
      * unless the destination asks for longer. */
     uint64_t ms;
     if (!o->waiting) {
-      double delay = o->backoff * (0.5 + 0.5 * ((double)rand() / RAND_MAX));
+      double delay = backoff_next(&o->backoff);
       if (retry_after > delay) delay = retry_after;
-      o->backoff *= 2;
-      if (o->backoff > o->cfg.backoff_max) o->backoff = o->cfg.backoff_max;
       ms = (uint64_t)(delay * 1000);
     } else if ((ms = (uint64_t)(retry_after * 1000)) <= uv_timer_get_due_in(&o->retry)) {
       return;
@@ -445,7 +443,7 @@ static void handle_closed(uv_handle_t *h) {
 
 int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   o->loop = loop;
-  o->backoff = o->cfg.backoff_initial;
+  backoff_init(&o->backoff, o->cfg.backoff_initial, o->cfg.backoff_max);
   if (open_dead_letter(o, err, n) != 0) return -1;
   if (o->kind->start && o->kind->start(o, loop, err, n) != 0) return -1;
   uv_timer_init(loop, &o->retry);

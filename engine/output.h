@@ -48,6 +48,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "backoff.h"
 #include "inflight.h"
 #include "strbuf.h"
 
@@ -167,7 +168,7 @@ struct output {
   uv_timer_t retry;
   int handles;           /* open handles (the retry timer, the kind's) */
   int started, closing, waiting, kicking;
-  double backoff;
+  backoff_t backoff;     /* retry delays */
   output_body_t *head, *tail;
   output_stats_t st;
   char cause[256];       /* the failure logged last; "" while delivering */
