@@ -493,7 +493,7 @@ return {
         count = ndjson_seqs(bodies)
         for i = 1, written do if not count[i] then return false end end
         return true
-      end, 30, "the " .. written .. " lines of the first run at the second run's output")
+      end, 60, "the " .. written .. " lines of the first run at the second run's output")
       assert.equal(0, e:stop("TERM"))
       assert_once(count, written)
     end)
