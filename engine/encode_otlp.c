@@ -175,9 +175,15 @@ static int resource_key(strbuf_t *key, lua_State *L, int rec, void *ud)
   return strbuf_add(key, tmp, (size_t)n);
 }
 
-/* Appends the resource's attributes from the record at rec (no braces).
- * Returns 0 or -1. */
-static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
+/* Calls attr(b, key, klen, value, len, ud) for each string attribute of
+ * the resource of the record at rec: service.name, container.id,
+ * container.name, container.image.name, then container.label.<k> for each
+ * of its labels in key order. Stops at the first that returns -1. Returns
+ * 0 or -1. Both wire forms write their resource through it. */
+typedef int (*resource_attr_fn)(strbuf_t *b, const char *key, size_t klen, const char *s,
+                                size_t len, void *ud);
+
+static int each_resource_attr(strbuf_t *b, lua_State *L, int rec, resource_attr_fn attr, void *ud)
 {
   static const char *const attrs[][2] = {
     { "service.name", "name" }, { "container.id", "container" },
@@ -188,16 +194,12 @@ static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
   strbuf_t name = { 0 };
   const char *s;
   size_t i, len;
-  int first = 1, rc = -1;
+  int rc = -1;
 
   for (i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
     s = encode_field_text(L, rec, attrs[i][1], num, &len);
-    if (s == NULL)
-      continue;
-    if ((!first && encode_lit(b, ",") < 0) ||
-        add_string_attr(b, attrs[i][0], strlen(attrs[i][0]), s, len) < 0)
+    if (s != NULL && attr(b, attrs[i][0], strlen(attrs[i][0]), s, len, ud) < 0)
       return -1;
-    first = 0;
   }
   encode_push_field(L, rec, "labels", 6);
   if (lua_type(L, -1) == LUA_TTABLE) {
@@ -207,16 +209,12 @@ static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
       lua_pushlstring(L, keys.s[i], keys.len[i]);
       lua_rawget(L, -2);
       s = encode_value_text(L, -1, num, &len);
-      if (s != NULL) {
-        name.len = 0;
-        if (encode_lit(&name, "container.label.") < 0 ||
-            strbuf_add(&name, keys.s[i], keys.len[i]) < 0 ||
-            (!first && encode_lit(b, ",") < 0) ||
-            add_string_attr(b, name.data, name.len, s, len) < 0) {
-          lua_pop(L, 1);
-          goto err;
-        }
-        first = 0;
+      name.len = 0;
+      if (s != NULL && (encode_lit(&name, "container.label.") < 0 ||
+                        strbuf_add(&name, keys.s[i], keys.len[i]) < 0 ||
+                        attr(b, name.data, name.len, s, len, ud) < 0)) {
+        lua_pop(L, 1);
+        goto err;
       }
       lua_pop(L, 1);
     }
@@ -227,6 +225,28 @@ err:
   encode_keys_free(&keys);
   strbuf_free(&name);
   return rc;
+}
+
+/* A JSON attribute of the resource, after a ',' but for the first (*ud
+ * set: the first is still to come). */
+static int json_resource_attr(strbuf_t *b, const char *key, size_t klen, const char *s,
+                              size_t len, void *ud)
+{
+  int *first = ud;
+
+  if (!*first && encode_lit(b, ",") < 0)
+    return -1;
+  *first = 0;
+  return add_string_attr(b, key, klen, s, len);
+}
+
+/* Appends the resource's attributes from the record at rec (no braces).
+ * Returns 0 or -1. */
+static int add_resource_attrs(strbuf_t *b, lua_State *L, int rec)
+{
+  int first = 1;
+
+  return each_resource_attr(b, L, rec, json_resource_attr, &first);
 }
 
 /* Appends the logRecord of the record at rec; ud points to the time of
@@ -425,50 +445,12 @@ static int pb_any(strbuf_t *b, lua_State *L, int idx, int depth)
   }
 }
 
-/* Appends the Resource attributes of the record at rec, as
- * add_resource_attrs does. Returns 0 or -1. */
-static int pb_resource_attrs(strbuf_t *b, lua_State *L, int rec)
+/* A Resource attribute: KeyValue field 1. */
+static int pb_resource_attr(strbuf_t *b, const char *key, size_t klen, const char *s, size_t len,
+                            void *ud)
 {
-  static const char *const attrs[][2] = {
-    { "service.name", "name" }, { "container.id", "container" },
-    { "container.name", "name" }, { "container.image.name", "image" },
-  };
-  char num[ENCODE_NUM_LEN];
-  encode_keys_t keys = { 0 };
-  strbuf_t name = { 0 };
-  const char *s;
-  size_t i, len;
-  int rc = -1;
-
-  for (i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
-    s = encode_field_text(L, rec, attrs[i][1], num, &len);
-    if (s != NULL && pb_string_kv(b, 1, attrs[i][0], strlen(attrs[i][0]), s, len) < 0)
-      return -1;
-  }
-  encode_push_field(L, rec, "labels", 6);
-  if (lua_type(L, -1) == LUA_TTABLE) {
-    if (encode_keys_collect(L, lua_gettop(L), NULL, 0, &keys) < 0)
-      goto err;
-    for (i = 0; i < keys.n; i++) {
-      lua_pushlstring(L, keys.s[i], keys.len[i]);
-      lua_rawget(L, -2);
-      s = encode_value_text(L, -1, num, &len);
-      name.len = 0;
-      if (s != NULL && (encode_lit(&name, "container.label.") < 0 ||
-                        strbuf_add(&name, keys.s[i], keys.len[i]) < 0 ||
-                        pb_string_kv(b, 1, name.data, name.len, s, len) < 0)) {
-        lua_pop(L, 1);
-        goto err;
-      }
-      lua_pop(L, 1);
-    }
-  }
-  rc = 0;
-err:
-  lua_pop(L, 1); /* labels */
-  encode_keys_free(&keys);
-  strbuf_free(&name);
-  return rc;
+  (void)ud;
+  return pb_string_kv(b, 1, key, klen, s, len);
 }
 
 /* Opens the ResourceLogs of the record at rec's resource and its ScopeLogs,
@@ -479,7 +461,7 @@ static int pb_resource_head(strbuf_t *b, lua_State *L, int rec, void *ud)
   size_t resource, scope;
 
   if (pb_open(b, 1, &st->resource_logs) < 0 || pb_open(b, 1, &resource) < 0 ||
-      pb_resource_attrs(b, L, rec) < 0 || pb_close(b, resource) < 0 ||
+      each_resource_attr(b, L, rec, pb_resource_attr, NULL) < 0 || pb_close(b, resource) < 0 ||
       pb_open(b, 2, &st->scope_logs) < 0 || pb_open(b, 1, &scope) < 0 ||
       pb_add_string(b, 1, "engine", 6) < 0 ||
       pb_add_string(b, 2, ENGINE_VERSION, strlen(ENGINE_VERSION)) < 0)
