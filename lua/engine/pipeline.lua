@@ -187,6 +187,15 @@ function Check:size(v, where)
   return v
 end
 
+-- A whole number of `what` from lo to hi.
+function Check:whole(v, where, what, lo, hi)
+  self:number(v, where)
+  if v < lo or v > hi or floor(v) ~= v then
+    self:fail(where, "must be a whole number of %s from %d to %d (got %s)", what, lo, hi, show(v))
+  end
+  return v
+end
+
 function Check:choice(v, where, choices)
   for _, c in ipairs(choices) do
     if v == c then return v end
@@ -479,12 +488,7 @@ function Check:network_output(o, where, entry)
     end
     if o.hostname ~= nil then entry.hostname = self:nonempty_string(o.hostname, where .. ".hostname") end
     if o.max_message ~= nil then
-      self:number(o.max_message, where .. ".max_message")
-      if o.max_message < 480 or o.max_message > 65000 or floor(o.max_message) ~= o.max_message then
-        self:fail(where .. ".max_message", "must be a whole number of bytes from 480 to 65000 (got %s)",
-                  show(o.max_message))
-      end
-      entry.max_message = o.max_message
+      entry.max_message = self:whole(o.max_message, where .. ".max_message", "bytes", 480, 65000)
     end
   elseif not url:match("^https?://[^/]+") then
     self:fail(where .. ".url", "must be an http:// or https:// address (got %s)", shown)
@@ -551,12 +555,7 @@ function Check:network_output(o, where, entry)
     entry.retry_max = o.retry_max
   end
   if o.concurrency ~= nil then
-    self:number(o.concurrency, where .. ".concurrency")
-    if o.concurrency < 1 or o.concurrency > 64 or floor(o.concurrency) ~= o.concurrency then
-      self:fail(where .. ".concurrency", "must be a whole number of requests from 1 to 64 (got %s)",
-                show(o.concurrency))
-    end
-    entry.concurrency = o.concurrency
+    entry.concurrency = self:whole(o.concurrency, where .. ".concurrency", "requests", 1, 64)
   end
   for _, k in ipairs { "batch_max_bytes", "batch_max_records" } do
     if o[k] ~= nil then
