@@ -11,7 +11,7 @@
 -- or, when the daemon serves that logs request only after it removed the
 -- container, not at all, with a warning saying so; and on a loaded 2-core
 -- host (scripts/rmjobs.sh measures it) at least 90% of the jobs arrive
--- whole (58 to 60 of 60 measured with the attach).
+-- whole (59 to 60 of 60 measured with the attach).
 -- With docker.attach = false the engine sends GET requests only.
 local cjson = require "cjson"
 local dockerenv = require "spec.support.dockerenv"
@@ -23,7 +23,7 @@ local env = dockerenv.get()
 
 local JOBS, AT_ONCE, LINES = 60, 10, 20
 local WHOLE_MIN = 54 -- jobs of 60 whose lines all arrive (90%)
--- jobs of 60 attached in time: 49 to 54 measured on a loaded 2-core host;
+-- jobs of 60 attached in time: 44 to 54 measured on a loaded 2-core host;
 -- far fewer means the attach is not what catches them
 local ATTACHED_MIN = 10
 
