@@ -36,7 +36,11 @@
 --      the receiver holds every line, requests made, and the ratio
 --      delayed/undelayed
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
--- the median of --runs runs. --quick runs every scenario once at a tiny size
+-- the median of --runs runs, and lines/s as a ratio to a machine-speed
+-- reference timed after each run (row R, scripts/bench-ref.lua: the work
+-- filter alone in a plain LuaJIT process with the JIT on, over the same
+-- lines pre-built as tables), so that figures from different or busy
+-- machines can be compared. --quick runs every scenario once at a tiny size
 -- (what `make test` does, to keep the script working).
 package.path = "./?.lua;" .. package.path
 local proc = require "spec.support.proc"
@@ -155,21 +159,8 @@ local function finish(p, dir)
   return code, log, c
 end
 
-local FILTERS = {
-  [1] = "",
-  [2] = "filters = { function(batch) return batch end },",
-  [3] = [[filters = { function(batch)
-    local keep = {}
-    for _, r in ipairs(batch) do
-      if not r.line:find("level=debug", 1, true) then
-        local level = r.line:match("level=(%w+)")
-        if level then r.severity = level:upper() end
-        keep[#keep + 1] = r
-      end
-    end
-    return keep
-  end },]],
-}
+-- The filters of scenarios 1-3, shared with the reference (bench-ref.lua).
+local FILTERS = dofile("scripts/bench-filters.lua")
 
 -- Scenarios 1-3: one run. Returns lines/s, CPU s per million lines, peak RSS KiB.
 local function throughput(scenario)
@@ -213,17 +204,36 @@ local function row(...) rows[#rows + 1] = "| " .. table.concat({ ... }, " | ") .
 
 local names = { "one container, no filter, null output", "filter returning its batch",
                 "work filter (drop debug, severity)" }
+-- The machine-speed reference (scripts/bench-ref.lua): the work filter in a
+-- plain LuaJIT process, JIT on, over the same lines pre-built as tables.
+-- Timed right after each engine run, so that each ratio compares two
+-- figures taken on the machine as it was at that moment.
+local function reference()
+  local ok, out = proc.sh("luajit scripts/bench-ref.lua 3 " .. opt.lines, 600)
+  local lps, us = (out or ""):match("^(%S+) (%S+)")
+  assert(ok and lps, "the reference failed: " .. tostring(out))
+  return tonumber(lps), tonumber(us)
+end
+
+local refs = {}
 for s = 1, 3 do
   if not want(s) then goto next end
-  local r, c, m = {}, {}, {}
+  local r, c, m, q = {}, {}, {}, {}
   for _ = 1, opt.runs do
     local a, b, d = throughput(s)
-    r[#r + 1], c[#c + 1], m[#m + 1] = a, b, d
+    local ra = reference()
+    r[#r + 1], c[#c + 1], m[#m + 1], q[#q + 1] = a, b, d, a / ra
+    refs[#refs + 1] = ra
   end
-  row(tostring(s), names[s], string.format("%.0f lines/s", median(r)),
+  row(tostring(s), names[s], string.format("%.0f lines/s = %.2fx the reference", median(r), median(q)),
       string.format("%.2f s per M lines (%.2f us/line)", median(c), median(c)),
       string.format("%.1f MiB", median(m) / 1024))
   ::next::
+end
+if #refs > 0 then
+  local ra = median(refs)
+  row("R", "reference: work filter in plain LuaJIT, JIT on, lines pre-built as tables",
+      string.format("%.0f lines/s", ra), string.format("%.2f us/line", 1e6 / ra), "")
 end
 
 -- Scenario 4: many containers logging steadily.
