@@ -218,8 +218,10 @@ static void reader_families(writer_t *w, const status_t *s) {
   family(w, "engine_docker_attach_total", "counter",
          "Attach streams of --rm containers: in place before the start (in_time), answered "
          "after it (late: the log was read instead), refused.");
-  static const char *const attach_results[] = {"in_time", "late", "refused"};
-  for (int i = 0; i < 3; i++) sample_u(w, "engine_docker_attach_total", "result", attach_results[i], r->attach[i]);
+  static const char *const attach_results[READER_ATTACH_N_RESULTS] = {
+    [READER_ATTACH_IN_TIME] = "in_time", [READER_ATTACH_LATE] = "late",
+    [READER_ATTACH_REFUSED] = "refused"};
+  for (int i = 0; i < READER_ATTACH_N_RESULTS; i++) sample_u(w, "engine_docker_attach_total", "result", attach_results[i], r->attach[i]);
   family(w, "engine_readers", "gauge", "Readers in each state.");
   for (int st = 0; st < READER_N_STATES; st++)
     sample_u(w, "engine_readers", "state", reader_state_name((reader_state_t)st), r->by_state[st]);

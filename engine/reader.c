@@ -13,14 +13,15 @@
 #include "occurrence.h"
 #include "log.h"
 #include "reader.h"
-#include "registry.h"
 #include "timestamp.h"
 #include "uvh.h"
 
 struct reader {
   core_t *core;
+  const reader_owner_t *owner; /* told of state changes and the close */
+  void *owner_ud;
   container_t *c;
-  cursor_t *cursor;        /* borrowed from the registry */
+  cursor_t *cursor;        /* borrowed from the owner */
   reader_state_t state;
   http_req_t *req;         /* the logs or inspect request in flight */
   uv_timer_t life;         /* cycle while connected, delay while in backoff */
@@ -88,7 +89,7 @@ static void reader_set_state(reader_t *r, reader_state_t to, const char *why) {
   r->state = to;
   log_debug(r->c->name, "reader %s -> %s%s%s", reader_state_name(from), reader_state_name(to),
             why ? ": " : "", why ? why : "");
-  registry_state_changed(r->core->registry, r, (int)from, (int)to);
+  r->owner->state_changed(r->owner_ud, r, from, to);
 }
 
 static uint64_t ms(double seconds) { return seconds <= 0 ? 0 : (uint64_t)(seconds * 1000.0 + 0.5); }
@@ -194,7 +195,7 @@ static void on_life(uv_timer_t *t) {
   reader_set_state(r, READER_CYCLING, NULL);
   http_cancel(r->req);
   r->req = NULL;
-  registry_cycled(r->core->registry);
+  r->owner->cycled(r->owner_ud);
   connect_stream(r);
 }
 
@@ -286,7 +287,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
     r->errors++;
     log_warn(r->c->name, "its log driver cannot be read through the API (%s); not following it",
              why);
-    registry_unreadable(r->core->registry, r->c->id);
+    r->owner->unreadable(r->owner_ud, r);
     finish(r, "log driver cannot be read");
   } else {
     char msg[400];
@@ -300,7 +301,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
 static void on_logs_sent(void *ud) {
   reader_t *r = ud;
   if (!r->event_ns) return;
-  registry_start_latency(r->core->registry, uv_hrtime() - r->event_ns);
+  r->owner->start_latency(r->owner_ud, uv_hrtime() - r->event_ns);
   r->event_ns = 0;
 }
 
@@ -357,7 +358,7 @@ static void confirm_attach(reader_t *r, const char *why) {
   r->attach = ATTACH_CONFIRMED;
   uv_timer_stop(&r->life);
   log_debug(r->c->name, "attached before its start (%s)", why);
-  registry_attach_result(r->core->registry, REGISTRY_ATTACH_IN_TIME);
+  r->owner->attach_result(r->owner_ud, READER_ATTACH_IN_TIME);
   http_resume(r->req);
 }
 
@@ -383,7 +384,7 @@ static void on_attach_done(reader_t *r, const http_result_t *res) {
      * start event starts a reader that reads its log. */
     log_info(r->c->name, "cannot attach before its start (%s); its log is read once it starts",
              why);
-    registry_attach_result(r->core->registry, REGISTRY_ATTACH_REFUSED);
+    r->owner->attach_result(r->owner_ud, READER_ATTACH_REFUSED);
     close_reader(r, "not attached");
     return;
   }
@@ -452,7 +453,7 @@ static void timer_closed(uv_handle_t *h) {
   uvh_closed(h);
   if (--r->open_handles > 0) return;
   reader_set_state(r, READER_CLOSED, NULL);
-  registry_reader_closed(r->core->registry, r);
+  r->owner->closed(r->owner_ud, r);
 }
 
 static void close_reader(reader_t *r, const char *why) {
@@ -503,7 +504,7 @@ void reader_container_started(reader_t *r, uint64_t event_ns, int64_t started_ns
   log_debug(r->c->name, "started before the attach was in place (%.3f s after the answer): "
             "reading its log", r->attach == ATTACH_SENT ? 0.0
             : (double)(started_ns - r->answered_ns) / 1e9);
-  registry_attach_result(r->core->registry, REGISTRY_ATTACH_LATE);
+  r->owner->attach_result(r->owner_ud, READER_ATTACH_LATE);
   uv_timer_stop(&r->life);
   http_cancel(r->req);
   r->req = NULL;
@@ -529,7 +530,8 @@ int reader_rename(reader_t *r, const char *name) {
 /* --- life --------------------------------------------------------------- */
 
 reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns, int attach) {
+                       uint64_t event_ns, int attach, const reader_owner_t *owner,
+                       void *owner_ud) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   if (!(r->occ = occurrence_new())) {
@@ -537,6 +539,8 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
     return NULL;
   }
   r->core = core;
+  r->owner = owner;
+  r->owner_ud = owner_ud;
   r->c = container_ref(c);
   r->cursor = cursor;
   r->initial_since = since_ns;

@@ -64,15 +64,44 @@ typedef enum reader_state {
 
 typedef struct reader reader_t;
 
-/* Creates a reader for c with the registry's cursor for it (borrowed; the
- * registry keeps it alive longer than the reader). Takes a new reference to
- * c. Returns NULL when out of memory. The reader starts connecting at once:
+/* How an attach stream went (reader_owner_t.attach_result). */
+typedef enum {
+  READER_ATTACH_IN_TIME, /* taken: in place before the start */
+  READER_ATTACH_LATE,    /* dropped: the logs request reads the container */
+  READER_ATTACH_REFUSED, /* the daemon refused it */
+  READER_ATTACH_N_RESULTS
+} reader_attach_result_t;
+
+/* What a reader tells its owner (the registry), on the loop thread; ud is
+ * reader_start's owner_ud. Every member is called, none may be NULL. */
+typedef struct reader_owner {
+  /* The reader moved from one state to another (reader_set_state). */
+  void (*state_changed)(void *ud, reader_t *r, reader_state_t from, reader_state_t to);
+  /* The container's logs cannot be read through the API (HTTP 501): do
+   * not attach it again until it is removed. */
+  void (*unreadable)(void *ud, reader_t *r);
+  /* The logs request of a container started by an event was written ns
+   * nanoseconds after the event arrived. */
+  void (*start_latency)(void *ud, uint64_t ns);
+  void (*attach_result)(void *ud, reader_attach_result_t result);
+  /* The reader cycled its stream. */
+  void (*cycled)(void *ud);
+  /* From the close callback of the reader's last handle: the reader is
+   * closed; the owner frees it (reader_free), now or later. */
+  void (*closed)(void *ud, reader_t *r);
+} reader_owner_t;
+
+/* Creates a reader for c with the owner's cursor for it (borrowed; the
+ * owner keeps it alive longer than the reader). Takes a new reference to
+ * c. owner (static) and owner_ud are told what happens to the reader.
+ * Returns NULL when out of memory. The reader starts connecting at once:
  * its logs request is made before reader_start returns, with nothing in
  * front of it. event_ns > 0: the uv_hrtime at which the container's start
  * event arrived; the time from then to the request being written goes to
- * registry_start_latency. attach: read an attach stream (above). */
+ * owner->start_latency. attach: read an attach stream (above). */
 reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns, int attach);
+                       uint64_t event_ns, int attach, const reader_owner_t *owner,
+                       void *owner_ud);
 
 /* Stops the reader: cancels its request, hands its partial batch to the
  * pipeline (nothing read is lost), closes its timers. Idempotent, safe in

@@ -5,6 +5,7 @@
 #include "idtable.h"
 #include "log.h"
 #include "reader.h"
+#include "cursor.h"
 #include "registry.h"
 
 typedef struct entry {
@@ -50,10 +51,12 @@ registry_t *registry_new(core_t *core) {
 const double registry_start_bounds[REGISTRY_START_BUCKETS] = {
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1};
 
+static const reader_owner_t owner; /* below */
+
 static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns,
                         uint64_t event_ns, int attach) {
   r->stats.by_state[READER_CLOSED]++; /* a new reader starts out closed */
-  e->reader = reader_start(r->core, c, e->cursor, since_ns, event_ns, attach);
+  e->reader = reader_start(r->core, c, e->cursor, since_ns, event_ns, attach, &owner, r);
   if (!e->reader) {
     r->stats.by_state[READER_CLOSED]--;
     log_error(c->name, "out of memory: cannot follow this container");
@@ -154,18 +157,27 @@ void registry_stop_all(registry_t *r, void (*done)(void *), void *ud) {
 
 void registry_stats(const registry_t *r, registry_stats_t *out) { *out = r->stats; }
 
-void registry_state_changed(registry_t *r, reader_t *rd, int from, int to) {
+/* --- what readers tell (reader_owner_t) ---------------------------------- */
+
+static void on_state_changed(void *ud, reader_t *rd, reader_state_t from, reader_state_t to) {
+  registry_t *r = ud;
+  (void)rd;
   r->stats.by_state[from]--;
   r->stats.by_state[to]++;
 }
 
-void registry_cycled(registry_t *r) { r->stats.cycled++; }
-
-void registry_attach_result(registry_t *r, int result) {
-  if ((unsigned)result < sizeof r->stats.attach / sizeof *r->stats.attach) r->stats.attach[result]++;
+static void on_cycled(void *ud) {
+  registry_t *r = ud;
+  r->stats.cycled++;
 }
 
-void registry_start_latency(registry_t *r, uint64_t ns) {
+static void on_attach_result(void *ud, reader_attach_result_t result) {
+  registry_t *r = ud;
+  if ((unsigned)result < READER_ATTACH_N_RESULTS) r->stats.attach[result]++;
+}
+
+static void on_start_latency(void *ud, uint64_t ns) {
+  registry_t *r = ud;
   double s = (double)ns / 1e9;
   size_t i = 0;
   while (i < REGISTRY_START_BUCKETS && s > registry_start_bounds[i]) i++;
@@ -173,12 +185,14 @@ void registry_start_latency(registry_t *r, uint64_t ns) {
   r->stats.start_ns += ns;
 }
 
-void registry_unreadable(registry_t *r, const char *id) {
-  entry_t *e = find_entry(r, id);
+static void on_unreadable(void *ud, reader_t *rd) {
+  registry_t *r = ud;
+  entry_t *e = find_entry(r, reader_container(rd)->id);
   if (e) e->unreadable = 1;
 }
 
-void registry_reader_closed(registry_t *r, reader_t *rd) {
+static void on_reader_closed(void *ud, reader_t *rd) {
+  registry_t *r = ud;
   entry_t *e = find_entry(r, reader_container(rd)->id);
   r->stats.by_state[READER_CLOSED]--;
   r->stats.live--;
@@ -196,6 +210,15 @@ void registry_reader_closed(registry_t *r, reader_t *rd) {
   }
   check_stopped(r);
 }
+
+static const reader_owner_t owner = {
+  .state_changed = on_state_changed,
+  .unreadable = on_unreadable,
+  .start_latency = on_start_latency,
+  .attach_result = on_attach_result,
+  .cycled = on_cycled,
+  .closed = on_reader_closed,
+};
 
 void registry_resume_paused(registry_t *r) {
   for (entry_t *e = first(r); e; e = next(r, e))

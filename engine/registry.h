@@ -17,7 +17,6 @@
 #include <stdint.h>
 #include "container.h"
 #include "core.h"
-#include "cursor.h"
 #include "reader.h"
 
 typedef struct registry registry_t;
@@ -32,7 +31,7 @@ typedef struct registry_stats {
   uint64_t live, started, stopped, cycled;
   /* attach streams of --rm containers (reader.h): in place before the
    * start; answered too late (the log was read instead); refused */
-  uint64_t attach[3];
+  uint64_t attach[READER_ATTACH_N_RESULTS]; /* by reader_attach_result_t */
   uint64_t by_state[READER_N_STATES]; /* indexed by reader_state_t */
   /* start event to logs request: counts per bucket (not cumulative; the
    * last one counts the slower ones) and the sum in ns */
@@ -66,28 +65,6 @@ void registry_forget(registry_t *r, const char *id);
 void registry_stop_all(registry_t *r, void (*done)(void *ud), void *ud);
 
 void registry_stats(const registry_t *r, registry_stats_t *out);
-
-/* Called by readers only: a reader moved from one state to another. */
-void registry_state_changed(registry_t *r, struct reader *rd, int from, int to);
-
-/* Called by readers only: the container's logs cannot be read through the
- * API (HTTP 501); it is not attached again until it is removed. */
-void registry_unreadable(registry_t *r, const char *id);
-
-/* Called by readers only: the logs request of a container started by an
- * event was written ns nanoseconds after the event arrived. */
-void registry_start_latency(registry_t *r, uint64_t ns);
-
-/* Called by readers only: how an attach stream went (REGISTRY_ATTACH_*). */
-enum { REGISTRY_ATTACH_IN_TIME, REGISTRY_ATTACH_LATE, REGISTRY_ATTACH_REFUSED };
-void registry_attach_result(registry_t *r, int result);
-
-/* Called by readers only: a reader cycled its stream. */
-void registry_cycled(registry_t *r);
-
-/* Called by readers only, from the close callback of their last handle: the
- * reader is closed and is freed by the registry. */
-void registry_reader_closed(registry_t *r, struct reader *rd);
 
 /* Frees the registry; every reader must be closed. */
 void registry_free(registry_t *r);
