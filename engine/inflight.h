@@ -30,21 +30,6 @@ struct core;
 
 typedef struct inflight inflight_t;
 
-/* A batch's hold on its acknowledgement. Thread-safe. */
-typedef struct ticket ticket_t;
-
-/* A ticket for b (NULL: records of a timer, acknowledged by nobody) holding
- * one reference. When the last reference is released, done(ud, b) runs on
- * the releasing thread, with b->undelivered set when a holder abandoned it;
- * without done, b is freed. Returns NULL when out of memory. */
-ticket_t *ticket_new(batch_t *b, void (*done)(void *ud, batch_t *b), void *ud);
-void ticket_ref(ticket_t *t);
-void ticket_release(ticket_t *t);
-
-/* Releases a reference whose holder did not deliver the records (at stop):
- * the batch will not be acknowledged. */
-void ticket_abandon(ticket_t *t);
-
 /* Returns NULL when out of memory. limit: bytes (0: no limit). */
 inflight_t *inflight_new(struct core *core, size_t limit, void (*resume)(void *ud), void *ud);
 

@@ -10,7 +10,7 @@
  * The life of a batch's records in an output:
  *  1. Pipeline thread: output_write encodes the records (kind->encode) into
  *     one body and hands it over, holding a reference on the batch's ticket
- *     (inflight.h). A write never blocks and never fails short of memory.
+ *     (ticket.h). A write never blocks and never fails short of memory.
  *  2. Loop thread: the output's bodies are sent in queue order, up to
  *     cfg.concurrency attempts at once (kind->send; 1 for the local kinds
  *     and syslog). Attempts may end in any order; each ends with
@@ -49,7 +49,7 @@
 #include <uv.h>
 
 #include "backoff.h"
-#include "inflight.h"
+#include "ticket.h"
 #include "strbuf.h"
 
 struct lua_State;

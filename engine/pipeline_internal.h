@@ -33,7 +33,7 @@
 #include <lua.h>
 
 #include "delivery.h"
-#include "inflight.h"
+#include "ticket.h"
 #include "output.h"
 #include "pipeline.h"
 #include "select.h"
