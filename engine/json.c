@@ -13,12 +13,28 @@
 #include <lua.h>
 
 #include "json.h"
-#include "record.h"
 
 #define JSON_MAX_DEPTH 32
 
 /* 1 for bytes that go into a JSON string as they are: printable ASCII
  * except '"' and '\\'. */
+
+const char json_kind_key = 0;
+
+/* The json_kind_t of the table at idx (absolute), or NULL for a plain one. */
+static const json_kind_t *kind_of(lua_State *L, int idx)
+{
+  const json_kind_t *k = NULL;
+  if (!lua_getmetatable(L, idx))
+    return NULL;
+  lua_pushlightuserdata(L, (void *)&json_kind_key);
+  lua_rawget(L, -2);
+  if (lua_type(L, -1) == LUA_TLIGHTUSERDATA)
+    k = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return k;
+}
+
 static inline int json_plain(unsigned char c)
 {
   return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
@@ -447,6 +463,7 @@ err:
  * JSON form (nothing was written), or -1 when out of memory. */
 static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth)
 {
+  const json_kind_t *kind;
   const char *s;
   size_t len, n;
 
@@ -467,7 +484,8 @@ static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth)
       return strbuf_add(b, "null", 4);
     if (!lua_checkstack(L, 4))
       return -1;
-    record_materialize(L, idx);
+    if ((kind = kind_of(L, idx)) != NULL)
+      kind->materialize(L, idx);
     n = json_array_len(L, idx);
     if (n > 0)
       return json_add_array(b, L, idx, n, depth);
@@ -492,6 +510,7 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
 {
   json_keys_t keys = { 0 };
   json_key_t *k;
+  const json_kind_t *kind;
   size_t i;
   int first = 1, rc = -1;
 
@@ -499,8 +518,8 @@ int json_add_record(strbuf_t *b, lua_State *L, int idx)
     idx = lua_gettop(L) + idx + 1;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4))
     return -1;
-  if (record_is_lazy(L, idx))
-    return record_add_json(b, L, idx); /* the same bytes, from the batch */
+  if ((kind = kind_of(L, idx)) != NULL)
+    return kind->add_record(b, L, idx); /* the same bytes, from where it keeps them */
   for (i = 0; i < N_WRITTEN_FIELDS; i++) {
     lua_pushstring(L, record_fields[i]);
     lua_rawget(L, idx);

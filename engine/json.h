@@ -28,6 +28,19 @@ int json_add_string(strbuf_t *b, const char *s, size_t n);
 size_t json_utf8_len(const char *s, size_t n);
 int json_add_utf8(strbuf_t *b, const char *s, size_t n);
 
+/* Tables that are more than their raw fields (record.h's lazy records) say
+ * so through their metatable: under the light userdata key &json_kind_key
+ * it holds a light userdata pointing to a json_kind_t, which the writers
+ * here use instead of reading the table raw. */
+extern const char json_kind_key;
+typedef struct json_kind {
+  /* Makes every field of the table at idx (absolute) a raw one. */
+  void (*materialize)(struct lua_State *L, int idx);
+  /* Appends the table at idx (absolute) as json_add_record would write it
+   * raw. Returns 0, or -1 when out of memory. */
+  int (*add_record)(strbuf_t *b, struct lua_State *L, int idx);
+} json_kind_t;
+
 /* Appends the record at stack index idx (a Lua table) as one JSON object
  * with the key order documented above, without a newline. Values that JSON
  * cannot hold (functions, userdata) are skipped; nesting deeper than 32 is

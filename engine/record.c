@@ -506,13 +506,19 @@ void record_setup(lua_State *L)
   lua_settop(L, top);
 }
 
+/* How json.c writes a lazy record (json.h: json_kind_t). */
+static const json_kind_t record_json_kind = {record_materialize, record_add_json};
+
 /* Pushes the metatable of b's records. */
 static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b)
 {
   const container_t *c = b->container;
 
-  lua_createtable(L, MT_SLOTS, 2);
+  lua_createtable(L, MT_SLOTS, 3);
   int mt = lua_gettop(L);
+  lua_pushlightuserdata(L, (void *)&json_kind_key); /* json.h: how to write it */
+  lua_pushlightuserdata(L, (void *)&record_json_kind);
+  lua_rawset(L, mt);
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->index_ref);
   lua_setfield(L, mt, "__index");
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->newindex_ref);
