@@ -12,7 +12,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
-#include "json.h"
+#include "strbuf.h"
 #include "top.h"
 
 #define BODY_MAX (16u * 1024 * 1024)

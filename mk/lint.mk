@@ -1,5 +1,6 @@
-# Static analysis of engine/: `make lint` runs cppcheck and clang-tidy and
-# fails on any finding. The checks are chosen to find bugs, not style:
+# Static analysis of engine/: `make lint` runs cppcheck, clang-tidy and
+# scripts/lint-includes.lua (no cycle between modules, no header included
+# for nothing) and fails on any finding. The checks are chosen to find bugs, not style:
 # clang-tidy's set and the reason for each exclusion are in .clang-tidy;
 # cppcheck runs its warning, performance and portability classes.
 # Suppressions are inline only (// cppcheck-suppress id, // NOLINT(check)),
@@ -14,9 +15,12 @@ LINT_FLAGS := -std=c11 -D_GNU_SOURCE -DENGINE_VERSION='"$(VERSION)"' \
 CPPCHECK   ?= cppcheck
 CLANG_TIDY ?= clang-tidy
 
-.PHONY: lint lint-cppcheck lint-tidy
+.PHONY: lint lint-cppcheck lint-tidy lint-includes
 
-lint: lint-cppcheck lint-tidy
+lint: lint-includes lint-cppcheck lint-tidy
+
+lint-includes:
+	luajit scripts/lint-includes.lua engine
 
 lint-cppcheck:
 	$(CPPCHECK) --quiet --error-exitcode=1 --inline-suppr --std=c11 \

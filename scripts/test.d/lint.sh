@@ -1,5 +1,6 @@
 #!/bin/sh
-# `make lint` (cppcheck + clang-tidy over engine/, see mk/lint.mk) must find
+# `make lint` (the include structure, cppcheck and clang-tidy over engine/,
+# see mk/lint.mk) must find
 # nothing. On failure the findings are printed, one line each, with the
 # file and line, and the check fails.
 cd "$(dirname "$0")/../.."
@@ -7,7 +8,7 @@ out=$(make --no-print-directory lint 2>&1)
 status=$?
 if [ "$status" -ne 0 ]; then
   echo "lint: findings (fix them, or suppress a proven false positive inline with a comment):"
-  echo "$out" | grep -E '(error|warning|style|performance|portability):' | grep -v '^make' | sort -u
+  echo "$out" | grep -E '(error|warning|style|performance|portability):|: (modules depend|.* is included but)' | grep -v '^make' | sort -u
   exit 1
 fi
-echo "lint: cppcheck and clang-tidy clean"
+echo "lint: includes, cppcheck and clang-tidy clean"
