@@ -21,7 +21,10 @@ local function port_of(url) return tonumber(url:match(":(%d+)$")) end
 
 -- Waits (bounded) until every container of the fake server finished and
 -- the readers delivered want lines each; returns the parsed /metrics.
-local function wait_lines(url, names, want)
+-- Waits until each of names read want lines and no reader is live; with
+-- records, also until the pipeline took that many records in and out (it
+-- may still be behind the readers when they finish).
+local function wait_lines(url, names, want, records)
   local m
   proc.wait_for(function()
     local status, body = metrics.get(url .. "/metrics")
@@ -29,6 +32,10 @@ local function wait_lines(url, names, want)
     m = metrics.parse(body)
     for _, n in ipairs(names) do
       if m:value("engine_lines_read_total", { container = n }) ~= want then return false end
+    end
+    if records and (m:value("engine_records_in_total") ~= records or
+                    m:value("engine_records_out_total") ~= records) then
+      return false
     end
     return m:value("engine_readers_live") == 0
   end, 30, "every container's lines in /metrics")
@@ -134,7 +141,7 @@ describe("the metrics endpoint #sanitize #tsan", function()
       metrics = "max_containers = 2",
       filters = [[ { name = "we\"ird\\name\nx", process = function(b) return b end } ]],
     }
-    local m = wait_lines(url, { "c0", "c1" }, LINES)
+    local m = wait_lines(url, { "c0", "c1" }, LINES, 3 * LINES)
     local _, _, h = metrics.get(url .. "/metrics")
     assert.equal("text/plain; version=0.0.4; charset=utf-8", h["content-type"])
     -- c2 is beyond max_containers: summed under _other
