@@ -187,12 +187,12 @@ int pipeline_reload(pipeline_t *p, const char *path);
  * wakes the loop). */
 void pipeline_reopen(pipeline_t *p);
 
-/* One filter's counts since it was loaded (a reload starts them again). */
 /* Upper bounds (seconds) of the filter duration histogram's buckets; a
  * last, unbounded bucket follows. */
 #define PIPELINE_DURATION_BUCKETS 10
 extern const double pipeline_duration_bounds[PIPELINE_DURATION_BUCKETS];
 
+/* One filter's counts since it was loaded (a reload starts them again). */
 typedef struct pipeline_filter_stats {
   char name[64];
   unsigned long long calls, errors, timeouts, dead_letters;
