@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "http.h"
+#include "throttle.h"
 #include "uvh.h"
 
 #define ERROR_BODY_MAX (64 * 1024)
@@ -84,16 +85,9 @@ typedef struct poll_ctx {
   int removed;                    /* libcurl is done with the socket */
   uint64_t due, early;            /* uv_now times: due, and the earliest
                                      a timer tick may wake it */
-  uint64_t win_start;             /* uv_now: the current rate window began */
-  size_t win_bytes;               /* body bytes read in the window */
-  int busy;                       /* brought SMALL_READ or more per delay in
-                                     the last window: read as data comes */
+  throttle_t throttle;            /* read delays (throttle.h) */
   struct poll_ctx *rest_prev, *rest_next;
 } poll_ctx_t;
-
-/* A read smaller than this makes a delayed request's socket rest, unless
- * the stream brings this much or more per delay (it is busy). */
-#define SMALL_READ 4096
 
 static void drive(http_t *h, curl_socket_t fd, int flags);
 static void after_curl(http_t *h);
@@ -581,21 +575,9 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
   drive(h, p->fd, flags);
   if (h->drive_bytes > 0) h->reads++;
   if (!h->drive_delay || h->drive_bytes == 0 || p->removed) return;
-  /* A slow stream (a small read) is read again after its delay, a few
-   * lines at a time instead of one read per line. Whether it is slow is
-   * judged by its rate, once per delay: the daemon writes and flushes each
-   * line, so a busy stream's reads are small too when they keep up with it,
-   * and resting it would hold it to what the socket buffers per delay. */
-  uint64_t now = uv_now(h->loop), span = now - p->win_start;
-  p->win_bytes += h->drive_bytes;
-  if (span >= h->drive_delay) {
-    p->busy = (uint64_t)p->win_bytes * h->drive_delay >= (uint64_t)SMALL_READ * span;
-    p->win_start = now;
-    p->win_bytes = 0;
-  }
-  if (!p->busy && flags == CURL_CSELECT_IN && !p->resting && !h->closing &&
-      h->drive_bytes < SMALL_READ)
-    rest(p, h->drive_delay);
+  /* a slow stream is read again after its delay (throttle.h) */
+  unsigned rest_ms = throttle_after(&p->throttle, h->drive_delay, h->drive_bytes, uv_now(h->loop));
+  if (rest_ms && flags == CURL_CSELECT_IN && !p->resting && !h->closing) rest(p, rest_ms);
 }
 
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp) {
@@ -622,7 +604,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     p->poll.data = p;
     p->http = h;
     p->fd = fd;
-    p->win_start = uv_now(h->loop);
+    throttle_init(&p->throttle, uv_now(h->loop));
     curl_multi_assign(h->multi, fd, p);
   }
   int events = 0;

@@ -76,14 +76,11 @@ typedef struct http_opts {
   const char *userpwd;       /* basic auth "user:password", or NULL */
   long recv_buffer;          /* libcurl's receive buffer in bytes (1024 at
                                 least); 0: its default, 16 KiB */
-  unsigned read_delay_ms;    /* streaming only: after a read of under 4 KiB,
-                                the socket is read again at the earliest this
-                                long after (a slow stream is then read a few
-                                messages at a time, not one read each),
-                                unless the stream brought 4 KiB or more per
-                                delay in its last delay-long window (busy:
-                                read as data comes); 0: read whatever comes
-                                at once */
+  unsigned read_delay_ms;    /* streaming only: the read throttle's delay
+                                (throttle.h): after a small read of a slow
+                                stream its socket is read again at the
+                                earliest this long after; 0: read whatever
+                                comes at once */
   void (*on_sent)(void *ud); /* the request's head was written to the socket:
                                 called once, with the request's ud, from
                                 inside libcurl (it must not call into this
