@@ -1,13 +1,13 @@
 --- feed.lua - runs a pipeline.lua through build/pipeline_feed for specs.
 --
---   local feed = require("support.feed")
+--   local feed = require("spec.support.feed")
 --   local r = feed.run(source, feed.numbered(2, 3), { args = { "--lockstep" } })
 --   r.code, r.out, r.err, r.records (decoded JSON lines), r.lines, r.stats,
 --   r.filters[name] = { calls, errors, timeouts, dead_letters, disabled },
 --   r.files[name] = contents of the files named in opts.read (under @DIR@)
 --
 -- In the source, args and files, @DIR@ is the run's temporary folder.
-local proc = require("support.proc")
+local proc = require("spec.support.proc")
 local json = require("dkjson")
 
 local M = {}

@@ -2,8 +2,8 @@
 -- unit specs: the declarations of timestamp.h, decode.h, cursor.h and
 -- select.h, and helpers around them.
 --
--- Load it as require("support.ffi") with "spec/?.lua" on package.path (a
--- plain require("ffi") would return LuaJIT's own module). The library is
+-- Load it as require("spec.support.ffi"), as every spec helper (from the
+-- repository's root, where busted runs). The library is
 -- ENGINE_LIB, or build/libengine-test.so: the library built with every
 -- symbol visible (libengine.so exports only engine_*). An ENGINE_LIB naming
 -- a build folder's libengine.so means that folder's libengine-test.so.

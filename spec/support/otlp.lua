@@ -5,7 +5,7 @@
 -- names, 64-bit integers as decimal strings), so that both forms compare
 -- with assert.same.
 --
---   local otlp = require "support.otlp"
+--   local otlp = require "spec.support.otlp"
 --   local req = otlp.decode(body)   -- { resourceLogs = { ... } }
 local proc = require((...):gsub("otlp$", "proc")) -- support.proc or spec.support.proc
 

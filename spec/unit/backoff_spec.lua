@@ -1,5 +1,4 @@
-package.path = "spec/?.lua;" .. package.path
-local E = require("support.ffi")
+local E = require("spec.support.ffi")
 local ffi = require("ffi")
 
 if not pcall(ffi.typeof, "backoff_t") then

@@ -1,8 +1,7 @@
 -- check_spec.lua - `engine check`: every mistake of a pipeline in one run,
 -- each with its file:line, and no side effect (no file or folder created,
 -- no existing file touched).
-package.path = "spec/?.lua;" .. package.path
-local proc = require("support.proc")
+local proc = require("spec.support.proc")
 
 local ENGINE = os.getenv("ENGINE_BIN") or "build/engine"
 if ENGINE:sub(1, 1) ~= "/" then ENGINE = os.getenv("PWD") .. "/" .. ENGINE end -- runs in a temp folder

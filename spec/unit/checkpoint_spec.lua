@@ -1,6 +1,5 @@
-package.path = "spec/?.lua;" .. package.path
 local ffi = require("ffi")
-local E = require("support.ffi")
+local E = require("spec.support.ffi")
 local C = E.C
 
 local S = 1000000000LL

@@ -1,5 +1,4 @@
-package.path = "spec/?.lua;" .. package.path
-local E = require("support.ffi")
+local E = require("spec.support.ffi")
 local C = E.C
 local ffi = require("ffi")
 

@@ -2,9 +2,8 @@
 -- simulated fresh Debian machine: dpkg-query reports nothing installed
 -- until the stub apt-get "installs" it, id -u says root, and apt-get
 -- records its arguments. No package is installed for real.
-package.path = "spec/?.lua;" .. package.path
-local proc = require("support.proc")
-local fake = require("support.fake")
+local proc = require("spec.support.proc")
+local fake = require("spec.support.fake")
 
 -- What building and running need; nothing else may come with `make run`.
 local BUILD = { "build-essential", "pkg-config", "libluajit-5.1-dev", "luajit",

@@ -3,9 +3,8 @@
 -- built with `pkg-config engine` only (nothing from the source tree) and
 -- run against the fake Docker server; the installed libengine.so exports
 -- only engine_*.
-package.path = "spec/?.lua;" .. package.path
-local proc = require("support.proc")
-local fake = require("support.fake")
+local proc = require("spec.support.proc")
+local fake = require("spec.support.fake")
 local cjson = require("cjson")
 local ffi = require("ffi")
 

@@ -1,10 +1,10 @@
 -- encode_spec.lua - the wire formats of the network outputs (engine/encode.h)
 -- through the encode_tool (spec/support/encode_tool.c): each body is parsed
 -- back and checked field by field against the records that went in.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local proc = require("support.proc")
+package.path = "lua/?.lua;" .. package.path
+local proc = require("spec.support.proc")
 local cjson = require("cjson")
-local otlp = require("support.otlp")
+local otlp = require("spec.support.otlp")
 
 local TOOLS = os.getenv("ENGINE_TOOLS") or "build"
 local TOOL = TOOLS .. "/encode_tool"

@@ -1,9 +1,9 @@
 -- examples_spec.lua - every pipeline in examples/ run through
 -- build/pipeline_feed on recorded input (spec/fixtures/examples/*.input),
 -- checking what comes out.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local proc = require("support.proc")
-local feed = require("support.feed")
+package.path = "lua/?.lua;" .. package.path
+local proc = require("spec.support.proc")
+local feed = require("spec.support.feed")
 
 local FIXTURES = "spec/fixtures/examples/"
 

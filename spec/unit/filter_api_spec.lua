@@ -1,8 +1,8 @@
 -- filter_api_spec.lua - the Lua filter API: hooks, timers, ctx.emit, error
 -- policies and dead letters, the memory limit, routing and the file output,
 -- selections, hot reload and the sandbox; through build/pipeline_feed.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local feed = require("support.feed")
+package.path = "lua/?.lua;" .. package.path
+local feed = require("spec.support.feed")
 
 local run, numbered, input = feed.run, feed.numbered, feed.input
 

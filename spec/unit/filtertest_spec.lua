@@ -1,8 +1,7 @@
 -- filtertest_spec.lua - `engine test PIPELINE.lua [CASES]`: a pipeline's
 -- filters on test cases (JSON lines), on a simulated clock; a diff and exit
 -- code 1 on a mismatch, 2 on a bad case file or pipeline.
-package.path = "spec/?.lua;" .. package.path
-local proc = require("support.proc")
+local proc = require("spec.support.proc")
 
 local ENGINE = os.getenv("ENGINE_BIN") or "build/engine"
 

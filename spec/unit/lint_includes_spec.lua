@@ -1,5 +1,4 @@
 -- scripts/lint-includes.lua: the include structure check of `make lint`.
-package.path = "./?.lua;" .. package.path
 local proc = require "spec.support.proc"
 
 local function tree(files)

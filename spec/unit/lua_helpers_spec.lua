@@ -1,8 +1,8 @@
 -- lua_helpers_spec.lua - the helper modules in lua/engine/: logfmt, kv,
 -- time, multiline, sample and redact directly; engine.json (C, preloaded by
 -- the engine) through build/pipeline_feed.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local feed = require("support.feed")
+package.path = "lua/?.lua;" .. package.path
+local feed = require("spec.support.feed")
 local logfmt = require("engine.logfmt")
 local kv = require("engine.kv")
 local etime = require("engine.time")

@@ -1,7 +1,7 @@
 -- engine.metrics in pipeline.lua: checked and put in normal form by
 -- lua/engine/pipeline.lua (listen as "host:port", 127.0.0.1 when the host
 -- is left out).
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
+package.path = "lua/?.lua;" .. package.path
 local validator = require("engine.pipeline")
 
 local function metrics_of(m)

@@ -1,8 +1,8 @@
 -- pipeline_spec.lua - pipeline.lua loading, filters, the runaway guard and
 -- the JSON output, through the pipeline_feed tool (spec/support/pipeline_feed.c)
 -- and lua/engine/pipeline.lua directly.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local proc = require("support.proc")
+package.path = "lua/?.lua;" .. package.path
+local proc = require("spec.support.proc")
 local json = require("dkjson")
 local validator = require("engine.pipeline")
 

@@ -1,8 +1,8 @@
 -- receiver_spec.lua - the test HTTP receiver (spec/support/receiver.c) that
 -- the output specs post to: it records every request whole and answers as
 -- its script says. Requests are made with curl, each bounded by --max-time.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local proc = require("support.proc")
+package.path = "lua/?.lua;" .. package.path
+local proc = require("spec.support.proc")
 local socket = require("posix.sys.socket")
 local unistd = require("posix.unistd")
 local poll = require("posix.poll")

@@ -2,9 +2,9 @@
 -- filters (through build/pipeline_feed), the documented hash computed here
 -- independently, and the occurrence count (engine/occurrence.h) that makes
 -- a line's id the same on every read of the log (through the FFI).
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local feed = require("support.feed")
-local E = require("support.ffi")
+package.path = "lua/?.lua;" .. package.path
+local feed = require("spec.support.feed")
+local E = require("spec.support.ffi")
 local C = E.C
 local ffi = require("ffi")
 local bit = require("bit")

@@ -1,8 +1,8 @@
 -- records_spec.lua - the records filters get: lazy fields behave as the
 -- fields of a plain table (read, set, delete, iterate, encode, keep across
 -- batches, emit); through build/pipeline_feed.
-package.path = "spec/?.lua;lua/?.lua;" .. package.path
-local feed = require("support.feed")
+package.path = "lua/?.lua;" .. package.path
+local feed = require("spec.support.feed")
 
 local TIME = "2024-05-06T07:08:09.123456789Z"
 local INPUT = "@labels\tweb\tapp=shop\ttier=front\n" ..

@@ -1,5 +1,4 @@
-package.path = "spec/?.lua;" .. package.path
-local E = require("support.ffi")
+local E = require("spec.support.ffi")
 
 local web = {
   id = "4f8c2d1e9a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d",

@@ -1,5 +1,4 @@
-package.path = "spec/?.lua;" .. package.path
-local E = require("support.ffi")
+local E = require("spec.support.ffi")
 local ffi = require("ffi")
 
 local S = 1000000000LL -- one second in ns
