@@ -3,48 +3,10 @@
 -- and lua/engine/pipeline.lua directly.
 package.path = "lua/?.lua;" .. package.path
 local proc = require("spec.support.proc")
-local json = require("dkjson")
 local validator = require("engine.pipeline")
 
-local TOOLS = os.getenv("ENGINE_TOOLS") or "build"
-local FEED = os.getenv("PIPELINE_FEED") or (TOOLS .. "/pipeline_feed")
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function tempdir()
-  local ok, out = proc.sh("mktemp -d /tmp/pipeline_spec.XXXXXX")
-  assert(ok, out)
-  return (out:gsub("%s+$", ""))
-end
-
--- Input for pipeline_feed: batches is a list of batches, each a list of
--- { name, stream, time, text } (stream and time optional).
-local function input(batches)
-  local out = {}
-  for _, b in ipairs(batches) do
-    for _, r in ipairs(b) do
-      out[#out + 1] = table.concat({ r[1], r[2] or "stdout", r[3] or "2024-05-06T07:08:09.123456789Z",
-        r[4] }, "\t")
-    end
-    out[#out + 1] = ""
-  end
-  return table.concat(out, "\n") .. "\n"
-end
-
--- n batches of size lines for container "web": texts "b<batch>-l<line>".
-local function numbered(n, size)
-  local batches = {}
-  for b = 1, n do
-    local batch = {}
-    for l = 1, size do batch[l] = { "web", nil, nil, ("b%d-l%d"):format(b, l) } end
-    batches[b] = batch
-  end
-  return batches
-end
+local F = require("spec.support.feed")
+local write, input, numbered = F.write, F.input, F.numbered
 
 -- True when s is valid UTF-8 (no overlongs, surrogates or code points above
 -- U+10FFFF).
@@ -70,42 +32,8 @@ local function utf8_valid(s)
   return true
 end
 
--- Runs pipeline_feed on the pipeline source and the input text. Returns
--- { code, out, err, records (decoded JSON lines), lines (raw), stats, path }.
-local function feed(source, batches, opts)
-  opts = opts or {}
-  local dir = tempdir()
-  local path = dir .. "/pipeline.lua"
-  write(path, (source:gsub("@DIR@", dir)))
-  for name, text in pairs(opts.files or {}) do write(dir .. "/" .. name, text) end
-  local input_path = dir .. "/input"
-  write(input_path, type(batches) == "string" and batches or input(batches))
-  local argv = { FEED }
-  for _, a in ipairs(opts.args or {}) do argv[#argv + 1] = (a:gsub("@DIR@", dir)) end
-  argv[#argv + 1] = path
-  argv[#argv + 1] = input_path
-  local p = proc.spawn({ argv = argv, env = opts.env })
-  local code = p:wait(120)
-  local r = { code = code, out = p:stdout_text(), err = p:stderr_text(), path = path, dir = dir }
-  p:cleanup()
-  os.execute("rm -rf " .. proc.quote(dir))
-  assert(code, "pipeline_feed did not finish")
-  r.lines, r.records = {}, {}
-  for line in r.out:gmatch("([^\n]*)\n") do
-    r.lines[#r.lines + 1] = line
-    if not opts.plain then
-      local rec, _, err = json.decode(line)
-      assert(type(rec) == "table", "not JSON: " .. line .. " (" .. tostring(err) .. ")")
-      r.records[#r.records + 1] = rec
-    end
-  end
-  local stats = r.err:match("stats ([^\n]*)")
-  if stats then
-    r.stats = {}
-    for k, v in stats:gmatch("([%w_]+)=(%d+)") do r.stats[k] = tonumber(v) end
-  end
-  return r
-end
+-- Runs pipeline_feed on the pipeline source and the input (feed.lua).
+local feed = F.run
 
 -- The set of `line` values of the records.
 local function line_set(records)
@@ -274,7 +202,7 @@ describe("pipeline_load", function()
   end)
 
   it("reports a missing file", function()
-    local p = proc.spawn({ argv = { FEED, "/nonexistent/pipeline.lua", "/dev/null" } })
+    local p = proc.spawn({ argv = { F.FEED, "/nonexistent/pipeline.lua", "/dev/null" } })
     assert.equal(2, p:wait(60))
     assert.is_truthy(p:stderr_text():find("cannot open /nonexistent/pipeline.lua", 1, true), p:stderr_text())
     p:cleanup()
