@@ -105,9 +105,14 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
     snprintf(err, errlen, "out of memory while encoding for %s", o->name);
     return -1;
   }
+  return output_hand_over(o, b.data, b.len, records, t, err, errlen);
+}
+
+int output_hand_over(output_t *o, char *data, size_t len, size_t records, ticket_t *t, char *err,
+                     size_t errlen) {
   if (o->kind->take_now) {
-    int rc = o->kind->take_now(o, b.data, b.len, err, errlen);
-    strbuf_free(&b);
+    int rc = o->kind->take_now(o, data, len, err, errlen);
+    free(data);
     return rc;
   }
   output_body_t *body = calloc(1, sizeof *body);
@@ -115,12 +120,12 @@ int output_write(output_t *o, lua_State *L, int idx, ticket_t *t, char *err, siz
   else if (body) t = ticket_new(NULL, NULL, NULL); /* records of a timer */
   if (!body || !t) {
     free(body);
-    strbuf_free(&b);
+    free(data);
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  body->data = b.data;
-  body->len = b.len;
+  body->data = data;
+  body->len = len;
   body->records = records;
   body->handed_ns = uv_hrtime();
   body->batches = 1;

@@ -206,6 +206,13 @@ int output_init(output_t *o, const output_kind_t *kind, struct lua_State *L, int
  * -1 with a message in err (out of memory). */
 int output_write(output_t *o, struct lua_State *L, int idx, ticket_t *t, char *err, size_t n);
 
+/* The hand-over half of output_write, for records encoded elsewhere (the
+ * filter process, pipeline_worker.c): takes data (malloc'ed, len bytes
+ * holding records records; freed in every case) as one body under t.
+ * Returns 0, or -1 with a message in err (out of memory). */
+int output_hand_over(output_t *o, char *data, size_t len, size_t records, ticket_t *t, char *err,
+                     size_t n);
+
 /* Loop thread: starts o on loop. Returns 0, or -1 with a message in err. */
 int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n);
 

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,7 +133,7 @@ static void program_free(program_t *g, const program_t *keep)
       close(f->dl_fd);
     free(f->dl_path);
   }
-  free(g->filters);
+  pl_shared_free(g->filters);
   for (i = 0; i < g->n_outputs && !g->outputs_taken; i++)
     if (!has_output(keep, g->outputs[i]))
       output_free(g->outputs[i]);
@@ -208,6 +209,11 @@ pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, i
   pthread_condattr_destroy(&attr);
   p->lua_dir = strdup(lua_dir ? lua_dir : ENGINE_LUA_DIR);
   p->check_only = check_only;
+  if ((p->stats = pl_shared_calloc(1, sizeof *p->stats)) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto err;
+  }
+  atomic_store(&p->stats->call_filter, -1);
   if (source != NULL)
     p->source = strdup(source);
   if (p->lua_dir == NULL || (source != NULL && p->source == NULL)) {
@@ -252,7 +258,7 @@ int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errl
 /* ---- the pipeline thread ---- */
 
 /* Runs the init hooks in order and arms the timers. */
-static void program_start(pipeline_t *p, program_t *g)
+void pl_program_start(pipeline_t *p, program_t *g)
 {
   int64_t now = now_mono(p);
   size_t i, t;
@@ -268,7 +274,7 @@ static void program_start(pipeline_t *p, program_t *g)
 }
 
 /* Runs the shutdown hooks in order (not after an abort). */
-static void program_stop(pipeline_t *p, program_t *g)
+void pl_program_stop(pipeline_t *p, program_t *g)
 {
   size_t i;
 
@@ -280,7 +286,7 @@ static void program_stop(pipeline_t *p, program_t *g)
 }
 
 /* The earliest due time of the program's timers, or 0 when none. */
-static int64_t next_due(const program_t *g)
+int64_t pl_next_due(const program_t *g)
 {
   int64_t due = 0;
   size_t i, t;
@@ -298,7 +304,7 @@ static int64_t next_due(const program_t *g)
 
 /* Runs the timers that are due, each once (a late timer does not catch
  * up), and schedules them again from now. */
-static void run_timers(pipeline_t *p, program_t *g)
+void pl_run_timers(pipeline_t *p, program_t *g)
 {
   int64_t now = now_mono(p);
   size_t i, t;
@@ -346,6 +352,64 @@ static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
   old->outputs_taken = g->outputs_taken = 1;
 }
 
+/* ---- the filter process (engine.filter_isolation = "process") ---- */
+
+/* Starts the filter process for g; on failure batches follow their first
+ * filter's on_error until a start, tried once a second, succeeds. */
+static void start_worker(pipeline_t *p, program_t *g)
+{
+  p->worker_tried = pl_clock_ns(CLOCK_MONOTONIC);
+  if (pl_worker_start(p, g) != 0)
+    log_error(NULL, "the filter process could not start: batches follow their first filter's "
+                    "on_error until it does (tried again each second)");
+}
+
+/* Runs batch b (under ticket t) through the filter process, or, when that
+ * fails, through the failed filter's on_error; restarts the process. */
+static void process_isolated(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t)
+{
+  unsigned char *sent;
+  char msg[256];
+  int f;
+
+  if (atomic_load(&p->aborted)) { /* stopping: unfiltered, here (run_chain skips filters) */
+    pl_process_batch(p, g, b);
+    return;
+  }
+  if (p->worker == NULL && pl_clock_ns(CLOCK_MONOTONIC) - p->worker_tried >= 1000000000LL)
+    start_worker(p, g);
+  sent = calloc(g->n_outputs + 1, 1);
+  if (p->worker == NULL || sent == NULL) {
+    pl_count(&p->stats->records_in, b->n);
+    pl_fallback_batch(p, g, b, pl_first_filter(g, b->container),
+                      sent ? "no filter process" : "out of memory", NULL);
+    pl_count(&p->stats->batches, 1);
+    free(sent);
+    return;
+  }
+  if (pl_worker_batch(p, g, b, t, sent, msg, sizeof msg, &f) != 0) {
+    pl_fallback_batch(p, g, b, f, msg, sent);
+    pl_count(&p->stats->batches, 1);
+    if (!atomic_load(&p->aborted)) {
+      log_warn(NULL, "restarting the filter process: the init hooks run again; state kept in Lua "
+                     "is lost");
+      start_worker(p, g);
+    }
+  }
+  free(sent);
+}
+
+/* Runs the filter process's timers when due. */
+static void tick_worker(pipeline_t *p, program_t *g)
+{
+  int64_t due = pl_worker_due(p);
+
+  if (p->worker == NULL || due == 0 || now_mono(p) < due)
+    return;
+  if (pl_worker_tick(p, g) != 0 && !atomic_load(&p->aborted))
+    start_worker(p, g);
+}
+
 /* Loads path in a new program and swaps it in (see pipeline_reload). */
 static void reload(pipeline_t *p, const char *path)
 {
@@ -357,7 +421,7 @@ static void reload(pipeline_t *p, const char *path)
   g = program_load(p, path, &cfg, err, sizeof err);
   if (g == NULL) {
     config_free(&cfg);
-    pl_count(&p->stats.reload_failures, 1);
+    pl_count(&p->stats->reload_failures, 1);
     log_error(NULL, "reload: %s; the running pipeline stays", err);
     return;
   }
@@ -366,7 +430,11 @@ static void reload(pipeline_t *p, const char *path)
     memset(&cfg.select, 0, sizeof cfg.select);
   }
   config_free(&cfg);
-  program_stop(p, old); /* its shutdown hooks may still write to its outputs */
+  /* its shutdown hooks may still write to its outputs */
+  if (p->isolate)
+    pl_worker_stop(p, old, 1);
+  else
+    pl_program_stop(p, old);
   pthread_mutex_lock(&p->prog_mu);
   p->prog = g;
   pthread_mutex_unlock(&p->prog_mu);
@@ -374,8 +442,11 @@ static void reload(pipeline_t *p, const char *path)
   if (p->delivery != NULL)
     hand_over_outputs(p, old, g);
   program_free(old, g);
-  program_start(p, g);
-  pl_count(&p->stats.reloads, 1);
+  if (p->isolate)
+    start_worker(p, g);
+  else
+    pl_program_start(p, g);
+  pl_count(&p->stats->reloads, 1);
   log_info(NULL, "reload: %s is running", path);
 }
 
@@ -422,16 +493,24 @@ static void *pipeline_thread(void *arg)
   batch_t *b;
   int end = 0, aborted;
 
-  program_start(p, p->prog);
+  if (p->isolate)
+    start_worker(p, p->prog);
+  else
+    pl_program_start(p, p->prog);
   while (!end) {
     aborted = atomic_load(&p->aborted);
-    b = queue_wait(p, aborted ? 0 : next_due(p->prog), &path, &end);
+    b = queue_wait(p, aborted ? 0 : p->isolate ? pl_worker_due(p) : pl_next_due(p->prog), &path,
+                   &end);
     if (path != NULL) {
       reload(p, path);
       free(path);
     }
-    if (!atomic_load(&p->aborted))
-      run_timers(p, p->prog);
+    if (!atomic_load(&p->aborted)) {
+      if (p->isolate)
+        tick_worker(p, p->prog);
+      else
+        pl_run_timers(p, p->prog);
+    }
     if (b != NULL && atomic_load(&p->discard)) {
       /* out of time at stop: not processed, not acknowledged, so the next
        * run reads these lines again from the saved cursors */
@@ -441,8 +520,8 @@ static void *pipeline_thread(void *arg)
         p->on_batch_done(p->batch_done_ud, b);
       else
         batch_free(b);
-      atomic_store(&p->stats.progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
-      pl_count(&p->stats.settled, 1);
+      atomic_store(&p->stats->progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
+      pl_count(&p->stats->settled, 1);
       continue;
     }
     if (b != NULL) {
@@ -450,7 +529,10 @@ static void *pipeline_thread(void *arg)
        * outputs that took it released their references too. */
       ticket_t *t = ticket_new(b, p->on_batch_done, p->batch_done_ud);
       p->ticket = t;
-      pl_process_batch(p, p->prog, b);
+      if (p->isolate)
+        process_isolated(p, p->prog, b, t);
+      else
+        pl_process_batch(p, p->prog, b);
       p->ticket = NULL;
       if (t != NULL)
         ticket_release(t);
@@ -458,15 +540,18 @@ static void *pipeline_thread(void *arg)
         p->on_batch_done(p->batch_done_ud, b);
       else
         batch_free(b);
-      atomic_store(&p->stats.progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
-      pl_count(&p->stats.settled, 1);
+      atomic_store(&p->stats->progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
+      pl_count(&p->stats->settled, 1);
     }
   }
   if (atomic_load(&p->discarded))
     log_warn(NULL, "stop ran out of time: %llu records were not delivered; left unacknowledged "
              "(with a state_dir, the next run reads them again from the saved cursors)",
              (unsigned long long)atomic_load(&p->discarded));
-  program_stop(p, p->prog);
+  if (p->isolate)
+    pl_worker_stop(p, p->prog, !atomic_load(&p->aborted));
+  else
+    pl_program_stop(p, p->prog);
   atomic_store(&p->done, 1);
   uv_async_send(&p->async);
   return NULL;
@@ -503,6 +588,7 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   }
   p->on_exit = on_exit;
   p->ud = ud;
+  p->isolate = p->prog->isolate; /* until the engine restarts */
   if (uv_async_init(loop, &p->async, pipeline_async_cb) != 0)
     return -1;
   uvh_opened((uv_handle_t *)&p->async);
@@ -595,9 +681,9 @@ void pipeline_submit(pipeline_t *p, batch_t *b)
   else
     p->head = b;
   p->tail = b;
-  if (atomic_load(&p->stats.submitted) == atomic_load(&p->stats.settled))
-    atomic_store(&p->stats.progress_ns, pl_clock_ns(CLOCK_MONOTONIC)); /* it was idle */
-  pl_count(&p->stats.submitted, 1);
+  if (atomic_load(&p->stats->submitted) == atomic_load(&p->stats->settled))
+    atomic_store(&p->stats->progress_ns, pl_clock_ns(CLOCK_MONOTONIC)); /* it was idle */
+  pl_count(&p->stats->submitted, 1);
   pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);
 }
@@ -660,20 +746,20 @@ void pipeline_close(pipeline_t *p)
 
 void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
 {
-  out->batches = atomic_load(&p->stats.batches);
-  out->records_in = atomic_load(&p->stats.records_in);
-  out->records_out = atomic_load(&p->stats.records_out);
-  out->filter_errors = atomic_load(&p->stats.filter_errors);
-  out->filter_timeouts = atomic_load(&p->stats.filter_timeouts);
-  out->output_errors = atomic_load(&p->stats.output_errors);
-  out->records_unrouted = atomic_load(&p->stats.records_unrouted);
-  out->dead_letters = atomic_load(&p->stats.dead_letters);
-  out->reloads = atomic_load(&p->stats.reloads);
-  out->reload_failures = atomic_load(&p->stats.reload_failures);
+  out->batches = atomic_load(&p->stats->batches);
+  out->records_in = atomic_load(&p->stats->records_in);
+  out->records_out = atomic_load(&p->stats->records_out);
+  out->filter_errors = atomic_load(&p->stats->filter_errors);
+  out->filter_timeouts = atomic_load(&p->stats->filter_timeouts);
+  out->output_errors = atomic_load(&p->stats->output_errors);
+  out->records_unrouted = atomic_load(&p->stats->records_unrouted);
+  out->dead_letters = atomic_load(&p->stats->dead_letters);
+  out->reloads = atomic_load(&p->stats->reloads);
+  out->reload_failures = atomic_load(&p->stats->reload_failures);
   /* in this order: a batch counted in submitted set progress_ns before */
-  unsigned long long submitted = atomic_load(&p->stats.submitted);
-  int64_t progress = atomic_load(&p->stats.progress_ns);
-  unsigned long long settled = atomic_load(&p->stats.settled);
+  unsigned long long submitted = atomic_load(&p->stats->submitted);
+  int64_t progress = atomic_load(&p->stats->progress_ns);
+  unsigned long long settled = atomic_load(&p->stats->settled);
   out->batches_pending = submitted > settled ? submitted - settled : 0;
   out->stalled_for = 0;
   if (out->batches_pending) {
@@ -681,7 +767,8 @@ void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
     out->stalled_for = d > 0 ? (double)d / 1e9 : 0;
   }
   pthread_mutex_lock(&p->prog_mu);
-  out->lua_bytes = p->prog ? atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed) : 0;
+  out->lua_bytes = p->isolate ? atomic_load(&p->stats->child_lua_bytes)
+                  : p->prog ? atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed) : 0;
   pthread_mutex_unlock(&p->prog_mu);
 }
 
@@ -731,7 +818,40 @@ void pipeline_free(pipeline_t *p)
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->prog_mu);
+  pl_shared_free(p->stats);
   free(p);
+}
+
+/* ---- memory shared with the filter process ---- */
+
+/* The mapping's length is kept in front of the memory handed out. */
+#define SHARED_HEAD 64
+
+void *pl_shared_calloc(size_t n, size_t size)
+{
+  size_t len;
+  char *m;
+
+  if (size != 0 && n > (SIZE_MAX - SHARED_HEAD) / size)
+    return NULL;
+  len = SHARED_HEAD + n * size;
+  m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    return NULL;
+  memcpy(m, &len, sizeof len); /* mmap's memory is zeroed */
+  return m + SHARED_HEAD;
+}
+
+void pl_shared_free(void *ptr)
+{
+  size_t len;
+  char *m = ptr;
+
+  if (ptr == NULL)
+    return;
+  m -= SHARED_HEAD;
+  memcpy(&len, m, sizeof len);
+  munmap(m, len);
 }
 
 /* ---- a simulated run (pipeline_internal.h) ---- */
@@ -740,7 +860,7 @@ void pl_sim_start(pipeline_t *p, int64_t now)
 {
   p->simulated = 1;
   p->sim_now = now;
-  program_start(p, p->prog);
+  pl_program_start(p, p->prog);
 }
 
 int pl_sim_advance(pipeline_t *p, int64_t to)
@@ -748,12 +868,12 @@ int pl_sim_advance(pipeline_t *p, int64_t to)
   int64_t due;
   long rounds = 0;
 
-  while ((due = next_due(p->prog)) != 0 && due <= to) {
+  while ((due = pl_next_due(p->prog)) != 0 && due <= to) {
     if (++rounds > PL_SIM_MAX_ROUNDS)
       return -1;
     if (due > p->sim_now)
       p->sim_now = due;
-    run_timers(p, p->prog);
+    pl_run_timers(p, p->prog);
   }
   if (to > p->sim_now)
     p->sim_now = to;
@@ -762,5 +882,5 @@ int pl_sim_advance(pipeline_t *p, int64_t to)
 
 void pl_sim_stop(pipeline_t *p)
 {
-  program_stop(p, p->prog);
+  pl_program_stop(p, p->prog);
 }

@@ -153,7 +153,7 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
 
   lua_getfield(L, idx, "filters");
   n = lua_objlen(L, -1);
-  g->filters = calloc(n ? n : 1, sizeof *g->filters);
+  g->filters = pl_shared_calloc(n ? n : 1, sizeof *g->filters);
   if (g->filters == NULL) {
     luaL_error(L, "out of memory"); /* does not return */
     return;
@@ -319,6 +319,11 @@ int pl_copy_config(lua_State *L)
   if (s != NULL)
     cfg->log_level = log_parse_level(s);
   lua_pop(L, 1);
+  lua_getfield(L, 4, "filter_isolation");
+  s = lua_tostring(L, -1);
+  if (s != NULL)
+    cfg->filter_isolation = strcmp(s, "process") == 0;
+  lua_pop(L, 1);
   lua_getfield(L, 4, "metrics"); /* validated: { listen = "host:port", max_containers } */
   if (lua_istable(L, -1)) {
     lua_getfield(L, 5, "listen");
@@ -334,6 +339,7 @@ int pl_copy_config(lua_State *L)
   copy_filters(L, 1, g);
   copy_outputs(L, 1, g);
   g->filter_timeout = cfg->filter_timeout;
+  g->isolate = cfg->filter_isolation;
   g->mem.limit = lua_memory;
   return 0;
 }

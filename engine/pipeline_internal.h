@@ -99,6 +99,7 @@ typedef struct program {
                                   program, whose unchanged outputs are kept */
   int routing;     /* look at records' `output`: several outputs or a routed_only one */
   double filter_timeout;
+  int isolate;     /* engine.filter_isolation = "process" */
   int report;      /* log errors of protected calls (not while loading) */
   int detached;    /* kept records were made plain tables (logged once) */
   int check_only;  /* pipeline_check: open no file (outputs are null outputs) */
@@ -118,7 +119,14 @@ typedef struct pipeline_counters {
       output_errors, records_unrouted, dead_letters, reloads, reload_failures;
   atomic_ullong submitted, settled; /* batches queued; processed or dropped */
   atomic_llong progress_ns; /* CLOCK_MONOTONIC: last batch settled, or work arrived when idle */
+  /* The filter process's current call (pipeline_worker.c): the filter's
+   * index (-1: none), and when it began (CLOCK_MONOTONIC ns). */
+  atomic_int call_filter;
+  atomic_llong call_started_ns;
+  atomic_size_t child_lua_bytes; /* the filter process's Lua state */
 } pipeline_counters_t;
+
+typedef struct pl_worker pl_worker_t;
 
 struct pipeline {
   void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
@@ -166,7 +174,23 @@ struct pipeline {
   void (*on_exit)(void *ud);
   void *ud;
 
-  pipeline_counters_t stats;
+  /* In memory shared with the filter process (pl_shared_calloc), so that
+   * the counts it makes are the engine's. */
+  pipeline_counters_t *stats;
+
+  /* The filter process (pipeline_worker.c); isolate: engine.filter_isolation
+   * is "process" (pipeline thread only) */
+  int isolate;
+  pl_worker_t *worker;
+  int64_t worker_tried;     /* CLOCK_MONOTONIC ns: the last start of one */
+  /* in the filter process only */
+  int in_worker;            /* this is the filter process */
+  int worker_fd;            /* its end of the channel */
+  int in_batch;             /* the bodies it sends belong to the batch */
+  char *tap_want;           /* the tap points wanted for the batch */
+  size_t n_tap_want;
+  /* pl_fallback_batch's view (the thread, after the process failed) */
+  const unsigned char *fb_sent; /* outputs that got the batch already */
 };
 
 static inline int64_t pl_clock_ns(clockid_t id)
@@ -182,6 +206,41 @@ static inline void pl_count(atomic_ullong *c, unsigned long long n)
 {
   atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
+
+/* Zeroed memory for n items of size bytes shared with the filter process
+ * (MAP_SHARED): the counters and the filters. NULL when out of memory.
+ * pl_shared_free(NULL) does nothing. */
+void *pl_shared_calloc(size_t n, size_t size);
+void pl_shared_free(void *ptr);
+
+/* ---- pipeline_worker.c: the filter process ---- */
+
+/* The thread: starts a filter process for g (init hooks run in it).
+ * Returns 0, or -1 when it could not start or died starting (reported). */
+int pl_worker_start(pipeline_t *p, program_t *g);
+/* The thread: runs b through the process; its bodies go to g's outputs
+ * under t; sent (g->n_outputs flags) marks the outputs that got one.
+ * Returns 0; or -1 when the process failed (reported and gone: the caller
+ * applies on_error, pl_fallback_batch) with the message in msg and the
+ * failed filter's index in *filter (-1: none). */
+int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsigned char *sent,
+                    char *msg, size_t n, int *filter);
+/* The thread: runs the process's due timers. Returns 0, or -1 (it failed:
+ * reported and gone). */
+int pl_worker_tick(pipeline_t *p, program_t *g);
+/* The thread: the process's next timer (CLOCK_MONOTONIC ns), 0: none. */
+int64_t pl_worker_due(const pipeline_t *p);
+/* The thread: ends the process; with shutdown its shutdown hooks run
+ * first (what they emit goes to g's outputs). */
+void pl_worker_stop(pipeline_t *p, program_t *g, int shutdown);
+/* The process: encodes the records at idx for output o of g and sends
+ * them. Returns 0, or -1 when out of memory. */
+int pl_worker_write(pipeline_t *p, program_t *g, output_t *o, lua_State *L, int idx);
+/* The process: whether a tap client wants the batch's records at point. */
+int pl_worker_tap_wanted(const pipeline_t *p, int point, const char *name);
+/* The process: sends records encoded for a tap client. */
+void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname,
+                   const char *data, size_t len);
 
 /* ---- pipeline_lua.c ---- */
 
@@ -252,11 +311,29 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b);
  * and counted; a failed init disables the filter). */
 void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t);
 
+/* The thread, after the filter process failed on b (pl_worker_batch):
+ * applies the on_error of filter f (-1: "pass") to the batch as it came
+ * in: "pass" writes it unfiltered to the outputs sent does not mark,
+ * "dead_letter" writes it to f's dead-letter file with msg, "drop" drops
+ * it. Cannot fail (errors are logged and counted). */
+void pl_fallback_batch(pipeline_t *p, program_t *g, batch_t *b, int f, const char *msg,
+                       const unsigned char *sent);
+
+/* The first filter that takes batches of c (-1: none). */
+int pl_first_filter(const program_t *g, const container_t *c);
+
 /* Runs a full garbage collection when g's state holds more than 3/4 of its
  * memory limit. */
 void pl_collect_if_full(program_t *g);
 
 /* ---- pipeline.c ---- */
+
+/* Run in the filter process too: the init hooks and timers' first due
+ * times; the shutdown hooks; the due timers; the next due time (0: none). */
+void pl_program_start(pipeline_t *p, program_t *g);
+void pl_program_stop(pipeline_t *p, program_t *g);
+void pl_run_timers(pipeline_t *p, program_t *g);
+int64_t pl_next_due(const program_t *g);
 
 /* Loads path, or source (not NULL) under the name path (pipeline.h's
  * pipeline_load, pipeline_load_source), with check_only (program_t). On

@@ -107,10 +107,10 @@ static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs,
   }
   rc |= strbuf_add(b, "]}\n", 3);
   if (rc == 0 && write(f->dl_fd, b->data, b->len) == (ssize_t)b->len) {
-    pl_count(&p->stats.dead_letters, 1);
+    pl_count(&p->stats->dead_letters, 1);
     pl_count(&f->dead_letters, 1);
   } else {
-    pl_count(&p->stats.output_errors, 1);
+    pl_count(&p->stats->output_errors, 1);
     log_error(c ? c->name : NULL, "filter %s: cannot write to the dead-letter file %s: %s",
               f->name, f->dl_path, rc ? "out of memory" : strerror(errno));
   }
@@ -130,7 +130,7 @@ static int apply_on_error(pipeline_t *p, program_t *g, filter_t *f, int recs,
 
 static void count_failure(pipeline_t *p, filter_t *f, int rc)
 {
-  pl_count(rc == CALL_TIMEOUT ? &p->stats.filter_timeouts : &p->stats.filter_errors, 1);
+  pl_count(rc == CALL_TIMEOUT ? &p->stats->filter_timeouts : &p->stats->filter_errors, 1);
   pl_count(rc == CALL_TIMEOUT ? &f->timeouts : &f->errors, 1);
 }
 
@@ -171,6 +171,22 @@ static void record_duration(filter_t *f, int64_t ns)
   pl_count(&f->duration_ns, ns > 0 ? (unsigned long long)ns : 0);
 }
 
+/* In the filter process: the engine watches the call of filter f begun at
+ * now (CLOCK_MONOTONIC ns) and ends it when it runs past filter_timeout. */
+static void call_begins(pipeline_t *p, const program_t *g, const filter_t *f, int64_t now)
+{
+  if (!p->in_worker)
+    return;
+  atomic_store(&p->stats->call_started_ns, now);
+  atomic_store(&p->stats->call_filter, (int)(f - g->filters));
+}
+
+static void call_ends(pipeline_t *p)
+{
+  if (p->in_worker)
+    atomic_store(&p->stats->call_filter, -1);
+}
+
 /* Runs one filter on the records at recs. On success they are replaced by
  * what the filter returned (or its in-place edit of a copy of the array),
  * followed by what it emitted; on failure they stay as they were and the
@@ -203,7 +219,9 @@ static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ct
   p->emit_f = f;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
+  call_begins(p, g, f, (int64_t)t0.tv_sec * 1000000000LL + t0.tv_nsec);
   rc = pl_call_protected(p, g, 2, 1, what, cname, 1);
+  call_ends(p);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   record_duration(f, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   p->emit_on = 0;
@@ -327,21 +345,38 @@ static void tap_records(pipeline_t *p, lua_State *L, int point, const char *name
 {
   strbuf_t b = {0};
 
-  if (!tap_wanted(p->tap, point, name, cname))
+  if (p->in_worker ? !pl_worker_tap_wanted(p, point, name) : !tap_wanted(p->tap, point, name, cname))
     return;
-  if (encode_ndjson(&b, L, idx, 0) == 0)
-    tap_offer(p->tap, point, name, cname, b.data, b.len);
+  if (encode_ndjson(&b, L, idx, 0) == 0) {
+    if (p->in_worker)
+      pl_worker_tap(p, point, name, cname, b.data, b.len);
+    else
+      tap_offer(p->tap, point, name, cname, b.data, b.len);
+  }
   strbuf_free(&b);
 }
 
-static void write_output(pipeline_t *p, output_t *o, lua_State *L, int idx, const char *cname)
+/* Writes the records at idx to output i of g (in the filter process: sends
+ * them to the engine, pipeline_worker.c). */
+static void write_output(pipeline_t *p, program_t *g, size_t i, lua_State *L, int idx,
+                         const char *cname)
 {
+  output_t *o = g->outputs[i];
   char err[512];
+  int rc;
 
+  if (p->fb_sent && p->fb_sent[i])
+    return; /* a fallback: the filter process wrote it already */
   tap_records(p, L, TAP_OUTPUT, o->name, idx, cname);
   err[0] = '\0';
-  if (output_write(o, L, idx, p->ticket, err, sizeof err) < 0) {
-    pl_count(&p->stats.output_errors, 1);
+  if (p->in_worker) {
+    rc = pl_worker_write(p, g, o, L, idx);
+    snprintf(err, sizeof err, "out of memory while encoding for %s", o->name);
+  } else {
+    rc = output_write(o, L, idx, p->ticket, err, sizeof err);
+  }
+  if (rc < 0) {
+    pl_count(&p->stats->output_errors, 1);
     log_error(cname, "output %s: %s", o->name, err);
   }
 }
@@ -359,9 +394,9 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
   if (n == 0)
     return;
   if (!g->routing || !any_routed(L, recs)) {
-    pl_count(&p->stats.records_out, n);
+    pl_count(&p->stats->records_out, n);
     for (i = 0; i < g->n_outputs; i++)
-      write_output(p, g->outputs[i], L, recs, cname);
+      write_output(p, g, i, L, recs, cname);
     return;
   }
   hits = lua_newuserdata(L, n); /* collected with the batch */
@@ -369,15 +404,15 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
   for (i = 0; i < g->n_outputs; i++) {
     push_routed(L, recs, g->outputs[i], hits);
     if (lua_objlen(L, -1) > 0)
-      write_output(p, g->outputs[i], L, lua_gettop(L), cname);
+      write_output(p, g, i, L, lua_gettop(L), cname);
     lua_pop(L, 1);
   }
   for (i = 0; i < n; i++)
     reached += hits[i];
   lua_pop(L, 1);
-  pl_count(&p->stats.records_out, reached);
+  pl_count(&p->stats->records_out, reached);
   if (reached < n) {
-    pl_count(&p->stats.records_unrouted, n - reached);
+    pl_count(&p->stats->records_unrouted, n - reached);
     log_debug(cname, "%zu records named no existing output in `output`", n - reached);
   }
 }
@@ -460,7 +495,9 @@ int pl_run_hook(lua_State *L)
   p->emit_c = NULL;
   p->emit_f = f;
   pl_count(&f->calls, 1);
+  call_begins(p, g, f, pl_clock_ns(CLOCK_MONOTONIC));
   rc = pl_call_protected(p, g, 1, 0, what, NULL, 1);
+  call_ends(p);
   p->emit_on = 0;
   if (rc != CALL_OK) {
     pl_take_emitted(p, g, 0);
@@ -536,7 +573,7 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
   lua_State *L = g->L;
   int top = lua_gettop(L);
 
-  pl_count(&p->stats.records_in, b->n);
+  pl_count(&p->stats->records_in, b->n);
   if (b->n > 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, g->run_ref);
     lua_pushlightuserdata(L, p);
@@ -551,5 +588,58 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
     limit_held(g);
   }
   /* Counted last: a batch counts as processed once its outputs took it. */
-  pl_count(&p->stats.batches, 1);
+  pl_count(&p->stats->batches, 1);
+}
+
+/* Protected: the batch (argument 3) after the filter process failed on it:
+ * on_error of filter argument 4 (-1: pass) with message argument 5.
+ * Arguments 1, 2: pipeline, program. */
+static int run_fallback(lua_State *L)
+{
+  pipeline_t *p = lua_touserdata(L, 1);
+  program_t *g = lua_touserdata(L, 2);
+  batch_t *b = lua_touserdata(L, 3);
+  int f = (int)lua_tointeger(L, 4);
+  const char *msg = lua_tostring(L, 5);
+  int policy = f >= 0 ? g->filters[f].on_error : ON_ERROR_PASS;
+
+  lua_settop(L, 5);
+  record_push_batch(L, b); /* 6 */
+  if (policy == ON_ERROR_DEAD_LETTER)
+    dead_letter(p, g, &g->filters[f], 6, b->container, msg ? msg : "");
+  else if (policy == ON_ERROR_PASS)
+    write_outputs(p, g, 6, b->container->name);
+  return 0;
+}
+
+void pl_fallback_batch(pipeline_t *p, program_t *g, batch_t *b, int f, const char *msg,
+                       const unsigned char *sent)
+{
+  lua_State *L = g->L;
+  int top = lua_gettop(L);
+
+  if (b->n == 0)
+    return;
+  p->fb_sent = sent;
+  lua_pushcfunction(L, run_fallback);
+  lua_pushlightuserdata(L, p);
+  lua_pushlightuserdata(L, g);
+  lua_pushlightuserdata(L, b);
+  lua_pushinteger(L, f);
+  lua_pushstring(L, msg);
+  pl_call_protected(p, g, 5, 0, "pipeline", b->container->name, 0);
+  lua_settop(L, top);
+  p->fb_sent = NULL;
+  lua_gc(L, LUA_GCSTEP, (int)(b->bytes_cap / 1024));
+  pl_collect_if_full(g);
+}
+
+int pl_first_filter(const program_t *g, const container_t *c)
+{
+  size_t i;
+
+  for (i = 0; i < g->n_filters; i++)
+    if (filter_selects(&g->filters[i], c) && g->filters[i].process_ref != LUA_NOREF)
+      return (int)i;
+  return -1;
 }

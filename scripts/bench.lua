@@ -92,6 +92,31 @@ local function status_kb(pid, key)
   return tonumber((proc.read("/proc/" .. pid .. "/status") or ""):match(key .. ":%s*(%d+)"))
 end
 
+-- pid and its children (the filter process), as a list.
+local function family(pid)
+  local out = { pid }
+  local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
+  for _, t in ipairs(ok and tasks or {}) do
+    for c in (proc.read("/proc/" .. pid .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
+      out[#out + 1] = tonumber(c)
+    end
+  end
+  return out
+end
+
+-- The sum over pid's family of cpu() and of a status field (KiB).
+local function family_cpu(pid)
+  local n = 0
+  for _, p in ipairs(family(pid)) do n = n + (cpu(p) or 0) end
+  return n
+end
+
+local function family_kb(pid, key)
+  local n = 0
+  for _, p in ipairs(family(pid)) do n = n + (status_kb(p, key) or 0) end
+  return n
+end
+
 -- Context switches of every thread of pid (wake-ups).
 local function switches(pid)
   local ok, list = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
@@ -163,7 +188,7 @@ end
 local FILTERS = dofile("scripts/bench-filters.lua")
 
 -- Scenarios 1-3: one run. Returns lines/s, CPU s per million lines, peak RSS KiB.
-local function throughput(scenario)
+local function throughput(scenario, isolation)
   local n = opt.lines
   -- the container starts (and exits: its lines are all preloaded) a little
   -- after the engine, which follows it from that start event; a container
@@ -176,15 +201,16 @@ local function throughput(scenario)
   local src = string.format([[
 return {
   docker = { host = %q },
+  engine = { filter_isolation = %q },
   %s
   outputs = { { type = "null" } },
-}]], srv.host, FILTERS[scenario])
+}]], srv.host, isolation or "process", FILTERS[scenario])
   local p, dir = start_engine(src)
   local c, hwm
   proc.wait_for(function()
     if log_of(dir):find("stopped following", 1, true) then
-      c = cpu(p:pid())
-      hwm = status_kb(p:pid(), "VmHWM")
+      c = family_cpu(p:pid())
+      hwm = family_kb(p:pid(), "VmHWM")
       return true
     end
   end, 600, "the engine to read every line")
@@ -216,16 +242,20 @@ local function reference()
 end
 
 local refs = {}
-for s = 1, 3 do
+-- 1-3 with the filters in their own process (the default), then 2 and 3
+-- with them on the pipeline thread (engine.filter_isolation = "thread")
+for _, sc in ipairs { { 1 }, { 2 }, { 3 }, { 2, "thread" }, { 3, "thread" } } do
+  local s, iso = sc[1], sc[2]
   if not want(s) then goto next end
   local r, c, m, q = {}, {}, {}, {}
   for _ = 1, opt.runs do
-    local a, b, d = throughput(s)
+    local a, b, d = throughput(s, iso)
     local ra = reference()
     r[#r + 1], c[#c + 1], m[#m + 1], q[#q + 1] = a, b, d, a / ra
     refs[#refs + 1] = ra
   end
-  row(tostring(s), names[s], string.format("%.0f lines/s = %.2fx the reference", median(r), median(q)),
+  row(s .. (iso and "t" or ""), names[s] .. (iso and ", filters on the pipeline thread" or ""),
+      string.format("%.0f lines/s = %.2fx the reference", median(r), median(q)),
       string.format("%.2f s per M lines (%.2f us/line)", median(c), median(c)),
       string.format("%.1f MiB", median(m) / 1024))
   ::next::

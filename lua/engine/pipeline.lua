@@ -726,6 +726,7 @@ local ENGINE_KEYS = {
   stats_interval = "nonnegative", lua_memory = "memory",
   state_dir = "state_dir", checkpoint_interval = "positive", fsync = "boolean",
   max_buffered = "size", max_readers = "size", max_events_per_second = "size", metrics = "metrics",
+  filter_isolation = "isolation",
 }
 
 -- Where cursors are saved: a folder, or false to keep them in memory.
@@ -791,6 +792,8 @@ function Check:engine(v)
     if val ~= nil then
       if kind == "level" then
         out[key] = self:try("choice", val, where, { "error", "warn", "info", "debug" })
+      elseif kind == "isolation" then
+        out[key] = self:try("choice", val, where, { "process", "thread" })
       else
         out[key] = self:try(kind, val, where)
       end

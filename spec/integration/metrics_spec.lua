@@ -402,10 +402,12 @@ describe("the metrics endpoint with a stuck pipeline #sanitize", function()
     srv = fake.start { "--containers", "1", "--rate", "100" }
     local url
     -- the first batch blocks the pipeline thread 14 s in a C call the
-    -- runaway guard cannot stop (filter_timeout 1 s: /ready gives up at 6 s)
+    -- runaway guard cannot stop (filter_timeout 1 s: /ready gives up at 6 s);
+    -- the filters run on the pipeline thread (in their own process such a
+    -- call is ended after filter_timeout: isolation_spec)
     e, url = metrics.start_engine {
       docker_host = srv.host,
-      engine = "filter_timeout = 1, stop_timeout = 30,",
+      engine = "filter_timeout = 1, stop_timeout = 30, filter_isolation = 'thread',",
       filters = [[ { name = "stuck", on_error = "pass", process = (function()
         local stuck = false
         return function(b)

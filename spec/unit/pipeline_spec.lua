@@ -352,10 +352,11 @@ describe("the pipeline thread", function()
   end)
 
   it("interrupts runaway filters after filter_timeout and keeps the later batches flowing", function()
+    -- on the pipeline thread, the filter's state (n) outlives each timeout
     local r = feed([[
       local n = 0
       return {
-        engine = { filter_timeout = 0.2 },
+        engine = { filter_timeout = 0.2, filter_isolation = "thread" },
         filters = { { name = "runaway", process = function(b)
           n = n + 1
           if n == 2 then while true do end end
