@@ -260,7 +260,7 @@ int pl_setup_state(lua_State *L)
   lua_getglobal(L, "os"); /* 3 */
   block(L, 3, "exit", "os.exit", "");
   lua_getglobal(L, "jit"); /* 4 */
-  block(L, 4, "on", "jit.on", " (the runaway guard needs the JIT off)");
+  block(L, 4, "on", "jit.on", " (the engine sets the JIT compiler: engine.filter_isolation)");
   lua_getglobal(L, "debug"); /* 5 */
   block(L, 5, "sethook", "debug.sethook", " (the runaway guard owns the hook)");
   lua_getglobal(L, "io"); /* 6 */
