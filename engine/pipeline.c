@@ -354,6 +354,14 @@ static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
 
 /* ---- the filter process (engine.filter_isolation = "process") ---- */
 
+/* Whether g's filters run in the filter process: isolation is on and there
+ * are filters (without any, the records only need encoding: the thread
+ * does it). */
+static int isolated(const pipeline_t *p, const program_t *g)
+{
+  return p->isolate && g->n_filters > 0;
+}
+
 /* Starts the filter process for g; on failure batches follow their first
  * filter's on_error until a start, tried once a second, succeeds. */
 static void start_worker(pipeline_t *p, program_t *g)
@@ -431,7 +439,7 @@ static void reload(pipeline_t *p, const char *path)
   }
   config_free(&cfg);
   /* its shutdown hooks may still write to its outputs */
-  if (p->isolate)
+  if (isolated(p, old))
     pl_worker_stop(p, old, 1);
   else
     pl_program_stop(p, old);
@@ -442,7 +450,7 @@ static void reload(pipeline_t *p, const char *path)
   if (p->delivery != NULL)
     hand_over_outputs(p, old, g);
   program_free(old, g);
-  if (p->isolate)
+  if (isolated(p, g))
     start_worker(p, g);
   else
     pl_program_start(p, g);
@@ -493,20 +501,20 @@ static void *pipeline_thread(void *arg)
   batch_t *b;
   int end = 0, aborted;
 
-  if (p->isolate)
+  if (isolated(p, p->prog))
     start_worker(p, p->prog);
   else
     pl_program_start(p, p->prog);
   while (!end) {
     aborted = atomic_load(&p->aborted);
-    b = queue_wait(p, aborted ? 0 : p->isolate ? pl_worker_due(p) : pl_next_due(p->prog), &path,
+    b = queue_wait(p, aborted ? 0 : isolated(p, p->prog) ? pl_worker_due(p) : pl_next_due(p->prog), &path,
                    &end);
     if (path != NULL) {
       reload(p, path);
       free(path);
     }
     if (!atomic_load(&p->aborted)) {
-      if (p->isolate)
+      if (isolated(p, p->prog))
         tick_worker(p, p->prog);
       else
         pl_run_timers(p, p->prog);
@@ -529,7 +537,7 @@ static void *pipeline_thread(void *arg)
        * outputs that took it released their references too. */
       ticket_t *t = ticket_new(b, p->on_batch_done, p->batch_done_ud);
       p->ticket = t;
-      if (p->isolate)
+      if (isolated(p, p->prog))
         process_isolated(p, p->prog, b, t);
       else
         pl_process_batch(p, p->prog, b);
@@ -548,7 +556,7 @@ static void *pipeline_thread(void *arg)
     log_warn(NULL, "stop ran out of time: %llu records were not delivered; left unacknowledged "
              "(with a state_dir, the next run reads them again from the saved cursors)",
              (unsigned long long)atomic_load(&p->discarded));
-  if (p->isolate)
+  if (isolated(p, p->prog))
     pl_worker_stop(p, p->prog, !atomic_load(&p->aborted));
   else
     pl_program_stop(p, p->prog);
@@ -767,8 +775,9 @@ void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
     out->stalled_for = d > 0 ? (double)d / 1e9 : 0;
   }
   pthread_mutex_lock(&p->prog_mu);
-  out->lua_bytes = p->isolate ? atomic_load(&p->stats->child_lua_bytes)
-                  : p->prog ? atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed) : 0;
+  out->lua_bytes = p->prog == NULL ? 0
+                  : isolated(p, p->prog) ? atomic_load(&p->stats->child_lua_bytes)
+                  : atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed);
   pthread_mutex_unlock(&p->prog_mu);
 }
 

@@ -54,6 +54,9 @@ struct pl_worker {
   pid_t pid;
   int fd;           /* the thread's end of the channel */
   int64_t next_due; /* the process's next timer (CLOCK_MONOTONIC ns), 0: none */
+  strbuf_t out;     /* the request being sent (kept: one allocation) */
+  char *in;         /* the answer being read */
+  size_t in_cap;
 };
 
 enum {
@@ -430,6 +433,8 @@ static int reap(pl_worker_t *w, int kill_it)
   while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
     ;
   close(w->fd);
+  strbuf_free(&w->out);
+  free(w->in);
   free(w);
   return status;
 }
@@ -445,8 +450,6 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
                    unsigned char *sent, int *status)
 {
   pl_worker_t *w = p->worker;
-  char *buf = NULL;
-  size_t cap = 0;
   int rc = WAIT_DIED;
 
   for (;;) {
@@ -471,16 +474,16 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
     msg_head_t h;
     if (recv_all(w->fd, &h, sizeof h) != 0 || h.len > WMSG_MAX)
       break;
-    if (h.len > cap) {
-      char *nb = realloc(buf, h.len);
+    if (h.len > w->in_cap) {
+      char *nb = realloc(w->in, h.len);
       if (nb == NULL)
         break;
-      buf = nb;
-      cap = h.len;
+      w->in = nb;
+      w->in_cap = h.len;
     }
-    if (h.len && recv_all(w->fd, buf, h.len) != 0)
+    if (h.len && recv_all(w->fd, w->in, h.len) != 0)
       break;
-    rd_t r = {buf, buf + h.len, 0};
+    rd_t r = {w->in, w->in + h.len, 0};
     if (h.type == WMSG_DONE) {
       w->next_due = take_i64(&r);
       rc = WAIT_DONE;
@@ -519,7 +522,6 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
       break;
     }
   }
-  free(buf);
   *status = 0;
   if (rc != WAIT_DONE) {
     p->worker = NULL;
@@ -650,29 +652,30 @@ int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsign
                     char *msg, size_t n, int *filter)
 {
   const container_t *c = b->container;
-  strbuf_t m = {0}, taps = {0};
+  strbuf_t *mp = &p->worker->out, taps = {0};
   uint32_t n_tap = 0;
   size_t i;
   int rc, status;
 
-  rc = put_str(&m, c->id) | put_str(&m, c->name) | put_str(&m, c->image) |
-       put_u32(&m, (uint32_t)c->tty) | put_u32(&m, (uint32_t)c->n_labels);
+  mp->len = 0;
+  rc = put_str(mp, c->id) | put_str(mp, c->name) | put_str(mp, c->image) |
+       put_u32(mp, (uint32_t)c->tty) | put_u32(mp, (uint32_t)c->n_labels);
   for (i = 0; i < c->n_labels; i++)
-    rc |= put_str(&m, c->label_pairs[i]);
-  rc |= put(&m, &b->floor_ts, sizeof b->floor_ts) | put_u32(&m, (uint32_t)b->n) |
-        put_u32(&m, (uint32_t)b->used) | put(&m, b->recs, b->n * sizeof *b->recs) |
-        put(&m, b->bytes, b->used) | tap_list(p, g, c->name, &taps, &n_tap);
-  rc |= put_u32(&m, (uint32_t)taps.len) | put(&m, taps.data, taps.len) | put_u32(&m, n_tap);
+    rc |= put_str(mp, c->label_pairs[i]);
+  rc |= put(mp, &b->floor_ts, sizeof b->floor_ts) | put_u32(mp, (uint32_t)b->n) |
+        put_u32(mp, (uint32_t)b->used) | put(mp, b->recs, b->n * sizeof *b->recs) |
+        put(mp, b->bytes, b->used) | tap_list(p, g, c->name, &taps, &n_tap);
+  rc |= put_u32(mp, (uint32_t)taps.len) | put(mp, taps.data, taps.len) | put_u32(mp, n_tap);
   strbuf_free(&taps);
   if (rc != 0) {
-    strbuf_free(&m);
+    strbuf_free(mp);
     snprintf(msg, n, "out of memory");
     *filter = -1;
     return -1;
   }
-  struct iovec part = {m.data, m.len};
+  struct iovec part = {mp->data, mp->len};
   rc = request(p, g, WMSG_BATCH, &part, 1, t, c->name, sent, &status);
-  strbuf_free(&m);
+  strbuf_free(mp);
   if (rc == WAIT_DONE)
     return 0;
   pl_worker_report(p, g, rc, status, c->name, msg, n, filter);

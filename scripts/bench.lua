@@ -35,7 +35,9 @@
 --      merged into one request): seconds from the containers' start until
 --      the receiver holds every line, requests made, and the ratio
 --      delayed/undelayed
--- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
+-- Each of 1-3 reports lines/s, CPU seconds per million lines (the engine and
+-- its filter process) and memory (the engine's peak RSS plus what its filter
+-- process does not share with it),
 -- the median of --runs runs, and lines/s as a ratio to a machine-speed
 -- reference timed after each run (row R, scripts/bench-ref.lua: the work
 -- filter alone in a plain LuaJIT process with the JIT on, over the same
@@ -111,9 +113,18 @@ local function family_cpu(pid)
   return n
 end
 
-local function family_kb(pid, key)
-  local n = 0
-  for _, p in ipairs(family(pid)) do n = n + (status_kb(p, key) or 0) end
+-- The engine's memory: its peak RSS, plus the memory its filter process
+-- does not share with it (private pages, now: the kernel keeps no peak of
+-- those; the pages the two share after the fork count once).
+local function family_kb(pid)
+  local n = status_kb(pid, "VmHWM") or 0
+  for i, c in ipairs(family(pid)) do
+    if i > 1 then
+      local r = proc.read("/proc/" .. c .. "/smaps_rollup") or ""
+      n = n + (tonumber(r:match("Private_Clean:%s*(%d+)")) or 0) +
+              (tonumber(r:match("Private_Dirty:%s*(%d+)")) or 0)
+    end
+  end
   return n
 end
 
@@ -210,7 +221,7 @@ return {
   proc.wait_for(function()
     if log_of(dir):find("stopped following", 1, true) then
       c = family_cpu(p:pid())
-      hwm = family_kb(p:pid(), "VmHWM")
+      hwm = family_kb(p:pid())
       return true
     end
   end, 600, "the engine to read every line")
