@@ -35,6 +35,11 @@
 --      merged into one request): seconds from the containers' start until
 --      the receiver holds every line, requests made, and the ratio
 --      delayed/undelayed
+--  10  compression: one container's --out-lines lines (default 300,000,
+--      logfmt, about 120 bytes each) through the http output (NDJSON, the
+--      default batches of up to 1000 lines) to a local receiver, which keeps
+--      each request body; build/bench_compress then compresses every body
+--      with gzip and with zstd as the output does: MiB/s per core and ratio
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
 -- the median of --runs runs. --quick runs every scenario once at a tiny size
 -- (what `make test` does, to keep the script working).
@@ -460,6 +465,33 @@ if want(9) then
   end
   row("9", string.format("%d containers backfill %d lines each to an http receiver answering "
                          .. "after 100 ms / at once", opt.ship_containers, opt.ship_lines),
+      table.concat(cells, "; "), "", "")
+end
+
+-- Scenario 10: gzip against zstd on the bodies the http output writes.
+if want(10) then
+  local receiver = require "spec.support.receiver"
+  local n = opt.out_lines
+  local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
+                           tostring(n), "--retain", tostring(n), "--logfmt" }
+  local rx = receiver.start {}
+  local p, dir = start_engine(string.format(
+    'return { docker = { host = %q }, outputs = { { type = "http", url = "%s/ingest" } } }', srv.host, rx.url))
+  proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
+                "the engine to read every line")
+  finish(p, dir)
+  local ok, out = proc.sh("make -s build/bench_compress >/dev/null && build/bench_compress "
+                          .. proc.quote(rx.dir .. "/req") .. "/*.body", 600)
+  rx:stop()
+  srv:stop()
+  assert(ok, out)
+  io.stderr:write(out)
+  local bodies = out:match("^(%d+ bodies[^\n]*)")
+  local cells = {}
+  for name, mibs, ms, ratio in out:gmatch("\n| ([^|]-) | ([%d.]+) | ([%d.]+) | ([%d.]+) |") do
+    cells[#cells + 1] = string.format("%s: %s MiB/s, %s ms CPU per MiB, ratio %s", name, mibs, ms, ratio)
+  end
+  row("10", string.format("compressing the http output's bodies of %d logfmt lines (%s)", n, bodies or "?"),
       table.concat(cells, "; "), "", "")
 end
 

@@ -441,7 +441,8 @@ do
   end
   local common = { "type", "name", "routed_only" }
   local delivery = { "url", "retry_max", "backoff_initial", "backoff_max", "dead_letter", "mode" }
-  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip", "concurrency" }
+  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip", "compression",
+                 "concurrency" }
   OUTPUT_KEYS.stdout = set(common, { "format" })
   OUTPUT_KEYS.null = set(common, { "format" })
   OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
@@ -540,10 +541,7 @@ function Check:network_output(o, where, entry)
     if type(o.record_id) ~= "boolean" then self:fail(where .. ".record_id", "must be true or false") end
     entry.record_id = o.record_id
   end
-  if o.gzip ~= nil then
-    if type(o.gzip) ~= "boolean" then self:fail(where .. ".gzip", "must be true or false") end
-    entry.gzip = o.gzip
-  end
+  self:compression(o, where, entry)
   for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
     if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
   end
@@ -578,6 +576,36 @@ function Check:network_output(o, where, entry)
   end
   if entry.type == "loki" then self:loki_output(o, where, entry) end
   if o.index ~= nil then entry.index = self:nonempty_string(o.index, where .. ".index") end
+end
+
+-- Where a destination cannot decode zstd request bodies.
+local NO_ZSTD = {
+  loki = "Loki's push API decodes gzip request bodies, not zstd",
+  elasticsearch = "Elasticsearch decodes gzip request bodies, not zstd",
+  otlp = "OTLP/HTTP defines gzip as its only request compression",
+}
+
+-- compression ("none", "gzip", "zstd"; `gzip = true` is "gzip"), into
+-- entry.compression (left out for "none").
+function Check:compression(o, where, entry)
+  local c
+  if o.gzip ~= nil then
+    if type(o.gzip) ~= "boolean" then self:fail(where .. ".gzip", "must be true or false") end
+    c = o.gzip and "gzip" or "none"
+  end
+  if o.compression ~= nil then
+    local chosen = self:choice(o.compression, where .. ".compression", { "none", "gzip", "zstd" })
+    if c and c ~= chosen then
+      self:fail(where .. ".gzip", "says %s but compression = %q: set only compression",
+                o.gzip and "true" or "false", chosen)
+    end
+    c = chosen
+  end
+  if c == "zstd" and NO_ZSTD[entry.type] then
+    self:fail(where .. ".compression", "cannot be \"zstd\" for outputs of type %q: %s (use \"gzip\")",
+              entry.type, NO_ZSTD[entry.type])
+  end
+  if c and c ~= "none" then entry.compression = c end
 end
 
 -- Loki's labels, tenant and line_format (engine/encode_loki.c), into entry:

@@ -167,7 +167,8 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tabel" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, batch_max_bytes, batch_max_records, ca_file, concurrency, dead_letter, gzip, headers, mode, name, retry_max, "
+        .. "backoff_max, batch_max_bytes, batch_max_records, ca_file, compression, concurrency, dead_letter, gzip, headers, mode, "
+        .. "name, retry_max, "
         .. "routed_only, table, "
         .. "timeout, tls_verify, type, url)",
       'pipeline.lua:4: outputs[2].facility is only for outputs of type "syslog"',
@@ -189,7 +190,7 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tenent" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, ca_file, concurrency, dead_letter, gzip, headers, labels, line_format, mode, name, "
+        .. "backoff_max, ca_file, compression, concurrency, dead_letter, gzip, headers, labels, line_format, mode, name, "
         .. "retry_max, routed_only, tenant, timeout, tls_verify, type, url)",
       'pipeline.lua:6: outputs[3].line_format is only for outputs of type "loki"',
     }, lines)
@@ -227,6 +228,41 @@ return {
       'pipeline.lua:3: outputs[1].encoding must be "protobuf" or "json" (got "xml")',
       'pipeline.lua:4: outputs[2].encoding is only for outputs of type "otlp"',
     }, lines)
+  end)
+
+  it("takes compression none, gzip or zstd (gzip = true its alias), zstd only where it is decoded", function()
+    local code, lines = check(dir, [[
+return {
+  outputs = {
+    { type = "http", url = "http://127.0.0.1:9", compression = "br" },
+    { type = "http", name = "a", url = "http://127.0.0.1:9", gzip = true, compression = "zstd" },
+    { type = "loki", url = "http://127.0.0.1:9", compression = "zstd" },
+    { type = "elasticsearch", url = "http://127.0.0.1:9", compression = "zstd" },
+    { type = "otlp", url = "http://127.0.0.1:9", compression = "zstd" },
+    { type = "syslog", url = "tcp://127.0.0.1:9", compression = "gzip" },
+  },
+}
+]])
+    assert.equal(2, code)
+    assert.same({
+      'pipeline.lua:3: outputs[1].compression must be one of "none", "gzip", "zstd" (got "br")',
+      'pipeline.lua:4: outputs[2].gzip says true but compression = "zstd": set only compression',
+      'pipeline.lua:5: outputs[3].compression cannot be "zstd" for outputs of type "loki": Loki\'s push API '
+        .. 'decodes gzip request bodies, not zstd (use "gzip")',
+      'pipeline.lua:6: outputs[4].compression cannot be "zstd" for outputs of type "elasticsearch": '
+        .. 'Elasticsearch decodes gzip request bodies, not zstd (use "gzip")',
+      'pipeline.lua:7: outputs[5].compression cannot be "zstd" for outputs of type "otlp": OTLP/HTTP defines '
+        .. 'gzip as its only request compression (use "gzip")',
+      "pipeline.lua:8: outputs[6].compression is not for syslog outputs",
+    }, lines)
+    code, lines = check(dir, [[
+return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", compression = "zstd" },
+                     { type = "http", url = "http://127.0.0.1:9", compression = "zstd" },
+                     { type = "loki", url = "http://127.0.0.1:9", gzip = true, compression = "gzip" },
+                     { type = "otlp", url = "http://127.0.0.1:9", gzip = false, compression = "none" },
+                     { type = "elasticsearch", url = "http://127.0.0.1:9", gzip = true } } }
+]])
+    assert.equal(0, code, table.concat(lines, "\n"))
   end)
 
   it("takes a network output's concurrency as a whole number of requests from 1 to 64", function()
