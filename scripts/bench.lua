@@ -31,10 +31,14 @@
 --      50) backfill --ship-lines lines each (default 400, batches of 100
 --      lines) through the http output to a local receiver that answers at
 --      once or each request 100 ms after it came, with concurrency 1, 2, 4
---      and 8, then 1 and 4 with batch_max_bytes = 1 MiB (queued batches
---      merged into one request): seconds from the containers' start until
---      the receiver holds every line, requests made, and the ratio
---      delayed/undelayed
+--      and 8 and merging off (batch_max_bytes = 0), then 1 and 4 with the
+--      default merging (queued batches merged into one request of up to
+--      1 MiB), and 4 with batch_max_bytes = 256 KiB and 4 MiB: seconds from
+--      the containers' start until the receiver holds every line, requests
+--      made, and the ratio delayed/undelayed. --ship-runs C:B,... picks the
+--      runs: concurrency C with batch_max_bytes B (0: merging off; d: the
+--      default), e.g. --ship-containers 100 --ship-lines 4000
+--      --ship-runs 4:d,4:0 for 400,000 lines
 --  10  compression: one container's --out-lines lines (default 300,000,
 --      logfmt, about 120 bytes each) through the http output (NDJSON, the
 --      default batches of up to 1000 lines) to a local receiver, which keeps
@@ -51,6 +55,11 @@ local unistd = require "posix.unistd"
 local opt = { runs = 3, lines = 2000000, out = "build/bench/results.md", seconds = 60,
               containers = 1000, docker_lines = 1000000, out_lines = 300000,
               ship_containers = 50, ship_lines = 400 }
+local function ship_runs(text)
+  local runs = {}
+  for c, b in text:gmatch("(%d+):(%w+)") do runs[#runs + 1] = { tonumber(c), tonumber(b) } end
+  return runs
+end
 local i = 1
 while arg[i] do
   local a = arg[i]
@@ -64,6 +73,7 @@ while arg[i] do
   elseif a == "--out-lines" then i = i + 1; opt.out_lines = tonumber(arg[i])
   elseif a == "--ship-containers" then i = i + 1; opt.ship_containers = tonumber(arg[i])
   elseif a == "--ship-lines" then i = i + 1; opt.ship_lines = tonumber(arg[i])
+  elseif a == "--ship-runs" then i = i + 1; opt.ship_runs = ship_runs(arg[i])
   elseif a == "--only" then i = i + 1; opt.only = {}
     for n in arg[i]:gmatch("%d+") do opt.only[tonumber(n)] = true end
   else io.stderr:write("bench: unknown argument ", a, "\n"); os.exit(2) end
@@ -421,7 +431,7 @@ end
 -- Scenario 9: an http output with several requests in flight, to a slow
 -- collector. One run: seconds until the receiver holds every line, and the
 -- requests it got.
-local function ship(concurrency, delay_ms, merge)
+local function ship(concurrency, delay_ms, max_bytes)
   local receiver = require "spec.support.receiver"
   local c, n = opt.ship_containers, opt.ship_lines
   local DELAY = 2 -- the containers start after the engine, which reads them from their start
@@ -434,10 +444,11 @@ return {
   docker = { host = %q },
   batch = { max_lines = 100 },
   outputs = { { type = "http", url = %q, concurrency = %d, %s } },
-}]], srv.host, rx.url, concurrency, merge and "batch_max_bytes = 1048576" or ""))
+}]], srv.host, rx.url, concurrency, max_bytes and "batch_max_bytes = " .. max_bytes or ""))
   local glob = proc.quote(rx.dir .. "/req") .. "/*.body"
   local t
-  proc.wait_for(function()
+  local ok, err = pcall(proc.wait_for, function()
+    if not p:running() then error("the engine stopped: " .. log_of(dir), 0) end
     local _, out = proc.sh("cat " .. glob .. " 2>/dev/null | wc -l")
     if tonumber(out) >= c * n then
       t = proc.now() - t_start
@@ -448,20 +459,22 @@ return {
   finish(p, dir)
   rx:stop()
   srv:stop()
+  if not ok then error(err, 0) end
   return t, tonumber(reqs)
 end
 
 if want(9) then
   local cells = {}
-  local runs = opt.quick and { { 1 }, { 4, true } }
-               or { { 1 }, { 2 }, { 4 }, { 8 }, { 1, true }, { 4, true } }
+  local runs = opt.ship_runs or (opt.quick and { { 1, 0 }, { 4 } })
+               or { { 1, 0 }, { 2, 0 }, { 4, 0 }, { 8, 0 }, { 1 }, { 4 }, { 4, 262144 }, { 4, 4194304 } }
   for _, r in ipairs(runs) do
-    local conc, merge = r[1], r[2]
-    local fast, fast_reqs = ship(conc, 0, merge)
-    local slow, slow_reqs = ship(conc, 100, merge)
+    local conc, max_bytes = r[1], r[2]
+    local fast, fast_reqs = ship(conc, 0, max_bytes)
+    local slow, slow_reqs = ship(conc, 100, max_bytes)
+    local merging = max_bytes == 0 and " unmerged" or not max_bytes and " merged (default)"
+                    or string.format(" merged, batch_max_bytes %d", max_bytes)
     cells[#cells + 1] = string.format("concurrency %d%s: %.2f s / %.2f s = %.1fx (%d / %d requests)",
-                                      conc, merge and " merged" or "", slow, fast, slow / fast,
-                                      slow_reqs, fast_reqs)
+                                      conc, merging, slow, fast, slow / fast, slow_reqs, fast_reqs)
   end
   row("9", string.format("%d containers backfill %d lines each to an http receiver answering "
                          .. "after 100 ms / at once", opt.ship_containers, opt.ship_lines),

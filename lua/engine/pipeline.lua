@@ -558,8 +558,8 @@ function Check:network_output(o, where, entry)
   for _, k in ipairs { "batch_max_bytes", "batch_max_records" } do
     if o[k] ~= nil then
       self:number(o[k], where .. "." .. k)
-      if o[k] < 1 or floor(o[k]) ~= o[k] then
-        self:fail(where .. "." .. k, "must be a whole number above 0 (got %s)", show(o[k]))
+      if o[k] < 0 or floor(o[k]) ~= o[k] then
+        self:fail(where .. "." .. k, "must be a whole number, 0 (no limit) or more (got %s)", show(o[k]))
       end
       entry[k] = o[k]
     end

@@ -288,13 +288,16 @@ return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurre
     assert.equal(0, code, table.concat(lines, "\n"))
     code, lines = check(dir, [[
 return { outputs = { { type = "loki", url = "http://127.0.0.1:9", batch_max_records = 10 },
-                     { type = "http", url = "http://127.0.0.1:9", batch_max_bytes = 0 } } }
+                     { type = "http", url = "http://127.0.0.1:9", batch_max_bytes = -1 },
+                     { type = "http", name = "b", url = "http://127.0.0.1:9", batch_max_records = 2.5 },
+                     { type = "http", name = "off", url = "http://127.0.0.1:9", batch_max_bytes = 0 } } }
 ]])
     assert.equal(2, code)
     assert.same({
       "pipeline.lua:1: outputs[1].batch_max_records is not for outputs of type \"loki\" (only for "
         .. "\"http\", \"clickhouse\", \"elasticsearch\")",
-      "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number above 0 (got 0)",
+      "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number, 0 (no limit) or more (got -1)",
+      "pipeline.lua:3: outputs[3].batch_max_records must be a whole number, 0 (no limit) or more (got 2.5)",
     }, lines)
     code, lines = check(dir, [[
 return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurrency = 64 } } }
