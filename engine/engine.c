@@ -237,10 +237,22 @@ static void on_drain_tick(uv_timer_t *t) {
   pipeline_close_outputs(e->pipeline, 0, outputs_closed, e);
 }
 
+/* The drain sends at once what an output's batch_timeout holds back (out
+ * of memory: it goes when its batch_timeout is up). */
+static void flush_outputs(engine_t *e) {
+  size_t n = pipeline_outputs(e->pipeline, NULL, 0);
+  output_t **outs = n ? calloc(n, sizeof(output_t *)) : NULL;
+  if (!outs) return;
+  size_t got = pipeline_outputs(e->pipeline, outs, n);
+  for (size_t i = 0; i < got && i < n; i++) output_flush(outs[i]);
+  free(outs);
+}
+
 static void on_pipeline_exit(void *ud) {
   engine_t *e = ud;
   e->pipeline_exited = 1;
   if (e->pipeline_started) pipeline_close(e->pipeline); /* joins: no batch comes back now */
+  flush_outputs(e);
   snapshot(e, &e->final);
   uv_timer_stop(&e->stop_timer);
   uv_timer_start(&e->stop_timer, on_drain_tick, 0, 50);

@@ -446,7 +446,7 @@ do
   OUTPUT_KEYS.stdout = set(common, { "format" })
   OUTPUT_KEYS.null = set(common, { "format" })
   OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
-  local merge = { "batch_max_bytes", "batch_max_records" }
+  local merge = { "batch_max_bytes", "batch_max_records", "batch_timeout" }
   OUTPUT_KEYS.http = set(common, delivery, http, merge, { "format", "record_id" })
   OUTPUT_KEYS.clickhouse = set(common, delivery, http, merge, { "table" })
   OUTPUT_KEYS.loki = set(common, delivery, http, { "labels", "tenant", "line_format" })
@@ -563,6 +563,13 @@ function Check:network_output(o, where, entry)
       end
       entry[k] = o[k]
     end
+  end
+  if o.batch_timeout ~= nil then
+    self:number(o.batch_timeout, where .. ".batch_timeout")
+    if o.batch_timeout < 0 or o.batch_timeout > 60 then
+      self:fail(where .. ".batch_timeout", "must be seconds from 0 to 60 (got %s)", show(o.batch_timeout))
+    end
+    entry.batch_timeout = o.batch_timeout
   end
   if o.dead_letter ~= nil then
     entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),

@@ -167,8 +167,8 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tabel" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, batch_max_bytes, batch_max_records, ca_file, compression, concurrency, dead_letter, gzip, headers, mode, "
-        .. "name, retry_max, "
+        .. "backoff_max, batch_max_bytes, batch_max_records, batch_timeout, ca_file, compression, concurrency, dead_letter, "
+        .. "gzip, headers, mode, name, retry_max, "
         .. "routed_only, table, "
         .. "timeout, tls_verify, type, url)",
       'pipeline.lua:4: outputs[2].facility is only for outputs of type "syslog"',
@@ -290,7 +290,10 @@ return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurre
 return { outputs = { { type = "loki", url = "http://127.0.0.1:9", batch_max_records = 10 },
                      { type = "http", url = "http://127.0.0.1:9", batch_max_bytes = -1 },
                      { type = "http", name = "b", url = "http://127.0.0.1:9", batch_max_records = 2.5 },
-                     { type = "http", name = "off", url = "http://127.0.0.1:9", batch_max_bytes = 0 } } }
+                     { type = "http", name = "off", url = "http://127.0.0.1:9", batch_max_bytes = 0 },
+                     { type = "http", name = "t", url = "http://127.0.0.1:9", batch_timeout = 61 },
+                     { type = "loki", name = "l", url = "http://127.0.0.1:9", batch_timeout = 1 },
+                     { type = "clickhouse", url = "http://127.0.0.1:9", batch_timeout = 0.5 } } }
 ]])
     assert.equal(2, code)
     assert.same({
@@ -298,6 +301,9 @@ return { outputs = { { type = "loki", url = "http://127.0.0.1:9", batch_max_reco
         .. "\"http\", \"clickhouse\", \"elasticsearch\")",
       "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number, 0 (no limit) or more (got -1)",
       "pipeline.lua:3: outputs[3].batch_max_records must be a whole number, 0 (no limit) or more (got 2.5)",
+      "pipeline.lua:5: outputs[5].batch_timeout must be seconds from 0 to 60 (got 61)",
+      "pipeline.lua:6: outputs[6].batch_timeout is not for outputs of type \"loki\" (only for "
+        .. "\"http\", \"clickhouse\", \"elasticsearch\")",
     }, lines)
     code, lines = check(dir, [[
 return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurrency = 64 } } }
