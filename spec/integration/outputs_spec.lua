@@ -144,7 +144,8 @@ describe("network outputs #sanitize", function()
   end)
 
   it("compresses the body with zstd when asked, also the halves of a body answered 413", function()
-    srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "50", "--linger" }
+    -- logged before the engine starts: the first body holds a whole batch of 20 records
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "50", "--lines", "50", "--linger" }
     rx = receiver.start { "--script", "413,200" }
     e = engine.start { pipeline = pipeline(srv.host,
       string.format('{ type = "http", url = %q, compression = "zstd" }', rx.url)) }
