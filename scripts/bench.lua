@@ -41,8 +41,8 @@
 --      --ship-runs 4:d,4:0 for 400,000 lines
 --  10  compression: one container's --out-lines lines (default 300,000,
 --      logfmt, about 120 bytes each) through the http output (NDJSON, the
---      default batches of up to 1000 lines) to a local receiver, which keeps
---      each request body; build/bench_compress then compresses every body
+--      default batches of up to 1000 lines, one a request as when
+--      compressed) to a local receiver, which keeps each request body; build/bench_compress then compresses every body
 --      with gzip and with zstd as the output does: MiB/s per core and ratio
 -- Each of 1-3 reports lines/s, CPU seconds per million lines and peak RSS,
 -- the median of --runs runs. --quick runs every scenario once at a tiny size
@@ -489,7 +489,9 @@ if want(10) then
                            tostring(n), "--retain", tostring(n), "--logfmt" }
   local rx = receiver.start {}
   local p, dir = start_engine(string.format(
-    'return { docker = { host = %q }, outputs = { { type = "http", url = "%s/ingest" } } }', srv.host, rx.url))
+    -- one batch a body, as a compressing output sends them (never merged)
+    'return { docker = { host = %q }, outputs = { { type = "http", url = "%s/ingest", batch_max_bytes = 0 } } }',
+    srv.host, rx.url))
   proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
                 "the engine to read every line")
   finish(p, dir)
