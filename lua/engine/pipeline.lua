@@ -571,6 +571,14 @@ function Check:network_output(o, where, entry)
     end
     entry.batch_timeout = o.batch_timeout
   end
+  if entry.compression then
+    for _, k in ipairs { "batch_max_bytes", "batch_max_records", "batch_timeout" } do
+      if entry[k] and entry[k] > 0 then
+        self:fail(where .. "." .. k, "merges bodies, which compression = %q rules out (a compressed body "
+                  .. "is one stream, sent alone): leave out one of them", entry.compression)
+      end
+    end
+  end
   if o.dead_letter ~= nil then
     entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),
                                       where .. ".dead_letter")

@@ -240,6 +240,7 @@ return {
     { type = "elasticsearch", url = "http://127.0.0.1:9", compression = "zstd" },
     { type = "otlp", url = "http://127.0.0.1:9", compression = "zstd" },
     { type = "syslog", url = "tcp://127.0.0.1:9", compression = "gzip" },
+    { type = "clickhouse", url = "http://127.0.0.1:9", compression = "gzip", batch_max_bytes = 65536 },
   },
 }
 ]])
@@ -254,13 +255,15 @@ return {
       'pipeline.lua:7: outputs[5].compression cannot be "zstd" for outputs of type "otlp": OTLP/HTTP defines '
         .. 'gzip as its only request compression (use "gzip")',
       "pipeline.lua:8: outputs[6].compression is not for syslog outputs",
+      'pipeline.lua:9: outputs[7].batch_max_bytes merges bodies, which compression = "gzip" rules out (a '
+        .. "compressed body is one stream, sent alone): leave out one of them",
     }, lines)
     code, lines = check(dir, [[
 return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", compression = "zstd" },
                      { type = "http", url = "http://127.0.0.1:9", compression = "zstd" },
                      { type = "loki", url = "http://127.0.0.1:9", gzip = true, compression = "gzip" },
                      { type = "otlp", url = "http://127.0.0.1:9", gzip = false, compression = "none" },
-                     { type = "elasticsearch", url = "http://127.0.0.1:9", gzip = true } } }
+                     { type = "elasticsearch", url = "http://127.0.0.1:9", gzip = true, batch_max_bytes = 0 } } }
 ]])
     assert.equal(0, code, table.concat(lines, "\n"))
   end)
