@@ -16,7 +16,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 VERSION := 0.1.0
 
-PKGS    := luajit libcurl libcjson libuv zlib
+PKGS    := luajit libcurl libcjson libuv zlib libzstd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -83,6 +83,10 @@ $(B)/%: spec/support/%.c $(B)/libengine.a
 # scripts/bench-json.sh's timing program
 $(B)/bench_json: scripts/bench_json.c $(B)/libengine.a
 	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
+
+# scripts/bench.sh scenario 10's compression timing program
+$(B)/bench_compress: scripts/bench_compress.c
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
 # ENGINE_CHECKS: the invariants of check.h are checked in these builds.
 SAN_ASAN := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined \

@@ -170,6 +170,7 @@ static void step(delivery_t *d) {
       busy = 1;
       if (now >= en->next_start) try_start(d, en);
     }
+    if (d->closing || en->dropping) output_flush(en->o); /* batch_timeout no longer waited out */
     output_take(en->o);
     if (en->dropping) {
       busy = 1;

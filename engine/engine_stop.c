@@ -18,6 +18,7 @@
 #include "inflight.h"
 #include "log.h"
 #include "metrics.h"
+#include "output.h"
 #include "registry.h"
 #include "uvh.h"
 
@@ -105,10 +106,22 @@ static void on_drain_tick(uv_timer_t *t) {
   pipeline_close_outputs(e->pipeline, 0, outputs_closed, e);
 }
 
+/* The drain sends at once what an output's batch_timeout holds back (out
+ * of memory: it goes when its batch_timeout is up). */
+static void flush_outputs(engine_t *e) {
+  size_t n = pipeline_outputs(e->pipeline, NULL, 0);
+  output_t **outs = n ? calloc(n, sizeof(output_t *)) : NULL;
+  if (!outs) return;
+  size_t got = pipeline_outputs(e->pipeline, outs, n);
+  for (size_t i = 0; i < got && i < n; i++) output_flush(outs[i]);
+  free(outs);
+}
+
 void engine_pipeline_exited(void *ud) {
   engine_t *e = ud;
   e->pipeline_exited = 1;
   if (e->pipeline_started) pipeline_close(e->pipeline); /* joins: no batch comes back now */
+  flush_outputs(e);
   engine_snapshot(e, &e->final);
   engine_set_stop_phase(e, STOP_DRAINING, NULL);
   uv_timer_stop(&e->stop_timer);

@@ -83,6 +83,7 @@ int output_init(output_t *o, const output_kind_t *kind, lua_State *L, int idx) {
   o->cfg.concurrency = (int)field_number(L, idx, "concurrency", 1);
   o->cfg.batch_max_bytes = (size_t)field_number(L, idx, "batch_max_bytes", 0);
   o->cfg.batch_max_records = (size_t)field_number(L, idx, "batch_max_records", 0);
+  o->cfg.batch_timeout = field_number(L, idx, "batch_timeout", 0);
   if (o->cfg.concurrency < 1) o->cfg.concurrency = 1;
   o->cfg.backoff_initial = field_number(L, idx, "backoff_initial", 0.5);
   o->cfg.backoff_max = field_number(L, idx, "backoff_max", 30);
@@ -388,6 +389,31 @@ static void merge_behind(output_t *o, output_body_t *b) {
   }
 }
 
+static void on_linger(uv_timer_t *t) {
+  output_t *o = t->data;
+  o->lingering = 0;
+  kick(o);
+}
+
+/* Whether body b (merged, never tried) waits for more batches: it is under
+ * both limits, nothing queued behind it was left out, and its oldest batch
+ * was handed over less than batch_timeout ago. Then the linger timer runs
+ * until that time is up. */
+static int lingers(output_t *o, output_body_t *b) {
+  const output_config_t *c = &o->cfg;
+  if (c->batch_timeout <= 0 || o->flushing || b->next || b->attempts > 0 || b->batches == 0 ||
+      (c->batch_max_bytes && b->len >= c->batch_max_bytes) ||
+      (c->batch_max_records && b->records >= c->batch_max_records))
+    return 0;
+  uint64_t limit = (uint64_t)(c->batch_timeout * 1e9), age = uv_hrtime() - b->handed_ns;
+  if (age >= limit) return 0;
+  if (!o->lingering) {
+    o->lingering = 1;
+    uv_timer_start(&o->linger, on_linger, (limit - age) / 1000000 + 1, 0);
+  }
+  return 1;
+}
+
 /* Starts attempts on the first bodies not in flight, up to the output's
  * concurrency. A send that ends at once (output_sent inside it) comes back
  * here and returns: this loop goes on with the next body. */
@@ -400,8 +426,10 @@ static void kick(output_t *o) {
     while (b && b->sending) b = b->next;
     if (!b) break;
     if (o->mergeable && b->attempts == 0 && b->batches > 0 &&
-        (o->cfg.batch_max_bytes || o->cfg.batch_max_records))
+        (o->cfg.batch_max_bytes || o->cfg.batch_max_records)) {
       merge_behind(o, b);
+      if (lingers(o, b)) break;
+    }
     b->sending = 1;
     b->attempts++;
     o->st.in_flight++;
@@ -455,9 +483,19 @@ int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   uvh_opened((uv_handle_t *)&o->retry);
   o->retry.data = o;
   o->handles++;
+  uv_timer_init(loop, &o->linger);
+  uvh_opened((uv_handle_t *)&o->linger);
+  o->linger.data = o;
+  o->handles++;
   o->started = 1;
   output_take(o);
   return 0;
+}
+
+void output_flush(output_t *o) {
+  if (o->flushing) return;
+  o->flushing = 1;
+  if (o->started && !o->closing) kick(o);
 }
 
 void output_reopen(output_t *o) {
@@ -536,7 +574,9 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
   output_take(o); /* what the pipeline handed over last */
   o->closing = 1;
   uv_timer_stop(&o->retry);
-  o->handles++; /* held while the kind and the timer close */
+  uv_timer_stop(&o->linger);
+  o->lingering = 0;
+  o->handles++; /* held while the kind and the timers close */
   if (!(o->kind->stop && o->kind->stop(o))) { /* every attempt taken back */
     for (output_body_t *b = o->head; b; b = b->next) b->sending = 0;
     o->st.in_flight = 0;
@@ -550,6 +590,7 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
                "a state_dir, the next run reads them again)", o->name, pending);
   }
   uvh_close((uv_handle_t *)&o->retry, handle_closed);
+  uvh_close((uv_handle_t *)&o->linger, handle_closed);
   output_handle_closed(o);
 }
 

@@ -120,6 +120,10 @@ typedef struct output_config {
   int concurrency;       /* attempts in flight at once (1 at least) */
   size_t batch_max_bytes, batch_max_records; /* merging: a merged body's
                             limits (0: none; both 0: no merging) */
+  double batch_timeout;  /* merging: seconds a body under both limits may
+                            wait for more batches before its first attempt
+                            (counted from its oldest batch's hand-over);
+                            0: sent at once */
   double backoff_initial, backoff_max; /* seconds */
   char *dead_letter;     /* path, or NULL: log and drop */
   int mode;              /* creation mode of the files it writes (0600) */
@@ -166,8 +170,11 @@ struct output {
   /* loop thread */
   uv_loop_t *loop;
   uv_timer_t retry;
-  int handles;           /* open handles (the retry timer, the kind's) */
+  uv_timer_t linger;     /* batch_timeout: ends a body's wait for more */
+  int handles;           /* open handles (the timers, the kind's) */
   int started, closing, waiting, kicking;
+  int lingering;         /* the linger timer runs */
+  int flushing;          /* output_flush: batch_timeout no longer applies */
   backoff_t backoff;     /* retry delays */
   output_body_t *head, *tail;
   output_stats_t st;
@@ -219,6 +226,10 @@ int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n);
 /* Loop thread: moves what the pipeline handed over into the queue and
  * sends. */
 void output_take(output_t *o);
+
+/* Loop thread: from now on sends what is queued without waiting out
+ * batch_timeout (the engine is stopping, or a reload dropped the output). */
+void output_flush(output_t *o);
 
 /* Loop thread: reopens the destination and the dead-letter file. */
 void output_reopen(output_t *o);

@@ -3,10 +3,16 @@
  * http.h on the loop.
  *
  * Up to `concurrency` requests (4 by default) are in flight at once, each
- * with its own body; they may end in any order (output.h). With
- * batch_max_bytes or batch_max_records set, the line-based bodies (http
- * NDJSON, clickhouse, elasticsearch; not gzipped) waiting in the queue are
- * sent several batches to a request (output.h, mergeable).
+ * with its own body; they may end in any order (output.h). The
+ * line-based bodies (http NDJSON, clickhouse, elasticsearch; not
+ * compressed) waiting in the queue are sent several batches to a request
+ * (output.h, mergeable), up to batch_max_bytes (1 MiB unless set) and
+ * batch_max_records (no limit unless set); both 0: one batch a request.
+ *
+ * compression = "gzip" or "zstd": each body is compressed when it is
+ * encoded (pipeline thread) and sent with its Content-Encoding; a body
+ * that must be cut or trimmed (413, Elasticsearch items) is decompressed,
+ * cut, and each part compressed again.
  *
  * Replies: any 2xx delivers the body, whatever the reply's size: the reply
  * is read as it streams in and only what the kind needs is kept
@@ -24,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <lua.h>
 
@@ -33,6 +40,17 @@
 #include "output.h"
 
 enum { K_HTTP, K_CLICKHOUSE, K_LOKI, K_ELASTICSEARCH, K_OTLP };
+enum { C_NONE, C_GZIP, C_ZSTD }; /* compression: the body's Content-Encoding */
+
+/* A mergeable output's batch_max_bytes unless set: what brought 100
+ * containers' backfill to a collector answering in 100 ms within 2x of
+ * one answering at once (docs/performance.md); also nginx's default
+ * client_max_body_size, so a proxy in front of a collector takes it. */
+#define MERGE_MAX_BYTES 1048576
+
+/* zstd's level: its default (3), the one the figures in docs/performance.md
+ * were measured with */
+#define ZSTD_LEVEL 3
 
 typedef struct http_output {
   output_t base;           /* first: an output_t* is an http_output_t* */
@@ -44,7 +62,8 @@ typedef struct http_output {
   size_t n_headers;
   char *user_env, *password_env, *bearer_env;
   char *ca_file;
-  int tls_verify, gzip;
+  int tls_verify;
+  int compression;         /* C_NONE, C_GZIP or C_ZSTD */
   int record_id;           /* http: each record with its "id" (encode_json.c) */
   double timeout;
   char *table, *index;
@@ -112,6 +131,45 @@ static int gzip_transform(strbuf_t *b, int compress)
   return 0;
 }
 
+/* Replaces b's bytes with their zstd frame (compress) or the reverse.
+ * Returns 0, or -1 (b unchanged). */
+static int zstd_transform(strbuf_t *b, int compress)
+{
+  strbuf_t out = {0};
+  size_t n;
+
+  if (compress) {
+    if (strbuf_reserve(&out, ZSTD_compressBound(b->len)) < 0)
+      return -1;
+    n = ZSTD_compress(out.data, out.cap, b->data, b->len, ZSTD_LEVEL);
+  } else {
+    unsigned long long size = ZSTD_getFrameContentSize(b->data, b->len);
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR || size > SIZE_MAX - 1 ||
+        strbuf_reserve(&out, (size_t)size + 1) < 0)
+      return -1;
+    n = ZSTD_decompress(out.data, out.cap, b->data, b->len);
+  }
+  if (ZSTD_isError(n)) {
+    strbuf_free(&out);
+    return -1;
+  }
+  out.len = n;
+  strbuf_free(b);
+  *b = out;
+  return 0;
+}
+
+/* Compresses (compress) or decompresses b as the output's compression
+ * says. Returns 0, or -1 (b unchanged). */
+static int transform(const http_output_t *h, strbuf_t *b, int compress)
+{
+  switch (h->compression) {
+  case C_GZIP: return b->len > UINT32_MAX ? -1 : gzip_transform(b, compress);
+  case C_ZSTD: return zstd_transform(b, compress);
+  default: return 0;
+  }
+}
+
 static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
 {
   http_output_t *h = (http_output_t *)o;
@@ -134,7 +192,7 @@ static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
   case K_ELASTICSEARCH: rc = encode_elasticsearch(b, L, idx, h->index ? h->index : "logs"); break;
   default: rc = h->protobuf ? encode_otlp_proto(b, L, idx) : encode_otlp(b, L, idx); break;
   }
-  if (rc == 0 && h->gzip && (b->len > UINT32_MAX || gzip_transform(b, 1) != 0))
+  if (rc == 0 && transform(h, b, 1) != 0)
     rc = -1;
   return rc;
 }
@@ -156,13 +214,13 @@ static int plain_copy(http_output_t *h, const output_body_t *b, strbuf_t *out)
   out->len = 0;
   if (strbuf_add(out, b->data, b->len) < 0)
     return -1;
-  return h->gzip ? gzip_transform(out, 0) : 0;
+  return transform(h, out, 0);
 }
 
 /* Puts text (unzipped) back as the body, zipped when the output zips. */
 static int set_body(http_output_t *h, output_body_t *b, strbuf_t *text)
 {
-  if (h->gzip && gzip_transform(text, 1) != 0)
+  if (transform(h, text, 1) != 0)
     return -1;
   free(b->data);
   b->data = text->data;
@@ -481,7 +539,8 @@ static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen)
                           : h->protobuf ? "application/x-protobuf" : "application/json";
   if (add_header(h, "Content-Type: %s", ctype) != 0)
     goto oom;
-  if (h->gzip && add_header(h, "Content-Encoding: gzip%s", "") != 0)
+  if (h->compression != C_NONE &&
+      add_header(h, "Content-Encoding: %s", h->compression == C_GZIP ? "gzip" : "zstd") != 0)
     goto oom;
   for (size_t i = 0; i < h->n_headers; i++)
     if (add_header(h, "%s", h->headers[i]) != 0)
@@ -646,15 +705,24 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->bearer_env = opt_strdup(L, idx, "bearer_env", &oom);
   h->ca_file = opt_strdup(L, idx, "ca_file", &oom);
   h->tls_verify = opt_flag(L, idx, "tls_verify", 1);
-  h->gzip = opt_flag(L, idx, "gzip", 0);
+  lua_getfield(L, idx, "compression");
+  if (lua_isstring(L, -1))
+    h->compression = strcmp(lua_tostring(L, -1), "gzip") == 0   ? C_GZIP
+                     : strcmp(lua_tostring(L, -1), "zstd") == 0 ? C_ZSTD
+                                                                : C_NONE;
+  lua_pop(L, 1);
   h->record_id = opt_flag(L, idx, "record_id", 0);
   /* NDJSON, JSONEachRow and _bulk bodies can be sent several as one; a
-   * gzip body is one stream */
-  h->base.mergeable = lines_per_record(h) > 0 && !h->gzip;
-  h->base.binary = h->protobuf || h->gzip;
+   * compressed body is one stream */
+  h->base.mergeable = lines_per_record(h) > 0 && h->compression == C_NONE;
+  h->base.binary = h->protobuf || h->compression != C_NONE;
   lua_getfield(L, idx, "concurrency");
   if (lua_isnil(L, -1))
     h->base.cfg.concurrency = 4;
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "batch_max_bytes");
+  if (lua_isnil(L, -1) && h->base.mergeable)
+    h->base.cfg.batch_max_bytes = MERGE_MAX_BYTES;
   lua_pop(L, 1);
   lua_getfield(L, idx, "timeout");
   h->timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 30;

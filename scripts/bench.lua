@@ -31,10 +31,20 @@
 --      50) backfill --ship-lines lines each (default 400, batches of 100
 --      lines) through the http output to a local receiver that answers at
 --      once or each request 100 ms after it came, with concurrency 1, 2, 4
---      and 8, then 1 and 4 with batch_max_bytes = 1 MiB (queued batches
---      merged into one request): seconds from the containers' start until
---      the receiver holds every line, requests made, and the ratio
---      delayed/undelayed
+--      and 8 and merging off (batch_max_bytes = 0), then 1 and 4 with the
+--      default merging (queued batches merged into one request of up to
+--      1 MiB), and 4 with batch_max_bytes = 256 KiB and 4 MiB: seconds from
+--      the containers' start until the receiver holds every line, requests
+--      made, and the ratio delayed/undelayed. --ship-runs C:B,... picks the
+--      runs: concurrency C with batch_max_bytes B (0: merging off; d: the
+--      default), e.g. --ship-containers 100 --ship-lines 4000
+--      --ship-runs 4:d,4:0 for 400,000 lines
+--  10  compression: one container's --out-lines lines (default 300,000,
+--      logfmt, about 120 bytes each) through the http output (NDJSON, the
+--      default batches of up to 1000 lines, one a request as when
+--      compressed) to a local receiver, which keeps each request body;
+--      build/bench_compress then compresses every body with gzip and with
+--      zstd as the output does: MiB/s per core and ratio
 -- Each of 1-3 reports lines/s, CPU seconds per million lines (the engine and
 -- its filter process) and memory (the engine's peak RSS plus what its filter
 -- process does not share with it),
@@ -52,6 +62,11 @@ local unistd = require "posix.unistd"
 local opt = { runs = 3, lines = 2000000, out = "build/bench/results.md", seconds = 60,
               containers = 1000, docker_lines = 1000000, out_lines = 300000,
               ship_containers = 50, ship_lines = 400 }
+local function ship_runs(text)
+  local runs = {}
+  for c, b in text:gmatch("(%d+):(%w+)") do runs[#runs + 1] = { tonumber(c), tonumber(b) } end
+  return runs
+end
 local i = 1
 while arg[i] do
   local a = arg[i]
@@ -65,6 +80,7 @@ while arg[i] do
   elseif a == "--out-lines" then i = i + 1; opt.out_lines = tonumber(arg[i])
   elseif a == "--ship-containers" then i = i + 1; opt.ship_containers = tonumber(arg[i])
   elseif a == "--ship-lines" then i = i + 1; opt.ship_lines = tonumber(arg[i])
+  elseif a == "--ship-runs" then i = i + 1; opt.ship_runs = ship_runs(arg[i])
   elseif a == "--only" then i = i + 1; opt.only = {}
     for n in arg[i]:gmatch("%d+") do opt.only[tonumber(n)] = true end
   else io.stderr:write("bench: unknown argument ", a, "\n"); os.exit(2) end
@@ -467,7 +483,7 @@ end
 -- Scenario 9: an http output with several requests in flight, to a slow
 -- collector. One run: seconds until the receiver holds every line, and the
 -- requests it got.
-local function ship(concurrency, delay_ms, merge)
+local function ship(concurrency, delay_ms, max_bytes)
   local receiver = require "spec.support.receiver"
   local c, n = opt.ship_containers, opt.ship_lines
   local DELAY = 2 -- the containers start after the engine, which reads them from their start
@@ -480,10 +496,11 @@ return {
   docker = { host = %q },
   batch = { max_lines = 100 },
   outputs = { { type = "http", url = %q, concurrency = %d, %s } },
-}]], srv.host, rx.url, concurrency, merge and "batch_max_bytes = 1048576" or ""))
+}]], srv.host, rx.url, concurrency, max_bytes and "batch_max_bytes = " .. max_bytes or ""))
   local glob = proc.quote(rx.dir .. "/req") .. "/*.body"
   local t
-  proc.wait_for(function()
+  local ok, err = pcall(proc.wait_for, function()
+    if not p:running() then error("the engine stopped: " .. log_of(dir), 0) end
     local _, out = proc.sh("cat " .. glob .. " 2>/dev/null | wc -l")
     if tonumber(out) >= c * n then
       t = proc.now() - t_start
@@ -494,23 +511,54 @@ return {
   finish(p, dir)
   rx:stop()
   srv:stop()
+  if not ok then error(err, 0) end
   return t, tonumber(reqs)
 end
 
 if want(9) then
   local cells = {}
-  local runs = opt.quick and { { 1 }, { 4, true } }
-               or { { 1 }, { 2 }, { 4 }, { 8 }, { 1, true }, { 4, true } }
+  local runs = opt.ship_runs or (opt.quick and { { 1, 0 }, { 4 } })
+               or { { 1, 0 }, { 2, 0 }, { 4, 0 }, { 8, 0 }, { 1 }, { 4 }, { 4, 262144 }, { 4, 4194304 } }
   for _, r in ipairs(runs) do
-    local conc, merge = r[1], r[2]
-    local fast, fast_reqs = ship(conc, 0, merge)
-    local slow, slow_reqs = ship(conc, 100, merge)
+    local conc, max_bytes = r[1], r[2]
+    local fast, fast_reqs = ship(conc, 0, max_bytes)
+    local slow, slow_reqs = ship(conc, 100, max_bytes)
+    local merging = max_bytes == 0 and " unmerged" or not max_bytes and " merged (default)"
+                    or string.format(" merged, batch_max_bytes %d", max_bytes)
     cells[#cells + 1] = string.format("concurrency %d%s: %.2f s / %.2f s = %.1fx (%d / %d requests)",
-                                      conc, merge and " merged" or "", slow, fast, slow / fast,
-                                      slow_reqs, fast_reqs)
+                                      conc, merging, slow, fast, slow / fast, slow_reqs, fast_reqs)
   end
   row("9", string.format("%d containers backfill %d lines each to an http receiver answering "
                          .. "after 100 ms / at once", opt.ship_containers, opt.ship_lines),
+      table.concat(cells, "; "), "", "")
+end
+
+-- Scenario 10: gzip against zstd on the bodies the http output writes.
+if want(10) then
+  local receiver = require "spec.support.receiver"
+  local n = opt.out_lines
+  local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
+                           tostring(n), "--retain", tostring(n), "--logfmt" }
+  local rx = receiver.start {}
+  local p, dir = start_engine(string.format(
+    -- one batch a body, as a compressing output sends them (never merged)
+    'return { docker = { host = %q }, outputs = { { type = "http", url = "%s/ingest", batch_max_bytes = 0 } } }',
+    srv.host, rx.url))
+  proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
+                "the engine to read every line")
+  finish(p, dir)
+  local ok, out = proc.sh("make -s build/bench_compress >/dev/null && build/bench_compress "
+                          .. proc.quote(rx.dir .. "/req") .. "/*.body", 600)
+  rx:stop()
+  srv:stop()
+  assert(ok, out)
+  io.stderr:write(out)
+  local bodies = out:match("^(%d+ bodies[^\n]*)")
+  local cells = {}
+  for name, mibs, ms, ratio in out:gmatch("\n| ([^|]-) | ([%d.]+) | ([%d.]+) | ([%d.]+) |") do
+    cells[#cells + 1] = string.format("%s: %s MiB/s, %s ms CPU per MiB, ratio %s", name, mibs, ms, ratio)
+  end
+  row("10", string.format("compressing the http output's bodies of %d logfmt lines (%s)", n, bodies or "?"),
       table.concat(cells, "; "), "", "")
 end
 

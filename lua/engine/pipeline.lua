@@ -441,11 +441,12 @@ do
   end
   local common = { "type", "name", "routed_only" }
   local delivery = { "url", "retry_max", "backoff_initial", "backoff_max", "dead_letter", "mode" }
-  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip", "concurrency" }
+  local http = { "headers", "auth", "ca_file", "tls_verify", "timeout", "gzip", "compression",
+                 "concurrency" }
   OUTPUT_KEYS.stdout = set(common, { "format" })
   OUTPUT_KEYS.null = set(common, { "format" })
   OUTPUT_KEYS.file = set(common, { "format", "path", "max_bytes", "keep", "mode" })
-  local merge = { "batch_max_bytes", "batch_max_records" }
+  local merge = { "batch_max_bytes", "batch_max_records", "batch_timeout" }
   OUTPUT_KEYS.http = set(common, delivery, http, merge, { "format", "record_id" })
   OUTPUT_KEYS.clickhouse = set(common, delivery, http, merge, { "table" })
   OUTPUT_KEYS.loki = set(common, delivery, http, { "labels", "tenant", "line_format" })
@@ -540,10 +541,7 @@ function Check:network_output(o, where, entry)
     if type(o.record_id) ~= "boolean" then self:fail(where .. ".record_id", "must be true or false") end
     entry.record_id = o.record_id
   end
-  if o.gzip ~= nil then
-    if type(o.gzip) ~= "boolean" then self:fail(where .. ".gzip", "must be true or false") end
-    entry.gzip = o.gzip
-  end
+  self:compression(o, where, entry)
   for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
     if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
   end
@@ -560,10 +558,25 @@ function Check:network_output(o, where, entry)
   for _, k in ipairs { "batch_max_bytes", "batch_max_records" } do
     if o[k] ~= nil then
       self:number(o[k], where .. "." .. k)
-      if o[k] < 1 or floor(o[k]) ~= o[k] then
-        self:fail(where .. "." .. k, "must be a whole number above 0 (got %s)", show(o[k]))
+      if o[k] < 0 or floor(o[k]) ~= o[k] then
+        self:fail(where .. "." .. k, "must be a whole number, 0 (no limit) or more (got %s)", show(o[k]))
       end
       entry[k] = o[k]
+    end
+  end
+  if o.batch_timeout ~= nil then
+    self:number(o.batch_timeout, where .. ".batch_timeout")
+    if o.batch_timeout < 0 or o.batch_timeout > 60 then
+      self:fail(where .. ".batch_timeout", "must be seconds from 0 to 60 (got %s)", show(o.batch_timeout))
+    end
+    entry.batch_timeout = o.batch_timeout
+  end
+  if entry.compression then
+    for _, k in ipairs { "batch_max_bytes", "batch_max_records", "batch_timeout" } do
+      if entry[k] and entry[k] > 0 then
+        self:fail(where .. "." .. k, "merges bodies, which compression = %q rules out (a compressed body "
+                  .. "is one stream, sent alone): leave out one of them", entry.compression)
+      end
     end
   end
   if o.dead_letter ~= nil then
@@ -578,6 +591,36 @@ function Check:network_output(o, where, entry)
   end
   if entry.type == "loki" then self:loki_output(o, where, entry) end
   if o.index ~= nil then entry.index = self:nonempty_string(o.index, where .. ".index") end
+end
+
+-- Where a destination cannot decode zstd request bodies.
+local NO_ZSTD = {
+  loki = "Loki's push API decodes gzip request bodies, not zstd",
+  elasticsearch = "Elasticsearch decodes gzip request bodies, not zstd",
+  otlp = "OTLP/HTTP defines gzip as its only request compression",
+}
+
+-- compression ("none", "gzip", "zstd"; `gzip = true` is "gzip"), into
+-- entry.compression (left out for "none").
+function Check:compression(o, where, entry)
+  local c
+  if o.gzip ~= nil then
+    if type(o.gzip) ~= "boolean" then self:fail(where .. ".gzip", "must be true or false") end
+    c = o.gzip and "gzip" or "none"
+  end
+  if o.compression ~= nil then
+    local chosen = self:choice(o.compression, where .. ".compression", { "none", "gzip", "zstd" })
+    if c and c ~= chosen then
+      self:fail(where .. ".gzip", "says %s but compression = %q: set only compression",
+                o.gzip and "true" or "false", chosen)
+    end
+    c = chosen
+  end
+  if c == "zstd" and NO_ZSTD[entry.type] then
+    self:fail(where .. ".compression", "cannot be \"zstd\" for outputs of type %q: %s (use \"gzip\")",
+              entry.type, NO_ZSTD[entry.type])
+  end
+  if c and c ~= "none" then entry.compression = c end
 end
 
 -- Loki's labels, tenant and line_format (engine/encode_loki.c), into entry:

@@ -183,13 +183,93 @@ return {
   end)
   end
 
+  for _, off in ipairs { false, true } do
+  it(off and "sends one batch a request with batch_max_bytes = 0"
+         or "merges the queued batches by default, within 1 MiB a request", function()
+    rx = receiver.start { "--delay-ms", "150" }
+    local containers, lines = 4, 100
+    srv = fake.start { "--containers", tostring(containers), "--rate", "0", "--preload", tostring(lines),
+                       "--stdout-only" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 10 },
+  outputs = { { type = "http", url = %q, concurrency = 1 %s } },
+}]], srv.host, rx.url, off and ", batch_max_bytes = 0" or "") }
+    proc.wait_for(function()
+      local n = 0
+      for _, l in pairs(received(rx)) do
+        for _ in pairs(l) do n = n + 1 end
+      end
+      return n >= containers * lines
+    end, 60, "every line received")
+    assert.equal(0, e:stop("TERM"))
+    local most = 0
+    for _, r in ipairs(rx:requests()) do
+      local records = select(2, r.body:gsub("\n", ""))
+      most = math.max(most, records)
+      assert.is_true(#r.body <= 1048576, "a request of " .. #r.body .. " bytes")
+    end
+    if off then
+      assert.equal(10, most)
+      assert.is_true(#rx:requests() >= containers * lines / 10, #rx:requests() .. " requests")
+    else
+      assert.is_true(most > 10, "no request held more than one batch")
+      assert.is_true(#rx:requests() < containers * lines / 10, #rx:requests() .. " requests")
+    end
+  end)
+  end
+
+  -- a container logging 200 lines/s in batches of about 10 lines, to a
+  -- receiver answering at once
+  local function lingering(timeout)
+    rx = receiver.start {}
+    srv = fake.start { "--containers", "1", "--rate", "200", "--lines", "300", "--stdout-only", "--linger" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 10 },
+  outputs = { { type = "http", url = %q, concurrency = 1, batch_timeout = %s } },
+}]], srv.host, rx.url, timeout) }
+  end
+
+  local function records_per_request()
+    local most, total = 0, 0
+    for _, r in ipairs(rx:requests()) do
+      local n = select(2, r.body:gsub("\n", ""))
+      most, total = math.max(most, n), total + n
+    end
+    return most, total
+  end
+
+  it("lets a request under the limits wait batch_timeout for more batches #sanitize", function()
+    lingering(0.5)
+    proc.wait_for(function() return select(2, records_per_request()) >= 300 end, 30, "every line received")
+    assert.equal(0, e:stop("TERM"))
+    local most, total = records_per_request()
+    assert.equal(300, total)
+    assert.is_true(most > 30, "the largest request held " .. most .. " records")
+    assert.is_true(#rx:requests() < 15, #rx:requests() .. " requests for about 30 batches")
+  end)
+
+  it("sends what waits out batch_timeout at once when the engine stops #sanitize", function()
+    lingering(30)
+    proc.sleep(2.5) -- the 300 lines were logged (1.5 s) and read; they wait
+    assert.equal(0, #rx:requests())
+    assert.equal(0, e:stop("TERM"))
+    assert.equal(300, select(2, records_per_request()))
+    assert.equal(1, #rx:requests())
+  end)
+
   for _, n in ipairs { 1, 4 } do
     it("has " .. n .. " request(s) in flight at once with concurrency = " .. n, function()
       rx = receiver.start { "--delay-ms", "300" }
       srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "200", "--stdout-only" }
       local url
+      -- one batch a request (batch_max_bytes = 0): the 20 batches fill the
+      -- requests in flight, however many were queued when one started
       e, url = metrics.start_engine { docker_host = srv.host, batch = "max_lines = 10",
-        outputs = string.format('{ type = "http", url = %q, concurrency = %d }', rx.url, n) }
+        outputs = string.format('{ type = "http", url = %q, concurrency = %d, batch_max_bytes = 0 }', rx.url, n) }
       local most = 0
       proc.wait_for(function()
         local m = metrics.parse(select(2, metrics.get(url .. "/metrics")))

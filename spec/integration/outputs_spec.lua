@@ -143,6 +143,33 @@ describe("network outputs #sanitize", function()
     assert_once(ndjson_seqs(bodies), 50)
   end)
 
+  it("compresses the body with zstd when asked, also the halves of a body answered 413", function()
+    -- logged before the engine starts: the first body holds a whole batch of 20 records
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "50", "--lines", "50", "--linger" }
+    rx = receiver.start { "--script", "413,200" }
+    e = engine.start { pipeline = pipeline(srv.host,
+      string.format('{ type = "http", url = %q, compression = "zstd" }', rx.url)) }
+    local bodies, first
+    proc.wait_for(function()
+      bodies = {}
+      for _, r in ipairs(rx:requests()) do
+        assert.equal("zstd", r.headers["content-encoding"])
+        local f = assert(io.open(tmp .. "/b.zst", "wb"))
+        f:write(r.body)
+        f:close()
+        local ok, plain = proc.sh("zstd -q -dc " .. proc.quote(tmp .. "/b.zst"))
+        assert(ok, plain)
+        if r.n == 1 then first = plain else bodies[#bodies + 1] = plain end
+      end
+      return select(2, ndjson_seqs(bodies)) >= 50
+    end, 20, "50 lines, in zstd")
+    assert.equal(0, e:stop("TERM"))
+    -- the body refused with 413 came again in two parts, each compressed on its own
+    local _, refused = ndjson_seqs { first }
+    assert.is_true(refused >= 2, "the refused body held " .. refused .. " records")
+    assert_once(ndjson_seqs(bodies), 50)
+  end)
+
   it("retries 500 and 429 answers, logging each cause once, and loses nothing", function()
     srv = fake.start { "--containers", "1", "--rate", "400", "--lines", "100", "--linger" }
     rx = receiver.start { "--script", "500,500,500,429:1,200" }

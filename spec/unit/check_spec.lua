@@ -166,7 +166,8 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tabel" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, batch_max_bytes, batch_max_records, ca_file, concurrency, dead_letter, gzip, headers, mode, name, retry_max, "
+        .. "backoff_max, batch_max_bytes, batch_max_records, batch_timeout, ca_file, compression, concurrency, dead_letter, "
+        .. "gzip, headers, mode, name, retry_max, "
         .. "routed_only, table, "
         .. "timeout, tls_verify, type, url)",
       'pipeline.lua:4: outputs[2].facility is only for outputs of type "syslog"',
@@ -188,7 +189,7 @@ return {
     assert.equal(2, code)
     assert.same({
       'pipeline.lua:3: unknown key "tenent" in outputs[1] (expected one of: auth, backoff_initial, '
-        .. "backoff_max, ca_file, concurrency, dead_letter, gzip, headers, labels, line_format, mode, name, "
+        .. "backoff_max, ca_file, compression, concurrency, dead_letter, gzip, headers, labels, line_format, mode, name, "
         .. "retry_max, routed_only, tenant, timeout, tls_verify, type, url)",
       'pipeline.lua:6: outputs[3].line_format is only for outputs of type "loki"',
     }, lines)
@@ -228,6 +229,44 @@ return {
     }, lines)
   end)
 
+  it("takes compression none, gzip or zstd (gzip = true its alias), zstd only where it is decoded", function()
+    local code, lines = check(dir, [[
+return {
+  outputs = {
+    { type = "http", url = "http://127.0.0.1:9", compression = "br" },
+    { type = "http", name = "a", url = "http://127.0.0.1:9", gzip = true, compression = "zstd" },
+    { type = "loki", url = "http://127.0.0.1:9", compression = "zstd" },
+    { type = "elasticsearch", url = "http://127.0.0.1:9", compression = "zstd" },
+    { type = "otlp", url = "http://127.0.0.1:9", compression = "zstd" },
+    { type = "syslog", url = "tcp://127.0.0.1:9", compression = "gzip" },
+    { type = "clickhouse", url = "http://127.0.0.1:9", compression = "gzip", batch_max_bytes = 65536 },
+  },
+}
+]])
+    assert.equal(2, code)
+    assert.same({
+      'pipeline.lua:3: outputs[1].compression must be one of "none", "gzip", "zstd" (got "br")',
+      'pipeline.lua:4: outputs[2].gzip says true but compression = "zstd": set only compression',
+      'pipeline.lua:5: outputs[3].compression cannot be "zstd" for outputs of type "loki": Loki\'s push API '
+        .. 'decodes gzip request bodies, not zstd (use "gzip")',
+      'pipeline.lua:6: outputs[4].compression cannot be "zstd" for outputs of type "elasticsearch": '
+        .. 'Elasticsearch decodes gzip request bodies, not zstd (use "gzip")',
+      'pipeline.lua:7: outputs[5].compression cannot be "zstd" for outputs of type "otlp": OTLP/HTTP defines '
+        .. 'gzip as its only request compression (use "gzip")',
+      "pipeline.lua:8: outputs[6].compression is not for syslog outputs",
+      'pipeline.lua:9: outputs[7].batch_max_bytes merges bodies, which compression = "gzip" rules out (a '
+        .. "compressed body is one stream, sent alone): leave out one of them",
+    }, lines)
+    code, lines = check(dir, [[
+return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", compression = "zstd" },
+                     { type = "http", url = "http://127.0.0.1:9", compression = "zstd" },
+                     { type = "loki", url = "http://127.0.0.1:9", gzip = true, compression = "gzip" },
+                     { type = "otlp", url = "http://127.0.0.1:9", gzip = false, compression = "none" },
+                     { type = "elasticsearch", url = "http://127.0.0.1:9", gzip = true, batch_max_bytes = 0 } } }
+]])
+    assert.equal(0, code, table.concat(lines, "\n"))
+  end)
+
   it("takes a network output's concurrency as a whole number of requests from 1 to 64", function()
     local code, lines = check(dir, [[
 return {
@@ -251,13 +290,22 @@ return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurre
     assert.equal(0, code, table.concat(lines, "\n"))
     code, lines = check(dir, [[
 return { outputs = { { type = "loki", url = "http://127.0.0.1:9", batch_max_records = 10 },
-                     { type = "http", url = "http://127.0.0.1:9", batch_max_bytes = 0 } } }
+                     { type = "http", url = "http://127.0.0.1:9", batch_max_bytes = -1 },
+                     { type = "http", name = "b", url = "http://127.0.0.1:9", batch_max_records = 2.5 },
+                     { type = "http", name = "off", url = "http://127.0.0.1:9", batch_max_bytes = 0 },
+                     { type = "http", name = "t", url = "http://127.0.0.1:9", batch_timeout = 61 },
+                     { type = "loki", name = "l", url = "http://127.0.0.1:9", batch_timeout = 1 },
+                     { type = "clickhouse", url = "http://127.0.0.1:9", batch_timeout = 0.5 } } }
 ]])
     assert.equal(2, code)
     assert.same({
       "pipeline.lua:1: outputs[1].batch_max_records is not for outputs of type \"loki\" (only for "
         .. "\"http\", \"clickhouse\", \"elasticsearch\")",
-      "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number above 0 (got 0)",
+      "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number, 0 (no limit) or more (got -1)",
+      "pipeline.lua:3: outputs[3].batch_max_records must be a whole number, 0 (no limit) or more (got 2.5)",
+      "pipeline.lua:5: outputs[5].batch_timeout must be seconds from 0 to 60 (got 61)",
+      "pipeline.lua:6: outputs[6].batch_timeout is not for outputs of type \"loki\" (only for "
+        .. "\"http\", \"clickhouse\", \"elasticsearch\")",
     }, lines)
     code, lines = check(dir, [[
 return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurrency = 64 } } }
