@@ -6,6 +6,7 @@
 local cjson = require "cjson"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
+local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 
 local base_port = 18830 + (require("posix.unistd").getpid() % 500) * 2
@@ -88,44 +89,66 @@ describe("the mqtt output #sanitize", function()
     local N = 600
     srv = fake.start { "--containers", "3", "--rate", "150", "--lines", tostring(N), "--linger" }
     local state = dir .. "/state"
+    local mport = metrics.random_port()
     e = engine.start { pipeline = string.format([[
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.05, max_lines = 20 },
   outputs = { { type = "mqtt", host = "127.0.0.1", port = %d, topic = "logs/{name}/{stream}",
-                record_id = true, max_inflight = 10, keepalive = 5,
+                record_id = true, max_inflight = 1000, keepalive = 5,
                 backoff_initial = 0.05, backoff_max = 0.3 } },
-  engine = { checkpoint_interval = 0.1, backoff_initial = 0.05, backoff_max = 0.3 },
-}]], srv.host, port), state_dir = state }
+  engine = { checkpoint_interval = 0.1, backoff_initial = 0.05, backoff_max = 0.3,
+             metrics = { listen = "127.0.0.1:%d" } },
+}]], srv.host, port, mport), state_dir = state }
     proc.wait_for(function() return #received(dir .. "/sub.out") >= 300 end, 30, "300 messages")
-    assert(proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "halt", dir .. "/mq" }, 30))
-    -- the broker is down: whatever it acknowledged reached the subscriber
-    -- (it forwards a message before it acknowledges it); the saved cursor
-    -- of each container passes none of that container's lines it lacks
-    proc.wait_for(function() return e:stderr_text():find("lost the connection", 1, true) end, 20,
-                  "the engine to see the broker go")
-    proc.sleep(0.5) -- a checkpoint or two while the broker is down
-    local got = received(dir .. "/sub.out")
-    local _, seen = distinct(got)
-    local cp = cjson.decode((assert(proc.read(state .. "/cursors.json"))))
-    local names = {}
-    for _, m in ipairs(got) do names[m.r.container] = m.r.name end
-    local checked = 0
-    for id, c in pairs(cp.containers) do
-      local name = assert(names[id], "a cursor for a container no message came from")
-      local cursor = ns_text(c.newest)
-      for _, l in ipairs(srv:logs(name)) do
-        if l.time <= cursor then
-          assert.is_true(seen[l.text] ~= nil, "the cursor of " .. name .. " (" .. cursor ..
-                         ") passed " .. l.text .. " (" .. l.time .. "), which the broker had not acknowledged")
-          checked = checked + 1
+    -- the broker stops answering (SIGSTOP): the engine writes on into the
+    -- socket, but no PUBACK comes. What the broker acknowledged before, it
+    -- had forwarded to the subscriber; the saved cursor of each container
+    -- passes none of that container's lines the subscriber lacks
+    local pid = (assert(proc.read(dir .. "/mq/mosquitto.pid")):gsub("%s+$", ""))
+    assert(proc.sh("kill -STOP " .. pid))
+    local ok, err = pcall(function()
+      proc.sleep(1.5) -- the subscriber reads what it was sent; cursors are saved
+      local got = received(dir .. "/sub.out")
+      local _, seen = distinct(got)
+      local cp = cjson.decode((assert(proc.read(state .. "/cursors.json"))))
+      local names = {}
+      for _, m in ipairs(got) do names[m.r.container] = m.r.name end
+      local checked = 0
+      for id, c in pairs(cp.containers) do
+        local name = assert(names[id], "a cursor for a container no message came from")
+        local cursor = ns_text(c.newest)
+        for _, l in ipairs(srv:logs(name)) do
+          if l.time <= cursor then
+            assert.is_true(seen[l.text] ~= nil, "the cursor of " .. name .. " (" .. cursor ..
+                           ") passed " .. l.text .. " (" .. l.time .. "), which the broker had not acknowledged")
+            checked = checked + 1
+          end
         end
       end
-    end
-    assert.is_true(checked > 0, "no line under a cursor")
+      assert.is_true(checked > 0, "no line under a cursor")
+      assert.is_true(checked < 3 * N, "every line under a cursor while the broker acknowledged nothing")
+    end)
+    assert(proc.sh("kill -CONT " .. pid))
+    if not ok then error(err, 0) end
+    -- then it restarts (its sessions and queued messages persisted)
+    assert(proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "halt", dir .. "/mq" }, 30))
+    proc.wait_for(function() return e:stderr_text():find("retrying with backoff", 1, true) end, 20,
+                  "the engine to see the broker go")
+    proc.sleep(0.5)
     assert(proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "restart", dir .. "/mq" }, 30))
     proc.wait_for(function() return distinct(received(dir .. "/sub.out")) >= 3 * N end, 60,
                   "every line at the subscriber")
+    local m
+    proc.wait_for(function()
+      m = metrics.parse(select(2, metrics.get("http://127.0.0.1:" .. mport .. "/metrics")))
+      return m:value("engine_output_batches_pending", { output = "mqtt" }) == 0
+    end, 20, "every batch delivered")
+    assert.equal(0, m:value("engine_output_acks_pending", { output = "mqtt" }))
+    assert.is_true(m:value("engine_output_reconnects_total", { output = "mqtt" }) >= 1)
+    assert.is_true(m:value("engine_output_messages_published_total", { output = "mqtt" }) >= 3 * N)
+    assert.is_true(m:value("engine_output_messages_acked_total", { output = "mqtt" }) >= 3 * N)
+    assert.is_true(m:value("engine_output_batches_failed_total", { output = "mqtt" }) >= 1)
     assert.equal(0, e:stop("TERM"))
     local n, all = distinct(received(dir .. "/sub.out"))
     assert.equal(3 * N, n)
