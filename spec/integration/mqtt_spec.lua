@@ -1,8 +1,9 @@
 -- The mqtt output against a private mosquitto (Debian's, scripts/mosquitto.sh,
 -- on loopback, persistence on) and a subscriber with a persistent session
 -- (mosquitto_sub -c). QoS 1: a batch counts as delivered once the broker
--- acknowledged each of its messages, so a broker restart loses no line and
--- the saved cursor never passes a line the broker has not acknowledged.
+-- acknowledged each of its messages, so the saved cursor never passes a line
+-- the broker has not acknowledged (checked while the broker is frozen with
+-- SIGSTOP) and a broker restart loses no line.
 local cjson = require "cjson"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
@@ -165,7 +166,7 @@ return {
   end)
 end)
 
-describe("the mqtt output", function()
+describe("the mqtt output: credentials, topics, TLS, settings #sanitize", function()
   local dir, srv, e, sub
 
   before_each(function() dir = tmpdir() end)
