@@ -28,7 +28,8 @@
  * The body, encoded on the pipeline thread, holds one line per record:
  * 'T', the topic, NUL, the JSON record, '\n'; or for a record that lacks a
  * field the template names: 'M', the field's name, NUL, the JSON record,
- * '\n' (the record goes to the dead-letter file when the body is sent). */
+ * '\n' (the record goes to the dead-letter file when the body is sent, and
+ * its 'M' becomes 'D', so that a retry of the body skips it). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -189,11 +190,16 @@ static void pump(mqtt_output_t *m)
       m->off = b->len;
       break;
     }
+    if (p[0] == 'D') { /* dead-lettered by an earlier attempt */
+      m->off = next;
+      continue;
+    }
     if (p[0] == 'M') {
       char why[300];
       snprintf(why, sizeof why, "the topic template names the field \"%.200s\", which the record lacks",
                p + 1);
       output_dead_letter(o, json, jlen, 1, why);
+      p[0] = 'D';
       m->off = next;
       continue;
     }
@@ -211,6 +217,7 @@ static void pump(mqtt_output_t *m)
       snprintf(why, sizeof why, "the broker cannot take the message on topic \"%.150s\": %s", p + 1,
                mosquitto_strerror(rc));
       output_dead_letter(o, json, jlen, 1, why);
+      p[0] = 'D';
       m->off = next;
     } else {
       /* the connection went down: the poll sees it; memory: try again */

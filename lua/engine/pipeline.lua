@@ -709,6 +709,11 @@ function Check:mqtt_output(o, where, entry)
   end
   if o.tls_ca_file ~= nil then
     entry.tls_ca_file = self:nonempty_string(o.tls_ca_file, where .. ".tls_ca_file")
+    local f = io and io.open(entry.tls_ca_file, "r")
+    if io and not f then
+      self:fail(where .. ".tls_ca_file", "names %s, which cannot be read", show(entry.tls_ca_file))
+    end
+    if f then f:close() end
   end
   if o.record_id ~= nil then
     if type(o.record_id) ~= "boolean" then self:fail(where .. ".record_id", "must be true or false") end

@@ -290,6 +290,8 @@ return { docker = { host = "unix:///nonexistent.sock" }, outputs = { %s } }]], o
       { '{ type = "mqtt", host = "b", topic = "logs", password_env = "HOME" }',
         "outputs[1].username must be set with a password" },
       { '{ type = "mqtt", host = "b", topic = "logs", url = "http://x" }', "outputs[1].url" },
+      { '{ type = "mqtt", host = "b", topic = "logs", tls_ca_file = "/nonexistent/ca.pem" }',
+        "tls_ca_file names \"/nonexistent/ca.pem\", which cannot be read" },
     }
     for _, c in ipairs(cases) do
       local code, out, err = check(c[1])
