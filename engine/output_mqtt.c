@@ -16,7 +16,8 @@
  * CONNECTING (socket open, waiting for the CONNACK), UP, WAITING (the
  * backoff before the next connect). The session is persistent
  * (clean_session false, a stable client id): after a reconnect the broker
- * keeps it and libmosquitto sends the unacknowledged messages again.
+ * resumes it. Acknowledgements of messages from an earlier attempt (which
+ * libmosquitto may send again on a resumed session) count for no body.
  *
  * A body is delivered once every message of it got its PUBACK; at most
  * max_inflight messages wait for one at a time. A connection lost before
@@ -253,7 +254,7 @@ static void on_publish(struct mosquitto *mosq, void *ud, int mid)
   unsigned char bit = (unsigned char)(1u << ((unsigned)mid % 8));
   m->base.st.messages_acked++;
   if (!(*byte & bit))
-    return; /* a message of an earlier attempt, sent again by libmosquitto */
+    return; /* a message of an earlier attempt */
   *byte &= (unsigned char)~bit;
   m->unacked--;
   m->base.st.acks_pending = m->unacked;
