@@ -332,6 +332,7 @@ static void sync_io(mqtt_output_t *m)
 {
   if (m->base.closing)
     return;
+  pump(m); /* first: what it ends may start the next body, and come back here */
   int fd = mosquitto_socket(m->mosq);
   if (m->poll && m->poll->fd != fd)
     drop_poll(m);
@@ -340,7 +341,8 @@ static void sync_io(mqtt_output_t *m)
       went_down(m);
     return;
   }
-  pump(m);
+  if (m->state != M_CONNECTING && m->state != M_UP)
+    return;
   if (!m->poll) {
     mqtt_poll_t *p = calloc(1, sizeof *p);
     if (!p || uv_poll_init_socket(m->base.loop, &p->h, fd) != 0) {
