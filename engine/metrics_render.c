@@ -296,6 +296,15 @@ static void output_families(writer_t *w, const status_t *s) {
       {"engine_output_request_bytes_total", "counter",
        "Body bytes the output's attempts carried, as sent (over requests_total: bytes per request).",
        offsetof(output_stats_t, request_bytes)},
+      {"engine_output_messages_published_total", "counter",
+       "Messages the output published (mqtt: one per record), retries included.",
+       offsetof(output_stats_t, messages_published)},
+      {"engine_output_messages_acked_total", "counter",
+       "Published messages the broker acknowledged (mqtt: PUBACK).",
+       offsetof(output_stats_t, messages_acked)},
+      {"engine_output_reconnects_total", "counter",
+       "Connections the output made after its first one (mqtt).",
+       offsetof(output_stats_t, reconnects)},
   };
   for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
     family(w, fams[k].name, fams[k].type, fams[k].help);
@@ -315,6 +324,11 @@ static void output_families(writer_t *w, const status_t *s) {
   for (size_t i = 0; i < s->n_outputs; i++)
     sample_u(w, "engine_output_requests_in_flight", "output", s->outputs[i].info.name,
              s->outputs[i].st.in_flight);
+  family(w, "engine_output_acks_pending", "gauge",
+         "Messages published and not yet acknowledged (mqtt: up to its max_inflight).");
+  for (size_t i = 0; i < s->n_outputs; i++)
+    sample_u(w, "engine_output_acks_pending", "output", s->outputs[i].info.name,
+             s->outputs[i].st.acks_pending);
   family(w, "engine_output_queue_age_seconds", "gauge",
          "Seconds since the oldest batch the output holds (waiting, in flight or retrying) was "
          "handed to it; 0 when it holds none.");

@@ -3,7 +3,7 @@
  *
  * Kinds: `stdout`, `file` and `null` (output_file.c),
  * `http` and its presets `clickhouse`, `loki`, `elasticsearch`, `otlp`
- * (output_http.c), `syslog` (output_syslog.c). A kind is a table of
+ * (output_http.c), `syslog` (output_syslog.c), `mqtt` (output_mqtt.c). A kind is a table of
  * operations (output_kind_t), found by its type name in output.c; nothing
  * outside the output layer tells the kinds apart.
  *
@@ -139,6 +139,11 @@ typedef struct output_stats {
   unsigned long long requests;     /* attempts started (requests, writes) */
   unsigned long long request_records; /* records those attempts carried */
   unsigned long long request_bytes;   /* bytes those attempts carried */
+  unsigned long long messages_published; /* message kinds (mqtt): messages
+                                            published, retries included */
+  unsigned long long messages_acked;     /* their acknowledgements (PUBACK) */
+  unsigned long long reconnects;         /* connections made after the first */
+  size_t acks_pending;         /* messages published, not yet acknowledged */
   size_t pending;              /* bodies waiting or in flight */
   size_t in_flight;            /* attempts (requests) in flight */
   double queue_age;            /* output_stats: seconds since the oldest body

@@ -25,8 +25,9 @@
 --      starts a private one with scripts/dockerd.sh and stops it at the end.
 --   8  the network outputs: one container, --out-lines lines (default
 --      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
---      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver):
---      engine CPU seconds per million lines, from start to exit
+--      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver),
+--      and the mqtt output to a local mosquitto (QoS 1, scripts/mosquitto.sh) until a subscriber got
+--      every message: engine CPU seconds per million lines, from start to exit
 --   9  shipping to a slow collector: --ship-containers containers (default
 --      50) backfill --ship-lines lines each (default 400, batches of 100
 --      lines) through the http output to a local receiver that answers at
@@ -457,19 +458,40 @@ if want(8) then
     { "otlp (protobuf)", 'type = "otlp", url = "%s/v1/logs"' },
     { "otlp (json)", 'type = "otlp", url = "%s/v1/logs", encoding = "json"' },
     { "clickhouse", 'type = "clickhouse", url = "%s/", table = "logs"' },
+    -- a local mosquitto (scripts/mosquitto.sh), QoS 1; a subscriber counts
+    -- the messages and the engine stops once it got all of them
+    { "mqtt (QoS 1)", 'type = "mqtt", host = "127.0.0.1", port = %d, topic = "bench/{name}"', mqtt = true },
   }
   local cells = {}
   for _, k in ipairs(kinds) do
     local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
                              tostring(n), "--retain", tostring(n), "--logfmt" }
-    local rx = receiver.start {}
+    local rx, mq, sub, output = nil, nil, nil, nil
+    if k.mqtt then
+      local unistd = require "posix.unistd"
+      mq = { dir = require("spec.support.server").folder("mqtt"), port = 19500 + unistd.getpid() % 400 }
+      local ok, out = proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "start", mq.dir, tostring(mq.port) }, 60)
+      if not ok then error("mosquitto: " .. out, 0) end
+      sub = proc.spawn { argv = { "mosquitto_sub", "-h", "127.0.0.1", "-p", tostring(mq.port), "-q", "1",
+                                  "-t", "bench/#", "-C", tostring(n) }, stdout = "/dev/null" }
+      proc.sleep(0.5) -- subscribed
+      output = k[2]:format(mq.port)
+    else
+      rx = receiver.start {}
+      output = k[2]:format(rx.url)
+    end
     local p, dir = start_engine(string.format("return { docker = { host = %q }, outputs = { { %s } } }",
-                                              srv.host, k[2]:format(rx.url)), { timed = true })
+                                              srv.host, output), { timed = true })
     proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
                   "the engine to read every line")
+    if sub then
+      local code = sub:wait(600)
+      if code ~= 0 then error("mqtt: the subscriber did not get every message (exit " .. tostring(code) .. ")", 0) end
+    end
     local code, log, c = finish(p, dir)
+    if mq then proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "stop", mq.dir }, 60) end
     local out = tonumber(log:match("records in %d+, out (%d+)")) or -1
-    rx:stop()
+    if rx then rx:stop() end
     srv:stop()
     if code ~= 0 or out ~= n then
       error(string.format("%s: the engine wrote %d of %d lines (exit %s)", k[1], out, n, tostring(code)))

@@ -105,7 +105,7 @@ set -- $(missing $tools)
 
 # The target's libraries: installed beside the host's (multiarch), else
 # unpacked into a sysroot.
-build_pkgs="libc6-dev libuv1-dev libcurl4-openssl-dev libcjson-dev libluajit-5.1-dev zlib1g-dev libzstd-dev"
+build_pkgs="libc6-dev libuv1-dev libcurl4-openssl-dev libcjson-dev libluajit-5.1-dev zlib1g-dev libzstd-dev libmosquitto-dev"
 test_pkgs="lua-posix lua-cjson lua-filesystem lua-system"
 for a in $arches; do
   [ -e "build/cross/$a/sysroot/.complete" ] && { sysroot "$a" $build_pkgs $test_pkgs; continue; }

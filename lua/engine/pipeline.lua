@@ -427,7 +427,7 @@ end
 
 -- The keys each type of output takes.
 local OUTPUT_TYPES = { "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch", "otlp",
-                       "syslog" }
+                       "syslog", "mqtt" }
 local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true,
                   syslog = true }
 local OUTPUT_KEYS = {}
@@ -453,6 +453,10 @@ do
   OUTPUT_KEYS.elasticsearch = set(common, delivery, http, merge, { "index" })
   OUTPUT_KEYS.otlp = set(common, delivery, http, { "encoding" })
   OUTPUT_KEYS.syslog = set(common, delivery, { "facility", "hostname", "max_message" })
+  OUTPUT_KEYS.mqtt = set(common, merge, { "retry_max", "backoff_initial", "backoff_max", "dead_letter", "mode",
+                                          "host", "port", "topic", "client_id", "keepalive", "username",
+                                          "password_env", "password_file", "tls_ca_file", "max_inflight",
+                                          "record_id" })
 end
 
 -- Why key, which some other type of output takes, is not for type; nil
@@ -555,22 +559,7 @@ function Check:network_output(o, where, entry)
   if o.concurrency ~= nil then
     entry.concurrency = self:whole(o.concurrency, where .. ".concurrency", "requests", 1, 64)
   end
-  for _, k in ipairs { "batch_max_bytes", "batch_max_records" } do
-    if o[k] ~= nil then
-      self:number(o[k], where .. "." .. k)
-      if o[k] < 0 or floor(o[k]) ~= o[k] then
-        self:fail(where .. "." .. k, "must be a whole number, 0 (no limit) or more (got %s)", show(o[k]))
-      end
-      entry[k] = o[k]
-    end
-  end
-  if o.batch_timeout ~= nil then
-    self:number(o.batch_timeout, where .. ".batch_timeout")
-    if o.batch_timeout < 0 or o.batch_timeout > 60 then
-      self:fail(where .. ".batch_timeout", "must be seconds from 0 to 60 (got %s)", show(o.batch_timeout))
-    end
-    entry.batch_timeout = o.batch_timeout
-  end
+  self:merging(o, where, entry)
   if entry.compression then
     for _, k in ipairs { "batch_max_bytes", "batch_max_records", "batch_timeout" } do
       if entry[k] and entry[k] > 0 then
@@ -591,6 +580,28 @@ function Check:network_output(o, where, entry)
   end
   if entry.type == "loki" then self:loki_output(o, where, entry) end
   if o.index ~= nil then entry.index = self:nonempty_string(o.index, where .. ".index") end
+end
+
+-- Merging queued batches into one request: batch_max_bytes and
+-- batch_max_records (0: no limit), batch_timeout (seconds a partly filled
+-- request may wait for more).
+function Check:merging(o, where, entry)
+  for _, k in ipairs { "batch_max_bytes", "batch_max_records" } do
+    if o[k] ~= nil then
+      self:number(o[k], where .. "." .. k)
+      if o[k] < 0 or floor(o[k]) ~= o[k] then
+        self:fail(where .. "." .. k, "must be a whole number, 0 (no limit) or more (got %s)", show(o[k]))
+      end
+      entry[k] = o[k]
+    end
+  end
+  if o.batch_timeout ~= nil then
+    self:number(o.batch_timeout, where .. ".batch_timeout")
+    if o.batch_timeout < 0 or o.batch_timeout > 60 then
+      self:fail(where .. ".batch_timeout", "must be seconds from 0 to 60 (got %s)", show(o.batch_timeout))
+    end
+    entry.batch_timeout = o.batch_timeout
+  end
 end
 
 -- Where a destination cannot decode zstd request bodies.
@@ -685,6 +696,96 @@ function Check:loki_output(o, where, entry)
     or self:choice(o.line_format, where .. ".line_format", { "raw", "json" })
 end
 
+-- An MQTT topic template: levels of text and {field} parts (engine/output_mqtt.c).
+function Check:topic_template(v, where)
+  self:nonempty_string(v, where)
+  if #v > 65535 or v:find("%z") then
+    self:fail(where, "must be at most 65535 bytes without NUL (got %d bytes)", #v)
+  end
+  local rest = v:gsub("{([^{}]*)}", function(field)
+    if not field:match("^[%w_]+$") then
+      self:fail(where, "names the field {%s}: a field is letters, digits and _ (got %s)", field, show(v))
+    end
+    return "x"
+  end)
+  if rest:find("[{}]") then
+    self:fail(where, "has an unmatched { or } (got %s); a field is written {name}", show(v))
+  end
+  if rest:find("[+#]") then
+    self:fail(where, "must not hold the wildcards + or # (got %s): a message is published to one topic", show(v))
+  end
+  if rest:find("[%c]") then
+    self:fail(where, "must not hold control characters (got %s)", show(v))
+  end
+  return v
+end
+
+-- The settings of an mqtt output (engine/output_mqtt.c), into entry.
+function Check:mqtt_output(o, where, entry)
+  entry.host = self:nonempty_string(o.host, where .. ".host")
+  if entry.host:find("[/%s@]") then
+    self:fail(where .. ".host", "must be a host name or an IP address, without scheme or port (got %s)",
+              show(entry.host))
+  end
+  entry.topic = self:topic_template(o.topic, where .. ".topic")
+  if o.port ~= nil then entry.port = self:whole(o.port, where .. ".port", "port", 1, 65535) end
+  if o.keepalive ~= nil then
+    entry.keepalive = self:whole(o.keepalive, where .. ".keepalive", "seconds", 5, 65535)
+  end
+  if o.max_inflight ~= nil then
+    entry.max_inflight = self:whole(o.max_inflight, where .. ".max_inflight", "messages", 1, 65535)
+  end
+  if o.client_id ~= nil then
+    entry.client_id = self:nonempty_string(o.client_id, where .. ".client_id")
+    if #entry.client_id > 65535 or entry.client_id:find("[%c]") then
+      self:fail(where .. ".client_id", "must be at most 65535 bytes without control characters")
+    end
+  end
+  if o.username ~= nil then entry.username = self:nonempty_string(o.username, where .. ".username") end
+  if o.password_env ~= nil and o.password_file ~= nil then
+    self:fail(where .. ".password_env", "and password_file both give the password: keep one")
+  end
+  if o.password_env ~= nil then entry.password_env = self:env(o.password_env, where .. ".password_env") end
+  if o.password_file ~= nil then
+    entry.password_file = self:nonempty_string(o.password_file, where .. ".password_file")
+    local f = io and io.open(entry.password_file, "r")
+    if io and not f then
+      self:fail(where .. ".password_file", "names %s, which cannot be read", show(entry.password_file))
+    end
+    if f then f:close() end
+  end
+  if (entry.password_env or entry.password_file) and not entry.username then
+    self:fail(where .. ".username", "must be set with a password (MQTT sends a password only with a user name)")
+  end
+  if o.tls_ca_file ~= nil then
+    entry.tls_ca_file = self:nonempty_string(o.tls_ca_file, where .. ".tls_ca_file")
+    local f = io and io.open(entry.tls_ca_file, "r")
+    if io and not f then
+      self:fail(where .. ".tls_ca_file", "names %s, which cannot be read", show(entry.tls_ca_file))
+    end
+    if f then f:close() end
+  end
+  if o.record_id ~= nil then
+    if type(o.record_id) ~= "boolean" then self:fail(where .. ".record_id", "must be true or false") end
+    entry.record_id = o.record_id
+  end
+  for _, k in ipairs { "backoff_initial", "backoff_max" } do
+    if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
+  end
+  if o.retry_max ~= nil then
+    self:number(o.retry_max, where .. ".retry_max")
+    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
+      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
+    end
+    entry.retry_max = o.retry_max
+  end
+  self:merging(o, where, entry)
+  if o.dead_letter ~= nil then
+    entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),
+                                      where .. ".dead_letter")
+  end
+end
+
 function Check:output(o, where, i, n)
   self:table(o, where)
   local mode
@@ -705,6 +806,12 @@ function Check:output(o, where, i, n)
   entry.mode = mode
   if mode ~= nil and entry.type ~= "file" and o.dead_letter == nil then
     self:fail(where .. ".mode", "is for the files an output writes: a file output, or a dead_letter file")
+  end
+  if entry.type == "mqtt" then
+    if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
+    self:mqtt_output(o, where, entry)
+    if o.routed_only ~= nil then entry.routed_only = o.routed_only == true end
+    return entry
   end
   if NETWORK[entry.type] then
     if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end

@@ -195,7 +195,7 @@ return {
     }, lines)
   end)
 
-  it("takes record_id, true or false, on http outputs only", function()
+  it("takes record_id, true or false, on http and mqtt outputs only", function()
     local code, lines = check(dir, [[
 return {
   outputs = {
@@ -208,7 +208,7 @@ return {
     assert.equal(2, code)
     assert.same({
       "pipeline.lua:3: outputs[1].record_id must be true or false",
-      'pipeline.lua:4: outputs[2].record_id is only for outputs of type "http"',
+      'pipeline.lua:4: outputs[2].record_id is not for outputs of type "elasticsearch" (only for "http", "mqtt")',
     }, lines)
   end)
   it("takes encoding, protobuf or json, on otlp outputs only", function()
@@ -300,12 +300,12 @@ return { outputs = { { type = "loki", url = "http://127.0.0.1:9", batch_max_reco
     assert.equal(2, code)
     assert.same({
       "pipeline.lua:1: outputs[1].batch_max_records is not for outputs of type \"loki\" (only for "
-        .. "\"http\", \"clickhouse\", \"elasticsearch\")",
+        .. "\"http\", \"clickhouse\", \"elasticsearch\", \"mqtt\")",
       "pipeline.lua:2: outputs[2].batch_max_bytes must be a whole number, 0 (no limit) or more (got -1)",
       "pipeline.lua:3: outputs[3].batch_max_records must be a whole number, 0 (no limit) or more (got 2.5)",
       "pipeline.lua:5: outputs[5].batch_timeout must be seconds from 0 to 60 (got 61)",
       "pipeline.lua:6: outputs[6].batch_timeout is not for outputs of type \"loki\" (only for "
-        .. "\"http\", \"clickhouse\", \"elasticsearch\")",
+        .. "\"http\", \"clickhouse\", \"elasticsearch\", \"mqtt\")",
     }, lines)
     code, lines = check(dir, [[
 return { outputs = { { type = "clickhouse", url = "http://127.0.0.1:9", concurrency = 64 } } }
