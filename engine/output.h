@@ -3,7 +3,7 @@
  *
  * Kinds: `stdout`, `file` and `null` (output_file.c),
  * `http` and its presets `clickhouse`, `loki`, `elasticsearch`, `otlp`
- * (output_http.c), `syslog` (output_syslog.c). A kind is a table of
+ * (output_http.c), `syslog` (output_syslog.c), `nats` (output_nats.c). A kind is a table of
  * operations (output_kind_t), found by its type name in output.c; nothing
  * outside the output layer tells the kinds apart.
  *
@@ -142,6 +142,12 @@ typedef struct output_stats {
                                   waiting for a retry) was handed over; 0
                                   when none */
   int failing;                 /* the last attempt failed */
+  int acks;                    /* the kind counts messages and their
+                                  acknowledgements (nats): the next four */
+  unsigned long long published;    /* messages published */
+  unsigned long long acked;        /* messages the destination acknowledged */
+  size_t pending_acks;             /* messages published, not yet answered */
+  unsigned long long reconnects;   /* times the connection was made again */
   char cause[256];             /* while failing: why, as logged */
 } output_stats_t;
 

@@ -1,0 +1,224 @@
+-- The nats output against real nats-servers (Debian's, private, on
+-- loopback, JetStream stores under temp folders, scripts/nats.sh): every
+-- line stored once across SIGKILLed engines (the Nats-Msg-Id header lets
+-- the stream drop what a restarted engine sends again), wrong credentials
+-- (a clear error, nothing delivered, nothing lost), and a record whose
+-- subject cannot be made (the dead-letter file, with the reason).
+-- Messages are read back with build/natsjs (spec/support/natsjs.c) and
+-- counted with the server's monitoring endpoint.
+local cjson = require "cjson"
+local engine = require "spec.support.engine"
+local fake = require "spec.support.fake"
+local proc = require "spec.support.proc"
+
+local tools = os.getenv("ENGINE_TOOLS") or "build"
+local base = 20000 + (require("posix.unistd").getpid() % 2000) * 4
+
+local function sh(argv, t)
+  local ok, out = proc.sh(proc.join(argv), t or 30)
+  assert(ok, out)
+  return out
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+-- The stream's message count, as the server's monitoring endpoint says.
+local function jsz_count(mport, stream)
+  local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "5",
+                                       string.format("http://127.0.0.1:%d/jsz?streams=1", mport) })
+  if not ok then return nil end
+  local doc = cjson.decode(out)
+  for _, acc in ipairs(doc.account_details or {}) do
+    for _, s in ipairs(acc.stream_detail or {}) do
+      if s.name == stream then return s.state.messages end
+    end
+  end
+  return 0
+end
+
+-- Every message of the stream: { subject, id, record }.
+local function dump(url, stream)
+  local out = {}
+  for line in sh({ tools .. "/natsjs", url, "dump", stream }):gmatch("[^\n]+") do
+    local _, subject, id, data = line:match("^(%d+)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    out[#out + 1] = { subject = subject, id = id, record = cjson.decode(data) }
+  end
+  return out
+end
+
+-- Counts of "cN SEQ" lines per container.
+local function seq_counts(msgs)
+  local counts = {}
+  for _, m in ipairs(msgs) do
+    local c, seq = m.record.line:match("^(c%d+) (%d+)")
+    if c then
+      counts[c] = counts[c] or {}
+      counts[c][tonumber(seq)] = (counts[c][tonumber(seq)] or 0) + 1
+    end
+  end
+  return counts
+end
+
+local function assert_each_once(counts, containers, n)
+  for i = 0, containers - 1 do
+    local c = "c" .. i
+    for seq = 1, n do
+      local got = (counts[c] or {})[seq] or 0
+      assert.equal(1, got, string.format("%s line %d stored %d times", c, seq, got))
+    end
+  end
+end
+
+describe("the nats output", function()
+  local tmp, srv, e
+  local servers = {}
+
+  local function start_nats(name, port, mport, extra)
+    local dir = tmp .. "/" .. name
+    local argv = { "sh", "scripts/nats.sh", "start", dir, tostring(port), tostring(mport) }
+    if extra then
+      write(tmp .. "/" .. name .. ".extra", extra)
+      argv[#argv + 1] = tmp .. "/" .. name .. ".extra"
+    end
+    local url = sh(argv):gsub("%s+$", "")
+    servers[#servers + 1] = dir
+    return url
+  end
+
+  before_each(function()
+    tmp = select(2, proc.sh("mktemp -d /tmp/nts.XXXXXX")):gsub("%s+$", "")
+  end)
+  after_each(function()
+    local de, dsrv, list = e, srv, servers
+    e, srv, servers = nil, nil, {}
+    local steps = { function() engine.release(de, dsrv) end }
+    for _, d in ipairs(list) do
+      steps[#steps + 1] = function() proc.sh(proc.join { "sh", "scripts/nats.sh", "stop", d }, 30) end
+    end
+    steps[#steps + 1] = function() proc.sh("rm -rf " .. proc.quote(tmp)) end
+    proc.each(unpack(steps))
+  end)
+
+  it("stores every line of three containers once across two SIGKILLed engines #sanitize", function()
+    local N = 600
+    local url = start_nats("js", base, base + 1)
+    sh { tools .. "/natsjs", url, "add", "LOGS", "logs.>" }
+    srv = fake.start { "--containers", "3", "--rate", "100", "--lines", tostring(N), "--linger" }
+    local state = tmp .. "/state"
+    local p = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 20 },
+  outputs = { { type = "nats", url = %q, subject = "logs.{name}.{stream}", stream = "LOGS",
+                dead_letter = %q, timeout = 5 } },
+  engine = { checkpoint_interval = 2, backoff_initial = 0.05, backoff_max = 0.5 },
+}]], srv.host, url, tmp .. "/dead.jsonl")
+    local function stored() return jsz_count(base + 1, "LOGS") or 0 end
+    e = engine.start { pipeline = p, state_dir = state }
+    for _ = 1, 2 do
+      local at = stored()
+      proc.wait_for(function() return stored() >= at + 300 end, 60, "300 more messages stored")
+      e:signal("KILL")
+      e:wait(10)
+      e = engine.start { pipeline = p, state_dir = state }
+    end
+    proc.wait_for(function() return stored() >= 3 * N end, 90, "every line stored")
+    proc.sleep(1) -- a line stored twice would show up by now
+    assert.equal(0, e:stop("TERM"))
+    assert.equal(3 * N, stored())
+    local msgs = dump(url, "LOGS")
+    assert.equal(3 * N, #msgs)
+    assert_each_once(seq_counts(msgs), 3, N)
+    for _, m in ipairs(msgs) do
+      assert.equal("logs." .. m.record.name .. "." .. m.record.stream, m.subject)
+      assert.matches("^%x+$", m.id)
+      assert.equal(32, #m.id)
+    end
+    assert.equal("", proc.read(tmp .. "/dead.jsonl") or "")
+  end)
+
+  it("logs wrong credentials once, delivers nothing, and loses nothing once they are right", function()
+    local N = 50
+    local url = start_nats("auth", base + 2, base + 3, [[
+authorization { user: engine, password: right }
+]])
+    local conn = url:gsub("^nats://", "nats://engine:right@")
+    sh { tools .. "/natsjs", conn, "add", "LOGS", "logs.>" }
+    srv = fake.start { "--containers", "1", "--rate", "100", "--lines", tostring(N), "--linger" }
+    local state = tmp .. "/state"
+    local p = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  outputs = { { type = "nats", url = %q, subject = "logs.x", user = "engine",
+                password_env = "NATS_TEST_PASSWORD", timeout = 2 } },
+  engine = { checkpoint_interval = 0.2, backoff_initial = 0.05, backoff_max = 0.3 },
+}]], srv.host, url)
+    e = engine.start { pipeline = p, state_dir = state, env = { NATS_TEST_PASSWORD = "wrong" } }
+    proc.wait_for(function() return e:stderr_text():find("Authorization Violation", 1, true) end, 30,
+                  "the authorization error in the log")
+    proc.sleep(2) -- the output keeps failing with backoff meanwhile
+    local log = e:stderr_text()
+    local _, times = log:gsub("Authorization Violation", "")
+    assert.equal(1, times, log)
+    assert.is_nil(log:find("wrong", 1, true), "the password is never logged")
+    assert.equal(0, e:stop("TERM"))
+    assert.equal(0, tonumber((sh { tools .. "/natsjs", conn, "count", "LOGS" }):match("%d+")))
+    -- the cursor never passed an undelivered line: the right password gets them all
+    e = engine.start { pipeline = p, state_dir = state, env = { NATS_TEST_PASSWORD = "right" } }
+    proc.wait_for(function()
+      return tonumber((sh { tools .. "/natsjs", conn, "count", "LOGS" }):match("%d+")) >= N
+    end, 30, "every line stored")
+    proc.sleep(0.5)
+    assert.equal(0, e:stop("TERM"))
+    local msgs = dump(conn, "LOGS")
+    assert.equal(N, #msgs)
+    assert_each_once(seq_counts(msgs), 1, N)
+  end)
+
+  it("sends a record whose subject field is missing to the dead-letter file with the reason", function()
+    local url = start_nats("dl", base + 2, base + 3)
+    sh { tools .. "/natsjs", url, "add", "LOGS", "app.>" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "20", "--stdout-only" }
+    local dl = tmp .. "/dead.jsonl"
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  filters = { function(batch)
+    for _, r in ipairs(batch) do
+      local seq = tonumber(r.line:match("^c0 (%%d+)"))
+      if seq %% 2 == 0 then r.app = "web app." .. seq end
+    end
+  end },
+  outputs = { { type = "nats", url = %q, subject = "app.{app}", stream = "LOGS", dead_letter = %q } },
+  engine = { state_dir = false },
+}]], srv.host, url, dl) }
+    local function dead()
+      local out = {}
+      for line in (proc.read(dl) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+      return out
+    end
+    proc.wait_for(function() return #dead() >= 10 and (jsz_count(base + 3, "LOGS") or 0) >= 10 end, 30,
+                  "10 stored, 10 dead-lettered")
+    assert.equal(0, e:stop("TERM"))
+    local msgs = dump(url, "LOGS")
+    assert.equal(10, #msgs)
+    for _, m in ipairs(msgs) do
+      local seq = tonumber(m.record.line:match("^c0 (%d+)"))
+      assert.equal(0, seq % 2)
+      assert.equal("app.web_app_" .. seq, m.subject) -- a value is one token: space and dot become _
+    end
+    local d = dead()
+    assert.equal(10, #d)
+    for _, x in ipairs(d) do
+      assert.equal("the subject template's field app is missing in the record", x.reason)
+      local rec = cjson.decode(x.body)
+      assert.equal(1, tonumber(rec.line:match("^c0 (%d+)")) % 2)
+    end
+  end)
+end)
