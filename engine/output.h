@@ -143,9 +143,10 @@ typedef struct output_stats {
                                   when none */
   int failing;                 /* the last attempt failed */
   int acks;                    /* the kind counts messages and their
-                                  acknowledgements (nats): the next four */
+                                  acknowledgements (nats): the next five */
   unsigned long long published;    /* messages published */
   unsigned long long acked;        /* messages the destination acknowledged */
+  unsigned long long duplicates;   /* of those, ones it held already */
   size_t pending_acks;             /* messages published, not yet answered */
   unsigned long long reconnects;   /* times the connection was made again */
   char cause[256];             /* while failing: why, as logged */

@@ -52,7 +52,7 @@
 #include "record.h"
 #include "uvh.h"
 
-enum { ACK_OK, ACK_RETRY, ACK_REFUSED };
+enum { ACK_OK, ACK_DUPLICATE, ACK_RETRY, ACK_REFUSED };
 
 typedef struct reply { /* an acknowledgement, from libnats' thread to the loop */
   struct reply *next;
@@ -191,7 +191,10 @@ size_t nats_token(const char *in, size_t len, char *out)
   }
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)in[i];
-    out[i] = (c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>') ? '_' : (char)c;
+    int bad = c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>';
+    out[i] = in[i];
+    if (bad)
+      out[i] = '_';
   }
   return len;
 }
@@ -201,7 +204,7 @@ size_t nats_token(const char *in, size_t len, char *out)
  * anything). */
 static int template_may_match(const nats_template_t *t, const char *pattern)
 {
-  char subj[NATS_TEMPLATE_MAX * 130];
+  char subj[NATS_TEMPLATE_MAX * 130] = {0};
   size_t len = 0;
   for (int i = 0; i < t->n; i++) {
     /* a field becomes "\x01": a token holding one matches any literal */
@@ -401,22 +404,35 @@ static natsStatus ev_detach(void *ud)
   return NATS_OK;
 }
 
-/* Copies the JSON string value of key ("key":"...") in data into out;
- * escapes are kept as they are. Returns 1 when found. */
-static int json_str(const char *data, size_t len, const char *key, char *out, size_t n)
+/* Where the value of "key" starts in the JSON object data (spaces after
+ * the colon skipped), or NULL. JetStream's answers are small flat objects
+ * but for "error", whose members are looked up the same way. */
+static const char *json_value(const char *data, size_t len, const char *key)
 {
   char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":\"", key);
-  const char *p = memmem(data, len, pat, strlen(pat));
+  int pl = snprintf(pat, sizeof pat, "\"%s\"", key);
+  const char *end = data + len, *p = memmem(data, len, pat, (size_t)pl);
   if (!p)
+    return NULL;
+  p += pl;
+  while (p < end && (*p == ' ' || *p == ':' || *p == '\t'))
+    p++;
+  return p < end ? p : NULL;
+}
+
+/* Copies the JSON string value of key into out (escapes kept as they
+ * are). Returns 1 when found. */
+static int json_str(const char *data, size_t len, const char *key, char *out, size_t n)
+{
+  const char *end = data + len, *p = json_value(data, len, key);
+  if (!p || *p != '"')
     return 0;
-  p += strlen(pat);
+  p++;
   size_t i = 0;
-  while (p < data + len && *p != '"' && i + 1 < n) {
-    if (*p == '\\' && p + 1 < data + len)
+  while (p < end && *p != '"' && i + 1 < n) {
+    if (*p == '\\' && p + 1 < end && i + 2 < n)
       out[i++] = *p++;
-    if (i + 1 < n)
-      out[i++] = *p++;
+    out[i++] = *p++;
   }
   out[i] = '\0';
   return 1;
@@ -424,18 +440,14 @@ static int json_str(const char *data, size_t len, const char *key, char *out, si
 
 static long json_num(const char *data, size_t len, const char *key)
 {
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  const char *p = memmem(data, len, pat, strlen(pat));
-  if (!p)
-    return -1;
-  p += strlen(pat);
-  char num[24];
-  size_t i = 0;
-  while (p < data + len && i + 1 < sizeof num && *p >= '0' && *p <= '9')
-    num[i++] = *p++;
-  num[i] = '\0';
-  return i ? strtol(num, NULL, 10) : -1;
+  const char *end = data + len, *p = json_value(data, len, key);
+  long v = 0;
+  int digits = 0;
+  while (p && p < end && *p >= '0' && *p <= '9' && digits < 12) {
+    v = v * 10 + (*p++ - '0');
+    digits++;
+  }
+  return digits ? v : -1;
 }
 
 /* libnats' subscription thread: a JetStream acknowledgement (or refusal). */
@@ -445,17 +457,23 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
   reply_t *r = calloc(1, sizeof *r);
   const char *subj = natsMsg_GetSubject(msg);
   const char *last = subj ? strrchr(subj, '.') : NULL;
-  if (!r || !last || sscanf(last + 1, "%llu_%lu", &r->attempt, &r->index) != 2) {
+  char *mid = NULL, *end = NULL;
+  if (r && last) {
+    r->attempt = strtoull(last + 1, &mid, 10);
+    if (mid && *mid == '_')
+      r->index = strtoul(mid + 1, &end, 10);
+  }
+  if (!r || !end || *end || end == mid + 1) {
     free(r);
     natsMsg_Destroy(msg);
     return;
   }
-  const char *data = natsMsg_GetData(msg);
+  const char *data = natsMsg_GetData(msg), *dup;
   size_t len = (size_t)natsMsg_GetDataLength(msg);
   if (natsMsg_IsNoResponders(msg)) {
     r->kind = ACK_RETRY;
     snprintf(r->why, sizeof r->why, "no JetStream stream takes the subject (no responders)");
-  } else if (data && memmem(data, len, "\"error\"", 7)) {
+  } else if (data && json_value(data, len, "error")) {
     char desc[200] = "";
     long code = json_num(data, len, "err_code");
     json_str(data, len, "description", desc, sizeof desc);
@@ -463,9 +481,12 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
      * the record's own fault (a full stream, no leader: retried) */
     r->kind = code == 10054 ? ACK_REFUSED : ACK_RETRY;
     snprintf(r->why, sizeof r->why, "JetStream refused a message: %s (error %ld)", desc, code);
-  } else if (!data || !memmem(data, len, "\"seq\"", 5)) {
+  } else if (!data || json_num(data, len, "seq") < 0) {
     r->kind = ACK_RETRY;
     snprintf(r->why, sizeof r->why, "JetStream answered without a sequence number");
+  } else if ((dup = json_value(data, len, "duplicate")) && (size_t)(data + len - dup) >= 4 &&
+             memcmp(dup, "true", 4) == 0) {
+    r->kind = ACK_DUPLICATE;
   }
   natsMsg_Destroy(msg);
   pthread_mutex_lock(&br->lock);
@@ -606,6 +627,7 @@ static void take_replies(nats_output_t *s)
           line[0] = '#'; /* not sent again */
         } else {
           s->base.st.acked++;
+          s->base.st.duplicates += r->kind == ACK_DUPLICATE;
         }
         a->resolved++;
         s->base.st.pending_acks--;
@@ -774,6 +796,11 @@ static int set_auth(nats_output_t *s, natsOptions *opts, char *err, size_t n)
     return -1;
   if (secret && st == NATS_OK)
     st = natsOptions_SetToken(opts, secret);
+  if (owned) {
+    memset(owned, 0, strlen(owned));
+    free(owned);
+    owned = NULL;
+  }
   if (s->user) {
     secret = "";
     if (s->password_env && !(secret = secret_env(s->password_env, err, n, "password")))
@@ -1024,7 +1051,7 @@ static void nats_send(output_t *o, output_body_t *b)
   }
   if (s->n_waiting == s->cap_waiting) {
     size_t cap = s->cap_waiting ? s->cap_waiting * 2 : 4;
-    output_body_t **w = realloc(s->waiting, cap * sizeof *w);
+    output_body_t **w = realloc(s->waiting, cap * sizeof(output_body_t *));
     if (!w) {
       output_sent(o, b, OUTPUT_FAILED, "out of memory", 1);
       return;

@@ -9,6 +9,7 @@
 local cjson = require "cjson"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
+local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 
 local tools = os.getenv("ENGINE_TOOLS") or "build"
@@ -107,16 +108,18 @@ describe("the nats output", function()
     local N = 600
     local url = start_nats("js", base, base + 1)
     sh { tools .. "/natsjs", url, "add", "LOGS", "logs.>" }
-    srv = fake.start { "--containers", "3", "--rate", "100", "--lines", tostring(N), "--linger" }
+    srv = fake.start { "--containers", "3", "--rate", "50", "--lines", tostring(N), "--linger" }
     local state = tmp .. "/state"
+    local listen = "127.0.0.1:" .. metrics.random_port()
     local p = string.format([[
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.05, max_lines = 20 },
   outputs = { { type = "nats", url = %q, subject = "logs.{name}.{stream}", stream = "LOGS",
                 dead_letter = %q, timeout = 5 } },
-  engine = { checkpoint_interval = 2, backoff_initial = 0.05, backoff_max = 0.5 },
-}]], srv.host, url, tmp .. "/dead.jsonl")
+  engine = { checkpoint_interval = 1, backoff_initial = 0.05, backoff_max = 0.5,
+             metrics = { listen = %q } },
+}]], srv.host, url, tmp .. "/dead.jsonl", listen)
     local function stored() return jsz_count(base + 1, "LOGS") or 0 end
     e = engine.start { pipeline = p, state_dir = state }
     for _ = 1, 2 do
@@ -128,7 +131,14 @@ return {
     end
     proc.wait_for(function() return stored() >= 3 * N end, 90, "every line stored")
     proc.sleep(1) -- a line stored twice would show up by now
+    local m = metrics.parse(select(2, metrics.get("http://" .. listen .. "/metrics")))
+    local dups = m:value("engine_output_messages_duplicate_total", { output = "nats" })
+    local acked = m:value("engine_output_messages_acked_total", { output = "nats" })
+    assert.equal(0, m:value("engine_output_acks_pending", { output = "nats" }))
     assert.equal(0, e:stop("TERM"))
+    print(string.format("nats: %d lines stored once; the last engine had %d acknowledged, %d of them "
+                        .. "duplicates the stream dropped", 3 * N, acked, dups))
+    assert.is_true(dups > 0, "the SIGKILL made the engine publish lines again")
     assert.equal(3 * N, stored())
     local msgs = dump(url, "LOGS")
     assert.equal(3 * N, #msgs)
