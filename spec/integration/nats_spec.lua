@@ -151,6 +151,52 @@ return {
     assert.equal("", proc.read(tmp .. "/dead.jsonl") or "")
   end)
 
+  it("forwards an appliance's stream to a central one that was down for 10 s, every line once (examples/nats-edge)", function()
+    local N = 300
+    local ports = { ["4222"] = base + 4, ["4223"] = base + 5, ["7422"] = base + 6 }
+    local function conf(name)
+      local text = proc.read("examples/nats-edge/" .. name .. ".conf")
+      text = text:gsub("127%.0%.0%.1:(%d+)", function(p) return "127.0.0.1:" .. assert(ports[p]) end)
+      text = text:gsub("/var/lib/(nats%-%a+)", tmp .. "/%1")
+      write(tmp .. "/" .. name .. ".conf", text)
+      return tmp .. "/" .. name .. ".conf"
+    end
+    local function start(name, port)
+      local dir = tmp .. "/" .. name
+      local url = sh({ "sh", "scripts/nats.sh", "start", dir, "--conf", conf(name), tostring(port) }):gsub("%s+$", "")
+      servers[#servers + 1] = dir
+      return url, dir
+    end
+    local central, cdir = start("central", base + 5)
+    local edge = start("edge", base + 4)
+    local function count(url, stream)
+      local ok, out = proc.sh(proc.join { tools .. "/natsjs", url, "count", stream }, 10)
+      return ok and tonumber(out:match("%d+")) or -1
+    end
+    -- the leaf connection is up once the edge's API answers through it
+    sh { tools .. "/natsjs", edge, "add", "LOGS", "logs.>" }
+    proc.wait_for(function()
+      return proc.sh(proc.join { tools .. "/natsjs", central, "source", "CENTRAL", "LOGS", "$JS.edge.API" }, 10)
+    end, 30, "the central stream created")
+    srv = fake.start { "--containers", "2", "--rate", "20", "--lines", tostring(N), "--linger" }
+    local p = proc.read("examples/nats-edge/pipeline.lua")
+    p = p:gsub("127%.0%.0%.1:4222", "127.0.0.1:" .. (base + 4)):gsub("/var/lib/engine", tmp .. "/engine")
+    sh { "mkdir", "-p", tmp .. "/engine" }
+    e = engine.start { pipeline = p, docker_host = srv.host }
+    proc.wait_for(function() return count(central, "CENTRAL") >= 40 end, 30, "40 lines in the central stream")
+    sh { "sh", "scripts/nats.sh", "kill", cdir }
+    local at = count(edge, "LOGS")
+    proc.sleep(10)
+    assert.is_true(count(edge, "LOGS") >= at + 150, "the appliance stores while central is down")
+    start("central", base + 5)
+    proc.wait_for(function() return count(central, "CENTRAL") >= 2 * N end, 60, "every line in the central stream")
+    proc.sleep(1)
+    assert.equal(0, e:stop("TERM"))
+    assert.equal(2 * N, count(edge, "LOGS"))
+    assert.equal(2 * N, count(central, "CENTRAL"))
+    assert_each_once(seq_counts(dump(central, "CENTRAL")), 2, N)
+  end)
+
   it("logs wrong credentials once, delivers nothing, and loses nothing once they are right", function()
     local N = 50
     local url = start_nats("auth", base + 2, base + 3, [[

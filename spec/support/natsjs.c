@@ -4,6 +4,9 @@
  *       creates a file stream taking SUBJECT (a 2-minute duplicate window);
  *       with MAX_MSGS > 0 it holds at most that many, refusing new ones
  *       (discard=new)
+ *   natsjs URL source STREAM FROM API_PREFIX
+ *       creates a file stream sourcing stream FROM of another JetStream
+ *       domain, reached through API_PREFIX (e.g. $JS.edge.API)
  *   natsjs URL dump STREAM
  *       prints every message of STREAM as "SEQ\tSUBJECT\tNATS-MSG-ID\tDATA"
  *   natsjs URL count STREAM
@@ -26,7 +29,8 @@ static int fail(const char *what, natsStatus s, jsErrCode jerr)
 int main(int argc, char **argv)
 {
   if (argc < 4) {
-    fprintf(stderr, "usage: natsjs URL add STREAM SUBJECT [MAX_MSGS [REPLICAS]] | dump STREAM | count STREAM\n");
+    fprintf(stderr, "usage: natsjs URL add STREAM SUBJECT [MAX_MSGS [REPLICAS]] | source STREAM FROM "
+                    "API_PREFIX | dump STREAM | count STREAM\n");
     return 2;
   }
   natsConnection *nc = NULL;
@@ -54,6 +58,21 @@ int main(int argc, char **argv)
     }
     if (argc >= 7)
       cfg.Replicas = atol(argv[6]);
+    jsStreamInfo *si = NULL;
+    s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+    if (s != NATS_OK)
+      rc = fail("add stream", s, jerr);
+    jsStreamInfo_Destroy(si);
+  } else if (strcmp(argv[2], "source") == 0 && argc >= 6) {
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    jsExternalStream ext = {.APIPrefix = argv[5], .DeliverPrefix = ""};
+    jsStreamSource src = {.Name = argv[4], .External = &ext};
+    jsStreamSource *sources[1] = {&src};
+    cfg.Name = argv[3];
+    cfg.Storage = js_FileStorage;
+    cfg.Sources = sources;
+    cfg.SourcesLen = 1;
     jsStreamInfo *si = NULL;
     s = js_AddStream(&si, js, &cfg, NULL, &jerr);
     if (s != NATS_OK)
