@@ -197,6 +197,71 @@ return {
     assert_each_once(seq_counts(dump(central, "CENTRAL")), 2, N)
   end)
 
+  it("loses and repeats nothing when a node of a three-node JetStream cluster is killed (R3 stream)", function()
+    local N = 400
+    local urls, dirs = {}, {}
+    for i = 1, 3 do
+      local routes = {}
+      for j = 1, 3 do routes[j] = string.format("nats-route://127.0.0.1:%d", base + 10 + j) end
+      local url = start_nats("n" .. i, base + 6 + i, base + 13 + i, string.format([[
+server_name: n%d
+cluster { name: logs, listen: 127.0.0.1:%d, routes: [ %s ] }
+]], i, base + 10 + i, table.concat(routes, ", ")))
+      urls[i], dirs[i] = url, tmp .. "/n" .. i
+    end
+    -- JetStream answers once the cluster has a meta leader
+    proc.wait_for(function()
+      return proc.sh(proc.join { tools .. "/natsjs", urls[1], "add", "LOGS", "logs.>", "0", "3" }, 10)
+    end, 60, "the R3 stream created")
+    local function count()
+      for i = 2, 3 do
+        local ok, out = proc.sh(proc.join { tools .. "/natsjs", urls[i], "count", "LOGS" }, 10)
+        if ok then return tonumber(out:match("%d+")) end
+      end
+      return -1
+    end
+    srv = fake.start { "--containers", "2", "--rate", "50", "--lines", tostring(N), "--linger" }
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05, max_lines = 20 },
+  outputs = { { type = "nats", url = { %q, %q, %q }, subject = "logs.{name}", stream = "LOGS",
+                timeout = 2 } },
+  engine = { state_dir = false, backoff_initial = 0.05, backoff_max = 0.5 },
+}]], srv.host, urls[1], urls[2], urls[3]) }
+    proc.wait_for(function() return count() >= 200 end, 30, "200 lines stored")
+    -- the node the engine is connected to (its monitoring endpoint's /connz)
+    local victim
+    for i = 1, 3 do
+      local ok, out = proc.sh(proc.join { "curl", "-s", "-f", "--max-time", "5",
+                                           string.format("http://127.0.0.1:%d/connz", base + 13 + i) })
+      for _, c in ipairs(ok and cjson.decode(out).connections or {}) do
+        if c.name == "engine" then victim = i end
+      end
+    end
+    assert.is_not_nil(victim, "the engine's connection found")
+    local at = count()
+    sh { "sh", "scripts/nats.sh", "kill", dirs[victim] }
+    local function count_other()
+      for i = 1, 3 do
+        if i ~= victim then
+          local ok, out = proc.sh(proc.join { tools .. "/natsjs", urls[i], "count", "LOGS" }, 10)
+          if ok then return tonumber(out:match("%d+")) end
+        end
+      end
+      return -1
+    end
+    count = count_other
+    assert.is_true(at < 2 * N, "killed while the engine publishes")
+    proc.wait_for(function() return count() >= 2 * N end, 90, "every line stored")
+    proc.sleep(1)
+    assert.equal(0, e:stop("TERM"))
+    assert.equal(2 * N, count())
+    local msgs = dump(urls[victim == 1 and 2 or 1], "LOGS")
+    assert.equal(2 * N, #msgs)
+    assert_each_once(seq_counts(msgs), 2, N)
+  end)
+
   it("logs wrong credentials once, delivers nothing, and loses nothing once they are right", function()
     local N = 50
     local url = start_nats("auth", base + 2, base + 3, [[
