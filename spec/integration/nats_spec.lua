@@ -301,6 +301,29 @@ return {
     assert_each_once(seq_counts(msgs), 1, N)
   end)
 
+  it("retries with backoff, dead-letters nothing, while the stream is full (discard=new)", function()
+    local url = start_nats("full", base + 2, base + 3)
+    sh { tools .. "/natsjs", url, "add", "LOGS", "logs.>", "10" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "30", "--stdout-only" }
+    local dl = tmp .. "/dead.jsonl"
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  outputs = { { type = "nats", url = %q, subject = "logs.{name}", dead_letter = %q } },
+  engine = { state_dir = false, backoff_initial = 0.05, backoff_max = 0.2, stop_timeout = 1 },
+}]], srv.host, url, dl) }
+    proc.wait_for(function() return e:stderr_text():find("maximum messages exceeded", 1, true) end, 30,
+                  "the stream's refusal in the log")
+    proc.sleep(1) -- several retries by now
+    local log = e:stderr_text()
+    local _, times = log:gsub("maximum messages exceeded", "")
+    assert.equal(1, times, log) -- logged once per cause
+    assert.equal(10, jsz_count(base + 3, "LOGS"))
+    assert.equal("", proc.read(dl) or "")
+    assert.equal(0, e:stop("TERM"))
+  end)
+
   it("sends a record whose subject field is missing to the dead-letter file with the reason", function()
     local url = start_nats("dl", base + 2, base + 3)
     sh { tools .. "/natsjs", url, "add", "LOGS", "app.>" }
