@@ -127,6 +127,7 @@ return {
       proc.wait_for(function() return stored() >= at + 300 end, 60, "300 more messages stored")
       e:signal("KILL")
       e:wait(10)
+      e:cleanup()
       e = engine.start { pipeline = p, state_dir = state }
     end
     proc.wait_for(function() return stored() >= 3 * N end, 90, "every line stored")
@@ -277,7 +278,7 @@ return {
   batch = { flush_interval = 0.05 },
   outputs = { { type = "nats", url = %q, subject = "logs.x", user = "engine",
                 password_env = "NATS_TEST_PASSWORD", timeout = 2 } },
-  engine = { checkpoint_interval = 0.2, backoff_initial = 0.05, backoff_max = 0.3 },
+  engine = { checkpoint_interval = 0.2, backoff_initial = 0.05, backoff_max = 0.3, stop_timeout = 1 },
 }]], srv.host, url)
     e = engine.start { pipeline = p, state_dir = state, env = { NATS_TEST_PASSWORD = "wrong" } }
     proc.wait_for(function() return e:stderr_text():find("Authorization Violation", 1, true) end, 30,
@@ -288,6 +289,7 @@ return {
     assert.equal(1, times, log)
     assert.is_nil(log:find("wrong", 1, true), "the password is never logged")
     assert.equal(0, e:stop("TERM"))
+    e:cleanup()
     assert.equal(0, tonumber((sh { tools .. "/natsjs", conn, "count", "LOGS" }):match("%d+")))
     -- the cursor never passed an undelivered line: the right password gets them all
     e = engine.start { pipeline = p, state_dir = state, env = { NATS_TEST_PASSWORD = "right" } }
@@ -322,6 +324,40 @@ return {
     assert.equal(10, jsz_count(base + 3, "LOGS"))
     assert.equal("", proc.read(dl) or "")
     assert.equal(0, e:stop("TERM"))
+  end)
+
+  it("dead-letters a record larger than the stream takes (max_msg_size) and delivers the rest", function()
+    local url = start_nats("big", base + 2, base + 3)
+    sh { tools .. "/natsjs", url, "add", "LOGS", "logs.>", "0", "1", "1000" }
+    srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "20", "--stdout-only" }
+    local dl = tmp .. "/dead.jsonl"
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  filters = { function(batch)
+    for _, r in ipairs(batch) do
+      if tonumber(r.line:match("^c0 (%%d+)")) %% 5 == 0 then r.pad = string.rep("x", 2000) end
+    end
+  end },
+  outputs = { { type = "nats", url = %q, subject = "logs.{name}", dead_letter = %q } },
+  engine = { state_dir = false },
+}]], srv.host, url, dl) }
+    local function dead()
+      local out = {}
+      for line in (proc.read(dl) or ""):gmatch("[^\n]+") do out[#out + 1] = cjson.decode(line) end
+      return out
+    end
+    proc.wait_for(function() return #dead() >= 4 and (jsz_count(base + 3, "LOGS") or 0) >= 16 end, 30,
+                  "16 stored, 4 dead-lettered")
+    assert.equal(0, e:stop("TERM"))
+    local msgs = dump(url, "LOGS")
+    assert.equal(16, #msgs)
+    for _, m in ipairs(msgs) do assert.is_nil(m.record.pad) end
+    for _, d in ipairs(dead()) do
+      assert.matches("^JetStream refused a message: message size exceeds maximum allowed %(error 10054%)$", d.reason)
+      assert.equal(0, tonumber(cjson.decode(d.body).line:match("^c0 (%d+)")) % 5)
+    end
   end)
 
   it("sends a record whose subject field is missing to the dead-letter file with the reason", function()

@@ -1,9 +1,9 @@
 /* natsjs - a small JetStream client for the specs (libnats, blocking).
  *
- *   natsjs URL add STREAM SUBJECT [MAX_MSGS [REPLICAS]]
+ *   natsjs URL add STREAM SUBJECT [MAX_MSGS [REPLICAS [MAX_MSG_SIZE]]]
  *       creates a file stream taking SUBJECT (a 2-minute duplicate window);
  *       with MAX_MSGS > 0 it holds at most that many, refusing new ones
- *       (discard=new)
+ *       (discard=new); with MAX_MSG_SIZE > 0 it refuses larger messages
  *   natsjs URL source STREAM FROM API_PREFIX
  *       creates a file stream sourcing stream FROM of another JetStream
  *       domain, reached through API_PREFIX (e.g. $JS.edge.API)
@@ -58,6 +58,8 @@ int main(int argc, char **argv)
     }
     if (argc >= 7)
       cfg.Replicas = atol(argv[6]);
+    if (argc >= 8)
+      cfg.MaxMsgSize = (int32_t)atol(argv[7]);
     jsStreamInfo *si = NULL;
     s = js_AddStream(&si, js, &cfg, NULL, &jerr);
     if (s != NATS_OK)
