@@ -198,7 +198,7 @@ return {
     assert_each_once(seq_counts(dump(central, "CENTRAL")), 2, N)
   end)
 
-  it("loses and repeats nothing when a node of a three-node JetStream cluster is killed (R3 stream)", function()
+  it("loses and repeats nothing when a node of a three-node JetStream cluster is killed (R3 stream) #tsan", function()
     local N = 400
     local urls, dirs = {}, {}
     for i = 1, 3 do
@@ -263,7 +263,7 @@ return {
     assert_each_once(seq_counts(msgs), 2, N)
   end)
 
-  it("logs wrong credentials once, delivers nothing, and loses nothing once they are right", function()
+  it("logs wrong credentials once, delivers nothing, and loses nothing once they are right #sanitize", function()
     local N = 50
     local url = start_nats("auth", base + 2, base + 3, [[
 authorization { user: engine, password: right }
@@ -360,7 +360,7 @@ return {
     end
   end)
 
-  it("sends a record whose subject field is missing to the dead-letter file with the reason", function()
+  it("sends a record whose subject field is missing to the dead-letter file with the reason #sanitize", function()
     local url = start_nats("dl", base + 2, base + 3)
     sh { tools .. "/natsjs", url, "add", "LOGS", "app.>" }
     srv = fake.start { "--containers", "1", "--rate", "0", "--preload", "20", "--stdout-only" }
