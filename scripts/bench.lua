@@ -25,7 +25,9 @@
 --      starts a private one with scripts/dockerd.sh and stops it at the end.
 --   8  the network outputs: one container, --out-lines lines (default
 --      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
---      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver):
+--      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver),
+--      and the nats output to a private nats-server (scripts/nats.sh, a
+--      JetStream file stream; its message count is checked):
 --      engine CPU seconds per million lines, from start to exit
 --   9  shipping to a slow collector: --ship-containers containers (default
 --      50) backfill --ship-lines lines each (default 400, batches of 100
@@ -390,14 +392,36 @@ if want(8) then
     { "otlp (protobuf)", 'type = "otlp", url = "%s/v1/logs"' },
     { "otlp (json)", 'type = "otlp", url = "%s/v1/logs", encoding = "json"' },
     { "clickhouse", 'type = "clickhouse", url = "%s/", table = "logs"' },
+    { "nats", 'type = "nats", url = "%s", subject = "logs.{name}", stream = "LOGS"', nats = true },
   }
   local cells = {}
   for _, k in ipairs(kinds) do
     local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
                              tostring(n), "--retain", tostring(n), "--logfmt" }
-    local rx = receiver.start {}
+    local rx, natsdir, url
+    if k.nats then
+      local port = require("spec.support.metrics").random_port()
+      natsdir = select(2, proc.sh("mktemp -d /tmp/bench-nats.XXXXXX")):gsub("%s+$", "")
+      local ok, out = proc.sh(proc.join { "sh", "scripts/nats.sh", "start", natsdir .. "/srv", tostring(port),
+                                          tostring(port + 1) }, 30)
+      assert(ok, out)
+      url = out:gsub("%s+$", "")
+      ok, out = proc.sh(proc.join { "build/natsjs", url, "add", "LOGS", "logs.>" }, 30)
+      assert(ok, out)
+      rx = { stop = function()
+        local got = select(2, proc.sh(proc.join { "build/natsjs", url, "count", "LOGS" }, 30))
+        proc.sh(proc.join { "sh", "scripts/nats.sh", "stop", natsdir .. "/srv" }, 30)
+        proc.sh("rm -rf " .. proc.quote(natsdir))
+        if tonumber(got:match("%d+")) ~= n then
+          error(string.format("nats: the stream holds %s of %d lines", got:gsub("%s+$", ""), n))
+        end
+      end }
+    else
+      rx = receiver.start {}
+      url = rx.url
+    end
     local p, dir = start_engine(string.format("return { docker = { host = %q }, outputs = { { %s } } }",
-                                              srv.host, k[2]:format(rx.url)), { timed = true })
+                                              srv.host, k[2]:format(url)), { timed = true })
     proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
                   "the engine to read every line")
     local code, log, c = finish(p, dir)
