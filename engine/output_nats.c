@@ -13,9 +13,11 @@
  * duplicates.
  *
  * The body (pipeline thread, nats_encode) holds one line per record:
- * "<subject>\t<record id>\t<JSON>\n", or "!\t<reason>\t<JSON>\n" for a record
- * whose subject cannot be made (a template field it lacks), which the first
- * attempt sends to the dead-letter file and marks "#" (skipped afterwards).
+ * "P<subject>\t<record id>\t<JSON>\n", or "!\t<reason>\t<JSON>\n" for a
+ * record whose subject cannot be made (a template field it lacks), which the
+ * first attempt sends to the dead-letter file. A line done for good (dead-
+ * lettered) has its first byte set to '#' and is skipped by later attempts.
+ * Neither a subject nor a reason holds a tab or a newline, nor does the JSON.
  *
  * Threads. The connection runs on the engine's loop through libnats' event
  * loop interface (natsOptions_SetEventLoop): the loop polls the socket
@@ -123,6 +125,7 @@ typedef struct nats_output {
   size_t n_waiting, cap_waiting;
   attempt_t *attempts;
   unsigned long long seq;
+  unsigned long long reconnects_before; /* of connections closed before this one */
 } nats_output_t;
 
 /* --- the subject template (pure) ---------------------------------------- */
@@ -291,6 +294,8 @@ static int nats_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
     }
     size_t mark = b->len;
     char why[256], id[BATCH_ID_LEN + 1];
+    if (strbuf_add(b, "P", 1) < 0)
+      goto oom;
     int rc = add_subject(s, b, L, rec, why, sizeof why);
     if (rc < 0)
       goto oom;
@@ -640,6 +645,18 @@ static void take_replies(nats_output_t *s)
   }
 }
 
+/* The connection's reconnects so far, into the output's counts. */
+static void count_reconnects(nats_output_t *s)
+{
+  natsStatistics *stats = NULL;
+  uint64_t rc = 0;
+  if (s->nc && natsStatistics_Create(&stats) == NATS_OK &&
+      natsConnection_GetStats(s->nc, stats) == NATS_OK &&
+      natsStatistics_GetCounts(stats, NULL, NULL, NULL, NULL, &rc) == NATS_OK)
+    s->base.st.reconnects = s->reconnects_before + rc;
+  natsStatistics_Destroy(stats);
+}
+
 static void on_async(uv_async_t *h)
 {
   nats_output_t *s = h->data;
@@ -647,7 +664,10 @@ static void on_async(uv_async_t *h)
     return;
   reconcile(s);
   take_replies(s);
+  count_reconnects(s); /* an attach (a reconnect) wakes the loop too */
 }
+
+static void on_tick(uv_timer_t *t);
 
 static void publish_body(nats_output_t *s, output_body_t *b)
 {
@@ -685,7 +705,7 @@ static void publish_body(nats_output_t *s, output_body_t *b)
     char *t1 = memchr(line, '\t', (size_t)(end - line));
     char *t2 = memchr(t1 + 1, '\t', (size_t)(end - t1 - 1));
     char id[BATCH_ID_LEN + 1], reply[200];
-    char *subject = strndup(line, (size_t)(t1 - line));
+    char *subject = strndup(line + 1, (size_t)(t1 - line - 1));
     if (!subject) {
       fail = "out of memory";
       break;
@@ -719,6 +739,8 @@ static void publish_body(nats_output_t *s, output_body_t *b)
   a->deadline_ms = uv_now(o->loop) + (uint64_t)(s->timeout * 1000);
   a->next = s->attempts;
   s->attempts = a;
+  if (!uv_is_active((uv_handle_t *)&s->tick))
+    uv_timer_start(&s->tick, on_tick, 200, 200);
   if (fail)
     attempt_end(s, a, OUTPUT_FAILED, fail);
   else if (a->n == 0)
@@ -743,14 +765,8 @@ static void on_tick(uv_timer_t *t)
     }
     a = next;
   }
-  if (s->nc) {
-    natsStatistics *stats = NULL;
-    uint64_t rc = 0;
-    if (natsStatistics_Create(&stats) == NATS_OK && natsConnection_GetStats(s->nc, stats) == NATS_OK &&
-        natsStatistics_GetCounts(stats, NULL, NULL, NULL, NULL, &rc) == NATS_OK)
-      s->base.st.reconnects = rc;
-    natsStatistics_Destroy(stats);
-  }
+  if (!s->attempts) /* nothing to watch: no wake-ups while idle */
+    uv_timer_stop(&s->tick);
 }
 
 /* --- connecting (thread pool) ------------------------------------------ */
@@ -1040,6 +1056,8 @@ static void nats_send(output_t *o, output_body_t *b)
 {
   nats_output_t *s = (nats_output_t *)o;
   if (s->nc && natsConnection_IsClosed(s->nc)) { /* libnats gave up on it */
+    count_reconnects(s);
+    s->reconnects_before = s->base.st.reconnects;
     drop_poll(s);
     close_conn(s, s->nc, s->sub);
     s->nc = NULL;
@@ -1105,7 +1123,6 @@ static int nats_start(output_t *o, uv_loop_t *loop, char *err, size_t n)
   uvh_opened((uv_handle_t *)&s->tick);
   s->tick.data = s;
   o->handles++;
-  uv_timer_start(&s->tick, on_tick, 200, 200);
   s->bridge = br;
   return 0;
 }

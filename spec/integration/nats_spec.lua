@@ -201,6 +201,7 @@ return {
   it("loses and repeats nothing when a node of a three-node JetStream cluster is killed (R3 stream) #tsan", function()
     local N = 400
     local urls, dirs = {}, {}
+    local listen = "127.0.0.1:" .. metrics.random_port()
     for i = 1, 3 do
       local routes = {}
       for j = 1, 3 do routes[j] = string.format("nats-route://127.0.0.1:%d", base + 10 + j) end
@@ -228,8 +229,8 @@ return {
   batch = { flush_interval = 0.05, max_lines = 20 },
   outputs = { { type = "nats", url = { %q, %q, %q }, subject = "logs.{name}", stream = "LOGS",
                 timeout = 2 } },
-  engine = { state_dir = false, backoff_initial = 0.05, backoff_max = 0.5 },
-}]], srv.host, urls[1], urls[2], urls[3]) }
+  engine = { state_dir = false, backoff_initial = 0.05, backoff_max = 0.5, metrics = { listen = %q } },
+}]], srv.host, urls[1], urls[2], urls[3], listen) }
     proc.wait_for(function() return count() >= 200 end, 30, "200 lines stored")
     -- the node the engine is connected to (its monitoring endpoint's /connz)
     local victim
@@ -256,6 +257,8 @@ return {
     assert.is_true(at < 2 * N, "killed while the engine publishes")
     proc.wait_for(function() return count() >= 2 * N end, 90, "every line stored")
     proc.sleep(1)
+    local m = metrics.parse(select(2, metrics.get("http://" .. listen .. "/metrics")))
+    assert.is_true(m:value("engine_output_reconnects_total", { output = "nats" }) >= 1)
     assert.equal(0, e:stop("TERM"))
     assert.equal(2 * N, count())
     local msgs = dump(urls[victim == 1 and 2 or 1], "LOGS")
@@ -372,7 +375,7 @@ return {
   filters = { function(batch)
     for _, r in ipairs(batch) do
       local seq = tonumber(r.line:match("^c0 (%%d+)"))
-      if seq %% 2 == 0 then r.app = "web app." .. seq end
+      if seq %% 2 == 0 then r.app = "!web app." .. seq end
     end
   end },
   outputs = { { type = "nats", url = %q, subject = "app.{app}", stream = "LOGS", dead_letter = %q } },
@@ -391,7 +394,7 @@ return {
     for _, m in ipairs(msgs) do
       local seq = tonumber(m.record.line:match("^c0 (%d+)"))
       assert.equal(0, seq % 2)
-      assert.equal("app.web_app_" .. seq, m.subject) -- a value is one token: space and dot become _
+      assert.equal("app.!web_app_" .. seq, m.subject) -- a value is one token: space and dot become _
     end
     local d = dead()
     assert.equal(10, #d)
