@@ -35,6 +35,7 @@
  * (on_reply): parsed there, queued under the same lock, handed to the loop
  * through the same uv_async_t. The bridge outlives the output until
  * libnats reports the subscription complete (natsSubscription_SetOnCompleteCB). */
+#ifndef ENGINE_NO_NATS
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -1239,3 +1240,32 @@ output_t *output_nats_new(lua_State *L, int idx, char *err, size_t n)
   }
   return &s->base;
 }
+
+#else /* built without libnats (a cross build without the target's libnats-dev) */
+#include <stdio.h>
+#include <string.h>
+
+#include "output.h"
+#include "output_nats.h"
+
+struct lua_State;
+
+int nats_template_parse(nats_template_t *t, const char *text, char *err, size_t n)
+{
+  memset(t, 0, sizeof *t);
+  snprintf(err, n, "cannot be used: the engine was built without the nats output (libnats-dev)");
+  return -1;
+}
+
+size_t nats_token(const char *in, size_t len, char *out)
+{
+  memcpy(out, in, len);
+  return len;
+}
+
+output_t *output_nats_new(struct lua_State *L, int idx, char *err, size_t n)
+{
+  snprintf(err, n, "this engine was built without the nats output (libnats-dev was missing)");
+  return NULL;
+}
+#endif

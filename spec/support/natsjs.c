@@ -12,6 +12,7 @@
  *   natsjs URL count STREAM
  *       prints the stream's message count
  * Exits 1 with a message on stderr when something fails. */
+#ifndef ENGINE_NO_NATS
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,3 +116,11 @@ int main(int argc, char **argv)
   nats_Close();
   return rc;
 }
+#else
+#include <stdio.h>
+int main(void)
+{
+  fprintf(stderr, "natsjs: built without libnats\n");
+  return 2;
+}
+#endif
