@@ -1,4 +1,4 @@
-/* output_nats.h - the `nats` output's subject template (output_nats.c),
+/* output_nats.h - the `nats` output's subject template (nats_subject.c),
  * pure functions for the specs.
  *
  * A template like "logs.{name}" is literal text and {field} parts; a
