@@ -16,7 +16,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 VERSION := 0.1.0
 
-PKGS    := luajit libcurl libcjson libuv zlib libzstd libmosquitto
+PKGS    := luajit libcurl libcjson libuv zlib libzstd libmosquitto libnats
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -270,6 +270,37 @@ static void filter_families(writer_t *w, const status_t *s) {
     sample_u(w, "engine_filter_disabled", "filter", s->filters[i].name, s->filters[i].disabled ? 1 : 0);
 }
 
+/* The outputs that count messages and their acknowledgements (mqtt, nats). */
+static void ack_families(writer_t *w, const status_t *s) {
+  static const struct {
+    const char *name, *type, *help;
+  } fams[] = {
+      {"engine_output_messages_published_total", "counter",
+       "Messages the output published (mqtt, nats: one per record), re-sends included."},
+      {"engine_output_messages_acked_total", "counter",
+       "Messages the destination acknowledged (mqtt: PUBACK; nats: stored, duplicates included)."},
+      {"engine_output_messages_duplicate_total", "counter",
+       "Acknowledged messages the destination already held (nats: the same Nats-Msg-Id inside "
+       "the stream's duplicate window), dropped by it."},
+      {"engine_output_acks_pending", "gauge",
+       "Messages published and not yet acknowledged (mqtt: up to its max_inflight; nats)."},
+      {"engine_output_reconnects_total", "counter",
+       "Times the output's connection was made again after the first (mqtt, nats)."},
+  };
+  int any = 0;
+  for (size_t i = 0; i < s->n_outputs; i++) any |= s->outputs[i].st.acks;
+  if (!any) return;
+  for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
+    family(w, fams[k].name, fams[k].type, fams[k].help);
+    for (size_t i = 0; i < s->n_outputs; i++) {
+      const output_stats_t *st = &s->outputs[i].st;
+      unsigned long long v = k == 0 ? st->published : k == 1 ? st->acked : k == 2 ? st->duplicates
+                             : k == 3 ? (unsigned long long)st->pending_acks : st->reconnects;
+      if (st->acks) sample_u(w, fams[k].name, "output", s->outputs[i].info.name, v);
+    }
+  }
+}
+
 static void output_families(writer_t *w, const status_t *s) {
   static const struct {
     const char *name, *type, *help;
@@ -296,15 +327,6 @@ static void output_families(writer_t *w, const status_t *s) {
       {"engine_output_request_bytes_total", "counter",
        "Body bytes the output's attempts carried, as sent (over requests_total: bytes per request).",
        offsetof(output_stats_t, request_bytes)},
-      {"engine_output_messages_published_total", "counter",
-       "Messages the output published (mqtt: one per record), retries included.",
-       offsetof(output_stats_t, messages_published)},
-      {"engine_output_messages_acked_total", "counter",
-       "Published messages the broker acknowledged (mqtt: PUBACK).",
-       offsetof(output_stats_t, messages_acked)},
-      {"engine_output_reconnects_total", "counter",
-       "Connections the output made after its first one (mqtt).",
-       offsetof(output_stats_t, reconnects)},
   };
   for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
     family(w, fams[k].name, fams[k].type, fams[k].help);
@@ -324,11 +346,6 @@ static void output_families(writer_t *w, const status_t *s) {
   for (size_t i = 0; i < s->n_outputs; i++)
     sample_u(w, "engine_output_requests_in_flight", "output", s->outputs[i].info.name,
              s->outputs[i].st.in_flight);
-  family(w, "engine_output_acks_pending", "gauge",
-         "Messages published and not yet acknowledged (mqtt: up to its max_inflight).");
-  for (size_t i = 0; i < s->n_outputs; i++)
-    sample_u(w, "engine_output_acks_pending", "output", s->outputs[i].info.name,
-             s->outputs[i].st.acks_pending);
   family(w, "engine_output_queue_age_seconds", "gauge",
          "Seconds since the oldest batch the output holds (waiting, in flight or retrying) was "
          "handed to it; 0 when it holds none.");
@@ -340,6 +357,7 @@ static void output_families(writer_t *w, const status_t *s) {
   for (size_t i = 0; i < s->n_outputs; i++)
     sample_u(w, "engine_output_failing", "output", s->outputs[i].info.name,
              (unsigned long long)s->outputs[i].st.failing);
+  ack_families(w, s);
 }
 
 static void pipeline_families(writer_t *w, const status_t *s) {
@@ -475,6 +493,12 @@ static int add_output(cJSON *arr, const status_output_t *so) {
          cJSON_AddNumberToObject(o, "request_bytes", (double)so->st.request_bytes) &&
          cJSON_AddNumberToObject(o, "queue_age", so->st.queue_age) &&
          cJSON_AddBoolToObject(o, "failing", so->st.failing);
+  if (ok && so->st.acks)
+    ok = cJSON_AddNumberToObject(o, "published", (double)so->st.published) &&
+         cJSON_AddNumberToObject(o, "acked", (double)so->st.acked) &&
+         cJSON_AddNumberToObject(o, "duplicates", (double)so->st.duplicates) &&
+         cJSON_AddNumberToObject(o, "acks_pending", (double)so->st.pending_acks) &&
+         cJSON_AddNumberToObject(o, "reconnects", (double)so->st.reconnects);
   return ok;
 }
 

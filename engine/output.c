@@ -26,6 +26,7 @@ output_t *output_local_new(struct lua_State *L, int idx, const output_kind_t *ki
                            size_t n);
 output_t *output_syslog_new(struct lua_State *L, int idx);
 output_t *output_mqtt_new(struct lua_State *L, int idx, char *err, size_t n);
+output_t *output_nats_new(struct lua_State *L, int idx, char *err, size_t n);
 
 static const char *const http_types[] = {"http", "clickhouse", "loki", "elasticsearch", "otlp"};
 
@@ -41,6 +42,7 @@ output_t *output_new(lua_State *L, int idx, char *err, size_t n) {
   else if (strcmp(type, "null") == 0) o = output_local_new(L, idx, &output_null_kind, err, n);
   else if (strcmp(type, "syslog") == 0) o = output_syslog_new(L, idx);
   else if (strcmp(type, "mqtt") == 0) o = output_mqtt_new(L, idx, err, n);
+  else if (strcmp(type, "nats") == 0) o = output_nats_new(L, idx, err, n);
   else {
     known = local = 0;
     for (size_t i = 0; i < sizeof http_types / sizeof *http_types; i++)

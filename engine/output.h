@@ -3,7 +3,8 @@
  *
  * Kinds: `stdout`, `file` and `null` (output_file.c),
  * `http` and its presets `clickhouse`, `loki`, `elasticsearch`, `otlp`
- * (output_http.c), `syslog` (output_syslog.c), `mqtt` (output_mqtt.c). A kind is a table of
+ * (output_http.c), `syslog` (output_syslog.c), `mqtt` (output_mqtt.c),
+ * `nats` (output_nats.c). A kind is a table of
  * operations (output_kind_t), found by its type name in output.c; nothing
  * outside the output layer tells the kinds apart.
  *
@@ -139,11 +140,6 @@ typedef struct output_stats {
   unsigned long long requests;     /* attempts started (requests, writes) */
   unsigned long long request_records; /* records those attempts carried */
   unsigned long long request_bytes;   /* bytes those attempts carried */
-  unsigned long long messages_published; /* message kinds (mqtt): messages
-                                            published, retries included */
-  unsigned long long messages_acked;     /* their acknowledgements (PUBACK) */
-  unsigned long long reconnects;         /* connections made after the first */
-  size_t acks_pending;         /* messages published, not yet acknowledged */
   size_t pending;              /* bodies waiting or in flight */
   size_t in_flight;            /* attempts (requests) in flight */
   double queue_age;            /* output_stats: seconds since the oldest body
@@ -151,6 +147,14 @@ typedef struct output_stats {
                                   waiting for a retry) was handed over; 0
                                   when none */
   int failing;                 /* the last attempt failed */
+  int acks;                    /* the kind counts messages and their
+                                  acknowledgements (mqtt, nats): the next five */
+  unsigned long long published;    /* messages published */
+  unsigned long long acked;        /* messages the destination acknowledged */
+  unsigned long long duplicates;   /* of those, ones it held already */
+  size_t pending_acks;             /* messages published, not yet answered */
+  unsigned long long reconnects;   /* times the connection was made again
+                                      (after the first) */
   char cause[256];             /* while failing: why, as logged */
 } output_stats_t;
 

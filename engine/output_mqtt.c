@@ -167,7 +167,7 @@ static void end_attempt(mqtt_output_t *m, int result, const char *why)
   m->body = NULL;
   memset(m->mids, 0, sizeof m->mids);
   m->unacked = 0;
-  m->base.st.acks_pending = 0;
+  m->base.st.pending_acks = 0;
   if (b)
     output_sent(&m->base, b, result, why, 0);
 }
@@ -209,8 +209,8 @@ static void pump(mqtt_output_t *m)
     if (rc == MOSQ_ERR_SUCCESS) {
       m->mids[(unsigned)mid / 8 % sizeof m->mids] |= (unsigned char)(1u << ((unsigned)mid % 8));
       m->unacked++;
-      o->st.messages_published++;
-      o->st.acks_pending = m->unacked;
+      o->st.published++;
+      o->st.pending_acks = m->unacked;
       m->off = next;
     } else if (rc == MOSQ_ERR_MALFORMED_UTF8 || rc == MOSQ_ERR_PAYLOAD_SIZE ||
                rc == MOSQ_ERR_OVERSIZE_PACKET || rc == MOSQ_ERR_INVAL) {
@@ -252,12 +252,12 @@ static void on_publish(struct mosquitto *mosq, void *ud, int mid)
   mqtt_output_t *m = ud;
   unsigned char *byte = &m->mids[(unsigned)mid / 8 % sizeof m->mids];
   unsigned char bit = (unsigned char)(1u << ((unsigned)mid % 8));
-  m->base.st.messages_acked++;
+  m->base.st.acked++;
   if (!(*byte & bit))
     return; /* a message of an earlier attempt */
   *byte &= (unsigned char)~bit;
   m->unacked--;
-  m->base.st.acks_pending = m->unacked;
+  m->base.st.pending_acks = m->unacked;
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *ud, int rc)
@@ -637,6 +637,7 @@ output_t *output_mqtt_new(lua_State *L, int idx, char *err, size_t n)
     return NULL;
   }
   int oom = output_init(&m->base, &output_mqtt_kind, L, idx) != 0;
+  m->base.st.acks = 1;
   m->base.cfg.concurrency = 1;
   m->base.mergeable = 1;
   m->host = opt_strdup(L, idx, "host", &oom);

@@ -38,6 +38,12 @@ CROSS_PKG_CONFIG := PKG_CONFIG_SYSROOT_DIR=$(CROSS_SYSROOT) PKG_CONFIG_PATH= \
   PKG_CONFIG_LIBDIR=$(CROSS_SYSROOT)/usr/lib/$(CROSS)/pkgconfig:$(CROSS_SYSROOT)/usr/share/pkgconfig \
   pkg-config
 endif
+# The nats output needs the target's libnats-dev (libnats-dev:arm64, ...):
+# without it the build leaves the output out (a `nats` output is refused).
+ifeq ($(shell $(CROSS_PKG_CONFIG) --exists libnats 2>/dev/null && echo yes),)
+PKGS := $(filter-out libnats,$(PKGS))
+ALL_CFLAGS += -DENGINE_NO_NATS
+endif
 PKG_CFLAGS := $(shell $(CROSS_PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(CROSS_PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 LDLIBS     := $(PKG_LIBS) -lpthread -lm

@@ -27,7 +27,9 @@
 --      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
 --      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver),
 --      and the mqtt output to a local mosquitto (QoS 1, scripts/mosquitto.sh) until a subscriber got
---      every message: engine CPU seconds per million lines, from start to exit
+--      every message, and the nats output to a private nats-server
+--      (scripts/nats.sh, a JetStream file stream; its message count is
+--      checked): engine CPU seconds per million lines, from start to exit
 --   9  shipping to a slow collector: --ship-containers containers (default
 --      50) backfill --ship-lines lines each (default 400, batches of 100
 --      lines) through the http output to a local receiver that answers at
@@ -461,12 +463,13 @@ if want(8) then
     -- a local mosquitto (scripts/mosquitto.sh), QoS 1; a subscriber counts
     -- the messages and the engine stops once it got all of them
     { "mqtt (QoS 1)", 'type = "mqtt", host = "127.0.0.1", port = %d, topic = "bench/{name}"', mqtt = true },
+    { "nats", 'type = "nats", url = "%s", subject = "logs.{name}", stream = "LOGS"', nats = true },
   }
   local cells = {}
   for _, k in ipairs(kinds) do
     local srv = fake.start { "--containers", "1", "--rate", "0", "--preload", tostring(n), "--lines",
                              tostring(n), "--retain", tostring(n), "--logfmt" }
-    local rx, mq, sub, output = nil, nil, nil, nil
+    local rx, mq, sub, natsdir, url
     if k.mqtt then
       local unistd = require "posix.unistd"
       mq = { dir = require("spec.support.server").folder("mqtt"), port = 19500 + unistd.getpid() % 400 }
@@ -475,13 +478,30 @@ if want(8) then
       sub = proc.spawn { argv = { "mosquitto_sub", "-h", "127.0.0.1", "-p", tostring(mq.port), "-q", "1",
                                   "-t", "bench/#", "-C", tostring(n) }, stdout = "/dev/null" }
       proc.sleep(0.5) -- subscribed
-      output = k[2]:format(mq.port)
+      url = mq.port
+    elseif k.nats then
+      local port = require("spec.support.metrics").random_port()
+      natsdir = select(2, proc.sh("mktemp -d /tmp/bench-nats.XXXXXX")):gsub("%s+$", "")
+      local ok, out = proc.sh(proc.join { "sh", "scripts/nats.sh", "start", natsdir .. "/srv", tostring(port),
+                                          tostring(port + 1) }, 30)
+      assert(ok, out)
+      url = out:gsub("%s+$", "")
+      ok, out = proc.sh(proc.join { "build/natsjs", url, "add", "LOGS", "logs.>" }, 30)
+      assert(ok, out)
+      rx = { stop = function()
+        local got = select(2, proc.sh(proc.join { "build/natsjs", url, "count", "LOGS" }, 30))
+        proc.sh(proc.join { "sh", "scripts/nats.sh", "stop", natsdir .. "/srv" }, 30)
+        proc.sh("rm -rf " .. proc.quote(natsdir))
+        if tonumber(got:match("%d+")) ~= n then
+          error(string.format("nats: the stream holds %s of %d lines", got:gsub("%s+$", ""), n))
+        end
+      end }
     else
       rx = receiver.start {}
-      output = k[2]:format(rx.url)
+      url = rx.url
     end
     local p, dir = start_engine(string.format("return { docker = { host = %q }, outputs = { { %s } } }",
-                                              srv.host, output), { timed = true })
+                                              srv.host, k[2]:format(url)), { timed = true })
     proc.wait_for(function() return log_of(dir):find("stopped following", 1, true) end, 600,
                   "the engine to read every line")
     if sub then

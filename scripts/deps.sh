@@ -20,7 +20,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-build="build-essential pkg-config libluajit-5.1-dev luajit libcurl4-openssl-dev libcjson-dev libuv1-dev zlib1g-dev libzstd-dev libmosquitto-dev"
+build="build-essential pkg-config libluajit-5.1-dev luajit libcurl4-openssl-dev libcjson-dev libuv1-dev zlib1g-dev libzstd-dev libmosquitto-dev libnats-dev"
 probe="curl"
 daemon="docker.io busybox-static"
 test="lua-busted lua-posix lua-cjson docker.io busybox-static curl"

@@ -427,7 +427,7 @@ end
 
 -- The keys each type of output takes.
 local OUTPUT_TYPES = { "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch", "otlp",
-                       "syslog", "mqtt" }
+                       "syslog", "mqtt", "nats" }
 local NETWORK = { http = true, clickhouse = true, loki = true, elasticsearch = true, otlp = true,
                   syslog = true }
 local OUTPUT_KEYS = {}
@@ -457,6 +457,9 @@ do
                                           "host", "port", "topic", "client_id", "keepalive", "username",
                                           "password_env", "password_file", "tls_ca_file", "max_inflight",
                                           "record_id" })
+  OUTPUT_KEYS.nats = set(common, delivery, { "subject", "stream", "timeout", "concurrency", "user",
+                                            "password_env", "password_file", "token_env", "token_file",
+                                            "creds_file", "tls_ca_file" })
 end
 
 -- Why key, which some other type of output takes, is not for type; nil
@@ -468,6 +471,7 @@ local function not_for(key, type_)
   end
   if #takers == 0 then return nil end
   if type_ == "syslog" and OUTPUT_KEYS.http[key] then return "is not for syslog outputs" end
+  if type_ == "nats" and OUTPUT_KEYS.http[key] then return "is not for nats outputs" end
   if #takers == 1 then return "is only for outputs of type " .. takers[1] end
   return format("is not for outputs of type %q (only for %s)", type_, table.concat(takers, ", "))
 end
@@ -632,6 +636,96 @@ function Check:compression(o, where, entry)
               entry.type, NO_ZSTD[entry.type])
   end
   if c and c ~= "none" then entry.compression = c end
+end
+
+-- A nats output's subject template (engine/output_nats.c): the reason it
+-- is wrong, or nil.
+local function subject_problem(t)
+  if t == "" then return "is empty" end
+  local rest = t:gsub("{([^{}]*)}", function(f)
+    if f == "" or not f:match("^[%w_]+$") then return "\0bad" end
+    return "x"
+  end)
+  if rest:find("\0bad", 1, true) then
+    return "names a field with a character other than letters, digits and _ (or an empty {})"
+  end
+  if rest:find("[{}]") then return "has an unclosed { or a } without {" end
+  if rest:find("[%s%*>%c]") then return "holds a space, * or > outside a {field}" end
+  if rest:sub(1, 1) == "." or rest:sub(-1) == "." or rest:find("..", 1, true) then
+    return "has an empty token (a leading or trailing dot, or \"..\")"
+  end
+  if #t > 1000 then return "is too long" end
+  return nil
+end
+
+-- The settings of a nats output (engine/output_nats.c), into entry.
+function Check:nats_output(o, where, entry)
+  local urls = o.url
+  if urls == nil then urls = { "nats://127.0.0.1:4222" } end
+  if type(urls) == "string" then urls = { urls } end
+  if type(urls) ~= "table" or #urls == 0 then
+    self:fail(where .. ".url", "must be a nats:// address or a list of them")
+  end
+  for i, u in ipairs(urls) do
+    local w = #urls > 1 and join(where .. ".url", i) or where .. ".url"
+    if type(u) ~= "string" or not (u:match("^nats://[^/]+$") or u:match("^tls://[^/]+$")) then
+      local shown = type(u) == "string" and show((u:gsub("^(%a[%w+.-]*://)[^/?#]*@", "%1***@"))) or show(u)
+      self:fail(w, "must be nats://host:port or tls://host:port (got %s)", shown)
+    end
+    if u:find("@", 1, true) then
+      self:fail(w, "holds credentials: give them with user and password_env/password_file, token_env/token_file or creds_file")
+    end
+  end
+  entry.urls = urls
+  entry.subject = self:nonempty_string(o.subject, where .. ".subject")
+  local problem = subject_problem(entry.subject)
+  if problem then self:fail(where .. ".subject", "%s (got %s)", problem, show(entry.subject)) end
+  if o.stream ~= nil then
+    entry.stream = self:nonempty_string(o.stream, where .. ".stream")
+    if entry.stream:find("[%s%.%*>/\\]") then
+      self:fail(where .. ".stream", "must be a stream name: no spaces, ., *, >, / or \\ (got %s)", show(entry.stream))
+    end
+  end
+  local secrets = 0
+  if o.user ~= nil then entry.user = self:nonempty_string(o.user, where .. ".user") end
+  if o.password_env ~= nil then entry.password_env = self:env(o.password_env, where .. ".password_env") end
+  if o.password_file ~= nil then entry.password_file = self:nonempty_string(o.password_file, where .. ".password_file") end
+  if (o.password_env ~= nil or o.password_file ~= nil) and o.user == nil then
+    self:fail(where .. ".user", "must be set with password_env or password_file")
+  end
+  if o.password_env ~= nil and o.password_file ~= nil then
+    self:fail(where .. ".password_file", "and password_env both give the password: keep one")
+  end
+  if o.token_env ~= nil then entry.token_env = self:env(o.token_env, where .. ".token_env") end
+  if o.token_file ~= nil then entry.token_file = self:nonempty_string(o.token_file, where .. ".token_file") end
+  if o.creds_file ~= nil then entry.creds_file = self:nonempty_string(o.creds_file, where .. ".creds_file") end
+  if o.user ~= nil then secrets = secrets + 1 end
+  if o.token_env ~= nil or o.token_file ~= nil then secrets = secrets + 1 end
+  if o.token_env ~= nil and o.token_file ~= nil then
+    self:fail(where .. ".token_file", "and token_env both give the token: keep one")
+  end
+  if o.creds_file ~= nil then secrets = secrets + 1 end
+  if secrets > 1 then
+    self:fail(where, "takes one way to authenticate: user (with a password), a token or creds_file")
+  end
+  if o.tls_ca_file ~= nil then entry.tls_ca_file = self:nonempty_string(o.tls_ca_file, where .. ".tls_ca_file") end
+  for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
+    if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
+  end
+  if o.retry_max ~= nil then
+    self:number(o.retry_max, where .. ".retry_max")
+    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
+      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
+    end
+    entry.retry_max = o.retry_max
+  end
+  if o.concurrency ~= nil then
+    entry.concurrency = self:whole(o.concurrency, where .. ".concurrency", "bodies", 1, 64)
+  end
+  if o.dead_letter ~= nil then
+    entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),
+                                      where .. ".dead_letter")
+  end
 end
 
 -- Loki's labels, tenant and line_format (engine/encode_loki.c), into entry:
@@ -810,6 +904,12 @@ function Check:output(o, where, i, n)
   if entry.type == "mqtt" then
     if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
     self:mqtt_output(o, where, entry)
+    if o.routed_only ~= nil then entry.routed_only = o.routed_only == true end
+    return entry
+  end
+  if entry.type == "nats" then
+    if o.name ~= nil then entry.name = self:nonempty_string(o.name, where .. ".name") end
+    self:nats_output(o, where, entry)
     if o.routed_only ~= nil then entry.routed_only = o.routed_only == true end
     return entry
   end

@@ -8,7 +8,7 @@ local fake = require("spec.support.fake")
 -- What building and running need; nothing else may come with `make run`.
 local BUILD = { "build-essential", "pkg-config", "libluajit-5.1-dev", "luajit",
                 "libcurl4-openssl-dev", "libcjson-dev", "libuv1-dev", "zlib1g-dev", "libzstd-dev",
-                "libmosquitto-dev" }
+                "libmosquitto-dev", "libnats-dev" }
 local DAEMON = { "docker.io", "busybox-static" }
 
 local function set(...)

@@ -80,7 +80,7 @@ describe("engine.pipeline.validate", function()
   it("checks the enumerations", function()
     fails({ history = "now" }, 'history must be "all" or "start" (got "now")')
     fails({ engine = { log_level = "trace" } }, 'engine.log_level must be one of "error", "warn", "info", "debug"')
-    fails({ outputs = { { type = "kafka" } } }, 'outputs[1].type must be one of "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch", "otlp", "syslog", "mqtt" (got "kafka")')
+    fails({ outputs = { { type = "kafka" } } }, 'outputs[1].type must be one of "stdout", "file", "null", "http", "clickhouse", "loki", "elasticsearch", "otlp", "syslog", "mqtt", "nats" (got "kafka")')
     fails({ outputs = { { type = "stdout", format = "xml" } } }, 'outputs[1].format must be "json" or "plain"')
   end)
 
