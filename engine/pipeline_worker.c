@@ -674,8 +674,8 @@ int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsign
     return -1;
   }
   struct iovec part = {mp->data, mp->len};
+  /* mp is the process's: gone with it when the request fails */
   rc = request(p, g, WMSG_BATCH, &part, 1, t, c->name, sent, &status);
-  strbuf_free(mp);
   if (rc == WAIT_DONE)
     return 0;
   pl_worker_report(p, g, rc, status, c->name, msg, n, filter);
