@@ -13,8 +13,7 @@ batch_t *batch_new(container_t *c) {
   return b;
 }
 
-int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *data,
-              size_t len) {
+int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *data, size_t len) {
   if (len > UINT32_MAX || b->used + len > UINT32_MAX) return -1;
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 16;
@@ -32,13 +31,14 @@ int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *da
     b->bytes_cap = cap;
   }
   if (len) memcpy(b->bytes + b->used, data, len);
-  b->recs[b->n++] = (batch_rec_t){.ts = ts, .off = (uint32_t)b->used,
-                                  .len = (uint32_t)len, .stream = (uint8_t)stream,
+  b->recs[b->n++] = (batch_rec_t){.ts = ts,
+                                  .off = (uint32_t)b->used,
+                                  .len = (uint32_t)len,
+                                  .stream = (uint8_t)stream,
                                   .flags = (uint8_t)flags};
   b->used += len;
   return 0;
 }
-
 
 /* Appends v as n little-endian bytes to p; returns the next position. */
 static unsigned char *put_le(unsigned char *p, uint64_t v, int n) {
@@ -61,8 +61,7 @@ void batch_rec_id(const batch_t *b, size_t i, char out[BATCH_ID_LEN + 1]) {
   const batch_rec_t *r = &b->recs[i];
   const char *cid = b->container ? b->container->id : "";
   uint64_t hash = r->hash;
-  if (hash == 0)
-    hash = hash_fnv64(HASH_FNV64_OFFSET, b->bytes + r->off, r->len);
+  if (hash == 0) hash = hash_fnv64(HASH_FNV64_OFFSET, b->bytes + r->off, r->len);
   /* ts, stream, len, hash, occ: 8 + 1 + 4 + 8 + 4 bytes */
   unsigned char v[25], *p = v;
   p = put_le(p, (uint64_t)r->ts, 8);

@@ -18,30 +18,30 @@
 #include "container.h"
 
 typedef struct batch_rec {
-  int64_t ts;      /* UTC ns */
-  uint64_t hash;   /* the line's cursor key hash (0 when not from a reader) */
-  uint32_t off;    /* offset of the line in bytes */
+  int64_t ts;    /* UTC ns */
+  uint64_t hash; /* the line's cursor key hash (0 when not from a reader) */
+  uint32_t off;  /* offset of the line in bytes */
   uint32_t len;
-  uint32_t occ;    /* lines with the same ts, stream, len and hash that the
+  uint32_t occ;   /* lines with the same ts, stream, len and hash that the
                       stream returned before this one (reader.c) */
-  uint8_t stream;  /* DECODE_STDOUT or DECODE_STDERR */
-  uint8_t flags;   /* DECODE_* flags */
+  uint8_t stream; /* DECODE_STDOUT or DECODE_STDERR */
+  uint8_t flags;  /* DECODE_* flags */
 } batch_rec_t;
 
 typedef struct batch {
-  atomic_int refs;         /* use batch_ref/batch_free */
-  struct batch *next;      /* queue link, owned by whoever queues it */
-  container_t *container;  /* one reference held by the batch */
+  atomic_int refs;        /* use batch_ref/batch_free */
+  struct batch *next;     /* queue link, owned by whoever queues it */
+  container_t *container; /* one reference held by the batch */
   batch_rec_t *recs;
   size_t n, cap;
   char *bytes;
   size_t used, bytes_cap;
-  int64_t floor_ts;        /* oldest line still being assembled when the batch
+  int64_t floor_ts;         /* oldest line still being assembled when the batch
                               was cut (INT64_MAX: none); a resume starts there */
-  int undelivered;         /* came back from the pipeline without every output
+  int undelivered;          /* came back from the pipeline without every output
                               taking it (inflight.h): not to be acknowledged */
-  struct batch *order_next;/* inflight.c's list in submission order */
-  int finished;            /* inflight.c: came back (loop thread) */
+  struct batch *order_next; /* inflight.c's list in submission order */
+  int finished;             /* inflight.c: came back (loop thread) */
 } batch_t;
 
 /* Returns an empty batch holding a new reference to c, or NULL when out of
@@ -50,8 +50,7 @@ batch_t *batch_new(container_t *c);
 
 /* Appends a line. Returns 0, or -1 when out of memory (the batch is then
  * unchanged). */
-int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags,
-              const char *data, size_t len);
+int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *data, size_t len);
 
 /* The record id of a line: BATCH_ID_LEN lowercase hex digits naming it
  * wherever and however often it is read. It is a 128-bit hash of the

@@ -43,10 +43,10 @@
 #define CP_KEYS 16384
 
 typedef struct cp_entry {
-  idlink_t link;            /* in the checkpoint's table, by id */
+  idlink_t link; /* in the checkpoint's table, by id */
   char id[65];
   cursor_t *acked;
-  uint64_t missing_since;   /* uv_now when a list first lacked it; 0: listed */
+  uint64_t missing_since; /* uv_now when a list first lacked it; 0: listed */
 } cp_entry_t;
 
 /* One container in a save's snapshot. */
@@ -60,13 +60,13 @@ typedef struct snap_entry {
 /* A save: the snapshot taken on the loop, and what the thread found. */
 typedef struct save_job {
   uv_work_t work;
-  struct checkpoint *cp;    /* read on the loop only */
+  struct checkpoint *cp;        /* read on the loop only */
   const char *dir, *path, *tmp; /* the checkpoint's, unchanged while the job runs */
   int do_fsync;
   snap_entry_t *e;
   size_t n;
-  size_t bytes;             /* the text's size */
-  int rc;                   /* 0, -1 (error), 1 (over FILE_MAX: not written) */
+  size_t bytes; /* the text's size */
+  int rc;       /* 0, -1 (error), 1 (over FILE_MAX: not written) */
   char error[200];
 } save_job_t;
 
@@ -75,14 +75,14 @@ struct checkpoint {
   char *dir, *path, *tmp;
   int64_t margin;
   int do_fsync;
-  idtable_t entries;        /* cp_entry_t by container id (entries.count) */
+  idtable_t entries; /* cp_entry_t by container id (entries.count) */
   int dirty;
   uv_timer_t timer;
   int timer_open;
-  int writing;              /* a save job in flight */
-  uint64_t no_save_before;  /* uv_now: after a refusal to grow past FILE_MAX */
+  int writing;             /* a save job in flight */
+  uint64_t no_save_before; /* uv_now: after a refusal to grow past FILE_MAX */
   char last_error[200];
-  uint64_t current_at;      /* uv_hrtime when the file last held everything; 0: never */
+  uint64_t current_at; /* uv_hrtime when the file last held everything; 0: never */
   int closing;
   void (*closed)(void *);
   void *closed_ud;
@@ -153,18 +153,23 @@ static int snap_text(const snap_entry_t *e, size_t n, strbuf_t *t) {
   for (size_t i = 0; ok && i < n; i++) {
     const cursor_state_t *s = &e[i].s;
     int len;
-    ok = (i == 0 || strbuf_add(t, ",", 1) == 0) && json_add_string(t, e[i].id, strlen(e[i].id)) == 0;
+    ok =
+        (i == 0 || strbuf_add(t, ",", 1) == 0) && json_add_string(t, e[i].id, strlen(e[i].id)) == 0;
     if (s->evicted)
-      len = snprintf(num, sizeof num, ":{\"newest\":\"%" PRId64 "\",\"floor\":\"%" PRId64
-                     "\",\"evicted\":\"%" PRId64 "\",\"keys\":[", s->newest, s->floor, s->evicted_max);
+      len = snprintf(num, sizeof num,
+                     ":{\"newest\":\"%" PRId64 "\",\"floor\":\"%" PRId64 "\",\"evicted\":\"%" PRId64
+                     "\",\"keys\":[",
+                     s->newest, s->floor, s->evicted_max);
     else
-      len = snprintf(num, sizeof num, ":{\"newest\":\"%" PRId64 "\",\"floor\":\"%" PRId64
-                     "\",\"evicted\":null,\"keys\":[", s->newest, s->floor);
+      len = snprintf(num, sizeof num,
+                     ":{\"newest\":\"%" PRId64 "\",\"floor\":\"%" PRId64
+                     "\",\"evicted\":null,\"keys\":[",
+                     s->newest, s->floor);
     ok = ok && strbuf_add(t, num, (size_t)len) == 0;
     for (size_t k = 0; ok && k < e[i].n; k++) {
       const cursor_key_t *key = &e[i].keys[k];
-      len = snprintf(num, sizeof num, "%s\"%" PRId64 ",%u,%u,%016" PRIx64 "\"", k ? "," : "", key->ts,
-                     (unsigned)key->stream, (unsigned)key->len, key->hash);
+      len = snprintf(num, sizeof num, "%s\"%" PRId64 ",%u,%u,%016" PRIx64 "\"", k ? "," : "",
+                     key->ts, (unsigned)key->stream, (unsigned)key->len, key->hash);
       ok = strbuf_add(t, num, (size_t)len) == 0;
     }
     ok = ok && strbuf_add(t, "]}", 2) == 0;
@@ -199,8 +204,7 @@ static int write_file(const char *dir, const char *path, const char *tmp, int do
   int rc = -1;
   if (fd >= 0) {
     step = "write";
-    if (write_all(fd, text, len) == 0 && (!do_fsync || (step = "fsync", fsync(fd) == 0)))
-      rc = 0;
+    if (write_all(fd, text, len) == 0 && (!do_fsync || (step = "fsync", fsync(fd) == 0))) rc = 0;
     if (close(fd) != 0 && rc == 0) step = "close", rc = -1;
     if (rc == 0 && (step = "rename", rename(tmp, path) != 0)) rc = -1;
     if (rc == 0 && do_fsync) {
@@ -438,9 +442,11 @@ static int load(checkpoint_t *cp) {
   if (len <= FILE_MAX) {
     rc = parse_text(cp, map, len);
   } else {
-    log_warn(NULL, "the cursor file %s holds %zu MiB, over the limit of %zu MiB: reading it one "
+    log_warn(NULL,
+             "the cursor file %s holds %zu MiB, over the limit of %zu MiB: reading it one "
              "container at a time (a container's keys over 8 MiB are left out: it resumes after "
-             "its newest line); it is written back smaller", cp->path, len >> 20, FILE_MAX >> 20);
+             "its newest line); it is written back smaller",
+             cp->path, len >> 20, FILE_MAX >> 20);
     if ((rc = parse_large(cp, map, len)) != 0) drop_all(cp);
     else cp->dirty = 1;
   }
@@ -486,8 +492,8 @@ static void save_work(uv_work_t *w) {
   } else if ((j->bytes = t.len) > FILE_MAX) {
     j->rc = 1;
   } else {
-    j->rc = write_file(j->dir, j->path, j->tmp, j->do_fsync, t.data, t.len, j->error,
-                       sizeof j->error);
+    j->rc =
+        write_file(j->dir, j->path, j->tmp, j->do_fsync, t.data, t.len, j->error, sizeof j->error);
   }
   strbuf_free(&t);
 }
@@ -506,9 +512,11 @@ static void save_done(uv_work_t *w, int status) {
     if (j->rc == 1) {
       snprintf(msg, sizeof msg, "too large");
       if (strcmp(msg, cp->last_error) != 0)
-        log_warn(NULL, "the cursors would take %zu MiB, over the limit of %zu MiB for %s: the "
+        log_warn(NULL,
+                 "the cursors would take %zu MiB, over the limit of %zu MiB for %s: the "
                  "file is not grown (it keeps the last cursors that fitted) until containers "
-                 "are removed", j->bytes >> 20, FILE_MAX >> 20, cp->path);
+                 "are removed",
+                 j->bytes >> 20, FILE_MAX >> 20, cp->path);
       cp->no_save_before = uv_now(cp->loop) + TOO_LARGE_RETRY_MS;
     } else if (strcmp(msg, cp->last_error) != 0) { /* once per cause, not once per try */
       log_error(NULL, "cannot save cursors (%s); retrying", msg);
@@ -707,10 +715,10 @@ int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen) {
   if (len > FILE_MAX)
     log_warn(NULL, "the cursors would take %zu MiB, over the limit of %zu MiB: %s is not grown",
              len >> 20, FILE_MAX >> 20, cp->path);
-  else if ((rc = write_file(cp->dir, cp->path, cp->tmp, cp->do_fsync, text, len, why, sizeof why)) != 0)
+  else if ((rc = write_file(cp->dir, cp->path, cp->tmp, cp->do_fsync, text, len, why,
+                            sizeof why)) != 0)
     snprintf(err, errlen, "cannot save cursors (%s)", why);
-  else
-    cp->dirty = 0;
+  else cp->dirty = 0;
   free(text);
   return rc;
 }

@@ -33,8 +33,8 @@ typedef struct checkpoint checkpoint_t;
  * between saves.
  * Returns NULL with a message in err when the folder cannot be created or
  * written. do_fsync: fsync each save before it replaces the old file. */
-checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *state_dir, double interval,
-                              int do_fsync, int64_t margin_ns, char *err, size_t errlen);
+checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *state_dir, double interval, int do_fsync,
+                              int64_t margin_ns, char *err, size_t errlen);
 
 /* A new cursor for a reader of container id, restored from the saved one, or
  * NULL when none is saved (or out of memory). The caller owns it. */

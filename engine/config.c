@@ -7,8 +7,7 @@
 
 /* Fills c with the documented defaults; the selection starts empty (every
  * container). Can't fail. */
-void config_defaults(config_t *c)
-{
+void config_defaults(config_t *c) {
   memset(c, 0, sizeof *c);
   c->docker_host = NULL;
   c->since_start = 0;
@@ -41,8 +40,7 @@ void config_defaults(config_t *c)
 
 /* Releases the strings and the selection rules. c can be filled with
  * config_defaults again afterwards. */
-void config_free(config_t *c)
-{
+void config_free(config_t *c) {
   free(c->docker_host);
   free(c->docker_tls_ca);
   free(c->docker_tls_cert);

@@ -12,45 +12,45 @@
 #define ENGINE_STATE_DIR_DEFAULT "/var/lib/engine"
 
 typedef struct config {
-  char *docker_host;        /* NULL: $DOCKER_HOST, else the first socket found
+  char *docker_host; /* NULL: $DOCKER_HOST, else the first socket found
                                (docker.h) */
   char *docker_tls_ca, *docker_tls_cert, *docker_tls_key; /* docker.tls; NULL:
                                $DOCKER_TLS_VERIFY and $DOCKER_CERT_PATH */
-  double read_delay;        /* 0.5 s: a slow follow stream is read again after
+  double read_delay; /* 0.5 s: a slow follow stream is read again after
                                this long (docker.h) */
-  int attach_rm;            /* 1: a --rm container is attached to before it
+  int attach_rm;     /* 1: a --rm container is attached to before it
                                starts (docker.attach; reader.h) */
   selection_t select;
-  int since_start;          /* containers running at start with no cursor:
+  int since_start;               /* containers running at start with no cursor:
                                1 = read from the engine's start, 0 = whole history */
-  size_t batch_max_lines;   /* 1000 */
-  size_t batch_max_bytes;   /* 1 MiB */
-  double flush_interval;    /* 1.0 */
-  double cycle;             /* 300: lifetime of one follow stream */
-  double stop_timeout;      /* 10 */
-  double filter_timeout;    /* 5: one filter call */
-  int filter_isolation;     /* engine.filter_isolation: 1 "process" (the
+  size_t batch_max_lines;        /* 1000 */
+  size_t batch_max_bytes;        /* 1 MiB */
+  double flush_interval;         /* 1.0 */
+  double cycle;                  /* 300: lifetime of one follow stream */
+  double stop_timeout;           /* 10 */
+  double filter_timeout;         /* 5: one filter call */
+  int filter_isolation;          /* engine.filter_isolation: 1 "process" (the
                                filters run in a supervised process), 0
                                "thread" (on the pipeline thread) */
-  double reconcile_interval;/* 30: periodic container list */
-  double backoff_initial;   /* 0.5 */
-  double backoff_max;       /* 30 */
-  double resume_margin;     /* 1.0 */
-  size_t line_max;          /* 1 MiB */
-  size_t frame_max;         /* 1 MiB */
-  char *state_dir;          /* ENGINE_STATE_DIR_DEFAULT: cursors saved here;
+  double reconcile_interval;     /* 30: periodic container list */
+  double backoff_initial;        /* 0.5 */
+  double backoff_max;            /* 30 */
+  double resume_margin;          /* 1.0 */
+  size_t line_max;               /* 1 MiB */
+  size_t frame_max;              /* 1 MiB */
+  char *state_dir;               /* ENGINE_STATE_DIR_DEFAULT: cursors saved here;
                                NULL: in memory only */
-  double checkpoint_interval;/* 1: seconds between saves */
-  int fsync;                /* 0: fsync each save */
-  size_t max_buffered;      /* 4 MiB: bytes in flight before readers pause */
-  size_t max_readers;       /* 4096: live readers at most */
-  size_t max_events_per_second; /* 1000: container events handled per second */
-  double stats_interval;    /* 0: off; else log a stats line this often */
-  int backfill;             /* read history between the two times and exit */
-  int64_t backfill_since;   /* ns */
-  int64_t backfill_until;   /* ns; 0: up to now */
-  int log_level;            /* -1: not set by the pipeline */
-  char *metrics_listen;     /* NULL: no metrics endpoint; else "host:port" */
+  double checkpoint_interval;    /* 1: seconds between saves */
+  int fsync;                     /* 0: fsync each save */
+  size_t max_buffered;           /* 4 MiB: bytes in flight before readers pause */
+  size_t max_readers;            /* 4096: live readers at most */
+  size_t max_events_per_second;  /* 1000: container events handled per second */
+  double stats_interval;         /* 0: off; else log a stats line this often */
+  int backfill;                  /* read history between the two times and exit */
+  int64_t backfill_since;        /* ns */
+  int64_t backfill_until;        /* ns; 0: up to now */
+  int log_level;                 /* -1: not set by the pipeline */
+  char *metrics_listen;          /* NULL: no metrics endpoint; else "host:port" */
   size_t metrics_max_containers; /* 200: containers with a label of their own */
 } config_t;
 

@@ -97,9 +97,9 @@ container_t *container_from_inspect(const void *doc, char *err, size_t errlen) {
     if (!(pairs[i] = malloc(len))) goto oom_pairs;
     snprintf(pairs[i++], len, "%s=%s", l->string, l->valuestring);
   }
-  container_t *c = container_new(id, json_str(j, "Name"), json_str(config, "Image"),
-                                 (const char *const *)pairs, i,
-                                 cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(config, "Tty")));
+  container_t *c =
+      container_new(id, json_str(j, "Name"), json_str(config, "Image"), (const char *const *)pairs,
+                    i, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(config, "Tty")));
   for (size_t k = 0; k < i; k++) free(pairs[k]);
   free(pairs);
   if (!c) goto oom;

@@ -10,17 +10,17 @@
 #include <stddef.h>
 
 typedef struct container {
-  atomic_int refs;    /* use container_ref/unref */
-  char id[65];        /* full id */
-  char *name;         /* without the leading '/' */
-  char *image;        /* Config.Image (the name the user gave) */
-  char **label_keys;  /* n_labels keys and values, sorted by key */
+  atomic_int refs;   /* use container_ref/unref */
+  char id[65];       /* full id */
+  char *name;        /* without the leading '/' */
+  char *image;       /* Config.Image (the name the user gave) */
+  char **label_keys; /* n_labels keys and values, sorted by key */
   char **label_values;
   char **label_pairs; /* "key=value", for selection */
   size_t n_labels;
-  int tty;            /* Config.Tty: raw stream instead of frames */
-  int running;        /* State.Running at inspect time */
-  int auto_remove;    /* HostConfig.AutoRemove (docker run --rm): the daemon
+  int tty;         /* Config.Tty: raw stream instead of frames */
+  int running;     /* State.Running at inspect time */
+  int auto_remove; /* HostConfig.AutoRemove (docker run --rm): the daemon
                          removes it, and its log, once it exits */
 } container_t;
 

@@ -27,8 +27,8 @@ typedef struct core {
   struct checkpoint *checkpoint; /* NULL: cursors are not saved */
   struct ledger *ledger;         /* NULL: finished readers' counts are not kept
                                     (kept for the metrics endpoint, ledger.h) */
-  int64_t start_ns;   /* wall clock at engine start */
-  int stopping;       /* set once stop has begun: nothing new may start */
+  int64_t start_ns;              /* wall clock at engine start */
+  int stopping;                  /* set once stop has begun: nothing new may start */
 } core_t;
 
 #endif

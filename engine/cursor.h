@@ -109,12 +109,12 @@ size_t cursor_window(const cursor_t *c);
 
 /* What a saved cursor holds besides its keys (checkpoint.h writes it). */
 typedef struct cursor_state {
-  int any;              /* something was delivered */
-  int64_t newest;       /* newest delivered ts */
-  int64_t floor;        /* floor_ts of the last delivery */
-  int evicted;          /* a key has left the window */
-  int64_t evicted_max;  /* newest ts of a key that left the window */
-  size_t n_keys;        /* keys in the window, repeats included */
+  int any;             /* something was delivered */
+  int64_t newest;      /* newest delivered ts */
+  int64_t floor;       /* floor_ts of the last delivery */
+  int evicted;         /* a key has left the window */
+  int64_t evicted_max; /* newest ts of a key that left the window */
+  size_t n_keys;       /* keys in the window, repeats included */
 } cursor_state_t;
 
 /* Fills s. Can't fail. */

@@ -49,12 +49,12 @@
 enum decode_stream { DECODE_STDOUT = 1, DECODE_STDERR = 2, DECODE_SYSERR = 3 };
 
 /* Line flags. */
-#define DECODE_TRUNCATED 0x1 /* a piece of a line longer than line_max */
+#define DECODE_TRUNCATED 0x1    /* a piece of a line longer than line_max */
 #define DECODE_UNTERMINATED 0x2 /* flushed at end of stream without '\n' */
 
 typedef struct decode_line {
-  int stream;      /* DECODE_STDOUT, DECODE_STDERR or DECODE_SYSERR */
-  int64_t ts;      /* UTC nanoseconds of the (first chunk's) timestamp */
+  int stream;       /* DECODE_STDOUT, DECODE_STDERR or DECODE_SYSERR */
+  int64_t ts;       /* UTC nanoseconds of the (first chunk's) timestamp */
   const char *data; /* the line, without its '\n' (or "\r\n"); not NUL-terminated */
   size_t len;
   unsigned flags;
@@ -75,23 +75,23 @@ typedef struct decode_partial {
 } decode_partial_t;
 
 typedef struct decoder {
-  int raw;               /* 1: TTY raw stream, 0: multiplexed */
+  int raw; /* 1: TTY raw stream, 0: multiplexed */
   size_t frame_max, line_max;
   decode_line_fn on_line;
   void *ud;
-  unsigned char hdr[8];  /* frame header being read */
+  unsigned char hdr[8]; /* frame header being read */
   size_t hdr_len;
   int frame_type;
-  size_t frame_left;     /* payload bytes of the current frame still to come */
-  decode_buf_t frame;    /* payload of the current frame (multiplexed), or
+  size_t frame_left;        /* payload bytes of the current frame still to come */
+  decode_buf_t frame;       /* payload of the current frame (multiplexed), or
                             the current unfinished raw line (raw) */
   decode_partial_t part[3]; /* per stream: index DECODE_STDOUT-1 .. */
   char error[128];
-  int raw_cont;          /* raw: the line went on past a chunk boundary */
-  decode_buf_t probe;    /* raw: what follows a '\r' in such a line, until
+  int raw_cont;       /* raw: the line went on past a chunk boundary */
+  decode_buf_t probe; /* raw: what follows a '\r' in such a line, until
                             it shows whether it is the next line's "<ts> " */
-  int untimed;           /* an attach stream: no timestamps (decoder_untimed) */
-  int64_t now;           /* untimed: the time of the bytes being fed, UTC ns */
+  int untimed;        /* an attach stream: no timestamps (decoder_untimed) */
+  int64_t now;        /* untimed: the time of the bytes being fed, UTC ns */
 } decoder_t;
 
 /* Defaults, also the documented defaults of the pipeline options. */
@@ -99,8 +99,8 @@ typedef struct decoder {
 #define DECODE_LINE_MAX_DEFAULT (1024 * 1024)
 
 /* Initialises d. Can't fail (allocation happens lazily in decoder_feed). */
-void decoder_init(decoder_t *d, int raw, size_t frame_max, size_t line_max,
-                  decode_line_fn on_line, void *ud);
+void decoder_init(decoder_t *d, int raw, size_t frame_max, size_t line_max, decode_line_fn on_line,
+                  void *ud);
 
 /* Takes the stream as an attach stream's: no timestamps (see above). Kept
  * by decoder_reset. */

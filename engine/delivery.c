@@ -25,7 +25,7 @@ struct delivery {
   uint64_t grace_ms;
   uv_async_t wake;
   uv_timer_t tick;
-  atomic_int reopen;   /* delivery_reopen asked for it */
+  atomic_int reopen; /* delivery_reopen asked for it */
   int ticking;
   entry_t *e;
   size_t n, cap;
@@ -82,9 +82,7 @@ static void try_start(delivery_t *d, entry_t *en) {
   ensure_tick(d);
 }
 
-static void entry_closed(void *ud) {
-  (void)ud; /* freed by sweep, which sees o->handles == 0 */
-}
+static void entry_closed(void *ud) { (void)ud; /* freed by sweep, which sees o->handles == 0 */ }
 
 /* Frees entries whose output is closed, and ends the delivery when it is
  * closing and nothing is left. */
@@ -177,8 +175,10 @@ static void step(delivery_t *d) {
       size_t pending = output_pending(en->o);
       if (pending == 0 || now >= en->deadline) {
         if (pending)
-          log_warn(NULL, "output %s: dropped by a reload with %zu batches undelivered after %.1f s; "
-                   "to its dead-letter file", en->o->name, pending, (double)d->grace_ms / 1000);
+          log_warn(NULL,
+                   "output %s: dropped by a reload with %zu batches undelivered after %.1f s; "
+                   "to its dead-letter file",
+                   en->o->name, pending, (double)d->grace_ms / 1000);
         en->closing = 1;
         output_close(en->o, "the output was dropped by a reload before it delivered these records",
                      entry_closed, en->o);
@@ -186,8 +186,7 @@ static void step(delivery_t *d) {
     }
   }
   sweep(d);
-  if (d->closing && !d->outputs_closed &&
-      (delivery_pending(d) == 0 || now >= d->close_deadline)) {
+  if (d->closing && !d->outputs_closed && (delivery_pending(d) == 0 || now >= d->close_deadline)) {
     close_outputs(d);
     sweep(d);
   }

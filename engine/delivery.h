@@ -39,8 +39,8 @@ int delivery_start(delivery_t *d, output_t *const *outs, size_t n, char *err, si
 /* Any thread: outputs to take and start, and outputs to let go (see
  * above). Out of memory: logged, the outputs to add are freed and those to
  * let go stay. */
-void delivery_handover(delivery_t *d, output_t *const *add, size_t n_add,
-                       output_t *const *drop, size_t n_drop);
+void delivery_handover(delivery_t *d, output_t *const *add, size_t n_add, output_t *const *drop,
+                       size_t n_drop);
 
 /* Any thread: every output reopens its destination and dead-letter file
  * before it writes what is handed over after this call. */

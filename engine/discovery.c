@@ -21,9 +21,9 @@ typedef struct inspect_req {
   struct discovery *d;
   http_req_t *req;
   char id[129];
-  int started;              /* seen in a start event: follow even if it exited */
-  int created;              /* asked for by a create event: hold it until it starts */
-  uint64_t event_ns;        /* uv_hrtime of the start event, or 0 */
+  int started;       /* seen in a start event: follow even if it exited */
+  int created;       /* asked for by a create event: hold it until it starts */
+  uint64_t event_ns; /* uv_hrtime of the start event, or 0 */
   struct inspect_req *next, *prev;
 } inspect_req_t;
 
@@ -45,19 +45,19 @@ struct discovery {
   unsigned long ev_skipped; /* events skipped in it (over the limit) */
   int stopping;
   http_req_t *ping, *list, *events;
-  inspect_req_t *inspects;  /* inspections in flight */
-  prepared_t *prepared;     /* created containers not started yet */
+  inspect_req_t *inspects; /* inspections in flight */
+  prepared_t *prepared;    /* created containers not started yet */
   size_t n_prepared;
-  uv_timer_t timer;         /* events backoff and reconcile */
+  uv_timer_t timer; /* events backoff and reconcile */
   int events_backoff_pending;
-  backoff_t backoff;        /* events stream reconnections */
-  int64_t events_since;     /* last event time seen, ns */
-  uint64_t next_reconcile;  /* uv_now ms */
-  char *evbuf;              /* an unfinished events line */
+  backoff_t backoff;       /* events stream reconnections */
+  int64_t events_since;    /* last event time seen, ns */
+  uint64_t next_reconcile; /* uv_now ms */
+  char *evbuf;             /* an unfinished events line */
   size_t evlen, evcap;
   unsigned long reconnects;
-  int docker_ok;            /* the last ping, list or events answer was good */
-  char docker_why[300];     /* why it was not */
+  int docker_ok;        /* the last ping, list or events answer was good */
+  char docker_why[300]; /* why it was not */
   void (*closed)(void *);
   void *closed_ud;
 };
@@ -170,8 +170,7 @@ static void on_inspect(void *ud, const http_result_t *res) {
  * started: an event, which arrived at event_ns), or holds it until it
  * starts (created: a create event). An id already followed is not
  * inspected again. */
-static void inspect(discovery_t *d, const char *id, int started, int created,
-                    uint64_t event_ns) {
+static void inspect(discovery_t *d, const char *id, int started, int created, uint64_t event_ns) {
   static const http_handler_t handler = {NULL, NULL, on_inspect};
   if (d->stopping) return;
   reader_t *rd = registry_find(d->core->registry, id);
@@ -198,9 +197,7 @@ static void inspect(discovery_t *d, const char *id, int started, int created,
   d->inspects = q;
 }
 
-static void consider(discovery_t *d, const char *id, int started) {
-  inspect(d, id, started, 0, 0);
-}
+static void consider(discovery_t *d, const char *id, int started) { inspect(d, id, started, 0, 0); }
 
 /* A start event (arrived at event_ns): a held container's reader starts at
  * once; any other is inspected first. */
@@ -307,8 +304,10 @@ static int event_allowed(discovery_t *d) {
   }
   if (++d->ev_count <= d->core->cfg->max_events_per_second) return 1;
   if (d->ev_skipped++ == 0) { /* list once the window is over */
-    log_warn(NULL, "skipping container events over max_events_per_second (%zu); "
-             "a container list catches up", d->core->cfg->max_events_per_second);
+    log_warn(NULL,
+             "skipping container events over max_events_per_second (%zu); "
+             "a container list catches up",
+             d->core->cfg->max_events_per_second);
     d->next_reconcile = now + 1000;
     schedule(d);
   }
@@ -355,7 +354,8 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
     } else if (!strcmp(a, "rename")) {
       const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(actor, "Attributes");
       const cJSON *name = cJSON_GetObjectItemCaseSensitive(attrs, "name");
-      if (cJSON_IsString(name) && name->valuestring[0]) on_rename(d, id->valuestring, name->valuestring);
+      if (cJSON_IsString(name) && name->valuestring[0])
+        on_rename(d, id->valuestring, name->valuestring);
     }
   }
   cJSON_Delete(ev);
@@ -407,7 +407,8 @@ static void on_events_done(void *ud, const http_result_t *res) {
   char why[300];
   d->events = NULL;
   d->evlen = 0;
-  if (res->ok && res->status == 200) snprintf(why, sizeof why, "the daemon ended the events stream");
+  if (res->ok && res->status == 200)
+    snprintf(why, sizeof why, "the daemon ended the events stream");
   else docker_describe_error(res, why, sizeof why);
   docker_state(d, 0, why);
   double delay = backoff_next(&d->backoff);
@@ -488,8 +489,11 @@ void discovery_reconcile(discovery_t *d) {
 }
 
 int discovery_docker_ok(const discovery_t *d, char *why, size_t n) {
-  if (why && n) snprintf(why, n, "%s", d->docker_ok ? "" : d->docker_why[0] ? d->docker_why
-                                                     : "no answer from the Docker daemon yet");
+  if (why && n)
+    snprintf(why, n, "%s",
+             d->docker_ok       ? ""
+             : d->docker_why[0] ? d->docker_why
+                                : "no answer from the Docker daemon yet");
   return d->docker_ok;
 }
 

@@ -22,8 +22,8 @@
 struct docker {
   http_t *http;
   char *host;
-  char version[16];  /* "1.41" */
-  char prefix[20];   /* "/v1.41" or "" */
+  char version[16]; /* "1.41" */
+  char prefix[20];  /* "/v1.41" or "" */
   unsigned read_delay_ms;
   void (*closed)(void *);
   void *closed_ud;
@@ -35,7 +35,8 @@ struct docker {
 static const char *default_host(char *buf, size_t n) {
   const char *xdg = getenv("XDG_RUNTIME_DIR");
   char rootless[300] = "";
-  if (xdg && *xdg && strlen(xdg) < 256) snprintf(rootless, sizeof rootless, "%s/podman/podman.sock", xdg);
+  if (xdg && *xdg && strlen(xdg) < 256)
+    snprintf(rootless, sizeof rootless, "%s/podman/podman.sock", xdg);
   const char *paths[] = {"/var/run/docker.sock", "/run/podman/podman.sock", rootless};
   for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
     struct stat st;
@@ -161,8 +162,7 @@ int docker_negotiate(docker_t *d, const http_result_t *r, char *err, size_t errl
   const char *v = r->api_version && *r->api_version ? r->api_version : "1.24";
   int major, minor;
   if (parse_version(v, &major, &minor) != 0) {
-    snprintf(err, errlen, "the Docker daemon at %s sent a malformed API version '%s'",
-             d->host, v);
+    snprintf(err, errlen, "the Docker daemon at %s sent a malformed API version '%s'", d->host, v);
     return -1;
   }
   if (major < 1 || (major == 1 && minor < 24)) {
@@ -196,8 +196,8 @@ static http_req_t *request(docker_t *d, const char *api_path, size_t max, long r
   return request_method(d, api_path, 0, max, recv_buffer, read_delay_ms, cb, on_sent, ud);
 }
 
-static http_req_t *get(docker_t *d, const char *api_path, size_t max,
-                       const http_handler_t *cb, void *ud) {
+static http_req_t *get(docker_t *d, const char *api_path, size_t max, const http_handler_t *cb,
+                       void *ud) {
   return request(d, api_path, max, RECV_BUFFER, 0, cb, NULL, ud);
 }
 
@@ -223,9 +223,8 @@ http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb
   return get(d, path, DOCKER_INSPECT_MAX, cb, ud);
 }
 
-http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns,
-                        int follow, const http_handler_t *cb, void (*on_sent)(void *),
-                        void *ud) {
+http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns, int follow,
+                        const http_handler_t *cb, void (*on_sent)(void *), void *ud) {
   if (!safe_id(id)) return NULL;
   char since[32] = "0", until[40] = "";
   if (since_ns >= 0) ts_format_since(since_ns, since);
@@ -237,8 +236,8 @@ http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t u
   snprintf(path, sizeof path,
            "/containers/%s/logs?stdout=1&stderr=1&timestamps=1&follow=%d&since=%s%s", id,
            follow ? 1 : 0, since, until);
-  return request(d, path, 0, follow ? RECV_BUFFER : 0, follow ? d->read_delay_ms : 0, cb,
-                 on_sent, ud);
+  return request(d, path, 0, follow ? RECV_BUFFER : 0, follow ? d->read_delay_ms : 0, cb, on_sent,
+                 ud);
 }
 
 http_req_t *docker_attach(docker_t *d, const char *id, const http_handler_t *cb, void *ud) {

@@ -79,9 +79,8 @@ http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb
 /* GET /containers/{id}/logs with stdout, stderr and timestamps; since_ns <0:
  * the whole retained history; until_ns <= 0: no end. A streaming request.
  * on_sent(ud), when not NULL: the request was written (http_opts_t). */
-http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns,
-                        int follow, const http_handler_t *cb, void (*on_sent)(void *ud),
-                        void *ud);
+http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns, int follow,
+                        const http_handler_t *cb, void (*on_sent)(void *ud), void *ud);
 
 /* POST /containers/{id}/attach?stream=1&stdout=1&stderr=1: the container's
  * output as it writes it, without timestamps (decode.h, decoder_untimed),

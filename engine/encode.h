@@ -42,9 +42,9 @@ int encode_clickhouse(strbuf_t *b, struct lua_State *L, int idx);
  * record order; the line is the `line` field, or with json_line the whole
  * record as JSON. */
 typedef struct encode_loki_opts {
-  const char *const *label_fields;  /* record fields */
+  const char *const *label_fields; /* record fields */
   size_t n_labels;
-  const char *const *static_names;  /* fixed labels: names and values */
+  const char *const *static_names; /* fixed labels: names and values */
   const char *const *static_values;
   size_t n_static;
   int json_line;
@@ -63,7 +63,7 @@ int encode_elasticsearch(strbuf_t *b, struct lua_State *L, int idx, const char *
  * cannot be read, counts as status 500 (to be sent again). */
 typedef struct es_item {
   int status;
-  char *reason;   /* NULL when the item succeeded */
+  char *reason; /* NULL when the item succeeded */
 } es_item_t;
 typedef struct es_reply es_reply_t;
 
@@ -94,8 +94,8 @@ int encode_otlp_proto(strbuf_t *b, struct lua_State *L, int idx);
  * octet_counting: TCP framing "<len> <msg>" (RFC 6587); else each message
  * is followed by '\n' (for UDP the caller sends one message per datagram:
  * use encode_syslog_one). */
-int encode_syslog(strbuf_t *b, struct lua_State *L, int idx, const char *hostname,
-                  int facility, int octet_counting);
+int encode_syslog(strbuf_t *b, struct lua_State *L, int idx, const char *hostname, int facility,
+                  int octet_counting);
 
 /* One record (the table at idx) as one RFC 5424 message, no framing. */
 int encode_syslog_one(strbuf_t *b, struct lua_State *L, int idx, const char *hostname,

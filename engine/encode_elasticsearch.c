@@ -25,8 +25,7 @@
 #include "timestamp.h"
 
 /* Appends the document line of the record at rec. Returns 0 or -1. */
-static int add_document(strbuf_t *b, lua_State *L, int rec, int64_t now)
-{
+static int add_document(strbuf_t *b, lua_State *L, int rec, int64_t now) {
   char ts[TS_LEN + 1];
   size_t mark;
   int own;
@@ -34,15 +33,13 @@ static int add_document(strbuf_t *b, lua_State *L, int rec, int64_t now)
   encode_push_field(L, rec, "@timestamp", 10);
   own = !lua_isnil(L, -1);
   lua_pop(L, 1);
-  if (own)
-    return json_add_record(b, L, rec) < 0 || encode_lit(b, "\n") < 0 ? -1 : 0;
+  if (own) return json_add_record(b, L, rec) < 0 || encode_lit(b, "\n") < 0 ? -1 : 0;
   ts_format(encode_record_time(L, rec, now), ts);
   if (encode_lit(b, "{\"@timestamp\":\"") < 0 || strbuf_add(b, ts, TS_LEN) < 0 ||
       encode_lit(b, "\"") < 0)
     return -1;
   mark = b->len;
-  if (json_add_record(b, L, rec) < 0)
-    return -1;
+  if (json_add_record(b, L, rec) < 0) return -1;
   if (b->len - mark == 2) { /* "{}": nothing but the timestamp */
     b->len = mark;
     return encode_lit(b, "}\n");
@@ -51,16 +48,14 @@ static int add_document(strbuf_t *b, lua_State *L, int rec, int64_t now)
   return encode_lit(b, "\n");
 }
 
-int encode_elasticsearch(strbuf_t *b, lua_State *L, int idx, const char *index)
-{
-  strbuf_t action = { 0 };
+int encode_elasticsearch(strbuf_t *b, lua_State *L, int idx, const char *index) {
+  strbuf_t action = {0};
   int64_t now = ts_now();
   size_t i, count;
   int rc = -1;
 
   idx = encode_abs(L, idx);
-  if (!lua_checkstack(L, 8))
-    return -1;
+  if (!lua_checkstack(L, 8)) return -1;
   if (encode_lit(&action, "{\"create\":{\"_index\":") < 0 ||
       json_add_string(&action, index, strlen(index)) < 0)
     goto err;
@@ -83,18 +78,15 @@ err:
 }
 
 /* Formats the reason of a failed item into err: "status N type: reason". */
-static void item_reason(const cJSON *result, char *err, size_t errlen)
-{
+static void item_reason(const cJSON *result, char *err, size_t errlen) {
   const cJSON *status = cJSON_GetObjectItemCaseSensitive(result, "status");
   const cJSON *error = cJSON_GetObjectItemCaseSensitive(result, "error");
   const cJSON *type = cJSON_GetObjectItemCaseSensitive(error, "type");
   const cJSON *reason = cJSON_GetObjectItemCaseSensitive(error, "reason");
   int code = cJSON_IsNumber(status) ? status->valueint : 0;
 
-  if (errlen == 0)
-    return;
-  if (cJSON_IsString(error))
-    snprintf(err, errlen, "status %d: %s", code, error->valuestring);
+  if (errlen == 0) return;
+  if (cJSON_IsString(error)) snprintf(err, errlen, "status %d: %s", code, error->valuestring);
   else
     snprintf(err, errlen, "status %d %s: %s", code,
              cJSON_IsString(type) ? type->valuestring : "error",
@@ -103,12 +95,10 @@ static void item_reason(const cJSON *result, char *err, size_t errlen)
 
 /* 1 when the item's result (the object under its action name) reports a
  * failure: an "error" member or a status outside 2xx. */
-static int item_failed(const cJSON *result)
-{
+static int item_failed(const cJSON *result) {
   const cJSON *status = cJSON_GetObjectItemCaseSensitive(result, "status");
 
-  if (cJSON_GetObjectItemCaseSensitive(result, "error") != NULL)
-    return 1;
+  if (cJSON_GetObjectItemCaseSensitive(result, "error") != NULL) return 1;
   return cJSON_IsNumber(status) && (status->valueint < 200 || status->valueint > 299);
 }
 
@@ -118,12 +108,12 @@ static int item_failed(const cJSON *result)
 
 struct es_reply {
   int depth, in_str, esc;
-  char key[16];             /* the last string at depth 1 (a key of the root) */
+  char key[16]; /* the last string at depth 1 (a key of the root) */
   size_t key_len;
-  int key_open;             /* that string is being read */
-  int in_items;             /* inside the root's "items" array */
+  int key_open; /* that string is being read */
+  int in_items; /* inside the root's "items" array */
   int seen_items;
-  int collecting;           /* copying one item's object */
+  int collecting; /* copying one item's object */
   strbuf_t item;
   int item_overflow;
   es_item_t *items;
@@ -131,26 +121,19 @@ struct es_reply {
   int oom;
 };
 
-es_reply_t *es_reply_new(void)
-{
-  return calloc(1, sizeof(es_reply_t));
-}
+es_reply_t *es_reply_new(void) { return calloc(1, sizeof(es_reply_t)); }
 
-void es_reply_free(es_reply_t *r)
-{
-  if (r == NULL)
-    return;
-  for (size_t i = 0; i < r->n; i++)
-    free(r->items[i].reason);
+void es_reply_free(es_reply_t *r) {
+  if (r == NULL) return;
+  for (size_t i = 0; i < r->n; i++) free(r->items[i].reason);
   free(r->items);
   strbuf_free(&r->item);
   free(r);
 }
 
 /* Reads the item object collected in r->item into a new entry. */
-static void end_item(es_reply_t *r)
-{
-  es_item_t it = { 0, NULL };
+static void end_item(es_reply_t *r) {
+  es_item_t it = {0, NULL};
   cJSON *root = r->item_overflow ? NULL : cJSON_ParseWithLength(r->item.data, r->item.len);
   const cJSON *result = root != NULL && cJSON_IsObject(root) ? root->child : NULL;
   char reason[300];
@@ -185,21 +168,16 @@ static void end_item(es_reply_t *r)
   r->items[r->n++] = it;
 }
 
-void es_reply_feed(es_reply_t *r, const char *data, size_t len)
-{
+void es_reply_feed(es_reply_t *r, const char *data, size_t len) {
   for (size_t i = 0; i < len; i++) {
     char c = data[i];
     if (r->collecting && !r->item_overflow) {
-      if (r->item.len >= ITEM_MAX || strbuf_add(&r->item, &c, 1) < 0)
-        r->item_overflow = 1;
+      if (r->item.len >= ITEM_MAX || strbuf_add(&r->item, &c, 1) < 0) r->item_overflow = 1;
     }
     if (r->in_str) {
-      if (r->esc)
-        r->esc = 0;
-      else if (c == '\\')
-        r->esc = 1;
-      else if (c == '"')
-        r->in_str = r->key_open = 0;
+      if (r->esc) r->esc = 0;
+      else if (c == '\\') r->esc = 1;
+      else if (c == '"') r->in_str = r->key_open = 0;
       if (r->key_open && r->in_str && !r->esc && r->key_len < sizeof r->key - 1)
         r->key[r->key_len++] = c;
       continue;
@@ -232,22 +210,17 @@ void es_reply_feed(es_reply_t *r, const char *data, size_t len)
         r->collecting = 0;
         end_item(r);
       }
-      if (r->depth == 2)
-        r->in_items = 0;
-      if (r->depth > 0)
-        r->depth--;
+      if (r->depth == 2) r->in_items = 0;
+      if (r->depth > 0) r->depth--;
       break;
-    default:
-      break;
+    default: break;
     }
   }
 }
 
-int es_reply_items(const es_reply_t *r, const es_item_t **items, size_t *n)
-{
+int es_reply_items(const es_reply_t *r, const es_item_t **items, size_t *n) {
   *items = r->items;
   *n = r->n;
-  if (r->oom)
-    return -1;
+  if (r->oom) return -1;
   return r->seen_items && r->depth == 0 && !r->in_str ? 0 : -1;
 }

@@ -28,19 +28,15 @@
 
 /* Replaces name's text with the Loki label name of field (see above).
  * Returns 0, or -1 when out of memory. */
-static int label_name(strbuf_t *name, const char *field)
-{
+static int label_name(strbuf_t *name, const char *field) {
   size_t i, n = strlen(field);
 
   name->len = 0;
-  if ((n == 0 || (field[0] >= '0' && field[0] <= '9')) && strbuf_add(name, "_", 1) < 0)
-    return -1;
-  if (strbuf_reserve(name, n) < 0)
-    return -1;
+  if ((n == 0 || (field[0] >= '0' && field[0] <= '9')) && strbuf_add(name, "_", 1) < 0) return -1;
+  if (strbuf_reserve(name, n) < 0) return -1;
   for (i = 0; i < n; i++) {
     char c = field[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-      c = '_';
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) c = '_';
     name->data[name->len++] = c;
   }
   return 0;
@@ -48,14 +44,12 @@ static int label_name(strbuf_t *name, const char *field)
 
 /* Whether the label name[0..len) is in the list of names sent (the names
  * back to back, each followed by a NUL). */
-static int label_sent(const strbuf_t *sent, const char *name, size_t len)
-{
+static int label_sent(const strbuf_t *sent, const char *name, size_t len) {
   size_t off = 0;
 
   while (off < sent->len) {
     size_t l = strlen(sent->data + off);
-    if (l == len && memcmp(sent->data + off, name, len) == 0)
-      return 1;
+    if (l == len && memcmp(sent->data + off, name, len) == 0) return 1;
     off += l + 1;
   }
   return 0;
@@ -71,14 +65,12 @@ typedef struct loki {
 
 /* Builds the grouping key of the record at rec: per label, "-" when
  * missing, else its length, ':' and its bytes. Returns 0 or -1. */
-static int stream_key(strbuf_t *key, lua_State *L, int rec, void *ud)
-{
+static int stream_key(strbuf_t *key, lua_State *L, int rec, void *ud) {
   const loki_t *lk = ud;
   size_t i;
 
   for (i = 0; i < lk->o->n_labels; i++)
-    if (encode_key_add_field(key, L, rec, lk->o->label_fields[i]) < 0)
-      return -1;
+    if (encode_key_add_field(key, L, rec, lk->o->label_fields[i]) < 0) return -1;
   return 0;
 }
 
@@ -86,12 +78,9 @@ static int stream_key(strbuf_t *key, lua_State *L, int rec, void *ud)
  * unless a label of the same valid name was sent already (sent: the names
  * back to back, each followed by a NUL). Returns 0 or -1. */
 static int add_label(strbuf_t *b, strbuf_t *name, strbuf_t *sent, const char *raw,
-                     const char *value, size_t len)
-{
-  if (label_name(name, raw) < 0)
-    return -1;
-  if (label_sent(sent, name->data, name->len))
-    return 0;
+                     const char *value, size_t len) {
+  if (label_name(name, raw) < 0) return -1;
+  if (label_sent(sent, name->data, name->len)) return 0;
   if ((sent->len > 0 && encode_lit(b, ",") < 0) || strbuf_add(sent, name->data, name->len) < 0 ||
       strbuf_add(sent, "", 1) < 0 || json_add_string(b, name->data, name->len) < 0 ||
       encode_lit(b, ":") < 0 || json_add_string(b, value, len) < 0)
@@ -101,29 +90,25 @@ static int add_label(strbuf_t *b, strbuf_t *name, strbuf_t *sent, const char *ra
 
 /* Appends {"stream":{"label":"value",...},"values":[ for the stream of the
  * record at rec. Returns 0 or -1. */
-static int add_stream_head(strbuf_t *b, lua_State *L, int rec, void *ud)
-{
+static int add_stream_head(strbuf_t *b, lua_State *L, int rec, void *ud) {
   const loki_t *lk = ud;
   const encode_loki_opts_t *o = lk->o;
   char num[ENCODE_NUM_LEN];
-  strbuf_t name = { 0 }, sent = { 0 };
+  strbuf_t name = {0}, sent = {0};
   const char *s;
   size_t i, len;
   int rc = -1;
 
-  if (encode_lit(b, "{\"stream\":{") < 0)
-    return -1;
+  if (encode_lit(b, "{\"stream\":{") < 0) return -1;
   for (i = 0; i < o->n_static; i++)
     if (add_label(b, &name, &sent, o->static_names[i], o->static_values[i],
                   strlen(o->static_values[i])) < 0)
       goto done;
   for (i = 0; i < o->n_labels; i++) {
     s = encode_field_text(L, rec, o->label_fields[i], num, &len);
-    if (s != NULL && add_label(b, &name, &sent, o->label_fields[i], s, len) < 0)
-      goto done;
+    if (s != NULL && add_label(b, &name, &sent, o->label_fields[i], s, len) < 0) goto done;
   }
-  if (sent.len == 0 && encode_lit(b, "\"job\":\"engine\"") < 0)
-    goto done;
+  if (sent.len == 0 && encode_lit(b, "\"job\":\"engine\"") < 0) goto done;
   rc = encode_lit(b, "},\"values\":[");
 done:
   strbuf_free(&name);
@@ -132,18 +117,15 @@ done:
 }
 
 /* Appends ["<ns>","<line>"] for the record at rec. Returns 0 or -1. */
-static int add_value(strbuf_t *b, lua_State *L, int rec, void *ud)
-{
+static int add_value(strbuf_t *b, lua_State *L, int rec, void *ud) {
   loki_t *lk = ud;
   char head[48];
   int64_t ns = encode_record_time(L, rec, lk->now);
   int n;
 
-  if (ns < 0)
-    ns = 0;
+  if (ns < 0) ns = 0;
   n = snprintf(head, sizeof head, "[\"%" PRId64 "\",", ns);
-  if (strbuf_add(b, head, (size_t)n) < 0)
-    return -1;
+  if (strbuf_add(b, head, (size_t)n) < 0) return -1;
   if (lk->o->json_line) {
     lk->tmp.len = 0;
     if (json_add_record(&lk->tmp, L, rec) < 0 || json_add_string(b, lk->tmp.data, lk->tmp.len) < 0)
@@ -154,12 +136,16 @@ static int add_value(strbuf_t *b, lua_State *L, int rec, void *ud)
   return encode_lit(b, "]");
 }
 
-int encode_loki(strbuf_t *b, lua_State *L, int idx, const encode_loki_opts_t *opts)
-{
-  loki_t lk = { opts, ts_now(), { 0 } };
+int encode_loki(strbuf_t *b, lua_State *L, int idx, const encode_loki_opts_t *opts) {
+  loki_t lk = {opts, ts_now(), {0}};
   const encode_grouping_t how = {
-    .open = "{\"streams\":[", .group_close = "]}", .close = "]}",
-    .key = stream_key, .head = add_stream_head, .item = add_value, .ud = &lk,
+      .open = "{\"streams\":[",
+      .group_close = "]}",
+      .close = "]}",
+      .key = stream_key,
+      .head = add_stream_head,
+      .item = add_value,
+      .ud = &lk,
   };
   int rc = encode_grouped(b, L, idx, &how);
 

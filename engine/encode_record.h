@@ -37,8 +37,7 @@ int64_t encode_record_time(struct lua_State *L, int rec, int64_t fallback);
 /* The text of value at idx: a string as it is, a number formatted into num
  * (integers without a fraction, like the JSON encoder), a boolean "true" or
  * "false". Returns NULL (and *len 0) for any other type. */
-const char *encode_value_text(struct lua_State *L, int idx, char num[ENCODE_NUM_LEN],
-                              size_t *len);
+const char *encode_value_text(struct lua_State *L, int idx, char num[ENCODE_NUM_LEN], size_t *len);
 
 /* Pushes the value of field name[0..len) of the table at t: its raw value,
  * or a lazy record's original field, or nil. */
@@ -72,7 +71,7 @@ void encode_keys_free(encode_keys_t *k);
 /* A severity a record states in its `severity` field, else its `level`
  * field. */
 typedef struct encode_severity {
-  const char *text;  /* the field's text, or NULL when neither field has one */
+  const char *text; /* the field's text, or NULL when neither field has one */
   size_t len;
   const char *field; /* "severity" or "level" */
   int syslog;        /* RFC 5424 severity 0..7, or -1 when not known */
@@ -88,14 +87,14 @@ void encode_record_severity(struct lua_State *L, int rec, encode_severity_t *sev
 /* Records grouped by a key (Loki streams, OTLP resources), in the order of
  * each group's first record. */
 typedef struct encode_groups {
-  strbuf_t keys;     /* every group's key, back to back */
-  size_t *key_off;   /* per group */
+  strbuf_t keys;   /* every group's key, back to back */
+  size_t *key_off; /* per group */
   size_t *key_len;
   uint64_t *hash;
-  size_t *first;     /* per group: its first record, in add order */
+  size_t *first; /* per group: its first record, in add order */
   size_t *last;
   size_t n, cap;
-  size_t *next;      /* per record: the next record of its group, or SIZE_MAX */
+  size_t *next; /* per record: the next record of its group, or SIZE_MAX */
   size_t n_rec, cap_rec;
 } encode_groups_t;
 

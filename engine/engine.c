@@ -46,8 +46,8 @@ engine_t *engine_new(void) {
 }
 
 /* engine_load and engine_load_string: source NULL reads path. */
-static int load(engine_t *e, const char *path, const char *source, const char *lua_dir,
-                char *err, size_t errlen) {
+static int load(engine_t *e, const char *path, const char *source, const char *lua_dir, char *err,
+                size_t errlen) {
   if (e->pipeline) {
     snprintf(err, errlen, "a pipeline is loaded already");
     return -1;
@@ -233,21 +233,25 @@ static void fit_open_files(engine_t *e) {
   }
   if (rl.rlim_cur == RLIM_INFINITY) return;
   unsigned long long limit = rl.rlim_cur;
-  unsigned long long conns = limit > FD_RESERVE + 2 * CONN_RESERVE ? limit - FD_RESERVE
-                                                                   : 2 * CONN_RESERVE;
+  unsigned long long conns =
+      limit > FD_RESERVE + 2 * CONN_RESERVE ? limit - FD_RESERVE : 2 * CONN_RESERVE;
   unsigned long long readers = conns - CONN_RESERVE;
   docker_set_max_connections(e->core.docker, (long)conns);
   char raised[64] = "";
-  if (was != rl.rlim_cur) snprintf(raised, sizeof raised, ", raised from %llu", (unsigned long long)was);
+  if (was != rl.rlim_cur)
+    snprintf(raised, sizeof raised, ", raised from %llu", (unsigned long long)was);
   if (readers < e->cfg.max_readers) {
-    log_warn(NULL, "open files: limit %llu%s (hard limit %llu): max_readers lowered from %zu to "
+    log_warn(NULL,
+             "open files: limit %llu%s (hard limit %llu): max_readers lowered from %zu to "
              "%llu, as each followed container needs a connection to the daemon; raise the "
              "limit (ulimit -n, LimitNOFILE=) to follow more",
              limit, raised, (unsigned long long)rl.rlim_max, e->cfg.max_readers, readers);
     e->cfg.max_readers = (size_t)readers;
   } else {
-    log_info(NULL, "open files: limit %llu%s: up to %zu readers (max_readers), %llu connections "
-             "to the daemon", limit, raised, e->cfg.max_readers, conns);
+    log_info(NULL,
+             "open files: limit %llu%s: up to %zu readers (max_readers), %llu connections "
+             "to the daemon",
+             limit, raised, e->cfg.max_readers, conns);
   }
 }
 
@@ -289,9 +293,9 @@ static int start_docker(engine_t *e) {
 static void start_checkpoint(engine_t *e) {
   char err[512];
   if (e->cfg.state_dir) {
-    e->core.checkpoint = checkpoint_open(&e->loop, e->cfg.state_dir, e->cfg.checkpoint_interval,
-                                         e->cfg.fsync, (int64_t)(e->cfg.resume_margin * 1e9),
-                                         err, sizeof err);
+    e->core.checkpoint =
+        checkpoint_open(&e->loop, e->cfg.state_dir, e->cfg.checkpoint_interval, e->cfg.fsync,
+                        (int64_t)(e->cfg.resume_margin * 1e9), err, sizeof err);
     if (!e->core.checkpoint)
       log_warn(NULL, "%s; cursors are kept in memory only (a restart reads history again)", err);
   }
@@ -315,8 +319,8 @@ static int start_metrics(engine_t *e) {
   char err[512];
   if (!e->cfg.metrics_listen) return 0;
   if (!e->core.ledger) /* per-container counts outlive readers */
-    e->core.ledger = ledger_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers
-                                                                      : 1024);
+    e->core.ledger =
+        ledger_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers : 1024);
   if (!e->tap && (e->tap = tap_new()))
     pipeline_set_tap(e->pipeline, e->tap); /* before its thread starts */
   e->metrics = metrics_start(&e->loop, e->cfg.metrics_listen, e->cfg.metrics_max_containers,

@@ -38,11 +38,11 @@ typedef struct engine_stats {
   uint64_t readers_live, readers_started, readers_stopped, readers_cycled;
   uint64_t batches, records_in, records_out, filter_errors, filter_timeouts;
   unsigned long events_reconnects;
-  uint64_t reader_pauses;  /* times a reader paused for backpressure */
-  uint64_t docker_reads;   /* reads of Docker API answers that brought data */
-  uint64_t docker_rests;   /* times a slow follow stream rested (read_delay) */
+  uint64_t reader_pauses; /* times a reader paused for backpressure */
+  uint64_t docker_reads;  /* reads of Docker API answers that brought data */
+  uint64_t docker_rests;  /* times a slow follow stream rested (read_delay) */
   uint64_t bytes_in_flight;
-  long handles_open;   /* libuv handles not yet closed, whole process */
+  long handles_open; /* libuv handles not yet closed, whole process */
 } engine_stats_t;
 
 /* Returns a new engine, or NULL when out of memory. */

@@ -33,9 +33,10 @@ void engine_backfill_check_delivered(engine_t *e) {
   pipeline_stats(e->pipeline, &ps);
   if (undelivered || dead || ps.output_errors) {
     char msg[200];
-    snprintf(msg, sizeof msg, "backfill: not everything was delivered (%llu batches pending, "
-             "%llu dead-lettered, %llu output errors)", undelivered, dead,
-             (unsigned long long)ps.output_errors);
+    snprintf(msg, sizeof msg,
+             "backfill: not everything was delivered (%llu batches pending, "
+             "%llu dead-lettered, %llu output errors)",
+             undelivered, dead, (unsigned long long)ps.output_errors);
     log_error(NULL, "%s", msg);
     engine_fail(e, msg);
   }

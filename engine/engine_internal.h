@@ -47,31 +47,31 @@ struct engine {
   uv_loop_t loop;
   core_t core;
   struct discovery *discovery;
-  struct tap *tap;          /* records for /tap, with the metrics endpoint */
-  uv_async_t wake;          /* engine_stop from any thread, and reloads */
-  pthread_mutex_t reload_mu;/* guards new_select */
-  selection_t new_select;   /* a reload's selection, for the loop to apply */
+  struct tap *tap;           /* records for /tap, with the metrics endpoint */
+  uv_async_t wake;           /* engine_stop from any thread, and reloads */
+  pthread_mutex_t reload_mu; /* guards new_select */
+  selection_t new_select;    /* a reload's selection, for the loop to apply */
   int have_new_select;
   uv_signal_t sigint, sigterm, sighup, sigusr1;
-  char *path;               /* the pipeline file, for reloads */
-  uint64_t stop_deadline;   /* uv_now() by which the stop must be done */
+  char *path;             /* the pipeline file, for reloads */
+  uint64_t stop_deadline; /* uv_now() by which the stop must be done */
   uv_timer_t stop_timer;
-  uv_timer_t stats_timer;   /* the periodic stats line */
-  uv_timer_t backfill_timer;/* backfill: progress, and the end */
+  uv_timer_t stats_timer;    /* the periodic stats line */
+  uv_timer_t backfill_timer; /* backfill: progress, and the end */
   unsigned backfill_ticks;
-  struct metrics *metrics;  /* the metrics endpoint, or NULL */
+  struct metrics *metrics; /* the metrics endpoint, or NULL */
   int handle_signals;
-  atomic_int running;       /* the wake handle may be used by engine_stop */
-  atomic_int senders;       /* engine_stop calls inside uv_async_send */
-  atomic_int stop_requested;/* any thread: engine_stop was called */
-  stop_phase_t phase;       /* engine_set_stop_phase */
-  int pipeline_started;     /* the pipeline thread was started */
-  int pipeline_exited;      /* ... and has exited (or never will start) */
+  atomic_int running;        /* the wake handle may be used by engine_stop */
+  atomic_int senders;        /* engine_stop calls inside uv_async_send */
+  atomic_int stop_requested; /* any thread: engine_stop was called */
+  stop_phase_t phase;        /* engine_set_stop_phase */
+  int pipeline_started;      /* the pipeline thread was started */
+  int pipeline_exited;       /* ... and has exited (or never will start) */
   int discovery_closed, readers_stopped;
   unsigned long events_reconnects;
   int failed;
   char error[512];
-  engine_stats_t final;     /* the counts at the end of engine_run */
+  engine_stats_t final; /* the counts at the end of engine_run */
 };
 
 /* engine.c: records the first error engine_run will report. */

@@ -23,10 +23,10 @@
 #include "uvh.h"
 
 static const char *const phase_names[STOP_N_PHASES] = {
-  [STOP_NONE] = "running",         [STOP_INPUT] = "input",
-  [STOP_PIPELINE] = "pipeline",    [STOP_INTERRUPTED] = "interrupted",
-  [STOP_DISCARDING] = "discarding", [STOP_DRAINING] = "draining",
-  [STOP_CLOSING] = "closing",      [STOP_GAVE_UP] = "gave up",
+    [STOP_NONE] = "running",          [STOP_INPUT] = "input",
+    [STOP_PIPELINE] = "pipeline",     [STOP_INTERRUPTED] = "interrupted",
+    [STOP_DISCARDING] = "discarding", [STOP_DRAINING] = "draining",
+    [STOP_CLOSING] = "closing",       [STOP_GAVE_UP] = "gave up",
 };
 
 void engine_set_stop_phase(engine_t *e, stop_phase_t to, const char *why) {
@@ -157,21 +157,25 @@ static void on_stop_timer(uv_timer_t *t) {
   engine_t *e = t->data;
   uint64_t step = (uint64_t)(e->cfg.stop_timeout * 1000);
   if (e->phase < STOP_INTERRUPTED) {
-    engine_set_stop_phase(e, STOP_INTERRUPTED, "stop is taking long: interrupting the running filter");
+    engine_set_stop_phase(e, STOP_INTERRUPTED,
+                          "stop is taking long: interrupting the running filter");
     pipeline_abort(e->pipeline);
     uv_timer_start(&e->stop_timer, on_stop_timer, step * 25 / 100, 0);
     return;
   }
   if (e->phase < STOP_DISCARDING) {
-    engine_set_stop_phase(e, STOP_DISCARDING, "stop is about to run out of time: dropping what "
-                                              "the outputs have not taken yet");
+    engine_set_stop_phase(e, STOP_DISCARDING,
+                          "stop is about to run out of time: dropping what "
+                          "the outputs have not taken yet");
     pipeline_discard(e->pipeline);
     uv_timer_start(&e->stop_timer, on_stop_timer, step * 15 / 100, 0);
     return;
   }
   char msg[200];
-  snprintf(msg, sizeof msg, "stop did not complete within stop_timeout (%g s): the pipeline "
-           "thread is stuck in a C function", e->cfg.stop_timeout);
+  snprintf(msg, sizeof msg,
+           "stop did not complete within stop_timeout (%g s): the pipeline "
+           "thread is stuck in a C function",
+           e->cfg.stop_timeout);
   engine_set_stop_phase(e, STOP_GAVE_UP, msg);
   engine_fail(e, msg);
   uv_stop(&e->loop);
@@ -187,7 +191,6 @@ void engine_begin_stop(engine_t *e, const char *why) {
   if (e->discovery) {
     e->events_reconnects = discovery_reconnects(e->discovery);
     discovery_stop(e->discovery, on_discovery_closed, e);
-  }
-  else e->discovery_closed = 1;
+  } else e->discovery_closed = 1;
   registry_stop_all(e->core.registry, on_readers_stopped, e);
 }

@@ -18,8 +18,8 @@
 #include "pipeline_internal.h"
 #include "timestamp.h"
 
-#define SIM_START 1000000000000LL         /* the simulated monotonic clock at start */
-#define WALL_START 1704067200000000000LL  /* 2024-01-01T00:00:00Z */
+#define SIM_START 1000000000000LL        /* the simulated monotonic clock at start */
+#define WALL_START 1704067200000000000LL /* 2024-01-01T00:00:00Z */
 #define MAX_CONTAINERS 256
 #define MAX_LABELS 64
 
@@ -38,20 +38,18 @@ typedef struct tcase {
 
 /* One case's run. */
 typedef struct run {
-  const char *file;     /* the case file, for messages */
+  const char *file; /* the case file, for messages */
   pipeline_t *p;
   container_t *containers[MAX_CONTAINERS];
   size_t n_containers;
-  FILE **captures;      /* one per output */
+  FILE **captures; /* one per output */
   size_t n_outputs;
-  int64_t seq;          /* default times are distinct */
+  int64_t seq; /* default times are distinct */
 } run_t;
 
-static void free_cases(tcase_t *cases, size_t n)
-{
+static void free_cases(tcase_t *cases, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    for (size_t k = 0; k < cases[i].n_steps; k++)
-      cJSON_Delete(cases[i].steps[k].json);
+    for (size_t k = 0; k < cases[i].n_steps; k++) cJSON_Delete(cases[i].steps[k].json);
     free(cases[i].steps);
     free(cases[i].name);
   }
@@ -59,8 +57,7 @@ static void free_cases(tcase_t *cases, size_t n)
 }
 
 /* Reads the case file. Returns 0 with the cases, or -1 after a message. */
-static int read_cases(const char *path, tcase_t **out, size_t *n_out)
-{
+static int read_cases(const char *path, tcase_t **out, size_t *n_out) {
   FILE *in = fopen(path, "rb");
   char *buf = NULL;
   size_t cap = 0, n = 0, ncap = 0;
@@ -76,10 +73,8 @@ static int read_cases(const char *path, tcase_t **out, size_t *n_out)
     const char *s = buf;
     cJSON *j;
     lineno++;
-    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
-      s++;
-    if (*s == '\0' || *s == '#')
-      continue;
+    while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n') s++;
+    if (*s == '\0' || *s == '#') continue;
     j = cJSON_Parse(s);
     if (j == NULL || !cJSON_IsObject(j)) {
       fprintf(stderr, "engine: %s:%lu: not a JSON object\n", path, lineno);
@@ -142,8 +137,8 @@ static int read_cases(const char *path, tcase_t **out, size_t *n_out)
 }
 
 /* Checks that the object j has only the keys listed (NULL-terminated). */
-static int only_keys(const cJSON *j, const char *const *keys, const char *file, unsigned long line)
-{
+static int only_keys(const cJSON *j, const char *const *keys, const char *file,
+                     unsigned long line) {
   const cJSON *it;
   cJSON_ArrayForEach(it, j) {
     size_t k;
@@ -157,15 +152,13 @@ static int only_keys(const cJSON *j, const char *const *keys, const char *file, 
   return 0;
 }
 
-static const char *opt_string(const cJSON *j, const char *key, const char *def)
-{
+static const char *opt_string(const cJSON *j, const char *key, const char *def) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
   return cJSON_IsString(v) ? v->valuestring : def;
 }
 
 /* The container an input record names (made on first use). */
-static container_t *container_of(run_t *r, const cJSON *rec)
-{
+static container_t *container_of(run_t *r, const cJSON *rec) {
   const char *name = opt_string(rec, "name", "app");
   const char *labels[MAX_LABELS];
   char id[300], *kv[MAX_LABELS];
@@ -174,34 +167,27 @@ static container_t *container_of(run_t *r, const cJSON *rec)
   const cJSON *l;
 
   for (i = 0; i < r->n_containers; i++)
-    if (strcmp(r->containers[i]->name, name) == 0)
-      return r->containers[i];
-  if (r->n_containers == MAX_CONTAINERS)
-    return NULL;
+    if (strcmp(r->containers[i]->name, name) == 0) return r->containers[i];
+  if (r->n_containers == MAX_CONTAINERS) return NULL;
   snprintf(id, sizeof id, "id-%s", name);
   cJSON_ArrayForEach(l, cJSON_GetObjectItemCaseSensitive(rec, "labels")) {
-    if (n == MAX_LABELS || !cJSON_IsString(l))
-      break;
+    if (n == MAX_LABELS || !cJSON_IsString(l)) break;
     size_t len = strlen(l->string) + strlen(l->valuestring) + 2;
-    if ((kv[n] = malloc(len)) == NULL)
-      break;
+    if ((kv[n] = malloc(len)) == NULL) break;
     snprintf(kv[n], len, "%s=%s", l->string, l->valuestring);
     labels[n] = kv[n];
     n++;
   }
   c = container_new(opt_string(rec, "id", id), name, opt_string(rec, "image", "img"), labels, n, 0);
-  for (i = 0; i < n; i++)
-    free(kv[i]);
-  if (c != NULL)
-    r->containers[r->n_containers++] = c;
+  for (i = 0; i < n; i++) free(kv[i]);
+  if (c != NULL) r->containers[r->n_containers++] = c;
   return c;
 }
 
 /* {"in": RECORD or [RECORD, ...]}: one batch through the filters. */
-static int step_in(run_t *r, const cJSON *in, unsigned long line)
-{
-  static const char *const keys[] = {"line", "name", "id", "image", "labels", "stream", "time",
-                                     NULL};
+static int step_in(run_t *r, const cJSON *in, unsigned long line) {
+  static const char *const keys[] = {"line",   "name",   "id",   "image",
+                                     "labels", "stream", "time", NULL};
   const cJSON *rec;
   batch_t *b = NULL;
   int single = cJSON_IsObject(in);
@@ -232,8 +218,7 @@ static int step_in(run_t *r, const cJSON *in, unsigned long line)
               line);
       goto bad;
     }
-    if (time == NULL)
-      ts = WALL_START + (r->p->sim_now - SIM_START) + r->seq++;
+    if (time == NULL) ts = WALL_START + (r->p->sim_now - SIM_START) + r->seq++;
     else if (ts_parse(time, strlen(time), &ts, &used) < 0 || used != strlen(time)) {
       fprintf(stderr, "engine: %s:%lu: \"time\" is not an RFC 3339 time: %s\n", r->file, line,
               time);
@@ -266,30 +251,24 @@ bad:
 }
 
 /* The index of the output named name, or -1. */
-static int output_index(const run_t *r, const char *name)
-{
+static int output_index(const run_t *r, const char *name) {
   for (size_t i = 0; i < r->n_outputs; i++)
-    if (strcmp(r->p->prog->outputs[i]->name, name) == 0)
-      return (int)i;
+    if (strcmp(r->p->prog->outputs[i]->name, name) == 0) return (int)i;
   return -1;
 }
 
 /* Replaces the (unopened) outputs by JSON-lines outputs into temporary
  * files. Returns 0 or -1. */
-static int capture_outputs(run_t *r)
-{
+static int capture_outputs(run_t *r) {
   program_t *g = r->p->prog;
 
   r->captures = calloc(g->n_outputs ? g->n_outputs : 1, sizeof(FILE *));
-  if (r->captures == NULL)
-    return -1;
+  if (r->captures == NULL) return -1;
   for (size_t i = 0; i < g->n_outputs; i++) {
     output_t *old = g->outputs[i], *o;
-    if ((r->captures[i] = tmpfile()) == NULL)
-      return -1;
+    if ((r->captures[i] = tmpfile()) == NULL) return -1;
     r->n_outputs = i + 1;
-    if ((o = output_capture_new(old->name, fileno(r->captures[i]))) == NULL)
-      return -1;
+    if ((o = output_capture_new(old->name, fileno(r->captures[i]))) == NULL) return -1;
     o->routed_only = old->routed_only;
     output_free(old);
     g->outputs[i] = o;
@@ -298,8 +277,7 @@ static int capture_outputs(run_t *r)
 }
 
 /* The records output i got, as a JSON array (NULL when out of memory). */
-static cJSON *captured(run_t *r, size_t i)
-{
+static cJSON *captured(run_t *r, size_t i) {
   cJSON *arr = cJSON_CreateArray();
   char *line = NULL;
   size_t cap = 0;
@@ -308,16 +286,14 @@ static cJSON *captured(run_t *r, size_t i)
   rewind(f);
   while (arr != NULL && getline(&line, &cap, f) >= 0) {
     cJSON *j = cJSON_Parse(line);
-    if (j != NULL)
-      cJSON_AddItemToArray(arr, j);
+    if (j != NULL) cJSON_AddItemToArray(arr, j);
   }
   free(line);
   return arr;
 }
 
 /* Prints "  - TEXT" or "  + TEXT" (JSON of j, or "nothing") to out. */
-static void show(FILE *out, char sign, const cJSON *j)
-{
+static void show(FILE *out, char sign, const cJSON *j) {
   char *text = j ? cJSON_PrintUnformatted(j) : NULL;
   fprintf(out, "  %c %s\n", sign, text ? text : "nothing");
   free(text);
@@ -325,8 +301,7 @@ static void show(FILE *out, char sign, const cJSON *j)
 
 /* Compares what output i got with the expected records. Returns the
  * number of differences (printed to out). */
-static int compare(FILE *out, run_t *r, size_t i, const cJSON *want)
-{
+static int compare(FILE *out, run_t *r, size_t i, const cJSON *want) {
   cJSON *got = captured(r, i);
   const char *name = r->p->prog->outputs[i]->name;
   int n_want = cJSON_GetArraySize(want), n_got = got ? cJSON_GetArraySize(got) : 0, diffs = 0;
@@ -363,8 +338,7 @@ static int compare(FILE *out, run_t *r, size_t i, const cJSON *want)
 /* Runs one case. Returns 0 (passed), 1 (failed) or 2 (a bad case or
  * pipeline, after a message). */
 static int run_case(const char *pipeline, const char *lua_dir, const char *file,
-                    const tcase_t *tc)
-{
+                    const tcase_t *tc) {
   static const char *const out_keys[] = {"out", "to", NULL};
   run_t r = {.file = file};
   config_t cfg;
@@ -399,8 +373,7 @@ static int run_case(const char *pipeline, const char *lua_dir, const char *file,
     const cJSON *v;
     if ((v = cJSON_GetObjectItemCaseSensitive(s->json, "in")) != NULL) {
       static const char *const keys[] = {"in", NULL};
-      if (only_keys(s->json, keys, file, s->line) < 0 || step_in(&r, v, s->line) < 0)
-        rc = 2;
+      if (only_keys(s->json, keys, file, s->line) < 0 || step_in(&r, v, s->line) < 0) rc = 2;
     } else if ((v = cJSON_GetObjectItemCaseSensitive(s->json, "advance")) != NULL) {
       static const char *const keys[] = {"advance", NULL};
       if (only_keys(s->json, keys, file, s->line) < 0) {
@@ -423,8 +396,8 @@ static int run_case(const char *pipeline, const char *lua_dir, const char *file,
         break;
       }
       if (k < 0) {
-        fprintf(stderr, "engine: %s:%lu: the pipeline has no output named \"%s\"\n", file,
-                s->line, to);
+        fprintf(stderr, "engine: %s:%lu: the pipeline has no output named \"%s\"\n", file, s->line,
+                to);
         rc = 2;
         break;
       }
@@ -432,9 +405,7 @@ static int run_case(const char *pipeline, const char *lua_dir, const char *file,
       if (cJSON_IsObject(v)) {
         cJSON_AddItemToArray(want[k], cJSON_Duplicate(v, 1));
       } else if (cJSON_IsArray(v)) {
-        cJSON_ArrayForEach(rec, v) {
-          cJSON_AddItemToArray(want[k], cJSON_Duplicate(rec, 1));
-        }
+        cJSON_ArrayForEach(rec, v) { cJSON_AddItemToArray(want[k], cJSON_Duplicate(rec, 1)); }
       } else {
         fprintf(stderr, "engine: %s:%lu: \"out\" must be a record or a list of records\n", file,
                 s->line);
@@ -457,34 +428,27 @@ static int run_case(const char *pipeline, const char *lua_dir, const char *file,
       goto done;
     }
     for (i = 0; i < r.n_outputs; i++)
-      if (compared[i])
-        diffs += compare(mem, &r, i, want[i]);
+      if (compared[i]) diffs += compare(mem, &r, i, want[i]);
     fclose(mem);
-    if (diffs == 0)
-      printf("ok %s\n", tc->name);
-    else
-      printf("FAIL %s (%s:%lu)\n%s", tc->name, file, tc->line, text ? text : "");
+    if (diffs == 0) printf("ok %s\n", tc->name);
+    else printf("FAIL %s (%s:%lu)\n%s", tc->name, file, tc->line, text ? text : "");
     free(text);
     rc = diffs ? 1 : 0;
   }
 done:
-  for (i = 0; want != NULL && i < r.n_outputs; i++)
-    cJSON_Delete(want[i]);
+  for (i = 0; want != NULL && i < r.n_outputs; i++) cJSON_Delete(want[i]);
   free(want);
   free(compared);
   pipeline_free(r.p);
   for (i = 0; i < r.n_outputs; i++)
-    if (r.captures[i] != NULL)
-      fclose(r.captures[i]);
+    if (r.captures[i] != NULL) fclose(r.captures[i]);
   free(r.captures);
-  for (i = 0; i < r.n_containers; i++)
-    container_unref(r.containers[i]);
+  for (i = 0; i < r.n_containers; i++) container_unref(r.containers[i]);
   config_free(&cfg);
   return rc;
 }
 
-int filtertest_main(int argc, char **argv, const char *lua_dir)
-{
+int filtertest_main(int argc, char **argv, const char *lua_dir) {
   const char *pipeline;
   char *def = NULL;
   int passed = 0, failed = 0, bad = 0;
@@ -496,10 +460,8 @@ int filtertest_main(int argc, char **argv, const char *lua_dir)
   pipeline = argv[1];
   if (argc == 2) { /* PIPELINE.test.jsonl */
     size_t n = strlen(pipeline);
-    if (n > 4 && strcmp(pipeline + n - 4, ".lua") == 0)
-      n -= 4;
-    if ((def = malloc(n + 12)) == NULL)
-      return 2;
+    if (n > 4 && strcmp(pipeline + n - 4, ".lua") == 0) n -= 4;
+    if ((def = malloc(n + 12)) == NULL) return 2;
     snprintf(def, n + 12, "%.*s.test.jsonl", (int)n, pipeline);
   }
   for (int a = argc == 2 ? 1 : 2; a < argc && !bad; a++) {
@@ -512,18 +474,14 @@ int filtertest_main(int argc, char **argv, const char *lua_dir)
     }
     for (size_t i = 0; i < n && !bad; i++) {
       int rc = run_case(pipeline, lua_dir, file, &cases[i]);
-      if (rc == 0)
-        passed++;
-      else if (rc == 1)
-        failed++;
-      else
-        bad = 1;
+      if (rc == 0) passed++;
+      else if (rc == 1) failed++;
+      else bad = 1;
     }
     free_cases(cases, n);
   }
   free(def);
-  if (bad)
-    return 2;
+  if (bad) return 2;
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

@@ -25,17 +25,17 @@ struct http_req {
   CURL *easy;
   http_handler_t cb;
   void *ud;
-  size_t buffer_max;     /* 0: streaming */
+  size_t buffer_max; /* 0: streaming */
   long status;
   int headers_done;
   int cancelled;
-  int added;             /* attached to the multi handle */
-  int queued;            /* on http->pending */
-  int paused;            /* on_body asked for a pause */
+  int added;               /* attached to the multi handle */
+  int queued;              /* on http->pending */
+  int paused;              /* on_body asked for a pause */
   void (*on_sent)(void *); /* see http_opts_t; NULL once it ran */
-  unsigned read_delay_ms; /* see http_opts_t */
-  char *body;            /* buffered body or error body */
-  char *send;            /* the POST body, owned */
+  unsigned read_delay_ms;  /* see http_opts_t */
+  char *body;              /* buffered body or error body */
+  char *send;              /* the POST body, owned */
   struct curl_slist *headers;
   size_t body_len, body_cap;
   int body_overflow;
@@ -43,7 +43,7 @@ struct http_req {
   char api_version[32];
   char retry_after[32];
   char errbuf[CURL_ERROR_SIZE];
-  http_req_t *next, *prev; /* http->reqs */
+  http_req_t *next, *prev;  /* http->reqs */
   http_req_t *next_pending; /* http->pending (adds and cancels) */
 };
 
@@ -51,17 +51,17 @@ struct http {
   uv_loop_t *loop;
   CURLM *multi;
   uv_timer_t timer;
-  char *unix_path;       /* NULL for TCP */
-  char *base_url;        /* "http://host:port" */
+  char *unix_path;                   /* NULL for TCP */
+  char *base_url;                    /* "http://host:port" */
   char *tls_ca, *tls_cert, *tls_key; /* http_set_tls, or NULL */
-  int depth;             /* >0 while inside libcurl */
-  int finishing;         /* >0 while after_curl reports finished transfers:
+  int depth;                         /* >0 while inside libcurl */
+  int finishing;                     /* >0 while after_curl reports finished transfers:
                             new requests are queued and started there */
   int closing;
   size_t active;
-  size_t open_handles;   /* timer + polls not yet closed */
-  http_req_t *reqs;      /* every live request */
-  http_req_t *pending;   /* requests to add or to drop once libcurl returns */
+  size_t open_handles; /* timer + polls not yet closed */
+  http_req_t *reqs;    /* every live request */
+  http_req_t *pending; /* requests to add or to drop once libcurl returns */
   void (*closed)(void *);
   void *closed_ud;
   /* Read delays (http_opts_t.read_delay_ms): the delay of the request that
@@ -70,8 +70,8 @@ struct http {
    * them. */
   unsigned drive_delay;
   size_t drive_bytes;
-  uint64_t reads;                /* drives that took body bytes */
-  uint64_t rests;                /* times a socket rested */
+  uint64_t reads; /* drives that took body bytes */
+  uint64_t rests; /* times a socket rested */
   struct poll_ctx *rest_head, *rest_tail;
   uv_timer_t rest_timer;
 };
@@ -80,12 +80,12 @@ typedef struct poll_ctx {
   uv_poll_t poll;
   http_t *http;
   curl_socket_t fd;
-  int events;                     /* the UV_* events libcurl wants */
-  int resting;                    /* polling stopped until `due` */
-  int removed;                    /* libcurl is done with the socket */
-  uint64_t due, early;            /* uv_now times: due, and the earliest
+  int events;          /* the UV_* events libcurl wants */
+  int resting;         /* polling stopped until `due` */
+  int removed;         /* libcurl is done with the socket */
+  uint64_t due, early; /* uv_now times: due, and the earliest
                                      a timer tick may wake it */
-  throttle_t throttle;            /* read delays (throttle.h) */
+  throttle_t throttle; /* read delays (throttle.h) */
   struct poll_ctx *rest_prev, *rest_next;
 } poll_ctx_t;
 
@@ -211,8 +211,8 @@ static int debug_cb(CURL *e, curl_infotype type, char *data, size_t size, void *
   return 0;
 }
 
-http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
-                     const http_handler_t *cb, void *ud) {
+http_req_t *http_get(http_t *h, const char *path, size_t buffer_max, const http_handler_t *cb,
+                     void *ud) {
   static const http_opts_t none = {0};
   return http_request(h, path, buffer_max, &none, cb, ud);
 }
@@ -278,8 +278,8 @@ static int set_options(http_req_t *r, const char *url, const http_opts_t *o) {
   return 0;
 }
 
-http_req_t *http_request(http_t *h, const char *path, size_t buffer_max,
-                         const http_opts_t *o, const http_handler_t *cb, void *ud) {
+http_req_t *http_request(http_t *h, const char *path, size_t buffer_max, const http_opts_t *o,
+                         const http_handler_t *cb, void *ud) {
   http_req_t *r = h->closing ? NULL : calloc(1, sizeof *r);
   char *url = NULL;
   if (!r) goto fail;
@@ -359,7 +359,8 @@ void http_set_max_connections(http_t *h, long n) {
  * (ENFILE) is out of file descriptors. Said plainly, not as a network
  * error. */
 static void too_many_files(char *out, size_t n) {
-  snprintf(out, n, "cannot open a socket: too many open files (the limit of open files, "
+  snprintf(out, n,
+           "cannot open a socket: too many open files (the limit of open files, "
            "RLIMIT_NOFILE, is reached; raise it with ulimit -n or LimitNOFILE=, or follow fewer "
            "containers with engine.max_readers)");
 }
@@ -405,9 +406,9 @@ static void finish(http_req_t *r, CURLcode code) {
   r->status = res.status;
   if (code != CURLE_OK)
     res.error = code == CURLE_WRITE_ERROR ? "aborted"
-              : r->errbuf[0] ? r->errbuf : curl_easy_strerror(code);
-  else if (r->body_overflow)
-    res.error = "answer too large";
+                : r->errbuf[0]            ? r->errbuf
+                                          : curl_easy_strerror(code);
+  else if (r->body_overflow) res.error = "answer too large";
   /* The request is freed before on_done runs (which may start others); the
    * body and the strings are kept alive until it returns. */
   char *body = r->body;
@@ -423,9 +424,10 @@ static void finish(http_req_t *r, CURLcode code) {
     else if (code == CURLE_COULDNT_CONNECT && r->http->unix_path)
       unix_connect_error(r->http->unix_path, error, sizeof error);
     else if (code == CURLE_PEER_FAILED_VERIFICATION)
-      snprintf(error, sizeof error, "TLS: the server's certificate is not trusted by the CA "
-               "certificate %.150s (%.250s)", r->http->tls_ca ? r->http->tls_ca : "of the system",
-               res.error);
+      snprintf(error, sizeof error,
+               "TLS: the server's certificate is not trusted by the CA "
+               "certificate %.150s (%.250s)",
+               r->http->tls_ca ? r->http->tls_ca : "of the system", res.error);
     else if (code == CURLE_SSL_CACERT_BADFILE || code == CURLE_SSL_CERTPROBLEM ||
              code == CURLE_SSL_CONNECT_ERROR || code == CURLE_SSL_ENGINE_INITFAILED)
       snprintf(error, sizeof error, "TLS: %.300s", res.error);
@@ -615,9 +617,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
   return 0;
 }
 
-static void on_timer(uv_timer_t *t) {
-  drive(t->data, CURL_SOCKET_TIMEOUT, 0);
-}
+static void on_timer(uv_timer_t *t) { drive(t->data, CURL_SOCKET_TIMEOUT, 0); }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
   http_t *h = userp;

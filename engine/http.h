@@ -29,10 +29,10 @@ typedef struct http http_t;
 typedef struct http_req http_req_t;
 
 typedef struct http_result {
-  int ok;               /* the transfer completed cleanly (any status) */
-  long status;          /* HTTP status, 0 when no answer came */
-  const char *error;    /* transport failure in words, when !ok */
-  const char *body;     /* see above; NUL-terminated, may be empty */
+  int ok;            /* the transfer completed cleanly (any status) */
+  long status;       /* HTTP status, 0 when no answer came */
+  const char *error; /* transport failure in words, when !ok */
+  const char *body;  /* see above; NUL-terminated, may be empty */
   size_t body_len;
   const char *api_version; /* the Api-Version header, or "" */
   double retry_after;      /* the Retry-After header in seconds, or 0 */
@@ -60,15 +60,15 @@ http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen);
 
 /* Starts GET base+path. Returns the request, or NULL when out of memory (no
  * callback will then run). */
-http_req_t *http_get(http_t *h, const char *path, size_t buffer_max,
-                     const http_handler_t *cb, void *ud);
+http_req_t *http_get(http_t *h, const char *path, size_t buffer_max, const http_handler_t *cb,
+                     void *ud);
 
 /* What a request may carry besides its path (http_request). */
 typedef struct http_opts {
-  char *body;                /* POST this (malloc'ed; the request owns and frees
+  char *body; /* POST this (malloc'ed; the request owns and frees
                                 it, also when http_request fails); NULL: GET */
   size_t body_len;
-  const char *const *headers;/* "Name: value" lines */
+  const char *const *headers; /* "Name: value" lines */
   size_t n_headers;
   long timeout_ms;           /* whole request; 0: 60 s when buffered, else none */
   const char *ca_file;       /* TLS: CA bundle; NULL: the system's */
@@ -90,8 +90,8 @@ typedef struct http_opts {
 
 /* Starts a request with options; buffered when buffer_max > 0. Returns the
  * request, or NULL when out of memory (no callback will then run). */
-http_req_t *http_request(http_t *h, const char *path, size_t buffer_max,
-                         const http_opts_t *o, const http_handler_t *cb, void *ud);
+http_req_t *http_request(http_t *h, const char *path, size_t buffer_max, const http_opts_t *o,
+                         const http_handler_t *cb, void *ud);
 
 /* Halts the request at once (or as soon as libcurl returns); no callback of
  * it runs again. NULL is ignored. */

@@ -14,7 +14,7 @@
 
 typedef struct idlink {
   struct idlink *next;
-  const char *id;      /* the entry's own id, which must outlive the link */
+  const char *id; /* the entry's own id, which must outlive the link */
 } idlink_t;
 
 typedef struct idtable {
@@ -23,7 +23,7 @@ typedef struct idtable {
 } idtable_t;
 
 /* The entry of type `type` whose member `member` is the link l. */
-#define IDTABLE_ENTRY(l, type, member) ((type *)(void *)((char *)(l) - offsetof(type, member)))
+#define IDTABLE_ENTRY(l, type, member) ((type *)(void *)((char *)(l)-offsetof(type, member)))
 
 /* Adds l under id (an id not in the table yet; id must be the entry's). */
 void idtable_add(idtable_t *t, idlink_t *l, const char *id);

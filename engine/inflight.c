@@ -15,18 +15,18 @@
 struct inflight {
   core_t *core;
   size_t limit, bytes;
-  int over;                 /* readers were told to pause */
+  int over; /* readers were told to pause */
   unsigned long long pauses;
   void (*resume)(void *);
   void *resume_ud;
   uv_async_t wake;
-  pthread_mutex_t lock;     /* guards done_head/done_tail */
+  pthread_mutex_t lock; /* guards done_head/done_tail */
   batch_t *done_head, *done_tail;
   batch_t *order_head, *order_tail; /* submitted, in order (loop thread) */
-  char **held;              /* containers whose acknowledgement stopped for
+  char **held;                      /* containers whose acknowledgement stopped for
                                good: a batch of theirs came back undelivered */
   size_t n_held;
-  int hold_all;             /* out of memory in hold: nothing is acknowledged */
+  int hold_all; /* out of memory in hold: nothing is acknowledged */
   void (*closed)(void *);
   void *closed_ud;
 };

@@ -6,13 +6,13 @@
 #include "ledger.h"
 
 typedef struct lentry {
-  idlink_t link;               /* in the ledger's table, by id */
+  idlink_t link; /* in the ledger's table, by id */
   ledger_totals_t t;
-  struct lentry *older, *newer;/* retirement order */
+  struct lentry *older, *newer; /* retirement order */
 } lentry_t;
 
 struct ledger {
-  idtable_t entries;           /* lentry_t by container id (entries.count) */
+  idtable_t entries; /* lentry_t by container id (entries.count) */
   lentry_t *oldest, *newest;
   size_t max;
 };
@@ -49,8 +49,8 @@ static void drop(ledger_t *l, lentry_t *e) {
   free(e);
 }
 
-void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines,
-                   uint64_t bytes, uint64_t errors, uint64_t repeated, int64_t newest) {
+void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines, uint64_t bytes,
+                   uint64_t errors, uint64_t repeated, int64_t newest) {
   lentry_t *e = find(l, id);
   if (e) {
     unlink_order(l, e);

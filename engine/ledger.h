@@ -16,10 +16,10 @@ typedef struct ledger ledger_t;
 
 typedef struct ledger_totals {
   char id[65];
-  char name[256];        /* the name at the last retirement */
+  char name[256]; /* the name at the last retirement */
   uint64_t lines, bytes, errors;
-  uint64_t repeated;     /* lines the daemon repeated, dropped */
-  int64_t newest;        /* newest delivered timestamp (ns), or -1 */
+  uint64_t repeated; /* lines the daemon repeated, dropped */
+  int64_t newest;    /* newest delivered timestamp (ns), or -1 */
 } ledger_totals_t;
 
 /* Returns an empty ledger for at most max containers (at least 1), or NULL
@@ -28,8 +28,8 @@ ledger_t *ledger_new(size_t max);
 
 /* Adds a finished reader's counts to container id. Out of memory: the
  * counts are lost (the metrics undercount), nothing else. */
-void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines,
-                   uint64_t bytes, uint64_t errors, uint64_t repeated, int64_t newest);
+void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines, uint64_t bytes,
+                   uint64_t errors, uint64_t repeated, int64_t newest);
 
 /* The totals of container id, or NULL. */
 const ledger_totals_t *ledger_find(const ledger_t *l, const char *id);

@@ -31,7 +31,9 @@ void log_msg(int level, const char *container, const char *fmt, ...) {
   gmtime_r(&now.tv_sec, &tm);
   size_t n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
   int w = snprintf(line + n, sizeof line - n, ".%03ldZ %-5s ", now.tv_nsec / 1000000,
-                   names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                   names[level < 0   ? 0
+                         : level > 3 ? 3
+                                     : level]);
   n += (size_t)w;
   if (container) {
     w = snprintf(line + n, sizeof line - n, "[%s] ", container);

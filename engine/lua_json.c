@@ -17,8 +17,7 @@
 #define LUA_JSON_DEPTH 200 /* deeper documents are refused */
 
 /* Pushes the Lua form of item; depth counts the nesting. */
-static void push_item(lua_State *L, const cJSON *item, int depth)
-{
+static void push_item(lua_State *L, const cJSON *item, int depth) {
   const cJSON *c;
   int i = 0;
 
@@ -48,8 +47,7 @@ static void push_item(lua_State *L, const cJSON *item, int depth)
 }
 
 /* Protected: pushes the Lua form of the tree (light userdata argument 1). */
-static int build(lua_State *L)
-{
+static int build(lua_State *L) {
   const cJSON *root = lua_touserdata(L, 1);
 
   push_item(L, root, 0);
@@ -57,24 +55,20 @@ static int build(lua_State *L)
 }
 
 /* Depth of the deepest nesting of item, stopping past limit. */
-static int depth_of(const cJSON *item, int limit)
-{
+static int depth_of(const cJSON *item, int limit) {
   const cJSON *c;
   int d, max = 0;
 
-  if (limit < 0)
-    return 1;
+  if (limit < 0) return 1;
   for (c = item->child; c != NULL; c = c->next) {
     d = depth_of(c, limit - 1);
-    if (d > max)
-      max = d;
+    if (d > max) max = d;
   }
   return max + 1;
 }
 
 /* json.decode(text) -> value | nil, message */
-static int json_decode(lua_State *L)
-{
+static int json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   const char *end = NULL;
@@ -82,8 +76,7 @@ static int json_decode(lua_State *L)
   int rc;
 
   if (root != NULL && end != NULL) {
-    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-      end++;
+    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) end++;
     if (end < s + len) { /* something after the value */
       cJSON_Delete(root);
       root = NULL;
@@ -105,15 +98,13 @@ static int json_decode(lua_State *L)
   lua_pushlightuserdata(L, root);
   rc = lua_pcall(L, 1, 1, 0);
   cJSON_Delete(root);
-  if (rc != 0)
-    return lua_error(L); /* out of memory: raise it after freeing the tree */
+  if (rc != 0) return lua_error(L); /* out of memory: raise it after freeing the tree */
   return 1;
 }
 
 /* json.encode(value) -> string | nil, message */
-static int json_encode(lua_State *L)
-{
-  strbuf_t b = { 0 };
+static int json_encode(lua_State *L) {
+  strbuf_t b = {0};
   int rc;
 
   luaL_checkany(L, 1);
@@ -131,12 +122,11 @@ static int json_encode(lua_State *L)
   return 1;
 }
 
-int lua_json_open(lua_State *L)
-{
+int lua_json_open(lua_State *L) {
   static const luaL_Reg fns[] = {
-    { "decode", json_decode },
-    { "encode", json_encode },
-    { NULL, NULL },
+      {"decode", json_decode},
+      {"encode", json_encode},
+      {NULL, NULL},
   };
 
   lua_newtable(L);

@@ -134,7 +134,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "engine: --until needs --since\n");
     return 2;
   }
-  if ((since && parse_time(since, &since_ns) != 0) || (until && parse_time(until, &until_ns) != 0)) {
+  if ((since && parse_time(since, &since_ns) != 0) ||
+      (until && parse_time(until, &until_ns) != 0)) {
     fprintf(stderr, "engine: '%s' is not a time (RFC 3339, or a duration like 90s, 30m, 2h, 7d)\n",
             since && parse_time(since, &since_ns) != 0 ? since : until);
     return 2;

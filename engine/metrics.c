@@ -32,14 +32,14 @@ typedef struct conn {
   uv_shutdown_t shutdown;
   char req[METRICS_REQ_MAX];
   size_t len;
-  uint64_t opened;          /* uv_now */
+  uint64_t opened; /* uv_now */
   int answered;
-  int closing;              /* closed or evicted: no longer counted in n_conns */
+  int closing; /* closed or evicted: no longer counted in n_conns */
   strbuf_t resp;
-  tap_client_t *tap;        /* a /tap connection's client, or NULL */
-  char *tap_buf;            /* the records being written */
+  tap_client_t *tap; /* a /tap connection's client, or NULL */
+  char *tap_buf;     /* the records being written */
   int tap_writing, tap_done;
-  uint64_t tap_since;       /* uv_now when the write in flight began */
+  uint64_t tap_since; /* uv_now when the write in flight began */
   struct conn *next, *prev;
 } conn_t;
 
@@ -47,18 +47,18 @@ struct metrics {
   uv_loop_t *loop;
   uv_tcp_t listener;
   uv_timer_t sweep;
-  uv_timer_t pump;          /* moves tapped records while a tap is open */
+  uv_timer_t pump; /* moves tapped records while a tap is open */
   tap_t *tap;
-  size_t n_taps;            /* tap connections open */
-  int open_handles;         /* listener, timer and connections not yet closed */
+  size_t n_taps;    /* tap connections open */
+  int open_handles; /* listener, timer and connections not yet closed */
   int closing;
-  size_t n_conns;           /* connections open and not being closed */
-  conn_t *conns;            /* newest first */
-  unsigned long evicted;    /* connections closed to make room */
+  size_t n_conns;        /* connections open and not being closed */
+  conn_t *conns;         /* newest first */
+  unsigned long evicted; /* connections closed to make room */
   size_t max_containers;
   metrics_collect_fn collect;
   void *collect_ud;
-  char where[300];          /* the address, for messages */
+  char where[300]; /* the address, for messages */
 };
 
 static void maybe_free(metrics_t *m) {
@@ -200,7 +200,8 @@ static int query_value(const char *q, size_t qlen, const char *key, char *out, s
         char ch = q[k];
         if (ch == '+') ch = ' ';
         else if (ch == '%') {
-          int hi = k + 2 < end ? hex_digit(q[k + 1]) : -1, lo = k + 2 < end ? hex_digit(q[k + 2]) : -1;
+          int hi = k + 2 < end ? hex_digit(q[k + 1]) : -1,
+              lo = k + 2 < end ? hex_digit(q[k + 2]) : -1;
           if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1;
           ch = (char)(hi * 16 + lo);
           k += 2;
@@ -232,13 +233,17 @@ static void respond_tap(conn_t *c, const metrics_request_t *r) {
     respond_text(c, 400, "bad tap query: a value is too long or badly escaped\n", 0);
     return;
   }
-  int pt = !strcmp(point, "input") ? TAP_INPUT : !strcmp(point, "filter") ? TAP_FILTER
-           : !strcmp(point, "output") ? TAP_OUTPUT : -1;
+  int pt = !strcmp(point, "input")    ? TAP_INPUT
+           : !strcmp(point, "filter") ? TAP_FILTER
+           : !strcmp(point, "output") ? TAP_OUTPUT
+                                      : -1;
   char *end;
   unsigned long long lim = strtoull(limit, &end, 10);
   if (pt < 0 || *end || (pt != TAP_INPUT && !name[0])) {
-    respond_text(c, 400, "bad tap query: point is input, or filter or output with a name; "
-                 "limit is a number\n", 0);
+    respond_text(c, 400,
+                 "bad tap query: point is input, or filter or output with a name; "
+                 "limit is a number\n",
+                 0);
     return;
   }
   if (r->head_only) {
@@ -290,14 +295,17 @@ static void respond_view(conn_t *c, int path, int head_only) {
     const status_output_t *o;
     type = "text/plain; charset=utf-8";
     if (s->stopping) snprintf(text, sizeof text, "not ready: the engine is stopping\n");
-    else if (!s->pipeline_loaded) snprintf(text, sizeof text, "not ready: the pipeline is not running\n");
+    else if (!s->pipeline_loaded)
+      snprintf(text, sizeof text, "not ready: the pipeline is not running\n");
     else if (s->pipeline.batches_pending && s->pipeline.stalled_for > s->stall_limit)
-      snprintf(text, sizeof text, "not ready: the pipeline has not finished a batch for %.0f s "
-               "(filter_timeout plus %g s) while %llu batches wait\n", s->pipeline.stalled_for,
-               STATUS_STALL_MARGIN, s->pipeline.batches_pending);
+      snprintf(text, sizeof text,
+               "not ready: the pipeline has not finished a batch for %.0f s "
+               "(filter_timeout plus %g s) while %llu batches wait\n",
+               s->pipeline.stalled_for, STATUS_STALL_MARGIN, s->pipeline.batches_pending);
     else if (!s->docker_ok) snprintf(text, sizeof text, "not ready: Docker: %s\n", s->docker_why);
     else if ((o = failing_output(s)))
-      snprintf(text, sizeof text, "not ready: output %s is failing: %s\n", o->info.name, o->st.cause);
+      snprintf(text, sizeof text, "not ready: output %s is failing: %s\n", o->info.name,
+               o->st.cause);
     else snprintf(text, sizeof text, "ready\n");
     code = strncmp(text, "ready", 5) == 0 ? 200 : 503;
     rc = strbuf_add(&body, text, strlen(text));
@@ -356,8 +364,10 @@ static void evict_one(metrics_t *m) {
   if (!victim) return;
   m->evicted++;
   if (m->evicted == 1 || m->evicted % 1000 == 0)
-    log_warn(NULL, "metrics: %d connections open; closing the oldest idle ones "
-             "(%lu so far)", MAX_CONNS, m->evicted);
+    log_warn(NULL,
+             "metrics: %d connections open; closing the oldest idle ones "
+             "(%lu so far)",
+             MAX_CONNS, m->evicted);
   conn_close(victim);
 }
 
@@ -479,8 +489,10 @@ metrics_t *metrics_start(uv_loop_t *loop, const char *listen, size_t max_contain
     return NULL;
   }
   uv_timer_start(&m->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-  log_info(NULL, "metrics: listening on http://%s (/metrics, /health, /ready, /readers, /pipeline, "
-           "/tap)", listen);
+  log_info(NULL,
+           "metrics: listening on http://%s (/metrics, /health, /ready, /readers, /pipeline, "
+           "/tap)",
+           listen);
   return m;
 }
 

@@ -61,13 +61,19 @@ void metrics_close(metrics_t *m);
 /* The request-head parser (metrics_request.c; pure, any thread). */
 #define METRICS_REQ_MAX 8192
 
-enum { METRICS_PATH_HEALTH = 1, METRICS_PATH_METRICS, METRICS_PATH_READY, METRICS_PATH_READERS,
-       METRICS_PATH_PIPELINE, METRICS_PATH_TAP };
+enum {
+  METRICS_PATH_HEALTH = 1,
+  METRICS_PATH_METRICS,
+  METRICS_PATH_READY,
+  METRICS_PATH_READERS,
+  METRICS_PATH_PIPELINE,
+  METRICS_PATH_TAP
+};
 
 typedef struct metrics_request {
-  int code;      /* 200, or the error to answer: 400, 404, 405, 431 */
-  int path;      /* METRICS_PATH_*, when code is 200 */
-  int head_only; /* HEAD rather than GET */
+  int code;                /* 200, or the error to answer: 400, 404, 405, 431 */
+  int path;                /* METRICS_PATH_*, when code is 200 */
+  int head_only;           /* HEAD rather than GET */
   size_t query, query_len; /* the query (after '?', before '#'): offset into
                               the head and length; 0, 0 when none */
 } metrics_request_t;

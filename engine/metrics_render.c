@@ -127,9 +127,9 @@ static void histogram(writer_t *w, const char *name, const char *label, const ch
 /* --- containers, with bounded label cardinality ------------------------- */
 
 typedef struct per_container {
-  const char *name;           /* "_other" for the rest */
+  const char *name; /* "_other" for the rest */
   unsigned long long lines, bytes, errors, repeated;
-  int64_t newest;             /* -1: none (or the _other sum) */
+  int64_t newest; /* -1: none (or the _other sum) */
 } per_container_t;
 
 /* Merges readers of the same name (s->rd is sorted by name) and sums every
@@ -179,16 +179,20 @@ static void container_families(writer_t *w, const status_t *s, size_t max) {
   }
   family(w, "engine_lines_read_total", "counter",
          "Log lines delivered by the container's reader since it started.");
-  for (size_t i = 0; i < n; i++) sample_u(w, "engine_lines_read_total", "container", pc[i].name, pc[i].lines);
+  for (size_t i = 0; i < n; i++)
+    sample_u(w, "engine_lines_read_total", "container", pc[i].name, pc[i].lines);
   family(w, "engine_bytes_read_total", "counter",
-         "Bytes of log lines (text without newline) delivered by the container's reader since it started.");
-  for (size_t i = 0; i < n; i++) sample_u(w, "engine_bytes_read_total", "container", pc[i].name, pc[i].bytes);
+         "Bytes of log lines (text without newline) delivered by the container's reader since it "
+         "started.");
+  for (size_t i = 0; i < n; i++)
+    sample_u(w, "engine_bytes_read_total", "container", pc[i].name, pc[i].bytes);
   family(w, "engine_reader_errors_total", "counter",
          "Errors the container's reader met since it started (each one reconnects).");
   for (size_t i = 0; i < n; i++)
     sample_u(w, "engine_reader_errors_total", "container", pc[i].name, pc[i].errors);
-  family(w, "engine_docker_repeated_lines_total", "counter",
-         "Lines the daemon sent a second time within one log stream (json-file rotation), dropped.");
+  family(
+      w, "engine_docker_repeated_lines_total", "counter",
+      "Lines the daemon sent a second time within one log stream (json-file rotation), dropped.");
   for (size_t i = 0; i < n; i++)
     sample_u(w, "engine_docker_repeated_lines_total", "container", pc[i].name, pc[i].repeated);
   family(w, "engine_reader_last_timestamp_seconds", "gauge",
@@ -209,7 +213,8 @@ static void reader_families(writer_t *w, const status_t *s) {
   const registry_stats_t *r = &s->readers;
   one_u(w, "engine_readers_live", "gauge", "Readers (followed containers) now.", r->live);
   one_u(w, "engine_readers_started_total", "counter", "Readers started.", r->started);
-  one_u(w, "engine_readers_stopped_total", "counter", "Readers stopped, for any reason.", r->stopped);
+  one_u(w, "engine_readers_stopped_total", "counter", "Readers stopped, for any reason.",
+        r->stopped);
   one_u(w, "engine_readers_cycled_total", "counter",
         "Follow streams closed and reopened after engine.cycle seconds.", r->cycled);
   one_u(w, "engine_tap_dropped_records_total", "counter",
@@ -219,9 +224,11 @@ static void reader_families(writer_t *w, const status_t *s) {
          "Attach streams of --rm containers: in place before the start (in_time), answered "
          "after it (late: the log was read instead), refused.");
   static const char *const attach_results[READER_ATTACH_N_RESULTS] = {
-    [READER_ATTACH_IN_TIME] = "in_time", [READER_ATTACH_LATE] = "late",
-    [READER_ATTACH_REFUSED] = "refused"};
-  for (int i = 0; i < READER_ATTACH_N_RESULTS; i++) sample_u(w, "engine_docker_attach_total", "result", attach_results[i], r->attach[i]);
+      [READER_ATTACH_IN_TIME] = "in_time",
+      [READER_ATTACH_LATE] = "late",
+      [READER_ATTACH_REFUSED] = "refused"};
+  for (int i = 0; i < READER_ATTACH_N_RESULTS; i++)
+    sample_u(w, "engine_docker_attach_total", "result", attach_results[i], r->attach[i]);
   family(w, "engine_readers", "gauge", "Readers in each state.");
   for (int st = 0; st < READER_N_STATES; st++)
     sample_u(w, "engine_readers", "state", reader_state_name((reader_state_t)st), r->by_state[st]);
@@ -244,7 +251,8 @@ static void filter_families(writer_t *w, const status_t *s) {
        offsetof(pipeline_filter_stats_t, errors)},
       {"engine_filter_timeouts_total", "Filter calls stopped by engine.filter_timeout.",
        offsetof(pipeline_filter_stats_t, timeouts)},
-      {"engine_filter_dead_letters_total", "Batches the filter's on_error sent to its dead-letter file.",
+      {"engine_filter_dead_letters_total",
+       "Batches the filter's on_error sent to its dead-letter file.",
        offsetof(pipeline_filter_stats_t, dead_letters)},
   };
   for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
@@ -265,9 +273,11 @@ static void filter_families(writer_t *w, const status_t *s) {
     histogram(w, "engine_filter_duration_seconds", "filter", f->name, pipeline_duration_bounds,
               counts, PIPELINE_DURATION_BUCKETS, f->duration_ns);
   }
-  family(w, "engine_filter_disabled", "gauge", "1 when the filter's init failed and it is skipped.");
+  family(w, "engine_filter_disabled", "gauge",
+         "1 when the filter's init failed and it is skipped.");
   for (size_t i = 0; i < s->n_filters; i++)
-    sample_u(w, "engine_filter_disabled", "filter", s->filters[i].name, s->filters[i].disabled ? 1 : 0);
+    sample_u(w, "engine_filter_disabled", "filter", s->filters[i].name,
+             s->filters[i].disabled ? 1 : 0);
 }
 
 /* The outputs that count messages and their acknowledgements (mqtt, nats). */
@@ -294,8 +304,11 @@ static void ack_families(writer_t *w, const status_t *s) {
     family(w, fams[k].name, fams[k].type, fams[k].help);
     for (size_t i = 0; i < s->n_outputs; i++) {
       const output_stats_t *st = &s->outputs[i].st;
-      unsigned long long v = k == 0 ? st->published : k == 1 ? st->acked : k == 2 ? st->duplicates
-                             : k == 3 ? (unsigned long long)st->pending_acks : st->reconnects;
+      unsigned long long v = k == 0   ? st->published
+                             : k == 1 ? st->acked
+                             : k == 2 ? st->duplicates
+                             : k == 3 ? (unsigned long long)st->pending_acks
+                                      : st->reconnects;
       if (st->acks) sample_u(w, fams[k].name, "output", s->outputs[i].info.name, v);
     }
   }
@@ -325,7 +338,8 @@ static void output_families(writer_t *w, const status_t *s) {
        "Records the output's attempts carried (over requests_total: records per request).",
        offsetof(output_stats_t, request_records)},
       {"engine_output_request_bytes_total", "counter",
-       "Body bytes the output's attempts carried, as sent (over requests_total: bytes per request).",
+       "Body bytes the output's attempts carried, as sent (over requests_total: bytes per "
+       "request).",
        offsetof(output_stats_t, request_bytes)},
   };
   for (size_t k = 0; k < sizeof fams / sizeof *fams; k++) {
@@ -364,7 +378,8 @@ static void pipeline_families(writer_t *w, const status_t *s) {
   const pipeline_stats_t *p = &s->pipeline;
   one_u(w, "engine_pipeline_loaded", "gauge", "1 while the pipeline thread runs.",
         s->pipeline_loaded ? 1 : 0);
-  one_u(w, "engine_batches_total", "counter", "Batches the filters and outputs processed.", p->batches);
+  one_u(w, "engine_batches_total", "counter", "Batches the filters and outputs processed.",
+        p->batches);
   one_u(w, "engine_records_in_total", "counter", "Records (log lines) handed to the filters.",
         p->records_in);
   one_u(w, "engine_records_out_total", "counter",
@@ -384,7 +399,8 @@ static void pipeline_families(writer_t *w, const status_t *s) {
   one_u(w, "engine_pipeline_reloads_total", "counter", "Successful reloads (SIGHUP).", p->reloads);
   one_u(w, "engine_pipeline_reload_failures_total", "counter",
         "Reloads refused (the new file did not load).", p->reload_failures);
-  one_u(w, "engine_lua_memory_bytes", "gauge", "Memory the filters' Lua state holds.", p->lua_bytes);
+  one_u(w, "engine_lua_memory_bytes", "gauge", "Memory the filters' Lua state holds.",
+        p->lua_bytes);
 }
 
 int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t *out) {
@@ -399,11 +415,13 @@ int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t
   one_u(&w, "engine_bytes_in_flight", "gauge",
         "Bytes read from Docker and not yet acknowledged by every output.", s->bytes_in_flight);
   one_u(&w, "engine_reader_pauses_total", "counter",
-        "Times a reader paused its stream because engine.max_buffered was reached.", s->reader_pauses);
+        "Times a reader paused its stream because engine.max_buffered was reached.",
+        s->reader_pauses);
   one_u(&w, "engine_docker_reads_total", "counter",
         "Reads of Docker API answers that brought data (see docker.read_delay).", s->docker_reads);
   one_u(&w, "engine_docker_read_rests_total", "counter",
-        "Times a slow follow stream waited docker.read_delay before its next read.", s->docker_rests);
+        "Times a slow follow stream waited docker.read_delay before its next read.",
+        s->docker_rests);
   one_d(&w, "engine_checkpoint_age_seconds", "gauge",
         "Seconds since the cursor file last held every acknowledged cursor; -1: not saved.",
         s->checkpoint_on ? s->checkpoint_age : -1);
@@ -414,7 +432,8 @@ int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t
         s->docker_ok ? 1 : 0);
   one_d(&w, "engine_start_time_seconds", "gauge", "When the engine started (Unix seconds).",
         (double)s->start_ns / 1e9);
-  one_u(&w, "engine_libuv_handles", "gauge", "Open libuv handles.", (unsigned long long)s->handles_open);
+  one_u(&w, "engine_libuv_handles", "gauge", "Open libuv handles.",
+        (unsigned long long)s->handles_open);
   return w.oom ? -1 : 0;
 }
 

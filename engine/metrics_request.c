@@ -4,9 +4,9 @@
 #include "metrics.h"
 
 static const char *const paths[] = {
-  [METRICS_PATH_HEALTH] = "/health", [METRICS_PATH_METRICS] = "/metrics",
-  [METRICS_PATH_READY] = "/ready",   [METRICS_PATH_READERS] = "/readers",
-  [METRICS_PATH_PIPELINE] = "/pipeline", [METRICS_PATH_TAP] = "/tap",
+    [METRICS_PATH_HEALTH] = "/health",     [METRICS_PATH_METRICS] = "/metrics",
+    [METRICS_PATH_READY] = "/ready",       [METRICS_PATH_READERS] = "/readers",
+    [METRICS_PATH_PIPELINE] = "/pipeline", [METRICS_PATH_TAP] = "/tap",
 };
 
 /* The end of the request head: a blank line ("\n\n" or "\n\r\n"). */
@@ -31,8 +31,8 @@ int metrics_request_parse(const char *buf, size_t len, metrics_request_t *r) {
   const char *sp1 = memchr(buf, ' ', llen);
   const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', llen - (size_t)(sp1 + 1 - buf)) : NULL;
   size_t mlen = sp1 ? (size_t)(sp1 - buf) : 0;
-  if (!sp2 || mlen >= 16 || (size_t)(sp2 - sp1 - 1) >= 1024 ||
-      (size_t)(eol - (sp2 + 1)) < 7 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+  if (!sp2 || mlen >= 16 || (size_t)(sp2 - sp1 - 1) >= 1024 || (size_t)(eol - (sp2 + 1)) < 7 ||
+      strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
     return r->code = 400;
   r->head_only = mlen == 4 && memcmp(buf, "HEAD", 4) == 0;
   if (!r->head_only && !(mlen == 3 && memcmp(buf, "GET", 3) == 0)) return r->code = 405;

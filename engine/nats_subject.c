@@ -5,8 +5,7 @@
 
 #include "output_nats.h"
 
-int nats_template_parse(nats_template_t *t, const char *text, char *err, size_t n)
-{
+int nats_template_parse(nats_template_t *t, const char *text, char *err, size_t n) {
   memset(t, 0, sizeof *t);
   const char *p = text;
   if (!*p) {
@@ -61,8 +60,7 @@ int nats_template_parse(nats_template_t *t, const char *text, char *err, size_t 
   return 0;
 }
 
-size_t nats_token(const char *in, size_t len, char *out)
-{
+size_t nats_token(const char *in, size_t len, char *out) {
   if (len == 0) {
     out[0] = '_';
     return 1;
@@ -71,8 +69,7 @@ size_t nats_token(const char *in, size_t len, char *out)
     unsigned char c = (unsigned char)in[i];
     int bad = c <= ' ' || c == 0x7f || c == '.' || c == '*' || c == '>';
     out[i] = in[i];
-    if (bad)
-      out[i] = '_';
+    if (bad) out[i] = '_';
   }
   return len;
 }

@@ -206,7 +206,8 @@ static void dl_written(uv_fs_t *req) {
 /* Appends data[0..len) in base64 (RFC 4648, padded) between quotes.
  * Returns 0 or -1. */
 static int add_base64(strbuf_t *s, const unsigned char *data, size_t len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="; /* 64: padding */
+  static const char abc[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="; /* 64: padding */
   if (len > (SIZE_MAX - 8) / 4 * 3 || strbuf_reserve(s, (len + 2) / 3 * 4 + 2) < 0) return -1;
   char *o = s->data + s->len;
   *o++ = '"';
@@ -282,8 +283,7 @@ void output_sent(output_t *o, output_body_t *b, int result, const char *why, dou
     output_dead_letter(o, b->data + b->done, b->len - b->done, b->records, why);
     body_done(o, b);
     break;
-  case OUTPUT_AGAIN:
-    break;
+  case OUTPUT_AGAIN: break;
   default:
     o->st.failed++;
     o->st.failing = 1;
@@ -368,8 +368,7 @@ static void merge_behind(output_t *o, output_body_t *b) {
   size_t max_bytes = o->cfg.batch_max_bytes, max_records = o->cfg.batch_max_records;
   output_body_t *n;
   while ((n = b->next) && !n->sending && n->attempts == 0 && n->batches > 0 && n->done == 0 &&
-         b->done == 0 &&
-         (!max_bytes || b->len + n->len <= max_bytes) &&
+         b->done == 0 && (!max_bytes || b->len + n->len <= max_bytes) &&
          (!max_records || b->records + n->records <= max_records)) {
     char *data = realloc(b->data, b->len + n->len ? b->len + n->len : 1);
     if (!data) return;
@@ -424,8 +423,7 @@ static int lingers(output_t *o, output_body_t *b) {
 static void kick(output_t *o) {
   if (o->kicking) return;
   o->kicking = 1;
-  while (!o->waiting && !o->closing && o->started &&
-         o->st.in_flight < (size_t)o->cfg.concurrency) {
+  while (!o->waiting && !o->closing && o->started && o->st.in_flight < (size_t)o->cfg.concurrency) {
     output_body_t *b = o->head;
     while (b && b->sending) b = b->next;
     if (!b) break;
@@ -580,7 +578,7 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
   uv_timer_stop(&o->retry);
   uv_timer_stop(&o->linger);
   o->lingering = 0;
-  o->handles++; /* held while the kind and the timers close */
+  o->handles++;                               /* held while the kind and the timers close */
   if (!(o->kind->stop && o->kind->stop(o))) { /* every attempt taken back */
     for (output_body_t *b = o->head; b; b = b->next) b->sending = 0;
     o->st.in_flight = 0;
@@ -590,8 +588,10 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
   } else {
     size_t pending = output_pending(o);
     if (pending)
-      log_warn(NULL, "output %s: %zu batches not delivered at stop; left unacknowledged (with "
-               "a state_dir, the next run reads them again)", o->name, pending);
+      log_warn(NULL,
+               "output %s: %zu batches not delivered at stop; left unacknowledged (with "
+               "a state_dir, the next run reads them again)",
+               o->name, pending);
   }
   uvh_close((uv_handle_t *)&o->retry, handle_closed);
   uvh_close((uv_handle_t *)&o->linger, handle_closed);

@@ -61,26 +61,26 @@ typedef struct output output_t;
  * output_t.mergeable), the records of several batches one after another. */
 typedef struct output_body {
   struct output_body *next;
-  ticket_t *ticket;     /* one reference, released when the body is done */
-  ticket_t **more;      /* merged: a reference on each other batch's ticket */
+  ticket_t *ticket; /* one reference, released when the body is done */
+  ticket_t **more;  /* merged: a reference on each other batch's ticket */
   size_t n_more;
-  size_t batches;       /* batches whose records it holds (0: the rest of a split) */
-  char *data;           /* what is left to send */
+  size_t batches; /* batches whose records it holds (0: the rest of a split) */
+  char *data;     /* what is left to send */
   size_t len;
-  size_t done;          /* bytes of data already taken (a partial write) */
+  size_t done; /* bytes of data already taken (a partial write) */
   size_t records;
-  uint64_t handed_ns;   /* uv_hrtime when the pipeline handed it over (of the
+  uint64_t handed_ns; /* uv_hrtime when the pipeline handed it over (of the
                            oldest batch it holds) */
   unsigned attempts;
-  int sending;          /* an attempt on it is in flight (kind->send) */
+  int sending; /* an attempt on it is in flight (kind->send) */
 } output_body_t;
 
 /* How an attempt ended (output_sent). */
 enum output_result {
-  OUTPUT_DELIVERED,  /* the destination took the body */
-  OUTPUT_FAILED,     /* try again after a backoff */
-  OUTPUT_REJECTED,   /* never takes it: to the dead-letter file */
-  OUTPUT_AGAIN       /* the kind changed the queue (a split): send the body now */
+  OUTPUT_DELIVERED, /* the destination took the body */
+  OUTPUT_FAILED,    /* try again after a backoff */
+  OUTPUT_REJECTED,  /* never takes it: to the dead-letter file */
+  OUTPUT_AGAIN      /* the kind changed the queue (a split): send the body now */
 };
 
 typedef struct output_kind {
@@ -117,61 +117,61 @@ typedef struct output_kind {
 
 /* The settings every kind shares. */
 typedef struct output_config {
-  long retry_max;        /* -1: without limit */
-  int concurrency;       /* attempts in flight at once (1 at least) */
+  long retry_max;                            /* -1: without limit */
+  int concurrency;                           /* attempts in flight at once (1 at least) */
   size_t batch_max_bytes, batch_max_records; /* merging: a merged body's
                             limits (0: none; both 0: no merging) */
-  double batch_timeout;  /* merging: seconds a body under both limits may
+  double batch_timeout;                      /* merging: seconds a body under both limits may
                             wait for more batches before its first attempt
                             (counted from its oldest batch's hand-over);
                             0: sent at once */
-  double backoff_initial, backoff_max; /* seconds */
-  char *dead_letter;     /* path, or NULL: log and drop */
-  int mode;              /* creation mode of the files it writes (0600) */
+  double backoff_initial, backoff_max;       /* seconds */
+  char *dead_letter;                         /* path, or NULL: log and drop */
+  int mode;                                  /* creation mode of the files it writes (0600) */
 } output_config_t;
 
 /* The counts since the output started (loop thread). */
 typedef struct output_stats {
-  unsigned long long sent;     /* batches delivered */
-  unsigned long long failed;   /* attempts that failed */
-  unsigned long long retried;  /* attempts retried after a failure */
-  unsigned long long dead_letters; /* bodies or records given up on */
-  unsigned long long truncated;    /* records cut to fit the transport */
-  unsigned long long requests;     /* attempts started (requests, writes) */
+  unsigned long long sent;            /* batches delivered */
+  unsigned long long failed;          /* attempts that failed */
+  unsigned long long retried;         /* attempts retried after a failure */
+  unsigned long long dead_letters;    /* bodies or records given up on */
+  unsigned long long truncated;       /* records cut to fit the transport */
+  unsigned long long requests;        /* attempts started (requests, writes) */
   unsigned long long request_records; /* records those attempts carried */
   unsigned long long request_bytes;   /* bytes those attempts carried */
-  size_t pending;              /* bodies waiting or in flight */
-  size_t in_flight;            /* attempts (requests) in flight */
-  double queue_age;            /* output_stats: seconds since the oldest body
+  size_t pending;                     /* bodies waiting or in flight */
+  size_t in_flight;                   /* attempts (requests) in flight */
+  double queue_age;                   /* output_stats: seconds since the oldest body
                                   held (handed over, queued, in flight or
                                   waiting for a retry) was handed over; 0
                                   when none */
-  int failing;                 /* the last attempt failed */
-  int acks;                    /* the kind counts messages and their
+  int failing;                        /* the last attempt failed */
+  int acks;                           /* the kind counts messages and their
                                   acknowledgements (mqtt, nats): the next five */
-  unsigned long long published;    /* messages published */
-  unsigned long long acked;        /* messages the destination acknowledged */
-  unsigned long long duplicates;   /* of those, ones it held already */
-  size_t pending_acks;             /* messages published, not yet answered */
-  unsigned long long reconnects;   /* times the connection was made again
+  unsigned long long published;       /* messages published */
+  unsigned long long acked;           /* messages the destination acknowledged */
+  unsigned long long duplicates;      /* of those, ones it held already */
+  size_t pending_acks;                /* messages published, not yet answered */
+  unsigned long long reconnects;      /* times the connection was made again
                                       (after the first) */
-  char cause[256];             /* while failing: why, as logged */
+  char cause[256];                    /* while failing: why, as logged */
 } output_stats_t;
 
 struct output {
   const output_kind_t *kind;
-  char *name;            /* the user's name for it (default: the type) */
-  char *fingerprint;     /* its settings as canonical text: a reload keeps
+  char *name;        /* the user's name for it (default: the type) */
+  char *fingerprint; /* its settings as canonical text: a reload keeps
                             an output whose name and fingerprint it finds
                             again */
-  int routed_only;       /* receives only records whose `output` names it */
-  int mergeable;         /* set by the kind: its bodies are records one per
+  int routed_only;   /* receives only records whose `output` names it */
+  int mergeable;     /* set by the kind: its bodies are records one per
                             line (or pair of lines), so queued bodies
                             may be sent as one: before a body's first
                             attempt, the bodies right behind it that were
                             never tried are appended to it, within
                             cfg.batch_max_bytes and batch_max_records */
-  int binary;            /* set by the kind: its bodies are bytes, not text
+  int binary;        /* set by the kind: its bodies are bytes, not text
                             (protobuf, gzip): a dead letter carries the
                             body in base64 (body_base64) */
   output_config_t cfg;
@@ -179,15 +179,15 @@ struct output {
   /* loop thread */
   uv_loop_t *loop;
   uv_timer_t retry;
-  uv_timer_t linger;     /* batch_timeout: ends a body's wait for more */
-  int handles;           /* open handles (the timers, the kind's) */
+  uv_timer_t linger; /* batch_timeout: ends a body's wait for more */
+  int handles;       /* open handles (the timers, the kind's) */
   int started, closing, waiting, kicking;
-  int lingering;         /* the linger timer runs */
-  int flushing;          /* output_flush: batch_timeout no longer applies */
-  backoff_t backoff;     /* retry delays */
+  int lingering;     /* the linger timer runs */
+  int flushing;      /* output_flush: batch_timeout no longer applies */
+  backoff_t backoff; /* retry delays */
   output_body_t *head, *tail;
   output_stats_t st;
-  char cause[256];       /* the failure logged last; "" while delivering */
+  char cause[256]; /* the failure logged last; "" while delivering */
   int dl_fd;
   void (*closed)(void *);
   void *closed_ud;
@@ -196,8 +196,8 @@ struct output {
   /* the hand-over from the pipeline thread */
   pthread_mutex_t lock;
   output_body_t *in_head, *in_tail;
-  uv_async_t *wake;      /* the delivery's; set before the first write */
-  int adopted;           /* a delivery owns it */
+  uv_async_t *wake; /* the delivery's; set before the first write */
+  int adopted;      /* a delivery owns it */
 };
 
 /* The output described by the validated table at stack index idx (see

@@ -31,14 +31,14 @@
 extern const output_kind_t output_null_kind;
 
 typedef struct local {
-  output_t base;          /* first: an output_t* is a local_t* */
+  output_t base; /* first: an output_t* is a local_t* */
   int plain;
-  int fd;                 /* stdout: 1; file: -1 until opened */
-  char *path;             /* file */
-  size_t max_bytes;       /* file: 0, no rotation */
+  int fd;           /* stdout: 1; file: -1 until opened */
+  char *path;       /* file */
+  size_t max_bytes; /* file: 0, no rotation */
   int keep;
-  size_t size;            /* file: bytes in the current file */
-  atomic_int reopen;      /* file: open path afresh before the next write */
+  size_t size;       /* file: bytes in the current file */
+  atomic_int reopen; /* file: open path afresh before the next write */
   /* the write in the threadpool: fd, size, path touched there only */
   uv_work_t work;
   output_body_t *body;
@@ -169,10 +169,10 @@ static void local_free(output_t *o) {
   free(l->path);
 }
 
-const output_kind_t output_stdout_kind = {"stdout", local_encode, NULL, local_send, NULL,
-                                          local_stop, local_free, NULL};
-const output_kind_t output_file_kind = {"file", local_encode, file_start, local_send,
-                                        file_reopen, local_stop, local_free, NULL};
+const output_kind_t output_stdout_kind = {"stdout", local_encode, NULL,       local_send,
+                                          NULL,     local_stop,   local_free, NULL};
+const output_kind_t output_file_kind = {"file",      local_encode, file_start, local_send,
+                                        file_reopen, local_stop,   local_free, NULL};
 const output_kind_t output_null_kind = {"null", NULL, NULL, local_send, NULL, NULL, NULL, NULL};
 
 static int capture_take(output_t *o, const char *data, size_t len, char *err, size_t n) {
@@ -182,7 +182,7 @@ static int capture_take(output_t *o, const char *data, size_t len, char *err, si
 }
 
 static const output_kind_t output_capture_kind = {"capture", local_encode, NULL, local_send,
-                                                  NULL, NULL, NULL, capture_take};
+                                                  NULL,      NULL,         NULL, capture_take};
 
 output_t *output_capture_new(const char *name, int fd) {
   local_t *l = calloc(1, sizeof *l);
@@ -216,8 +216,7 @@ bad:
 
 /* The stdout, file or null output from its validated table at idx. Returns
  * NULL with a message in err. */
-output_t *output_local_new(lua_State *L, int idx, const output_kind_t *kind, char *err,
-                           size_t n) {
+output_t *output_local_new(lua_State *L, int idx, const output_kind_t *kind, char *err, size_t n) {
   local_t *l = calloc(1, sizeof *l);
   if (!l) return NULL;
   l->fd = kind == &output_stdout_kind ? 1 : -1;

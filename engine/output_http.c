@@ -53,29 +53,29 @@ enum { C_NONE, C_GZIP, C_ZSTD }; /* compression: the body's Content-Encoding */
 #define ZSTD_LEVEL 3
 
 typedef struct http_output {
-  output_t base;           /* first: an output_t* is an http_output_t* */
+  output_t base; /* first: an output_t* is an http_output_t* */
   int kind;
   char *url;
   int json_array;
-  int protobuf;             /* otlp: protobuf bodies (else JSON) */
-  char **headers;          /* "Name: value", as configured */
+  int protobuf;   /* otlp: protobuf bodies (else JSON) */
+  char **headers; /* "Name: value", as configured */
   size_t n_headers;
   char *user_env, *password_env, *bearer_env;
   char *ca_file;
   int tls_verify;
-  int compression;         /* C_NONE, C_GZIP or C_ZSTD */
-  int record_id;           /* http: each record with its "id" (encode_json.c) */
+  int compression; /* C_NONE, C_GZIP or C_ZSTD */
+  int record_id;   /* http: each record with its "id" (encode_json.c) */
   double timeout;
   char *table, *index;
-  char **labels;           /* loki: record fields */
+  char **labels; /* loki: record fields */
   size_t n_labels;
   char **label_names, **label_values; /* loki: static labels */
   size_t n_label_names, n_label_values;
-  char *tenant;            /* loki: X-Scope-OrgID */
-  int json_line;           /* loki: line_format = "json" */
+  char *tenant;  /* loki: X-Scope-OrgID */
+  int json_line; /* loki: line_format = "json" */
   /* loop side */
   char *path, *base_url;
-  char **hdr;              /* the request's header lines */
+  char **hdr; /* the request's header lines */
   size_t n_hdr;
   char *userpwd;
   http_t *http;
@@ -88,24 +88,23 @@ typedef struct attempt {
   http_output_t *h;
   output_body_t *body;
   http_req_t *req;
-  es_reply_t *reply;       /* elasticsearch: the reply being read */
+  es_reply_t *reply; /* elasticsearch: the reply being read */
 } attempt_t;
 
 /* --- pipeline thread: bodies -------------------------------------------- */
 
 /* Replaces in's bytes with their gzip form (compress) or the reverse.
  * Returns 0, or -1 (b unchanged). */
-static int gzip_transform(strbuf_t *b, int compress)
-{
+static int gzip_transform(strbuf_t *b, int compress) {
   z_stream z;
   strbuf_t out = {0};
   int rc;
 
   memset(&z, 0, sizeof z);
-  rc = compress ? deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY)
-                : inflateInit2(&z, 15 + 16);
-  if (rc != Z_OK)
-    return -1;
+  rc = compress
+           ? deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY)
+           : inflateInit2(&z, 15 + 16);
+  if (rc != Z_OK) return -1;
   z.next_in = (Bytef *)b->data;
   z.avail_in = (uInt)b->len;
   do {
@@ -118,10 +117,8 @@ static int gzip_transform(strbuf_t *b, int compress)
     rc = compress ? deflate(&z, Z_FINISH) : inflate(&z, Z_NO_FLUSH);
     out.len = out.cap - z.avail_out;
   } while (rc == Z_OK || (rc == Z_BUF_ERROR && z.avail_out == 0));
-  if (compress)
-    deflateEnd(&z);
-  else
-    inflateEnd(&z);
+  if (compress) deflateEnd(&z);
+  else inflateEnd(&z);
   if (rc != Z_STREAM_END) {
     strbuf_free(&out);
     return -1;
@@ -133,14 +130,12 @@ static int gzip_transform(strbuf_t *b, int compress)
 
 /* Replaces b's bytes with their zstd frame (compress) or the reverse.
  * Returns 0, or -1 (b unchanged). */
-static int zstd_transform(strbuf_t *b, int compress)
-{
+static int zstd_transform(strbuf_t *b, int compress) {
   strbuf_t out = {0};
   size_t n;
 
   if (compress) {
-    if (strbuf_reserve(&out, ZSTD_compressBound(b->len)) < 0)
-      return -1;
+    if (strbuf_reserve(&out, ZSTD_compressBound(b->len)) < 0) return -1;
     n = ZSTD_compress(out.data, out.cap, b->data, b->len, ZSTD_LEVEL);
   } else {
     unsigned long long size = ZSTD_getFrameContentSize(b->data, b->len);
@@ -161,8 +156,7 @@ static int zstd_transform(strbuf_t *b, int compress)
 
 /* Compresses (compress) or decompresses b as the output's compression
  * says. Returns 0, or -1 (b unchanged). */
-static int transform(const http_output_t *h, strbuf_t *b, int compress)
-{
+static int transform(const http_output_t *h, strbuf_t *b, int compress) {
   switch (h->compression) {
   case C_GZIP: return b->len > UINT32_MAX ? -1 : gzip_transform(b, compress);
   case C_ZSTD: return zstd_transform(b, compress);
@@ -170,8 +164,7 @@ static int transform(const http_output_t *h, strbuf_t *b, int compress)
   }
 }
 
-static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
-{
+static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b) {
   http_output_t *h = (http_output_t *)o;
   int rc;
 
@@ -182,24 +175,25 @@ static int http_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
     break;
   case K_CLICKHOUSE: rc = encode_clickhouse(b, L, idx); break;
   case K_LOKI: {
-    const encode_loki_opts_t lo = {
-        (const char *const *)h->labels, h->n_labels, (const char *const *)h->label_names,
-        (const char *const *)h->label_values,
-        h->n_label_names < h->n_label_values ? h->n_label_names : h->n_label_values, h->json_line};
+    const encode_loki_opts_t lo = {(const char *const *)h->labels,
+                                   h->n_labels,
+                                   (const char *const *)h->label_names,
+                                   (const char *const *)h->label_values,
+                                   h->n_label_names < h->n_label_values ? h->n_label_names
+                                                                        : h->n_label_values,
+                                   h->json_line};
     rc = encode_loki(b, L, idx, &lo);
     break;
   }
   case K_ELASTICSEARCH: rc = encode_elasticsearch(b, L, idx, h->index ? h->index : "logs"); break;
   default: rc = h->protobuf ? encode_otlp_proto(b, L, idx) : encode_otlp(b, L, idx); break;
   }
-  if (rc == 0 && transform(h, b, 1) != 0)
-    rc = -1;
+  if (rc == 0 && transform(h, b, 1) != 0) rc = -1;
   return rc;
 }
 
 /* Lines per record in a body that can be cut between records; 0: cannot. */
-static int lines_per_record(const http_output_t *h)
-{
+static int lines_per_record(const http_output_t *h) {
   switch (h->kind) {
   case K_HTTP: return h->json_array ? 0 : 1;
   case K_CLICKHOUSE: return 1;
@@ -209,19 +203,15 @@ static int lines_per_record(const http_output_t *h)
 }
 
 /* The body's bytes as written, in a new buffer (unzipped). Returns 0 or -1. */
-static int plain_copy(http_output_t *h, const output_body_t *b, strbuf_t *out)
-{
+static int plain_copy(http_output_t *h, const output_body_t *b, strbuf_t *out) {
   out->len = 0;
-  if (strbuf_add(out, b->data, b->len) < 0)
-    return -1;
+  if (strbuf_add(out, b->data, b->len) < 0) return -1;
   return transform(h, out, 0);
 }
 
 /* Puts text (unzipped) back as the body, zipped when the output zips. */
-static int set_body(http_output_t *h, output_body_t *b, strbuf_t *text)
-{
-  if (transform(h, text, 1) != 0)
-    return -1;
+static int set_body(http_output_t *h, output_body_t *b, strbuf_t *text) {
+  if (transform(h, text, 1) != 0) return -1;
   free(b->data);
   b->data = text->data;
   b->len = text->len;
@@ -230,8 +220,7 @@ static int set_body(http_output_t *h, output_body_t *b, strbuf_t *text)
 }
 
 /* The offset after the first `lines` lines of s, or len. */
-static size_t after_lines(const char *s, size_t len, size_t lines)
-{
+static size_t after_lines(const char *s, size_t len, size_t lines) {
   size_t off = 0;
 
   while (lines-- > 0 && off < len) {
@@ -245,8 +234,7 @@ static size_t after_lines(const char *s, size_t len, size_t lines)
 
 /* A 413: cuts body b in two halves of records, or dead-letters a
  * body of one record (or one that cannot be cut). */
-static void too_large(http_output_t *h, output_body_t *b, const char *why)
-{
+static void too_large(http_output_t *h, output_body_t *b, const char *why) {
   output_t *o = &h->base;
   int per = lines_per_record(h);
   strbuf_t text = {0};
@@ -292,8 +280,7 @@ static void too_large(http_output_t *h, output_body_t *b, const char *why)
 }
 
 /* Elasticsearch: settles the items of body b by their statuses. */
-static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *reply)
-{
+static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *reply) {
   output_t *o = &h->base;
   const es_item_t *items;
   size_t n, i, off = 0, retry = 0, failed = 0;
@@ -305,8 +292,7 @@ static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *r
     return;
   }
   for (i = 0; i < n; i++)
-    if (items[i].reason)
-      failed++;
+    if (items[i].reason) failed++;
   if (failed == 0 && n >= b->records) {
     output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
     return;
@@ -323,11 +309,9 @@ static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *r
     if (i < n && (!items[i].reason || status == 409)) {
       /* taken (409: a document with this id exists already) */
     } else if (i >= n || status == 429 || status >= 500 || status == 408) {
-      if (strbuf_add(&keep, text.data + off, end - off) < 0)
-        break;
+      if (strbuf_add(&keep, text.data + off, end - off) < 0) break;
       retry++;
-      if (!why)
-        why = i < n ? items[i].reason : "the _bulk reply names fewer items than were sent";
+      if (!why) why = i < n ? items[i].reason : "the _bulk reply names fewer items than were sent";
     } else {
       output_dead_letter(o, text.data + off, end - off, 1, items[i].reason);
     }
@@ -355,18 +339,15 @@ static void bulk_settled(http_output_t *h, output_body_t *b, const es_reply_t *r
   output_sent(o, b, OUTPUT_FAILED, msg, 0);
 }
 
-static int on_reply_body(void *ud, const char *data, size_t len)
-{
+static int on_reply_body(void *ud, const char *data, size_t len) {
   attempt_t *a = ud;
 
-  if (a->reply)
-    es_reply_feed(a->reply, data, len);
+  if (a->reply) es_reply_feed(a->reply, data, len);
   return 0;
 }
 
 /* Takes a out of its output's list and frees it. */
-static void attempt_free(attempt_t *a)
-{
+static void attempt_free(attempt_t *a) {
   for (attempt_t **link = &a->h->attempts; *link; link = &(*link)->next)
     if (*link == a) {
       *link = a->next;
@@ -376,8 +357,7 @@ static void attempt_free(attempt_t *a)
   free(a);
 }
 
-static void on_done(void *ud, const http_result_t *r)
-{
+static void on_done(void *ud, const http_result_t *r) {
   attempt_t *a = ud;
   http_output_t *h = a->h;
   output_t *o = &h->base;
@@ -388,10 +368,8 @@ static void on_done(void *ud, const http_result_t *r)
   a->reply = NULL;
   attempt_free(a);
   if (r->ok && r->status >= 200 && r->status < 300) {
-    if (h->kind == K_ELASTICSEARCH)
-      bulk_settled(h, b, reply);
-    else
-      output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
+    if (h->kind == K_ELASTICSEARCH) bulk_settled(h, b, reply);
+    else output_sent(o, b, OUTPUT_DELIVERED, NULL, 0);
   } else if (r->status == 0 || (r->status >= 200 && r->status < 300)) {
     snprintf(why, sizeof why, "%s", r->error ? r->error : "no answer");
     output_sent(o, b, OUTPUT_FAILED, why, 0);
@@ -399,20 +377,16 @@ static void on_done(void *ud, const http_result_t *r)
     snprintf(why, sizeof why, "HTTP %ld: %.200s", r->status,
              r->body_len ? r->body : (r->error ? r->error : ""));
     for (char *p = why; *p; p++)
-      if (*p == '\n' || *p == '\r')
-        *p = ' ';
-    if (r->status == 413)
-      too_large(h, b, why);
+      if (*p == '\n' || *p == '\r') *p = ' ';
+    if (r->status == 413) too_large(h, b, why);
     else if (r->status == 408 || r->status == 429 || r->status >= 500 || !r->ok)
       output_sent(o, b, OUTPUT_FAILED, why, r->retry_after);
-    else
-      output_sent(o, b, OUTPUT_REJECTED, why, 0); /* the server will never take this body */
+    else output_sent(o, b, OUTPUT_REJECTED, why, 0); /* the server will never take this body */
   }
   es_reply_free(reply);
 }
 
-static void http_send(output_t *o, output_body_t *b)
-{
+static void http_send(output_t *o, output_body_t *b) {
   static const http_handler_t handler = {NULL, on_reply_body, on_done};
   http_output_t *h = (http_output_t *)o;
   char *copy = malloc(b->len ? b->len : 1);
@@ -429,10 +403,14 @@ static void http_send(output_t *o, output_body_t *b)
   a->next = h->attempts;
   h->attempts = a;
   memcpy(copy, b->data, b->len);
-  http_opts_t opts = {.body = copy, .body_len = b->len,
-                      .headers = (const char *const *)h->hdr, .n_headers = h->n_hdr,
-                      .timeout_ms = (long)(h->timeout * 1000), .ca_file = h->ca_file,
-                      .insecure = !h->tls_verify, .userpwd = h->userpwd};
+  http_opts_t opts = {.body = copy,
+                      .body_len = b->len,
+                      .headers = (const char *const *)h->hdr,
+                      .n_headers = h->n_hdr,
+                      .timeout_ms = (long)(h->timeout * 1000),
+                      .ca_file = h->ca_file,
+                      .insecure = !h->tls_verify,
+                      .userpwd = h->userpwd};
   a->req = http_request(h->http, h->path, 0, &opts, &handler, a);
   if (!a->req) {
     attempt_free(a);
@@ -442,19 +420,15 @@ static void http_send(output_t *o, output_body_t *b)
 
 /* --- loop thread: life -------------------------------------------------- */
 
-static void free_list(char **l, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    free(l[i]);
+static void free_list(char **l, size_t n) {
+  for (size_t i = 0; i < n; i++) free(l[i]);
   free(l);
 }
 
 /* Splits url into scheme://host:port and the path (default def). */
-static int split_url(const char *url, char **base, char **path, const char *def)
-{
+static int split_url(const char *url, char **base, char **path, const char *def) {
   const char *hp = strstr(url, "://");
-  if (!hp)
-    return -1;
+  if (!hp) return -1;
   const char *slash = strchr(hp + 3, '/');
   size_t blen = slash ? (size_t)(slash - url) : strlen(url);
   *base = strndup(url, blen);
@@ -462,8 +436,7 @@ static int split_url(const char *url, char **base, char **path, const char *def)
   return *base && *path ? 0 : -1;
 }
 
-static const char *default_path(int kind)
-{
+static const char *default_path(int kind) {
   switch (kind) {
   case K_LOKI: return "/loki/api/v1/push";
   case K_ELASTICSEARCH: return "/_bulk";
@@ -472,14 +445,12 @@ static const char *default_path(int kind)
   }
 }
 
-static int add_header(http_output_t *h, const char *fmt, const char *a)
-{
+static int add_header(http_output_t *h, const char *fmt, const char *a) {
   size_t len = strlen(fmt) + strlen(a) + 1;
   char **grown = realloc(h->hdr, (h->n_hdr + 1) * sizeof *grown);
   char *line = malloc(len);
 
-  if (grown)
-    h->hdr = grown;
+  if (grown) h->hdr = grown;
   if (!grown || !line) {
     free(line);
     return -1;
@@ -489,25 +460,21 @@ static int add_header(http_output_t *h, const char *fmt, const char *a)
   return 0;
 }
 
-static char *url_escape_query(const char *s)
-{
+static char *url_escape_query(const char *s) {
   size_t n = strlen(s);
   char *out = malloc(n * 3 + 1), *o = out;
-  if (!out)
-    return NULL;
+  if (!out) return NULL;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
         *p == '-' || *p == '_' || *p == '.')
       *o++ = (char)*p;
-    else
-      o += sprintf(o, "%%%02X", *p);
+    else o += sprintf(o, "%%%02X", *p);
   }
   *o = '\0';
   return out;
 }
 
-static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen)
-{
+static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen) {
   http_output_t *h = (http_output_t *)o;
 
   /* a start that failed may be tried again: begin afresh */
@@ -529,24 +496,21 @@ static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen)
       snprintf(q, len, "%s%squery=INSERT%%20INTO%%20%s%%20FORMAT%%20JSONEachRow", h->path,
                strchr(h->path, '?') ? "&" : "?", t);
     free(t);
-    if (!q)
-      goto oom;
+    if (!q) goto oom;
     free(h->path);
     h->path = q;
   }
   const char *ctype = (h->kind == K_HTTP && !h->json_array) || h->kind == K_ELASTICSEARCH
                           ? "application/x-ndjson"
-                          : h->protobuf ? "application/x-protobuf" : "application/json";
-  if (add_header(h, "Content-Type: %s", ctype) != 0)
-    goto oom;
+                      : h->protobuf ? "application/x-protobuf"
+                                    : "application/json";
+  if (add_header(h, "Content-Type: %s", ctype) != 0) goto oom;
   if (h->compression != C_NONE &&
       add_header(h, "Content-Encoding: %s", h->compression == C_GZIP ? "gzip" : "zstd") != 0)
     goto oom;
   for (size_t i = 0; i < h->n_headers; i++)
-    if (add_header(h, "%s", h->headers[i]) != 0)
-      goto oom;
-  if (h->tenant && add_header(h, "X-Scope-OrgID: %s", h->tenant) != 0)
-    goto oom;
+    if (add_header(h, "%s", h->headers[i]) != 0) goto oom;
+  if (h->tenant && add_header(h, "X-Scope-OrgID: %s", h->tenant) != 0) goto oom;
   if (h->bearer_env) {
     const char *tok = getenv(h->bearer_env);
     if (!tok || !*tok) {
@@ -554,23 +518,21 @@ static int http_start(output_t *o, uv_loop_t *loop, char *err, size_t errlen)
                o->name, h->bearer_env);
       return -1;
     }
-    if (add_header(h, "Authorization: Bearer %s", tok) != 0)
-      goto oom;
+    if (add_header(h, "Authorization: Bearer %s", tok) != 0) goto oom;
   }
   if (h->user_env) {
     const char *u = getenv(h->user_env), *p = h->password_env ? getenv(h->password_env) : "";
     if (!u || !p) {
-      snprintf(err, errlen, "output %s: the environment variables for basic auth (%s, %s) are not set",
-               o->name, h->user_env, h->password_env ? h->password_env : "-");
+      snprintf(err, errlen,
+               "output %s: the environment variables for basic auth (%s, %s) are not set", o->name,
+               h->user_env, h->password_env ? h->password_env : "-");
       return -1;
     }
     size_t len = strlen(u) + strlen(p) + 2;
-    if (!(h->userpwd = malloc(len)))
-      goto oom;
+    if (!(h->userpwd = malloc(len))) goto oom;
     snprintf(h->userpwd, len, "%s:%s", u, p);
   }
-  if (!(h->http = http_new(loop, h->base_url, err, errlen)))
-    return -1;
+  if (!(h->http = http_new(loop, h->base_url, err, errlen))) return -1;
   o->handles++; /* the client counts as one handle until it is closed */
   return 0;
 oom:
@@ -578,16 +540,14 @@ oom:
   return -1;
 }
 
-static void client_closed(void *ud)
-{
+static void client_closed(void *ud) {
   http_output_t *h = ud;
 
   h->http = NULL;
   output_handle_closed(&h->base);
 }
 
-static int http_stop(output_t *o)
-{
+static int http_stop(output_t *o) {
   http_output_t *h = (http_output_t *)o;
 
   for (attempt_t *a = h->attempts, *next; a; a = next) { /* every request taken back */
@@ -597,13 +557,11 @@ static int http_stop(output_t *o)
     free(a);
   }
   h->attempts = NULL;
-  if (h->http)
-    http_close(h->http, client_closed, h);
+  if (h->http) http_close(h->http, client_closed, h);
   return 0;
 }
 
-static void http_free(output_t *o)
-{
+static void http_free(output_t *o) {
   http_output_t *h = (http_output_t *)o;
 
   free(h->url);
@@ -637,41 +595,34 @@ static const output_kind_t kinds[] = {
     {"otlp", http_encode, http_start, http_send, NULL, http_stop, http_free, NULL},
 };
 
-static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom)
-{
+static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom) {
   lua_getfield(L, idx, key);
   const char *s = lua_tostring(L, -1);
   char *copy = s ? strdup(s) : NULL;
-  if (s && !copy)
-    *oom = 1;
+  if (s && !copy) *oom = 1;
   lua_pop(L, 1);
   return copy;
 }
 
 /* Copies the strings of the list at idx.key. */
-static char **opt_list(lua_State *L, int idx, const char *key, size_t *n, int *oom)
-{
+static char **opt_list(lua_State *L, int idx, const char *key, size_t *n, int *oom) {
   lua_getfield(L, idx, key);
   size_t len = lua_istable(L, -1) ? lua_objlen(L, -1) : 0;
   char **out = calloc(len ? len : 1, sizeof *out);
   *n = 0;
-  if (!out)
-    *oom = 1;
+  if (!out) *oom = 1;
   for (size_t i = 1; out && i <= len; i++) {
     lua_rawgeti(L, -1, (int)i);
     const char *s = lua_tostring(L, -1);
-    if (s && (out[*n] = strdup(s)))
-      (*n)++;
-    else if (s)
-      *oom = 1;
+    if (s && (out[*n] = strdup(s))) (*n)++;
+    else if (s) *oom = 1;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
   return out;
 }
 
-static int opt_flag(lua_State *L, int idx, const char *key, int def)
-{
+static int opt_flag(lua_State *L, int idx, const char *key, int def) {
   lua_getfield(L, idx, key);
   int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -679,16 +630,13 @@ static int opt_flag(lua_State *L, int idx, const char *key, int def)
 }
 
 /* An http-kind output from its validated table at idx. */
-output_t *output_http_new(lua_State *L, int idx, const char *type)
-{
+output_t *output_http_new(lua_State *L, int idx, const char *type) {
   http_output_t *h = calloc(1, sizeof *h);
   int oom = 0, k;
 
-  if (!h)
-    return NULL;
+  if (!h) return NULL;
   for (k = 0; k < (int)(sizeof kinds / sizeof *kinds) - 1; k++)
-    if (strcmp(kinds[k].type, type) == 0)
-      break;
+    if (strcmp(kinds[k].type, type) == 0) break;
   h->kind = k;
   oom |= output_init(&h->base, &kinds[k], L, idx) != 0;
   h->url = opt_strdup(L, idx, "url", &oom);
@@ -696,8 +644,8 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->json_array = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
   lua_pop(L, 1);
   lua_getfield(L, idx, "encoding");
-  h->protobuf = h->kind == K_OTLP &&
-                !(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0);
+  h->protobuf =
+      h->kind == K_OTLP && !(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0);
   lua_pop(L, 1);
   h->headers = opt_list(L, idx, "headers", &h->n_headers, &oom);
   h->user_env = opt_strdup(L, idx, "user_env", &oom);
@@ -717,12 +665,10 @@ output_t *output_http_new(lua_State *L, int idx, const char *type)
   h->base.mergeable = lines_per_record(h) > 0 && h->compression == C_NONE;
   h->base.binary = h->protobuf || h->compression != C_NONE;
   lua_getfield(L, idx, "concurrency");
-  if (lua_isnil(L, -1))
-    h->base.cfg.concurrency = 4;
+  if (lua_isnil(L, -1)) h->base.cfg.concurrency = 4;
   lua_pop(L, 1);
   lua_getfield(L, idx, "batch_max_bytes");
-  if (lua_isnil(L, -1) && h->base.mergeable)
-    h->base.cfg.batch_max_bytes = MERGE_MAX_BYTES;
+  if (lua_isnil(L, -1) && h->base.mergeable) h->base.cfg.batch_max_bytes = MERGE_MAX_BYTES;
   lua_pop(L, 1);
   lua_getfield(L, idx, "timeout");
   h->timeout = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 30;

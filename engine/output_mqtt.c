@@ -58,30 +58,30 @@ typedef struct mqtt_poll {
 } mqtt_poll_t;
 
 typedef struct mqtt_output {
-  output_t base;             /* first: an output_t* is a mqtt_output_t* */
+  output_t base; /* first: an output_t* is a mqtt_output_t* */
   char *host, *topic, *client_id, *username, *password, *ca_file;
   int port, keepalive, max_inflight, record_id;
-  char **parts;              /* the topic template: literal text and fields */
+  char **parts; /* the topic template: literal text and fields */
   int *is_field;
   size_t n_parts;
 
   struct mosquitto *mosq;
   int state;
-  mqtt_poll_t *poll;         /* the current socket's poll handle, or NULL */
-  uv_timer_t misc;           /* mosquitto_loop_misc, every second */
-  uv_timer_t again;          /* the reconnect delay */
+  mqtt_poll_t *poll; /* the current socket's poll handle, or NULL */
+  uv_timer_t misc;   /* mosquitto_loop_misc, every second */
+  uv_timer_t again;  /* the reconnect delay */
   uv_getaddrinfo_t resolve;
   int resolving;
   backoff_t backoff;
   char addr[INET6_ADDRSTRLEN];
-  char cause[300];           /* why the connection is not up */
-  int timers;                /* misc and again are open */
+  char cause[300]; /* why the connection is not up */
+  int timers;      /* misc and again are open */
   int connects;
-  int refused;               /* the CONNACK's refusal code (0: none) */
+  int refused; /* the CONNACK's refusal code (0: none) */
 
-  output_body_t *body;       /* the attempt in flight, or NULL */
-  size_t off;                /* its next message */
-  size_t unacked;            /* its messages waiting for a PUBACK */
+  output_body_t *body;           /* the attempt in flight, or NULL */
+  size_t off;                    /* its next message */
+  size_t unacked;                /* its messages waiting for a PUBACK */
   unsigned char mids[65536 / 8]; /* their message ids */
 } mqtt_output_t;
 
@@ -92,15 +92,12 @@ static void connect_now(mqtt_output_t *m);
 
 /* Appends the topic of the record at rec, or 'M' and the name of the field
  * it lacks. Returns 0 or -1. */
-static int add_topic(mqtt_output_t *m, strbuf_t *b, lua_State *L, int rec)
-{
+static int add_topic(mqtt_output_t *m, strbuf_t *b, lua_State *L, int rec) {
   size_t mark = b->len;
-  if (strbuf_add(b, "T", 1) < 0)
-    return -1;
+  if (strbuf_add(b, "T", 1) < 0) return -1;
   for (size_t i = 0; i < m->n_parts; i++) {
     if (!m->is_field[i]) {
-      if (strbuf_add(b, m->parts[i], strlen(m->parts[i])) < 0)
-        return -1;
+      if (strbuf_add(b, m->parts[i], strlen(m->parts[i])) < 0) return -1;
       continue;
     }
     char num[ENCODE_NUM_LEN];
@@ -108,26 +105,22 @@ static int add_topic(mqtt_output_t *m, strbuf_t *b, lua_State *L, int rec)
     const char *s = encode_field_text(L, rec, m->parts[i], num, &len);
     if (!s) {
       b->len = mark;
-      return strbuf_add(b, "M", 1) < 0 || strbuf_add(b, m->parts[i], strlen(m->parts[i])) < 0
-                 ? -1 : 0;
+      return strbuf_add(b, "M", 1) < 0 || strbuf_add(b, m->parts[i], strlen(m->parts[i])) < 0 ? -1
+                                                                                              : 0;
     }
-    if (len == 0)
-      s = "_", len = 1;
-    if (strbuf_reserve(b, len) < 0)
-      return -1;
+    if (len == 0) s = "_", len = 1;
+    if (strbuf_reserve(b, len) < 0) return -1;
     for (size_t k = 0; k < len; k++) {
       char c = s[k];
       /* no level separator or wildcard inside a value, no control character */
-      if (c == '/' || c == '+' || c == '#' || (unsigned char)c < 0x20 || c == 0x7f)
-        c = '_';
+      if (c == '/' || c == '+' || c == '#' || (unsigned char)c < 0x20 || c == 0x7f) c = '_';
       b->data[b->len++] = c;
     }
   }
   return 0;
 }
 
-static int mqtt_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
-{
+static int mqtt_encode(output_t *o, lua_State *L, int idx, strbuf_t *b) {
   mqtt_output_t *m = (mqtt_output_t *)o;
   strbuf_t json = {0};
   int rc = 0;
@@ -156,30 +149,23 @@ static int mqtt_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
 
 /* --- loop thread: the attempt ------------------------------------------- */
 
-static void set_state(mqtt_output_t *m, int state)
-{
-  m->state = state;
-}
+static void set_state(mqtt_output_t *m, int state) { m->state = state; }
 
-static void end_attempt(mqtt_output_t *m, int result, const char *why)
-{
+static void end_attempt(mqtt_output_t *m, int result, const char *why) {
   output_body_t *b = m->body;
   m->body = NULL;
   memset(m->mids, 0, sizeof m->mids);
   m->unacked = 0;
   m->base.st.pending_acks = 0;
-  if (b)
-    output_sent(&m->base, b, result, why, 0);
+  if (b) output_sent(&m->base, b, result, why, 0);
 }
 
 /* Publishes the body's messages, up to max_inflight waiting for a PUBACK;
  * the body is delivered once each got its PUBACK. */
-static void pump(mqtt_output_t *m)
-{
+static void pump(mqtt_output_t *m) {
   output_t *o = &m->base;
   output_body_t *b = m->body;
-  if (!b || m->state != M_UP)
-    return;
+  if (!b || m->state != M_UP) return;
   while (m->off < b->len && m->unacked < (size_t)m->max_inflight) {
     char *p = b->data + m->off, *end = b->data + b->len;
     char *nul = memchr(p, '\0', (size_t)(end - p));
@@ -197,8 +183,8 @@ static void pump(mqtt_output_t *m)
     }
     if (p[0] == 'M') {
       char why[300];
-      snprintf(why, sizeof why, "the topic template names the field \"%.200s\", which the record lacks",
-               p + 1);
+      snprintf(why, sizeof why,
+               "the topic template names the field \"%.200s\", which the record lacks", p + 1);
       output_dead_letter(o, json, jlen, 1, why);
       p[0] = 'D';
       m->off = next;
@@ -222,19 +208,16 @@ static void pump(mqtt_output_t *m)
       m->off = next;
     } else {
       /* the connection went down: the poll sees it; memory: try again */
-      if (rc == MOSQ_ERR_NOMEM)
-        end_attempt(m, OUTPUT_FAILED, "out of memory");
+      if (rc == MOSQ_ERR_NOMEM) end_attempt(m, OUTPUT_FAILED, "out of memory");
       return;
     }
   }
-  if (m->off >= b->len && m->unacked == 0)
-    end_attempt(m, OUTPUT_DELIVERED, NULL);
+  if (m->off >= b->len && m->unacked == 0) end_attempt(m, OUTPUT_DELIVERED, NULL);
 }
 
 /* --- loop thread: the connection ---------------------------------------- */
 
-static void on_connect(struct mosquitto *mosq, void *ud, int rc)
-{
+static void on_connect(struct mosquitto *mosq, void *ud, int rc) {
   mqtt_output_t *m = ud;
   if (rc != 0) {
     m->refused = rc;
@@ -247,24 +230,20 @@ static void on_connect(struct mosquitto *mosq, void *ud, int rc)
            m->client_id);
 }
 
-static void on_publish(struct mosquitto *mosq, void *ud, int mid)
-{
+static void on_publish(struct mosquitto *mosq, void *ud, int mid) {
   mqtt_output_t *m = ud;
   unsigned char *byte = &m->mids[(unsigned)mid / 8 % sizeof m->mids];
   unsigned char bit = (unsigned char)(1u << ((unsigned)mid % 8));
   m->base.st.acked++;
-  if (!(*byte & bit))
-    return; /* a message of an earlier attempt */
+  if (!(*byte & bit)) return; /* a message of an earlier attempt */
   *byte &= (unsigned char)~bit;
   m->unacked--;
   m->base.st.pending_acks = m->unacked;
 }
 
-static void on_disconnect(struct mosquitto *mosq, void *ud, int rc)
-{
+static void on_disconnect(struct mosquitto *mosq, void *ud, int rc) {
   mqtt_output_t *m = ud;
-  if (m->cause[0] || m->state == M_WAITING)
-    return;
+  if (m->cause[0] || m->state == M_WAITING) return;
   if (m->refused)
     snprintf(m->cause, sizeof m->cause, "the broker %s:%d refused the connection: %s", m->host,
              m->port, mosquitto_connack_string(m->refused));
@@ -276,8 +255,7 @@ static void on_disconnect(struct mosquitto *mosq, void *ud, int rc)
              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 }
 
-static void poll_closed(uv_handle_t *h)
-{
+static void poll_closed(uv_handle_t *h) {
   mqtt_poll_t *p = h->data;
   output_t *o = &p->m->base;
   uvh_closed(h);
@@ -285,24 +263,18 @@ static void poll_closed(uv_handle_t *h)
   output_handle_closed(o);
 }
 
-static void drop_poll(mqtt_output_t *m)
-{
+static void drop_poll(mqtt_output_t *m) {
   mqtt_poll_t *p = m->poll;
-  if (!p)
-    return;
+  if (!p) return;
   m->poll = NULL;
   uvh_close((uv_handle_t *)&p->h, poll_closed);
 }
 
-static void on_again(uv_timer_t *t)
-{
-  connect_now(t->data);
-}
+static void on_again(uv_timer_t *t) { connect_now(t->data); }
 
 /* The connection is down (cause says why): the attempt fails, and the next
  * connect waits for the backoff. */
-static void went_down(mqtt_output_t *m)
-{
+static void went_down(mqtt_output_t *m) {
   drop_poll(m);
   if (!m->cause[0])
     snprintf(m->cause, sizeof m->cause, "lost the connection to %s:%d", m->host, m->port);
@@ -312,14 +284,11 @@ static void went_down(mqtt_output_t *m)
     uv_timer_start(&m->again, on_again, (uint64_t)(backoff_next(&m->backoff) * 1000), 0);
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
-{
+static void on_poll(uv_poll_t *h, int status, int events) {
   mqtt_poll_t *p = h->data;
   mqtt_output_t *m = p->m;
-  if (m->poll != p || m->base.closing)
-    return;
-  if (status < 0 || (events & UV_READABLE))
-    mosquitto_loop_read(m->mosq, 1);
+  if (m->poll != p || m->base.closing) return;
+  if (status < 0 || (events & UV_READABLE)) mosquitto_loop_read(m->mosq, 1);
   if (m->poll == p && mosquitto_socket(m->mosq) == p->fd && (events & UV_WRITABLE))
     mosquitto_loop_write(m->mosq, 1);
   sync_io(m);
@@ -328,21 +297,16 @@ static void on_poll(uv_poll_t *h, int status, int events)
 /* After each call into libmosquitto: follows the socket (a new poll handle
  * for a new socket; down when it is gone), sends what may go, and watches
  * for writability while libmosquitto has bytes to write. */
-static void sync_io(mqtt_output_t *m)
-{
-  if (m->base.closing)
-    return;
+static void sync_io(mqtt_output_t *m) {
+  if (m->base.closing) return;
   pump(m); /* first: what it ends may start the next body, and come back here */
   int fd = mosquitto_socket(m->mosq);
-  if (m->poll && m->poll->fd != fd)
-    drop_poll(m);
+  if (m->poll && m->poll->fd != fd) drop_poll(m);
   if (fd < 0) {
-    if (m->state == M_CONNECTING || m->state == M_UP)
-      went_down(m);
+    if (m->state == M_CONNECTING || m->state == M_UP) went_down(m);
     return;
   }
-  if (m->state != M_CONNECTING && m->state != M_UP)
-    return;
+  if (m->state != M_CONNECTING && m->state != M_UP) return;
   if (!m->poll) {
     mqtt_poll_t *p = calloc(1, sizeof *p);
     if (!p || uv_poll_init_socket(m->base.loop, &p->h, fd) != 0) {
@@ -366,22 +330,18 @@ static void sync_io(mqtt_output_t *m)
   }
 }
 
-static void on_misc(uv_timer_t *t)
-{
+static void on_misc(uv_timer_t *t) {
   mqtt_output_t *m = t->data;
-  if (m->state != M_CONNECTING && m->state != M_UP)
-    return;
+  if (m->state != M_CONNECTING && m->state != M_UP) return;
   mosquitto_loop_misc(m->mosq);
   sync_io(m);
 }
 
-static void start_connect(mqtt_output_t *m)
-{
+static void start_connect(mqtt_output_t *m) {
   m->refused = 0;
   m->cause[0] = '\0';
   set_state(m, M_CONNECTING);
-  if (m->connects++ > 0)
-    m->base.st.reconnects++;
+  if (m->connects++ > 0) m->base.st.reconnects++;
   int rc = mosquitto_connect_async(m->mosq, m->addr, m->port, m->keepalive);
   if (rc != MOSQ_ERR_SUCCESS && mosquitto_socket(m->mosq) < 0) {
     snprintf(m->cause, sizeof m->cause, "cannot connect to %s:%d: %s", m->host, m->port,
@@ -392,8 +352,7 @@ static void start_connect(mqtt_output_t *m)
   sync_io(m);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   mqtt_output_t *m = req->data;
   m->resolving = 0;
   if (status == UV_ECANCELED || m->base.closing) {
@@ -421,11 +380,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 }
 
 /* Resolves the host unless it is an address, then connects. */
-static void connect_now(mqtt_output_t *m)
-{
+static void connect_now(mqtt_output_t *m) {
   unsigned char bin[sizeof(struct in6_addr)];
-  if (m->base.closing)
-    return;
+  if (m->base.closing) return;
   if (inet_pton(AF_INET, m->host, bin) == 1 || inet_pton(AF_INET6, m->host, bin) == 1) {
     snprintf(m->addr, sizeof m->addr, "%s", m->host);
     start_connect(m);
@@ -446,8 +403,7 @@ static void connect_now(mqtt_output_t *m)
   m->base.handles++; /* the request: the output closes only once it ended */
 }
 
-static void mqtt_send(output_t *o, output_body_t *b)
-{
+static void mqtt_send(output_t *o, output_body_t *b) {
   mqtt_output_t *m = (mqtt_output_t *)o;
   if (m->state == M_WAITING) { /* fails at once, with the cause (logged once) */
     output_sent(o, b, OUTPUT_FAILED, m->cause, 0);
@@ -456,27 +412,20 @@ static void mqtt_send(output_t *o, output_body_t *b)
   m->body = b; /* one at a time: an mqtt output's concurrency is 1 */
   m->off = 0;
   m->unacked = 0;
-  if (m->state != M_UP)
-    return; /* a connect is in progress: published once it is up */
+  if (m->state != M_UP) return; /* a connect is in progress: published once it is up */
   pump(m);
-  if (m->state == M_UP)
-    sync_io(m);
+  if (m->state == M_UP) sync_io(m);
 }
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
-static void lib_init(void)
-{
-  mosquitto_lib_init();
-}
+static void lib_init(void) { mosquitto_lib_init(); }
 
-static void timer_closed(uv_handle_t *h)
-{
+static void timer_closed(uv_handle_t *h) {
   uvh_closed(h);
   output_handle_closed(h->data);
 }
 
-static int mqtt_start(output_t *o, uv_loop_t *loop, char *err, size_t n)
-{
+static int mqtt_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   mqtt_output_t *m = (mqtt_output_t *)o;
   pthread_once(&lib_once, lib_init);
   m->mosq = mosquitto_new(m->client_id, false, m);
@@ -513,12 +462,10 @@ static int mqtt_start(output_t *o, uv_loop_t *loop, char *err, size_t n)
   return 0;
 }
 
-static int mqtt_stop(output_t *o)
-{
+static int mqtt_stop(output_t *o) {
   mqtt_output_t *m = (mqtt_output_t *)o;
   m->body = NULL;
-  if (m->resolving)
-    uv_cancel((uv_req_t *)&m->resolve);
+  if (m->resolving) uv_cancel((uv_req_t *)&m->resolve);
   drop_poll(m);
   if (m->timers) {
     m->timers = 0;
@@ -528,15 +475,13 @@ static int mqtt_stop(output_t *o)
   return 0; /* the attempt is taken back: its body is abandoned */
 }
 
-static void mqtt_free(output_t *o)
-{
+static void mqtt_free(output_t *o) {
   mqtt_output_t *m = (mqtt_output_t *)o;
   if (m->mosq) {
     mosquitto_disconnect(m->mosq);
     mosquitto_destroy(m->mosq);
   }
-  for (size_t i = 0; i < m->n_parts; i++)
-    free(m->parts[i]);
+  for (size_t i = 0; i < m->n_parts; i++) free(m->parts[i]);
   free(m->parts);
   free(m->is_field);
   free(m->host);
@@ -550,19 +495,17 @@ static void mqtt_free(output_t *o)
   free(m->ca_file);
 }
 
-const output_kind_t output_mqtt_kind = {"mqtt", mqtt_encode, mqtt_start, mqtt_send, NULL,
-                                        mqtt_stop, mqtt_free, NULL};
+const output_kind_t output_mqtt_kind = {"mqtt", mqtt_encode, mqtt_start, mqtt_send,
+                                        NULL,   mqtt_stop,   mqtt_free,  NULL};
 
 /* Splits the validated template into literal parts and {field} parts.
  * Returns 0 or -1 (out of memory). */
-static int parse_topic(mqtt_output_t *m)
-{
+static int parse_topic(mqtt_output_t *m) {
   const char *p = m->topic;
   size_t cap = strlen(p) + 1;
   m->parts = calloc(cap, sizeof *m->parts);
   m->is_field = calloc(cap, sizeof *m->is_field);
-  if (!m->parts || !m->is_field)
-    return -1;
+  if (!m->parts || !m->is_field) return -1;
   while (*p) {
     const char *close = *p == '{' ? strchr(p, '}') : NULL;
     size_t len;
@@ -577,22 +520,19 @@ static int parse_topic(mqtt_output_t *m)
       m->parts[m->n_parts] = strndup(p, len);
       p += len;
     }
-    if (!m->parts[m->n_parts++])
-      return -1;
+    if (!m->parts[m->n_parts++]) return -1;
   }
   return 0;
 }
 
 /* The first line of the file at path, into *out. Returns 0, or -1 with a
  * message in err (never the file's content). */
-static int read_secret(const char *path, char **out, char *err, size_t n)
-{
+static int read_secret(const char *path, char **out, char *err, size_t n) {
   char buf[1024];
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   ssize_t got = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
   int e = errno;
-  if (fd >= 0)
-    close(fd);
+  if (fd >= 0) close(fd);
   if (got < 0) {
     snprintf(err, n, "cannot read password_file %s: %s", path, strerror(e));
     return -1;
@@ -608,19 +548,16 @@ static int read_secret(const char *path, char **out, char *err, size_t n)
   return 0;
 }
 
-static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom)
-{
+static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom) {
   lua_getfield(L, idx, key);
   const char *s = lua_tostring(L, -1);
   char *copy = s ? strdup(s) : NULL;
-  if (s && !copy)
-    *oom = 1;
+  if (s && !copy) *oom = 1;
   lua_pop(L, 1);
   return copy;
 }
 
-static int opt_int(lua_State *L, int idx, const char *key, int def)
-{
+static int opt_int(lua_State *L, int idx, const char *key, int def) {
   lua_getfield(L, idx, key);
   int v = lua_isnumber(L, -1) ? (int)lua_tonumber(L, -1) : def;
   lua_pop(L, 1);
@@ -629,8 +566,7 @@ static int opt_int(lua_State *L, int idx, const char *key, int def)
 
 /* The mqtt output from its validated table at idx. Returns NULL with a
  * message in err. */
-output_t *output_mqtt_new(lua_State *L, int idx, char *err, size_t n)
-{
+output_t *output_mqtt_new(lua_State *L, int idx, char *err, size_t n) {
   mqtt_output_t *m = calloc(1, sizeof *m);
   if (!m) {
     snprintf(err, n, "out of memory");
@@ -655,13 +591,11 @@ output_t *output_mqtt_new(lua_State *L, int idx, char *err, size_t n)
   char *pw_file = opt_strdup(L, idx, "password_file", &oom);
   if (!oom && !m->client_id && m->base.name) {
     char host[256] = "";
-    if (gethostname(host, sizeof host - 1) != 0)
-      snprintf(host, sizeof host, "localhost");
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
     size_t len = strlen(m->base.name) + strlen(host) + 8;
     if ((m->client_id = malloc(len)))
       snprintf(m->client_id, len, "engine-%s-%s", m->base.name, host);
-    else
-      oom = 1;
+    else oom = 1;
   }
   int bad = 0;
   if (!oom && pw_env) {
@@ -677,11 +611,9 @@ output_t *output_mqtt_new(lua_State *L, int idx, char *err, size_t n)
   }
   free(pw_env);
   free(pw_file);
-  if (!oom && !bad && (!m->host || !m->topic || parse_topic(m) != 0))
-    oom = 1;
+  if (!oom && !bad && (!m->host || !m->topic || parse_topic(m) != 0)) oom = 1;
   if (oom || bad) {
-    if (oom)
-      snprintf(err, n, "out of memory");
+    if (oom) snprintf(err, n, "out of memory");
     output_free(&m->base);
     return NULL;
   }

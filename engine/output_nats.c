@@ -68,15 +68,15 @@ typedef struct reply { /* an acknowledgement, from libnats' thread to the loop *
 /* What libnats' threads and the loop share. */
 typedef struct bridge {
   pthread_mutex_t lock;
-  int refs;            /* the output's, the subscription's */
-  int open;            /* async may be sent */
+  int refs; /* the output's, the subscription's */
+  int open; /* async may be sent */
   uv_async_t *async;
   reply_t *head, *tail;
   /* the socket libnats wants polled */
   natsConnection *nc;
-  natsConnection *dead;  /* a connection being closed: its attaches are ignored */
+  natsConnection *dead; /* a connection being closed: its attaches are ignored */
   natsSock fd;
-  unsigned gen;        /* attaches so far */
+  unsigned gen; /* attaches so far */
   int want_read, want_write, detached;
   pthread_t loop_thread;
   struct nats_output *owner; /* loop thread only */
@@ -86,7 +86,7 @@ typedef struct attempt {
   struct attempt *next;
   output_body_t *body;
   unsigned long long seq;
-  size_t *lines;       /* offset of message i's line in the body */
+  size_t *lines; /* offset of message i's line in the body */
   size_t n, resolved;
   uint64_t deadline_ms;
 } attempt_t;
@@ -103,7 +103,7 @@ typedef struct job { /* a connect or close in the thread pool */
 } job_t;
 
 typedef struct nats_output {
-  output_t base;       /* first: an output_t* is a nats_output_t* */
+  output_t base; /* first: an output_t* is a nats_output_t* */
   nats_template_t tpl;
   char *subject;
   char **urls;
@@ -134,16 +134,14 @@ typedef struct nats_output {
 /* 1 when a subject made from t may fall under the stream subject pattern
  * (tokens: '*' takes one, '>' the rest; a token holding a field may be
  * anything). */
-static int template_may_match(const nats_template_t *t, const char *pattern)
-{
+static int template_may_match(const nats_template_t *t, const char *pattern) {
   char subj[NATS_TEMPLATE_MAX * 130] = {0};
   size_t len = 0;
   for (int i = 0; i < t->n; i++) {
     /* a field becomes "\x01": a token holding one matches any literal */
     const char *s = t->parts[i].field ? "\x01" : t->parts[i].text;
     size_t l = strlen(s);
-    if (len + l >= sizeof subj)
-      return 1;
+    if (len + l >= sizeof subj) return 1;
     memcpy(subj + len, s, l);
     len += l;
   }
@@ -151,15 +149,12 @@ static int template_may_match(const nats_template_t *t, const char *pattern)
   const char *a = subj, *b = pattern;
   for (;;) {
     size_t la = strcspn(a, "."), lb = strcspn(b, ".");
-    if (lb == 1 && b[0] == '>')
-      return 1;
+    if (lb == 1 && b[0] == '>') return 1;
     int any = memchr(a, '\x01', la) != NULL;
-    if (!(lb == 1 && b[0] == '*') && !any && (la != lb || memcmp(a, b, la) != 0))
-      return 0;
+    if (!(lb == 1 && b[0] == '*') && !any && (la != lb || memcmp(a, b, la) != 0)) return 0;
     a += la;
     b += lb;
-    if (!*a || !*b)
-      return !*a && !*b;
+    if (!*a || !*b) return !*a && !*b;
     a++;
     b++;
   }
@@ -170,14 +165,12 @@ static int template_may_match(const nats_template_t *t, const char *pattern)
 /* Appends the subject for the record at rec (absolute index), or returns 1
  * with the reason in why when a field is missing; -1 when out of memory. */
 static int add_subject(const nats_output_t *s, strbuf_t *b, lua_State *L, int rec, char *why,
-                       size_t n)
-{
+                       size_t n) {
   for (int i = 0; i < s->tpl.n; i++) {
     const nats_part_t *p = &s->tpl.parts[i];
     size_t plen = strlen(p->text);
     if (!p->field) {
-      if (strbuf_add(b, p->text, plen) < 0)
-        return -1;
+      if (strbuf_add(b, p->text, plen) < 0) return -1;
       continue;
     }
     const char *v = NULL;
@@ -210,8 +203,7 @@ static int add_subject(const nats_output_t *s, strbuf_t *b, lua_State *L, int re
   return 0;
 }
 
-static int nats_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
-{
+static int nats_encode(output_t *o, lua_State *L, int idx, strbuf_t *b) {
   nats_output_t *s = (nats_output_t *)o;
   size_t count = lua_objlen(L, idx);
   for (size_t i = 1; i <= count; i++) {
@@ -223,20 +215,15 @@ static int nats_encode(output_t *o, lua_State *L, int idx, strbuf_t *b)
     }
     size_t mark = b->len;
     char why[256], id[BATCH_ID_LEN + 1];
-    if (strbuf_add(b, "P", 1) < 0)
-      goto oom;
+    if (strbuf_add(b, "P", 1) < 0) goto oom;
     int rc = add_subject(s, b, L, rec, why, sizeof why);
-    if (rc < 0)
-      goto oom;
+    if (rc < 0) goto oom;
     if (rc > 0) {
       b->len = mark;
-      if (strbuf_add(b, "!\t", 2) < 0 || strbuf_add(b, why, strlen(why)) < 0)
-        goto oom;
+      if (strbuf_add(b, "!\t", 2) < 0 || strbuf_add(b, why, strlen(why)) < 0) goto oom;
     } else {
-      if (strbuf_add(b, "\t", 1) < 0)
-        goto oom;
-      if (record_id(L, rec, id) && strbuf_add(b, id, BATCH_ID_LEN) < 0)
-        goto oom;
+      if (strbuf_add(b, "\t", 1) < 0) goto oom;
+      if (record_id(L, rec, id) && strbuf_add(b, id, BATCH_ID_LEN) < 0) goto oom;
     }
     if (strbuf_add(b, "\t", 1) < 0 || json_add_record(b, L, rec) < 0 || strbuf_add(b, "\n", 1) < 0)
       goto oom;
@@ -250,13 +237,11 @@ oom:
 
 /* --- the bridge --------------------------------------------------------- */
 
-static void bridge_release(bridge_t *br)
-{
+static void bridge_release(bridge_t *br) {
   pthread_mutex_lock(&br->lock);
   int last = --br->refs == 0;
   pthread_mutex_unlock(&br->lock);
-  if (!last)
-    return;
+  if (!last) return;
   for (reply_t *r = br->head, *next; r; r = next) {
     next = r->next;
     free(r);
@@ -266,10 +251,8 @@ static void bridge_release(bridge_t *br)
 }
 
 /* Any thread, under br->lock. */
-static void bridge_wake(bridge_t *br)
-{
-  if (br->open)
-    uv_async_send(br->async);
+static void bridge_wake(bridge_t *br) {
+  if (br->open) uv_async_send(br->async);
 }
 
 static void reconcile(struct nats_output *s);
@@ -278,14 +261,11 @@ static void reconcile(struct nats_output *s);
  * the poll handle changes at once, as libnats expects (a write event after
  * it removed its write interest would find nothing to write and take the
  * connection for closed); from other threads through the async handle. */
-static void bridge_apply(bridge_t *br)
-{
-  if (pthread_equal(pthread_self(), br->loop_thread) && br->owner)
-    reconcile(br->owner);
+static void bridge_apply(bridge_t *br) {
+  if (pthread_equal(pthread_self(), br->loop_thread) && br->owner) reconcile(br->owner);
 }
 
-static natsStatus ev_attach(void **ud, void *loop, natsConnection *nc, natsSock fd)
-{
+static natsStatus ev_attach(void **ud, void *loop, natsConnection *nc, natsSock fd) {
   bridge_t *br = loop;
   *ud = br;
   pthread_mutex_lock(&br->lock);
@@ -305,8 +285,7 @@ static natsStatus ev_attach(void **ud, void *loop, natsConnection *nc, natsSock 
   return NATS_OK;
 }
 
-static natsStatus ev_read(void *ud, bool add)
-{
+static natsStatus ev_read(void *ud, bool add) {
   bridge_t *br = ud;
   pthread_mutex_lock(&br->lock);
   br->want_read = add;
@@ -316,8 +295,7 @@ static natsStatus ev_read(void *ud, bool add)
   return NATS_OK;
 }
 
-static natsStatus ev_write(void *ud, bool add)
-{
+static natsStatus ev_write(void *ud, bool add) {
   bridge_t *br = ud;
   pthread_mutex_lock(&br->lock);
   br->want_write = add;
@@ -327,8 +305,7 @@ static natsStatus ev_write(void *ud, bool add)
   return NATS_OK;
 }
 
-static natsStatus ev_detach(void *ud)
-{
+static natsStatus ev_detach(void *ud) {
   bridge_t *br = ud;
   pthread_mutex_lock(&br->lock);
   br->detached = 1;
@@ -341,39 +318,32 @@ static natsStatus ev_detach(void *ud)
 /* Where the value of "key" starts in the JSON object data (spaces after
  * the colon skipped), or NULL. JetStream's answers are small flat objects
  * but for "error", whose members are looked up the same way. */
-static const char *json_value(const char *data, size_t len, const char *key)
-{
+static const char *json_value(const char *data, size_t len, const char *key) {
   char pat[64];
   int pl = snprintf(pat, sizeof pat, "\"%s\"", key);
   const char *end = data + len, *p = memmem(data, len, pat, (size_t)pl);
-  if (!p)
-    return NULL;
+  if (!p) return NULL;
   p += pl;
-  while (p < end && (*p == ' ' || *p == ':' || *p == '\t'))
-    p++;
+  while (p < end && (*p == ' ' || *p == ':' || *p == '\t')) p++;
   return p < end ? p : NULL;
 }
 
 /* Copies the JSON string value of key into out (escapes kept as they
  * are). Returns 1 when found. */
-static int json_str(const char *data, size_t len, const char *key, char *out, size_t n)
-{
+static int json_str(const char *data, size_t len, const char *key, char *out, size_t n) {
   const char *end = data + len, *p = json_value(data, len, key);
-  if (!p || *p != '"')
-    return 0;
+  if (!p || *p != '"') return 0;
   p++;
   size_t i = 0;
   while (p < end && *p != '"' && i + 1 < n) {
-    if (*p == '\\' && p + 1 < end && i + 2 < n)
-      out[i++] = *p++;
+    if (*p == '\\' && p + 1 < end && i + 2 < n) out[i++] = *p++;
     out[i++] = *p++;
   }
   out[i] = '\0';
   return 1;
 }
 
-static long json_num(const char *data, size_t len, const char *key)
-{
+static long json_num(const char *data, size_t len, const char *key) {
   const char *end = data + len, *p = json_value(data, len, key);
   long v = 0;
   int digits = 0;
@@ -385,8 +355,7 @@ static long json_num(const char *data, size_t len, const char *key)
 }
 
 /* libnats' subscription thread: a JetStream acknowledgement (or refusal). */
-static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
-{
+static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
   bridge_t *br = closure;
   reply_t *r = calloc(1, sizeof *r);
   const char *subj = natsMsg_GetSubject(msg);
@@ -394,8 +363,7 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
   char *mid = NULL, *end = NULL;
   if (r && last) {
     r->attempt = strtoull(last + 1, &mid, 10);
-    if (mid && *mid == '_')
-      r->index = strtoul(mid + 1, &end, 10);
+    if (mid && *mid == '_') r->index = strtoul(mid + 1, &end, 10);
   }
   if (!r || !end || *end || end == mid + 1) {
     free(r);
@@ -424,53 +392,41 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
   }
   natsMsg_Destroy(msg);
   pthread_mutex_lock(&br->lock);
-  if (br->tail)
-    br->tail->next = r;
-  else
-    br->head = r;
+  if (br->tail) br->tail->next = r;
+  else br->head = r;
   br->tail = r;
   bridge_wake(br);
   pthread_mutex_unlock(&br->lock);
 }
 
-static void on_sub_complete(void *closure)
-{
-  bridge_release(closure);
-}
+static void on_sub_complete(void *closure) { bridge_release(closure); }
 
 /* --- loop thread: the socket -------------------------------------------- */
 
-static void poll_closed(uv_handle_t *h)
-{
+static void poll_closed(uv_handle_t *h) {
   output_t *o = h->data;
   uvh_closed(h);
   free(h);
   output_handle_closed(o);
 }
 
-static void drop_poll(nats_output_t *s)
-{
-  if (!s->poll)
-    return;
+static void drop_poll(nats_output_t *s) {
+  if (!s->poll) return;
   uvh_close((uv_handle_t *)s->poll, poll_closed);
   s->poll = NULL;
   s->poll_nc = NULL;
 }
 
-static void on_poll(uv_poll_t *h, int status, int events)
-{
+static void on_poll(uv_poll_t *h, int status, int events) {
   nats_output_t *s = h->data;
-  if (!s->poll_nc || s->poll != h)
-    return;
-  if (status < 0 || (events & UV_READABLE))
-    natsConnection_ProcessReadEvent(s->poll_nc);
+  if (!s->poll_nc || s->poll != h) return;
+  if (status < 0 || (events & UV_READABLE)) natsConnection_ProcessReadEvent(s->poll_nc);
   if (s->poll == h && s->poll_nc && status >= 0 && (events & UV_WRITABLE))
     natsConnection_ProcessWriteEvent(s->poll_nc);
 }
 
 /* Makes the poll handle match what libnats asked for. */
-static void reconcile(nats_output_t *s)
-{
+static void reconcile(nats_output_t *s) {
   bridge_t *br = s->bridge;
   pthread_mutex_lock(&br->lock);
   natsConnection *nc = br->nc;
@@ -478,12 +434,9 @@ static void reconcile(nats_output_t *s)
   unsigned gen = br->gen;
   int r = br->want_read, w = br->want_write, det = br->detached;
   pthread_mutex_unlock(&br->lock);
-  if (s->base.closing)
-    return;
-  if (s->poll && (det || gen != s->poll_gen))
-    drop_poll(s);
-  if (det || !nc || gen == 0)
-    return;
+  if (s->base.closing) return;
+  if (s->poll && (det || gen != s->poll_gen)) drop_poll(s);
+  if (det || !nc || gen == 0) return;
   if (!s->poll) {
     uv_poll_t *p = malloc(sizeof *p);
     if (!p || uv_poll_init_socket(s->base.loop, p, fd) != 0) {
@@ -499,32 +452,25 @@ static void reconcile(nats_output_t *s)
     s->poll_gen = gen;
   }
   int ev = (r ? UV_READABLE : 0) | (w ? UV_WRITABLE : 0);
-  if (ev)
-    uv_poll_start(s->poll, ev, on_poll);
-  else
-    uv_poll_stop(s->poll);
+  if (ev) uv_poll_start(s->poll, ev, on_poll);
+  else uv_poll_stop(s->poll);
 }
 
 /* --- loop thread: attempts ---------------------------------------------- */
 
-static void attempt_end(nats_output_t *s, attempt_t *a, int result, const char *why)
-{
+static void attempt_end(nats_output_t *s, attempt_t *a, int result, const char *why) {
   attempt_t **link = &s->attempts;
-  while (*link && *link != a)
-    link = &(*link)->next;
-  if (*link)
-    *link = a->next;
+  while (*link && *link != a) link = &(*link)->next;
+  if (*link) *link = a->next;
   output_body_t *b = a->body;
-  if (s->base.st.pending_acks >= a->n - a->resolved)
-    s->base.st.pending_acks -= a->n - a->resolved;
+  if (s->base.st.pending_acks >= a->n - a->resolved) s->base.st.pending_acks -= a->n - a->resolved;
   free(a->lines);
   free(a);
   output_sent(&s->base, b, result, why, 0);
 }
 
 /* The JSON of a body line that starts at p (its third field). */
-static const char *line_json(const char *p, const char *end, size_t *len)
-{
+static const char *line_json(const char *p, const char *end, size_t *len) {
   const char *t1 = memchr(p, '\t', (size_t)(end - p));
   const char *t2 = t1 ? memchr(t1 + 1, '\t', (size_t)(end - t1 - 1)) : NULL;
   if (!t2) {
@@ -536,8 +482,7 @@ static const char *line_json(const char *p, const char *end, size_t *len)
   return t2 + 1;
 }
 
-static void take_replies(nats_output_t *s)
-{
+static void take_replies(nats_output_t *s) {
   bridge_t *br = s->bridge;
   pthread_mutex_lock(&br->lock);
   reply_t *r = br->head;
@@ -546,8 +491,7 @@ static void take_replies(nats_output_t *s)
   while (r) {
     reply_t *next = r->next;
     attempt_t *a = s->attempts;
-    while (a && a->seq != r->attempt)
-      a = a->next;
+    while (a && a->seq != r->attempt) a = a->next;
     if (a && r->index < a->n && !s->base.closing) {
       if (r->kind == ACK_RETRY) {
         attempt_end(s, a, OUTPUT_FAILED, r->why);
@@ -565,8 +509,7 @@ static void take_replies(nats_output_t *s)
         }
         a->resolved++;
         s->base.st.pending_acks--;
-        if (a->resolved == a->n)
-          attempt_end(s, a, OUTPUT_DELIVERED, NULL);
+        if (a->resolved == a->n) attempt_end(s, a, OUTPUT_DELIVERED, NULL);
       }
     }
     free(r);
@@ -575,8 +518,7 @@ static void take_replies(nats_output_t *s)
 }
 
 /* The connection's reconnects so far, into the output's counts. */
-static void count_reconnects(nats_output_t *s)
-{
+static void count_reconnects(nats_output_t *s) {
   natsStatistics *stats = NULL;
   uint64_t rc = 0;
   if (s->nc && natsStatistics_Create(&stats) == NATS_OK &&
@@ -586,11 +528,9 @@ static void count_reconnects(nats_output_t *s)
   natsStatistics_Destroy(stats);
 }
 
-static void on_async(uv_async_t *h)
-{
+static void on_async(uv_async_t *h) {
   nats_output_t *s = h->data;
-  if (s->base.closing)
-    return;
+  if (s->base.closing) return;
   reconcile(s);
   take_replies(s);
   count_reconnects(s); /* an attach (a reconnect) wakes the loop too */
@@ -598,12 +538,10 @@ static void on_async(uv_async_t *h)
 
 static void on_tick(uv_timer_t *t);
 
-static void publish_body(nats_output_t *s, output_body_t *b)
-{
+static void publish_body(nats_output_t *s, output_body_t *b) {
   output_t *o = &s->base;
   size_t lines = 0;
-  for (size_t i = 0; i < b->len; i++)
-    lines += b->data[i] == '\n';
+  for (size_t i = 0; i < b->len; i++) lines += b->data[i] == '\n';
   attempt_t *a = calloc(1, sizeof *a);
   if (!a || !(a->lines = malloc((lines ? lines : 1) * sizeof *a->lines))) {
     free(a);
@@ -619,8 +557,7 @@ static void publish_body(nats_output_t *s, output_body_t *b)
     char *nl = memchr(p, '\n', (size_t)(end - p));
     char *line = p;
     p = nl ? nl + 1 : end;
-    if (line[0] == '#')
-      continue;
+    if (line[0] == '#') continue;
     size_t jl;
     const char *json = line_json(line, end, &jl);
     if (line[0] == '!') { /* no subject: "!\t<reason>\t<json>" */
@@ -643,15 +580,13 @@ static void publish_body(nats_output_t *s, output_body_t *b)
     snprintf(reply, sizeof reply, "%s.%llu_%zu", s->inbox, a->seq, a->n);
     natsMsg *m = NULL;
     natsStatus st = natsMsg_Create(&m, subject, reply, json, (int)jl);
-    if (st == NATS_OK && id[0])
-      st = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
-    if (st == NATS_OK)
-      st = natsConnection_PublishMsg(s->nc, m);
+    if (st == NATS_OK && id[0]) st = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+    if (st == NATS_OK) st = natsConnection_PublishMsg(s->nc, m);
     natsMsg_Destroy(m);
     free(subject);
     if (st == NATS_MAX_PAYLOAD) {
-      snprintf(why, sizeof why, "a message of %zu bytes is larger than the server takes (%lld)",
-               jl, (long long)natsConnection_GetMaxPayload(s->nc));
+      snprintf(why, sizeof why, "a message of %zu bytes is larger than the server takes (%lld)", jl,
+               (long long)natsConnection_GetMaxPayload(s->nc));
       output_dead_letter(o, json, jl, 1, why);
       line[0] = '#';
       continue;
@@ -668,16 +603,12 @@ static void publish_body(nats_output_t *s, output_body_t *b)
   a->deadline_ms = uv_now(o->loop) + (uint64_t)(s->timeout * 1000);
   a->next = s->attempts;
   s->attempts = a;
-  if (!uv_is_active((uv_handle_t *)&s->tick))
-    uv_timer_start(&s->tick, on_tick, 200, 200);
-  if (fail)
-    attempt_end(s, a, OUTPUT_FAILED, fail);
-  else if (a->n == 0)
-    attempt_end(s, a, OUTPUT_DELIVERED, NULL);
+  if (!uv_is_active((uv_handle_t *)&s->tick)) uv_timer_start(&s->tick, on_tick, 200, 200);
+  if (fail) attempt_end(s, a, OUTPUT_FAILED, fail);
+  else if (a->n == 0) attempt_end(s, a, OUTPUT_DELIVERED, NULL);
 }
 
-static void on_tick(uv_timer_t *t)
-{
+static void on_tick(uv_timer_t *t) {
   nats_output_t *s = t->data;
   uint64_t now = uv_now(s->base.loop);
   attempt_t *a = s->attempts;
@@ -689,8 +620,7 @@ static void on_tick(uv_timer_t *t)
                s->timeout, a->n - a->resolved, a->n);
       attempt_end(s, a, OUTPUT_FAILED, why);
       next = s->attempts; /* output_sent may have started new attempts */
-      while (next && next->deadline_ms > now)
-        next = next->next;
+      while (next && next->deadline_ms > now) next = next->next;
     }
     a = next;
   }
@@ -701,8 +631,7 @@ static void on_tick(uv_timer_t *t)
 /* --- connecting (thread pool) ------------------------------------------ */
 
 /* Reads a secret from a file (first line). Returns a malloc'ed string or NULL. */
-static char *read_secret(const char *path, char *err, size_t n, const char *what)
-{
+static char *read_secret(const char *path, char *err, size_t n, const char *what) {
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(err, n, "cannot read the %s file %s: %s", what, path, strerror(errno));
@@ -715,32 +644,24 @@ static char *read_secret(const char *path, char *err, size_t n, const char *what
   buf[strcspn(buf, "\r\n")] = '\0';
   char *copy = strdup(buf);
   memset(buf, 0, sizeof buf);
-  if (!copy)
-    snprintf(err, n, "out of memory");
+  if (!copy) snprintf(err, n, "out of memory");
   return copy;
 }
 
-static const char *secret_env(const char *name, char *err, size_t n, const char *what)
-{
+static const char *secret_env(const char *name, char *err, size_t n, const char *what) {
   const char *v = getenv(name);
-  if (!v)
-    snprintf(err, n, "the environment variable %s (the %s) is not set", name, what);
+  if (!v) snprintf(err, n, "the environment variable %s (the %s) is not set", name, what);
   return v;
 }
 
-static int set_auth(nats_output_t *s, natsOptions *opts, char *err, size_t n)
-{
+static int set_auth(nats_output_t *s, natsOptions *opts, char *err, size_t n) {
   char *owned = NULL;
   const char *secret = NULL;
   natsStatus st = NATS_OK;
-  if (s->creds_file)
-    st = natsOptions_SetUserCredentialsFromFiles(opts, s->creds_file, NULL);
-  if (s->token_env && !(secret = secret_env(s->token_env, err, n, "token")))
-    return -1;
-  if (s->token_file && !(secret = owned = read_secret(s->token_file, err, n, "token")))
-    return -1;
-  if (secret && st == NATS_OK)
-    st = natsOptions_SetToken(opts, secret);
+  if (s->creds_file) st = natsOptions_SetUserCredentialsFromFiles(opts, s->creds_file, NULL);
+  if (s->token_env && !(secret = secret_env(s->token_env, err, n, "token"))) return -1;
+  if (s->token_file && !(secret = owned = read_secret(s->token_file, err, n, "token"))) return -1;
+  if (secret && st == NATS_OK) st = natsOptions_SetToken(opts, secret);
   if (owned) {
     memset(owned, 0, strlen(owned));
     free(owned);
@@ -748,12 +669,10 @@ static int set_auth(nats_output_t *s, natsOptions *opts, char *err, size_t n)
   }
   if (s->user) {
     secret = "";
-    if (s->password_env && !(secret = secret_env(s->password_env, err, n, "password")))
-      return -1;
+    if (s->password_env && !(secret = secret_env(s->password_env, err, n, "password"))) return -1;
     if (s->password_file && !(secret = owned = read_secret(s->password_file, err, n, "password")))
       return -1;
-    if (st == NATS_OK)
-      st = natsOptions_SetUserInfo(opts, s->user, secret);
+    if (st == NATS_OK) st = natsOptions_SetUserInfo(opts, s->user, secret);
   }
   if (owned) {
     memset(owned, 0, strlen(owned));
@@ -761,8 +680,7 @@ static int set_auth(nats_output_t *s, natsOptions *opts, char *err, size_t n)
   }
   if (s->tls_ca_file && st == NATS_OK) {
     st = natsOptions_SetSecure(opts, true);
-    if (st == NATS_OK)
-      st = natsOptions_LoadCATrustedCertificates(opts, s->tls_ca_file);
+    if (st == NATS_OK) st = natsOptions_LoadCATrustedCertificates(opts, s->tls_ca_file);
   }
   if (st != NATS_OK) {
     snprintf(err, n, "the NATS credentials or TLS settings: %s", nats_GetLastError(NULL));
@@ -772,21 +690,18 @@ static int set_auth(nats_output_t *s, natsOptions *opts, char *err, size_t n)
 }
 
 /* Does the stream named in the settings take the template's subjects? */
-static int check_stream(nats_output_t *s, natsConnection *nc, char *err, size_t n)
-{
+static int check_stream(nats_output_t *s, natsConnection *nc, char *err, size_t n) {
   jsCtx *js = NULL;
   jsStreamInfo *si = NULL;
   jsErrCode jerr = 0;
   natsStatus st = natsConnection_JetStream(&js, nc, NULL);
-  if (st == NATS_OK)
-    st = js_GetStreamInfo(&si, js, s->stream, NULL, &jerr);
+  if (st == NATS_OK) st = js_GetStreamInfo(&si, js, s->stream, NULL, &jerr);
   int rc = 0;
   if (st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
     snprintf(err, n, "there is no JetStream stream %s", s->stream);
     rc = -1;
   } else if (st != NATS_OK) {
-    snprintf(err, n, "cannot read the JetStream stream %s: %s", s->stream,
-             nats_GetLastError(NULL));
+    snprintf(err, n, "cannot read the JetStream stream %s: %s", s->stream, nats_GetLastError(NULL));
     rc = -1;
   } else {
     int ok = 0;
@@ -796,8 +711,7 @@ static int check_stream(nats_output_t *s, natsConnection *nc, char *err, size_t 
       ok |= template_may_match(&s->tpl, si->Config->Subjects[i]);
       len += (size_t)snprintf(list + len, len < sizeof list ? sizeof list - len : 0, "%s%s",
                               i ? ", " : "", si->Config->Subjects[i]);
-      if (len >= sizeof list)
-        len = sizeof list - 1;
+      if (len >= sizeof list) len = sizeof list - 1;
     }
     if (!ok) {
       snprintf(err, n, "the JetStream stream %s does not take the subject %s (its subjects: %s)",
@@ -810,26 +724,19 @@ static int check_stream(nats_output_t *s, natsConnection *nc, char *err, size_t 
   return rc;
 }
 
-static void connect_work(uv_work_t *req)
-{
+static void connect_work(uv_work_t *req) {
   job_t *j = req->data;
   nats_output_t *s = j->s;
   natsOptions *opts = NULL;
   natsStatus st = natsOptions_Create(&opts);
-  if (st == NATS_OK)
-    st = natsOptions_SetServers(opts, (const char **)s->urls, s->n_urls);
+  if (st == NATS_OK) st = natsOptions_SetServers(opts, (const char **)s->urls, s->n_urls);
   if (st == NATS_OK)
     st = natsOptions_SetEventLoop(opts, j->bridge, ev_attach, ev_read, ev_write, ev_detach);
-  if (st == NATS_OK)
-    st = natsOptions_SetTimeout(opts, (int64_t)(s->timeout * 1000));
-  if (st == NATS_OK)
-    st = natsOptions_SetMaxReconnect(opts, -1);
-  if (st == NATS_OK)
-    st = natsOptions_SetReconnectWait(opts, 500);
-  if (st == NATS_OK)
-    st = natsOptions_SetSendAsap(opts, true);
-  if (st == NATS_OK)
-    st = natsOptions_SetName(opts, "engine");
+  if (st == NATS_OK) st = natsOptions_SetTimeout(opts, (int64_t)(s->timeout * 1000));
+  if (st == NATS_OK) st = natsOptions_SetMaxReconnect(opts, -1);
+  if (st == NATS_OK) st = natsOptions_SetReconnectWait(opts, 500);
+  if (st == NATS_OK) st = natsOptions_SetSendAsap(opts, true);
+  if (st == NATS_OK) st = natsOptions_SetName(opts, "engine");
   if (st != NATS_OK) {
     snprintf(j->err, sizeof j->err, "NATS options: %s", natsStatus_GetText(st));
     natsOptions_Destroy(opts);
@@ -868,24 +775,20 @@ static void connect_work(uv_work_t *req)
   if (st != NATS_OK)
     snprintf(j->err, sizeof j->err, "NATS: subscribing to the acknowledgements: %s",
              natsStatus_GetText(st));
-  else if (s->stream)
-    check_stream(s, j->nc, j->err, sizeof j->err);
+  else if (s->stream) check_stream(s, j->nc, j->err, sizeof j->err);
 }
 
 /* Closes what a job or the output held (thread pool). */
-static void close_work(uv_work_t *req)
-{
+static void close_work(uv_work_t *req) {
   job_t *j = req->data;
-  if (j->nc)
-    natsConnection_Close(j->nc);
+  if (j->nc) natsConnection_Close(j->nc);
   natsSubscription_Destroy(j->sub);
   natsConnection_Destroy(j->nc);
   j->sub = NULL;
   j->nc = NULL;
 }
 
-static void close_done(uv_work_t *req, int status)
-{
+static void close_done(uv_work_t *req, int status) {
   job_t *j = req->data;
   output_t *o = &j->s->base;
   free(j);
@@ -893,14 +796,11 @@ static void close_done(uv_work_t *req, int status)
 }
 
 /* Hands a connection over to a close job (counted as a handle). */
-static void close_conn(nats_output_t *s, natsConnection *nc, natsSubscription *sub)
-{
-  if (!nc)
-    return;
+static void close_conn(nats_output_t *s, natsConnection *nc, natsSubscription *sub) {
+  if (!nc) return;
   pthread_mutex_lock(&s->bridge->lock);
   s->bridge->dead = nc;
-  if (s->bridge->nc == nc)
-    s->bridge->nc = NULL;
+  if (s->bridge->nc == nc) s->bridge->nc = NULL;
   pthread_mutex_unlock(&s->bridge->lock);
   job_t *j = calloc(1, sizeof *j);
   if (!j) { /* closes it here rather than keep it */
@@ -921,19 +821,16 @@ static void close_conn(nats_output_t *s, natsConnection *nc, natsSubscription *s
   }
 }
 
-static void fail_waiting(nats_output_t *s, const char *why)
-{
+static void fail_waiting(nats_output_t *s, const char *why) {
   size_t n = s->n_waiting;
   output_body_t **list = s->waiting;
   s->waiting = NULL;
   s->n_waiting = s->cap_waiting = 0;
-  for (size_t i = 0; i < n; i++)
-    output_sent(&s->base, list[i], OUTPUT_FAILED, why, 0);
+  for (size_t i = 0; i < n; i++) output_sent(&s->base, list[i], OUTPUT_FAILED, why, 0);
   free(list);
 }
 
-static void connect_done(uv_work_t *req, int status)
-{
+static void connect_done(uv_work_t *req, int status) {
   job_t *j = req->data;
   nats_output_t *s = j->s;
   s->connecting = NULL;
@@ -952,16 +849,14 @@ static void connect_done(uv_work_t *req, int status)
     output_body_t **list = s->waiting;
     s->waiting = NULL;
     s->n_waiting = s->cap_waiting = 0;
-    for (size_t i = 0; i < n; i++)
-      publish_body(s, list[i]);
+    for (size_t i = 0; i < n; i++) publish_body(s, list[i]);
     free(list);
   }
   free(j);
   output_handle_closed(&s->base);
 }
 
-static void start_connect(nats_output_t *s)
-{
+static void start_connect(nats_output_t *s) {
   job_t *j = calloc(1, sizeof *j);
   if (!j) {
     fail_waiting(s, "out of memory");
@@ -981,8 +876,7 @@ static void start_connect(nats_output_t *s)
   }
 }
 
-static void nats_send(output_t *o, output_body_t *b)
-{
+static void nats_send(output_t *o, output_body_t *b) {
   nats_output_t *s = (nats_output_t *)o;
   if (s->nc && natsConnection_IsClosed(s->nc)) { /* libnats gave up on it */
     count_reconnects(s);
@@ -1007,28 +901,24 @@ static void nats_send(output_t *o, output_body_t *b)
     s->cap_waiting = cap;
   }
   s->waiting[s->n_waiting++] = b;
-  if (!s->connecting)
-    start_connect(s);
+  if (!s->connecting) start_connect(s);
 }
 
 /* --- life --------------------------------------------------------------- */
 
-static void handle_closed(uv_handle_t *h)
-{
+static void handle_closed(uv_handle_t *h) {
   uvh_closed(h);
   output_handle_closed(h->data);
 }
 
-static void async_closed(uv_handle_t *h)
-{
+static void async_closed(uv_handle_t *h) {
   output_t *o = h->data;
   uvh_closed(h);
   free(h);
   output_handle_closed(o);
 }
 
-static int nats_start(output_t *o, uv_loop_t *loop, char *err, size_t n)
-{
+static int nats_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   nats_output_t *s = (nats_output_t *)o;
   bridge_t *br = calloc(1, sizeof *br);
   uv_async_t *async = malloc(sizeof *async);
@@ -1056,11 +946,9 @@ static int nats_start(output_t *o, uv_loop_t *loop, char *err, size_t n)
   return 0;
 }
 
-static int nats_stop(output_t *o)
-{
+static int nats_stop(output_t *o) {
   nats_output_t *s = (nats_output_t *)o;
-  if (!s->bridge)
-    return 0;
+  if (!s->bridge) return 0;
   bridge_t *br = s->bridge;
   pthread_mutex_lock(&br->lock);
   br->open = 0;
@@ -1086,13 +974,10 @@ static int nats_stop(output_t *o)
   return 0;
 }
 
-static void nats_free(output_t *o)
-{
+static void nats_free(output_t *o) {
   nats_output_t *s = (nats_output_t *)o;
-  if (s->bridge)
-    bridge_release(s->bridge);
-  for (int i = 0; i < s->n_urls; i++)
-    free(s->urls[i]);
+  if (s->bridge) bridge_release(s->bridge);
+  for (int i = 0; i < s->n_urls; i++) free(s->urls[i]);
   free(s->urls);
   free(s->waiting);
   free(s->subject);
@@ -1106,27 +991,23 @@ static void nats_free(output_t *o)
   free(s->tls_ca_file);
 }
 
-const output_kind_t output_nats_kind = {"nats", nats_encode, nats_start, nats_send, NULL,
-                                        nats_stop, nats_free, NULL};
+const output_kind_t output_nats_kind = {"nats", nats_encode, nats_start, nats_send,
+                                        NULL,   nats_stop,   nats_free,  NULL};
 
-static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom)
-{
+static char *opt_strdup(lua_State *L, int idx, const char *key, int *oom) {
   lua_getfield(L, idx, key);
   const char *v = lua_tostring(L, -1);
   char *copy = v ? strdup(v) : NULL;
-  if (v && !copy)
-    *oom = 1;
+  if (v && !copy) *oom = 1;
   lua_pop(L, 1);
   return copy;
 }
 
 /* The nats output from its validated table at idx (pipeline.lua: urls is a
  * list). */
-output_t *output_nats_new(lua_State *L, int idx, char *err, size_t n)
-{
+output_t *output_nats_new(lua_State *L, int idx, char *err, size_t n) {
   nats_output_t *s = calloc(1, sizeof *s);
-  if (!s)
-    return NULL;
+  if (!s) return NULL;
   int oom = output_init(&s->base, &output_nats_kind, L, idx) != 0;
   s->base.st.acks = 1;
   s->subject = opt_strdup(L, idx, "subject", &oom);
@@ -1143,15 +1024,12 @@ output_t *output_nats_new(lua_State *L, int idx, char *err, size_t n)
   lua_pop(L, 1);
   lua_getfield(L, idx, "urls");
   int count = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
-  if (count > 0 && !(s->urls = calloc((size_t)count, sizeof *s->urls)))
-    oom = 1;
+  if (count > 0 && !(s->urls = calloc((size_t)count, sizeof *s->urls))) oom = 1;
   for (int i = 0; s->urls && i < count; i++) {
     lua_rawgeti(L, -1, i + 1);
     const char *u = lua_tostring(L, -1);
-    if (u && (s->urls[s->n_urls] = strdup(u)))
-      s->n_urls++;
-    else if (u)
-      oom = 1;
+    if (u && (s->urls[s->n_urls] = strdup(u))) s->n_urls++;
+    else if (u) oom = 1;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -1159,10 +1037,8 @@ output_t *output_nats_new(lua_State *L, int idx, char *err, size_t n)
     output_free(&s->base);
     return NULL;
   }
-  if (!s->subject || s->n_urls == 0 ||
-      nats_template_parse(&s->tpl, s->subject, err, n) != 0) {
-    if (!err[0])
-      snprintf(err, n, "output %s: needs url and subject", s->base.name);
+  if (!s->subject || s->n_urls == 0 || nats_template_parse(&s->tpl, s->subject, err, n) != 0) {
+    if (!err[0]) snprintf(err, n, "output %s: needs url and subject", s->base.name);
     output_free(&s->base);
     return NULL;
   }
@@ -1176,8 +1052,7 @@ output_t *output_nats_new(lua_State *L, int idx, char *err, size_t n)
 
 struct lua_State;
 
-output_t *output_nats_new(struct lua_State *L, int idx, char *err, size_t n)
-{
+output_t *output_nats_new(struct lua_State *L, int idx, char *err, size_t n) {
   snprintf(err, n, "this engine was built without the nats output (libnats-dev was missing)");
   return NULL;
 }

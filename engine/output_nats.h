@@ -11,7 +11,7 @@
 #define NATS_TEMPLATE_MAX 16
 
 typedef struct nats_part {
-  int field;       /* 1: text is a record field's name; 0: literal text */
+  int field; /* 1: text is a record field's name; 0: literal text */
   char text[128];
 } nats_part_t;
 

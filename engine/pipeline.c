@@ -45,8 +45,7 @@
 
 /* The pipeline's monotonic clock: the simulated one of a test run
  * (pl_sim_*), else CLOCK_MONOTONIC. */
-static int64_t now_mono(const pipeline_t *p)
-{
+static int64_t now_mono(const pipeline_t *p) {
   return p->simulated ? p->sim_now : pl_clock_ns(CLOCK_MONOTONIC);
 }
 
@@ -54,8 +53,7 @@ static int64_t now_mono(const pipeline_t *p)
 
 /* Runs the file and validates what it returns; leaves the normal form on
  * the stack. Returns 0, or -1 with the message in p->err. */
-static int load_file(pipeline_t *p, program_t *g, const char *path)
-{
+static int load_file(pipeline_t *p, program_t *g, const char *path) {
   lua_State *L = g->L;
   int rc;
 
@@ -78,8 +76,7 @@ static int load_file(pipeline_t *p, program_t *g, const char *path)
   p->guard.loading = 1;
   rc = pl_call_protected(p, g, 0, 1, path, NULL, 1);
   p->guard.loading = 0;
-  if (rc != CALL_OK)
-    return -1;
+  if (rc != CALL_OK) return -1;
   lua_getglobal(L, "require");
   lua_pushliteral(L, "engine.pipeline");
   if (pl_call_protected(p, g, 1, 1, "require", NULL, 0) != CALL_OK) {
@@ -90,10 +87,8 @@ static int load_file(pipeline_t *p, program_t *g, const char *path)
   lua_replace(L, -2); /* the module */
   lua_insert(L, -2);  /* validate under the file's result */
   lua_pushstring(L, path);
-  if (p->source != NULL)
-    lua_pushstring(L, p->source);
-  else
-    lua_pushnil(L); /* validate reads the file for the lines of its messages */
+  if (p->source != NULL) lua_pushstring(L, p->source);
+  else lua_pushnil(L); /* validate reads the file for the lines of its messages */
   /* pipeline_check: the checks of what opening would find */
   lua_createtable(L, 0, 1);
   if (g->check_only) {
@@ -104,23 +99,19 @@ static int load_file(pipeline_t *p, program_t *g, const char *path)
 }
 
 /* 1 when o is one of g's outputs. */
-static int has_output(const program_t *g, const output_t *o)
-{
+static int has_output(const program_t *g, const output_t *o) {
   for (size_t i = 0; g != NULL && i < g->n_outputs; i++)
-    if (g->outputs[i] == o)
-      return 1;
+    if (g->outputs[i] == o) return 1;
   return 0;
 }
 
 /* Frees the filters, the outputs (unless a delivery took them, and but
  * those of keep, which a failed reload shares with the running program) and
  * the Lua state. NULL is ignored. */
-static void program_free(program_t *g, const program_t *keep)
-{
+static void program_free(program_t *g, const program_t *keep) {
   size_t i;
 
-  if (g == NULL)
-    return;
+  if (g == NULL) return;
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
     free(f->name);
@@ -129,17 +120,14 @@ static void program_free(program_t *g, const program_t *keep)
       selection_free(f->sel);
       free(f->sel);
     }
-    if (f->dl_fd >= 0)
-      close(f->dl_fd);
+    if (f->dl_fd >= 0) close(f->dl_fd);
     free(f->dl_path);
   }
   pl_shared_free(g->filters);
   for (i = 0; i < g->n_outputs && !g->outputs_taken; i++)
-    if (!has_output(keep, g->outputs[i]))
-      output_free(g->outputs[i]);
+    if (!has_output(keep, g->outputs[i])) output_free(g->outputs[i]);
   free(g->outputs);
-  if (g->L != NULL)
-    lua_close(g->L);
+  if (g->L != NULL) lua_close(g->L);
   free(g);
 }
 
@@ -147,8 +135,7 @@ static void program_free(program_t *g, const program_t *keep)
  * message in err. Runs on the caller's thread, or on the pipeline thread
  * for a reload. */
 static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, char *err,
-                               size_t errlen)
-{
+                               size_t errlen) {
   program_t *g = calloc(1, sizeof *g);
   lua_State *L;
 
@@ -171,16 +158,13 @@ static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, c
   lua_pushcfunction(L, pl_setup_state);
   lua_pushstring(L, path);
   lua_pushstring(L, p->lua_dir);
-  if (pl_call_protected(p, g, 2, 0, "setup", NULL, 0) != CALL_OK)
-    goto err;
-  if (load_file(p, g, path) < 0)
-    goto err;
+  if (pl_call_protected(p, g, 2, 0, "setup", NULL, 0) != CALL_OK) goto err;
+  if (load_file(p, g, path) < 0) goto err;
   lua_pushcfunction(L, pl_copy_config);
   lua_insert(L, -2); /* under the validated table */
   lua_pushlightuserdata(L, g);
   lua_pushlightuserdata(L, cfg);
-  if (pl_call_protected(p, g, 3, 0, "config", NULL, 0) != CALL_OK)
-    goto err;
+  if (pl_call_protected(p, g, 3, 0, "config", NULL, 0) != CALL_OK) goto err;
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT, 0);
   g->report = 1;
@@ -192,8 +176,7 @@ err:
 }
 
 pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, int check_only,
-                    config_t *cfg, char *err, size_t errlen)
-{
+                    config_t *cfg, char *err, size_t errlen) {
   pipeline_t *p = calloc(1, sizeof *p);
   pthread_condattr_t attr;
 
@@ -214,35 +197,30 @@ pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, i
     goto err;
   }
   atomic_store(&p->stats->call_filter, -1);
-  if (source != NULL)
-    p->source = strdup(source);
+  if (source != NULL) p->source = strdup(source);
   if (p->lua_dir == NULL || (source != NULL && p->source == NULL)) {
     snprintf(err, errlen, "out of memory");
     goto err;
   }
   p->prog = program_load(p, path, cfg, err, errlen);
-  if (p->prog == NULL)
-    goto err;
+  if (p->prog == NULL) goto err;
   return p;
 err:
   pipeline_free(p);
   return NULL;
 }
 
-pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg,
-                          char *err, size_t errlen)
-{
+pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg, char *err,
+                          size_t errlen) {
   return pl_load(path, NULL, lua_dir, 0, cfg, err, errlen);
 }
 
 pipeline_t *pipeline_load_source(const char *name, const char *source, const char *lua_dir,
-                                 config_t *cfg, char *err, size_t errlen)
-{
+                                 config_t *cfg, char *err, size_t errlen) {
   return pl_load(name, source, lua_dir, 0, cfg, err, errlen);
 }
 
-int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen)
-{
+int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen) {
   config_t cfg;
   pipeline_t *p;
   int rc;
@@ -258,24 +236,20 @@ int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errl
 /* ---- the pipeline thread ---- */
 
 /* Runs the init hooks in order and arms the timers. */
-void pl_program_start(pipeline_t *p, program_t *g)
-{
+void pl_program_start(pipeline_t *p, program_t *g) {
   int64_t now = now_mono(p);
   size_t i, t;
 
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
-    if (f->init_ref != LUA_NOREF)
-      pl_call_hook(p, g, i, HOOK_INIT, 0);
-    for (t = 0; t < f->n_timers; t++)
-      f->timers[t].due = now + (int64_t)(f->timers[t].every * 1e9);
+    if (f->init_ref != LUA_NOREF) pl_call_hook(p, g, i, HOOK_INIT, 0);
+    for (t = 0; t < f->n_timers; t++) f->timers[t].due = now + (int64_t)(f->timers[t].every * 1e9);
   }
   pl_collect_if_full(g);
 }
 
 /* Runs the shutdown hooks in order (not after an abort). */
-void pl_program_stop(pipeline_t *p, program_t *g)
-{
+void pl_program_stop(pipeline_t *p, program_t *g) {
   size_t i;
 
   for (i = 0; i < g->n_filters; i++) {
@@ -286,26 +260,22 @@ void pl_program_stop(pipeline_t *p, program_t *g)
 }
 
 /* The earliest due time of the program's timers, or 0 when none. */
-int64_t pl_next_due(const program_t *g)
-{
+int64_t pl_next_due(const program_t *g) {
   int64_t due = 0;
   size_t i, t;
 
   for (i = 0; i < g->n_filters; i++) {
     const filter_t *f = &g->filters[i];
-    if (f->disabled)
-      continue;
+    if (f->disabled) continue;
     for (t = 0; t < f->n_timers; t++)
-      if (due == 0 || f->timers[t].due < due)
-        due = f->timers[t].due;
+      if (due == 0 || f->timers[t].due < due) due = f->timers[t].due;
   }
   return due;
 }
 
 /* Runs the timers that are due, each once (a late timer does not catch
  * up), and schedules them again from now. */
-void pl_run_timers(pipeline_t *p, program_t *g)
-{
+void pl_run_timers(pipeline_t *p, program_t *g) {
   int64_t now = now_mono(p);
   size_t i, t;
   int ran = 0;
@@ -313,22 +283,19 @@ void pl_run_timers(pipeline_t *p, program_t *g)
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
     for (t = 0; t < f->n_timers && !f->disabled; t++) {
-      if (f->timers[t].due > now)
-        continue;
+      if (f->timers[t].due > now) continue;
       pl_call_hook(p, g, i, HOOK_TIMER, t);
       ran = 1;
       f->timers[t].due = now_mono(p) + (int64_t)(f->timers[t].every * 1e9);
     }
   }
-  if (ran)
-    pl_collect_if_full(g);
+  if (ran) pl_collect_if_full(g);
 }
 
 /* Hands the outputs a reload changed to the delivery: the new program's
  * that the old one did not have, and the old one's that the new one
  * dropped. Out of memory: logged by the delivery. */
-static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
-{
+static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g) {
   output_t **add = calloc(g->n_outputs + 1, sizeof(output_t *));
   output_t **drop = calloc(old->n_outputs + 1, sizeof(output_t *));
   size_t n_add = 0, n_drop = 0, i;
@@ -337,11 +304,9 @@ static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
     log_error(NULL, "reload: out of memory handing the outputs over");
   } else {
     for (i = 0; i < g->n_outputs; i++)
-      if (!has_output(old, g->outputs[i]))
-        add[n_add++] = g->outputs[i];
+      if (!has_output(old, g->outputs[i])) add[n_add++] = g->outputs[i];
     for (i = 0; i < old->n_outputs; i++)
-      if (!has_output(g, old->outputs[i]))
-        drop[n_drop++] = old->outputs[i];
+      if (!has_output(g, old->outputs[i])) drop[n_drop++] = old->outputs[i];
     if (n_add || n_drop)
       log_info(NULL, "reload: %zu outputs kept, %zu started, %zu dropped", g->n_outputs - n_add,
                n_add, n_drop);
@@ -357,15 +322,13 @@ static void hand_over_outputs(pipeline_t *p, program_t *old, program_t *g)
 /* Whether g's filters run in the filter process: isolation is on and there
  * are filters (without any, the records only need encoding: the thread
  * does it). */
-static int isolated(const pipeline_t *p, const program_t *g)
-{
+static int isolated(const pipeline_t *p, const program_t *g) {
   return p->isolate && g->n_filters > 0;
 }
 
 /* Starts the filter process for g; on failure batches follow their first
  * filter's on_error until a start, tried once a second, succeeds. */
-static void start_worker(pipeline_t *p, program_t *g)
-{
+static void start_worker(pipeline_t *p, program_t *g) {
   p->worker_tried = pl_clock_ns(CLOCK_MONOTONIC);
   if (pl_worker_start(p, g) != 0)
     log_error(NULL, "the filter process could not start: batches follow their first filter's "
@@ -374,8 +337,7 @@ static void start_worker(pipeline_t *p, program_t *g)
 
 /* Runs batch b (under ticket t) through the filter process, or, when that
  * fails, through the failed filter's on_error; restarts the process. */
-static void process_isolated(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t)
-{
+static void process_isolated(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t) {
   unsigned char *sent;
   char msg[256];
   int f;
@@ -408,19 +370,15 @@ static void process_isolated(pipeline_t *p, program_t *g, batch_t *b, ticket_t *
 }
 
 /* Runs the filter process's timers when due. */
-static void tick_worker(pipeline_t *p, program_t *g)
-{
+static void tick_worker(pipeline_t *p, program_t *g) {
   int64_t due = pl_worker_due(p);
 
-  if (p->worker == NULL || due == 0 || now_mono(p) < due)
-    return;
-  if (pl_worker_tick(p, g) != 0 && !atomic_load(&p->aborted))
-    start_worker(p, g);
+  if (p->worker == NULL || due == 0 || now_mono(p) < due) return;
+  if (pl_worker_tick(p, g) != 0 && !atomic_load(&p->aborted)) start_worker(p, g);
 }
 
 /* Loads path in a new program and swaps it in (see pipeline_reload). */
-static void reload(pipeline_t *p, const char *path)
-{
+static void reload(pipeline_t *p, const char *path) {
   program_t *old = p->prog, *g;
   config_t cfg;
   char err[PIPELINE_ERR_MAX];
@@ -439,21 +397,16 @@ static void reload(pipeline_t *p, const char *path)
   }
   config_free(&cfg);
   /* its shutdown hooks may still write to its outputs */
-  if (isolated(p, old))
-    pl_worker_stop(p, old, 1);
-  else
-    pl_program_stop(p, old);
+  if (isolated(p, old)) pl_worker_stop(p, old, 1);
+  else pl_program_stop(p, old);
   pthread_mutex_lock(&p->prog_mu);
   p->prog = g;
   pthread_mutex_unlock(&p->prog_mu);
   g->reuse = NULL;
-  if (p->delivery != NULL)
-    hand_over_outputs(p, old, g);
+  if (p->delivery != NULL) hand_over_outputs(p, old, g);
   program_free(old, g);
-  if (isolated(p, g))
-    start_worker(p, g);
-  else
-    pl_program_start(p, g);
+  if (isolated(p, g)) start_worker(p, g);
+  else pl_program_start(p, g);
   pl_count(&p->stats->reloads, 1);
   log_info(NULL, "reload: %s is running", path);
 }
@@ -461,8 +414,7 @@ static void reload(pipeline_t *p, const char *path)
 /* Waits for work: a batch (returned), a reload request (*reload), a timer
  * due at due (0: none), or the end of the input (*end; the thread then
  * counts as exited for submitters). */
-static batch_t *queue_wait(pipeline_t *p, int64_t due, char **reload_path, int *end)
-{
+static batch_t *queue_wait(pipeline_t *p, int64_t due, char **reload_path, int *end) {
   struct timespec ts;
   batch_t *b;
 
@@ -480,8 +432,7 @@ static batch_t *queue_wait(pipeline_t *p, int64_t due, char **reload_path, int *
   b = p->head;
   if (b != NULL) {
     p->head = b->next;
-    if (p->head == NULL)
-      p->tail = NULL;
+    if (p->head == NULL) p->tail = NULL;
     b->next = NULL;
   }
   *reload_path = p->reload_path;
@@ -494,40 +445,36 @@ static batch_t *queue_wait(pipeline_t *p, int64_t due, char **reload_path, int *
   return b;
 }
 
-static void *pipeline_thread(void *arg)
-{
+static void *pipeline_thread(void *arg) {
   pipeline_t *p = arg;
   char *path;
   batch_t *b;
   int end = 0, aborted;
 
-  if (isolated(p, p->prog))
-    start_worker(p, p->prog);
-  else
-    pl_program_start(p, p->prog);
+  if (isolated(p, p->prog)) start_worker(p, p->prog);
+  else pl_program_start(p, p->prog);
   while (!end) {
     aborted = atomic_load(&p->aborted);
-    b = queue_wait(p, aborted ? 0 : isolated(p, p->prog) ? pl_worker_due(p) : pl_next_due(p->prog), &path,
-                   &end);
+    b = queue_wait(p,
+                   aborted                ? 0
+                   : isolated(p, p->prog) ? pl_worker_due(p)
+                                          : pl_next_due(p->prog),
+                   &path, &end);
     if (path != NULL) {
       reload(p, path);
       free(path);
     }
     if (!atomic_load(&p->aborted)) {
-      if (isolated(p, p->prog))
-        tick_worker(p, p->prog);
-      else
-        pl_run_timers(p, p->prog);
+      if (isolated(p, p->prog)) tick_worker(p, p->prog);
+      else pl_run_timers(p, p->prog);
     }
     if (b != NULL && atomic_load(&p->discard)) {
       /* out of time at stop: not processed, not acknowledged, so the next
        * run reads these lines again from the saved cursors */
       pl_count(&p->discarded, b->n);
       b->undelivered = 1;
-      if (p->on_batch_done)
-        p->on_batch_done(p->batch_done_ud, b);
-      else
-        batch_free(b);
+      if (p->on_batch_done) p->on_batch_done(p->batch_done_ud, b);
+      else batch_free(b);
       atomic_store(&p->stats->progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
       pl_count(&p->stats->settled, 1);
       continue;
@@ -537,59 +484,45 @@ static void *pipeline_thread(void *arg)
        * outputs that took it released their references too. */
       ticket_t *t = ticket_new(b, p->on_batch_done, p->batch_done_ud);
       p->ticket = t;
-      if (isolated(p, p->prog))
-        process_isolated(p, p->prog, b, t);
-      else
-        pl_process_batch(p, p->prog, b);
+      if (isolated(p, p->prog)) process_isolated(p, p->prog, b, t);
+      else pl_process_batch(p, p->prog, b);
       p->ticket = NULL;
-      if (t != NULL)
-        ticket_release(t);
-      else if (p->on_batch_done)
-        p->on_batch_done(p->batch_done_ud, b);
-      else
-        batch_free(b);
+      if (t != NULL) ticket_release(t);
+      else if (p->on_batch_done) p->on_batch_done(p->batch_done_ud, b);
+      else batch_free(b);
       atomic_store(&p->stats->progress_ns, pl_clock_ns(CLOCK_MONOTONIC));
       pl_count(&p->stats->settled, 1);
     }
   }
   if (atomic_load(&p->discarded))
-    log_warn(NULL, "stop ran out of time: %llu records were not delivered; left unacknowledged "
+    log_warn(NULL,
+             "stop ran out of time: %llu records were not delivered; left unacknowledged "
              "(with a state_dir, the next run reads them again from the saved cursors)",
              (unsigned long long)atomic_load(&p->discarded));
-  if (isolated(p, p->prog))
-    pl_worker_stop(p, p->prog, !atomic_load(&p->aborted));
-  else
-    pl_program_stop(p, p->prog);
+  if (isolated(p, p->prog)) pl_worker_stop(p, p->prog, !atomic_load(&p->aborted));
+  else pl_program_stop(p, p->prog);
   atomic_store(&p->done, 1);
   uv_async_send(&p->async);
   return NULL;
 }
 
-static void pipeline_async_cb(uv_async_t *h)
-{
+static void pipeline_async_cb(uv_async_t *h) {
   pipeline_t *p = h->data;
 
-  if (!atomic_load(&p->done) || p->exit_called)
-    return;
+  if (!atomic_load(&p->done) || p->exit_called) return;
   p->exit_called = 1;
-  if (p->on_exit != NULL)
-    p->on_exit(p->ud);
+  if (p->on_exit != NULL) p->on_exit(p->ud);
 }
 
-static void pipeline_async_closed(uv_handle_t *h)
-{
-  uvh_closed(h);
-}
+static void pipeline_async_closed(uv_handle_t *h) { uvh_closed(h); }
 
 /* Starts the thread with the asynchronous signals blocked: they belong to
  * the loop thread. */
-int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), void *ud)
-{
+int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), void *ud) {
   sigset_t all, old;
   int rc;
 
-  if (p->thread_started || p->async_open)
-    return -1;
+  if (p->thread_started || p->async_open) return -1;
   if (p->delivery == NULL && pipeline_start_outputs(p, loop, p->err, sizeof p->err) != 0) {
     log_error(NULL, "%s", p->err);
     return -1;
@@ -597,8 +530,7 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   p->on_exit = on_exit;
   p->ud = ud;
   p->isolate = p->prog->isolate; /* until the engine restarts */
-  if (uv_async_init(loop, &p->async, pipeline_async_cb) != 0)
-    return -1;
+  if (uv_async_init(loop, &p->async, pipeline_async_cb) != 0) return -1;
   uvh_opened((uv_handle_t *)&p->async);
   p->async.data = p;
   p->async_open = 1;
@@ -621,10 +553,8 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   return 0;
 }
 
-int pipeline_start_outputs(pipeline_t *p, uv_loop_t *loop, char *err, size_t errlen)
-{
-  if (p->delivery != NULL)
-    return 0;
+int pipeline_start_outputs(pipeline_t *p, uv_loop_t *loop, char *err, size_t errlen) {
+  if (p->delivery != NULL) return 0;
   if ((p->delivery = delivery_new(loop, PIPELINE_RELOAD_GRACE_MS)) == NULL) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -633,48 +563,36 @@ int pipeline_start_outputs(pipeline_t *p, uv_loop_t *loop, char *err, size_t err
   return delivery_start(p->delivery, p->prog->outputs, p->prog->n_outputs, err, errlen);
 }
 
-size_t pipeline_outputs_pending(pipeline_t *p)
-{
+size_t pipeline_outputs_pending(pipeline_t *p) {
   return p->delivery != NULL ? delivery_pending(p->delivery) : 0;
 }
 
-size_t pipeline_outputs(pipeline_t *p, output_t **out, size_t max)
-{
+size_t pipeline_outputs(pipeline_t *p, output_t **out, size_t max) {
   return p->delivery != NULL ? delivery_outputs(p->delivery, out, max) : 0;
 }
 
-void pipeline_close_outputs(pipeline_t *p, uint64_t grace_ms, void (*closed)(void *ud), void *ud)
-{
+void pipeline_close_outputs(pipeline_t *p, uint64_t grace_ms, void (*closed)(void *ud), void *ud) {
   delivery_t *d = p->delivery;
 
   p->delivery = NULL;
-  if (d != NULL)
-    delivery_close(d, grace_ms, closed, ud);
-  else if (closed != NULL)
-    closed(ud);
+  if (d != NULL) delivery_close(d, grace_ms, closed, ud);
+  else if (closed != NULL) closed(ud);
 }
 
-void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud)
-{
+void pipeline_set_reloaded(pipeline_t *p, void (*cb)(void *ud, selection_t *sel), void *ud) {
   p->on_reload = cb;
   p->reload_ud = ud;
 }
 
-void pipeline_set_tap(pipeline_t *p, struct tap *tap)
-{
-  p->tap = tap;
-}
+void pipeline_set_tap(pipeline_t *p, struct tap *tap) { p->tap = tap; }
 
-void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud)
-{
+void pipeline_set_done(pipeline_t *p, void (*done)(void *ud, batch_t *b), void *ud) {
   p->on_batch_done = done;
   p->batch_done_ud = ud;
 }
 
-void pipeline_submit(pipeline_t *p, batch_t *b)
-{
-  if (b == NULL)
-    return;
+void pipeline_submit(pipeline_t *p, batch_t *b) {
+  if (b == NULL) return;
   b->next = NULL;
   pthread_mutex_lock(&p->mu);
   if (p->exited) {
@@ -684,10 +602,8 @@ void pipeline_submit(pipeline_t *p, batch_t *b)
     batch_free(b);
     return;
   }
-  if (p->tail != NULL)
-    p->tail->next = b;
-  else
-    p->head = b;
+  if (p->tail != NULL) p->tail->next = b;
+  else p->head = b;
   p->tail = b;
   if (atomic_load(&p->stats->submitted) == atomic_load(&p->stats->settled))
     atomic_store(&p->stats->progress_ns, pl_clock_ns(CLOCK_MONOTONIC)); /* it was idle */
@@ -696,8 +612,7 @@ void pipeline_submit(pipeline_t *p, batch_t *b)
   pthread_mutex_unlock(&p->mu);
 }
 
-void pipeline_finish(pipeline_t *p)
-{
+void pipeline_finish(pipeline_t *p) {
   pthread_mutex_lock(&p->mu);
   p->finishing = 1;
   pthread_cond_signal(&p->cv);
@@ -705,24 +620,20 @@ void pipeline_finish(pipeline_t *p)
 }
 
 /* Also ends the input, as pipeline_finish does. */
-void pipeline_abort(pipeline_t *p)
-{
+void pipeline_abort(pipeline_t *p) {
   atomic_store(&p->aborted, 1);
   pipeline_finish(p);
 }
 
-void pipeline_discard(pipeline_t *p)
-{
+void pipeline_discard(pipeline_t *p) {
   atomic_store(&p->discard, 1);
   pipeline_abort(p);
 }
 
-int pipeline_reload(pipeline_t *p, const char *path)
-{
+int pipeline_reload(pipeline_t *p, const char *path) {
   char *copy = strdup(path);
 
-  if (copy == NULL)
-    return -1;
+  if (copy == NULL) return -1;
   pthread_mutex_lock(&p->mu);
   free(p->reload_path);
   p->reload_path = copy;
@@ -731,16 +642,13 @@ int pipeline_reload(pipeline_t *p, const char *path)
   return 0;
 }
 
-void pipeline_reopen(pipeline_t *p)
-{
+void pipeline_reopen(pipeline_t *p) {
   atomic_store(&p->reopen, 1);
-  if (p->delivery != NULL)
-    delivery_reopen(p->delivery);
+  if (p->delivery != NULL) delivery_reopen(p->delivery);
 }
 
 /* Ends the input too, so it cannot wait forever on a thread still running. */
-void pipeline_close(pipeline_t *p)
-{
+void pipeline_close(pipeline_t *p) {
   if (p->thread_started && !p->joined) {
     pipeline_finish(p);
     pthread_join(p->thread, NULL);
@@ -752,8 +660,7 @@ void pipeline_close(pipeline_t *p)
   }
 }
 
-void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
-{
+void pipeline_stats(pipeline_t *p, pipeline_stats_t *out) {
   out->batches = atomic_load(&p->stats->batches);
   out->records_in = atomic_load(&p->stats->records_in);
   out->records_out = atomic_load(&p->stats->records_out);
@@ -776,13 +683,13 @@ void pipeline_stats(pipeline_t *p, pipeline_stats_t *out)
   }
   pthread_mutex_lock(&p->prog_mu);
   out->lua_bytes = p->prog == NULL ? 0
-                  : isolated(p, p->prog) ? atomic_load(&p->stats->child_lua_bytes)
-                  : atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed);
+                   : isolated(p, p->prog)
+                       ? atomic_load(&p->stats->child_lua_bytes)
+                       : atomic_load_explicit(&p->prog->mem.used, memory_order_relaxed);
   pthread_mutex_unlock(&p->prog_mu);
 }
 
-size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t max)
-{
+size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t max) {
   size_t i, n;
 
   pthread_mutex_lock(&p->prog_mu);
@@ -805,12 +712,10 @@ size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t
 }
 
 /* Frees batches never processed, the program and the pipeline. */
-void pipeline_free(pipeline_t *p)
-{
+void pipeline_free(pipeline_t *p) {
   batch_t *b, *next;
 
-  if (p == NULL)
-    return;
+  if (p == NULL) return;
   if (p->thread_started && !p->joined) {
     pipeline_finish(p);
     pthread_join(p->thread, NULL);
@@ -836,28 +741,23 @@ void pipeline_free(pipeline_t *p)
 /* The mapping's length is kept in front of the memory handed out. */
 #define SHARED_HEAD 64
 
-void *pl_shared_calloc(size_t n, size_t size)
-{
+void *pl_shared_calloc(size_t n, size_t size) {
   size_t len;
   char *m;
 
-  if (size != 0 && n > (SIZE_MAX - SHARED_HEAD) / size)
-    return NULL;
+  if (size != 0 && n > (SIZE_MAX - SHARED_HEAD) / size) return NULL;
   len = SHARED_HEAD + n * size;
   m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED)
-    return NULL;
+  if (m == MAP_FAILED) return NULL;
   memcpy(m, &len, sizeof len); /* mmap's memory is zeroed */
   return m + SHARED_HEAD;
 }
 
-void pl_shared_free(void *ptr)
-{
+void pl_shared_free(void *ptr) {
   size_t len;
   char *m = ptr;
 
-  if (ptr == NULL)
-    return;
+  if (ptr == NULL) return;
   m -= SHARED_HEAD;
   memcpy(&len, m, sizeof len);
   munmap(m, len);
@@ -865,31 +765,23 @@ void pl_shared_free(void *ptr)
 
 /* ---- a simulated run (pipeline_internal.h) ---- */
 
-void pl_sim_start(pipeline_t *p, int64_t now)
-{
+void pl_sim_start(pipeline_t *p, int64_t now) {
   p->simulated = 1;
   p->sim_now = now;
   pl_program_start(p, p->prog);
 }
 
-int pl_sim_advance(pipeline_t *p, int64_t to)
-{
+int pl_sim_advance(pipeline_t *p, int64_t to) {
   int64_t due;
   long rounds = 0;
 
   while ((due = pl_next_due(p->prog)) != 0 && due <= to) {
-    if (++rounds > PL_SIM_MAX_ROUNDS)
-      return -1;
-    if (due > p->sim_now)
-      p->sim_now = due;
+    if (++rounds > PL_SIM_MAX_ROUNDS) return -1;
+    if (due > p->sim_now) p->sim_now = due;
     pl_run_timers(p, p->prog);
   }
-  if (to > p->sim_now)
-    p->sim_now = to;
+  if (to > p->sim_now) p->sim_now = to;
   return 0;
 }
 
-void pl_sim_stop(pipeline_t *p)
-{
-  pl_program_stop(p, p->prog);
-}
+void pl_sim_stop(pipeline_t *p) { pl_program_stop(p, p->prog); }

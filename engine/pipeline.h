@@ -72,8 +72,8 @@ typedef struct pipeline pipeline_t;
  * lua_dir is the engine's Lua library folder (lua/), for require.
  * Returns NULL with a message "file:line: message" (or "file: message" for
  * a validation error) in err. */
-pipeline_t *pipeline_load(const char *path, const char *lua_dir,
-                          config_t *cfg, char *err, size_t errlen);
+pipeline_t *pipeline_load(const char *path, const char *lua_dir, config_t *cfg, char *err,
+                          size_t errlen);
 
 /* Loop thread, before pipeline_start: starts the outputs on loop (opens
  * files, creates handles). Returns 0, or -1 with a message in err (an output
@@ -107,8 +107,7 @@ int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errl
  * pipeline_finish or pipeline_abort. Returns 0, or -1 (nothing started, and
  * on_exit will never be called; the loop must still run once to close the
  * async handle before pipeline_free). */
-int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud),
-                   void *ud);
+int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), void *ud);
 
 /* Before pipeline_start: cb(ud, sel) runs on the pipeline thread after each
  * successful reload with the new file's container selection, which cb must
@@ -168,8 +167,8 @@ void pipeline_close(pipeline_t *p);
  * none, else the seconds since the thread last finished a batch or, if it
  * had none to do until then, since the oldest pending one arrived. */
 typedef struct pipeline_stats {
-  unsigned long long batches, records_in, records_out, filter_errors,
-      filter_timeouts, output_errors;
+  unsigned long long batches, records_in, records_out, filter_errors, filter_timeouts,
+      output_errors;
   unsigned long long records_unrouted, dead_letters, reloads, reload_failures, lua_bytes;
   unsigned long long batches_pending;
   double stalled_for;
@@ -208,8 +207,8 @@ typedef struct pipeline_filter_stats {
    * cumulative); buckets[PIPELINE_DURATION_BUCKETS] the slower ones */
   unsigned long long buckets[PIPELINE_DURATION_BUCKETS + 1];
   unsigned long long duration_ns; /* the sum */
-  int disabled; /* its init failed */
-  char on_error[16]; /* "pass", "drop" or "dead_letter" */
+  int disabled;                   /* its init failed */
+  char on_error[16];              /* "pass", "drop" or "dead_letter" */
 } pipeline_filter_stats_t;
 
 /* Copies the counts of up to max filters into out; returns the number of

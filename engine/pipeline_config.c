@@ -17,44 +17,39 @@
 #include "pipeline_internal.h"
 #include "select.h"
 
-const char *const pl_on_error_names[3] = { "pass", "drop", "dead_letter" };
+const char *const pl_on_error_names[3] = {"pass", "drop", "dead_letter"};
 
 /* Field key of the table at idx as a number, if present. */
-static void opt_number(lua_State *L, int idx, const char *key, double *out)
-{
+static void opt_number(lua_State *L, int idx, const char *key, double *out) {
   lua_getfield(L, idx, key);
-  if (lua_type(L, -1) == LUA_TNUMBER)
-    *out = lua_tonumber(L, -1);
+  if (lua_type(L, -1) == LUA_TNUMBER) *out = lua_tonumber(L, -1);
   lua_pop(L, 1);
 }
 
-static void opt_size(lua_State *L, int idx, const char *key, size_t *out)
-{
+static void opt_size(lua_State *L, int idx, const char *key, size_t *out) {
   double v = -1;
 
   opt_number(L, idx, key, &v);
-  if (v >= 1)
-    *out = (size_t)v;
+  if (v >= 1) *out = (size_t)v;
 }
 
-static char *dup_or_raise(lua_State *L, const char *s)
-{
+static char *dup_or_raise(lua_State *L, const char *s) {
   char *d = strdup(s);
 
-  if (d == NULL)
-    luaL_error(L, "out of memory");
+  if (d == NULL) luaL_error(L, "out of memory");
   return d;
 }
 
 /* Adds the rules of one list (select.include or select.exclude). */
-static void copy_rules(lua_State *L, int idx, const char *which, int exclude, selection_t *sel)
-{
+static void copy_rules(lua_State *L, int idx, const char *which, int exclude, selection_t *sel) {
   static const struct {
     const char *key;
     int kind;
   } kinds[] = {
-    { "name", SELECT_NAME }, { "id", SELECT_ID },
-    { "label", SELECT_LABEL }, { "image", SELECT_IMAGE },
+      {"name", SELECT_NAME},
+      {"id", SELECT_ID},
+      {"label", SELECT_LABEL},
+      {"image", SELECT_IMAGE},
   };
   size_t k, i, n;
 
@@ -75,8 +70,7 @@ static void copy_rules(lua_State *L, int idx, const char *which, int exclude, se
 
 /* Stores field key of the table at idx (a function or nil) in the registry;
  * LUA_NOREF when nil. */
-static int ref_field(lua_State *L, int idx, const char *key)
-{
+static int ref_field(lua_State *L, int idx, const char *key) {
   lua_getfield(L, idx, key);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
@@ -85,14 +79,12 @@ static int ref_field(lua_State *L, int idx, const char *key)
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static void copy_timers(lua_State *L, int idx, filter_t *f)
-{
+static void copy_timers(lua_State *L, int idx, filter_t *f) {
   size_t i, n;
 
   lua_getfield(L, idx, "timers");
   n = lua_objlen(L, -1);
-  if (n > 0 && (f->timers = calloc(n, sizeof *f->timers)) == NULL)
-    luaL_error(L, "out of memory");
+  if (n > 0 && (f->timers = calloc(n, sizeof *f->timers)) == NULL) luaL_error(L, "out of memory");
   for (i = 1; i <= n; i++) {
     ltimer_t *t = &f->timers[f->n_timers];
     lua_rawgeti(L, -1, (int)i);
@@ -107,8 +99,7 @@ static void copy_timers(lua_State *L, int idx, filter_t *f)
 
 /* Copies the filter table at idx (normal form) into f; opens its
  * dead-letter file unless check_only. */
-static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only)
-{
+static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only) {
   const char *s;
   int i;
 
@@ -117,8 +108,7 @@ static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only)
   lua_getfield(L, idx, "on_error");
   s = lua_tostring(L, -1);
   for (i = 0; i < 3; i++)
-    if (strcmp(s, pl_on_error_names[i]) == 0)
-      f->on_error = i;
+    if (strcmp(s, pl_on_error_names[i]) == 0) f->on_error = i;
   lua_pop(L, 2);
   f->process_ref = ref_field(L, idx, "process");
   f->init_ref = ref_field(L, idx, "init");
@@ -128,15 +118,13 @@ static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only)
   copy_timers(L, idx, f);
   lua_getfield(L, idx, "select");
   if (!lua_isnil(L, -1)) {
-    if ((f->sel = calloc(1, sizeof *f->sel)) == NULL)
-      luaL_error(L, "out of memory");
+    if ((f->sel = calloc(1, sizeof *f->sel)) == NULL) luaL_error(L, "out of memory");
     copy_rules(L, lua_gettop(L), "include", 0, f->sel);
     copy_rules(L, lua_gettop(L), "exclude", 1, f->sel);
   }
   lua_pop(L, 1);
   lua_getfield(L, idx, "dead_letter");
-  if (lua_isstring(L, -1))
-    f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
+  if (lua_isstring(L, -1)) f->dl_path = dup_or_raise(L, lua_tostring(L, -1));
   if (f->dl_path != NULL && !check_only) {
     f->dl_fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (f->dl_fd < 0)
@@ -146,8 +134,7 @@ static void copy_filter(lua_State *L, int idx, filter_t *f, int check_only)
   lua_pop(L, 1);
 }
 
-static void copy_filters(lua_State *L, int idx, program_t *g)
-{
+static void copy_filters(lua_State *L, int idx, program_t *g) {
   size_t i, n;
   filter_t *f;
 
@@ -172,21 +159,18 @@ static void copy_filters(lua_State *L, int idx, program_t *g)
 
 /* The output of the running program with the settings of the table at
  * idx (its fingerprint, see output.h), or NULL. */
-static output_t *unchanged_output(lua_State *L, int idx, const program_t *old)
-{
+static output_t *unchanged_output(lua_State *L, int idx, const program_t *old) {
   strbuf_t fp = {0};
   output_t *found = NULL;
 
-  if (old == NULL)
-    return NULL;
+  if (old == NULL) return NULL;
   if (json_add_lua(&fp, L, idx) < 0 || strbuf_add(&fp, "", 1) < 0) {
     strbuf_free(&fp);
     luaL_error(L, "out of memory"); /* does not return */
     return NULL;
   }
   for (size_t i = 0; i < old->n_outputs && found == NULL; i++)
-    if (strcmp(old->outputs[i]->fingerprint, fp.data) == 0)
-      found = old->outputs[i];
+    if (strcmp(old->outputs[i]->fingerprint, fp.data) == 0) found = old->outputs[i];
   strbuf_free(&fp);
   return found;
 }
@@ -195,19 +179,19 @@ static output_t *unchanged_output(lua_State *L, int idx, const program_t *old)
  * (auth: bearer token, user, password): a line break in its value would end
  * that header and begin another. Raises an error naming the variable, never
  * its value. A variable that is not set is reported when the output starts. */
-static void check_env_value(lua_State *L, int idx, const char *key, const char *output)
-{
+static void check_env_value(lua_State *L, int idx, const char *key, const char *output) {
   lua_getfield(L, idx, key);
   const char *var = lua_tostring(L, -1);
   const char *v = var ? getenv(var) : NULL;
   if (v && strpbrk(v, "\r\n"))
-    luaL_error(L, "output %s: the environment variable %s (auth.%s) holds a line break (CR or LF); "
-               "a header value must be one line (the value is not shown)", output, var, key);
+    luaL_error(L,
+               "output %s: the environment variable %s (auth.%s) holds a line break (CR or LF); "
+               "a header value must be one line (the value is not shown)",
+               output, var, key);
   lua_pop(L, 1);
 }
 
-static void copy_outputs(lua_State *L, int idx, program_t *g)
-{
+static void copy_outputs(lua_State *L, int idx, program_t *g) {
   size_t i, n;
   output_t *o;
   char err[512];
@@ -242,8 +226,7 @@ static void copy_outputs(lua_State *L, int idx, program_t *g)
 
 /* Protected: copies the validated table (argument 1) into the config
  * (argument 3) and the program (argument 2). */
-int pl_copy_config(lua_State *L)
-{
+int pl_copy_config(lua_State *L) {
   program_t *g = lua_touserdata(L, 2);
   config_t *cfg = lua_touserdata(L, 3);
   size_t lua_memory = LUA_MEMORY_DEFAULT;
@@ -280,8 +263,7 @@ int pl_copy_config(lua_State *L)
   copy_rules(L, lua_gettop(L), "exclude", 1, &cfg->select);
   lua_pop(L, 1);
   lua_getfield(L, 1, "history");
-  if (lua_isstring(L, -1))
-    cfg->since_start = strcmp(lua_tostring(L, -1), "start") == 0;
+  if (lua_isstring(L, -1)) cfg->since_start = strcmp(lua_tostring(L, -1), "start") == 0;
   lua_pop(L, 1);
   lua_getfield(L, 1, "batch");
   opt_size(L, 4, "max_lines", &cfg->batch_max_lines);
@@ -305,8 +287,7 @@ int pl_copy_config(lua_State *L)
   opt_size(L, 4, "max_readers", &cfg->max_readers);
   opt_size(L, 4, "max_events_per_second", &cfg->max_events_per_second);
   lua_getfield(L, 4, "fsync");
-  if (lua_isboolean(L, -1))
-    cfg->fsync = lua_toboolean(L, -1);
+  if (lua_isboolean(L, -1)) cfg->fsync = lua_toboolean(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, 4, "state_dir");
   if (lua_isboolean(L, -1) || lua_isstring(L, -1)) {
@@ -316,13 +297,11 @@ int pl_copy_config(lua_State *L)
   lua_pop(L, 1);
   lua_getfield(L, 4, "log_level");
   s = lua_tostring(L, -1);
-  if (s != NULL)
-    cfg->log_level = log_parse_level(s);
+  if (s != NULL) cfg->log_level = log_parse_level(s);
   lua_pop(L, 1);
   lua_getfield(L, 4, "filter_isolation");
   s = lua_tostring(L, -1);
-  if (s != NULL)
-    cfg->filter_isolation = strcmp(s, "process") == 0;
+  if (s != NULL) cfg->filter_isolation = strcmp(s, "process") == 0;
   lua_pop(L, 1);
   lua_getfield(L, 4, "metrics"); /* validated: { listen = "host:port", max_containers } */
   if (lua_istable(L, -1)) {

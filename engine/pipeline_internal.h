@@ -52,16 +52,16 @@ enum { HOOK_INIT, HOOK_TIMER, HOOK_SHUTDOWN };
 extern const char *const pl_on_error_names[3];
 
 typedef struct ltimer {
-  double every;  /* seconds */
-  int64_t due;   /* CLOCK_MONOTONIC ns */
-  int ref;       /* the handler, in the registry */
+  double every; /* seconds */
+  int64_t due;  /* CLOCK_MONOTONIC ns */
+  int ref;      /* the handler, in the registry */
 } ltimer_t;
 
 typedef struct filter {
   char *name;
   int on_error;
   int process_ref, init_ref, shutdown_ref; /* LUA_NOREF when absent */
-  int state_ref;   /* ctx.state: a table private to the filter */
+  int state_ref;                           /* ctx.state: a table private to the filter */
   ltimer_t *timers;
   size_t n_timers;
   selection_t *sel; /* NULL: every batch */
@@ -77,7 +77,7 @@ typedef struct filter {
 typedef struct lmem {
   atomic_size_t used;
   size_t limit;
-  lua_Alloc base;  /* LuaJIT's own allocator, which does the work */
+  lua_Alloc base; /* LuaJIT's own allocator, which does the work */
   void *base_ud;
 } lmem_t;
 
@@ -94,15 +94,15 @@ typedef struct program {
   size_t n_filters;
   output_t **outputs;
   size_t n_outputs;
-  int outputs_taken; /* a delivery owns the outputs: program_free leaves them */
+  int outputs_taken;           /* a delivery owns the outputs: program_free leaves them */
   const struct program *reuse; /* while loading for a reload: the running
                                   program, whose unchanged outputs are kept */
-  int routing;     /* look at records' `output`: several outputs or a routed_only one */
+  int routing;                 /* look at records' `output`: several outputs or a routed_only one */
   double filter_timeout;
-  int isolate;     /* engine.filter_isolation = "process" */
-  int report;      /* log errors of protected calls (not while loading) */
-  int detached;    /* kept records were made plain tables (logged once) */
-  int check_only;  /* pipeline_check: open no file (outputs are null outputs) */
+  int isolate;    /* engine.filter_isolation = "process" */
+  int report;     /* log errors of protected calls (not while loading) */
+  int detached;   /* kept records were made plain tables (logged once) */
+  int check_only; /* pipeline_check: open no file (outputs are null outputs) */
 } program_t;
 
 /* The runaway guard's view of the current call (pipeline thread only). */
@@ -115,8 +115,8 @@ typedef struct guard {
 } guard_t;
 
 typedef struct pipeline_counters {
-  atomic_ullong batches, records_in, records_out, filter_errors, filter_timeouts,
-      output_errors, records_unrouted, dead_letters, reloads, reload_failures;
+  atomic_ullong batches, records_in, records_out, filter_errors, filter_timeouts, output_errors,
+      records_unrouted, dead_letters, reloads, reload_failures;
   atomic_ullong submitted, settled; /* batches queued; processed or dropped */
   atomic_llong progress_ns; /* CLOCK_MONOTONIC: last batch settled, or work arrived when idle */
   /* The filter process's current call (pipeline_worker.c): the filter's
@@ -129,26 +129,26 @@ typedef struct pipeline_counters {
 typedef struct pl_worker pl_worker_t;
 
 struct pipeline {
-  void (*on_batch_done)(void *ud, batch_t *b); /* takes processed batches (pipeline_set_done) */
-  ticket_t *ticket;         /* the batch being processed (pipeline thread) */
+  void (*on_batch_done)(void *ud, batch_t *b);   /* takes processed batches (pipeline_set_done) */
+  ticket_t *ticket;                              /* the batch being processed (pipeline thread) */
   void (*on_reload)(void *ud, selection_t *sel); /* pipeline_set_reloaded */
   void *reload_ud;
   void *batch_done_ud;
-  struct tap *tap;          /* pipeline_set_tap; NULL: none */
-  program_t *prog;          /* swapped under prog_mu by the thread only */
+  struct tap *tap; /* pipeline_set_tap; NULL: none */
+  program_t *prog; /* swapped under prog_mu by the thread only */
   pthread_mutex_t prog_mu;
   char *lua_dir;
-  char *source;             /* the pipeline's text when loaded from a string
+  char *source;   /* the pipeline's text when loaded from a string
                              * (pipeline_load_source); NULL: read the file */
-  int check_only;           /* pipeline_check: see program_t */
-  int simulated;            /* a test run (pl_sim_*): no thread, the clock is sim_now */
+  int check_only; /* pipeline_check: see program_t */
+  int simulated;  /* a test run (pl_sim_*): no thread, the clock is sim_now */
   int64_t sim_now;
 
   guard_t guard;
-  int escalated;            /* the hook runs on every instruction */
+  int escalated; /* the hook runs on every instruction */
   atomic_int aborted;
-  atomic_int discard;       /* pipeline_discard: queued batches are dropped */
-  atomic_ullong discarded;  /* records dropped so */
+  atomic_int discard;         /* pipeline_discard: queued batches are dropped */
+  atomic_ullong discarded;    /* records dropped so */
   char err[PIPELINE_ERR_MAX]; /* message of the last failed call */
   char tb[PIPELINE_TB_MAX];   /* its traceback */
 
@@ -157,20 +157,20 @@ struct pipeline {
   const container_t *emit_c; /* the batch's container; NULL in hooks */
   const filter_t *emit_f;
   size_t n_emitted;
-  strbuf_t dlbuf;            /* dead-letter lines */
+  strbuf_t dlbuf; /* dead-letter lines */
 
   pthread_mutex_t mu;
-  pthread_cond_t cv;         /* on CLOCK_MONOTONIC, for timers */
-  batch_t *head, *tail;      /* under mu */
-  int finishing, exited;     /* under mu */
-  char *reload_path;         /* under mu: a reload asked for */
-  atomic_int reopen;         /* filters' dead-letter files (pipeline thread) */
-  atomic_int done;           /* the thread has finished its work */
+  pthread_cond_t cv;     /* on CLOCK_MONOTONIC, for timers */
+  batch_t *head, *tail;  /* under mu */
+  int finishing, exited; /* under mu */
+  char *reload_path;     /* under mu: a reload asked for */
+  atomic_int reopen;     /* filters' dead-letter files (pipeline thread) */
+  atomic_int done;       /* the thread has finished its work */
   pthread_t thread;
   int thread_started, joined;
   uv_async_t async;
   int async_open, exit_called;
-  delivery_t *delivery;      /* the outputs' loop side, from pipeline_start_outputs */
+  delivery_t *delivery; /* the outputs' loop side, from pipeline_start_outputs */
   void (*on_exit)(void *ud);
   void *ud;
 
@@ -182,19 +182,18 @@ struct pipeline {
    * is "process" (pipeline thread only) */
   int isolate;
   pl_worker_t *worker;
-  int64_t worker_tried;     /* CLOCK_MONOTONIC ns: the last start of one */
+  int64_t worker_tried; /* CLOCK_MONOTONIC ns: the last start of one */
   /* in the filter process only */
-  int in_worker;            /* this is the filter process */
-  int worker_fd;            /* its end of the channel */
-  int in_batch;             /* the bodies it sends belong to the batch */
-  char *tap_want;           /* the tap points wanted for the batch */
+  int in_worker;  /* this is the filter process */
+  int worker_fd;  /* its end of the channel */
+  int in_batch;   /* the bodies it sends belong to the batch */
+  char *tap_want; /* the tap points wanted for the batch */
   size_t n_tap_want;
   /* pl_fallback_batch's view (the thread, after the process failed) */
   const unsigned char *fb_sent; /* outputs that got the batch already */
 };
 
-static inline int64_t pl_clock_ns(clockid_t id)
-{
+static inline int64_t pl_clock_ns(clockid_t id) {
   struct timespec ts;
 
   clock_gettime(id, &ts);
@@ -202,8 +201,7 @@ static inline int64_t pl_clock_ns(clockid_t id)
 }
 
 /* Adds n to counter c (relaxed: the counters order nothing). */
-static inline void pl_count(atomic_ullong *c, unsigned long long n)
-{
+static inline void pl_count(atomic_ullong *c, unsigned long long n) {
   atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
@@ -239,8 +237,8 @@ int pl_worker_write(pipeline_t *p, program_t *g, output_t *o, lua_State *L, int 
 /* The process: whether a tap client wants the batch's records at point. */
 int pl_worker_tap_wanted(const pipeline_t *p, int point, const char *name);
 /* The process: sends records encoded for a tap client. */
-void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname,
-                   const char *data, size_t len);
+void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname, const char *data,
+                   size_t len);
 
 /* ---- pipeline_lua.c ---- */
 

@@ -27,17 +27,13 @@
 /* The pipeline whose Lua state this thread is running, for the hook. */
 static _Thread_local pipeline_t *guard_current;
 
-static int64_t now_coarse(void)
-{
-  return pl_clock_ns(CLOCK_MONOTONIC_COARSE);
-}
+static int64_t now_coarse(void) { return pl_clock_ns(CLOCK_MONOTONIC_COARSE); }
 
 /* The Lua allocator with a cap around LuaJIT's own allocator (faster than
  * malloc for the small objects a Lua state churns through): growing past
  * m->limit fails (LuaJIT raises LUA_ERRMEM in the call that allocated);
  * shrinking and freeing always succeed. */
-void *pl_capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
+void *pl_capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   lmem_t *m = ud;
   size_t used = atomic_load_explicit(&m->used, memory_order_relaxed);
   size_t old = ptr != NULL ? osize : 0;
@@ -48,11 +44,9 @@ void *pl_capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     atomic_store_explicit(&m->used, used - old, memory_order_relaxed);
     return NULL;
   }
-  if (nsize > old && used - old + nsize > m->limit)
-    return NULL;
+  if (nsize > old && used - old + nsize > m->limit) return NULL;
   np = m->base(m->base_ud, ptr, osize, nsize);
-  if (np == NULL)
-    return nsize <= old ? ptr : NULL;
+  if (np == NULL) return nsize <= old ? ptr : NULL;
   atomic_store_explicit(&m->used, used - old + nsize, memory_order_relaxed);
   return np;
 }
@@ -61,20 +55,19 @@ void *pl_capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
  * aborts or the filter call's deadline passes. From then on it runs on every
  * instruction, so a filter that catches the error with pcall is stopped
  * again right away. */
-static void guard_hook(lua_State *L, lua_Debug *ar)
-{
+static void guard_hook(lua_State *L, lua_Debug *ar) {
   pipeline_t *p = guard_current;
   char msg[96];
 
-  if (p == NULL)
-    return;
+  if (p == NULL) return;
   if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
     snprintf(msg, sizeof msg, "filter aborted: engine stopping");
   else if (p->guard.on && p->guard.deadline != 0 && now_coarse() >= p->guard.deadline)
-    snprintf(msg, sizeof msg, p->guard.loading ? "still running after %g s while loading"
-                                               : "filter timed out after %g s", p->guard.timeout);
-  else
-    return;
+    snprintf(msg, sizeof msg,
+             p->guard.loading ? "still running after %g s while loading"
+                              : "filter timed out after %g s",
+             p->guard.timeout);
+  else return;
   p->guard.tripped = 1;
   if (!p->escalated) {
     p->escalated = 1;
@@ -88,8 +81,7 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
 /* Message handler of every protected call: keeps the message (a string, or
  * a description of a non-string error object) and saves the traceback in
  * p->tb. Runs no Lua code. */
-static int traceback_handler(lua_State *L)
-{
+static int traceback_handler(lua_State *L) {
   pipeline_t *p = lua_touserdata(L, lua_upvalueindex(1));
   const char *tb;
   size_t len;
@@ -101,8 +93,7 @@ static int traceback_handler(lua_State *L)
   lua_settop(L, 1);
   luaL_traceback(L, L, NULL, 1);
   tb = lua_tolstring(L, -1, &len);
-  if (len >= sizeof p->tb)
-    len = sizeof p->tb - 1;
+  if (len >= sizeof p->tb) len = sizeof p->tb - 1;
   memcpy(p->tb, tb, len);
   p->tb[len] = '\0';
   lua_pop(L, 1);
@@ -111,14 +102,12 @@ static int traceback_handler(lua_State *L)
 
 /* Logs a failed call: what failed, the message, and the traceback on the
  * same line ("; " between its frames). */
-void pl_report_error(const char *what, const char *container, const char *msg, const char *tb)
-{
+void pl_report_error(const char *what, const char *container, const char *msg, const char *tb) {
   char flat[PIPELINE_TB_MAX * 2];
   size_t i, n = 0;
 
   for (i = 0; tb[i] != '\0' && n + 3 < sizeof flat; i++) {
-    if (tb[i] == '\t')
-      continue;
+    if (tb[i] == '\t') continue;
     if (tb[i] == '\n') {
       flat[n++] = ';';
       flat[n++] = ' ';
@@ -137,8 +126,7 @@ void pl_report_error(const char *what, const char *container, const char *msg, c
  * nor a result. Returns CALL_OK, CALL_ERROR, or CALL_TIMEOUT when the guard
  * stopped it. The one way the engine calls into Lua. */
 int pl_call_protected(pipeline_t *p, program_t *g, int nargs, int nres, const char *what,
-                      const char *container, int guarded)
-{
+                      const char *container, int guarded) {
   lua_State *L = g->L;
   int base = lua_gettop(L) - nargs; /* the function's index */
   pipeline_t *outer = guard_current;
@@ -165,28 +153,24 @@ int pl_call_protected(pipeline_t *p, program_t *g, int nargs, int nres, const ch
     lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_COUNT);
   }
   lua_remove(L, base); /* the handler */
-  if (rc == 0)
-    return CALL_OK;
+  if (rc == 0) return CALL_OK;
   msg = lua_tostring(L, -1);
   snprintf(p->err, sizeof p->err, "%s", msg ? msg : "(no error message)");
   lua_pop(L, 1); /* the message */
-  if (g->report)
-    pl_report_error(what, container, p->err, p->tb);
+  if (g->report) pl_report_error(what, container, p->err, p->tb);
   return tripped ? CALL_TIMEOUT : CALL_ERROR;
 }
 
 /* ---- the sandbox ---- */
 
-static int pipeline_blocked(lua_State *L)
-{
+static int pipeline_blocked(lua_State *L) {
   return luaL_error(L, "%s is not available to pipelines%s", lua_tostring(L, lua_upvalueindex(1)),
                     lua_tostring(L, lua_upvalueindex(2)));
 }
 
 /* Replaces module[field] with a function raising "<name> is not available
  * to pipelines<why>". Expects the module table at idx. */
-static void block(lua_State *L, int idx, const char *field, const char *name, const char *why)
-{
+static void block(lua_State *L, int idx, const char *field, const char *name, const char *why) {
   lua_pushstring(L, name);
   lua_pushstring(L, why);
   lua_pushcclosure(L, pipeline_blocked, 2);
@@ -194,8 +178,7 @@ static void block(lua_State *L, int idx, const char *field, const char *name, co
 }
 
 /* io.lines with a file name; io.lines() would read the engine's stdin. */
-static int pipeline_io_lines(lua_State *L)
-{
+static int pipeline_io_lines(lua_State *L) {
   if (lua_isnoneornil(L, 1))
     return luaL_error(L, "io.lines() without a file name is not available to pipelines "
                          "(it would read the engine's stdin)");
@@ -207,8 +190,7 @@ static int pipeline_io_lines(lua_State *L)
 
 /* print() writes to the engine's log (stderr), not among the records on
  * stdout. */
-static int pipeline_print(lua_State *L)
-{
+static int pipeline_print(lua_State *L) {
   luaL_Buffer b;
   int i, n = lua_gettop(L);
 
@@ -217,10 +199,8 @@ static int pipeline_print(lua_State *L)
     lua_getglobal(L, "tostring");
     lua_pushvalue(L, i);
     lua_call(L, 1, 1);
-    if (!lua_isstring(L, -1))
-      return luaL_error(L, "'tostring' must return a string to 'print'");
-    if (i > 1)
-      luaL_addchar(&b, '\t'); // NOLINT(bugprone-branch-clone): inside LuaJIT's macro
+    if (!lua_isstring(L, -1)) return luaL_error(L, "'tostring' must return a string to 'print'");
+    if (i > 1) luaL_addchar(&b, '\t'); // NOLINT(bugprone-branch-clone): inside LuaJIT's macro
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
@@ -233,8 +213,7 @@ static int pipeline_print(lua_State *L)
  * preloads engine.json, and takes out what can hurt the engine: os.exit,
  * jit.on, debug.sethook, io.read/io.input/io.stdin and io.lines() on stdin.
  * Arguments: the pipeline's path, the engine's Lua folder. */
-int pl_setup_state(lua_State *L)
-{
+int pl_setup_state(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *lua_dir = luaL_checkstring(L, 2);
   const char *slash = strrchr(path, '/');
@@ -243,15 +222,12 @@ int pl_setup_state(lua_State *L)
   /* after the libraries: opening the jit library turns the compiler on */
   luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   lua_getglobal(L, "package");
-  if (slash == NULL)
-    lua_pushliteral(L, ".");
-  else if (slash == path)
-    lua_pushliteral(L, "");
-  else
-    lua_pushlstring(L, path, (size_t)(slash - path));
+  if (slash == NULL) lua_pushliteral(L, ".");
+  else if (slash == path) lua_pushliteral(L, "");
+  else lua_pushlstring(L, path, (size_t)(slash - path));
   lua_getfield(L, 3, "path");
-  lua_pushfstring(L, "%s/?.lua;%s/?.lua;%s/?/init.lua;%s", lua_tostring(L, 4), lua_dir,
-                  lua_dir, lua_tostring(L, 5));
+  lua_pushfstring(L, "%s/?.lua;%s/?.lua;%s/?/init.lua;%s", lua_tostring(L, 4), lua_dir, lua_dir,
+                  lua_tostring(L, 5));
   lua_setfield(L, 3, "path");
   lua_getfield(L, 3, "preload");
   lua_pushcfunction(L, lua_json_open);
@@ -277,8 +253,7 @@ int pl_setup_state(lua_State *L)
   return 0;
 }
 
-int pl_writable(lua_State *L)
-{
+int pl_writable(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int is_dir = lua_toboolean(L, 2);
   struct stat st;
@@ -287,14 +262,11 @@ int pl_writable(lua_State *L)
   int ok;
 
   if (stat(path, &st) == 0) {
-    if (is_dir && !S_ISDIR(st.st_mode))
-      lua_pushfstring(L, "%s is not a folder", path);
-    else if (!is_dir && S_ISDIR(st.st_mode))
-      lua_pushfstring(L, "%s is a folder", path);
+    if (is_dir && !S_ISDIR(st.st_mode)) lua_pushfstring(L, "%s is not a folder", path);
+    else if (!is_dir && S_ISDIR(st.st_mode)) lua_pushfstring(L, "%s is a folder", path);
     else if (access(path, is_dir ? W_OK | X_OK : W_OK) != 0)
       lua_pushfstring(L, "%s is not writable: %s", path, strerror(errno));
-    else
-      lua_pushnil(L);
+    else lua_pushnil(L);
     return 1;
   }
   if (errno != ENOENT) {
@@ -303,23 +275,17 @@ int pl_writable(lua_State *L)
   }
   /* it would be created: in its folder */
   dir = strdup(path);
-  if (dir == NULL)
-    return luaL_error(L, "out of memory");
+  if (dir == NULL) return luaL_error(L, "out of memory");
   slash = strrchr(dir, '/');
   folder = dir;
-  if (slash == NULL)
-    folder = ".";
-  else if (slash == dir)
-    dir[1] = '\0';
-  else
-    *slash = '\0';
+  if (slash == NULL) folder = ".";
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
   ok = stat(folder, &st) == 0 && S_ISDIR(st.st_mode);
-  if (!ok)
-    lua_pushfstring(L, "cannot be created: the folder %s does not exist", folder);
+  if (!ok) lua_pushfstring(L, "cannot be created: the folder %s does not exist", folder);
   else if (access(folder, W_OK | X_OK) != 0)
     lua_pushfstring(L, "cannot be created: the folder %s is not writable", folder);
-  else
-    lua_pushnil(L);
+  else lua_pushnil(L);
   free(dir);
   return 1;
 }
@@ -327,8 +293,7 @@ int pl_writable(lua_State *L)
 /* ---- ctx.emit ---- */
 
 /* Sets t[key] = val (a string) at the table at idx when t[key] is nil. */
-static void default_string(lua_State *L, int idx, const char *key, const char *val)
-{
+static void default_string(lua_State *L, int idx, const char *key, const char *val) {
   lua_pushstring(L, key);
   lua_rawget(L, idx);
   if (lua_isnil(L, -1)) {
@@ -343,8 +308,7 @@ static void default_string(lua_State *L, int idx, const char *key, const char *v
  * the fields it lacks (time: now; stream: "stdout"; container, name, image:
  * the batch's container, or "", the filter's name and "" in a hook) and
  * appends it to the emit buffer (upvalue 2). Upvalue 1: the pipeline. */
-static int lua_emit(lua_State *L)
-{
+static int lua_emit(lua_State *L) {
   pipeline_t *p = lua_touserdata(L, lua_upvalueindex(1));
   const container_t *c = p->emit_c;
   char ts[TS_LEN + 1];
@@ -356,8 +320,7 @@ static int lua_emit(lua_State *L)
                          "or outside a filter call)");
   lua_pushliteral(L, "line");
   lua_rawget(L, 1);
-  if (lua_type(L, -1) != LUA_TSTRING)
-    return luaL_argerror(L, 1, "a record needs a string `line`");
+  if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 1, "a record needs a string `line`");
   lua_pop(L, 1);
   record_materialize(L, 1); /* a record of a batch keeps its own fields */
   ts_format(ts_now(), ts);
@@ -372,8 +335,7 @@ static int lua_emit(lua_State *L)
 
 /* Moves the emitted records to the end of the array at dest (0: discards
  * them) and empties the buffer. */
-void pl_take_emitted(pipeline_t *p, program_t *g, int dest)
-{
+void pl_take_emitted(pipeline_t *p, program_t *g, int dest) {
   lua_State *L = g->L;
   size_t i, n = dest ? lua_objlen(L, dest) : 0;
 
@@ -392,8 +354,7 @@ void pl_take_emitted(pipeline_t *p, program_t *g, int dest)
 
 /* Registers the engine's functions in a new state (before any Lua code
  * runs; the state is nearly empty, so this cannot run out of memory). */
-void pl_program_register(pipeline_t *p, program_t *g)
-{
+void pl_program_register(pipeline_t *p, program_t *g) {
   lua_State *L = g->L;
 
   lua_pushlightuserdata(L, p);

@@ -24,24 +24,21 @@
 #include "timestamp.h"
 
 /* Sets t[key] = string at the table at idx without metamethods. */
-static void raw_set_string(lua_State *L, int idx, const char *key, const char *val)
-{
+static void raw_set_string(lua_State *L, int idx, const char *key, const char *val) {
   lua_pushstring(L, key);
   lua_pushstring(L, val);
   lua_rawset(L, idx);
 }
 
 /* Sets t[key] = registry[ref] at the table at idx without metamethods. */
-static void raw_set_ref(lua_State *L, int idx, const char *key, int ref)
-{
+static void raw_set_ref(lua_State *L, int idx, const char *key, int ref) {
   lua_pushstring(L, key);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   lua_rawset(L, idx);
 }
 
 /* Pushes a shallow copy of the array at idx (the records are shared). */
-static void push_array_copy(lua_State *L, int idx)
-{
+static void push_array_copy(lua_State *L, int idx) {
   size_t i, n = lua_objlen(L, idx);
 
   lua_createtable(L, n > INT32_MAX ? INT32_MAX : (int)n, 0);
@@ -53,8 +50,7 @@ static void push_array_copy(lua_State *L, int idx)
 
 /* Checks the records a filter left at idx: every item a table with a
  * string `line`. Returns 0, or -1 with a message in msg. */
-static int check_records(lua_State *L, int idx, const filter_t *f, char *msg, size_t n)
-{
+static int check_records(lua_State *L, int idx, const filter_t *f, char *msg, size_t n) {
   size_t i, count = lua_objlen(L, idx);
   int t;
 
@@ -71,8 +67,8 @@ static int check_records(lua_State *L, int idx, const filter_t *f, char *msg, si
     t = lua_type(L, -1);
     lua_pop(L, 2);
     if (t != LUA_TSTRING) {
-      snprintf(msg, n, "filter %s returned record %zu without a string `line` (got a %s)",
-               f->name, i, lua_typename(L, t));
+      snprintf(msg, n, "filter %s returned record %zu without a string `line` (got a %s)", f->name,
+               i, lua_typename(L, t));
       return -1;
     }
   }
@@ -81,9 +77,8 @@ static int check_records(lua_State *L, int idx, const filter_t *f, char *msg, si
 
 /* Writes one dead-letter line for the records at recs (an array, or 0 for
  * none): {"time","filter","container","name","error","records":[...]}. */
-static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs,
-                        const container_t *c, const char *msg)
-{
+static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs, const container_t *c,
+                        const char *msg) {
   strbuf_t *b = &p->dlbuf;
   char ts[TS_LEN + 1];
   size_t i, n = recs ? lua_objlen(g->L, recs) : 0;
@@ -94,8 +89,7 @@ static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs,
   rc = strbuf_add(b, "{\"time\":", 8) | json_add_string(b, ts, TS_LEN) |
        strbuf_add(b, ",\"filter\":", 10) | json_add_string(b, f->name, strlen(f->name)) |
        strbuf_add(b, ",\"container\":", 13) |
-       json_add_string(b, c ? c->id : "", c ? strlen(c->id) : 0) |
-       strbuf_add(b, ",\"name\":", 8) |
+       json_add_string(b, c ? c->id : "", c ? strlen(c->id) : 0) | strbuf_add(b, ",\"name\":", 8) |
        json_add_string(b, c && c->name ? c->name : "", c && c->name ? strlen(c->name) : 0) |
        strbuf_add(b, ",\"error\":", 9) | json_add_string(b, msg, strlen(msg)) |
        strbuf_add(b, ",\"records\":[", 12);
@@ -111,45 +105,37 @@ static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs,
     pl_count(&f->dead_letters, 1);
   } else {
     pl_count(&p->stats->output_errors, 1);
-    log_error(c ? c->name : NULL, "filter %s: cannot write to the dead-letter file %s: %s",
-              f->name, f->dl_path, rc ? "out of memory" : strerror(errno));
+    log_error(c ? c->name : NULL, "filter %s: cannot write to the dead-letter file %s: %s", f->name,
+              f->dl_path, rc ? "out of memory" : strerror(errno));
   }
-  if (b->cap > ((size_t)1 << 20))
-    strbuf_free(b);
+  if (b->cap > ((size_t)1 << 20)) strbuf_free(b);
 }
 
 /* The batch at recs failed filter f (or f is disabled): applies on_error.
  * Returns 1 when the batch goes on unchanged, 0 when it is dropped. */
-static int apply_on_error(pipeline_t *p, program_t *g, filter_t *f, int recs,
-                          const container_t *c, const char *msg)
-{
-  if (f->on_error == ON_ERROR_DEAD_LETTER)
-    dead_letter(p, g, f, recs, c, msg);
+static int apply_on_error(pipeline_t *p, program_t *g, filter_t *f, int recs, const container_t *c,
+                          const char *msg) {
+  if (f->on_error == ON_ERROR_DEAD_LETTER) dead_letter(p, g, f, recs, c, msg);
   return f->on_error == ON_ERROR_PASS;
 }
 
-static void count_failure(pipeline_t *p, filter_t *f, int rc)
-{
+static void count_failure(pipeline_t *p, filter_t *f, int rc) {
   pl_count(rc == CALL_TIMEOUT ? &p->stats->filter_timeouts : &p->stats->filter_errors, 1);
   pl_count(rc == CALL_TIMEOUT ? &f->timeouts : &f->errors, 1);
 }
 
 /* 1 when the filter takes batches of container c (NULL: records emitted by
  * a hook, which only filters without a selection take). */
-static int filter_selects(const filter_t *f, const container_t *c)
-{
-  if (f->sel == NULL)
-    return 1;
-  if (c == NULL)
-    return 0;
+static int filter_selects(const filter_t *f, const container_t *c) {
+  if (f->sel == NULL) return 1;
+  if (c == NULL) return 0;
   return selection_match(f->sel, c->id, c->name ? c->name : "", c->image ? c->image : "",
                          (const char *const *)c->label_pairs, c->n_labels);
 }
 
 /* Appends the emitted records to the filter's result at idx, in a new
  * array (the filter may keep the table it returned). */
-static void append_emitted(pipeline_t *p, program_t *g, int idx)
-{
+static void append_emitted(pipeline_t *p, program_t *g, int idx) {
   lua_State *L = g->L;
 
   push_array_copy(L, idx);
@@ -161,30 +147,24 @@ const double pipeline_duration_bounds[PIPELINE_DURATION_BUCKETS] = {
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
 
 /* Counts one process call of ns nanoseconds in its duration bucket. */
-static void record_duration(filter_t *f, int64_t ns)
-{
+static void record_duration(filter_t *f, int64_t ns) {
   double s = (double)ns / 1e9;
   size_t i = 0;
-  while (i < PIPELINE_DURATION_BUCKETS && s > pipeline_duration_bounds[i])
-    i++;
+  while (i < PIPELINE_DURATION_BUCKETS && s > pipeline_duration_bounds[i]) i++;
   pl_count(&f->buckets[i], 1);
   pl_count(&f->duration_ns, ns > 0 ? (unsigned long long)ns : 0);
 }
 
 /* In the filter process: the engine watches the call of filter f begun at
  * now (CLOCK_MONOTONIC ns) and ends it when it runs past filter_timeout. */
-static void call_begins(pipeline_t *p, const program_t *g, const filter_t *f, int64_t now)
-{
-  if (!p->in_worker)
-    return;
+static void call_begins(pipeline_t *p, const program_t *g, const filter_t *f, int64_t now) {
+  if (!p->in_worker) return;
   atomic_store(&p->stats->call_started_ns, now);
   atomic_store(&p->stats->call_filter, (int)(f - g->filters));
 }
 
-static void call_ends(pipeline_t *p)
-{
-  if (p->in_worker)
-    atomic_store(&p->stats->call_filter, -1);
+static void call_ends(pipeline_t *p) {
+  if (p->in_worker) atomic_store(&p->stats->call_filter, -1);
 }
 
 /* Runs one filter on the records at recs. On success they are replaced by
@@ -193,19 +173,15 @@ static void call_ends(pipeline_t *p)
  * filter's on_error applies. Returns 1 when the batch goes on, 0 when it
  * is dropped. */
 static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ctx,
-                      const container_t *c)
-{
+                      const container_t *c) {
   lua_State *L = g->L;
   const char *cname = c ? c->name : NULL;
   int top = lua_gettop(L), rc;
   char what[256], msg[512];
 
-  if (!filter_selects(f, c))
-    return 1;
-  if (f->disabled)
-    return apply_on_error(p, g, f, recs, c, "filter disabled: its init failed");
-  if (f->process_ref == LUA_NOREF)
-    return 1;
+  if (!filter_selects(f, c)) return 1;
+  if (f->disabled) return apply_on_error(p, g, f, recs, c, "filter disabled: its init failed");
+  if (f->process_ref == LUA_NOREF) return 1;
   pl_count(&f->calls, 1);
   snprintf(what, sizeof what, "filter %s (on_error=%s)", f->name, pl_on_error_names[f->on_error]);
   push_array_copy(L, recs); /* top + 1: the array the filter gets */
@@ -226,20 +202,16 @@ static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ct
   record_duration(f, (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   p->emit_on = 0;
   if (rc == CALL_OK) {
-    if (lua_istable(L, -1))
-      lua_replace(L, top + 1); /* the new array */
-    else if (lua_isnil(L, -1))
-      lua_pop(L, 1); /* keep the copy, as the filter left it */
+    if (lua_istable(L, -1)) lua_replace(L, top + 1); /* the new array */
+    else if (lua_isnil(L, -1)) lua_pop(L, 1);        /* keep the copy, as the filter left it */
     else {
       snprintf(msg, sizeof msg, "filter %s returned a %s, expected a table of records or nil",
                f->name, luaL_typename(L, -1));
       lua_pop(L, 1);
       rc = CALL_ERROR;
     }
-    if (rc == CALL_OK && p->n_emitted > 0)
-      append_emitted(p, g, top + 1);
-    if (rc == CALL_OK && check_records(L, top + 1, f, msg, sizeof msg) < 0)
-      rc = CALL_ERROR;
+    if (rc == CALL_OK && p->n_emitted > 0) append_emitted(p, g, top + 1);
+    if (rc == CALL_OK && check_records(L, top + 1, f, msg, sizeof msg) < 0) rc = CALL_ERROR;
     if (rc != CALL_OK) {
       snprintf(p->err, sizeof p->err, "%s", msg);
       pl_report_error(what, cname, msg, "");
@@ -258,16 +230,13 @@ static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ct
 
 /* 1 when the record at idx goes to output o: its `output` field (at vidx)
  * is nil and o takes unrouted records, or names o, or lists o's name. */
-static int routed_to(lua_State *L, int vidx, const output_t *o)
-{
+static int routed_to(lua_State *L, int vidx, const output_t *o) {
   size_t i, n;
   int hit = 0;
 
   switch (lua_type(L, vidx)) {
-  case LUA_TNIL:
-    return !o->routed_only;
-  case LUA_TSTRING:
-    return strcmp(lua_tostring(L, vidx), o->name) == 0;
+  case LUA_TNIL: return !o->routed_only;
+  case LUA_TSTRING: return strcmp(lua_tostring(L, vidx), o->name) == 0;
   case LUA_TTABLE:
     n = lua_objlen(L, vidx);
     for (i = 1; i <= n && !hit; i++) {
@@ -276,15 +245,13 @@ static int routed_to(lua_State *L, int vidx, const output_t *o)
       lua_pop(L, 1);
     }
     return hit;
-  default:
-    return 0;
+  default: return 0;
   }
 }
 
 /* Pushes the array of the records at recs that go to output o; counts in
  * *hits which records went somewhere (an array of flags, one per record). */
-static void push_routed(lua_State *L, int recs, const output_t *o, unsigned char *hits)
-{
+static void push_routed(lua_State *L, int recs, const output_t *o, unsigned char *hits) {
   size_t i, k = 0, n = lua_objlen(L, recs);
 
   lua_newtable(L);
@@ -303,8 +270,7 @@ static void push_routed(lua_State *L, int recs, const output_t *o, unsigned char
 }
 
 /* 1 when some record at recs has an `output` field. */
-static int any_routed(lua_State *L, int recs)
-{
+static int any_routed(lua_State *L, int recs) {
   size_t i, n = lua_objlen(L, recs);
   int found = 0;
 
@@ -320,15 +286,13 @@ static int any_routed(lua_State *L, int recs)
 
 /* Reopens the filters' dead-letter files (the outputs' files are reopened
  * on the loop, by the delivery). */
-static void reopen_dead_letters(program_t *g)
-{
+static void reopen_dead_letters(program_t *g) {
   size_t i;
 
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
     int fd;
-    if (f->dl_path == NULL)
-      continue;
+    if (f->dl_path == NULL) continue;
     fd = open(f->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
       log_error(NULL, "filter %s: cannot reopen %s: %s", f->name, f->dl_path, strerror(errno));
@@ -341,17 +305,15 @@ static void reopen_dead_letters(program_t *g)
 
 /* Offers the records at idx to the tap's clients at point (tap.h). */
 static void tap_records(pipeline_t *p, lua_State *L, int point, const char *name, int idx,
-                        const char *cname)
-{
+                        const char *cname) {
   strbuf_t b = {0};
 
-  if (p->in_worker ? !pl_worker_tap_wanted(p, point, name) : !tap_wanted(p->tap, point, name, cname))
+  if (p->in_worker ? !pl_worker_tap_wanted(p, point, name)
+                   : !tap_wanted(p->tap, point, name, cname))
     return;
   if (encode_ndjson(&b, L, idx, 0) == 0) {
-    if (p->in_worker)
-      pl_worker_tap(p, point, name, cname, b.data, b.len);
-    else
-      tap_offer(p->tap, point, name, cname, b.data, b.len);
+    if (p->in_worker) pl_worker_tap(p, point, name, cname, b.data, b.len);
+    else tap_offer(p->tap, point, name, cname, b.data, b.len);
   }
   strbuf_free(&b);
 }
@@ -359,14 +321,12 @@ static void tap_records(pipeline_t *p, lua_State *L, int point, const char *name
 /* Writes the records at idx to output i of g (in the filter process: sends
  * them to the engine, pipeline_worker.c). */
 static void write_output(pipeline_t *p, program_t *g, size_t i, lua_State *L, int idx,
-                         const char *cname)
-{
+                         const char *cname) {
   output_t *o = g->outputs[i];
   char err[512];
   int rc;
 
-  if (p->fb_sent && p->fb_sent[i])
-    return; /* a fallback: the filter process wrote it already */
+  if (p->fb_sent && p->fb_sent[i]) return; /* a fallback: the filter process wrote it already */
   tap_records(p, L, TAP_OUTPUT, o->name, idx, cname);
   err[0] = '\0';
   if (p->in_worker) {
@@ -383,32 +343,26 @@ static void write_output(pipeline_t *p, program_t *g, size_t i, lua_State *L, in
 
 /* Hands the records at recs to the outputs: all of them to every output,
  * unless the program routes and some record has an `output` field. */
-static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cname)
-{
+static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cname) {
   lua_State *L = g->L;
   size_t i, n = lua_objlen(L, recs), reached = 0;
   unsigned char *hits;
 
-  if (atomic_exchange(&p->reopen, 0))
-    reopen_dead_letters(g);
-  if (n == 0)
-    return;
+  if (atomic_exchange(&p->reopen, 0)) reopen_dead_letters(g);
+  if (n == 0) return;
   if (!g->routing || !any_routed(L, recs)) {
     pl_count(&p->stats->records_out, n);
-    for (i = 0; i < g->n_outputs; i++)
-      write_output(p, g, i, L, recs, cname);
+    for (i = 0; i < g->n_outputs; i++) write_output(p, g, i, L, recs, cname);
     return;
   }
   hits = lua_newuserdata(L, n); /* collected with the batch */
   memset(hits, 0, n);
   for (i = 0; i < g->n_outputs; i++) {
     push_routed(L, recs, g->outputs[i], hits);
-    if (lua_objlen(L, -1) > 0)
-      write_output(p, g, i, L, lua_gettop(L), cname);
+    if (lua_objlen(L, -1) > 0) write_output(p, g, i, L, lua_gettop(L), cname);
     lua_pop(L, 1);
   }
-  for (i = 0; i < n; i++)
-    reached += hits[i];
+  for (i = 0; i < n; i++) reached += hits[i];
   lua_pop(L, 1);
   pl_count(&p->stats->records_out, reached);
   if (reached < n) {
@@ -420,26 +374,21 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
 /* Runs the records at recs through filters from..n-1 (unless the engine
  * aborted) and the outputs. ctx: the table filters get. */
 static void run_chain(pipeline_t *p, program_t *g, int recs, int ctx, size_t from,
-                      const container_t *c)
-{
+                      const container_t *c) {
   size_t i;
   const char *cname = c ? c->name : NULL;
 
-  if (from == 0)
-    tap_records(p, g->L, TAP_INPUT, NULL, recs, cname);
+  if (from == 0) tap_records(p, g->L, TAP_INPUT, NULL, recs, cname);
   for (i = from; i < g->n_filters; i++) {
-    if (atomic_load_explicit(&p->aborted, memory_order_relaxed))
-      break;
-    if (!run_filter(p, g, &g->filters[i], recs, ctx, c))
-      return;
+    if (atomic_load_explicit(&p->aborted, memory_order_relaxed)) break;
+    if (!run_filter(p, g, &g->filters[i], recs, ctx, c)) return;
     tap_records(p, g->L, TAP_FILTER, g->filters[i].name, recs, cname);
   }
   write_outputs(p, g, recs, c ? c->name : NULL);
 }
 
 /* Pushes a new ctx: {emit} plus name and container when c is given. */
-static void push_ctx(lua_State *L, program_t *g, const container_t *c)
-{
+static void push_ctx(lua_State *L, program_t *g, const container_t *c) {
   lua_createtable(L, 0, 5);
   raw_set_ref(L, lua_gettop(L), "emit", g->emit_ref);
   if (c != NULL) {
@@ -450,14 +399,13 @@ static void push_ctx(lua_State *L, program_t *g, const container_t *c)
 
 /* Protected: turns the batch (argument 3) into records and runs them
  * through the filters and outputs. Arguments 1, 2: pipeline, program. */
-int pl_run_batch(lua_State *L)
-{
+int pl_run_batch(lua_State *L) {
   pipeline_t *p = lua_touserdata(L, 1);
   program_t *g = lua_touserdata(L, 2);
   batch_t *b = lua_touserdata(L, 3);
 
   lua_settop(L, 3);
-  record_push_batch(L, b); /* 4 */
+  record_push_batch(L, b);      /* 4 */
   push_ctx(L, g, b->container); /* 5: shared by the filters of the batch */
   run_chain(p, g, 4, 5, 0, b->container);
   return 0;
@@ -466,8 +414,7 @@ int pl_run_batch(lua_State *L)
 /* Protected: runs a hook of filter i (argument 3): kind (argument 4), timer
  * index (argument 5). What it emits goes through the filters after it.
  * Arguments 1, 2: pipeline, program. */
-int pl_run_hook(lua_State *L)
-{
+int pl_run_hook(lua_State *L) {
   pipeline_t *p = lua_touserdata(L, 1);
   program_t *g = lua_touserdata(L, 2);
   size_t i = (size_t)lua_tointeger(L, 3), t = (size_t)lua_tointeger(L, 5);
@@ -509,8 +456,7 @@ int pl_run_hook(lua_State *L)
     }
     return 0;
   }
-  if (p->n_emitted == 0)
-    return 0;
+  if (p->n_emitted == 0) return 0;
   lua_newtable(L); /* 7 */
   pl_take_emitted(p, g, 7);
   push_ctx(L, g, NULL); /* 8 */
@@ -519,8 +465,7 @@ int pl_run_hook(lua_State *L)
 }
 
 /* Runs hook kind of filter i (timer t) in a protected call. */
-void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t)
-{
+void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
 
@@ -536,30 +481,26 @@ void pl_call_hook(pipeline_t *p, program_t *g, size_t i, int kind, size_t t)
 
 /* Collects garbage when the state holds more than 3/4 of its limit: the
  * allocator cannot collect, so garbage would count against the limit. */
-void pl_collect_if_full(program_t *g)
-{
+void pl_collect_if_full(program_t *g) {
   size_t used = atomic_load_explicit(&g->mem.used, memory_order_relaxed);
 
-  if (used > g->mem.limit - g->mem.limit / 4)
-    lua_gc(g->L, LUA_GCCOLLECT, 0);
+  if (used > g->mem.limit - g->mem.limit / 4) lua_gc(g->L, LUA_GCCOLLECT, 0);
 }
 
 /* Batches held by lazy records count against half of engine.lua_memory:
  * past that, once garbage is collected, the records filters still keep are
  * made plain tables, which frees their batches. */
-static void limit_held(program_t *g)
-{
+static void limit_held(program_t *g) {
   lua_State *L = g->L;
   size_t limit = g->mem.limit / 2;
 
-  if (record_held(L) <= limit)
-    return;
+  if (record_held(L) <= limit) return;
   lua_gc(L, LUA_GCCOLLECT, 0);
-  if (record_held(L) <= limit)
-    return;
+  if (record_held(L) <= limit) return;
   if (!g->detached)
-    log_info(NULL, "filters keep records holding %zu KiB of batches (over half of "
-                   "engine.lua_memory): kept records are made plain tables",
+    log_info(NULL,
+             "filters keep records holding %zu KiB of batches (over half of "
+             "engine.lua_memory): kept records are made plain tables",
              record_held(L) / 1024);
   g->detached = 1;
   lua_pushcfunction(L, record_detach);
@@ -568,8 +509,7 @@ static void limit_held(program_t *g)
   lua_gc(L, LUA_GCCOLLECT, 0);
 }
 
-void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
-{
+void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
 
@@ -594,8 +534,7 @@ void pl_process_batch(pipeline_t *p, program_t *g, batch_t *b)
 /* Protected: the batch (argument 3) after the filter process failed on it:
  * on_error of filter argument 4 (-1: pass) with message argument 5.
  * Arguments 1, 2: pipeline, program. */
-static int run_fallback(lua_State *L)
-{
+static int run_fallback(lua_State *L) {
   pipeline_t *p = lua_touserdata(L, 1);
   program_t *g = lua_touserdata(L, 2);
   batch_t *b = lua_touserdata(L, 3);
@@ -607,19 +546,16 @@ static int run_fallback(lua_State *L)
   record_push_batch(L, b); /* 6 */
   if (policy == ON_ERROR_DEAD_LETTER)
     dead_letter(p, g, &g->filters[f], 6, b->container, msg ? msg : "");
-  else if (policy == ON_ERROR_PASS)
-    write_outputs(p, g, 6, b->container->name);
+  else if (policy == ON_ERROR_PASS) write_outputs(p, g, 6, b->container->name);
   return 0;
 }
 
 void pl_fallback_batch(pipeline_t *p, program_t *g, batch_t *b, int f, const char *msg,
-                       const unsigned char *sent)
-{
+                       const unsigned char *sent) {
   lua_State *L = g->L;
   int top = lua_gettop(L);
 
-  if (b->n == 0)
-    return;
+  if (b->n == 0) return;
   p->fb_sent = sent;
   lua_pushcfunction(L, run_fallback);
   lua_pushlightuserdata(L, p);
@@ -634,12 +570,10 @@ void pl_fallback_batch(pipeline_t *p, program_t *g, batch_t *b, int f, const cha
   pl_collect_if_full(g);
 }
 
-int pl_first_filter(const program_t *g, const container_t *c)
-{
+int pl_first_filter(const program_t *g, const container_t *c) {
   size_t i;
 
   for (i = 0; i < g->n_filters; i++)
-    if (filter_selects(&g->filters[i], c) && g->filters[i].process_ref != LUA_NOREF)
-      return (int)i;
+    if (filter_selects(&g->filters[i], c) && g->filters[i].process_ref != LUA_NOREF) return (int)i;
   return -1;
 }

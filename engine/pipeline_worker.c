@@ -61,9 +61,14 @@ struct pl_worker {
 
 enum {
   /* to the process */
-  WMSG_BATCH = 1, WMSG_TICK, WMSG_REOPEN, WMSG_STOP,
+  WMSG_BATCH = 1,
+  WMSG_TICK,
+  WMSG_REOPEN,
+  WMSG_STOP,
   /* from it */
-  WMSG_BODY = 16, WMSG_TAP, WMSG_DONE
+  WMSG_BODY = 16,
+  WMSG_TAP,
+  WMSG_DONE
 };
 
 typedef struct msg_head {
@@ -80,30 +85,24 @@ typedef struct msg_head {
 
 /* ---- the channel ---- */
 
-static int send_all(int fd, const void *data, size_t n)
-{
+static int send_all(int fd, const void *data, size_t n) {
   const char *s = data;
   while (n > 0) {
     ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
     s += w;
     n -= (size_t)w;
   }
   return 0;
 }
 
-static int recv_all(int fd, void *data, size_t n)
-{
+static int recv_all(int fd, void *data, size_t n) {
   char *s = data;
   while (n > 0) {
     ssize_t r = read(fd, s, n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return -1;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
     s += r;
     n -= (size_t)r;
   }
@@ -111,17 +110,13 @@ static int recv_all(int fd, void *data, size_t n)
 }
 
 /* Sends one message whose payload is the n pieces of parts. */
-static int send_msg(int fd, uint32_t type, const struct iovec *parts, size_t n)
-{
+static int send_msg(int fd, uint32_t type, const struct iovec *parts, size_t n) {
   msg_head_t h = {type, 0};
   size_t i;
+  for (i = 0; i < n; i++) h.len += (uint32_t)parts[i].iov_len;
+  if (send_all(fd, &h, sizeof h) != 0) return -1;
   for (i = 0; i < n; i++)
-    h.len += (uint32_t)parts[i].iov_len;
-  if (send_all(fd, &h, sizeof h) != 0)
-    return -1;
-  for (i = 0; i < n; i++)
-    if (parts[i].iov_len && send_all(fd, parts[i].iov_base, parts[i].iov_len) != 0)
-      return -1;
+    if (parts[i].iov_len && send_all(fd, parts[i].iov_base, parts[i].iov_len) != 0) return -1;
   return 0;
 }
 
@@ -131,8 +126,7 @@ typedef struct rd {
   int bad;
 } rd_t;
 
-static const void *take(rd_t *r, size_t n)
-{
+static const void *take(rd_t *r, size_t n) {
   const char *at = r->p;
   if (r->bad || (size_t)(r->end - r->p) < n) {
     r->bad = 1;
@@ -142,28 +136,23 @@ static const void *take(rd_t *r, size_t n)
   return at;
 }
 
-static uint32_t take_u32(rd_t *r)
-{
+static uint32_t take_u32(rd_t *r) {
   uint32_t v = 0;
   const void *at = take(r, sizeof v);
-  if (at)
-    memcpy(&v, at, sizeof v);
+  if (at) memcpy(&v, at, sizeof v);
   return v;
 }
 
-static int64_t take_i64(rd_t *r)
-{
+static int64_t take_i64(rd_t *r) {
   int64_t v = 0;
   const void *at = take(r, sizeof v);
-  if (at)
-    memcpy(&v, at, sizeof v);
+  if (at) memcpy(&v, at, sizeof v);
   return v;
 }
 
 /* A string: u32 length, bytes. Returns a NUL-terminated copy in buf (cut
  * to n - 1 bytes), or NULL when the payload is short. */
-static const char *take_str(rd_t *r, char **own)
-{
+static const char *take_str(rd_t *r, char **own) {
   uint32_t len = take_u32(r);
   const char *s = take(r, len);
   char *copy;
@@ -181,8 +170,7 @@ static int put(strbuf_t *b, const void *data, size_t n) { return strbuf_add(b, d
 
 static int put_u32(strbuf_t *b, uint32_t v) { return put(b, &v, sizeof v); }
 
-static int put_str(strbuf_t *b, const char *s)
-{
+static int put_str(strbuf_t *b, const char *s) {
   size_t n = s ? strlen(s) : 0;
   return put_u32(b, (uint32_t)n) | put(b, s ? s : "", n);
 }
@@ -191,21 +179,17 @@ static int put_str(strbuf_t *b, const char *s)
 
 /* Sends a body for output i (its records encoded in data). */
 static void child_send_body(pipeline_t *p, uint32_t i, size_t records, const char *data,
-                            size_t len)
-{
+                            size_t len) {
   uint32_t head[3] = {i, (uint32_t)records, (uint32_t)p->in_batch};
   struct iovec parts[2] = {{head, sizeof head}, {(void *)data, len}};
-  if (send_msg(p->worker_fd, WMSG_BODY, parts, 2) != 0)
-    _exit(0); /* the engine is gone */
+  if (send_msg(p->worker_fd, WMSG_BODY, parts, 2) != 0) _exit(0); /* the engine is gone */
 }
 
-int pl_worker_write(pipeline_t *p, program_t *g, output_t *o, lua_State *L, int idx)
-{
+int pl_worker_write(pipeline_t *p, program_t *g, output_t *o, lua_State *L, int idx) {
   size_t records = lua_objlen(L, idx), i;
   strbuf_t b = {0};
 
-  if (records == 0)
-    return 0;
+  if (records == 0) return 0;
   for (i = 0; i < g->n_outputs && g->outputs[i] != o; i++)
     ;
   if (o->kind->encode && o->kind->encode(o, L, idx, &b) != 0) {
@@ -217,72 +201,59 @@ int pl_worker_write(pipeline_t *p, program_t *g, output_t *o, lua_State *L, int 
   return 0;
 }
 
-int pl_worker_tap_wanted(const pipeline_t *p, int point, const char *name)
-{
+int pl_worker_tap_wanted(const pipeline_t *p, int point, const char *name) {
   const char *w = p->tap_want;
   size_t i;
 
   for (i = 0; i < p->n_tap_want; i++) {
-    if ((unsigned char)w[0] == (unsigned)point && strcmp(w + 1, name ? name : "") == 0)
-      return 1;
+    if ((unsigned char)w[0] == (unsigned)point && strcmp(w + 1, name ? name : "") == 0) return 1;
     w += strlen(w + 1) + 2;
   }
   return 0;
 }
 
-void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname,
-                   const char *data, size_t len)
-{
+void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname, const char *data,
+                   size_t len) {
   uint32_t pt = (uint32_t)point;
   strbuf_t head = {0};
   int rc = put_u32(&head, pt) | put_str(&head, name) | put_str(&head, cname);
   struct iovec parts[2] = {{head.data, head.len}, {(void *)data, len}};
-  if (rc == 0 && send_msg(p->worker_fd, WMSG_TAP, parts, 2) != 0)
-    _exit(0);
+  if (rc == 0 && send_msg(p->worker_fd, WMSG_TAP, parts, 2) != 0) _exit(0);
   strbuf_free(&head);
 }
 
-static void child_done(pipeline_t *p, program_t *g)
-{
+static void child_done(pipeline_t *p, program_t *g) {
   int64_t due = pl_next_due(g);
   struct iovec part = {&due, sizeof due};
   atomic_store(&p->stats->child_lua_bytes, atomic_load(&g->mem.used));
-  if (send_msg(p->worker_fd, WMSG_DONE, &part, 1) != 0)
-    _exit(0);
+  if (send_msg(p->worker_fd, WMSG_DONE, &part, 1) != 0) _exit(0);
 }
 
 /* Closes every descriptor but stdio, the channel and the filters'
  * dead-letter files: the process must hold no connection of the engine's
  * open (a stream the engine closes would stay open in it). */
-static void child_close_fds(program_t *g, int keep)
-{
+static void child_close_fds(program_t *g, int keep) {
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
   int fds[1024], n = 0, i;
   size_t k;
 
-  if (d == NULL)
-    return;
+  if (d == NULL) return;
   while ((e = readdir(d)) != NULL && n < 1024) {
     char *end;
     long fd = strtol(e->d_name, &end, 10);
-    if (*end != '\0' || e->d_name[0] == '\0' || fd <= 2 || fd == keep || fd == dirfd(d))
-      continue;
+    if (*end != '\0' || e->d_name[0] == '\0' || fd <= 2 || fd == keep || fd == dirfd(d)) continue;
     for (k = 0; k < g->n_filters; k++)
-      if (g->filters[k].dl_fd == fd)
-        break;
-    if (k == g->n_filters)
-      fds[n++] = (int)fd;
+      if (g->filters[k].dl_fd == fd) break;
+    if (k == g->n_filters) fds[n++] = (int)fd;
   }
   closedir(d);
-  for (i = 0; i < n; i++)
-    close(fds[i]);
+  for (i = 0; i < n; i++) close(fds[i]);
 }
 
 /* A batch from its message. NULL when the message is broken or out of
  * memory. */
-static batch_t *child_batch(pipeline_t *p, rd_t *r)
-{
+static batch_t *child_batch(pipeline_t *p, rd_t *r) {
   char *id = NULL, *name = NULL, *image = NULL, **labels = NULL;
   container_t *c = NULL;
   batch_t *b = NULL;
@@ -295,10 +266,8 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r)
   tty = (int)take_u32(r);
   n_labels = take_u32(r);
   if (!r->bad && n_labels < 100000 && (labels = calloc(n_labels + 1, sizeof *labels)) != NULL)
-    for (i = 0; i < n_labels && !r->bad; i++)
-      take_str(r, &labels[i]);
-  else
-    r->bad = 1;
+    for (i = 0; i < n_labels && !r->bad; i++) take_str(r, &labels[i]);
+  else r->bad = 1;
   int64_t floor_ts = take_i64(r);
   n = take_u32(r);
   used = take_u32(r);
@@ -307,8 +276,7 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r)
   tap_len = take_u32(r);
   const void *tap = take(r, tap_len);
   uint32_t n_tap = take_u32(r);
-  if (!r->bad)
-    c = container_new(id, name, image, (const char *const *)labels, n_labels, tty);
+  if (!r->bad) c = container_new(id, name, image, (const char *const *)labels, n_labels, tty);
   if (c != NULL && (b = batch_new(c)) != NULL) {
     b->recs = malloc(n ? (size_t)n * sizeof(batch_rec_t) : 1);
     b->bytes = malloc(used ? used : 1);
@@ -331,8 +299,7 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r)
     memcpy(p->tap_want, tap, tap_len);
     p->n_tap_want = n_tap;
   }
-  for (i = 0; labels && i < n_labels; i++)
-    free(labels[i]);
+  for (i = 0; labels && i < n_labels; i++) free(labels[i]);
   free(labels);
   free(id);
   free(name);
@@ -341,14 +308,12 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r)
 }
 
 /* The process's life: never returns. */
-static void child_main(pipeline_t *p, program_t *g, int fd, pid_t engine)
-{
+static void child_main(pipeline_t *p, program_t *g, int fd, pid_t engine) {
   char *buf = NULL;
   size_t cap = 0;
 
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != engine)
-    _exit(0);
+  if (getppid() != engine) _exit(0);
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
@@ -366,16 +331,13 @@ static void child_main(pipeline_t *p, program_t *g, int fd, pid_t engine)
   child_done(p, g);
   for (;;) {
     msg_head_t h;
-    if (recv_all(fd, &h, sizeof h) != 0 || h.len > WMSG_MAX)
-      _exit(0);
+    if (recv_all(fd, &h, sizeof h) != 0 || h.len > WMSG_MAX) _exit(0);
     if (h.len > cap) {
       free(buf);
       cap = h.len;
-      if ((buf = malloc(cap)) == NULL)
-        _exit(1);
+      if ((buf = malloc(cap)) == NULL) _exit(1);
     }
-    if (h.len && recv_all(fd, buf, h.len) != 0)
-      _exit(0);
+    if (h.len && recv_all(fd, buf, h.len) != 0) _exit(0);
     rd_t r = {buf, buf + h.len, 0};
     switch (h.type) {
     case WMSG_BATCH: {
@@ -395,23 +357,19 @@ static void child_main(pipeline_t *p, program_t *g, int fd, pid_t engine)
       pl_run_timers(p, g);
       child_done(p, g);
       break;
-    case WMSG_REOPEN:
-      atomic_store(&p->reopen, 1);
-      break;
+    case WMSG_REOPEN: atomic_store(&p->reopen, 1); break;
     case WMSG_STOP:
       pl_program_stop(p, g);
       child_done(p, g);
       _exit(0);
-    default:
-      _exit(1);
+    default: _exit(1);
     }
   }
 }
 
 /* ---- the engine's side ---- */
 
-static const char *signal_name(int sig)
-{
+static const char *signal_name(int sig) {
   switch (sig) {
   case SIGSEGV: return "SIGSEGV";
   case SIGBUS: return "SIGBUS";
@@ -425,11 +383,9 @@ static const char *signal_name(int sig)
 
 /* Ends the process for good: kills it unless it already exited, and reaps
  * it. Returns its wait status. */
-static int reap(pl_worker_t *w, int kill_it)
-{
+static int reap(pl_worker_t *w, int kill_it) {
   int status = 0;
-  if (kill_it)
-    kill(w->pid, SIGKILL);
+  if (kill_it) kill(w->pid, SIGKILL);
   while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
     ;
   close(w->fd);
@@ -446,17 +402,15 @@ enum { WAIT_DONE, WAIT_DIED, WAIT_TIMEOUT, WAIT_ABORTED };
  * outputs (under t when they belong to the batch), taps to the tap, and
  * marking in sent the outputs that got a body. Watches the current call:
  * past filter_timeout (or on abort) it kills the process. */
-static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
-                   unsigned char *sent, int *status)
-{
+static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname, unsigned char *sent,
+                   int *status) {
   pl_worker_t *w = p->worker;
   int rc = WAIT_DIED;
 
   for (;;) {
     struct pollfd pfd = {w->fd, POLLIN, 0};
     int n = poll(&pfd, 1, WATCH_MS);
-    if (n < 0 && errno == EINTR)
-      continue;
+    if (n < 0 && errno == EINTR) continue;
     if (n == 0) {
       int f = atomic_load(&p->stats->call_filter);
       int64_t since = atomic_load(&p->stats->call_started_ns);
@@ -465,24 +419,22 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
         break;
       }
       if (f >= 0 && g->filter_timeout > 0 &&
-          pl_clock_ns(CLOCK_MONOTONIC) - since > (int64_t)(g->filter_timeout * 1e9) + KILL_GRACE_NS) {
+          pl_clock_ns(CLOCK_MONOTONIC) - since >
+              (int64_t)(g->filter_timeout * 1e9) + KILL_GRACE_NS) {
         rc = WAIT_TIMEOUT;
         break;
       }
       continue;
     }
     msg_head_t h;
-    if (recv_all(w->fd, &h, sizeof h) != 0 || h.len > WMSG_MAX)
-      break;
+    if (recv_all(w->fd, &h, sizeof h) != 0 || h.len > WMSG_MAX) break;
     if (h.len > w->in_cap) {
       char *nb = realloc(w->in, h.len);
-      if (nb == NULL)
-        break;
+      if (nb == NULL) break;
       w->in = nb;
       w->in_cap = h.len;
     }
-    if (h.len && recv_all(w->fd, w->in, h.len) != 0)
-      break;
+    if (h.len && recv_all(w->fd, w->in, h.len) != 0) break;
     rd_t r = {w->in, w->in + h.len, 0};
     if (h.type == WMSG_DONE) {
       w->next_due = take_i64(&r);
@@ -493,16 +445,14 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
       uint32_t i = take_u32(&r), records = take_u32(&r), in_batch = take_u32(&r);
       size_t len = (size_t)(r.end - r.p);
       char *data, err[512];
-      if (r.bad || i >= g->n_outputs)
-        break;
+      if (r.bad || i >= g->n_outputs) break;
       if ((data = malloc(len ? len : 1)) == NULL) {
         pl_count(&p->stats->output_errors, 1);
         log_error(cname, "output %s: out of memory", g->outputs[i]->name);
         continue;
       }
       memcpy(data, r.p, len);
-      if (sent)
-        sent[i] = 1;
+      if (sent) sent[i] = 1;
       if (output_hand_over(g->outputs[i], data, len, records, in_batch ? t : NULL, err,
                            sizeof err) != 0) {
         pl_count(&p->stats->output_errors, 1);
@@ -531,18 +481,18 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname,
 }
 
 static void pl_worker_report(pipeline_t *p, program_t *g, int rc, int status, const char *cname,
-                             char *msg, size_t n, int *filter)
-{
+                             char *msg, size_t n, int *filter) {
   int f = atomic_load(&p->stats->call_filter);
   const char *fname = f >= 0 && (size_t)f < g->n_filters ? g->filters[f].name : NULL;
 
   atomic_store(&p->stats->call_filter, -1);
   *filter = fname ? f : -1;
-  if (rc == WAIT_ABORTED)
-    snprintf(msg, n, "filter aborted: engine stopping");
+  if (rc == WAIT_ABORTED) snprintf(msg, n, "filter aborted: engine stopping");
   else if (rc == WAIT_TIMEOUT)
-    snprintf(msg, n, "filter timed out after %g s, in compiled code or a C call (the filter "
-             "process was stopped)", g->filter_timeout);
+    snprintf(msg, n,
+             "filter timed out after %g s, in compiled code or a C call (the filter "
+             "process was stopped)",
+             g->filter_timeout);
   else if (WIFSIGNALED(status))
     snprintf(msg, n, "the filter process died of %s", signal_name(WTERMSIG(status)));
   else
@@ -551,7 +501,8 @@ static void pl_worker_report(pipeline_t *p, program_t *g, int rc, int status, co
   if (fname) {
     filter_t *fl = &g->filters[f];
     pl_count(rc == WAIT_TIMEOUT || rc == WAIT_ABORTED ? &p->stats->filter_timeouts
-                                                      : &p->stats->filter_errors, 1);
+                                                      : &p->stats->filter_errors,
+             1);
     pl_count(rc == WAIT_TIMEOUT || rc == WAIT_ABORTED ? &fl->timeouts : &fl->errors, 1);
     log_error(cname, "filter %s (on_error=%s): %s", fname, pl_on_error_names[fl->on_error], msg);
   } else {
@@ -560,16 +511,13 @@ static void pl_worker_report(pipeline_t *p, program_t *g, int rc, int status, co
   }
 }
 
-int pl_worker_start(pipeline_t *p, program_t *g)
-{
+int pl_worker_start(pipeline_t *p, program_t *g) {
   int sv[2], status, rc;
   pid_t engine = getpid(), pid;
   pl_worker_t *w;
 
-  if (p->worker != NULL)
-    return 0;
-  if ((w = calloc(1, sizeof *w)) == NULL)
-    return -1;
+  if (p->worker != NULL) return 0;
+  if ((w = calloc(1, sizeof *w)) == NULL) return -1;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     free(w);
     return -1;
@@ -605,14 +553,11 @@ int pl_worker_start(pipeline_t *p, program_t *g)
 /* The tap points a client wants for a batch of container cname, as the
  * process reads them (pl_worker_tap_wanted): entries of a point byte and a
  * NUL-terminated name. */
-static int tap_list(pipeline_t *p, program_t *g, const char *cname, strbuf_t *b,
-                    uint32_t *count)
-{
+static int tap_list(pipeline_t *p, program_t *g, const char *cname, strbuf_t *b, uint32_t *count) {
   size_t i;
   int rc = 0;
   *count = 0;
-  if (p->tap == NULL)
-    return 0;
+  if (p->tap == NULL) return 0;
 #define WANT(point, name)                                                                  \
   if (tap_wanted(p->tap, point, name, cname)) {                                            \
     unsigned char pt = (unsigned char)(point);                                             \
@@ -620,10 +565,8 @@ static int tap_list(pipeline_t *p, program_t *g, const char *cname, strbuf_t *b,
     (*count)++;                                                                            \
   }
   WANT(TAP_INPUT, NULL)
-  for (i = 0; i < g->n_filters; i++)
-    WANT(TAP_FILTER, g->filters[i].name)
-  for (i = 0; i < g->n_outputs; i++)
-    WANT(TAP_OUTPUT, g->outputs[i]->name)
+  for (i = 0; i < g->n_filters; i++) WANT(TAP_FILTER, g->filters[i].name)
+  for (i = 0; i < g->n_outputs; i++) WANT(TAP_OUTPUT, g->outputs[i]->name)
 #undef WANT
   return rc;
 }
@@ -631,15 +574,13 @@ static int tap_list(pipeline_t *p, program_t *g, const char *cname, strbuf_t *b,
 /* Sends a request (forwarding a reopen first) and collects the answer.
  * When it fails the process is gone (killed if need be, and reaped) and
  * *status says how it ended. Returns WAIT_*. */
-static int request(pipeline_t *p, program_t *g, uint32_t type, const struct iovec *parts,
-                   size_t n, ticket_t *t, const char *cname, unsigned char *sent, int *status)
-{
+static int request(pipeline_t *p, program_t *g, uint32_t type, const struct iovec *parts, size_t n,
+                   ticket_t *t, const char *cname, unsigned char *sent, int *status) {
   pl_worker_t *w = p->worker;
   int rc;
 
   *status = 0;
-  if (atomic_exchange(&p->reopen, 0))
-    send_msg(w->fd, WMSG_REOPEN, NULL, 0);
+  if (atomic_exchange(&p->reopen, 0)) send_msg(w->fd, WMSG_REOPEN, NULL, 0);
   rc = send_msg(w->fd, type, parts, n) == 0 ? collect(p, g, t, cname, sent, status) : WAIT_DIED;
   if (rc != WAIT_DONE && p->worker == w) { /* the send failed: the process is gone */
     p->worker = NULL;
@@ -649,8 +590,7 @@ static int request(pipeline_t *p, program_t *g, uint32_t type, const struct iove
 }
 
 int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsigned char *sent,
-                    char *msg, size_t n, int *filter)
-{
+                    char *msg, size_t n, int *filter) {
   const container_t *c = b->container;
   strbuf_t *mp = &p->worker->out, taps = {0};
   uint32_t n_tap = 0;
@@ -660,8 +600,7 @@ int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsign
   mp->len = 0;
   rc = put_str(mp, c->id) | put_str(mp, c->name) | put_str(mp, c->image) |
        put_u32(mp, (uint32_t)c->tty) | put_u32(mp, (uint32_t)c->n_labels);
-  for (i = 0; i < c->n_labels; i++)
-    rc |= put_str(mp, c->label_pairs[i]);
+  for (i = 0; i < c->n_labels; i++) rc |= put_str(mp, c->label_pairs[i]);
   rc |= put(mp, &b->floor_ts, sizeof b->floor_ts) | put_u32(mp, (uint32_t)b->n) |
         put_u32(mp, (uint32_t)b->used) | put(mp, b->recs, b->n * sizeof *b->recs) |
         put(mp, b->bytes, b->used) | tap_list(p, g, c->name, &taps, &n_tap);
@@ -676,36 +615,30 @@ int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsign
   struct iovec part = {mp->data, mp->len};
   /* mp is the process's: gone with it when the request fails */
   rc = request(p, g, WMSG_BATCH, &part, 1, t, c->name, sent, &status);
-  if (rc == WAIT_DONE)
-    return 0;
+  if (rc == WAIT_DONE) return 0;
   pl_worker_report(p, g, rc, status, c->name, msg, n, filter);
   return -1;
 }
 
-int pl_worker_tick(pipeline_t *p, program_t *g)
-{
+int pl_worker_tick(pipeline_t *p, program_t *g) {
   char msg[256];
   int rc, status, f;
 
-  if (p->worker == NULL)
-    return -1;
+  if (p->worker == NULL) return -1;
   rc = request(p, g, WMSG_TICK, NULL, 0, NULL, NULL, NULL, &status);
-  if (rc == WAIT_DONE)
-    return 0;
+  if (rc == WAIT_DONE) return 0;
   pl_worker_report(p, g, rc, status, NULL, msg, sizeof msg, &f);
   return -1;
 }
 
 int64_t pl_worker_due(const pipeline_t *p) { return p->worker ? p->worker->next_due : 0; }
 
-void pl_worker_stop(pipeline_t *p, program_t *g, int shutdown)
-{
+void pl_worker_stop(pipeline_t *p, program_t *g, int shutdown) {
   pl_worker_t *w = p->worker;
   char msg[256];
   int status, f, rc;
 
-  if (w == NULL)
-    return;
+  if (w == NULL) return;
   if (!shutdown) {
     p->worker = NULL;
     reap(w, 1);

@@ -21,11 +21,11 @@ struct reader {
   const reader_owner_t *owner; /* told of state changes and the close */
   void *owner_ud;
   container_t *c;
-  cursor_t *cursor;        /* borrowed from the owner */
+  cursor_t *cursor; /* borrowed from the owner */
   reader_state_t state;
-  http_req_t *req;         /* the logs or inspect request in flight */
-  uv_timer_t life;         /* cycle while connected, delay while in backoff */
-  uv_timer_t flush;        /* the open batch's flush interval */
+  http_req_t *req;  /* the logs or inspect request in flight */
+  uv_timer_t life;  /* cycle while connected, delay while in backoff */
+  uv_timer_t flush; /* the open batch's flush interval */
   int open_handles;
   decoder_t dec;
   batch_t *batch;          /* open batch, or NULL */
@@ -34,20 +34,20 @@ struct reader {
   uint64_t stream_started; /* uv_now when the current request was made */
   uint64_t stream_lines;   /* lines delivered by the current request */
   int protocol_error;
-  int paused;              /* the stream waits for the outputs to catch up */
-  int last_read;           /* the container exited: its history is read from
+  int paused;          /* the stream waits for the outputs to catch up */
+  int last_read;       /* the container exited: its history is read from
                               the cursor without follow before finishing */
-  uint64_t event_ns;       /* uv_hrtime of the start event until the first
+  uint64_t event_ns;   /* uv_hrtime of the start event until the first
                               logs request is written, else 0 */
-  int attach;              /* ATTACH_*: the stream is an attach stream, made
+  int attach;          /* ATTACH_*: the stream is an attach stream, made
                               before the container started (reader.h) */
-  int64_t attach_ts;       /* the time given to the last attached line */
-  int64_t answered_ns;     /* wall clock when the attach was answered */
+  int64_t attach_ts;   /* the time given to the last attached line */
+  int64_t answered_ns; /* wall clock when the attach was answered */
   char error[192];
   uint64_t lines, errors;
-  uint64_t bytes;          /* of the delivered lines (metrics) */
-  uint64_t repeated;       /* lines the daemon sent twice in one stream, dropped */
-  occurrence_t *occ;       /* the connection's counts of equal lines */
+  uint64_t bytes;    /* of the delivered lines (metrics) */
+  uint64_t repeated; /* lines the daemon sent twice in one stream, dropped */
+  occurrence_t *occ; /* the connection's counts of equal lines */
 };
 
 /* An attach stream: sent, not answered; answered, its data held until the
@@ -63,8 +63,7 @@ enum { ATTACH_NONE, ATTACH_SENT, ATTACH_ANSWERED, ATTACH_CONFIRMED };
 #define ATTACH_VERDICT_MS 10000
 
 static const char *const state_names[] = {
-    "connecting", "streaming", "cycling", "draining",
-    "inspecting", "backoff",   "stopping", "closed",
+    "connecting", "streaming", "cycling", "draining", "inspecting", "backoff", "stopping", "closed",
 };
 
 _Static_assert(sizeof state_names / sizeof *state_names == READER_N_STATES,
@@ -131,15 +130,14 @@ static void deliver(reader_t *r, const decode_line_t *line) {
   cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
   uint32_t occ = 0;
   int oom = 0;
-  int seen = occurrence_seen(r->occ, r->cursor, &k, (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0,
-                             &occ, &oom);
-  if (oom)
-    log_error(r->c->name, "out of memory counting equal lines: their record ids may repeat");
+  int seen = occurrence_seen(r->occ, r->cursor, &k,
+                             (l->flags & DECODE_TRUNCATED) ? CURSOR_PIECE : 0, &occ, &oom);
+  if (oom) log_error(r->c->name, "out of memory counting equal lines: their record ids may repeat");
   if (seen == CURSOR_REPEATED) {
     r->repeated++;
     if (cursor_repeated(r->cursor) == 1)
       log_info(r->c->name, "the daemon sent lines of this stream twice (json-file does where "
-               "its file rotates); the copies are dropped and counted");
+                           "its file rotates); the copies are dropped and counted");
   }
   if (seen != CURSOR_NEW) return; /* delivered already */
   if (!r->batch) {
@@ -251,7 +249,7 @@ static void inspect_after_end(reader_t *r);
 static void warn_if_removed_early(reader_t *r, int refused) {
   if (r->c->auto_remove && r->lines == 0 && (refused || r->errors > 0))
     log_warn(r->c->name, "its log may be lost: the daemon removed this --rm container before "
-             "it served the logs request");
+                         "it served the logs request");
 }
 
 static void on_attach_done(reader_t *r, const http_result_t *res);
@@ -333,9 +331,9 @@ static void connect_stream(reader_t *r) {
   r->stream_lines = 0;
   r->stream_started = uv_now(r->core->loop);
   reader_set_state(r, READER_CONNECTING, NULL);
-  r->req = docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
-                       !cfg->backfill && !r->last_read, &handler,
-                       r->event_ns ? on_logs_sent : NULL, r);
+  r->req =
+      docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
+                  !cfg->backfill && !r->last_read, &handler, r->event_ns ? on_logs_sent : NULL, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
@@ -501,9 +499,10 @@ void reader_container_started(reader_t *r, uint64_t event_ns, int64_t started_ns
   /* Started before the attach was surely in place: its log has every line
    * from the start, the attach stream maybe not. Nothing of the attach
    * stream was taken yet. */
-  log_debug(r->c->name, "started before the attach was in place (%.3f s after the answer): "
-            "reading its log", r->attach == ATTACH_SENT ? 0.0
-            : (double)(started_ns - r->answered_ns) / 1e9);
+  log_debug(r->c->name,
+            "started before the attach was in place (%.3f s after the answer): "
+            "reading its log",
+            r->attach == ATTACH_SENT ? 0.0 : (double)(started_ns - r->answered_ns) / 1e9);
   r->owner->attach_result(r->owner_ud, READER_ATTACH_LATE);
   uv_timer_stop(&r->life);
   http_cancel(r->req);
@@ -530,8 +529,7 @@ int reader_rename(reader_t *r, const char *name) {
 /* --- life --------------------------------------------------------------- */
 
 reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns, int attach, const reader_owner_t *owner,
-                       void *owner_ud) {
+                       uint64_t event_ns, int attach, const reader_owner_t *owner, void *owner_ud) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   if (!(r->occ = occurrence_new())) {
@@ -566,8 +564,8 @@ void reader_free(reader_t *r) {
   if (!r) return;
   ENGINE_CHECK(r->state == READER_CLOSED && r->open_handles == 0);
   if (r->core->ledger) /* the metrics' per-container counts outlive the reader */
-    ledger_retire(r->core->ledger, r->c->id, r->c->name, r->lines, r->bytes, r->errors,
-                  r->repeated, cursor_newest(r->cursor));
+    ledger_retire(r->core->ledger, r->c->id, r->c->name, r->lines, r->bytes, r->errors, r->repeated,
+                  cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);
   occurrence_free(r->occ);

@@ -100,8 +100,7 @@ typedef struct reader_owner {
  * event arrived; the time from then to the request being written goes to
  * owner->start_latency. attach: read an attach stream (above). */
 reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns, int attach, const reader_owner_t *owner,
-                       void *owner_ud);
+                       uint64_t event_ns, int attach, const reader_owner_t *owner, void *owner_ud);
 
 /* Stops the reader: cancels its request, hands its partial batch to the
  * pipeline (nothing read is lost), closes its timers. Idempotent, safe in

@@ -35,7 +35,7 @@ static const char *const field_names[N_FIELDS] = {"stream", "time",   "container
                                                   "image",  "labels", "truncated"};
 /* The lazy fields and `line`, the keys the JSON writer looks up. */
 enum { K_LINE = N_FIELDS, N_KEYS };
-static const char *const key_names[N_KEYS] = {"stream", "time",      "container", "name",
+static const char *const key_names[N_KEYS] = {"stream", "time",   "container", "name",
                                               "image",  "labels", "truncated", "line"};
 
 #define CHANGED_SHIFT 4294967296.0 /* 2^32: pos values are i + changed * 2^32 */
@@ -44,9 +44,9 @@ static const char *const key_names[N_KEYS] = {"stream", "time",      "container"
 typedef struct rctx {
   const char *keys[N_KEYS]; /* the interned names (anchored: anchor_ref[k + 1]) */
   int index_ref, newindex_ref, box_mt_ref, weak_mt_ref, anchor_ref;
-  int live_ref;             /* weak-keyed set of the metatables of batches
+  int live_ref; /* weak-keyed set of the metatables of batches
                                whose box is not yet collected */
-  size_t held;              /* bytes of the batches boxes hold */
+  size_t held;  /* bytes of the batches boxes hold */
 } rctx_t;
 
 /* A batch box: the batch, and the context that counts its bytes. */
@@ -59,8 +59,7 @@ typedef struct box {
 static char ctx_key;  /* its address keys the context in the registry */
 static char mark_key; /* its address marks a lazy record's metatable */
 
-static rctx_t *get_ctx(lua_State *L)
-{
+static rctx_t *get_ctx(lua_State *L) {
   lua_pushlightuserdata(L, &ctx_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   rctx_t *x = lua_touserdata(L, -1);
@@ -70,23 +69,18 @@ static rctx_t *get_ctx(lua_State *L)
 
 /* The RECORD_F_* index of the string key at idx, or -1. Interned strings
  * are compared by address. */
-static int field_of(const rctx_t *x, lua_State *L, int idx)
-{
-  if (lua_type(L, idx) != LUA_TSTRING)
-    return -1;
+static int field_of(const rctx_t *x, lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return -1;
   const char *s = lua_tostring(L, idx);
   for (int f = 0; f < N_FIELDS; f++)
-    if (s == x->keys[f])
-      return f;
+    if (s == x->keys[f]) return f;
   return -1;
 }
 
 /* Pushes the metatable of the lazy record at t and returns its stack index;
  * returns 0 (nothing pushed) when t is not a lazy record. */
-static int push_mt(lua_State *L, int t)
-{
-  if (lua_type(L, t) != LUA_TTABLE || !lua_getmetatable(L, t))
-    return 0;
+static int push_mt(lua_State *L, int t) {
+  if (lua_type(L, t) != LUA_TTABLE || !lua_getmetatable(L, t)) return 0;
   lua_rawgeti(L, -1, MT_MARK);
   int lazy = lua_touserdata(L, -1) == &mark_key;
   lua_pop(L, lazy ? 1 : 2);
@@ -94,8 +88,7 @@ static int push_mt(lua_State *L, int t)
 }
 
 /* Reads the record's pos entry (mt at mt). Returns 0 when it has none. */
-static int read_pos(lua_State *L, int t, int mt, size_t *i, unsigned *changed)
-{
+static int read_pos(lua_State *L, int t, int mt, size_t *i, unsigned *changed) {
   lua_rawgeti(L, mt, MT_POS);
   lua_pushvalue(L, t);
   lua_rawget(L, -2);
@@ -110,8 +103,7 @@ static int read_pos(lua_State *L, int t, int mt, size_t *i, unsigned *changed)
   return ok;
 }
 
-static const batch_t *box_batch(lua_State *L, int mt)
-{
+static const batch_t *box_batch(lua_State *L, int mt) {
   lua_rawgeti(L, mt, MT_BOX);
   box_t *box = lua_touserdata(L, -1);
   lua_pop(L, 1);
@@ -119,54 +111,39 @@ static const batch_t *box_batch(lua_State *L, int mt)
 }
 
 /* Pushes original field f of line i of b (mt: the batch's metatable). */
-static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f)
-{
+static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f) {
   const batch_rec_t *r = &b->recs[i];
   char ts[TS_LEN + 1];
 
   switch (f) {
   case F_STREAM:
-    if (r->stream == DECODE_STDERR)
-      lua_pushliteral(L, "stderr");
-    else
-      lua_pushliteral(L, "stdout");
+    if (r->stream == DECODE_STDERR) lua_pushliteral(L, "stderr");
+    else lua_pushliteral(L, "stdout");
     break;
   case F_TIME:
     ts_format(r->ts, ts);
     lua_pushlstring(L, ts, TS_LEN);
     break;
-  case F_CONTAINER:
-    lua_rawgeti(L, mt, MT_ID);
-    break;
-  case F_NAME:
-    lua_rawgeti(L, mt, MT_NAME);
-    break;
-  case F_IMAGE:
-    lua_rawgeti(L, mt, MT_IMAGE);
-    break;
-  case F_LABELS:
-    lua_rawgeti(L, mt, MT_LABELS);
-    break;
+  case F_CONTAINER: lua_rawgeti(L, mt, MT_ID); break;
+  case F_NAME: lua_rawgeti(L, mt, MT_NAME); break;
+  case F_IMAGE: lua_rawgeti(L, mt, MT_IMAGE); break;
+  case F_LABELS: lua_rawgeti(L, mt, MT_LABELS); break;
   default:
-    if (r->flags & DECODE_TRUNCATED)
-      lua_pushboolean(L, 1);
-    else
-      lua_pushnil(L);
+    if (r->flags & DECODE_TRUNCATED) lua_pushboolean(L, 1);
+    else lua_pushnil(L);
   }
 }
 
 /* Whether line i of b has original field f and the filters neither set nor
  * deleted it (changed: the record's RECORD_F_* bits); `truncated` is there
  * only for a cut line. */
-static int has_original(const batch_t *b, size_t i, unsigned changed, int f)
-{
+static int has_original(const batch_t *b, size_t i, unsigned changed, int f) {
   return !(changed & (1u << f)) && (f != F_TRUNCATED || (b->recs[i].flags & DECODE_TRUNCATED));
 }
 
 /* Pushes the raw value of key k (N_KEYS number) of the table at t; anchor:
  * the stack index of the anchored key names. Pushes no new value. */
-static void push_raw(lua_State *L, int anchor, int t, int k)
-{
+static void push_raw(lua_State *L, int anchor, int t, int k) {
   lua_rawgeti(L, anchor, k + 1);
   lua_rawget(L, t);
 }
@@ -175,17 +152,14 @@ static void push_raw(lua_State *L, int anchor, int t, int k)
  * from its batch: has_original, and no raw value set by a filter (rawset).
  * Returns how many. Pushes no new value. */
 static int originals(lua_State *L, int idx, const batch_t *b, size_t i, unsigned changed,
-                     int fs[N_FIELDS])
-{
+                     int fs[N_FIELDS]) {
   int n = 0;
   lua_rawgeti(L, LUA_REGISTRYINDEX, get_ctx(L)->anchor_ref);
   int anchor = lua_gettop(L);
   for (int f = 0; f < N_FIELDS; f++) {
-    if (!has_original(b, i, changed, f))
-      continue;
+    if (!has_original(b, i, changed, f)) continue;
     push_raw(L, anchor, idx, f);
-    if (lua_isnil(L, -1))
-      fs[n++] = f;
+    if (lua_isnil(L, -1)) fs[n++] = f;
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -193,21 +167,18 @@ static int originals(lua_State *L, int idx, const batch_t *b, size_t i, unsigned
 }
 
 /* 1 when the value at idx is the string "id". */
-static int is_id_key(lua_State *L, int idx)
-{
+static int is_id_key(lua_State *L, int idx) {
   size_t len;
   const char *s;
 
-  if (lua_type(L, idx) != LUA_TSTRING)
-    return 0;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
   s = lua_tolstring(L, idx, &len);
   return len == 2 && s[0] == 'i' && s[1] == 'd';
 }
 
 /* __index(t, k): an original field the filters have not set or deleted,
  * or the record id. */
-static int rec_index(lua_State *L)
-{
+static int rec_index(lua_State *L) {
   const rctx_t *x = lua_touserdata(L, lua_upvalueindex(1));
   int f = field_of(x, L, 2);
   size_t i;
@@ -215,23 +186,19 @@ static int rec_index(lua_State *L)
 
   if (f < 0 && is_id_key(L, 2)) {
     char id[BATCH_ID_LEN + 1];
-    if (!record_id(L, 1, id))
-      return 0;
+    if (!record_id(L, 1, id)) return 0;
     lua_pushlstring(L, id, BATCH_ID_LEN);
     return 1;
   }
-  if (f < 0)
-    return 0;
+  if (f < 0) return 0;
   int mt = push_mt(L, 1);
-  if (mt == 0 || !read_pos(L, 1, mt, &i, &changed) || (changed & (1u << f)))
-    return 0;
+  if (mt == 0 || !read_pos(L, 1, mt, &i, &changed) || (changed & (1u << f))) return 0;
   push_field(L, mt, box_batch(L, mt), i, f);
   return 1;
 }
 
 /* __newindex(t, k, v): stores raw; an original field becomes the filter's. */
-static int rec_newindex(lua_State *L)
-{
+static int rec_newindex(lua_State *L) {
   const rctx_t *x = lua_touserdata(L, lua_upvalueindex(1));
   int f = field_of(x, L, 2);
   size_t i;
@@ -257,8 +224,7 @@ static int rec_newindex(lua_State *L)
 }
 
 /* __gc of a batch box. */
-static int box_gc(lua_State *L)
-{
+static int box_gc(lua_State *L) {
   box_t *box = lua_touserdata(L, 1);
   if (box != NULL && box->batch != NULL) {
     batch_free(box->batch);
@@ -268,14 +234,12 @@ static int box_gc(lua_State *L)
   return 0;
 }
 
-void record_materialize(lua_State *L, int idx)
-{
+void record_materialize(lua_State *L, int idx) {
   size_t i;
   unsigned changed;
   int mt = push_mt(L, idx);
 
-  if (mt == 0)
-    return;
+  if (mt == 0) return;
   if (read_pos(L, idx, mt, &i, &changed)) {
     const batch_t *b = box_batch(L, mt);
     int fs[N_FIELDS], n = originals(L, idx, b, i, changed, fs);
@@ -294,32 +258,25 @@ void record_materialize(lua_State *L, int idx)
   lua_setmetatable(L, idx);
 }
 
-int record_is_lazy(lua_State *L, int idx)
-{
+int record_is_lazy(lua_State *L, int idx) {
   int mt = push_mt(L, idx);
-  if (mt != 0)
-    lua_pop(L, 1);
+  if (mt != 0) lua_pop(L, 1);
   return mt != 0;
 }
 
-int record_origin(lua_State *L, int idx, record_origin_t *o)
-{
+int record_origin(lua_State *L, int idx, record_origin_t *o) {
   int mt = push_mt(L, idx);
   int ok = mt != 0 && read_pos(L, idx, mt, &o->i, &o->changed);
 
-  if (ok)
-    o->batch = box_batch(L, mt);
-  if (mt != 0)
-    lua_pop(L, 1);
+  if (ok) o->batch = box_batch(L, mt);
+  if (mt != 0) lua_pop(L, 1);
   return ok && o->batch != NULL;
 }
 
-int record_id(lua_State *L, int idx, char out[BATCH_ID_LEN + 1])
-{
+int record_id(lua_State *L, int idx, char out[BATCH_ID_LEN + 1]) {
   record_origin_t o;
 
-  if (!record_origin(L, idx, &o))
-    return 0;
+  if (!record_origin(L, idx, &o)) return 0;
   batch_rec_id(o.batch, o.i, out);
   return 1;
 }
@@ -327,36 +284,25 @@ int record_id(lua_State *L, int idx, char out[BATCH_ID_LEN + 1])
 /* --- original fields one by one --------------------------------------- */
 
 /* The RECORD_F_* index of name[0..len), or -1. */
-static int field_named(const char *name, size_t len)
-{
+static int field_named(const char *name, size_t len) {
   for (int f = 0; f < N_FIELDS; f++)
-    if (strlen(field_names[f]) == len && memcmp(field_names[f], name, len) == 0)
-      return f;
+    if (strlen(field_names[f]) == len && memcmp(field_names[f], name, len) == 0) return f;
   return -1;
 }
 
 /* The text of original field f of line i of b (the time formatted into
  * buf), or NULL for labels, which has none. */
-static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_LEN + 1])
-{
+static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_LEN + 1]) {
   const container_t *c = b->container;
 
   switch (f) {
-  case F_STREAM:
-    return b->recs[i].stream == DECODE_STDERR ? "stderr" : "stdout";
-  case F_TIME:
-    ts_format(b->recs[i].ts, buf);
-    return buf;
-  case F_CONTAINER:
-    return c->id;
-  case F_NAME:
-    return c->name ? c->name : "";
-  case F_IMAGE:
-    return c->image ? c->image : "";
-  case F_TRUNCATED:
-    return "true";
-  default:
-    return NULL;
+  case F_STREAM: return b->recs[i].stream == DECODE_STDERR ? "stderr" : "stdout";
+  case F_TIME: ts_format(b->recs[i].ts, buf); return buf;
+  case F_CONTAINER: return c->id;
+  case F_NAME: return c->name ? c->name : "";
+  case F_IMAGE: return c->image ? c->image : "";
+  case F_TRUNCATED: return "true";
+  default: return NULL;
   }
 }
 
@@ -364,13 +310,11 @@ static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_
  * original field f, still takes it from its batch: pushes the batch's
  * metatable and returns its index, or returns 0 with nothing pushed. Fills
  * *b and *i. Pushes no new value (no allocation). */
-static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i)
-{
+static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *i) {
   unsigned changed;
   int mt;
 
-  if (f < 0 || (mt = push_mt(L, idx)) == 0)
-    return 0;
+  if (f < 0 || (mt = push_mt(L, idx)) == 0) return 0;
   if (!read_pos(L, idx, mt, i, &changed) || (*b = box_batch(L, mt)) == NULL ||
       !has_original(*b, *i, changed, f)) {
     lua_settop(L, mt - 1);
@@ -380,89 +324,74 @@ static int original_of(lua_State *L, int idx, int f, const batch_t **b, size_t *
 }
 
 const char *record_original_text(lua_State *L, int idx, const char *name, size_t len,
-                                 char buf[RECORD_TEXT_LEN], size_t *out_len)
-{
+                                 char buf[RECORD_TEXT_LEN], size_t *out_len) {
   int f = field_named(name, len), mt;
   const batch_t *b = NULL;
   const char *s = NULL;
   size_t i = 0;
 
   *out_len = 0;
-  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
-    return NULL;
+  if ((mt = original_of(L, idx, f, &b, &i)) == 0) return NULL;
   s = original_text(b, i, f, buf);
   lua_settop(L, mt - 1);
-  if (s != NULL)
-    *out_len = strlen(s);
+  if (s != NULL) *out_len = strlen(s);
   return s;
 }
 
-int record_original_time(lua_State *L, int idx, int64_t *ns)
-{
+int record_original_time(lua_State *L, int idx, int64_t *ns) {
   const batch_t *b = NULL;
   size_t i = 0;
   int mt = original_of(L, idx, F_TIME, &b, &i);
 
-  if (mt == 0)
-    return 0;
+  if (mt == 0) return 0;
   *ns = b->recs[i].ts;
   lua_settop(L, mt - 1);
   return 1;
 }
 
-int record_push_original(lua_State *L, int idx, const char *name, size_t len)
-{
+int record_push_original(lua_State *L, int idx, const char *name, size_t len) {
   int f = field_named(name, len), mt;
   const batch_t *b = NULL;
   size_t i = 0;
 
-  if ((mt = original_of(L, idx, f, &b, &i)) == 0)
-    return 0;
+  if ((mt = original_of(L, idx, f, &b, &i)) == 0) return 0;
   push_field(L, mt, b, i, f);
   lua_replace(L, mt);
   return 1;
 }
 
-size_t record_original_names(lua_State *L, int idx, const char **names)
-{
+size_t record_original_names(lua_State *L, int idx, const char **names) {
   size_t i;
   unsigned changed;
   int mt = push_mt(L, idx), fs[N_FIELDS], n = 0;
   const batch_t *b;
 
-  if (mt == 0)
-    return 0;
+  if (mt == 0) return 0;
   if (read_pos(L, idx, mt, &i, &changed) && (b = box_batch(L, mt)) != NULL)
     n = originals(L, idx, b, i, changed, fs); /* a raw value: lua_next finds it */
-  for (int k = 0; k < n; k++)
-    names[k] = field_names[fs[k]];
+  for (int k = 0; k < n; k++) names[k] = field_names[fs[k]];
   lua_settop(L, mt - 1);
   return (size_t)n;
 }
 
 /* The wrappers: upvalue 1 is the original function; argument 1 is
  * materialized first when it is a lazy record. */
-static int wrap_call(lua_State *L)
-{
-  if (lua_gettop(L) >= 1)
-    record_materialize(L, 1);
+static int wrap_call(lua_State *L) {
+  if (lua_gettop(L) >= 1) record_materialize(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
 
-static void wrap_global(lua_State *L, const char *name)
-{
+static void wrap_global(lua_State *L, const char *name) {
   lua_getglobal(L, name);
   lua_pushcclosure(L, wrap_call, 1);
   lua_setglobal(L, name);
 }
 
-void record_setup(lua_State *L)
-{
-  static const char *const wrapped[] = {"pairs", "next", "rawget", "getmetatable",
-                                        "setmetatable"};
+void record_setup(lua_State *L) {
+  static const char *const wrapped[] = {"pairs", "next", "rawget", "getmetatable", "setmetatable"};
   int top = lua_gettop(L);
   rctx_t *x = lua_newuserdata(L, sizeof *x); /* top + 1 */
 
@@ -501,8 +430,7 @@ void record_setup(lua_State *L)
   lua_setmetatable(L, -2);
   x->live_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
-  for (size_t k = 0; k < sizeof wrapped / sizeof wrapped[0]; k++)
-    wrap_global(L, wrapped[k]);
+  for (size_t k = 0; k < sizeof wrapped / sizeof wrapped[0]; k++) wrap_global(L, wrapped[k]);
   lua_settop(L, top);
 }
 
@@ -510,8 +438,7 @@ void record_setup(lua_State *L)
 static const json_kind_t record_json_kind = {record_materialize, record_add_json};
 
 /* Pushes the metatable of b's records. */
-static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b)
-{
+static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b) {
   const container_t *c = b->container;
 
   lua_createtable(L, MT_SLOTS, 3);
@@ -561,8 +488,7 @@ static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b)
   lua_rawseti(L, mt, MT_IMAGE);
 }
 
-void record_push_batch(lua_State *L, batch_t *b)
-{
+void record_push_batch(lua_State *L, batch_t *b) {
   const rctx_t *x = get_ctx(L);
 
   lua_createtable(L, b->n > INT32_MAX ? INT32_MAX : (int)b->n, 0);
@@ -590,16 +516,14 @@ void record_push_batch(lua_State *L, batch_t *b)
   lua_settop(L, recs);
 }
 
-size_t record_held(lua_State *L)
-{
+size_t record_held(lua_State *L) {
   const rctx_t *x = get_ctx(L);
   return x ? x->held : 0;
 }
 
 /* Pushes an array of the keys of the table at t (to go through them while
  * the table changes). Returns how many. */
-static int push_keys(lua_State *L, int t)
-{
+static int push_keys(lua_State *L, int t) {
   lua_newtable(L);
   int list = lua_gettop(L), n = 0;
   lua_pushnil(L);
@@ -612,8 +536,7 @@ static int push_keys(lua_State *L, int t)
 }
 
 /* Materializes the records of the batch whose metatable is at mt. */
-static void detach_batch(lua_State *L, int mt)
-{
+static void detach_batch(lua_State *L, int mt) {
   lua_rawgeti(L, mt, MT_POS);
   int pos = lua_gettop(L);
   int n = push_keys(L, pos); /* materializing edits pos */
@@ -626,8 +549,7 @@ static void detach_batch(lua_State *L, int mt)
   lua_settop(L, pos - 1);
 }
 
-int record_detach(lua_State *L)
-{
+int record_detach(lua_State *L) {
   const rctx_t *x = get_ctx(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->live_ref);
   int live = lua_gettop(L);
@@ -648,8 +570,7 @@ int record_detach(lua_State *L)
 /* Appends the original value of lazy field f of line i of b as a member
  * (mt: the batch's metatable). Returns 0 or -1. */
 static int add_original(strbuf_t *bf, lua_State *L, int mt, const batch_t *b, size_t i, int f,
-                        int *first)
-{
+                        int *first) {
   char ts[TS_LEN + 1];
   const char *s = original_text(b, i, f, ts);
 
@@ -663,8 +584,7 @@ static int add_original(strbuf_t *bf, lua_State *L, int mt, const batch_t *b, si
          json_add_string(bf, s, strlen(s));
 }
 
-int record_add_json(strbuf_t *b, lua_State *L, int idx)
-{
+int record_add_json(strbuf_t *b, lua_State *L, int idx) {
   /* The fixed members in json_add_record's order (json.c: time, stream,
    * container, name, image, line, labels), then the rest as it writes them.
    * `truncated`, when original, goes among the rest. */
@@ -674,14 +594,11 @@ int record_add_json(strbuf_t *b, lua_State *L, int idx)
   size_t i;
   unsigned changed;
 
-  if (!lua_checkstack(L, 8))
-    return -1;
+  if (!lua_checkstack(L, 8)) return -1;
   int mt = push_mt(L, idx);
-  if (mt == 0 || !read_pos(L, idx, mt, &i, &changed))
-    goto done;
+  if (mt == 0 || !read_pos(L, idx, mt, &i, &changed)) goto done;
   const batch_t *bt = box_batch(L, mt);
-  if (bt == NULL || strbuf_add(b, "{", 1) < 0)
-    goto done;
+  if (bt == NULL || strbuf_add(b, "{", 1) < 0) goto done;
   lua_rawgeti(L, LUA_REGISTRYINDEX, x->anchor_ref);
   int anchor = lua_gettop(L);
   for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++) {
@@ -692,8 +609,7 @@ int record_add_json(strbuf_t *b, lua_State *L, int idx)
     else if (f < N_FIELDS && has_original(bt, i, changed, f))
       r = add_original(b, L, mt, bt, i, f, &first);
     lua_pop(L, 1);
-    if (r < 0)
-      goto done;
+    if (r < 0) goto done;
   }
   push_raw(L, anchor, idx, F_TRUNCATED); /* a raw `truncated` is one of the rest */
   int truncated = lua_isnil(L, -1) && has_original(bt, i, changed, F_TRUNCATED);

@@ -52,8 +52,8 @@ void record_materialize(struct lua_State *L, int idx);
 /* Where a lazy record comes from, for writers that can use the original. */
 typedef struct record_origin {
   const batch_t *batch;
-  size_t i;          /* its line is batch->recs[i] */
-  unsigned changed;  /* RECORD_F_* bits of original fields set or deleted */
+  size_t i;         /* its line is batch->recs[i] */
+  unsigned changed; /* RECORD_F_* bits of original fields set or deleted */
 } record_origin_t;
 
 #define RECORD_F_STREAM (1u << 0)

@@ -9,21 +9,21 @@
 #include "registry.h"
 
 typedef struct entry {
-  idlink_t link;           /* in the registry's table, by id */
+  idlink_t link; /* in the registry's table, by id */
   char id[65];
   cursor_t *cursor;
-  reader_t *reader;        /* live reader, or NULL */
-  int reattach;            /* attach again once the closing reader is gone */
+  reader_t *reader; /* live reader, or NULL */
+  int reattach;     /* attach again once the closing reader is gone */
   int64_t reattach_since;
   container_t *reattach_c;
-  int forget;              /* forget the entry once its reader is gone */
-  int unreadable;          /* its log driver cannot be read: never attach */
-  int over_limit;          /* refused for max_readers (warned once) */
+  int forget;     /* forget the entry once its reader is gone */
+  int unreadable; /* its log driver cannot be read: never attach */
+  int over_limit; /* refused for max_readers (warned once) */
 } entry_t;
 
 struct registry {
   core_t *core;
-  idtable_t entries;       /* entry_t by container id */
+  idtable_t entries; /* entry_t by container id */
   registry_stats_t stats;
   int stopping;
   void (*stopped)(void *);
@@ -48,8 +48,8 @@ registry_t *registry_new(core_t *core) {
   return r;
 }
 
-const double registry_start_bounds[REGISTRY_START_BUCKETS] = {
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1};
+const double registry_start_bounds[REGISTRY_START_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01,
+                                                              0.02,   0.05,  0.1,   0.5,   1};
 
 static const reader_owner_t owner; /* below */
 
@@ -68,8 +68,7 @@ static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since
   return 0;
 }
 
-static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns,
-                  int created) {
+static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns, int created) {
   if (r->stopping || r->core->stopping) return -1;
   entry_t *e = find_entry(r, c->id);
   if (!e) {
@@ -100,7 +99,8 @@ static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t even
   }
   if (r->stats.live >= r->core->cfg->max_readers) {
     if (!e->over_limit)
-      log_warn(c->name, "not followed: max_readers (%zu) readers are live", r->core->cfg->max_readers);
+      log_warn(c->name, "not followed: max_readers (%zu) readers are live",
+               r->core->cfg->max_readers);
     e->over_limit = 1;
     return -1; // NOLINT(clang-analyzer-unix.Malloc): a new e is held by r->entries
   }
@@ -212,12 +212,12 @@ static void on_reader_closed(void *ud, reader_t *rd) {
 }
 
 static const reader_owner_t owner = {
-  .state_changed = on_state_changed,
-  .unreadable = on_unreadable,
-  .start_latency = on_start_latency,
-  .attach_result = on_attach_result,
-  .cycled = on_cycled,
-  .closed = on_reader_closed,
+    .state_changed = on_state_changed,
+    .unreadable = on_unreadable,
+    .start_latency = on_start_latency,
+    .attach_result = on_attach_result,
+    .cycled = on_cycled,
+    .closed = on_reader_closed,
 };
 
 void registry_resume_paused(registry_t *r) {

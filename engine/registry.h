@@ -32,7 +32,7 @@ typedef struct registry_stats {
   /* attach streams of --rm containers (reader.h): in place before the
    * start; answered too late (the log was read instead); refused */
   uint64_t attach[READER_ATTACH_N_RESULTS]; /* by reader_attach_result_t */
-  uint64_t by_state[READER_N_STATES]; /* indexed by reader_state_t */
+  uint64_t by_state[READER_N_STATES];       /* indexed by reader_state_t */
   /* start event to logs request: counts per bucket (not cumulative; the
    * last one counts the slower ones) and the sum in ns */
   uint64_t start_buckets[REGISTRY_START_BUCKETS + 1];

@@ -25,8 +25,8 @@ typedef struct selection {
 int selection_add(selection_t *s, int exclude, int kind, const char *pattern);
 
 /* labels: an array of n "key=value" strings. Returns 1 when selected. */
-int selection_match(const selection_t *s, const char *id, const char *name,
-                    const char *image, const char *const *labels, size_t n);
+int selection_match(const selection_t *s, const char *id, const char *name, const char *image,
+                    const char *const *labels, size_t n);
 
 void selection_free(selection_t *s);
 

@@ -31,14 +31,14 @@ typedef struct status_source {
  * every reader the container had since the engine started (only the live
  * reader's without a ledger). */
 typedef struct status_reader {
-  char name[256];        /* the container name, without the leading '/' */
+  char name[256]; /* the container name, without the leading '/' */
   char id[65];
-  const char *state;     /* reader_state_name, or "finished" */
-  int live;              /* it has a live reader */
-  int64_t newest;        /* newest delivered timestamp (ns), or -1 */
+  const char *state; /* reader_state_name, or "finished" */
+  int live;          /* it has a live reader */
+  int64_t newest;    /* newest delivered timestamp (ns), or -1 */
   uint64_t lines, bytes, errors;
-  uint64_t repeated;     /* lines the daemon sent twice in one stream, dropped */
-  int paused;            /* waits for the outputs (backpressure) */
+  uint64_t repeated; /* lines the daemon sent twice in one stream, dropped */
+  int paused;        /* waits for the outputs (backpressure) */
 } status_reader_t;
 
 typedef struct status_output {
@@ -47,9 +47,9 @@ typedef struct status_output {
 } status_output_t;
 
 typedef struct status {
-  int64_t now_ns, start_ns;             /* wall clock */
+  int64_t now_ns, start_ns; /* wall clock */
   registry_stats_t readers;
-  status_reader_t *rd;                  /* containers, sorted by name */
+  status_reader_t *rd; /* containers, sorted by name */
   size_t n_rd;
   pipeline_stats_t pipeline;
   /* records_in - records_out when positive (filters dropped more than they
@@ -63,14 +63,14 @@ typedef struct status {
   unsigned long long reader_pauses;
   unsigned long long docker_reads, docker_rests;
   unsigned long events_reconnects;
-  int checkpoint_on;                    /* cursors are saved */
-  double checkpoint_age;                /* checkpoint_age(), -1 when off */
+  int checkpoint_on;     /* cursors are saved */
+  double checkpoint_age; /* checkpoint_age(), -1 when off */
   int docker_ok;
-  char docker_why[300];                 /* why not, when !docker_ok */
+  char docker_why[300]; /* why not, when !docker_ok */
   int pipeline_loaded, stopping;
-  double stall_limit;                   /* seconds: filter_timeout + STATUS_STALL_MARGIN */
+  double stall_limit; /* seconds: filter_timeout + STATUS_STALL_MARGIN */
   long handles_open;
-  unsigned long long tap_dropped;       /* records a slow `engine tap` missed */
+  unsigned long long tap_dropped; /* records a slow `engine tap` missed */
 } status_t;
 
 /* How much longer than filter_timeout the pipeline may go without finishing

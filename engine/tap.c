@@ -8,20 +8,20 @@
 
 struct tap_client {
   int point;
-  char *name;               /* the filter's or output's, or NULL */
-  char *glob;               /* container names, or NULL */
-  size_t limit;             /* records; 0: none */
-  size_t taken;             /* records put in buf so far */
+  char *name;   /* the filter's or output's, or NULL */
+  char *glob;   /* container names, or NULL */
+  size_t limit; /* records; 0: none */
+  size_t taken; /* records put in buf so far */
   unsigned long long dropped;
-  char *buf;                /* JSON lines not taken yet */
+  char *buf; /* JSON lines not taken yet */
   size_t len;
   struct tap_client *next;
 };
 
 struct tap {
   pthread_mutex_t lock;
-  atomic_int n_clients;     /* read without the lock: the fast "nobody taps" */
-  atomic_ullong dropped;    /* over every client, ever */
+  atomic_int n_clients;  /* read without the lock: the fast "nobody taps" */
+  atomic_ullong dropped; /* over every client, ever */
   tap_client_t *clients;
 };
 
@@ -115,8 +115,7 @@ void tap_offer(tap_t *t, int point, const char *name, const char *cname, const c
   pthread_mutex_unlock(&t->lock);
 }
 
-tap_client_t *tap_subscribe(tap_t *t, int point, const char *name, const char *glob,
-                            size_t limit) {
+tap_client_t *tap_subscribe(tap_t *t, int point, const char *name, const char *glob, size_t limit) {
   tap_client_t *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->point = point;

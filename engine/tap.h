@@ -48,8 +48,7 @@ void tap_offer(tap_t *t, int point, const char *name, const char *cname, const c
 /* A new client (NULL when TAP_CLIENTS_MAX are connected, or out of memory;
  * the strings are copied). glob: container names, or NULL for all; limit:
  * records at most, 0 for no limit. */
-tap_client_t *tap_subscribe(tap_t *t, int point, const char *name, const char *glob,
-                            size_t limit);
+tap_client_t *tap_subscribe(tap_t *t, int point, const char *name, const char *glob, size_t limit);
 
 /* The records buffered for c since the last take, as a malloc'ed buffer of
  * *len bytes (NULL when there are none, or out of memory). *done: c took

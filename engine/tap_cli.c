@@ -19,7 +19,7 @@ static const char usage[] =
 
 typedef struct answer {
   long status;
-  char err[512];  /* the body of a refusal */
+  char err[512]; /* the body of a refusal */
   size_t err_len;
 } answer_t;
 
@@ -88,7 +88,10 @@ int tap_main(int argc, char **argv) {
   }
   if (filter && output) goto bad;
   char query[2048] = "";
-  if (add_param(query, sizeof query, "point", filter ? "filter" : output ? "output" : "input") ||
+  if (add_param(query, sizeof query, "point",
+                filter   ? "filter"
+                : output ? "output"
+                         : "input") ||
       ((filter || output) && add_param(query, sizeof query, "name", filter ? filter : output)) ||
       (glob && add_param(query, sizeof query, "select", glob)))
     goto bad;
@@ -100,8 +103,8 @@ int tap_main(int argc, char **argv) {
   char full[3072];
   size_t blen = strlen(url);
   while (blen && url[blen - 1] == '/') blen--;
-  snprintf(full, sizeof full, "%s%.*s/tap?%s", strstr(url, "://") ? "" : "http://", (int)blen,
-           url, query);
+  snprintf(full, sizeof full, "%s%.*s/tap?%s", strstr(url, "://") ? "" : "http://", (int)blen, url,
+           query);
 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
     fprintf(stderr, "engine tap: libcurl does not start\n");

@@ -5,7 +5,7 @@
 
 struct ticket {
   atomic_int refs;
-  atomic_int abandoned;     /* a holder gave up on it: no acknowledgement */
+  atomic_int abandoned; /* a holder gave up on it: no acknowledgement */
   batch_t *batch;
   void (*done)(void *, batch_t *);
   void *ud;
@@ -38,4 +38,3 @@ void ticket_abandon(ticket_t *t) {
   atomic_store(&t->abandoned, 1);
   ticket_release(t);
 }
-

@@ -14,13 +14,9 @@
 /* days_from_civil's count for 1970-01-01, subtracted to get Unix days. */
 #define DAYS_0000_TO_1970 INT64_C(719468)
 
-static int is_leap(int64_t y)
-{
-  return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-}
+static int is_leap(int64_t y) { return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0); }
 
-static int days_in_month(int64_t y, int m)
-{
+static int days_in_month(int64_t y, int m) {
   static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   return m == 2 && is_leap(y) ? 29 : dim[m - 1];
 }
@@ -29,8 +25,7 @@ static int days_in_month(int64_t y, int m)
  * The year is counted from March so that the leap day comes last: days
  * before a March-based month are then (153 * month + 2) / 5, with month 0
  * for March. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
+static int64_t days_from_civil(int64_t y, int m, int d) {
   int64_t yy = y - (m <= 2);
   int64_t mp = (m + 9) % 12;
   int64_t doy = (153 * mp + 2) / 5 + d - 1;
@@ -41,13 +36,10 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 /* The calendar date of a day number (the inverse of days_from_civil). The
  * first guess of the year is within one of the answer and is corrected by
  * comparing with the first day of the guessed years. */
-static void civil_from_days(int64_t days, int64_t *y, int *m, int *d)
-{
+static void civil_from_days(int64_t days, int64_t *y, int *m, int *d) {
   int64_t year = 1970 + days * 400 / 146097;
-  while (days_from_civil(year, 1, 1) > days)
-    year--;
-  while (days_from_civil(year + 1, 1, 1) <= days)
-    year++;
+  while (days_from_civil(year, 1, 1) > days) year--;
+  while (days_from_civil(year + 1, 1, 1) <= days) year++;
   int64_t doy = days - days_from_civil(year, 1, 1);
   int month = 1;
   while (doy >= days_in_month(year, month)) {
@@ -60,12 +52,10 @@ static void civil_from_days(int64_t days, int64_t *y, int *m, int *d)
 }
 
 /* Reads exactly n decimal digits; returns -1 on anything else. */
-static int64_t digits(const char *s, size_t n)
-{
+static int64_t digits(const char *s, size_t n) {
   int64_t v = 0;
   for (size_t i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return -1;
+    if (s[i] < '0' || s[i] > '9') return -1;
     v = v * 10 + (s[i] - '0');
   }
   return v;
@@ -73,30 +63,26 @@ static int64_t digits(const char *s, size_t n)
 
 /* Nanoseconds of secs + frac/1e9, or -1 (with *ns untouched) when the sum
  * does not fit in int64. frac is 0..999999999. */
-static int to_ns(int64_t secs, int64_t frac, int64_t *ns)
-{
+static int to_ns(int64_t secs, int64_t frac, int64_t *ns) {
   int64_t v;
   if (secs < 0 && frac > 0) { /* keep the product in range near INT64_MIN */
     secs += 1;
     frac -= NS_PER_SEC;
   }
-  if (__builtin_mul_overflow(secs, NS_PER_SEC, &v) ||
-      __builtin_add_overflow(v, frac, &v))
+  if (__builtin_mul_overflow(secs, NS_PER_SEC, &v) || __builtin_add_overflow(v, frac, &v))
     return -1;
   *ns = v;
   return 0;
 }
 
-int ts_parse(const char *s, size_t len, int64_t *ns, size_t *used)
-{
+int ts_parse(const char *s, size_t len, int64_t *ns, size_t *used) {
   /* "YYYY-MM-DDTHH:MM:SS" is 19 bytes, then at least 'Z'. */
-  if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
-      s[16] != ':')
+  if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
     return -1;
   int64_t y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
   int64_t h = digits(s + 11, 2), mi = digits(s + 14, 2), sec = digits(s + 17, 2);
-  if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (int)mo) ||
-      h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)
+  if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, (int)mo) || h < 0 || h > 23 ||
+      mi < 0 || mi > 59 || sec < 0 || sec > 59)
     return -1;
 
   size_t i = 19;
@@ -104,13 +90,10 @@ int ts_parse(const char *s, size_t len, int64_t *ns, size_t *used)
   if (s[i] == '.') {
     size_t n = 0;
     i++;
-    while (i + n < len && n <= 9 && s[i + n] >= '0' && s[i + n] <= '9')
-      n++;
-    if (n == 0 || n > 9)
-      return -1;
+    while (i + n < len && n <= 9 && s[i + n] >= '0' && s[i + n] <= '9') n++;
+    if (n == 0 || n > 9) return -1;
     frac = digits(s + i, n);
-    for (size_t k = n; k < 9; k++)
-      frac *= 10;
+    for (size_t k = n; k < 9; k++) frac *= 10;
     i += n;
   }
 
@@ -119,33 +102,29 @@ int ts_parse(const char *s, size_t len, int64_t *ns, size_t *used)
     i++;
   } else if (i + 6 <= len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
     int64_t oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
-    if (oh < 0 || oh > 23 || om < 0 || om > 59)
-      return -1;
+    if (oh < 0 || oh > 23 || om < 0 || om > 59) return -1;
     offset = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
     i += 6;
   } else {
     return -1;
   }
 
-  int64_t secs = days_from_civil(y, (int)mo, (int)d) * SECS_PER_DAY +
-                 h * 3600 + mi * 60 + sec - offset;
-  if (to_ns(secs, frac, ns) < 0)
-    return -1;
+  int64_t secs =
+      days_from_civil(y, (int)mo, (int)d) * SECS_PER_DAY + h * 3600 + mi * 60 + sec - offset;
+  if (to_ns(secs, frac, ns) < 0) return -1;
   *used = i;
   return 0;
 }
 
 /* Writes v as exactly n decimal digits (v >= 0). */
-static void put_digits(char *out, int64_t v, int n)
-{
+static void put_digits(char *out, int64_t v, int n) {
   for (int i = n - 1; i >= 0; i--) {
     out[i] = (char)('0' + v % 10);
     v /= 10;
   }
 }
 
-void ts_format(int64_t ns, char out[TS_LEN + 1])
-{
+void ts_format(int64_t ns, char out[TS_LEN + 1]) {
   int64_t secs = ns / NS_PER_SEC, frac = ns % NS_PER_SEC;
   if (frac < 0) { /* floor division */
     frac += NS_PER_SEC;
@@ -177,15 +156,12 @@ void ts_format(int64_t ns, char out[TS_LEN + 1])
   out[TS_LEN] = '\0';
 }
 
-void ts_format_since(int64_t ns, char out[32])
-{
-  if (ns < 0)
-    ns = 0;
+void ts_format_since(int64_t ns, char out[32]) {
+  if (ns < 0) ns = 0;
   snprintf(out, 32, "%" PRId64 ".%09" PRId64, ns / NS_PER_SEC, ns % NS_PER_SEC);
 }
 
-int64_t ts_now(void)
-{
+int64_t ts_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
   return (int64_t)t.tv_sec * NS_PER_SEC + t.tv_nsec;

@@ -31,11 +31,21 @@ typedef struct nrow { /* a filter or an output: up to ten counters by name */
 } nrow_t;
 
 enum { F_CALLS, F_ERRORS, F_TIMEOUTS };
-enum { O_SENT, O_FAILED, O_RETRIED, O_DEAD, O_PENDING, O_IN_FLIGHT, O_REQUESTS, O_RECORDS,
-       O_BYTES, O_AGE };
+enum {
+  O_SENT,
+  O_FAILED,
+  O_RETRIED,
+  O_DEAD,
+  O_PENDING,
+  O_IN_FLIGHT,
+  O_REQUESTS,
+  O_RECORDS,
+  O_BYTES,
+  O_AGE
+};
 
 typedef struct sample {
-  double at;                 /* monotonic seconds */
+  double at; /* monotonic seconds */
   crow_t *c;
   size_t nc;
   nrow_t *f, *o;
@@ -283,9 +293,8 @@ static double c_rate(const sample_t *cur, const sample_t *prev, const crow_t *c,
 
 static double n_rate(const sample_t *cur, const sample_t *prev, const nrow_t *r, int output,
                      int idx) {
-  const nrow_t *p = prev ? find_row(output ? prev->o : prev->f, output ? prev->no : prev->nf,
-                                    r->name)
-                         : NULL;
+  const nrow_t *p =
+      prev ? find_row(output ? prev->o : prev->f, output ? prev->no : prev->nf, r->name) : NULL;
   return rate(r->v[idx], p ? p->v[idx] : 0, prev ? cur->at - prev->at : 0, prev != NULL);
 }
 
@@ -446,8 +455,8 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
   }
   line(&sc, "%s", error ? error : "");
   if (s) {
-    line(&sc, "%-32s %-11s %10s %10s %12s %8s", "CONTAINER", "STATE", "LINES/S", "BYTES/S",
-         "LINES", "ERRORS");
+    line(&sc, "%-32s %-11s %10s %10s %12s %8s", "CONTAINER", "STATE", "LINES/S", "BYTES/S", "LINES",
+         "ERRORS");
     double *order = s->nc ? malloc(s->nc * 2 * sizeof *order) : NULL;
     for (size_t i = 0; order && i < s->nc; i++) {
       order[2 * i] = c_rate(s, prev, &s->c[i], 0);
@@ -576,8 +585,9 @@ int top_main(int argc, char **argv) {
     got_winch = 0;
     int ok = take_sample(curl, base, &cur, err, sizeof err) == 0;
     if (ok) reached = 1;
-    if (tty) draw(base, ok ? &cur : (have_prev ? &prev : NULL), ok && have_prev ? &prev : NULL,
-                  ok ? NULL : err);
+    if (tty)
+      draw(base, ok ? &cur : (have_prev ? &prev : NULL), ok && have_prev ? &prev : NULL,
+           ok ? NULL : err);
     else if (ok) print_plain(&cur, have_prev ? &prev : NULL);
     else fprintf(stderr, "engine top: cannot read %s\n", err);
     if (ok) {

@@ -7,7 +7,10 @@
 
 static atomic_long live;
 
-void uvh_opened(uv_handle_t *h) { (void)h; atomic_fetch_add(&live, 1); }
+void uvh_opened(uv_handle_t *h) {
+  (void)h;
+  atomic_fetch_add(&live, 1);
+}
 
 void uvh_closed(uv_handle_t *h) {
   (void)h;
