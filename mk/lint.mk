@@ -1,6 +1,7 @@
-# Static analysis of engine/: `make lint` runs cppcheck, clang-tidy and
-# scripts/lint-includes.lua (no cycle between modules, no header included
-# for nothing) and fails on any finding. The checks are chosen to find bugs, not style:
+# Static analysis of engine/: `make lint` runs clang-format (the style in
+# .clang-format), cppcheck, clang-tidy and scripts/lint-includes.lua (no
+# cycle between modules, no header included for nothing) and fails on any
+# finding. `clang-format -i engine/*.[ch]` fixes the style. The checks are chosen to find bugs, not style:
 # clang-tidy's set and the reason for each exclusion are in .clang-tidy;
 # cppcheck runs its warning, performance and portability classes.
 # Suppressions are inline only (// cppcheck-suppress id, // NOLINT(check)),
@@ -15,9 +16,12 @@ LINT_FLAGS := -std=c11 -D_GNU_SOURCE -DENGINE_VERSION='"$(VERSION)"' \
 CPPCHECK   ?= cppcheck
 CLANG_TIDY ?= clang-tidy
 
-.PHONY: lint lint-cppcheck lint-tidy lint-includes
+.PHONY: lint lint-cppcheck lint-tidy lint-includes lint-format
 
-lint: lint-includes lint-cppcheck lint-tidy
+lint: lint-format lint-includes lint-cppcheck lint-tidy
+
+lint-format:
+	clang-format --dry-run --Werror engine/*.c engine/*.h
 
 lint-includes:
 	luajit scripts/lint-includes.lua engine

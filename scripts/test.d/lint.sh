@@ -1,5 +1,5 @@
 #!/bin/sh
-# `make lint` (the include structure, cppcheck and clang-tidy over engine/,
+# `make lint` (the style, the include structure, cppcheck and clang-tidy over engine/,
 # see mk/lint.mk) must find
 # nothing. On failure the findings are printed, one line each, with the
 # file and line, and the check fails.
@@ -11,4 +11,4 @@ if [ "$status" -ne 0 ]; then
   echo "$out" | grep -E '(error|warning|style|performance|portability):|: (modules depend|.* is included but)' | grep -v '^make' | sort -u
   exit 1
 fi
-echo "lint: includes, cppcheck and clang-tidy clean"
+echo "lint: style, includes, cppcheck and clang-tidy clean"
