@@ -32,7 +32,7 @@
 #include "idtable.h"
 #include "log.h"
 #include "json.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define FILE_NAME "cursors.json"
 #define FILE_MAX ((size_t)256 * 1024 * 1024)
@@ -594,7 +594,7 @@ checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *dir, double interval,
     log_info(NULL, "loaded the cursors of %zu containers from %s", cp->entries.count, cp->path);
   }
   uv_timer_init(loop, &cp->timer);
-  uvh_opened((uv_handle_t *)&cp->timer);
+  handles_opened((uv_handle_t *)&cp->timer);
   cp->timer_open = 1;
   cp->timer.data = cp;
   cp->current_at = uv_hrtime(); /* the file holds what was loaded: every cursor acknowledged */
@@ -682,7 +682,7 @@ size_t checkpoint_count(const checkpoint_t *cp) { return cp->entries.count; }
 
 static void timer_closed(uv_handle_t *h) {
   checkpoint_t *cp = h->data;
-  uvh_closed(h);
+  handles_closed(h);
   cp->timer_open = 0;
   maybe_closed(cp);
 }
@@ -700,7 +700,7 @@ void checkpoint_close(checkpoint_t *cp, void (*closed)(void *), void *ud) {
   cp->closed = closed;
   cp->closed_ud = ud;
   uv_timer_stop(&cp->timer);
-  uvh_close((uv_handle_t *)&cp->timer, timer_closed);
+  handles_close((uv_handle_t *)&cp->timer, timer_closed);
 }
 
 int checkpoint_save_now(checkpoint_t *cp, char *err, size_t errlen) {

@@ -6,7 +6,7 @@
 
 #include "delivery.h"
 #include "log.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define TICK_MS 50
 #define START_RETRY_MS 1000
@@ -101,7 +101,7 @@ static void sweep(delivery_t *d) {
 
 static void handle_closed(uv_handle_t *h) {
   delivery_t *d = h->data;
-  uvh_closed(h);
+  handles_closed(h);
   if (--d->handles > 0) return;
   void (*cb)(void *) = d->closed;
   void *ud = d->closed_ud;
@@ -193,8 +193,8 @@ static void step(delivery_t *d) {
   if (d->closing && d->outputs_closed && d->n == 0) {
     uv_timer_stop(&d->tick);
     d->ticking = 0;
-    uvh_close((uv_handle_t *)&d->wake, handle_closed);
-    uvh_close((uv_handle_t *)&d->tick, handle_closed);
+    handles_close((uv_handle_t *)&d->wake, handle_closed);
+    handles_close((uv_handle_t *)&d->tick, handle_closed);
     return;
   }
   if (d->closing) busy = 1;
@@ -221,9 +221,9 @@ delivery_t *delivery_new(uv_loop_t *loop, uint64_t grace_ms) {
   atomic_init(&d->reopen, 0);
   pthread_mutex_init(&d->lock, NULL);
   uv_async_init(loop, &d->wake, on_wake);
-  uvh_opened((uv_handle_t *)&d->wake);
+  handles_opened((uv_handle_t *)&d->wake);
   uv_timer_init(loop, &d->tick);
-  uvh_opened((uv_handle_t *)&d->tick);
+  handles_opened((uv_handle_t *)&d->tick);
   d->wake.data = d->tick.data = d;
   d->handles = 2;
   return d;

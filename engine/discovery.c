@@ -11,7 +11,7 @@
 #include "reader.h"
 #include "registry.h"
 #include "timestamp.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define EVENT_LINE_MAX (1024 * 1024)
 /* Created containers held, inspected, until they start. */
@@ -35,7 +35,7 @@ typedef struct prepared {
 } prepared_t;
 
 struct discovery {
-  core_t *core;
+  runtime_t *rt;
   void (*ready)(void *, const char *);
   void *ready_ud;
   int started;              /* the first list was handled */
@@ -115,27 +115,27 @@ static void hold_prepared(discovery_t *d, container_t *c) {
 }
 
 static int selected(const discovery_t *d, const container_t *c) {
-  return selection_match(&d->core->cfg->select, c->id, c->name, c->image,
+  return selection_match(&d->rt->cfg->select, c->id, c->name, c->image,
                          (const char *const *)c->label_pairs, c->n_labels);
 }
 
 static int64_t initial_since(const discovery_t *d) {
-  return d->core->cfg->since_start ? d->core->start_ns : -1;
+  return d->rt->cfg->since_start ? d->rt->start_ns : -1;
 }
 
 /* Follows c if the selection takes it. */
 static void attach_selected(discovery_t *d, container_t *c, uint64_t event_ns) {
-  if (selected(d, c)) registry_attach(d->core->registry, c, initial_since(d), event_ns);
+  if (selected(d, c)) registry_attach(d->rt->registry, c, initial_since(d), event_ns);
 }
 
 /* A created container is held for its start; a selected --rm one is
  * attached to at once, so that it loses no line however short it lives. */
 static void hold_created(discovery_t *d, container_t *c) {
   hold_prepared(d, c);
-  const config_t *cfg = d->core->cfg;
+  const config_t *cfg = d->rt->cfg;
   if (c->auto_remove && cfg->attach_rm && !cfg->backfill && selected(d, c) &&
-      strncmp(docker_host(d->core->docker), "unix://", 7) == 0) /* the engine's clock */
-    registry_attach_created(d->core->registry, c, initial_since(d));
+      strncmp(docker_host(d->rt->docker), "unix://", 7) == 0) /* the engine's clock */
+    registry_attach_created(d->rt->registry, c, initial_since(d));
 }
 
 static void on_inspect(void *ud, const http_result_t *res) {
@@ -173,7 +173,7 @@ static void on_inspect(void *ud, const http_result_t *res) {
 static void inspect(discovery_t *d, const char *id, int started, int created, uint64_t event_ns) {
   static const http_handler_t handler = {NULL, NULL, on_inspect};
   if (d->stopping) return;
-  reader_t *rd = registry_find(d->core->registry, id);
+  reader_t *rd = registry_find(d->rt->registry, id);
   if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) return;
   for (inspect_req_t *q = d->inspects; q; q = q->next)
     if (strcmp(q->id, id) == 0) {
@@ -188,7 +188,7 @@ static void inspect(discovery_t *d, const char *id, int started, int created, ui
   q->created = created;
   q->event_ns = started ? event_ns : 0;
   snprintf(q->id, sizeof q->id, "%s", id);
-  if (!(q->req = docker_inspect(d->core->docker, id, &handler, q))) {
+  if (!(q->req = docker_inspect(d->rt->docker, id, &handler, q))) {
     free(q);
     return;
   }
@@ -202,7 +202,7 @@ static void consider(discovery_t *d, const char *id, int started) { inspect(d, i
 /* A start event (arrived at event_ns): a held container's reader starts at
  * once; any other is inspected first. */
 static void on_start(discovery_t *d, const char *id, uint64_t event_ns, int64_t started_ns) {
-  reader_t *rd = registry_find(d->core->registry, id);
+  reader_t *rd = registry_find(d->rt->registry, id);
   if (rd) reader_container_started(rd, event_ns, started_ns);
   container_t *c = take_prepared(d, id);
   if (!c) {
@@ -225,7 +225,7 @@ static void on_rename(discovery_t *d, const char *id, const char *name) {
     container_unref(c);
     return;
   }
-  reader_t *rd = registry_find(d->core->registry, id);
+  reader_t *rd = registry_find(d->rt->registry, id);
   if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) {
     if (reader_rename(rd, name) != 0)
       log_warn(reader_container(rd)->name, "out of memory: the rename to %s is not followed", name);
@@ -246,7 +246,7 @@ static void on_list(void *ud, const http_result_t *res) {
     if (!d->started) {
       d->started = 1;
       char msg[400];
-      snprintf(msg, sizeof msg, "cannot list containers at %s: %s", docker_host(d->core->docker),
+      snprintf(msg, sizeof msg, "cannot list containers at %s: %s", docker_host(d->rt->docker),
                err);
       d->ready(d->ready_ud, msg);
       return;
@@ -265,18 +265,18 @@ static void on_list(void *ud, const http_result_t *res) {
     const char *st = cJSON_IsString(state) ? state->valuestring : "running";
     if (!cJSON_IsString(id)) continue;
     if (ids) ids[n++] = id->valuestring;
-    if (d->core->cfg->backfill || !strcmp(st, "running") || !strcmp(st, "paused") ||
+    if (d->rt->cfg->backfill || !strcmp(st, "running") || !strcmp(st, "paused") ||
         !strcmp(st, "restarting"))
-      consider(d, id->valuestring, d->core->cfg->backfill);
+      consider(d, id->valuestring, d->rt->cfg->backfill);
   }
-  if (ids && d->core->checkpoint)
-    checkpoint_reconcile(d->core->checkpoint, ids, n, 2 * d->core->cfg->reconcile_interval);
+  if (ids && d->rt->checkpoint)
+    checkpoint_reconcile(d->rt->checkpoint, ids, n, 2 * d->rt->cfg->reconcile_interval);
   free(ids);
   cJSON_Delete(doc);
   if (!d->started) {
     d->started = 1;
     d->listed = 1;
-    if (!d->core->cfg->backfill) { /* a backfill lists once and follows nothing */
+    if (!d->rt->cfg->backfill) { /* a backfill lists once and follows nothing */
       start_events(d);
       schedule(d);
     }
@@ -287,7 +287,7 @@ static void on_list(void *ud, const http_result_t *res) {
 static void start_list(discovery_t *d) {
   static const http_handler_t handler = {NULL, NULL, on_list};
   if (d->list || d->stopping) return;
-  d->list = docker_list(d->core->docker, 1, &handler, d);
+  d->list = docker_list(d->rt->docker, 1, &handler, d);
 }
 
 /* --- events ------------------------------------------------------------- */
@@ -296,18 +296,18 @@ static void start_list(discovery_t *d) {
  * max_events_per_second, events are skipped and a container list soon after
  * (the periodic reconcile, brought forward) catches up with them. */
 static int event_allowed(discovery_t *d) {
-  uint64_t now = uv_now(d->core->loop);
+  uint64_t now = uv_now(d->rt->loop);
   if (now - d->ev_window >= 1000) {
     d->ev_window = now;
     d->ev_count = 0;
     d->ev_skipped = 0;
   }
-  if (++d->ev_count <= d->core->cfg->max_events_per_second) return 1;
+  if (++d->ev_count <= d->rt->cfg->max_events_per_second) return 1;
   if (d->ev_skipped++ == 0) { /* list once the window is over */
     log_warn(NULL,
              "skipping container events over max_events_per_second (%zu); "
              "a container list catches up",
-             d->core->cfg->max_events_per_second);
+             d->rt->cfg->max_events_per_second);
     d->next_reconcile = now + 1000;
     schedule(d);
   }
@@ -346,11 +346,11 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
     } else if (!strcmp(a, "restart") || !strcmp(a, "unpause")) {
       consider(d, id->valuestring, 1);
     } else if (!strcmp(a, "die") || !strcmp(a, "died")) { /* "died": older Podman */
-      reader_t *rd = registry_find(d->core->registry, id->valuestring);
+      reader_t *rd = registry_find(d->rt->registry, id->valuestring);
       if (rd) reader_container_died(rd);
     } else if (!strcmp(a, "destroy") || !strcmp(a, "remove")) { /* "remove": Podman */
       container_unref(take_prepared(d, id->valuestring));
-      registry_forget(d->core->registry, id->valuestring);
+      registry_forget(d->rt->registry, id->valuestring);
     } else if (!strcmp(a, "rename")) {
       const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(actor, "Attributes");
       const cJSON *name = cJSON_GetObjectItemCaseSensitive(attrs, "name");
@@ -414,14 +414,14 @@ static void on_events_done(void *ud, const http_result_t *res) {
   double delay = backoff_next(&d->backoff);
   log_warn(NULL, "events stream: %s; reconnecting in %.2f s", why, delay);
   d->events_backoff_pending = 1;
-  d->next_reconcile = uv_now(d->core->loop) + (uint64_t)(delay * 1000);
+  d->next_reconcile = uv_now(d->rt->loop) + (uint64_t)(delay * 1000);
   schedule(d);
 }
 
 static void start_events(discovery_t *d) {
   static const http_handler_t handler = {on_events_headers, on_events_body, on_events_done};
   if (d->events || d->stopping) return;
-  d->events = docker_events(d->core->docker, d->events_since, &handler, d);
+  d->events = docker_events(d->rt->docker, d->events_since, &handler, d);
 }
 
 /* --- the timer: events reconnect and periodic reconcile ----------------- */
@@ -434,15 +434,15 @@ static void on_timer(uv_timer_t *t) {
     start_events(d);
   }
   start_list(d); /* a reconnect also reconciles: events may have been missed */
-  d->next_reconcile = uv_now(d->core->loop) + (uint64_t)(d->core->cfg->reconcile_interval * 1000);
+  d->next_reconcile = uv_now(d->rt->loop) + (uint64_t)(d->rt->cfg->reconcile_interval * 1000);
   schedule(d);
 }
 
 static void schedule(discovery_t *d) {
   if (d->stopping) return;
-  uint64_t now = uv_now(d->core->loop);
+  uint64_t now = uv_now(d->rt->loop);
   if (!d->next_reconcile)
-    d->next_reconcile = now + (uint64_t)(d->core->cfg->reconcile_interval * 1000);
+    d->next_reconcile = now + (uint64_t)(d->rt->cfg->reconcile_interval * 1000);
   uv_timer_start(&d->timer, on_timer, d->next_reconcile > now ? d->next_reconcile - now : 0, 0);
 }
 
@@ -452,31 +452,31 @@ static void on_ping(void *ud, const http_result_t *res) {
   discovery_t *d = ud;
   char err[400];
   d->ping = NULL;
-  if (docker_negotiate(d->core->docker, res, err, sizeof err) != 0) {
+  if (docker_negotiate(d->rt->docker, res, err, sizeof err) != 0) {
     docker_state(d, 0, err);
     d->started = 1;
     d->ready(d->ready_ud, err);
     return;
   }
-  log_info(NULL, "connected to the Docker daemon at %s (API %s)", docker_host(d->core->docker),
-           docker_api_version(d->core->docker));
+  log_info(NULL, "connected to the Docker daemon at %s (API %s)", docker_host(d->rt->docker),
+           docker_api_version(d->rt->docker));
   /* Events from just before the list on, so none falls between the two. */
   d->events_since = ts_now() - 1000000000LL;
   start_list(d);
 }
 
-discovery_t *discovery_start(core_t *core, void (*ready)(void *, const char *), void *ud) {
+discovery_t *discovery_start(runtime_t *rt, void (*ready)(void *, const char *), void *ud) {
   static const http_handler_t handler = {NULL, NULL, on_ping};
   discovery_t *d = calloc(1, sizeof *d);
   if (!d) return NULL;
-  d->core = core;
+  d->rt = rt;
   d->ready = ready;
   d->ready_ud = ud;
-  backoff_init(&d->backoff, core->cfg->backoff_initial, core->cfg->backoff_max);
-  uv_timer_init(core->loop, &d->timer);
-  uvh_opened((uv_handle_t *)&d->timer);
+  backoff_init(&d->backoff, rt->cfg->backoff_initial, rt->cfg->backoff_max);
+  uv_timer_init(rt->loop, &d->timer);
+  handles_opened((uv_handle_t *)&d->timer);
   d->timer.data = d;
-  d->ping = docker_ping(core->docker, &handler, d);
+  d->ping = docker_ping(rt->docker, &handler, d);
   return d;
 }
 
@@ -501,7 +501,7 @@ static void timer_closed(uv_handle_t *h) {
   discovery_t *d = h->data;
   void (*cb)(void *) = d->closed;
   void *ud = d->closed_ud;
-  uvh_closed(h);
+  handles_closed(h);
   while (d->prepared) container_unref(take_prepared(d, d->prepared->c->id));
   free(d->evbuf);
   free(d);
@@ -523,5 +523,5 @@ void discovery_stop(discovery_t *d, void (*closed)(void *), void *ud) {
     drop_inspect(q);
   }
   uv_timer_stop(&d->timer);
-  uvh_close((uv_handle_t *)&d->timer, timer_closed);
+  handles_close((uv_handle_t *)&d->timer, timer_closed);
 }

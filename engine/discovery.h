@@ -25,7 +25,7 @@
 #define ENGINE_DISCOVERY_H
 
 #include <stddef.h>
-#include "core.h"
+#include "runtime.h"
 
 typedef struct discovery discovery_t;
 
@@ -33,7 +33,7 @@ typedef struct discovery discovery_t;
  * first list was handled; ready(ud, message) when the daemon cannot be
  * reached or refused the API version at start (nothing is retried then).
  * Returns NULL when out of memory. */
-discovery_t *discovery_start(core_t *core, void (*ready)(void *ud, const char *error), void *ud);
+discovery_t *discovery_start(runtime_t *rt, void (*ready)(void *ud, const char *error), void *ud);
 
 /* The first list was handled and every inspection it started is done (a
  * backfill is complete once, besides, no reader is live). */

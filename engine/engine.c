@@ -18,7 +18,7 @@
 #include "discovery.h"
 #include "engine_internal.h"
 #include "inflight.h"
-#include "ledger.h"
+#include "retired.h"
 #include "log.h"
 #include "metrics.h"
 #include "reader.h"
@@ -26,7 +26,7 @@
 #include "status.h"
 #include "tap.h"
 #include "timestamp.h"
-#include "uvh.h"
+#include "handles.h"
 
 #ifndef ENGINE_LUA_DIR
 #define ENGINE_LUA_DIR "lua"
@@ -104,7 +104,7 @@ void engine_fail(engine_t *e, const char *msg) {
 
 static void on_resume(void *ud) {
   engine_t *e = ud;
-  registry_resume_paused(e->core.registry);
+  registry_resume_paused(e->rt.registry);
 }
 
 static void engine_stop_wake(engine_t *e);
@@ -144,7 +144,7 @@ static void apply_new_selection(engine_t *e) {
   }
   selection_free(&e->cfg.select);
   e->cfg.select = sel;
-  registry_each(e->core.registry, stop_unselected, e);
+  registry_each(e->rt.registry, stop_unselected, e);
   if (e->discovery) discovery_reconcile(e->discovery);
   log_info(NULL, "reload: the container selection is applied");
 }
@@ -203,7 +203,7 @@ static status_t *collect_status(void *ud) {
   status_source_t src = {e->discovery, e->events_reconnects,
                          e->pipeline_started && !e->pipeline_exited, e->phase != STOP_NONE};
   if (e->discovery) src.events_reconnects = discovery_reconnects(e->discovery);
-  status_t *s = status_collect(&e->core, &src);
+  status_t *s = status_collect(&e->rt, &src);
   if (s) s->tap_dropped = tap_dropped(e->tap);
   return s;
 }
@@ -236,7 +236,7 @@ static void fit_open_files(engine_t *e) {
   unsigned long long conns =
       limit > FD_RESERVE + 2 * CONN_RESERVE ? limit - FD_RESERVE : 2 * CONN_RESERVE;
   unsigned long long readers = conns - CONN_RESERVE;
-  docker_set_max_connections(e->core.docker, (long)conns);
+  docker_set_max_connections(e->rt.docker, (long)conns);
   char raised[64] = "";
   if (was != rl.rlim_cur)
     snprintf(raised, sizeof raised, ", raised from %llu", (unsigned long long)was);
@@ -259,7 +259,7 @@ static void fit_open_files(engine_t *e) {
 
 static void init_handle(uv_handle_t *h, void *data) {
   h->data = data;
-  uvh_opened(h);
+  handles_opened(h);
 }
 
 static void log_leftover(uv_handle_t *h, void *arg) {
@@ -272,18 +272,18 @@ static void log_leftover(uv_handle_t *h, void *arg) {
 static int start_docker(engine_t *e) {
   char err[512];
   docker_tls_t tls = {e->cfg.docker_tls_ca, e->cfg.docker_tls_cert, e->cfg.docker_tls_key};
-  e->core.docker = docker_new(&e->loop, e->cfg.docker_host, &tls, err, sizeof err);
-  e->core.registry = registry_new(&e->core);
-  if (e->core.docker) {
-    docker_set_read_delay(e->core.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
+  e->rt.docker = docker_new(&e->loop, e->cfg.docker_host, &tls, err, sizeof err);
+  e->rt.registry = registry_new(&e->rt);
+  if (e->rt.docker) {
+    docker_set_read_delay(e->rt.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
     fit_open_files(e);
   }
-  if (e->core.docker && e->core.registry) return 0;
-  engine_fail(e, e->core.docker ? "out of memory" : err);
+  if (e->rt.docker && e->rt.registry) return 0;
+  engine_fail(e, e->rt.docker ? "out of memory" : err);
   log_error(NULL, "%s", e->error);
-  if (e->core.docker) docker_close(e->core.docker, NULL, NULL);
-  registry_free(e->core.registry);
-  e->core.registry = NULL;
+  if (e->rt.docker) docker_close(e->rt.docker, NULL, NULL);
+  registry_free(e->rt.registry);
+  e->rt.registry = NULL;
   return -1;
 }
 
@@ -293,14 +293,14 @@ static int start_docker(engine_t *e) {
 static void start_checkpoint(engine_t *e) {
   char err[512];
   if (e->cfg.state_dir) {
-    e->core.checkpoint =
+    e->rt.checkpoint =
         checkpoint_open(&e->loop, e->cfg.state_dir, e->cfg.checkpoint_interval, e->cfg.fsync,
                         (int64_t)(e->cfg.resume_margin * 1e9), err, sizeof err);
-    if (!e->core.checkpoint)
+    if (!e->rt.checkpoint)
       log_warn(NULL, "%s; cursors are kept in memory only (a restart reads history again)", err);
   }
-  e->core.inflight = inflight_new(&e->core, e->cfg.max_buffered, on_resume, e);
-  pipeline_set_done(e->pipeline, inflight_done, e->core.inflight);
+  e->rt.inflight = inflight_new(&e->rt, e->cfg.max_buffered, on_resume, e);
+  pipeline_set_done(e->pipeline, inflight_done, e->rt.inflight);
   pipeline_set_reloaded(e->pipeline, on_reloaded, e);
 }
 
@@ -313,14 +313,14 @@ static int start_outputs(engine_t *e) {
   return -1;
 }
 
-/* The metrics endpoint, with the per-container ledger and the tap. Returns
+/* The metrics endpoint, with the finished readers' totals and the tap. Returns
  * 0, or -1. */
 static int start_metrics(engine_t *e) {
   char err[512];
   if (!e->cfg.metrics_listen) return 0;
-  if (!e->core.ledger) /* per-container counts outlive readers */
-    e->core.ledger =
-        ledger_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers : 1024);
+  if (!e->rt.retired) /* per-container counts outlive readers */
+    e->rt.retired =
+        retired_new(e->cfg.metrics_max_containers > 1024 ? e->cfg.metrics_max_containers : 1024);
   if (!e->tap && (e->tap = tap_new()))
     pipeline_set_tap(e->pipeline, e->tap); /* before its thread starts */
   e->metrics = metrics_start(&e->loop, e->cfg.metrics_listen, e->cfg.metrics_max_containers,
@@ -374,7 +374,7 @@ static int start_pipeline_and_discovery(engine_t *e) {
     return -1;
   }
   e->pipeline_started = 1;
-  e->discovery = discovery_start(&e->core, on_ready, e);
+  e->discovery = discovery_start(&e->rt, on_ready, e);
   if (e->discovery) return 0;
   engine_fail(e, "out of memory");
   return -1;
@@ -384,15 +384,15 @@ static int start_pipeline_and_discovery(engine_t *e) {
  * and saves the cursors a last time. */
 static void finish_run(engine_t *e) {
   char err[512];
-  registry_free(e->core.registry);
-  e->core.registry = NULL;
-  if (e->core.checkpoint) {
-    if (checkpoint_save_now(e->core.checkpoint, err, sizeof err) != 0) {
+  registry_free(e->rt.registry);
+  e->rt.registry = NULL;
+  if (e->rt.checkpoint) {
+    if (checkpoint_save_now(e->rt.checkpoint, err, sizeof err) != 0) {
       log_error(NULL, "%s", err);
       engine_fail(e, err);
     }
-    checkpoint_free(e->core.checkpoint);
-    e->core.checkpoint = NULL;
+    checkpoint_free(e->rt.checkpoint);
+    e->rt.checkpoint = NULL;
   }
   engine_log_stopped(&e->final);
 }
@@ -408,15 +408,15 @@ int engine_run(engine_t *e, int handle_signals) {
     engine_fail(e, "cannot create the event loop");
     return -1;
   }
-  e->core.loop = &e->loop;
-  e->core.cfg = &e->cfg;
-  e->core.pipeline = e->pipeline;
-  e->core.start_ns = ts_now();
+  e->rt.loop = &e->loop;
+  e->rt.cfg = &e->cfg;
+  e->rt.pipeline = e->pipeline;
+  e->rt.start_ns = ts_now();
   if (start_docker(e) != 0) {
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
     e->pipeline_exited = 1; /* it never started: engine_free may free everything */
-    e->core.loop = NULL;    /* nothing ran: engine_free frees everything */
+    e->rt.loop = NULL;      /* nothing ran: engine_free frees everything */
     return -1;
   }
   start_checkpoint(e);
@@ -443,9 +443,9 @@ int engine_run(engine_t *e, int handle_signals) {
 
 void engine_free(engine_t *e) {
   if (!e) return;
-  if (e->pipeline && !e->pipeline_exited && e->core.loop) return; /* running, or stuck */
-  registry_free(e->core.registry);
-  ledger_free(e->core.ledger);
+  if (e->pipeline && !e->pipeline_exited && e->rt.loop) return; /* running, or stuck */
+  registry_free(e->rt.registry);
+  retired_free(e->rt.retired);
   pipeline_free(e->pipeline);
   tap_free(e->tap); /* after the pipeline thread and the metrics endpoint */
   config_free(&e->cfg);

@@ -55,9 +55,9 @@ static void print_progress(void *ud, reader_t *rd) {
 void engine_backfill_tick(uv_timer_t *t) {
   engine_t *e = t->data;
   registry_stats_t r;
-  registry_stats(e->core.registry, &r);
+  registry_stats(e->rt.registry, &r);
   if (++e->backfill_ticks % 5 == 0 && isatty(STDERR_FILENO) && r.live)
-    registry_each(e->core.registry, print_progress, NULL);
+    registry_each(e->rt.registry, print_progress, NULL);
   if (e->discovery && discovery_settled(e->discovery) && r.live == 0) {
     log_info(NULL, "backfill: every selected container's history is read (%llu readers)",
              (unsigned long long)r.started);

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "core.h"
+#include "runtime.h"
 #include "engine.h"
 #include "pipeline.h"
 
@@ -45,7 +45,7 @@ struct engine {
   config_t cfg;
   pipeline_t *pipeline;
   uv_loop_t loop;
-  core_t core;
+  runtime_t rt;
   struct discovery *discovery;
   struct tap *tap;           /* records for /tap, with the metrics endpoint */
   uv_async_t wake;           /* engine_stop from any thread, and reloads */

@@ -7,13 +7,13 @@
 #include "log.h"
 #include "reader.h"
 #include "registry.h"
-#include "uvh.h"
+#include "handles.h"
 
 void engine_snapshot(engine_t *e, engine_stats_t *out) {
   memset(out, 0, sizeof *out);
-  if (e->core.registry) {
+  if (e->rt.registry) {
     registry_stats_t r;
-    registry_stats(e->core.registry, &r);
+    registry_stats(e->rt.registry, &r);
     out->readers_live = r.live;
     out->readers_started = r.started;
     out->readers_stopped = r.stopped;
@@ -28,23 +28,23 @@ void engine_snapshot(engine_t *e, engine_stats_t *out) {
     out->filter_errors = p.filter_errors;
     out->filter_timeouts = p.filter_timeouts;
   }
-  if (e->core.inflight) {
-    out->reader_pauses = inflight_pauses(e->core.inflight);
-    out->bytes_in_flight = inflight_bytes(e->core.inflight);
+  if (e->rt.inflight) {
+    out->reader_pauses = inflight_pauses(e->rt.inflight);
+    out->bytes_in_flight = inflight_bytes(e->rt.inflight);
   }
   out->events_reconnects = e->discovery ? discovery_reconnects(e->discovery) : e->events_reconnects;
-  if (e->core.docker) {
-    out->docker_reads = docker_reads(e->core.docker);
-    out->docker_rests = docker_rests(e->core.docker);
+  if (e->rt.docker) {
+    out->docker_reads = docker_reads(e->rt.docker);
+    out->docker_rests = docker_rests(e->rt.docker);
   }
-  out->handles_open = uvh_live();
+  out->handles_open = handles_live();
 }
 
 void engine_stats(engine_t *e, engine_stats_t *out) {
-  if (e->core.loop && !e->pipeline_exited) engine_snapshot(e, out);
+  if (e->rt.loop && !e->pipeline_exited) engine_snapshot(e, out);
   else {
     *out = e->final;
-    out->handles_open = uvh_live();
+    out->handles_open = handles_live();
   }
 }
 
@@ -53,7 +53,7 @@ void engine_stats_tick(uv_timer_t *t) {
   engine_stats_t s;
   registry_stats_t r;
   engine_snapshot(e, &s);
-  registry_stats(e->core.registry, &r);
+  registry_stats(e->rt.registry, &r);
   log_info(NULL,
            "stats: readers live %llu (connecting %llu, streaming %llu, draining %llu, "
            "backoff %llu), started %llu, stopped %llu, cycled %llu; records in %llu, out %llu; "

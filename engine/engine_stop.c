@@ -20,7 +20,7 @@
 #include "metrics.h"
 #include "output.h"
 #include "registry.h"
-#include "uvh.h"
+#include "handles.h"
 
 static const char *const phase_names[STOP_N_PHASES] = {
     [STOP_NONE] = "running",          [STOP_INPUT] = "input",
@@ -33,7 +33,7 @@ void engine_set_stop_phase(engine_t *e, stop_phase_t to, const char *why) {
   stop_phase_t from = e->phase;
   if (to <= from) return;
   e->phase = to;
-  e->core.stopping = 1;
+  e->rt.stopping = 1;
   log_debug(NULL, "stop: %s -> %s%s%s", phase_names[from], phase_names[to], why ? ": " : "",
             why ? why : "");
   switch (to) {
@@ -45,24 +45,24 @@ void engine_set_stop_phase(engine_t *e, stop_phase_t to, const char *why) {
   }
 }
 
-static void handle_closed(uv_handle_t *h) { uvh_closed(h); }
+static void handle_closed(uv_handle_t *h) { handles_closed(h); }
 
 static void close_own_handles(engine_t *e) {
   /* No engine_stop may be inside uv_async_send when the handle closes. A
    * spin, not a mutex: engine_stop runs in signal handlers too. */
   atomic_store(&e->running, 0);
   while (atomic_load(&e->senders) > 0) sched_yield();
-  uvh_close((uv_handle_t *)&e->wake, handle_closed);
-  uvh_close((uv_handle_t *)&e->stop_timer, handle_closed);
-  uvh_close((uv_handle_t *)&e->stats_timer, handle_closed);
-  uvh_close((uv_handle_t *)&e->backfill_timer, handle_closed);
+  handles_close((uv_handle_t *)&e->wake, handle_closed);
+  handles_close((uv_handle_t *)&e->stop_timer, handle_closed);
+  handles_close((uv_handle_t *)&e->stats_timer, handle_closed);
+  handles_close((uv_handle_t *)&e->backfill_timer, handle_closed);
   metrics_close(e->metrics);
   e->metrics = NULL;
   if (e->handle_signals) {
-    uvh_close((uv_handle_t *)&e->sigint, handle_closed);
-    uvh_close((uv_handle_t *)&e->sigterm, handle_closed);
-    uvh_close((uv_handle_t *)&e->sighup, handle_closed);
-    uvh_close((uv_handle_t *)&e->sigusr1, handle_closed);
+    handles_close((uv_handle_t *)&e->sigint, handle_closed);
+    handles_close((uv_handle_t *)&e->sigterm, handle_closed);
+    handles_close((uv_handle_t *)&e->sighup, handle_closed);
+    handles_close((uv_handle_t *)&e->sigusr1, handle_closed);
     /* Closing the handles restored the default actions: a second SIGINT
      * arriving now must not kill a stop that is finishing cleanly. */
     signal(SIGINT, SIG_IGN);
@@ -74,25 +74,25 @@ static void close_own_handles(engine_t *e) {
 
 static void docker_closed(void *ud) {
   engine_t *e = ud;
-  e->core.docker = NULL;
+  e->rt.docker = NULL;
   close_own_handles(e);
 }
 
 static void checkpoint_closed(void *ud) {
   engine_t *e = ud;
-  docker_close(e->core.docker, docker_closed, e);
+  docker_close(e->rt.docker, docker_closed, e);
 }
 
 static void inflight_closed(void *ud) {
   engine_t *e = ud;
-  e->core.inflight = NULL;
-  if (e->core.checkpoint) checkpoint_close(e->core.checkpoint, checkpoint_closed, e);
+  e->rt.inflight = NULL;
+  if (e->rt.checkpoint) checkpoint_close(e->rt.checkpoint, checkpoint_closed, e);
   else checkpoint_closed(e);
 }
 
 static void outputs_closed(void *ud) {
   engine_t *e = ud;
-  inflight_close(e->core.inflight, inflight_closed, e);
+  inflight_close(e->rt.inflight, inflight_closed, e);
 }
 
 /* After the pipeline thread: the outputs deliver what they hold, until the
@@ -192,5 +192,5 @@ void engine_begin_stop(engine_t *e, const char *why) {
     e->events_reconnects = discovery_reconnects(e->discovery);
     discovery_stop(e->discovery, on_discovery_closed, e);
   } else e->discovery_closed = 1;
-  registry_stop_all(e->core.registry, on_readers_stopped, e);
+  registry_stop_all(e->rt.registry, on_readers_stopped, e);
 }

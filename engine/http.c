@@ -16,7 +16,7 @@
 #include <unistd.h>
 #include "http.h"
 #include "throttle.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define ERROR_BODY_MAX (64 * 1024)
 
@@ -559,7 +559,7 @@ static void rest(poll_ctx_t *p, unsigned delay_ms) {
 static void poll_closed(uv_handle_t *handle) {
   poll_ctx_t *p = handle->data;
   http_t *h = p->http;
-  uvh_closed(handle);
+  handles_closed(handle);
   free(p);
   h->open_handles--;
   maybe_closed(h);
@@ -590,7 +590,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
       p->removed = 1;
       unrest(p);
       uv_poll_stop(&p->poll);
-      uvh_close((uv_handle_t *)&p->poll, poll_closed);
+      handles_close((uv_handle_t *)&p->poll, poll_closed);
       curl_multi_assign(h->multi, fd, NULL);
     }
     return 0;
@@ -601,7 +601,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
       free(p);
       return -1;
     }
-    uvh_opened((uv_handle_t *)&p->poll);
+    handles_opened((uv_handle_t *)&p->poll);
     h->open_handles++;
     p->poll.data = p;
     p->http = h;
@@ -713,10 +713,10 @@ http_t *http_new(uv_loop_t *loop, const char *base, char *err, size_t errlen) {
   curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
   uv_timer_init(loop, &h->timer);
-  uvh_opened((uv_handle_t *)&h->timer);
+  handles_opened((uv_handle_t *)&h->timer);
   h->timer.data = h;
   uv_timer_init(loop, &h->rest_timer);
-  uvh_opened((uv_handle_t *)&h->rest_timer);
+  handles_opened((uv_handle_t *)&h->rest_timer);
   h->rest_timer.data = h;
   h->open_handles = 2;
   return h;
@@ -727,7 +727,7 @@ err:
 
 static void timer_closed(uv_handle_t *t) {
   http_t *h = t->data;
-  uvh_closed(t);
+  handles_closed(t);
   h->open_handles--;
   maybe_closed(h);
 }
@@ -760,8 +760,8 @@ void http_close(http_t *h, void (*closed)(void *), void *ud) {
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
   uv_timer_stop(&h->timer);
-  uvh_close((uv_handle_t *)&h->timer, timer_closed);
+  handles_close((uv_handle_t *)&h->timer, timer_closed);
   while (h->rest_head) unrest(h->rest_head); /* sockets are closed by now */
   uv_timer_stop(&h->rest_timer);
-  uvh_close((uv_handle_t *)&h->rest_timer, timer_closed);
+  handles_close((uv_handle_t *)&h->rest_timer, timer_closed);
 }

@@ -1,5 +1,5 @@
 /* idtable.h - a hash table of entries keyed by container id: the
- * registry's readers, the checkpoint's cursors, the ledger's totals.
+ * registry's readers, the checkpoint's cursors, the retired readers' totals.
  *
  * Intrusive: an entry embeds an idlink_t and keeps its id itself (the link
  * points at it); the table never allocates, so adding cannot fail. Chained

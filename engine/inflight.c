@@ -4,16 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
-#include "core.h"
+#include "runtime.h"
 #include "inflight.h"
 #include "log.h"
 #include "pipeline.h"
-#include "uvh.h"
+#include "handles.h"
 
 /* --- batches in flight -------------------------------------------------- */
 
 struct inflight {
-  core_t *core;
+  runtime_t *rt;
   size_t limit, bytes;
   int over; /* readers were told to pause */
   unsigned long long pauses;
@@ -94,8 +94,8 @@ static void drain(inflight_t *f) {
     *link = b->order_next;
     if (f->order_tail == b) f->order_tail = prev;
     if (b->undelivered) hold(f, id);
-    else if (f->core->checkpoint && !f->hold_all && !in_list(f->held, f->n_held, id))
-      checkpoint_ack(f->core->checkpoint, b);
+    else if (f->rt->checkpoint && !f->hold_all && !in_list(f->held, f->n_held, id))
+      checkpoint_ack(f->rt->checkpoint, b);
     size_t n = batch_bytes(b);
     f->bytes = n > f->bytes ? 0 : f->bytes - n;
     batch_free(b);
@@ -109,16 +109,16 @@ static void drain(inflight_t *f) {
 
 static void on_wake(uv_async_t *a) { drain(a->data); }
 
-inflight_t *inflight_new(core_t *core, size_t limit, void (*resume)(void *), void *ud) {
+inflight_t *inflight_new(runtime_t *rt, size_t limit, void (*resume)(void *), void *ud) {
   inflight_t *f = calloc(1, sizeof *f);
   if (!f) return NULL;
-  f->core = core;
+  f->rt = rt;
   f->limit = limit;
   f->resume = resume;
   f->resume_ud = ud;
   pthread_mutex_init(&f->lock, NULL);
-  uv_async_init(core->loop, &f->wake, on_wake);
-  uvh_opened((uv_handle_t *)&f->wake);
+  uv_async_init(rt->loop, &f->wake, on_wake);
+  handles_opened((uv_handle_t *)&f->wake);
   f->wake.data = f;
   return f;
 }
@@ -131,7 +131,7 @@ void inflight_submit(inflight_t *f, batch_t *b) {
   if (f->order_tail) f->order_tail->order_next = b;
   else f->order_head = b;
   f->order_tail = b;
-  pipeline_submit(f->core->pipeline, b);
+  pipeline_submit(f->rt->pipeline, b);
 }
 
 void inflight_done(void *arg, batch_t *b) {
@@ -157,7 +157,7 @@ static void wake_closed(uv_handle_t *h) {
   inflight_t *f = h->data;
   void (*cb)(void *) = f->closed;
   void *ud = f->closed_ud;
-  uvh_closed(h);
+  handles_closed(h);
   pthread_mutex_destroy(&f->lock);
   for (size_t i = 0; i < f->n_held; i++) free(f->held[i]);
   free(f->held);
@@ -178,5 +178,5 @@ void inflight_close(inflight_t *f, void (*closed)(void *), void *ud) {
   f->order_head = f->order_tail = NULL;
   f->closed = closed;
   f->closed_ud = ud;
-  uvh_close((uv_handle_t *)&f->wake, wake_closed);
+  handles_close((uv_handle_t *)&f->wake, wake_closed);
 }

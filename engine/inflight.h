@@ -26,12 +26,12 @@
 #include <stddef.h>
 #include "batch.h"
 
-struct core;
+struct rt;
 
 typedef struct inflight inflight_t;
 
 /* Returns NULL when out of memory. limit: bytes (0: no limit). */
-inflight_t *inflight_new(struct core *core, size_t limit, void (*resume)(void *ud), void *ud);
+inflight_t *inflight_new(struct rt *rt, size_t limit, void (*resume)(void *ud), void *ud);
 
 /* Loop thread: counts the batch and passes it to the pipeline. */
 void inflight_submit(inflight_t *f, batch_t *b);

@@ -17,7 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "tap.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define MAX_CONNS 64
 #define HEAD_TIMEOUT_MS 3000
@@ -70,7 +70,7 @@ static void maybe_free(metrics_t *m) {
 static void conn_closed(uv_handle_t *h) {
   conn_t *c = h->data;
   metrics_t *m = c->m;
-  uvh_closed(h);
+  handles_closed(h);
   if (c->prev) c->prev->next = c->next;
   else m->conns = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -88,7 +88,7 @@ static void conn_closed(uv_handle_t *h) {
 static void conn_close(conn_t *c) {
   if (!c->closing) c->m->n_conns--;
   c->closing = 1;
-  uvh_close((uv_handle_t *)&c->tcp, conn_closed);
+  handles_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) { conn_close(req->data); }
@@ -384,7 +384,7 @@ static void on_connection(uv_stream_t *server, int status) {
     free(c);
     return;
   }
-  uvh_opened((uv_handle_t *)&c->tcp);
+  handles_opened((uv_handle_t *)&c->tcp);
   c->tcp.data = c;
   c->m = m;
   c->opened = uv_now(m->loop);
@@ -417,7 +417,7 @@ static void on_sweep(uv_timer_t *t) {
 
 static void server_handle_closed(uv_handle_t *h) {
   metrics_t *m = h->data;
-  uvh_closed(h);
+  handles_closed(h);
   m->open_handles--;
   maybe_free(m);
 }
@@ -472,13 +472,13 @@ metrics_t *metrics_start(uv_loop_t *loop, const char *listen, size_t max_contain
     snprintf(err, errlen, "metrics: cannot listen on %s: %s", listen, uv_strerror(rc));
     return NULL;
   }
-  uvh_opened((uv_handle_t *)&m->listener);
+  handles_opened((uv_handle_t *)&m->listener);
   m->listener.data = m;
   uv_timer_init(loop, &m->sweep);
-  uvh_opened((uv_handle_t *)&m->sweep);
+  handles_opened((uv_handle_t *)&m->sweep);
   m->sweep.data = m;
   uv_timer_init(loop, &m->pump);
-  uvh_opened((uv_handle_t *)&m->pump);
+  handles_opened((uv_handle_t *)&m->pump);
   m->pump.data = m;
   m->open_handles = 3;
   rc = uv_tcp_bind(&m->listener, (const struct sockaddr *)&sa, 0);
@@ -503,8 +503,8 @@ void metrics_close(metrics_t *m) {
   m->closing = 1;
   uv_timer_stop(&m->sweep);
   uv_timer_stop(&m->pump);
-  uvh_close((uv_handle_t *)&m->listener, server_handle_closed);
-  uvh_close((uv_handle_t *)&m->sweep, server_handle_closed);
-  uvh_close((uv_handle_t *)&m->pump, server_handle_closed);
+  handles_close((uv_handle_t *)&m->listener, server_handle_closed);
+  handles_close((uv_handle_t *)&m->sweep, server_handle_closed);
+  handles_close((uv_handle_t *)&m->pump, server_handle_closed);
   for (conn_t *c = m->conns; c; c = c->next) conn_close(c);
 }

@@ -26,7 +26,7 @@
  * oldest connection still waiting for its request (or else the oldest one),
  * so idle clients cannot lock a health probe out. Every answer is built from a fresh
  * status snapshot (status.h). Loop thread only; every handle is counted
- * (uvh.h) and closed through its close callback. */
+ * (handles.h) and closed through its close callback. */
 #ifndef ENGINE_METRICS_H
 #define ENGINE_METRICS_H
 

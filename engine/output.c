@@ -16,7 +16,7 @@
 #include "log.h"
 #include "output.h"
 #include "timestamp.h"
-#include "uvh.h"
+#include "handles.h"
 
 /* The kinds, each defined in its own file. */
 extern const output_kind_t output_stdout_kind, output_file_kind, output_null_kind,
@@ -472,7 +472,7 @@ static int open_dead_letter(output_t *o, char *err, size_t n) {
 }
 
 static void handle_closed(uv_handle_t *h) {
-  uvh_closed(h);
+  handles_closed(h);
   output_handle_closed(h->data);
 }
 
@@ -482,11 +482,11 @@ int output_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   if (open_dead_letter(o, err, n) != 0) return -1;
   if (o->kind->start && o->kind->start(o, loop, err, n) != 0) return -1;
   uv_timer_init(loop, &o->retry);
-  uvh_opened((uv_handle_t *)&o->retry);
+  handles_opened((uv_handle_t *)&o->retry);
   o->retry.data = o;
   o->handles++;
   uv_timer_init(loop, &o->linger);
-  uvh_opened((uv_handle_t *)&o->linger);
+  handles_opened((uv_handle_t *)&o->linger);
   o->linger.data = o;
   o->handles++;
   o->started = 1;
@@ -593,8 +593,8 @@ void output_close(output_t *o, const char *drop_reason, void (*closed)(void *), 
                "a state_dir, the next run reads them again)",
                o->name, pending);
   }
-  uvh_close((uv_handle_t *)&o->retry, handle_closed);
-  uvh_close((uv_handle_t *)&o->linger, handle_closed);
+  handles_close((uv_handle_t *)&o->retry, handle_closed);
+  handles_close((uv_handle_t *)&o->linger, handle_closed);
   output_handle_closed(o);
 }
 

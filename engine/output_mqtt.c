@@ -47,7 +47,7 @@
 #include "encode_record.h"
 #include "log.h"
 #include "output.h"
-#include "uvh.h"
+#include "handles.h"
 
 enum { M_IDLE, M_RESOLVING, M_CONNECTING, M_UP, M_WAITING };
 
@@ -258,7 +258,7 @@ static void on_disconnect(struct mosquitto *mosq, void *ud, int rc) {
 static void poll_closed(uv_handle_t *h) {
   mqtt_poll_t *p = h->data;
   output_t *o = &p->m->base;
-  uvh_closed(h);
+  handles_closed(h);
   free(p);
   output_handle_closed(o);
 }
@@ -267,7 +267,7 @@ static void drop_poll(mqtt_output_t *m) {
   mqtt_poll_t *p = m->poll;
   if (!p) return;
   m->poll = NULL;
-  uvh_close((uv_handle_t *)&p->h, poll_closed);
+  handles_close((uv_handle_t *)&p->h, poll_closed);
 }
 
 static void on_again(uv_timer_t *t) { connect_now(t->data); }
@@ -316,7 +316,7 @@ static void sync_io(mqtt_output_t *m) {
       went_down(m);
       return;
     }
-    uvh_opened((uv_handle_t *)&p->h);
+    handles_opened((uv_handle_t *)&p->h);
     m->base.handles++;
     p->h.data = p;
     p->m = m;
@@ -421,7 +421,7 @@ static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static void lib_init(void) { mosquitto_lib_init(); }
 
 static void timer_closed(uv_handle_t *h) {
-  uvh_closed(h);
+  handles_closed(h);
   output_handle_closed(h->data);
 }
 
@@ -451,9 +451,9 @@ static int mqtt_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   }
   backoff_init(&m->backoff, o->cfg.backoff_initial, o->cfg.backoff_max);
   uv_timer_init(loop, &m->misc);
-  uvh_opened((uv_handle_t *)&m->misc);
+  handles_opened((uv_handle_t *)&m->misc);
   uv_timer_init(loop, &m->again);
-  uvh_opened((uv_handle_t *)&m->again);
+  handles_opened((uv_handle_t *)&m->again);
   m->misc.data = m->again.data = m;
   o->handles += 2;
   m->timers = 1;
@@ -469,8 +469,8 @@ static int mqtt_stop(output_t *o) {
   drop_poll(m);
   if (m->timers) {
     m->timers = 0;
-    uvh_close((uv_handle_t *)&m->misc, timer_closed);
-    uvh_close((uv_handle_t *)&m->again, timer_closed);
+    handles_close((uv_handle_t *)&m->misc, timer_closed);
+    handles_close((uv_handle_t *)&m->again, timer_closed);
   }
   return 0; /* the attempt is taken back: its body is abandoned */
 }

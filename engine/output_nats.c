@@ -53,7 +53,7 @@
 #include "output.h"
 #include "output_nats.h"
 #include "record.h"
-#include "uvh.h"
+#include "handles.h"
 
 enum { ACK_OK, ACK_DUPLICATE, ACK_RETRY, ACK_REFUSED };
 
@@ -405,14 +405,14 @@ static void on_sub_complete(void *closure) { bridge_release(closure); }
 
 static void poll_closed(uv_handle_t *h) {
   output_t *o = h->data;
-  uvh_closed(h);
+  handles_closed(h);
   free(h);
   output_handle_closed(o);
 }
 
 static void drop_poll(nats_output_t *s) {
   if (!s->poll) return;
-  uvh_close((uv_handle_t *)s->poll, poll_closed);
+  handles_close((uv_handle_t *)s->poll, poll_closed);
   s->poll = NULL;
   s->poll_nc = NULL;
 }
@@ -444,7 +444,7 @@ static void reconcile(nats_output_t *s) {
       log_error(NULL, "output %s: cannot poll the NATS connection's socket", s->base.name);
       return;
     }
-    uvh_opened((uv_handle_t *)p);
+    handles_opened((uv_handle_t *)p);
     s->base.handles++;
     p->data = s;
     s->poll = p;
@@ -907,13 +907,13 @@ static void nats_send(output_t *o, output_body_t *b) {
 /* --- life --------------------------------------------------------------- */
 
 static void handle_closed(uv_handle_t *h) {
-  uvh_closed(h);
+  handles_closed(h);
   output_handle_closed(h->data);
 }
 
 static void async_closed(uv_handle_t *h) {
   output_t *o = h->data;
-  uvh_closed(h);
+  handles_closed(h);
   free(h);
   output_handle_closed(o);
 }
@@ -935,11 +935,11 @@ static int nats_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   br->owner = s;
   br->async = async;
   uv_async_init(loop, async, on_async);
-  uvh_opened((uv_handle_t *)async);
+  handles_opened((uv_handle_t *)async);
   async->data = s;
   o->handles++;
   uv_timer_init(loop, &s->tick);
-  uvh_opened((uv_handle_t *)&s->tick);
+  handles_opened((uv_handle_t *)&s->tick);
   s->tick.data = s;
   o->handles++;
   s->bridge = br;
@@ -969,8 +969,8 @@ static int nats_stop(output_t *o) {
   close_conn(s, s->nc, s->sub); /* a connect job in flight closes its own (connect_done) */
   s->nc = NULL;
   s->sub = NULL;
-  uvh_close((uv_handle_t *)async, async_closed);
-  uvh_close((uv_handle_t *)&s->tick, handle_closed);
+  handles_close((uv_handle_t *)async, async_closed);
+  handles_close((uv_handle_t *)&s->tick, handle_closed);
   return 0;
 }
 

@@ -17,7 +17,7 @@
 
 #include "encode.h"
 #include "output.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define UDP_MESSAGE_MAX 64000
 
@@ -63,7 +63,7 @@ static void sent(syslog_output_t *s, int result, const char *why, double retry_a
 static void conn_closed(uv_handle_t *h) {
   conn_t *c = h->data;
   output_t *o = &c->s->base;
-  uvh_closed(h);
+  handles_closed(h);
   free(c);
   output_handle_closed(o);
 }
@@ -72,7 +72,7 @@ static void drop_conn(syslog_output_t *s) {
   conn_t *c = s->conn;
   if (!c) return;
   s->conn = NULL;
-  uvh_close((uv_handle_t *)&c->tcp, conn_closed);
+  handles_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
 static void failed(syslog_output_t *s, const char *what, int err) {
@@ -126,7 +126,7 @@ static void start_conn(syslog_output_t *s) {
   }
   c->s = s;
   uv_tcp_init(s->base.loop, &c->tcp);
-  uvh_opened((uv_handle_t *)&c->tcp);
+  handles_opened((uv_handle_t *)&c->tcp);
   s->base.handles++;
   c->tcp.data = c;
   c->connect.data = c;
@@ -249,7 +249,7 @@ static int parse_url(syslog_output_t *s, const char *url) {
 }
 
 static void handle_closed(uv_handle_t *h) {
-  uvh_closed(h);
+  handles_closed(h);
   output_handle_closed(h->data);
 }
 
@@ -257,7 +257,7 @@ static int syslog_start(output_t *o, uv_loop_t *loop, char *err, size_t n) {
   syslog_output_t *s = (syslog_output_t *)o;
   if (s->udp) {
     uv_udp_init(loop, &s->udp_handle);
-    uvh_opened((uv_handle_t *)&s->udp_handle);
+    handles_opened((uv_handle_t *)&s->udp_handle);
     s->udp_handle.data = o;
     o->handles++;
   }
@@ -269,7 +269,7 @@ static int syslog_stop(output_t *o) {
   if (s->resolving) uv_cancel((uv_req_t *)&s->resolve);
   drop_conn(s);
   s->body = NULL;
-  if (s->udp && o->started) uvh_close((uv_handle_t *)&s->udp_handle, handle_closed);
+  if (s->udp && o->started) handles_close((uv_handle_t *)&s->udp_handle, handle_closed);
   return 0; /* a write on the closed connection ends with UV_ECANCELED, unreported */
 }
 

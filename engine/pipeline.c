@@ -35,7 +35,7 @@
 #include "pipeline.h"
 #include "pipeline_internal.h"
 #include "select.h"
-#include "uvh.h"
+#include "handles.h"
 
 #ifndef ENGINE_LUA_DIR
 #define ENGINE_LUA_DIR "lua"
@@ -514,7 +514,7 @@ static void pipeline_async_cb(uv_async_t *h) {
   if (p->on_exit != NULL) p->on_exit(p->ud);
 }
 
-static void pipeline_async_closed(uv_handle_t *h) { uvh_closed(h); }
+static void pipeline_async_closed(uv_handle_t *h) { handles_closed(h); }
 
 /* Starts the thread with the asynchronous signals blocked: they belong to
  * the loop thread. */
@@ -531,7 +531,7 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   p->ud = ud;
   p->isolate = p->prog->isolate; /* until the engine restarts */
   if (uv_async_init(loop, &p->async, pipeline_async_cb) != 0) return -1;
-  uvh_opened((uv_handle_t *)&p->async);
+  handles_opened((uv_handle_t *)&p->async);
   p->async.data = p;
   p->async_open = 1;
   sigfillset(&all);
@@ -546,7 +546,7 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   if (rc != 0) {
     log_error(NULL, "pipeline: cannot start its thread: %s", strerror(rc));
     p->async_open = 0;
-    uvh_close((uv_handle_t *)&p->async, pipeline_async_closed);
+    handles_close((uv_handle_t *)&p->async, pipeline_async_closed);
     return -1;
   }
   p->thread_started = 1;
@@ -656,7 +656,7 @@ void pipeline_close(pipeline_t *p) {
   }
   if (p->async_open) {
     p->async_open = 0;
-    uvh_close((uv_handle_t *)&p->async, pipeline_async_closed);
+    handles_close((uv_handle_t *)&p->async, pipeline_async_closed);
   }
 }
 

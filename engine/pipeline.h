@@ -152,7 +152,7 @@ void pipeline_abort(pipeline_t *p);
 void pipeline_discard(pipeline_t *p);
 
 /* Loop thread, after on_exit: joins the thread and closes the async handle
- * (its close callback counts it, see uvh.h). */
+ * (its close callback counts it, see handles.h). */
 void pipeline_close(pipeline_t *p);
 
 /* Counts since start, readable from any thread. batches counts the batches

@@ -9,15 +9,15 @@
 #include "decode.h"
 #include "docker.h"
 #include "inflight.h"
-#include "ledger.h"
+#include "retired.h"
 #include "occurrence.h"
 #include "log.h"
 #include "reader.h"
 #include "timestamp.h"
-#include "uvh.h"
+#include "handles.h"
 
 struct reader {
-  core_t *core;
+  runtime_t *rt;
   const reader_owner_t *owner; /* told of state changes and the close */
   void *owner_ud;
   container_t *c;
@@ -101,7 +101,7 @@ static void submit_batch(reader_t *r) {
   batch_t *b = r->batch;
   r->batch = NULL;
   b->floor_ts = decoder_pending_ts(&r->dec);
-  inflight_submit(r->core->inflight, b);
+  inflight_submit(r->rt->inflight, b);
 }
 
 static void on_flush(uv_timer_t *t) { submit_batch(t->data); }
@@ -117,7 +117,7 @@ static int outside_window(const config_t *cfg, int64_t ts) {
 /* --- lines ---------------------------------------------------------------- */
 
 static void deliver(reader_t *r, const decode_line_t *line) {
-  const config_t *cfg = r->core->cfg;
+  const config_t *cfg = r->rt->cfg;
   decode_line_t stamped;
   const decode_line_t *l = line;
   if (r->attach) { /* arrival times, made strictly increasing: each line its own key */
@@ -226,10 +226,10 @@ static int on_logs_body(void *ud, const char *data, size_t len) {
   if (r->attach == ATTACH_ANSWERED) return HTTP_PAUSE; /* the daemon keeps it */
   if (r->attach) /* never paused for backpressure: the daemon buffers it */
     r->dec.now = ts_now();
-  else if (inflight_over(r->core->inflight)) { /* backpressure: leave it with the daemon */
+  else if (inflight_over(r->rt->inflight)) { /* backpressure: leave it with the daemon */
     if (!r->paused) {
       r->paused = 1;
-      inflight_paused(r->core->inflight);
+      inflight_paused(r->rt->inflight);
       log_debug(r->c->name, "reader paused: too many bytes in flight");
     }
     return HTTP_PAUSE;
@@ -273,7 +273,7 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   if (res->ok && res->status == 200) { /* the daemon ended the stream */
     decoder_finish(&r->dec);
     submit_batch(r);
-    if (r->core->cfg->backfill) finish(r, "its history is read");
+    if (r->rt->cfg->backfill) finish(r, "its history is read");
     else inspect_after_end(r);
     return;
   }
@@ -307,10 +307,10 @@ static void connect_stream(reader_t *r) {
   static const http_handler_t handler = {on_logs_headers, on_logs_body, on_logs_done};
   if (r->attach) {
     r->protocol_error = 0;
-    r->stream_started = uv_now(r->core->loop);
+    r->stream_started = uv_now(r->rt->loop);
     r->attach = ATTACH_SENT;
     reader_set_state(r, READER_CONNECTING, "attaching before the start");
-    r->req = docker_attach(r->core->docker, r->c->id, &handler, r);
+    r->req = docker_attach(r->rt->docker, r->c->id, &handler, r);
     if (!r->req) {
       r->attach = ATTACH_NONE;
       go_backoff(r, "cannot start the attach request (out of memory)");
@@ -321,7 +321,7 @@ static void connect_stream(reader_t *r) {
   if (since < 0) since = r->initial_since;
   int64_t pending = decoder_pending_ts(&r->dec);
   if (pending != INT64_MAX && (since < 0 || pending < since)) since = pending;
-  const config_t *cfg = r->core->cfg;
+  const config_t *cfg = r->rt->cfg;
   if (cfg->backfill && since < cfg->backfill_since) since = cfg->backfill_since;
   decoder_reset(&r->dec);
   cursor_begin_replay(r->cursor);
@@ -329,16 +329,16 @@ static void connect_stream(reader_t *r) {
   r->protocol_error = 0;
   r->paused = 0;
   r->stream_lines = 0;
-  r->stream_started = uv_now(r->core->loop);
+  r->stream_started = uv_now(r->rt->loop);
   reader_set_state(r, READER_CONNECTING, NULL);
   r->req =
-      docker_logs(r->core->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
+      docker_logs(r->rt->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
                   !cfg->backfill && !r->last_read, &handler, r->event_ns ? on_logs_sent : NULL, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
   }
-  uv_timer_start(&r->life, on_life, ms(r->core->cfg->cycle), 0);
+  uv_timer_start(&r->life, on_life, ms(r->rt->cfg->cycle), 0);
 }
 
 /* --- attach streams ---------------------------------------------------- */
@@ -430,7 +430,7 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
   r->last_read = 0;
   /* Running again (restarted), or the daemon closed the stream: follow on
    * from the cursor; a stream that ends at once with nothing waits first. */
-  if (r->stream_lines == 0 && uv_now(r->core->loop) - r->stream_started < 1000) {
+  if (r->stream_lines == 0 && uv_now(r->rt->loop) - r->stream_started < 1000) {
     retry_later(r, "the stream ended at once while the container runs", 0);
     return;
   }
@@ -440,7 +440,7 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
 static void inspect_after_end(reader_t *r) {
   static const http_handler_t handler = {NULL, NULL, on_inspect_done};
   reader_set_state(r, READER_INSPECTING, "stream ended");
-  r->req = docker_inspect(r->core->docker, r->c->id, &handler, r);
+  r->req = docker_inspect(r->rt->docker, r->c->id, &handler, r);
   if (!r->req) go_backoff(r, "cannot start the inspect request (out of memory)");
 }
 
@@ -448,7 +448,7 @@ static void inspect_after_end(reader_t *r) {
 
 static void timer_closed(uv_handle_t *h) {
   reader_t *r = h->data;
-  uvh_closed(h);
+  handles_closed(h);
   if (--r->open_handles > 0) return;
   reader_set_state(r, READER_CLOSED, NULL);
   r->owner->closed(r->owner_ud, r);
@@ -461,8 +461,8 @@ static void close_reader(reader_t *r, const char *why) {
   r->req = NULL;
   submit_batch(r);
   uv_timer_stop(&r->life);
-  uvh_close((uv_handle_t *)&r->life, timer_closed);
-  uvh_close((uv_handle_t *)&r->flush, timer_closed);
+  handles_close((uv_handle_t *)&r->life, timer_closed);
+  handles_close((uv_handle_t *)&r->flush, timer_closed);
 }
 
 static void finish(reader_t *r, const char *why) {
@@ -528,7 +528,7 @@ int reader_rename(reader_t *r, const char *name) {
 
 /* --- life --------------------------------------------------------------- */
 
-reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
+reader_t *reader_start(runtime_t *rt, container_t *c, cursor_t *cursor, int64_t since_ns,
                        uint64_t event_ns, int attach, const reader_owner_t *owner, void *owner_ud) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
@@ -536,24 +536,24 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
     free(r);
     return NULL;
   }
-  r->core = core;
+  r->rt = rt;
   r->owner = owner;
   r->owner_ud = owner_ud;
   r->c = container_ref(c);
   r->cursor = cursor;
   r->initial_since = since_ns;
-  backoff_init(&r->backoff, core->cfg->backoff_initial, core->cfg->backoff_max);
+  backoff_init(&r->backoff, rt->cfg->backoff_initial, rt->cfg->backoff_max);
   r->event_ns = event_ns;
   r->state = READER_CLOSED; /* becomes CONNECTING below */
-  decoder_init(&r->dec, c->tty, core->cfg->frame_max, core->cfg->line_max, on_line, r);
+  decoder_init(&r->dec, c->tty, rt->cfg->frame_max, rt->cfg->line_max, on_line, r);
   if (attach) {
     r->attach = ATTACH_SENT;
     decoder_untimed(&r->dec);
   }
-  uv_timer_init(core->loop, &r->life);
-  uvh_opened((uv_handle_t *)&r->life);
-  uv_timer_init(core->loop, &r->flush);
-  uvh_opened((uv_handle_t *)&r->flush);
+  uv_timer_init(rt->loop, &r->life);
+  handles_opened((uv_handle_t *)&r->life);
+  uv_timer_init(rt->loop, &r->flush);
+  handles_opened((uv_handle_t *)&r->flush);
   r->life.data = r->flush.data = r;
   r->open_handles = 2;
   connect_stream(r);
@@ -563,9 +563,9 @@ reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t s
 void reader_free(reader_t *r) {
   if (!r) return;
   ENGINE_CHECK(r->state == READER_CLOSED && r->open_handles == 0);
-  if (r->core->ledger) /* the metrics' per-container counts outlive the reader */
-    ledger_retire(r->core->ledger, r->c->id, r->c->name, r->lines, r->bytes, r->errors, r->repeated,
-                  cursor_newest(r->cursor));
+  if (r->rt->retired) /* the metrics' per-container counts outlive the reader */
+    retired_add(r->rt->retired, r->c->id, r->c->name, r->lines, r->bytes, r->errors, r->repeated,
+                cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);
   occurrence_free(r->occ);

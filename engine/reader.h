@@ -47,7 +47,7 @@
 
 #include <stdint.h>
 #include "container.h"
-#include "core.h"
+#include "runtime.h"
 #include "cursor.h"
 
 typedef enum reader_state {
@@ -99,7 +99,7 @@ typedef struct reader_owner {
  * front of it. event_ns > 0: the uv_hrtime at which the container's start
  * event arrived; the time from then to the request being written goes to
  * owner->start_latency. attach: read an attach stream (above). */
-reader_t *reader_start(core_t *core, container_t *c, cursor_t *cursor, int64_t since_ns,
+reader_t *reader_start(runtime_t *rt, container_t *c, cursor_t *cursor, int64_t since_ns,
                        uint64_t event_ns, int attach, const reader_owner_t *owner, void *owner_ud);
 
 /* Stops the reader: cancels its request, hands its partial batch to the

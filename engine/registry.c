@@ -22,7 +22,7 @@ typedef struct entry {
 } entry_t;
 
 struct registry {
-  core_t *core;
+  runtime_t *rt;
   idtable_t entries; /* entry_t by container id */
   registry_stats_t stats;
   int stopping;
@@ -42,9 +42,9 @@ static entry_t *next(const registry_t *r, const entry_t *e) {
   return entry_of(idtable_next(&r->entries, &e->link));
 }
 
-registry_t *registry_new(core_t *core) {
+registry_t *registry_new(runtime_t *rt) {
   registry_t *r = calloc(1, sizeof *r);
-  if (r) r->core = core;
+  if (r) r->rt = rt;
   return r;
 }
 
@@ -56,7 +56,7 @@ static const reader_owner_t owner; /* below */
 static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns,
                         uint64_t event_ns, int attach) {
   r->stats.by_state[READER_CLOSED]++; /* a new reader starts out closed */
-  e->reader = reader_start(r->core, c, e->cursor, since_ns, event_ns, attach, &owner, r);
+  e->reader = reader_start(r->rt, c, e->cursor, since_ns, event_ns, attach, &owner, r);
   if (!e->reader) {
     r->stats.by_state[READER_CLOSED]--;
     log_error(c->name, "out of memory: cannot follow this container");
@@ -69,15 +69,15 @@ static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since
 }
 
 static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns, int created) {
-  if (r->stopping || r->core->stopping) return -1;
+  if (r->stopping || r->rt->stopping) return -1;
   entry_t *e = find_entry(r, c->id);
   if (!e) {
     if (!(e = calloc(1, sizeof *e))) return -1;
     memcpy(e->id, c->id, sizeof e->id);
-    if (r->core->checkpoint && (e->cursor = checkpoint_resume(r->core->checkpoint, c->id)))
+    if (r->rt->checkpoint && (e->cursor = checkpoint_resume(r->rt->checkpoint, c->id)))
       log_info(c->name, "resuming from the saved cursor");
     else
-      e->cursor = cursor_new((int64_t)(r->core->cfg->resume_margin * 1e9), CURSOR_MAX_KEYS_DEFAULT);
+      e->cursor = cursor_new((int64_t)(r->rt->cfg->resume_margin * 1e9), CURSOR_MAX_KEYS_DEFAULT);
     if (!e->cursor) {
       free(e);
       return -1;
@@ -97,10 +97,10 @@ static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t even
     }
     return 0;
   }
-  if (r->stats.live >= r->core->cfg->max_readers) {
+  if (r->stats.live >= r->rt->cfg->max_readers) {
     if (!e->over_limit)
       log_warn(c->name, "not followed: max_readers (%zu) readers are live",
-               r->core->cfg->max_readers);
+               r->rt->cfg->max_readers);
     e->over_limit = 1;
     return -1; // NOLINT(clang-analyzer-unix.Malloc): a new e is held by r->entries
   }
@@ -129,7 +129,7 @@ static void drop_entry(registry_t *r, entry_t *e) {
 }
 
 void registry_forget(registry_t *r, const char *id) {
-  if (r->core->checkpoint) checkpoint_forget(r->core->checkpoint, id);
+  if (r->rt->checkpoint) checkpoint_forget(r->rt->checkpoint, id);
   entry_t *e = find_entry(r, id);
   if (!e) return;
   if (e->reader) e->forget = 1;
@@ -199,7 +199,7 @@ static void on_reader_closed(void *ud, reader_t *rd) {
   r->stats.stopped++;
   if (e && e->reader == rd) e->reader = NULL;
   reader_free(rd);
-  if (e && e->reattach && !r->stopping && !r->core->stopping) {
+  if (e && e->reattach && !r->stopping && !r->rt->stopping) {
     container_t *c = e->reattach_c;
     e->reattach = 0;
     e->reattach_c = NULL;

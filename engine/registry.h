@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "container.h"
-#include "core.h"
+#include "runtime.h"
 #include "reader.h"
 
 typedef struct registry registry_t;
@@ -40,7 +40,7 @@ typedef struct registry_stats {
 } registry_stats_t;
 
 /* Returns a new, empty registry, or NULL when out of memory. */
-registry_t *registry_new(core_t *core);
+registry_t *registry_new(runtime_t *rt);
 
 /* Starts following c unless a reader for it is live. since_ns is where a
  * container with no cursor yet starts (-1: all history). event_ns: the

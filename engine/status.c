@@ -4,16 +4,16 @@
 #include "checkpoint.h"
 #include "discovery.h"
 #include "inflight.h"
-#include "ledger.h"
+#include "retired.h"
 #include "reader.h"
 #include "status.h"
 #include "timestamp.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define MAX_FILTERS 256
 
 typedef struct collect_ctx {
-  core_t *core;
+  runtime_t *rt;
   status_t *s;
   size_t cap;
   int oom;
@@ -53,7 +53,7 @@ static void add_reader(void *ud, reader_t *rd) {
   o->errors = reader_errors(rd);
   o->repeated = reader_repeated(rd);
   o->paused = reader_paused(rd);
-  const ledger_totals_t *t = c->core->ledger ? ledger_find(c->core->ledger, ct->id) : NULL;
+  const retired_counts_t *t = c->rt->retired ? retired_find(c->rt->retired, ct->id) : NULL;
   if (t) { /* the readers it had before */
     o->lines += t->lines;
     o->bytes += t->bytes;
@@ -64,9 +64,9 @@ static void add_reader(void *ud, reader_t *rd) {
 }
 
 /* A container whose readers all finished. */
-static void add_finished(void *ud, const ledger_totals_t *t) {
+static void add_finished(void *ud, const retired_counts_t *t) {
   collect_ctx_t *c = ud;
-  if (registry_find(c->core->registry, t->id)) return; /* counted with its live reader */
+  if (registry_find(c->rt->registry, t->id)) return; /* counted with its live reader */
   status_reader_t *o = new_entry(c);
   if (!o) return;
   snprintf(o->name, sizeof o->name, "%s", t->name);
@@ -85,40 +85,40 @@ static int by_name(const void *a, const void *b) {
   return c ? c : strcmp(x->id, y->id);
 }
 
-static int collect_readers(core_t *core, status_t *s) {
-  collect_ctx_t c = {core, s, 0, 0};
-  if (!core->registry) return 0;
-  registry_stats(core->registry, &s->readers);
-  registry_each(core->registry, add_reader, &c);
-  if (core->ledger) ledger_each(core->ledger, add_finished, &c);
+static int collect_readers(runtime_t *rt, status_t *s) {
+  collect_ctx_t c = {rt, s, 0, 0};
+  if (!rt->registry) return 0;
+  registry_stats(rt->registry, &s->readers);
+  registry_each(rt->registry, add_reader, &c);
+  if (rt->retired) retired_each(rt->retired, add_finished, &c);
   if (c.oom) return -1;
   if (s->n_rd > 1) qsort(s->rd, s->n_rd, sizeof *s->rd, by_name);
   return 0;
 }
 
-static int collect_pipeline(core_t *core, status_t *s) {
+static int collect_pipeline(runtime_t *rt, status_t *s) {
   pipeline_filter_stats_t fs[MAX_FILTERS];
-  if (!core->pipeline) return 0;
-  pipeline_stats(core->pipeline, &s->pipeline);
-  s->stall_limit = core->cfg->filter_timeout + STATUS_STALL_MARGIN;
+  if (!rt->pipeline) return 0;
+  pipeline_stats(rt->pipeline, &s->pipeline);
+  s->stall_limit = rt->cfg->filter_timeout + STATUS_STALL_MARGIN;
   const pipeline_stats_t *p = &s->pipeline;
   s->records_dropped = p->records_in > p->records_out ? p->records_in - p->records_out : 0;
   s->records_added = p->records_out > p->records_in ? p->records_out - p->records_in : 0;
-  size_t n = pipeline_filter_stats(core->pipeline, fs, MAX_FILTERS);
+  size_t n = pipeline_filter_stats(rt->pipeline, fs, MAX_FILTERS);
   if (n > MAX_FILTERS) n = MAX_FILTERS;
   if (n) {
     if (!(s->filters = malloc(n * sizeof *s->filters))) return -1;
     memcpy(s->filters, fs, n * sizeof *fs);
     s->n_filters = n;
   }
-  n = pipeline_outputs(core->pipeline, NULL, 0);
+  n = pipeline_outputs(rt->pipeline, NULL, 0);
   if (n == 0) return 0;
   output_t **outs = calloc(n, sizeof(output_t *));
   if (!outs || !(s->outputs = calloc(n, sizeof *s->outputs))) {
     free(outs);
     return -1;
   }
-  size_t got = pipeline_outputs(core->pipeline, outs, n);
+  size_t got = pipeline_outputs(rt->pipeline, outs, n);
   if (got < n) n = got;
   for (size_t i = 0; i < n; i++) {
     status_output_t *so = &s->outputs[i];
@@ -132,22 +132,22 @@ static int collect_pipeline(core_t *core, status_t *s) {
   return 0;
 }
 
-status_t *status_collect(core_t *core, const status_source_t *src) {
+status_t *status_collect(runtime_t *rt, const status_source_t *src) {
   status_t *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   s->now_ns = ts_now();
-  s->start_ns = core->start_ns;
-  if (collect_readers(core, s) != 0 || collect_pipeline(core, s) != 0) goto err;
-  if (core->inflight) {
-    s->bytes_in_flight = inflight_bytes(core->inflight);
-    s->reader_pauses = inflight_pauses(core->inflight);
+  s->start_ns = rt->start_ns;
+  if (collect_readers(rt, s) != 0 || collect_pipeline(rt, s) != 0) goto err;
+  if (rt->inflight) {
+    s->bytes_in_flight = inflight_bytes(rt->inflight);
+    s->reader_pauses = inflight_pauses(rt->inflight);
   }
-  if (core->docker) {
-    s->docker_reads = docker_reads(core->docker);
-    s->docker_rests = docker_rests(core->docker);
+  if (rt->docker) {
+    s->docker_reads = docker_reads(rt->docker);
+    s->docker_rests = docker_rests(rt->docker);
   }
-  s->checkpoint_on = core->checkpoint != NULL;
-  s->checkpoint_age = core->checkpoint ? checkpoint_age(core->checkpoint) : -1;
+  s->checkpoint_on = rt->checkpoint != NULL;
+  s->checkpoint_age = rt->checkpoint ? checkpoint_age(rt->checkpoint) : -1;
   if (src->discovery) {
     s->events_reconnects = discovery_reconnects(src->discovery);
     s->docker_ok = discovery_docker_ok(src->discovery, s->docker_why, sizeof s->docker_why);
@@ -157,8 +157,8 @@ status_t *status_collect(core_t *core, const status_source_t *src) {
              src->stopping ? "the engine is stopping" : "discovery is not running");
   }
   s->pipeline_loaded = src->pipeline_loaded;
-  s->stopping = src->stopping || core->stopping;
-  s->handles_open = uvh_live();
+  s->stopping = src->stopping || rt->stopping;
+  s->handles_open = handles_live();
   return s;
 err:
   status_free(s);

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "core.h"
+#include "runtime.h"
 #include "output.h"
 #include "pipeline.h"
 #include "registry.h"
@@ -26,10 +26,10 @@ typedef struct status_source {
   int stopping;
 } status_source_t;
 
-/* A followed container: one with a live reader, or (with core->ledger)
+/* A followed container: one with a live reader, or (with rt->retired)
  * one whose readers all finished (state "finished"). Its counts add up
  * every reader the container had since the engine started (only the live
- * reader's without a ledger). */
+ * reader's without the retired table). */
 typedef struct status_reader {
   char name[256]; /* the container name, without the leading '/' */
   char id[65];
@@ -78,7 +78,7 @@ typedef struct status {
 #define STATUS_STALL_MARGIN 5.0
 
 /* Takes a snapshot. Loop thread only. Returns NULL when out of memory. */
-status_t *status_collect(core_t *core, const status_source_t *src);
+status_t *status_collect(runtime_t *rt, const status_source_t *src);
 
 /* Frees a snapshot. NULL is ignored. */
 void status_free(status_t *s);

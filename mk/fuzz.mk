@@ -36,7 +36,7 @@ FUZZ_JSON := engine/json.c engine/strbuf.c engine/record.c engine/batch.c engine
              engine/timestamp.c
 FUZZ_SRCS_json_string := $(FUZZ_JSON)
 FUZZ_SRCS_validate    :=
-FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/idtable.c engine/cursor.c engine/log.c engine/uvh.c $(FUZZ_JSON)
+FUZZ_SRCS_checkpoint  := engine/checkpoint.c engine/idtable.c engine/cursor.c engine/log.c engine/handles.c $(FUZZ_JSON)
 FUZZ_SRCS_bulk_reply  := engine/encode_elasticsearch.c engine/encode_record.c $(FUZZ_JSON)
 FUZZ_SRCS_metrics_request := engine/metrics_request.c
 

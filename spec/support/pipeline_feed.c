@@ -45,7 +45,7 @@
 #include "decode.h"
 #include "pipeline.h"
 #include "timestamp.h"
-#include "uvh.h"
+#include "handles.h"
 
 #define MAX_CONTAINERS 64
 #define MAX_LABELS 32
@@ -302,8 +302,8 @@ int main(int argc, char **argv)
       usleep(1000);
   pipeline_finish(f.p);
   pthread_join(looper, NULL);
-  if (!f.exited || uvh_live() != 0 || uv_loop_close(&loop) != 0) {
-    fprintf(stderr, "handles left open (exited=%d live=%ld)\n", f.exited, uvh_live());
+  if (!f.exited || handles_live() != 0 || uv_loop_close(&loop) != 0) {
+    fprintf(stderr, "handles left open (exited=%d live=%ld)\n", f.exited, handles_live());
     rc = 1;
   }
   pipeline_stats(f.p, &st);

@@ -1,34 +1,34 @@
-/* ledger.c - per-container totals of finished readers (see ledger.h). */
+/* retired.c - per-container totals of finished readers (see retired.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "idtable.h"
-#include "ledger.h"
+#include "retired.h"
 
 typedef struct lentry {
-  idlink_t link; /* in the ledger's table, by id */
-  ledger_totals_t t;
+  idlink_t link; /* in the table, by id */
+  retired_counts_t t;
   struct lentry *older, *newer; /* retirement order */
 } lentry_t;
 
-struct ledger {
+struct retired {
   idtable_t entries; /* lentry_t by container id (entries.count) */
   lentry_t *oldest, *newest;
   size_t max;
 };
 
-static lentry_t *find(const ledger_t *l, const char *id) {
+static lentry_t *find(const retired_t *l, const char *id) {
   idlink_t *k = idtable_find(&l->entries, id);
   return k ? IDTABLE_ENTRY(k, lentry_t, link) : NULL;
 }
 
-ledger_t *ledger_new(size_t max) {
-  ledger_t *l = calloc(1, sizeof *l);
+retired_t *retired_new(size_t max) {
+  retired_t *l = calloc(1, sizeof *l);
   if (l) l->max = max ? max : 1;
   return l;
 }
 
-static void unlink_order(ledger_t *l, lentry_t *e) {
+static void unlink_order(retired_t *l, lentry_t *e) {
   if (e->older) e->older->newer = e->newer;
   else l->oldest = e->newer;
   if (e->newer) e->newer->older = e->older;
@@ -36,21 +36,21 @@ static void unlink_order(ledger_t *l, lentry_t *e) {
   e->older = e->newer = NULL;
 }
 
-static void link_newest(ledger_t *l, lentry_t *e) {
+static void link_newest(retired_t *l, lentry_t *e) {
   e->older = l->newest;
   if (l->newest) l->newest->newer = e;
   else l->oldest = e;
   l->newest = e;
 }
 
-static void drop(ledger_t *l, lentry_t *e) {
+static void drop(retired_t *l, lentry_t *e) {
   idtable_remove(&l->entries, &e->link);
   unlink_order(l, e);
   free(e);
 }
 
-void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines, uint64_t bytes,
-                   uint64_t errors, uint64_t repeated, int64_t newest) {
+void retired_add(retired_t *l, const char *id, const char *name, uint64_t lines, uint64_t bytes,
+                 uint64_t errors, uint64_t repeated, int64_t newest) {
   lentry_t *e = find(l, id);
   if (e) {
     unlink_order(l, e);
@@ -70,16 +70,16 @@ void ledger_retire(ledger_t *l, const char *id, const char *name, uint64_t lines
   if (newest > e->t.newest) e->t.newest = newest;
 }
 
-const ledger_totals_t *ledger_find(const ledger_t *l, const char *id) {
+const retired_counts_t *retired_find(const retired_t *l, const char *id) {
   const lentry_t *e = find(l, id);
   return e ? &e->t : NULL;
 }
 
-void ledger_each(const ledger_t *l, void (*fn)(void *ud, const ledger_totals_t *t), void *ud) {
+void retired_each(const retired_t *l, void (*fn)(void *ud, const retired_counts_t *t), void *ud) {
   for (const lentry_t *e = l->oldest; e; e = e->newer) fn(ud, &e->t);
 }
 
-void ledger_free(ledger_t *l) {
+void retired_free(retired_t *l) {
   if (!l) return;
   for (lentry_t *e = l->oldest, *next; e; e = next) {
     next = e->newer; /* read before e is freed */

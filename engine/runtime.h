@@ -1,10 +1,10 @@
-/* core.h - what the loop-side modules of a running engine share.
+/* runtime.h - what the loop-side modules of a running engine share.
  *
  * Owned by engine.c; every field is set before the loop starts and lives
  * until the loop has closed. Loop thread only, except the pipeline, whose
  * submit is thread-safe. */
-#ifndef ENGINE_CORE_H
-#define ENGINE_CORE_H
+#ifndef ENGINE_RUNTIME_H
+#define ENGINE_RUNTIME_H
 
 #include <stdint.h>
 #include <uv.h>
@@ -15,9 +15,9 @@
 struct registry;
 struct inflight;
 struct checkpoint;
-struct ledger;
+struct retired;
 
-typedef struct core {
+typedef struct rt {
   uv_loop_t *loop;
   const config_t *cfg;
   docker_t *docker;
@@ -25,10 +25,10 @@ typedef struct core {
   struct registry *registry;
   struct inflight *inflight;     /* batches between readers and acknowledgement */
   struct checkpoint *checkpoint; /* NULL: cursors are not saved */
-  struct ledger *ledger;         /* NULL: finished readers' counts are not kept
-                                    (kept for the metrics endpoint, ledger.h) */
+  struct retired *retired;       /* NULL: finished readers' counts are not kept
+                                    (kept for the metrics endpoint, retired.h) */
   int64_t start_ns;              /* wall clock at engine start */
   int stopping;                  /* set once stop has begun: nothing new may start */
-} core_t;
+} runtime_t;
 
 #endif
