@@ -80,12 +80,12 @@ $(B)/engine: $(B)/obj/main.o $(B)/libengine.a
 $(B)/%: spec/support/%.c $(B)/libengine.a
 	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
 
-# scripts/bench-json.sh's timing program
-$(B)/bench_json: scripts/bench_json.c $(B)/libengine.a
+# scripts/bench/bench-json.sh's timing program
+$(B)/bench_json: scripts/bench/bench_json.c $(B)/libengine.a
 	$(CC) $(ALL_CFLAGS) -Iengine -o $@ $< $(B)/libengine.a $(LDFLAGS) $(LDLIBS)
 
-# scripts/bench.sh scenario 10's compression timing program
-$(B)/bench_compress: scripts/bench_compress.c
+# scripts/bench/bench.sh scenario 10's compression timing program
+$(B)/bench_compress: scripts/bench/bench_compress.c
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
 # ENGINE_CHECKS: the invariants of check.h are checked in these builds.
@@ -104,17 +104,17 @@ deps:
 run:
 	@sh scripts/deps.sh run
 	@$(MAKE) --no-print-directory $(B)/engine
-	@sh scripts/run-demo.sh
+	@sh scripts/dev/run-demo.sh
 
 test: deps
 	@$(MAKE) --no-print-directory build asan tsan
-	@sh scripts/test.sh
+	@sh scripts/test/test.sh
 
 test-unit: build asan
-	@sh scripts/test.sh unit
+	@sh scripts/test/test.sh unit
 
 test-integration: build asan tsan
-	@sh scripts/test.sh integration
+	@sh scripts/test/test.sh integration
 
 install: build $(B)/engine.pc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/engine/lua/engine \

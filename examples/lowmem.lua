@@ -1,5 +1,5 @@
 -- A low-memory profile for small boards: every option that bounds memory,
--- set low. Measured with scripts/footprint.sh (README, "Footprint").
+-- set low. Measured with scripts/bench/footprint.sh (README, "Footprint").
 return {
   batch = {
     max_lines = 200,           -- records handed to the filters at once

@@ -8,7 +8,7 @@
 #   make install-extra                 the man page, example pipeline and
 #                                      systemd unit (PREFIX, DESTDIR as install)
 #
-# Cross builds use Debian's multiarch packages (scripts/cross-deps.sh): the
+# Cross builds use Debian's multiarch packages (scripts/test/cross-deps.sh): the
 # compiler $(CROSS)-gcc, and pkg-config reading only the target's .pc files.
 # The build directory is build/<arch> unless B is given.
 
@@ -24,7 +24,7 @@ CROSS_ARCH := $(CROSS_ARCH_$(CROSS))
 ifeq ($(CROSS_ARCH),)
 $(error CROSS=$(CROSS): known triplets are aarch64-linux-gnu and arm-linux-gnueabihf)
 endif
-# A sysroot from scripts/cross-deps.sh (when the target's packages could not
+# A sysroot from scripts/test/cross-deps.sh (when the target's packages could not
 # be installed beside the host's) wins over the multiarch directories.
 CROSS_SYSROOT := $(patsubst %/.complete,%,$(wildcard $(CURDIR)/build/cross/$(CROSS_ARCH)/sysroot/.complete))
 ifneq ($(origin CC),command line)
@@ -73,10 +73,10 @@ ARCH ?= arm64
 
 .PHONY: test-cross
 test-cross:
-	@sh scripts/cross-deps.sh $(ARCH)
+	@sh scripts/test/cross-deps.sh $(ARCH)
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory CROSS=$(CROSS_TRIPLET_$(ARCH)) B=build/$(ARCH) build
-	@sh scripts/test-cross.sh $(ARCH)
+	@sh scripts/test/test-cross.sh $(ARCH)
 
 # ------------------------------------------------- man page, unit, example
 MANDIR ?= $(PREFIX)/share/man

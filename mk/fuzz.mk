@@ -8,7 +8,7 @@
 #                                (spec/fuzz/corpus/<target>/), no mutation
 #   make fuzz-test               each target FUZZ_TEST_SECONDS (10): the
 #                                bounded run `make test` does
-#                                (scripts/test.d/fuzz.sh)
+#                                (scripts/test/test.d/fuzz.sh)
 #
 # New inputs are written to $(FUZZ_B)/corpus/<target>/, never into the seed
 # corpus; a crash leaves its input in $(FUZZ_B)/artifacts/. A crash input
@@ -54,10 +54,10 @@ $(FUZZ_B)/.dir:
 	mkdir -p $(FUZZ_B) && touch $@
 
 fuzz: fuzz-build
-	@sh scripts/fuzz.sh $(FUZZ_B) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	@sh scripts/test/fuzz.sh $(FUZZ_B) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-regress: fuzz-build
-	@sh scripts/fuzz.sh $(FUZZ_B) 0 $(FUZZ_TARGETS)
+	@sh scripts/test/fuzz.sh $(FUZZ_B) 0 $(FUZZ_TARGETS)
 
 fuzz-test: fuzz-build
-	@sh scripts/fuzz.sh $(FUZZ_B) $(FUZZ_TEST_SECONDS) $(FUZZ_TARGETS)
+	@sh scripts/test/fuzz.sh $(FUZZ_B) $(FUZZ_TEST_SECONDS) $(FUZZ_TARGETS)

@@ -1,5 +1,5 @@
 # Static analysis of engine/: `make lint` runs clang-format (the style in
-# .clang-format), cppcheck, clang-tidy and scripts/lint-includes.lua (no
+# .clang-format), cppcheck, clang-tidy and scripts/dev/lint-includes.lua (no
 # cycle between modules, no header included for nothing) and fails on any
 # finding. `clang-format -i engine/*.[ch]` fixes the style. The checks are chosen to find bugs, not style:
 # clang-tidy's set and the reason for each exclusion are in .clang-tidy;
@@ -24,7 +24,7 @@ lint-format:
 	clang-format --dry-run --Werror engine/*.c engine/*.h
 
 lint-includes:
-	luajit scripts/lint-includes.lua engine
+	luajit scripts/dev/lint-includes.lua engine
 
 lint-cppcheck:
 	$(CPPCHECK) --quiet --error-exitcode=1 --inline-suppr --std=c11 \

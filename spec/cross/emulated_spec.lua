@@ -1,5 +1,5 @@
 -- The engine built for another architecture, run under qemu-user by
--- scripts/test-cross.sh: ENGINE_BIN is a wrapper that starts the foreign
+-- scripts/test/test-cross.sh: ENGINE_BIN is a wrapper that starts the foreign
 -- binary under emulation, the fake Docker API server runs natively (they
 -- talk over a unix socket). Lines go through a Lua filter to stdout, which
 -- the spec helper keeps in a file; every line must arrive there once.

@@ -29,7 +29,7 @@ describe("the clickhouse output #sanitize", function()
     local _, d = proc.sh("mktemp -d /tmp/chs.XXXXXX")
     dir = d:gsub("%s+$", "")
     state = dir .. "/state"
-    local ok, out = proc.sh(proc.join { "sh", "scripts/clickhouse.sh", "start", dir .. "/ch", tostring(port) }, 60)
+    local ok, out = proc.sh(proc.join { "sh", "scripts/test/clickhouse.sh", "start", dir .. "/ch", tostring(port) }, 60)
     assert(ok, out)
     url = out:match("(http://%S+)")
     sql(url, proc.read("docs/clickhouse.sql"):match("CREATE TABLE.-;"))
@@ -42,7 +42,7 @@ describe("the clickhouse output #sanitize", function()
     local done = { a, b, srv }
     a, b, srv = nil, nil, nil
     proc.each(function() engine.release(unpack(done, 1, 3)) end,
-              function() proc.sh(proc.join { "sh", "scripts/clickhouse.sh", "stop", dir .. "/ch" }, 60) end,
+              function() proc.sh(proc.join { "sh", "scripts/test/clickhouse.sh", "stop", dir .. "/ch" }, 60) end,
               function() proc.sh("rm -rf " .. proc.quote(dir)) end)
   end)
 
@@ -61,10 +61,10 @@ return {
     a = engine.start { pipeline = p, state_dir = state }
     proc.wait_for(function() return rows() >= 300 end, 30, "the first rows")
     -- the server goes away for a while; the engine retries and readers pause
-    local ok, out = proc.sh(proc.join { "sh", "scripts/clickhouse.sh", "pause", dir .. "/ch" }, 60)
+    local ok, out = proc.sh(proc.join { "sh", "scripts/test/clickhouse.sh", "pause", dir .. "/ch" }, 60)
     assert(ok, out)
     proc.sleep(1.5)
-    ok, out = proc.sh(proc.join { "sh", "scripts/clickhouse.sh", "start", dir .. "/ch", tostring(port) }, 60)
+    ok, out = proc.sh(proc.join { "sh", "scripts/test/clickhouse.sh", "start", dir .. "/ch", tostring(port) }, 60)
     assert(ok, out)
     proc.wait_for(function() return rows() >= 1200 end, 30, "rows after the outage")
     assert.matches("retrying", a:stderr_text(), 1, true)

@@ -185,7 +185,7 @@ describe("a daemon killed with SIGKILL and started again #daemon #sanitize", fun
     local name = prefix .. "-c"
     env:run { name = name, cmd = COUNTER, args = { "--restart", "always" } }
     proc.wait_for(function() return #lines_of(e:json_records(), name) >= 30 end, 30, "first lines")
-    local ok, out = proc.sh("sh scripts/dockerd.sh restart-kill " .. proc.quote(dir), 120)
+    local ok, out = proc.sh("sh scripts/test/dockerd.sh restart-kill " .. proc.quote(dir), 120)
     assert(ok, out)
     -- the restart policy starts the container again; it goes on counting
     proc.wait_for(function()

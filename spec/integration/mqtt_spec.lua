@@ -1,4 +1,4 @@
--- The mqtt output against a private mosquitto (Debian's, scripts/mosquitto.sh,
+-- The mqtt output against a private mosquitto (Debian's, scripts/test/mosquitto.sh,
 -- on loopback, persistence on) and a subscriber with a persistent session
 -- (mosquitto_sub -c). QoS 1: a batch counts as delivered once the broker
 -- acknowledged each of its messages, so the saved cursor never passes a line
@@ -18,7 +18,7 @@ local function tmpdir()
 end
 
 local function broker(dir, port, ...)
-  local argv = { "sh", "scripts/mosquitto.sh", "start", dir, tostring(port) }
+  local argv = { "sh", "scripts/test/mosquitto.sh", "start", dir, tostring(port) }
   for _, a in ipairs { ... } do argv[#argv + 1] = a end
   local ok, out = proc.sh(proc.join(argv), 60)
   assert(ok, out)
@@ -78,7 +78,7 @@ describe("the mqtt output #sanitize", function()
     e, srv, sub = nil, nil, nil
     proc.each(function() engine.release(de, dsrv) end,
               function() if dsub then dsub:signal("TERM"); dsub:wait(5) end end,
-              function() proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "stop", dir .. "/mq" }, 30) end,
+              function() proc.sh(proc.join { "sh", "scripts/test/mosquitto.sh", "stop", dir .. "/mq" }, 30) end,
               function() proc.sh("rm -rf " .. proc.quote(dir)) end)
   end)
 
@@ -133,11 +133,11 @@ return {
     assert(proc.sh("kill -CONT " .. pid))
     if not ok then error(err, 0) end
     -- then it restarts (its sessions and queued messages persisted)
-    assert(proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "halt", dir .. "/mq" }, 30))
+    assert(proc.sh(proc.join { "sh", "scripts/test/mosquitto.sh", "halt", dir .. "/mq" }, 30))
     proc.wait_for(function() return e:stderr_text():find("retrying with backoff", 1, true) end, 20,
                   "the engine to see the broker go")
     proc.sleep(0.5)
-    assert(proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "restart", dir .. "/mq" }, 30))
+    assert(proc.sh(proc.join { "sh", "scripts/test/mosquitto.sh", "restart", dir .. "/mq" }, 30))
     proc.wait_for(function() return distinct(received(dir .. "/sub.out")) >= 3 * N end, 60,
                   "every line at the subscriber")
     local m
@@ -175,7 +175,7 @@ describe("the mqtt output: credentials, topics, TLS, settings #sanitize", functi
     e, srv, sub = nil, nil, nil
     proc.each(function() engine.release(de, dsrv) end,
               function() if dsub then dsub:signal("TERM"); dsub:wait(5) end end,
-              function() proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "stop", dir .. "/mq" }, 30) end,
+              function() proc.sh(proc.join { "sh", "scripts/test/mosquitto.sh", "stop", dir .. "/mq" }, 30) end,
               function() proc.sh("rm -rf " .. proc.quote(dir)) end)
   end)
 

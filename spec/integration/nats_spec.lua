@@ -1,5 +1,5 @@
 -- The nats output against real nats-servers (Debian's, private, on
--- loopback, JetStream stores under temp folders, scripts/nats.sh): every
+-- loopback, JetStream stores under temp folders, scripts/test/nats.sh): every
 -- line stored once across SIGKILLed engines (the Nats-Msg-Id header lets
 -- the stream drop what a restarted engine sends again), wrong credentials
 -- (a clear error, nothing delivered, nothing lost), and a record whose
@@ -80,7 +80,7 @@ describe("the nats output", function()
 
   local function start_nats(name, port, mport, extra)
     local dir = tmp .. "/" .. name
-    local argv = { "sh", "scripts/nats.sh", "start", dir, tostring(port), tostring(mport) }
+    local argv = { "sh", "scripts/test/nats.sh", "start", dir, tostring(port), tostring(mport) }
     if extra then
       write(tmp .. "/" .. name .. ".extra", extra)
       argv[#argv + 1] = tmp .. "/" .. name .. ".extra"
@@ -98,7 +98,7 @@ describe("the nats output", function()
     e, srv, servers = nil, nil, {}
     local steps = { function() engine.release(de, dsrv) end }
     for _, d in ipairs(list) do
-      steps[#steps + 1] = function() proc.sh(proc.join { "sh", "scripts/nats.sh", "stop", d }, 30) end
+      steps[#steps + 1] = function() proc.sh(proc.join { "sh", "scripts/test/nats.sh", "stop", d }, 30) end
     end
     steps[#steps + 1] = function() proc.sh("rm -rf " .. proc.quote(tmp)) end
     proc.each(unpack(steps))
@@ -164,7 +164,7 @@ return {
     end
     local function start(name, port)
       local dir = tmp .. "/" .. name
-      local url = sh({ "sh", "scripts/nats.sh", "start", dir, "--conf", conf(name), tostring(port) }):gsub("%s+$", "")
+      local url = sh({ "sh", "scripts/test/nats.sh", "start", dir, "--conf", conf(name), tostring(port) }):gsub("%s+$", "")
       servers[#servers + 1] = dir
       return url, dir
     end
@@ -185,7 +185,7 @@ return {
     sh { "mkdir", "-p", tmp .. "/engine" }
     e = engine.start { pipeline = p, docker_host = srv.host }
     proc.wait_for(function() return count(central, "CENTRAL") >= 40 end, 30, "40 lines in the central stream")
-    sh { "sh", "scripts/nats.sh", "kill", cdir }
+    sh { "sh", "scripts/test/nats.sh", "kill", cdir }
     local at = count(edge, "LOGS")
     proc.sleep(10)
     assert.is_true(count(edge, "LOGS") >= at + 150, "the appliance stores while central is down")
@@ -243,7 +243,7 @@ return {
     end
     assert.is_not_nil(victim, "the engine's connection found")
     local at = count()
-    sh { "sh", "scripts/nats.sh", "kill", dirs[victim] }
+    sh { "sh", "scripts/test/nats.sh", "kill", dirs[victim] }
     local function count_other()
       for i = 1, 3 do
         if i ~= victim then

@@ -10,7 +10,7 @@
 -- "docker run --rm jobs"): a job's lines arrive whole, in order and once,
 -- or, when the daemon serves that logs request only after it removed the
 -- container, not at all, with a warning saying so; and on a loaded 2-core
--- host (scripts/rmjobs.sh measures it) at least 90% of the jobs arrive
+-- host (scripts/test/rmjobs.sh measures it) at least 90% of the jobs arrive
 -- whole (59 to 60 of 60 measured with the attach).
 -- With docker.attach = false the engine sends GET requests only.
 local cjson = require "cjson"

@@ -3,7 +3,7 @@
 -- every container have arrived (2 minutes at most: a limit, not a measure).
 -- The live-reader count stays at the number of containers, descriptors and
 -- memory do not grow, every line arrives once, and after stop no reader is
--- left. scripts/soak.sh runs the long form.
+-- left. scripts/bench/soak.sh runs the long form.
 -- On the AddressSanitizer engine the quarantine grows RSS by design, so the
 -- RSS bound holds for the plain engine only; the rest holds there too, and
 -- the leak check runs at exit.

@@ -11,14 +11,14 @@ describe("the syslog output #sanitize", function()
 
   before_each(function()
     dir = select(2, proc.sh("mktemp -d /tmp/rsy.XXXXXX")):gsub("%s+$", "")
-    local ok, out = proc.sh(proc.join { "sh", "scripts/rsyslog.sh", "start", dir .. "/rs", tostring(port) }, 30)
+    local ok, out = proc.sh(proc.join { "sh", "scripts/test/rsyslog.sh", "start", dir .. "/rs", tostring(port) }, 30)
     assert(ok, out)
   end)
   after_each(function()
     local de, dsrv = e, srv
     e, srv = nil, nil
     proc.each(function() engine.release(de, dsrv) end,
-              function() proc.sh(proc.join { "sh", "scripts/rsyslog.sh", "stop", dir .. "/rs" }, 30) end,
+              function() proc.sh(proc.join { "sh", "scripts/test/rsyslog.sh", "stop", dir .. "/rs" }, 30) end,
               function() proc.sh("rm -rf " .. proc.quote(dir)) end)
   end)
 

@@ -56,12 +56,12 @@ describe("a remote daemon over TLS", function()
     sh_ok("mkdir -p " .. proc.quote(certs))
     make_certs(certs)
     addr = "127.0.0.1:" .. free_port()
-    sock = sh_ok(string.format("DOCKERD_TLS_ADDR=%s DOCKERD_TLS_CERTS=%s sh scripts/dockerd.sh start %s",
+    sock = sh_ok(string.format("DOCKERD_TLS_ADDR=%s DOCKERD_TLS_CERTS=%s sh scripts/test/dockerd.sh start %s",
                                addr, proc.quote(certs), proc.quote(ddir)), 180):gsub("%s+$", "")
   end)
 
   teardown(function()
-    if ddir then proc.sh("sh scripts/dockerd.sh stop " .. proc.quote(ddir), 120) end
+    if ddir then proc.sh("sh scripts/test/dockerd.sh stop " .. proc.quote(ddir), 120) end
     if tmp then proc.sh("rm -rf " .. proc.quote(tmp)) end
   end)
 

@@ -1,5 +1,5 @@
 -- The engine follows Podman's containers through its Docker-compatible API
--- (a private `podman system service`, scripts/podman.sh): Podman 4.x gives
+-- (a private `podman system service`, scripts/test/podman.sh): Podman 4.x gives
 -- log timestamps of whole seconds, so many lines share one timestamp and
 -- every resume must still deliver each line exactly once. What the engine
 -- delivers is compared with `podman logs`.

@@ -1,7 +1,7 @@
 --- dockerenv.lua - the private Docker daemon the integration specs use.
 --
 -- The test script starts one daemon for the whole run
--- (scripts/dockerd.sh start DIR) and exports the URL it prints as
+-- (scripts/test/dockerd.sh start DIR) and exports the URL it prints as
 -- ENGINE_TEST_DOCKER_HOST. Containers run the image engine-test:latest
 -- (busybox) and always with --network none. The client is always
 -- /usr/bin/docker, with -H, whatever DOCKER_HOST or PATH say.
@@ -28,21 +28,21 @@ function M.get()
   local host = os.getenv("ENGINE_TEST_DOCKER_HOST")
   if not host or host == "" then
     error("ENGINE_TEST_DOCKER_HOST is not set: start a daemon with " ..
-          "`scripts/dockerd.sh start DIR` and export the URL it prints", 2)
+          "`scripts/test/dockerd.sh start DIR` and export the URL it prints", 2)
   end
   return setmetatable({ host = host }, Env)
 end
 
 --- The private Podman service of this run, through the same interface:
 -- ENGINE_TEST_PODMAN_HOST (its unix:// URL) and ENGINE_TEST_PODMAN_CLIENT
--- (the podman command line with its options, `scripts/podman.sh env DIR`).
+-- (the podman command line with its options, `scripts/test/podman.sh env DIR`).
 -- Its containers run with the options Podman needs on these machines
 -- (runc, lowered rlimits). Raises if either is not set.
 function M.podman()
   local host, client = os.getenv("ENGINE_TEST_PODMAN_HOST"), os.getenv("ENGINE_TEST_PODMAN_CLIENT")
   if not host or host == "" or not client or client == "" then
     error("ENGINE_TEST_PODMAN_HOST or ENGINE_TEST_PODMAN_CLIENT is not set: start a service " ..
-          "with `scripts/podman.sh start DIR` and export its URL and `scripts/podman.sh env DIR`", 2)
+          "with `scripts/test/podman.sh start DIR` and export its URL and `scripts/test/podman.sh env DIR`", 2)
   end
   return setmetatable({ host = host, client = client,
     run_args = { "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024" },

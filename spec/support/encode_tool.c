@@ -35,7 +35,7 @@
  *                      "=f": v and "-f": true set and delete field f
  *   --repeat N         encodes the records N times (each body replacing
  *                      the last; only the last is written), for timing an
- *                      encoder (scripts/bench-otlp.sh)
+ *                      encoder (scripts/bench/bench-otlp.sh)
  *
  * Exits 0; 1 when the encoder fails, leaves the Lua stack changed or (with
  * --lazy) made a record a plain table; 2 on bad arguments or input. */

@@ -4,7 +4,7 @@
 -- containers logging `rate` lines/s each and every follow stream cycled
 -- every `cycle` seconds, for `seconds`. Samples the engine's open file
 -- descriptors and RSS once a second and reads its "stats:" log lines.
--- Used by spec/integration/soak_spec.lua (short) and scripts/soak.sh (long).
+-- Used by spec/integration/soak_spec.lua (short) and scripts/bench/soak.sh (long).
 local dirent = require "posix.dirent"
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"

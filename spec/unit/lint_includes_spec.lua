@@ -1,4 +1,4 @@
--- scripts/lint-includes.lua: the include structure check of `make lint`.
+-- scripts/dev/lint-includes.lua: the include structure check of `make lint`.
 local proc = require "spec.support.proc"
 
 local function tree(files)
@@ -8,14 +8,14 @@ local function tree(files)
     f:write(text)
     f:close()
   end
-  local ok, out = proc.sh("luajit scripts/lint-includes.lua " .. proc.quote(dir) .. " 2>&1")
+  local ok, out = proc.sh("luajit scripts/dev/lint-includes.lua " .. proc.quote(dir) .. " 2>&1")
   proc.sh("rm -rf " .. proc.quote(dir))
   return ok, out
 end
 
 describe("lint-includes", function()
   it("passes the engine's own tree", function()
-    local ok, out = proc.sh("luajit scripts/lint-includes.lua engine 2>&1")
+    local ok, out = proc.sh("luajit scripts/dev/lint-includes.lua engine 2>&1")
     assert.is_true(ok, out)
   end)
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs the libFuzzer targets built by `make fuzz-build`.
-#   scripts/fuzz.sh DIR SECONDS TARGET...
+#   scripts/test/fuzz.sh DIR SECONDS TARGET...
 # DIR holds the binaries (build/fuzz). Each target first replays its seed
 # corpus (spec/fuzz/corpus/<target>/, the regression cases); with SECONDS > 0
 # it then fuzzes that long, adding new inputs to DIR/corpus/<target>/ (never
@@ -8,7 +8,7 @@
 # coverage (cov: edges, ft: features). Exit status 1 when any target
 # crashed, leaked or timed out; the input is kept in DIR/artifacts/.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dir=$1; secs=$2; shift 2
 status=0
 mkdir -p "$dir/artifacts" "$dir/logs"

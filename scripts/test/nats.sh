@@ -6,10 +6,10 @@
 # generated file (authorization, leafnodes, a cluster); with CONF instead
 # (--conf FILE) the server runs that file as it is, DIR holding its log and
 # pid (the file names its own ports and store).
-#   scripts/nats.sh start DIR PORT MPORT [EXTRA]
-#   scripts/nats.sh start DIR --conf FILE PORT
-#   scripts/nats.sh stop DIR        (stops it and removes DIR)
-#   scripts/nats.sh kill DIR        (SIGKILL, keeps DIR)
+#   scripts/test/nats.sh start DIR PORT MPORT [EXTRA]
+#   scripts/test/nats.sh start DIR --conf FILE PORT
+#   scripts/test/nats.sh stop DIR        (stops it and removes DIR)
+#   scripts/test/nats.sh kill DIR        (SIGKILL, keeps DIR)
 set -eu
 cmd=$1 dir=$2
 wait_ready() { # pid port
@@ -61,5 +61,5 @@ stop | kill)
     case "$dir" in /tmp/?*) rm -rf "$dir" ;; esac
   fi
   ;;
-*) echo "usage: scripts/nats.sh start DIR PORT MPORT [EXTRA] | start DIR --conf FILE PORT | stop DIR | kill DIR" >&2; exit 2 ;;
+*) echo "usage: scripts/test/nats.sh start DIR PORT MPORT [EXTRA] | start DIR --conf FILE PORT | stop DIR | kill DIR" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 -- bench-guard.lua - what the runaway guard costs, measured.
 --
---   luajit scripts/bench-guard.lua [LINES]
+--   luajit scripts/bench/bench-guard.lua [LINES]
 --
 -- Filters run with LuaJIT's JIT compiler off and a count hook (see
 -- engine/pipeline.h), because a hook does not interrupt a loop that was

@@ -2,15 +2,15 @@
 # A private mosquitto (Debian's) for the specs and the benchmark, on
 # 127.0.0.1:PORT, everything under DIR: its config, its persistence file
 # (sessions and queued messages survive a restart), its log.
-#   scripts/mosquitto.sh start DIR PORT [auth] [tls]
+#   scripts/test/mosquitto.sh start DIR PORT [auth] [tls]
 #       auth: only the user "engine" with the password in DIR/password
 #             (written by the script) may connect
 #       tls:  TLS on PORT with a certificate for 127.0.0.1 signed by a CA
 #             made here (DIR/ca.crt)
-#   scripts/mosquitto.sh restart DIR   (stops it, starts it again: same
+#   scripts/test/mosquitto.sh restart DIR   (stops it, starts it again: same
 #                                       config, same persistence)
-#   scripts/mosquitto.sh stop DIR      (stops it and removes DIR)
-#   scripts/mosquitto.sh halt DIR      (stops it, keeps DIR)
+#   scripts/test/mosquitto.sh stop DIR      (stops it and removes DIR)
+#   scripts/test/mosquitto.sh halt DIR      (stops it, keeps DIR)
 # Prints 127.0.0.1:PORT once it listens.
 set -eu
 cmd=$1 dir=$2
@@ -101,5 +101,5 @@ stop)
   halt
   case "$dir" in /tmp/?*) rm -rf "$dir" ;; esac
   ;;
-*) echo "usage: scripts/mosquitto.sh start DIR PORT [auth] [tls] | restart DIR | halt DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: scripts/test/mosquitto.sh start DIR PORT [auth] [tls] | restart DIR | halt DIR | stop DIR" >&2; exit 2 ;;
 esac

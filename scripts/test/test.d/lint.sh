@@ -3,7 +3,7 @@
 # see mk/lint.mk) must find
 # nothing. On failure the findings are printed, one line each, with the
 # file and line, and the check fails.
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 out=$(make --no-print-directory lint 2>&1)
 status=$?
 if [ "$status" -ne 0 ]; then

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the specs against a cross build under qemu-user emulation:
 #
-#   scripts/test-cross.sh ARCH       (arm64 or armhf; `make test-cross` first
+#   scripts/test/test-cross.sh ARCH       (arm64 or armhf; `make test-cross` first
 #                                     installs and builds what this needs)
 #
 #  unit  spec/unit run by the target's own LuaJIT under qemu (a process per
@@ -14,12 +14,12 @@
 #
 # Ends with one line "N passed, N failed". Exit status 0 when all passed.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 arch=${1:-arm64}
 case "$arch" in
   arm64) t=aarch64-linux-gnu; qemu=qemu-aarch64-static; machine="ARM aarch64"; jit=arm64 ;;
   armhf) t=arm-linux-gnueabihf; qemu=qemu-arm-static; machine="ARM, EABI5"; jit=arm ;;
-  *) echo "usage: scripts/test-cross.sh arm64|armhf" >&2; exit 2 ;;
+  *) echo "usage: scripts/test/test-cross.sh arm64|armhf" >&2; exit 2 ;;
 esac
 top=$PWD
 root=$top/build/cross/$arch/root
@@ -32,7 +32,7 @@ for f in "build/$arch/engine" "build/$arch/libengine-test.so" "$root/usr/bin/lua
 done
 
 # Foreign binaries find their libraries in the sysroot when there is one
-# (scripts/cross-deps.sh), else in the multiarch directories of /.
+# (scripts/test/cross-deps.sh), else in the multiarch directories of /.
 if [ -e "$sysroot/.complete" ]; then
   export QEMU_LD_PREFIX="$sysroot"
 fi

@@ -3,11 +3,11 @@
 # A private Docker daemon for the integration specs and the demo, with every
 # file it makes (data, state, socket, log) under one folder DIR.
 #
-#   scripts/dockerd.sh start DIR         start it (if it is not up), import the
+#   scripts/test/dockerd.sh start DIR         start it (if it is not up), import the
 #                                        test image, print unix://DIR/docker.sock
-#   scripts/dockerd.sh stop DIR          remove its containers, stop it, kill
+#   scripts/test/dockerd.sh stop DIR          remove its containers, stop it, kill
 #                                        what it left, unmount, remove DIR
-#   scripts/dockerd.sh restart-kill DIR  SIGKILL dockerd, its containerd and
+#   scripts/test/dockerd.sh restart-kill DIR  SIGKILL dockerd, its containerd and
 #                                        its containers, then start again on
 #                                        the same folders
 #

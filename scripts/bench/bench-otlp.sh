@@ -5,9 +5,9 @@
 # with 3 labels, lines like the benchmark's, a level field, as filters hand
 # them on), encoded 1000 times each.
 #
-#   sh scripts/bench-otlp.sh [repeats]   (default 1000)
+#   sh scripts/bench/bench-otlp.sh [repeats]   (default 1000)
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 make -s build >/dev/null
 n=${1:-1000}
 in=$(mktemp)

@@ -1,9 +1,9 @@
 #!/bin/sh
 # How many lines of short `docker run --rm` jobs the engine catches.
 #
-#   scripts/rmjobs.sh DOCKER_HOST [ENGINE_BIN] [JOBS] [AT_ONCE] [LINES] [MODE]
+#   scripts/test/rmjobs.sh DOCKER_HOST [ENGINE_BIN] [JOBS] [AT_ONCE] [LINES] [MODE]
 #
-# Follows a daemon (a unix:// URL, such as the one scripts/dockerd.sh start
+# Follows a daemon (a unix:// URL, such as the one scripts/test/dockerd.sh start
 # prints; the image engine-test:latest) with ENGINE_BIN (default
 # build/engine), runs JOBS (60) containers with `docker run --rm`, AT_ONCE
 # (10) at a time, each printing LINES (20) numbered lines and exiting, then
@@ -17,8 +17,8 @@
 # reader states; RMJOBS_KEEP_LOG=FILE keeps the engine's log there. Bounded: at most 200 jobs, 200 lines each, and 60 s
 # of waiting for the last lines; the engine and every job are stopped.
 set -eu
-cd "$(dirname "$0")/.."
-HOST=${1:?usage: scripts/rmjobs.sh DOCKER_HOST [ENGINE_BIN] [JOBS] [AT_ONCE] [LINES] [MODE]}
+cd "$(dirname "$0")/../.."
+HOST=${1:?usage: scripts/test/rmjobs.sh DOCKER_HOST [ENGINE_BIN] [JOBS] [AT_ONCE] [LINES] [MODE]}
 BIN=${2:-build/engine}
 JOBS=${3:-60}
 AT_ONCE=${4:-10}

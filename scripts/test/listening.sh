@@ -1,5 +1,5 @@
 #!/bin/sh
-# scripts/listening.sh PID PORT: exits 0 when process PID itself holds a
+# scripts/test/listening.sh PID PORT: exits 0 when process PID itself holds a
 # TCP socket listening on PORT (IPv4), so that a readiness check knows the
 # server answering on the port is the one it started and not another one.
 set -eu

@@ -1,10 +1,10 @@
--- bench-ref.lua - the machine-speed reference of scripts/bench.lua.
+-- bench-ref.lua - the machine-speed reference of scripts/bench/bench.lua.
 --
---   luajit scripts/bench-ref.lua SCENARIO LINES
+--   luajit scripts/bench/bench-ref.lua SCENARIO LINES
 --
 -- Runs the filter of a benchmark scenario (2: returns its batch; 3: the
 -- work filter; the same source text as the engine runs, from
--- scripts/bench-filters.lua) in this plain LuaJIT process, JIT on, over
+-- scripts/bench/bench-filters.lua) in this plain LuaJIT process, JIT on, over
 -- LINES records built beforehand as tables shaped like the engine's (line,
 -- stream, time, container name), lines like the fake Docker server's
 -- --logfmt ones, in batches of 1000 (the engine's batch.max_lines). Nothing

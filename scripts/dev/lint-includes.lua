@@ -1,6 +1,6 @@
 -- lint-includes.lua - the include structure of engine/ (part of `make lint`).
 --
---   luajit scripts/lint-includes.lua [DIR]     (DIR: engine)
+--   luajit scripts/dev/lint-includes.lua [DIR]     (DIR: engine)
 --
 -- Two rules, each finding printed as "file:line: message"; exits 1 when
 -- there is any:

@@ -1,10 +1,10 @@
 #!/bin/sh
-# The long soak: scripts/soak.sh [SECONDS] [CONTAINERS] [CYCLE]
+# The long soak: scripts/bench/soak.sh [SECONDS] [CONTAINERS] [CYCLE]
 # (default 60 s, 100 containers, 0.05 s cycle) against the fake Docker API
 # server. Prints the cycles done, the live readers each second, descriptors
 # and RSS at start and end, and the line checks. Needs `make` first.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 exec luajit -e '
 package.path = "./?.lua;" .. package.path
 local soak = require "spec.support.soak"

@@ -1,24 +1,24 @@
 #!/bin/sh
-# Runs the specs: `scripts/test.sh [unit|integration|podman|extra|all]` (default all).
+# Runs the specs: `scripts/test/test.sh [unit|integration|podman|extra|all]` (default all).
 #
 #  unit         spec/unit against build/ and again against the AddressSanitizer
 #               + UBSan build (build/asan/)
-#  integration  starts a private Docker daemon (scripts/dockerd.sh), runs
+#  integration  starts a private Docker daemon (scripts/test/dockerd.sh), runs
 #               spec/integration with build/engine, then again with the
 #               ASan+UBSan engine (leak checks on) and the reader-lifecycle
 #               specs with the ThreadSanitizer engine; stops the daemon at
 #               the end, also when a spec fails. Then starts a private
-#               Podman service (scripts/podman.sh) and runs spec/podman with
+#               Podman service (scripts/test/podman.sh) and runs spec/podman with
 #               build/engine against it (also alone: podman).
 #
-#  extra        every scripts/test.d/*.sh in turn (lint, short fuzz runs,
+#  extra        every scripts/test/test.d/*.sh in turn (lint, short fuzz runs,
 #               cross-architecture runs, ...): each counts as one passed or
 #               failed check by its exit status
 #
 # Ends with the failing runs and specs, if any, then one line
 # "N passed, N failed" over every run.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 what=${1:-all}
 BUSTED="luajit /usr/bin/busted"
 ASAN_LIBS="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
@@ -66,8 +66,8 @@ unit() {
 
 integration() {
   dir=$(mktemp -d /tmp/edk.XXXXXX)
-  trap 'sh scripts/dockerd.sh stop "$dir" >/dev/null 2>&1' EXIT INT TERM
-  if ! host=$(sh scripts/dockerd.sh start "$dir"); then
+  trap 'sh scripts/test/dockerd.sh stop "$dir" >/dev/null 2>&1' EXIT INT TERM
+  if ! host=$(sh scripts/test/dockerd.sh start "$dir"); then
     echo "!! cannot start the private Docker daemon"
     failed=$((failed + 1)); status=1; return
   fi
@@ -83,28 +83,28 @@ integration() {
     TSAN_OPTIONS="halt_on_error=0:exitcode=66:suppressions=$SUPP/tsan.supp" \
     ENGINE_SANITIZER=tsan ENGINE_BIN=build/tsan/engine ENGINE_TOOLS=build/tsan \
     -- --tags=tsan spec/integration
-  sh scripts/dockerd.sh stop "$dir"
+  sh scripts/test/dockerd.sh stop "$dir"
   trap - EXIT INT TERM
   podman_specs
 }
 
 podman_specs() {
   pdir=$(mktemp -d /tmp/epm.XXXXXX)
-  trap 'sh scripts/podman.sh stop "$pdir" >/dev/null 2>&1' EXIT INT TERM
-  if ! phost=$(sh scripts/podman.sh start "$pdir"); then
+  trap 'sh scripts/test/podman.sh stop "$pdir" >/dev/null 2>&1' EXIT INT TERM
+  if ! phost=$(sh scripts/test/podman.sh start "$pdir"); then
     echo "!! cannot start the private Podman service"
     echo "podman: cannot start the private Podman service" >>"$failures"
     failed=$((failed + 1)); status=1; return
   fi
   run podman ENGINE_TEST_PODMAN_HOST="$phost" \
-    ENGINE_TEST_PODMAN_CLIENT="$(sh scripts/podman.sh env "$pdir")" \
+    ENGINE_TEST_PODMAN_CLIENT="$(sh scripts/test/podman.sh env "$pdir")" \
     ENGINE_BIN=build/engine ENGINE_TOOLS=build -- spec/podman
-  sh scripts/podman.sh stop "$pdir"
+  sh scripts/test/podman.sh stop "$pdir"
   trap - EXIT INT TERM
 }
 
 extra() {
-  for t in scripts/test.d/*.sh; do
+  for t in scripts/test/test.d/*.sh; do
     [ -e "$t" ] || continue
     echo "== $t"
     if sh "$t"; then passed=$((passed + 1)); else
@@ -120,7 +120,7 @@ case "$what" in
   podman) podman_specs ;;
   extra) extra ;;
   all) unit; integration; extra ;;
-  *) echo "usage: scripts/test.sh [unit|integration|podman|extra|all]" >&2; exit 2 ;;
+  *) echo "usage: scripts/test/test.sh [unit|integration|podman|extra|all]" >&2; exit 2 ;;
 esac
 if [ -s "$failures" ]; then echo "== what failed"; cat "$failures"; fi
 rm -rf "$log"

@@ -1,6 +1,6 @@
 -- bench-filters.lua - the filters of benchmark scenarios 1-3 (the text of a
--- pipeline's `filters` entry), shared by scripts/bench.lua and
--- scripts/bench-ref.lua so the engine and the reference run the same code.
+-- pipeline's `filters` entry), shared by scripts/bench/bench.lua and
+-- scripts/bench/bench-ref.lua so the engine and the reference run the same code.
 return {
   [1] = "",
   [2] = "filters = { function(batch) return batch end },",

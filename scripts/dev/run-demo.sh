@@ -4,7 +4,7 @@
 #
 # If a Docker daemon answers at $DOCKER_HOST (else /var/run/docker.sock), the
 # engine follows that daemon's containers. Otherwise a private daemon is
-# started with scripts/dockerd.sh in a folder under /tmp, with one demo
+# started with scripts/test/dockerd.sh in a folder under /tmp, with one demo
 # container, engine-demo, that logs a numbered, levelled line every second
 # (warnings and errors on stderr).
 #
@@ -12,10 +12,10 @@
 # and then the private daemon; no daemon is left running when this returns.
 # Exits with the engine's exit code (0 on a clean stop).
 #
-#   scripts/run-demo.sh [PIPELINE]     default examples/pipeline.lua
+#   scripts/dev/run-demo.sh [PIPELINE]     default examples/pipeline.lua
 set -u
 
-cd "$(dirname "$0")/.." || exit 1
+cd "$(dirname "$0")/../.." || exit 1
 ENGINE=${ENGINE_BIN:-build/engine}
 PIPELINE=${1:-examples/pipeline.lua}
 DOCKER=/usr/bin/docker
@@ -59,7 +59,7 @@ cleanup() {
   stop_engine
   if [ -n "$private" ]; then
     say "stopping the private Docker daemon in $private"
-    scripts/dockerd.sh stop "$private" || say "could not stop the daemon in $private"
+    scripts/test/dockerd.sh stop "$private" || say "could not stop the daemon in $private"
     private=""
   fi
 }
@@ -73,7 +73,7 @@ if sh scripts/docker-answers.sh "$host"; then
 else
   say "no Docker daemon answers at $host; starting a private one"
   private=$(mktemp -d /tmp/engine-demo.XXXXXX) || exit 1
-  host=$(scripts/dockerd.sh start "$private") || exit 1
+  host=$(scripts/test/dockerd.sh start "$private") || exit 1
   # shellcheck disable=SC2016
   loop='i=0
 while true; do

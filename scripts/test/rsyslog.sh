@@ -2,8 +2,8 @@
 # A private rsyslog for the specs, on loopback, everything under DIR: TCP
 # (octet-counted framing) and UDP input on PORT, every message written to
 # DIR/out.log as "APP-NAME MSGID MSG".
-#   scripts/rsyslog.sh start DIR PORT
-#   scripts/rsyslog.sh stop DIR        (stops it and removes DIR)
+#   scripts/test/rsyslog.sh start DIR PORT
+#   scripts/test/rsyslog.sh stop DIR        (stops it and removes DIR)
 set -eu
 cmd=$1 dir=$2
 case "$cmd" in
@@ -44,5 +44,5 @@ stop)
   fi
   case "$dir" in /tmp/?*) rm -rf "$dir" ;; esac
   ;;
-*) echo "usage: scripts/rsyslog.sh start DIR PORT | stop DIR" >&2; exit 2 ;;
+*) echo "usage: scripts/test/rsyslog.sh start DIR PORT | stop DIR" >&2; exit 2 ;;
 esac

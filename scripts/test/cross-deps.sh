@@ -2,7 +2,7 @@
 # Installs what the cross builds and the emulated runs need, for each
 # Debian architecture named (default: arm64 armhf):
 #
-#   scripts/cross-deps.sh [arm64] [armhf]
+#   scripts/test/cross-deps.sh [arm64] [armhf]
 #
 #  - the architecture itself (dpkg --add-architecture) and the cross C
 #    compiler for its GNU triplet;
@@ -14,7 +14,7 @@
 #    host's, e.g. a mirror's index for the target lags or fails), they and
 #    everything they depend on are unpacked with dpkg-deb -x into
 #    build/cross/<arch>/sysroot instead, which mk/cross.mk then builds
-#    against (--sysroot) and scripts/test-cross.sh runs with;
+#    against (--sysroot) and scripts/test/test-cross.sh runs with;
 #  - qemu-user-static;
 #  - the target's `luajit` interpreter and `lua-term`, which cannot be
 #    installed beside the amd64 ones, unpacked under build/cross/<arch>/root
@@ -23,7 +23,7 @@
 # Idempotent: apt is touched only when a package is missing, and a .deb is
 # unpacked only when its files are not there yet. Needs root for apt.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 arches=${*:-arm64 armhf}
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Deliberate breakages: scripts/mutants.sh [--fast] [NAME...]
+# Deliberate breakages: scripts/test/mutants.sh [--fast] [NAME...]
 #
 # Each spec/mutants/NAME.patch breaks one guarantee on purpose. Its header
 # (the lines before the diff) says which:
@@ -9,7 +9,7 @@
 #   Kill: SPEC [FILTER]   a spec run that must fail with the patch applied
 #                         (busted --filter FILTER, a Lua pattern); one line
 #                         per run, every one must fail
-#   Fast: yes             part of `make test` (scripts/test.d/mutants.sh)
+#   Fast: yes             part of `make test` (scripts/test/test.d/mutants.sh)
 #   Timeout: S            seconds a spec run may take (default 600); a run
 #                         that takes longer counts as failed
 #   Regenerate: / Needs:  notes for people
@@ -20,13 +20,13 @@
 # compiled again), runs the named specs against that build, and removes
 # the copy. A mutant is killed when every named spec run fails; it
 # survives when one passes. Specs that need a Docker daemon get a private
-# one (scripts/dockerd.sh), unless ENGINE_TEST_DOCKER_HOST names one.
+# one (scripts/test/dockerd.sh), unless ENGINE_TEST_DOCKER_HOST names one.
 #
 # Prints one line per mutant, then "N killed, N survived, N broken"; exits
 # 0 only when every mutant was killed (a patch that no longer applies or
 # builds is broken, and fails the run too).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 top=$PWD
 fast=0
 if [ "${1:-}" = "--fast" ]; then fast=1; shift; fi
@@ -36,7 +36,7 @@ make --no-print-directory -s build >/dev/null || { echo "mutants: the build fail
 work=$(mktemp -d /tmp/mut.XXXXXX)
 dockerdir=""
 cleanup() {
-  if [ -n "$dockerdir" ]; then sh "$top/scripts/dockerd.sh" stop "$dockerdir" >/dev/null 2>&1; fi
+  if [ -n "$dockerdir" ]; then sh "$top/scripts/test/dockerd.sh" stop "$dockerdir" >/dev/null 2>&1; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,7 +69,7 @@ if [ -z "${ENGINE_TEST_DOCKER_HOST:-}" ]; then
   done
   if [ "${need_docker:-0}" = 1 ]; then
     dockerdir="$work/d"
-    ENGINE_TEST_DOCKER_HOST=$(sh scripts/dockerd.sh start "$dockerdir") ||
+    ENGINE_TEST_DOCKER_HOST=$(sh scripts/test/dockerd.sh start "$dockerdir") ||
       { echo "mutants: cannot start a private Docker daemon" >&2; exit 1; }
     ENGINE_TEST_DOCKER_DIR=$dockerdir
     export ENGINE_TEST_DOCKER_HOST ENGINE_TEST_DOCKER_DIR

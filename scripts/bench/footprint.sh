@@ -1,7 +1,7 @@
 #!/bin/sh
 # Measures the engine's footprint and prints a Markdown table:
 #
-#   scripts/footprint.sh [ARCH...]      (default: the host's, plus arm64 and
+#   scripts/bench/footprint.sh [ARCH...]      (default: the host's, plus arm64 and
 #                                        armhf when build/<arch>/engine exists)
 #
 #  - stripped binary size, per architecture (build/engine, build/<arch>/engine)
@@ -16,7 +16,7 @@
 # RSS and CPU are measured for the host's build only (emulation would
 # measure qemu). Needs `make build` first.
 set -eu
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 host=$(dpkg --print-architecture)
 arches=${*:-$host arm64 armhf}
 tmp=$(mktemp -d /tmp/footprint.XXXXXX)

@@ -3,11 +3,11 @@
 # A private Podman API service for the integration specs, with every file it
 # makes (storage, state, socket, configuration, log) under one folder DIR.
 #
-#   scripts/podman.sh start DIR   start it (if it is not up), import the test
+#   scripts/test/podman.sh start DIR   start it (if it is not up), import the test
 #                                 image, print unix://DIR/podman.sock
-#   scripts/podman.sh stop DIR    remove its containers, stop it, kill what
+#   scripts/test/podman.sh stop DIR    remove its containers, stop it, kill what
 #                                 it left, unmount, remove DIR
-#   scripts/podman.sh env DIR     print the podman command line (global
+#   scripts/test/podman.sh env DIR     print the podman command line (global
 #                                 options included) that talks to it
 #
 # The service is `podman system service --time=0` on DIR's own storage (vfs
@@ -17,7 +17,7 @@
 # need `--ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none`.
 #
 # The test image engine-test:latest is busybox-static with a few applets
-# linked in /bin, as for scripts/dockerd.sh. Only processes named podman,
+# linked in /bin, as for scripts/test/dockerd.sh. Only processes named podman,
 # conmon or runc whose command line names DIR are ever signalled. DIR must be
 # short (unix socket paths). Limits (seconds): PODMAN_START_TIMEOUT (60),
 # PODMAN_STOP_TIMEOUT (20).

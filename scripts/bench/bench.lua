@@ -1,6 +1,6 @@
--- bench.lua - the engine's benchmark suite (see scripts/bench.sh).
+-- bench.lua - the engine's benchmark suite (see scripts/bench/bench.sh).
 --
---   luajit scripts/bench.lua [--quick] [--runs N] [--lines N] [--out FILE] (and see below)
+--   luajit scripts/bench/bench.lua [--quick] [--runs N] [--lines N] [--out FILE] (and see below)
 --
 -- Runs the engine (build/engine) against the fake Docker API server
 -- (build/fakedocker), which serves pre-generated timestamped, multiplexed
@@ -22,13 +22,13 @@
 --      many lines logged live by a container the engine follows, with the
 --      default docker.read_delay and with none. Uses the daemon
 --      at $ENGINE_TEST_DOCKER_HOST (its folder $ENGINE_TEST_DOCKER_DIR), or
---      starts a private one with scripts/dockerd.sh and stops it at the end.
+--      starts a private one with scripts/test/dockerd.sh and stops it at the end.
 --   8  the network outputs: one container, --out-lines lines (default
 --      300,000), no filter, through each of the http (NDJSON), Loki, OTLP
 --      (protobuf, then encoding = "json") and ClickHouse outputs to a local HTTP receiver (build/receiver),
---      and the mqtt output to a local mosquitto (QoS 1, scripts/mosquitto.sh) until a subscriber got
+--      and the mqtt output to a local mosquitto (QoS 1, scripts/test/mosquitto.sh) until a subscriber got
 --      every message, and the nats output to a private nats-server
---      (scripts/nats.sh, a JetStream file stream; its message count is
+--      (scripts/test/nats.sh, a JetStream file stream; its message count is
 --      checked): engine CPU seconds per million lines, from start to exit
 --   9  shipping to a slow collector: --ship-containers containers (default
 --      50) backfill --ship-lines lines each (default 400, batches of 100
@@ -52,7 +52,7 @@
 -- its filter process) and memory (the engine's peak RSS plus what its filter
 -- process does not share with it),
 -- the median of --runs runs, and lines/s as a ratio to a machine-speed
--- reference timed after each run (row R, scripts/bench-ref.lua: the work
+-- reference timed after each run (row R, scripts/bench/bench-ref.lua: the work
 -- filter alone in a plain LuaJIT process with the JIT on, over the same
 -- lines pre-built as tables), so that figures from different or busy
 -- machines can be compared. --quick runs every scenario once at a tiny size
@@ -215,7 +215,7 @@ local function finish(p, dir)
 end
 
 -- The filters of scenarios 1-3, shared with the reference (bench-ref.lua).
-local FILTERS = dofile("scripts/bench-filters.lua")
+local FILTERS = dofile("scripts/bench/bench-filters.lua")
 
 -- Scenarios 1-3: one run. Returns lines/s, CPU s per million lines, peak RSS KiB.
 local function throughput(scenario, isolation)
@@ -260,12 +260,12 @@ local function row(...) rows[#rows + 1] = "| " .. table.concat({ ... }, " | ") .
 
 local names = { "one container, no filter, null output", "filter returning its batch",
                 "work filter (drop debug, severity)" }
--- The machine-speed reference (scripts/bench-ref.lua): the work filter in a
+-- The machine-speed reference (scripts/bench/bench-ref.lua): the work filter in a
 -- plain LuaJIT process, JIT on, over the same lines pre-built as tables.
 -- Timed right after each engine run, so that each ratio compares two
 -- figures taken on the machine as it was at that moment.
 local function reference()
-  local ok, out = proc.sh("luajit scripts/bench-ref.lua 3 " .. opt.lines, 600)
+  local ok, out = proc.sh("luajit scripts/bench/bench-ref.lua 3 " .. opt.lines, 600)
   local lps, us = (out or ""):match("^(%S+) (%S+)")
   assert(ok and lps, "the reference failed: " .. tostring(out))
   return tonumber(lps), tonumber(us)
@@ -370,7 +370,7 @@ if want(7) then
   local own = not (host and host ~= "" and dir and dir ~= "")
   if own then
     dir = select(2, proc.sh("mktemp -d /tmp/ebd.XXXXXX")):gsub("%s+$", "")
-    local ok, out = proc.sh("sh scripts/dockerd.sh start " .. proc.quote(dir), 180)
+    local ok, out = proc.sh("sh scripts/test/dockerd.sh start " .. proc.quote(dir), 180)
     if not ok then error("cannot start a private dockerd: " .. out) end
     host = out:match("(unix://%S+)%s*$")
   end
@@ -446,7 +446,7 @@ if want(7) then
         table.concat(cells, "; "), "(time from the container's start to its last line written)", "")
   end)
   env:rm(name)
-  if own then proc.sh("sh scripts/dockerd.sh stop " .. proc.quote(dir), 120) end
+  if own then proc.sh("sh scripts/test/dockerd.sh stop " .. proc.quote(dir), 120) end
   if not ok7 then error(err7, 0) end
 end
 
@@ -460,7 +460,7 @@ if want(8) then
     { "otlp (protobuf)", 'type = "otlp", url = "%s/v1/logs"' },
     { "otlp (json)", 'type = "otlp", url = "%s/v1/logs", encoding = "json"' },
     { "clickhouse", 'type = "clickhouse", url = "%s/", table = "logs"' },
-    -- a local mosquitto (scripts/mosquitto.sh), QoS 1; a subscriber counts
+    -- a local mosquitto (scripts/test/mosquitto.sh), QoS 1; a subscriber counts
     -- the messages and the engine stops once it got all of them
     { "mqtt (QoS 1)", 'type = "mqtt", host = "127.0.0.1", port = %d, topic = "bench/{name}"', mqtt = true },
     { "nats", 'type = "nats", url = "%s", subject = "logs.{name}", stream = "LOGS"', nats = true },
@@ -473,7 +473,7 @@ if want(8) then
     if k.mqtt then
       local unistd = require "posix.unistd"
       mq = { dir = require("spec.support.server").folder("mqtt"), port = 19500 + unistd.getpid() % 400 }
-      local ok, out = proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "start", mq.dir, tostring(mq.port) }, 60)
+      local ok, out = proc.sh(proc.join { "sh", "scripts/test/mosquitto.sh", "start", mq.dir, tostring(mq.port) }, 60)
       if not ok then error("mosquitto: " .. out, 0) end
       sub = proc.spawn { argv = { "mosquitto_sub", "-h", "127.0.0.1", "-p", tostring(mq.port), "-q", "1",
                                   "-t", "bench/#", "-C", tostring(n) }, stdout = "/dev/null" }
@@ -482,7 +482,7 @@ if want(8) then
     elseif k.nats then
       local port = require("spec.support.metrics").random_port()
       natsdir = select(2, proc.sh("mktemp -d /tmp/bench-nats.XXXXXX")):gsub("%s+$", "")
-      local ok, out = proc.sh(proc.join { "sh", "scripts/nats.sh", "start", natsdir .. "/srv", tostring(port),
+      local ok, out = proc.sh(proc.join { "sh", "scripts/test/nats.sh", "start", natsdir .. "/srv", tostring(port),
                                           tostring(port + 1) }, 30)
       assert(ok, out)
       url = out:gsub("%s+$", "")
@@ -490,7 +490,7 @@ if want(8) then
       assert(ok, out)
       rx = { stop = function()
         local got = select(2, proc.sh(proc.join { "build/natsjs", url, "count", "LOGS" }, 30))
-        proc.sh(proc.join { "sh", "scripts/nats.sh", "stop", natsdir .. "/srv" }, 30)
+        proc.sh(proc.join { "sh", "scripts/test/nats.sh", "stop", natsdir .. "/srv" }, 30)
         proc.sh("rm -rf " .. proc.quote(natsdir))
         if tonumber(got:match("%d+")) ~= n then
           error(string.format("nats: the stream holds %s of %d lines", got:gsub("%s+$", ""), n))
@@ -509,7 +509,7 @@ if want(8) then
       if code ~= 0 then error("mqtt: the subscriber did not get every message (exit " .. tostring(code) .. ")", 0) end
     end
     local code, log, c = finish(p, dir)
-    if mq then proc.sh(proc.join { "sh", "scripts/mosquitto.sh", "stop", mq.dir }, 60) end
+    if mq then proc.sh(proc.join { "sh", "scripts/test/mosquitto.sh", "stop", mq.dir }, 60) end
     local out = tonumber(log:match("records in %d+, out (%d+)")) or -1
     if rx then rx:stop() end
     srv:stop()

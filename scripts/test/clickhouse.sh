@@ -1,9 +1,9 @@
 #!/bin/sh
 # A private ClickHouse server for the specs, on loopback, everything under DIR.
-#   scripts/clickhouse.sh start DIR HTTP_PORT   prints the HTTP address once it
+#   scripts/test/clickhouse.sh start DIR HTTP_PORT   prints the HTTP address once it
 #                                               listens there itself and answers
-#   scripts/clickhouse.sh stop DIR              stops it and removes DIR
-#   scripts/clickhouse.sh pause DIR             kills it (SIGKILL: an outage, at once),
+#   scripts/test/clickhouse.sh stop DIR              stops it and removes DIR
+#   scripts/test/clickhouse.sh pause DIR             kills it (SIGKILL: an outage, at once),
 #                                               keeping its data; start it again later
 set -eu
 cmd=$1 dir=$2
@@ -62,5 +62,5 @@ stop|pause)
   rm -f "$dir/server.pid"
   if [ "$cmd" = stop ]; then case "$dir" in /tmp/?*) rm -rf "$dir" ;; esac; fi
   ;;
-*) echo "usage: scripts/clickhouse.sh start DIR PORT | pause DIR | stop DIR" >&2; exit 2 ;;
+*) echo "usage: scripts/test/clickhouse.sh start DIR PORT | pause DIR | stop DIR" >&2; exit 2 ;;
 esac
