@@ -25,9 +25,10 @@ typedef struct crow { /* a container */
   double lines, bytes, errors;
 } crow_t;
 
-typedef struct nrow { /* a filter or an output: up to ten counters by name */
+typedef struct nrow { /* a filter or an output: its counters by name */
   char name[NAME_MAX_];
-  double v[10];
+  double v[16];
+  int msgs; /* an output that counts messages and acknowledgements (mqtt, nats) */
 } nrow_t;
 
 enum { F_CALLS, F_ERRORS, F_TIMEOUTS };
@@ -41,7 +42,11 @@ enum {
   O_REQUESTS,
   O_RECORDS,
   O_BYTES,
-  O_AGE
+  O_AGE,
+  O_PUBLISHED,
+  O_ACKED,
+  O_ACKS_PENDING,
+  O_RECONNECTS
 };
 
 typedef struct sample {
@@ -229,6 +234,10 @@ static int parse_metrics(char *text, sample_t *s) {
       {"engine_output_records_total", 1, O_RECORDS},
       {"engine_output_request_bytes_total", 1, O_BYTES},
       {"engine_output_queue_age_seconds", 1, O_AGE},
+      {"engine_output_messages_published_total", 1, O_PUBLISHED},
+      {"engine_output_messages_acked_total", 1, O_ACKED},
+      {"engine_output_acks_pending", 1, O_ACKS_PENDING},
+      {"engine_output_reconnects_total", 1, O_RECONNECTS},
   };
   char *save = NULL;
   for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -245,6 +254,7 @@ static int parse_metrics(char *text, sample_t *s) {
       nrow_t *r = fams[i].output ? row(&s->o, &s->no, label) : row(&s->f, &s->nf, label);
       if (!r) return -1;
       r->v[fams[i].idx] = v;
+      if (fams[i].idx == O_PUBLISHED) r->msgs = 1;
     }
   }
   return 0;
@@ -347,6 +357,9 @@ static void print_plain(const sample_t *s, const sample_t *prev) {
            "bytes_per_request=%s queue_age=%.3f\n",
            when, o->name, o->v[O_SENT], r1, o->v[O_FAILED], o->v[O_RETRIED], o->v[O_DEAD],
            o->v[O_PENDING], o->v[O_IN_FLIGHT], o->v[O_REQUESTS], r2, r3, o->v[O_AGE]);
+    if (o->msgs)
+      printf("%s output %s published=%.0f acked=%.0f acks_pending=%.0f reconnects=%.0f\n", when,
+             o->name, o->v[O_PUBLISHED], o->v[O_ACKED], o->v[O_ACKS_PENDING], o->v[O_RECONNECTS]);
   }
   fflush(stdout);
 }
@@ -491,6 +504,21 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
       line(&sc, "%-32.32s %10s %8.0f %8.0f %6.0f %8.0f %9.0f %8s %9s %7.1f", o->name, r3,
            o->v[O_FAILED], o->v[O_RETRIED], o->v[O_DEAD], o->v[O_PENDING], o->v[O_IN_FLIGHT], r1,
            r2, o->v[O_AGE]);
+    }
+    int msgs = 0;
+    for (size_t i = 0; i < s->no; i++) msgs |= s->o[i].msgs;
+    if (msgs) {
+      line(&sc, "%s", "");
+      line(&sc, "%-32s %12s %12s %12s %10s", "MESSAGES", "PUBLISHED/S", "ACKED/S", "ACKS_PENDING",
+           "RECONNECTS");
+    }
+    for (size_t i = 0; i < s->no && msgs; i++) {
+      const nrow_t *o = &s->o[i];
+      if (!o->msgs) continue;
+      fmt_rate(r1, sizeof r1, n_rate(s, prev, o, 1, O_PUBLISHED));
+      fmt_rate(r2, sizeof r2, n_rate(s, prev, o, 1, O_ACKED));
+      line(&sc, "%-32.32s %12s %12s %12.0f %10.0f", o->name, r1, r2, o->v[O_ACKS_PENDING],
+           o->v[O_RECONNECTS]);
     }
   }
   strbuf_add(&sc.b, "\033[J", 3); /* clear what the last frame left below */

@@ -150,6 +150,16 @@ return {
     assert.is_true(m:value("engine_output_messages_published_total", { output = "mqtt" }) >= 3 * N)
     assert.is_true(m:value("engine_output_messages_acked_total", { output = "mqtt" }) >= 3 * N)
     assert.is_true(m:value("engine_output_batches_failed_total", { output = "mqtt" }) >= 1)
+    -- engine top shows the same counts (one plain line per refresh when not on a terminal)
+    local ok, top = proc.sh(proc.join { engine.bin(), "top", "http://127.0.0.1:" .. mport, "-n", "1" }
+                            .. " | cat", 30)
+    assert.is_true(ok, top)
+    local pub, acked, pending, rec = top:match(" output mqtt published=(%d+) acked=(%d+) acks_pending=(%d+) "
+                                               .. "reconnects=(%d+)")
+    assert.is_truthy(pub, top)
+    assert.is_true(tonumber(pub) >= 3 * N and tonumber(acked) >= 3 * N)
+    assert.equal(0, tonumber(pending))
+    assert.is_true(tonumber(rec) >= 1)
     assert.equal(0, e:stop("TERM"))
     local n, all = distinct(received(dir .. "/sub.out"))
     assert.equal(3 * N, n)
