@@ -42,6 +42,9 @@
 --      runs: concurrency C with batch_max_bytes B (0: merging off; d: the
 --      default), e.g. --ship-containers 100 --ship-lines 4000
 --      --ship-runs 4:d,4:0 for 400,000 lines
+--  11  filters that fail hard (an FFI segfault, a pattern stuck in C, a
+--      JIT-compiled endless loop): seconds from the line that sets each off
+--      to its report, lines delivered, seconds a SIGTERM then takes
 --  10  compression: one container's --out-lines lines (default 300,000,
 --      logfmt, about 120 bytes each) through the http output (NDJSON, the
 --      default batches of up to 1000 lines, one a request as when
@@ -602,6 +605,56 @@ if want(10) then
   end
   row("10", string.format("compressing the http output's bodies of %d logfmt lines (%s)", n, bodies or "?"),
       table.concat(cells, "; "), "", "")
+end
+
+-- Scenario 11: filters that fail hard, in their own process (the default).
+-- For each failure, the seconds from the Docker timestamp of the line that
+-- sets it off to the engine's report of it (filter_timeout 1 s, batches
+-- flushed every 50 ms), whether every line of the container arrived, and
+-- the seconds a SIGTERM then takes to end the engine.
+-- Seconds of the day of an RFC3339 time (the log's, a record's).
+local function day_secs(t)
+  local h, m, sec = t:match("T(%d+):(%d+):([%d.]+)")
+  return tonumber(h) * 3600 + tonumber(m) * 60 + tonumber(sec)
+end
+if want(11) then
+  local cases = {
+    { "FFI segfault", "ffi.cast('int *', 0)[0] = 1", "the filter process" },
+    { "pattern stuck in C", "local s = string.rep('x', 5000); s:match('(.-)x(.-)x(.-)y')", "timed out" },
+    { "JIT-compiled endless loop", "local x = 0; while true do x = x + 1 end", "timed out" },
+  }
+  local cells = {}
+  for _, k in ipairs(cases) do
+    local srv = fake.start { "--containers", "1", "--rate", "100", "--lines", "100", "--linger",
+                             "--stdout-only" }
+    local p, dir = start_engine(string.format([[
+local ffi = require("ffi")
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  engine = { filter_timeout = 1, stop_timeout = 5 },
+  filters = { { name = "fragile", process = function(b)
+    for _, r in ipairs(b) do if r.line == "c0 50" then %s end end
+    return b
+  end } },
+  outputs = { { type = "file", path = "@DIR@/out.jsonl" } },
+}]], srv.host, k[2]))
+    local out = function() return proc.read(dir .. "/out.jsonl") or "" end
+    proc.wait_for(function() return out():find('"line":"c0 100"', 1, true) end, 60, "every line")
+    local log = log_of(dir)
+    local trigger = out():match('"time":"([^"]+)","stream":"stdout","container":"%x+","name":"c0",[^\n]-"line":"c0 50"')
+    local report = log:match("\n(%S+) error %[c0%] filter fragile[^\n]*" .. k[3]:gsub("%p", "%%%0"))
+    local lines = select(2, out():gsub('"line":"c0 %d+"', ""))
+    local t0 = proc.now()
+    local code = finish(p, dir)
+    local stop = proc.now() - t0
+    srv:stop()
+    local dt = trigger and report and day_secs(report) - day_secs(trigger)
+    cells[#cells + 1] = string.format("%s: reported %s s after its line, %d of 100 lines, stop %.2f s (exit %s)",
+                                      k[1], dt and string.format("%.2f", dt) or "?", lines, stop,
+                                      tostring(code))
+  end
+  row("11", "filters failing hard (filter_timeout 1 s)", table.concat(cells, "; "), "", "")
 end
 
 local head = "| # | scenario | result | CPU | memory |\n|---|---|---|---|---|\n"
