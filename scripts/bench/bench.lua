@@ -237,7 +237,7 @@ return {
   engine = { filter_isolation = %q },
   %s
   outputs = { { type = "null" } },
-}]], srv.host, isolation or "process", FILTERS[scenario])
+}]], srv.host, isolation or "thread", FILTERS[scenario])
   local p, dir = start_engine(src)
   local c, hwm
   proc.wait_for(function()
@@ -275,9 +275,9 @@ local function reference()
 end
 
 local refs = {}
--- 1-3 with the filters in their own process (the default), then 2 and 3
--- with them on the pipeline thread (engine.filter_isolation = "thread")
-for _, sc in ipairs { { 1 }, { 2 }, { 3 }, { 2, "thread" }, { 3, "thread" } } do
+-- 1-3 with the filters on the pipeline thread (the default), then 2 and 3
+-- with them in their own process (engine.filter_isolation = "process")
+for _, sc in ipairs { { 1 }, { 2 }, { 3 }, { 2, "process" }, { 3, "process" } } do
   local s, iso = sc[1], sc[2]
   if not want(s) then goto next end
   local r, c, m, q = {}, {}, {}, {}
@@ -287,7 +287,7 @@ for _, sc in ipairs { { 1 }, { 2 }, { 3 }, { 2, "thread" }, { 3, "thread" } } do
     r[#r + 1], c[#c + 1], m[#m + 1], q[#q + 1] = a, b, d, a / ra
     refs[#refs + 1] = ra
   end
-  row(s .. (iso and "t" or ""), names[s] .. (iso and ", filters on the pipeline thread" or ""),
+  row(s .. (iso and "p" or ""), names[s] .. (iso and ", filters in their own process" or ""),
       string.format("%.0f lines/s = %.2fx the reference", median(r), median(q)),
       string.format("%.2f s per M lines (%.2f us/line)", median(c), median(c)),
       string.format("%.1f MiB", median(m) / 1024))
@@ -607,7 +607,7 @@ if want(10) then
       table.concat(cells, "; "), "", "")
 end
 
--- Scenario 11: filters that fail hard, in their own process (the default).
+-- Scenario 11: filters that fail hard, in their own process.
 -- For each failure, the seconds from the Docker timestamp of the line that
 -- sets it off to the engine's report of it (filter_timeout 1 s, batches
 -- flushed every 50 ms), whether every line of the container arrived, and
@@ -632,7 +632,7 @@ local ffi = require("ffi")
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.05 },
-  engine = { filter_timeout = 1, stop_timeout = 5 },
+  engine = { filter_isolation = "process", filter_timeout = 1, stop_timeout = 5 },
   filters = { { name = "fragile", process = function(b)
     for _, r in ipairs(b) do if r.line == "c0 50" then %s end end
     return b

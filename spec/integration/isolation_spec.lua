@@ -1,5 +1,5 @@
 -- Filters that cannot take the engine down (engine.filter_isolation =
--- "process", the default): a filter that segfaults through FFI, aborts, is
+-- "process"): a filter that segfaults through FFI, aborts, is
 -- stuck inside one C call, loops in JIT-compiled code or runs out of Lua
 -- memory is reported with its name, its batch follows on_error, the filter
 -- process starts again, the engine reads on and stops within its bound, and
@@ -20,7 +20,7 @@ ffi.cdef "void abort(void);"
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.05 },
-  engine = { stop_timeout = %d, filter_timeout = %g, %s },
+  engine = { filter_isolation = "process", stop_timeout = %d, filter_timeout = %g, %s },
   filters = { { name = "fragile", on_error = %q, %s
     init = function(ctx) ctx.state.inits = (ctx.state.inits or 0) + 1 end,
     process = function(batch, ctx)
@@ -74,7 +74,10 @@ local function stop_clean(e)
   end
 end
 
-describe("a filter that fails hard #sanitize #tsan", function()
+-- Plain engine only: the ASan and TSan runtimes of Debian 12's GCC do not
+-- take their allocators' locks around fork(), so a filter process forked
+-- while another thread allocates can hang in its first malloc.
+describe("a filter that fails hard", function()
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
@@ -173,7 +176,7 @@ describe("a filter that fails hard #sanitize #tsan", function()
   end)
 end)
 
-describe("the filter process #sanitize", function()
+describe("the filter process", function()
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
@@ -184,7 +187,7 @@ local ffi = require("ffi")
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.05 },
-  engine = { stop_timeout = 3 },
+  engine = { filter_isolation = "process", stop_timeout = 3 },
   filters = { { name = "keeper",
     init = function(ctx) ctx.state.ticks = 0 end,
     timers = { { every = 0.2, handler = function(ctx)
@@ -234,7 +237,7 @@ return {
 return {
   docker = { host = %q },
   batch = { flush_interval = 0.05 },
-  engine = { stop_timeout = 3 },
+  engine = { filter_isolation = "process", stop_timeout = 3 },
   filters = { { name = "second", init = function() end,
     timers = { { every = 0.2, handler = function(ctx) ctx.emit { line = "second tick" } end } } } },
   outputs = { { type = "stdout" } },
