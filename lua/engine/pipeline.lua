@@ -550,16 +550,7 @@ function Check:network_output(o, where, entry)
     entry.record_id = o.record_id
   end
   self:compression(o, where, entry)
-  for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
-    if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
-  end
-  if o.retry_max ~= nil then
-    self:number(o.retry_max, where .. ".retry_max")
-    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
-      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
-    end
-    entry.retry_max = o.retry_max
-  end
+  self:retrying(o, where, entry, true)
   if o.concurrency ~= nil then
     entry.concurrency = self:whole(o.concurrency, where .. ".concurrency", "requests", 1, 64)
   end
@@ -584,6 +575,23 @@ function Check:network_output(o, where, entry)
   end
   if entry.type == "loki" then self:loki_output(o, where, entry) end
   if o.index ~= nil then entry.index = self:nonempty_string(o.index, where .. ".index") end
+end
+
+-- How a network output waits and retries: timeout (seconds, with_timeout),
+-- backoff_initial, backoff_max (seconds) and retry_max (retries), into entry.
+function Check:retrying(o, where, entry, with_timeout)
+  for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
+    if o[k] ~= nil and (with_timeout or k ~= "timeout") then
+      entry[k] = self:positive(o[k], where .. "." .. k)
+    end
+  end
+  if o.retry_max ~= nil then
+    self:number(o.retry_max, where .. ".retry_max")
+    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
+      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
+    end
+    entry.retry_max = o.retry_max
+  end
 end
 
 -- Merging queued batches into one request: batch_max_bytes and
@@ -709,16 +717,7 @@ function Check:nats_output(o, where, entry)
     self:fail(where, "takes one way to authenticate: user (with a password), a token or creds_file")
   end
   if o.tls_ca_file ~= nil then entry.tls_ca_file = self:nonempty_string(o.tls_ca_file, where .. ".tls_ca_file") end
-  for _, k in ipairs { "timeout", "backoff_initial", "backoff_max" } do
-    if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
-  end
-  if o.retry_max ~= nil then
-    self:number(o.retry_max, where .. ".retry_max")
-    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
-      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
-    end
-    entry.retry_max = o.retry_max
-  end
+  self:retrying(o, where, entry, true)
   if o.concurrency ~= nil then
     entry.concurrency = self:whole(o.concurrency, where .. ".concurrency", "bodies", 1, 64)
   end
@@ -863,16 +862,7 @@ function Check:mqtt_output(o, where, entry)
     if type(o.record_id) ~= "boolean" then self:fail(where .. ".record_id", "must be true or false") end
     entry.record_id = o.record_id
   end
-  for _, k in ipairs { "backoff_initial", "backoff_max" } do
-    if o[k] ~= nil then entry[k] = self:positive(o[k], where .. "." .. k) end
-  end
-  if o.retry_max ~= nil then
-    self:number(o.retry_max, where .. ".retry_max")
-    if o.retry_max < 0 or floor(o.retry_max) ~= o.retry_max then
-      self:fail(where .. ".retry_max", "must be a whole number of retries (got %s)", show(o.retry_max))
-    end
-    entry.retry_max = o.retry_max
-  end
+  self:retrying(o, where, entry, false)
   self:merging(o, where, entry)
   if o.dead_letter ~= nil then
     entry.dead_letter = self:writable(self:nonempty_string(o.dead_letter, where .. ".dead_letter"),
