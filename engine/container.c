@@ -106,6 +106,9 @@ container_t *container_from_inspect(const void *doc, char *err, size_t errlen) {
   c->running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(state, "Running"));
   const cJSON *host = cJSON_GetObjectItemCaseSensitive(j, "HostConfig");
   c->auto_remove = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(host, "AutoRemove"));
+  const cJSON *logcfg = cJSON_GetObjectItemCaseSensitive(host, "LogConfig");
+  const cJSON *driver = cJSON_GetObjectItemCaseSensitive(logcfg, "Type");
+  c->log_local = cJSON_IsString(driver) && strcmp(driver->valuestring, "local") == 0;
   return c;
 oom_pairs:
   for (size_t k = 0; k < i; k++) free(pairs[k]);
@@ -121,6 +124,7 @@ container_t *container_renamed(const container_t *c, const char *name) {
   if (n) {
     n->running = c->running;
     n->auto_remove = c->auto_remove;
+    n->log_local = c->log_local;
   }
   return n;
 }

@@ -22,6 +22,9 @@ typedef struct container {
   int running;     /* State.Running at inspect time */
   int auto_remove; /* HostConfig.AutoRemove (docker run --rm): the daemon
                          removes it, and its log, once it exits */
+  int log_local;   /* HostConfig.LogConfig.Type is "local": the daemon's
+                         follow stream may skip what the driver rotates
+                         (reader.c checks a quiet stream against the log) */
 } container_t;
 
 /* Builds a container from an inspect document (a cJSON object, passed as

@@ -240,6 +240,14 @@ http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t u
                  ud);
 }
 
+http_req_t *docker_logs_tail(docker_t *d, const char *id, unsigned n, const http_handler_t *cb,
+                             void *ud) {
+  if (!safe_id(id)) return NULL;
+  char path[512];
+  snprintf(path, sizeof path, "/containers/%s/logs?stdout=1&stderr=1&timestamps=1&tail=%u", id, n);
+  return get(d, path, DOCKER_TAIL_MAX, cb, ud);
+}
+
 http_req_t *docker_attach(docker_t *d, const char *id, const http_handler_t *cb, void *ud) {
   if (!safe_id(id)) return NULL;
   char path[512];

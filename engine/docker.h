@@ -82,6 +82,12 @@ http_req_t *docker_inspect(docker_t *d, const char *id, const http_handler_t *cb
 http_req_t *docker_logs(docker_t *d, const char *id, int64_t since_ns, int64_t until_ns, int follow,
                         const http_handler_t *cb, void (*on_sent)(void *ud), void *ud);
 
+/* GET /containers/{id}/logs with stdout, stderr, timestamps and tail=n: the
+ * container's last n log entries, buffered (at most DOCKER_TAIL_MAX bytes). */
+#define DOCKER_TAIL_MAX (1024u * 1024)
+http_req_t *docker_logs_tail(docker_t *d, const char *id, unsigned n, const http_handler_t *cb,
+                             void *ud);
+
 /* POST /containers/{id}/attach?stream=1&stdout=1&stderr=1: the container's
  * output as it writes it, without timestamps (decode.h, decoder_untimed),
  * until its output ends (it exited). Made before the container starts, it

@@ -216,7 +216,9 @@ static void reader_families(writer_t *w, const status_t *s) {
   one_u(w, "engine_readers_stopped_total", "counter", "Readers stopped, for any reason.",
         r->stopped);
   one_u(w, "engine_readers_cycled_total", "counter",
-        "Follow streams closed and reopened after engine.cycle seconds.", r->cycled);
+        "Follow streams closed and reopened: after engine.cycle seconds, or found behind the "
+        "daemon's log.",
+        r->cycled);
   one_u(w, "engine_tap_dropped_records_total", "counter",
         "Records a client of `engine tap` did not take in time (dropped for it only).",
         s->tap_dropped);

@@ -23,9 +23,10 @@ struct reader {
   container_t *c;
   cursor_t *cursor; /* borrowed from the owner */
   reader_state_t state;
-  http_req_t *req;  /* the logs or inspect request in flight */
-  uv_timer_t life;  /* cycle while connected, delay while in backoff */
-  uv_timer_t flush; /* the open batch's flush interval */
+  http_req_t *req;   /* the logs or inspect request in flight */
+  http_req_t *probe; /* the tail request checking a quiet stream, or NULL */
+  uv_timer_t life;   /* cycle while connected, delay while in backoff */
+  uv_timer_t flush;  /* the open batch's flush interval */
   int open_handles;
   decoder_t dec;
   batch_t *batch;          /* open batch, or NULL */
@@ -33,6 +34,13 @@ struct reader {
   int64_t initial_since;   /* where to start while the cursor is empty */
   uint64_t stream_started; /* uv_now when the current request was made */
   uint64_t stream_lines;   /* lines delivered by the current request */
+  uint64_t last_data;      /* uv_now when the stream last brought data */
+  uint64_t win_start;      /* uv_now when the current one-second window began */
+  uint64_t win_bytes;      /* bytes the stream brought in that window */
+  uint64_t last_busy;      /* uv_now when a window reached BUSY_BYTES */
+  uint64_t lines_checked;  /* stream_lines when the stream was last probed */
+  int deferred;            /* the cycle is due and waits for a quiet stream */
+  int skip_logged;         /* the daemon's skip was logged for this container */
   int protocol_error;
   int paused;          /* the stream waits for the outputs to catch up */
   int last_read;       /* the container exited: its history is read from
@@ -174,10 +182,101 @@ static void on_line(void *ud, const decode_line_t *l) {
 /* --- connecting --------------------------------------------------------- */
 
 static void connect_stream(reader_t *r);
+static void on_life(uv_timer_t *t);
 static void finish(reader_t *r, const char *why);
 static void close_reader(reader_t *r, const char *why);
 
 static void confirm_attach(reader_t *r, const char *why);
+
+/* A stream that brought nothing for this long is quiet (at least twice
+ * read_delay, after which a slow stream is read again). */
+static uint64_t quiet_ms(const reader_t *r) {
+  uint64_t twice = 2 * ms(r->rt->cfg->read_delay);
+  return twice > 1000 ? twice : 1000;
+}
+
+static int is_quiet(const reader_t *r) {
+  return !r->paused && uv_now(r->rt->loop) - r->last_data >= quiet_ms(r);
+}
+
+/* A follow stream that brought this much within the last second is busy:
+ * its container writes fast enough that a log file may rotate while a
+ * resume reads it. */
+#define BUSY_BYTES 4096
+static int is_busy(const reader_t *r) {
+  if (r->rt->cfg->backfill || r->last_read) return 0; /* no follow: cycled on time */
+  return r->last_busy && uv_now(r->rt->loop) - r->last_busy < 1000;
+}
+
+static void count_data(reader_t *r, size_t len) {
+  uint64_t now = uv_now(r->rt->loop);
+  r->last_data = now;
+  if (now - r->win_start >= 1000) {
+    r->win_start = now;
+    r->win_bytes = 0;
+  }
+  r->win_bytes += len;
+  if (r->win_bytes >= BUSY_BYTES) r->last_busy = now;
+}
+
+/* When the life timer next looks at a connected stream: at its cycle, or
+ * every quiet_ms while the cycle waits or the stream is one to probe. */
+static void arm_life(reader_t *r) {
+  uint64_t cycle = ms(r->rt->cfg->cycle), now = uv_now(r->rt->loop);
+  uint64_t due = r->stream_started + cycle > now ? r->stream_started + cycle - now : 0;
+  if (r->deferred || (r->c->log_local && due > quiet_ms(r))) due = quiet_ms(r);
+  uv_timer_start(&r->life, on_life, due, 0);
+}
+
+static void cycle_stream(reader_t *r, const char *why) {
+  reader_set_state(r, READER_CYCLING, why);
+  http_cancel(r->req);
+  r->req = NULL;
+  http_cancel(r->probe);
+  r->probe = NULL;
+  r->owner->cycled(r->owner_ud);
+  connect_stream(r);
+}
+
+/* The newest timestamp in a tail answer (INT64_MIN: none). */
+typedef struct probe_scan {
+  int64_t newest;
+} probe_scan_t;
+
+static void on_probe_line(void *ud, const decode_line_t *l) {
+  probe_scan_t *p = ud;
+  if (l->stream != DECODE_SYSERR && l->ts > p->newest) p->newest = l->ts;
+}
+
+/* The daemon's newest log entry is newer than anything this quiet stream
+ * brought: the follow stream skipped it (the local driver's does, past
+ * the file it rotated), so the stream resumes from the cursor, whose
+ * history read has what was skipped while the files keep it. */
+static void on_probe_done(void *ud, const http_result_t *res) {
+  reader_t *r = ud;
+  r->probe = NULL;
+  if (!res->ok || res->status != 200 || r->state != READER_STREAMING || !is_quiet(r)) return;
+  probe_scan_t scan = {INT64_MIN};
+  decoder_t dec;
+  decoder_init(&dec, r->c->tty, r->rt->cfg->frame_max, r->rt->cfg->line_max, on_probe_line, &scan);
+  if (decoder_feed(&dec, res->body, res->body_len) == 0) decoder_finish(&dec);
+  decoder_free(&dec);
+  int64_t have = cursor_newest(r->cursor), pending = decoder_pending_ts(&r->dec);
+  if (pending != INT64_MAX && pending > have) have = pending;
+  if (scan.newest == INT64_MIN || scan.newest <= have) return;
+  if (!r->skip_logged) {
+    r->skip_logged = 1;
+    log_info(r->c->name, "the daemon's follow stream skipped lines where the local log driver "
+                         "rotated its file; reading on from the cursor");
+  }
+  cycle_stream(r, "the follow stream skipped lines");
+}
+
+static void probe_stream(reader_t *r) {
+  static const http_handler_t handler = {NULL, NULL, on_probe_done};
+  r->lines_checked = r->stream_lines;
+  r->probe = docker_logs_tail(r->rt->docker, r->c->id, 1, &handler, r);
+}
 
 static void on_life(uv_timer_t *t) {
   reader_t *r = t->data;
@@ -189,12 +288,22 @@ static void on_life(uv_timer_t *t) {
     connect_stream(r);
     return;
   }
-  /* The stream lived its cycle: close it and resume from the cursor. */
-  reader_set_state(r, READER_CYCLING, NULL);
-  http_cancel(r->req);
-  r->req = NULL;
-  r->owner->cycled(r->owner_ud);
-  connect_stream(r);
+  if (uv_now(r->rt->loop) - r->stream_started >= ms(r->rt->cfg->cycle)) {
+    /* The stream lived its cycle: close it and resume from the cursor,
+     * unless it is busy. A busy stream is not stuck, and a resume while
+     * the container writes fast can miss lines: json-file's history read
+     * skips a file that rotates under it. */
+    if (!is_busy(r)) {
+      cycle_stream(r, NULL);
+      return;
+    }
+    if (!r->deferred) log_debug(r->c->name, "cycle due: waiting while the stream is busy");
+    r->deferred = 1;
+  } else if (is_quiet(r) && r->c->log_local && r->stream_lines != r->lines_checked && !r->probe &&
+             r->state == READER_STREAMING) {
+    probe_stream(r);
+  }
+  arm_life(r);
 }
 
 /* Reconnects after an exponential, jittered delay. An error is counted and
@@ -234,6 +343,7 @@ static int on_logs_body(void *ud, const char *data, size_t len) {
     }
     return HTTP_PAUSE;
   }
+  count_data(r, len);
   if (decoder_feed(&r->dec, data, len) != 0) {
     r->protocol_error = 1;
     snprintf(r->error, sizeof r->error, "%s", r->dec.error);
@@ -260,6 +370,8 @@ static void on_logs_done(void *ud, const http_result_t *res) {
   r->req = NULL;
   r->paused = 0;
   uv_timer_stop(&r->life);
+  http_cancel(r->probe);
+  r->probe = NULL;
   if (r->attach) {
     on_attach_done(r, res);
     return;
@@ -328,8 +440,11 @@ static void connect_stream(reader_t *r) {
   occurrence_clear(r->occ); /* a new connection counts from its since */
   r->protocol_error = 0;
   r->paused = 0;
-  r->stream_lines = 0;
-  r->stream_started = uv_now(r->rt->loop);
+  r->stream_lines = r->lines_checked = 0;
+  r->stream_started = r->last_data = uv_now(r->rt->loop);
+  r->deferred = 0;
+  r->win_start = r->last_data;
+  r->win_bytes = r->last_busy = 0;
   reader_set_state(r, READER_CONNECTING, NULL);
   r->req =
       docker_logs(r->rt->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
@@ -338,7 +453,7 @@ static void connect_stream(reader_t *r) {
     go_backoff(r, "cannot start the logs request (out of memory)");
     return;
   }
-  uv_timer_start(&r->life, on_life, ms(r->rt->cfg->cycle), 0);
+  arm_life(r);
 }
 
 /* --- attach streams ---------------------------------------------------- */
@@ -459,6 +574,8 @@ static void close_reader(reader_t *r, const char *why) {
   reader_set_state(r, READER_STOPPING, why);
   http_cancel(r->req);
   r->req = NULL;
+  http_cancel(r->probe);
+  r->probe = NULL;
   submit_batch(r);
   uv_timer_stop(&r->life);
   handles_close((uv_handle_t *)&r->life, timer_closed);

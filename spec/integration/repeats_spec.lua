@@ -157,7 +157,7 @@ describe("lines the real daemon repeats where its log file rotates", function()
       entry = reader_entry(url, name)
       return entry and entry.state == "finished"
     end, 120, name .. " read to its end")
-    return counts(e:json_records(), name), entry, t:logs_responses()
+    return counts(e:json_records(), name), entry, t:logs_responses(), url
   end
 
   -- N numbered lines, 20 at a time with a 5 ms rest (at most 4,000 a second),
@@ -185,52 +185,45 @@ describe("lines the real daemon repeats where its log file rotates", function()
   end)
 
   -- A resume reads the files from `since` while they rotate, and json-file
-  -- may then skip lines (seen here: a run of some hundred lines of a
-  -- rotated file in no answer at all). What can be checked: no line twice,
-  -- and every line the engine surely read delivered.
-  it("json-file with a 2 s cycle: every line the daemon sent once, and the copies counted are the daemon's", function()
+  -- may then skip lines (a run of some hundred lines of a rotated file in
+  -- no answer at all, when the stream was cycled every 2 s while the
+  -- container wrote): a busy stream is not cycled until it is quiet again.
+  it("json-file with a 2 s cycle: every line once, and the copies counted are the daemon's", function()
     local count, entry, responses = follow(JSON_FILE, numbered, "cycle = 2,")
-    local read = {}
-    for _, r in ipairs(responses) do
-      for _, l in ipairs(r.lines) do
-        if r.complete or l.after >= TAIL then read[l.text] = true end
-      end
-    end
-    local never = 0
-    for i = 1, N do
-      local text = "line " .. i .. " of the rotation spec"
-      if read[text] then
-        assert.equal(1, count[text], text .. " arrived " .. tostring(count[text] or 0) .. " times")
-      else
-        assert.is_true((count[text] or 0) <= 1, text .. " arrived twice")
-        if not count[text] then never = never + 1 end
-      end
-    end
+    assert_numbered(count)
     for text in pairs(count) do assert.matches("^line %d+ of the rotation spec$", text) end
     local all, sure = copies(responses)
     print(string.format("\njson-file, 2 s cycle: the daemon sent %d copies (%d surely read) in %d answers; " ..
-                        "counted %d; %d lines in no answer", all, sure, #responses, entry.repeated, never))
-    assert.is_true(#responses >= 3, "the stream was cycled")
+                        "counted %d", all, sure, #responses, entry.repeated))
+    assert.is_true(#responses >= 2, "the stream was cycled")
     assert.is_true(entry.repeated <= all)
     assert.is_true(entry.repeated >= sure)
   end)
 
-  it("local driver rotation: each line the daemon sent is delivered once, its copies counted", function()
-    local count, entry, responses = follow({ "--log-driver", "local", "--log-opt", "max-size=64k" },
-                                           numbered)
-    local total, twice = 0, {}
-    for text, c in pairs(count) do
-      total = total + c
-      if c > 1 then twice[#twice + 1] = text end
-    end
-    assert.same({}, twice)
-    assert.is_true(total > 0)
-    -- the local driver's follow may skip lines it rotated away; whatever it
-    -- sent arrives once
-    assert.equal(distinct(responses), total)
+  -- The local driver's follow stream skips a whole file where the driver
+  -- rotates (Debian's dockerd 20.10: it reads on in the new file from the
+  -- old one's offset, so the stream falls quiet while the new file fills).
+  -- A reader checks a quiet stream of a local-driver container against
+  -- the daemon's newest entry (tail=1) and resumes from its cursor when the
+  -- daemon has more; the files still hold what was skipped. Here each file
+  -- takes about two seconds to fill: 1,000 lines a second, 128 KiB files.
+  it("local driver rotation: every line once, although its follow stream skips each rotated file",
+     function()
+    local slow = string.format('sleep 2; i=1; while [ $i -le %d ]; do echo "line $i of the rotation spec"; ' ..
+                               'i=$((i+1)); [ $((i %% 20)) = 0 ] && usleep 20000; done; sleep 1', N)
+    local count, entry, responses, url = follow({ "--log-driver", "local", "--log-opt", "max-size=128k" },
+                                                slow)
+    assert_numbered(count)
     local all, sure = copies(responses)
-    print(string.format("\nlocal driver: %d of %d lines sent; %d copies (%d surely read); counted %d",
-                        total, N, all, sure, entry.repeated))
+    local status, body = metrics.get(url .. "/metrics")
+    assert.equal(200, status)
+    -- the default cycle is 300 s: every stream reopened here was behind
+    local skipped = metrics.parse(body):value("engine_readers_cycled_total")
+    print(string.format("\nlocal driver: %d answers, %d resumed after a skip; %d copies (%d surely read); counted %d",
+                        #responses, skipped, all, sure, entry.repeated))
+    assert.is_true(skipped >= 1, "the follow stream was found behind the log only " .. skipped .. " times")
+    assert.matches("the daemon's follow stream skipped lines where the local log driver rotated",
+                   e:stderr_text())
     assert.is_true(entry.repeated <= all)
     assert.is_true(entry.repeated >= sure)
   end)
