@@ -129,13 +129,17 @@ describe("an engine following two daemons #sanitize", function()
     proc.wait_for(function() return #lines_of(e:json_records(), ma) >= a_at_kill + 60 end, 9,
                   "edge-a's lines while edge-b is down")
     while proc.now() - down_at < 10 do proc.sleep(0.2) end
+    local a_during = #lines_of(e:json_records(), ma) - a_at_kill
     ok, out = proc.sh("sh scripts/test/dockerd.sh start " .. proc.quote(dir_b) .. " 2>&1", 120)
     assert(ok, out)
+    local down_for = proc.now() - down_at
     -- back: a new container there is followed (discovery came back)
     env_b:run { name = mb2, cmd = counter("c", 50) }
-    assert_same_as_daemon(e, env_a, ma)
-    assert_same_as_daemon(e, env_b, mb)
-    assert_same_as_daemon(e, env_b, mb2)
+    local n_a = assert_same_as_daemon(e, env_a, ma)
+    local n_b = assert_same_as_daemon(e, env_b, mb)
+    local n_b2 = assert_same_as_daemon(e, env_b, mb2)
+    print(string.format("\ntwo daemons, edge-b down %.1f s: edge-a %d lines (%d while edge-b was down), " ..
+                        "edge-b %d + %d lines, each once", down_for, n_a, a_during, n_b, n_b2))
     proc.wait_for(function() return metrics.get(url .. "/ready") == 200 end, 20, "/ready again")
     assert.equal(0, e:stop("TERM"))
     local text = proc.read(state .. "/cursors.json")
@@ -143,6 +147,29 @@ describe("an engine following two daemons #sanitize", function()
     local saved = cjson.decode(text).containers
     assert.is_table(saved["edge-a/" .. id_a])
     assert.is_table(saved["edge-b/" .. id_b])
+  end)
+
+  it("follows the daemon that answers while the other one is down from the start", function()
+    local ok, out = proc.sh("sh scripts/test/dockerd.sh kill " .. proc.quote(dir_b) .. " 2>&1", 60)
+    assert(ok, out)
+    local port = metrics.random_port()
+    local url = "http://127.0.0.1:" .. port
+    e = engine.start { pipeline = pipeline(env_a.host, env_b.host, prefix, port), state_dir = state }
+    local ma, mb = prefix .. "-a", prefix .. "-b"
+    env_a:run { name = ma, cmd = counter("a", 100) }
+    e:wait_records(function(recs) return #lines_of(recs, ma) >= 30 end, 30)
+    local status, body = metrics.get(url .. "/ready")
+    assert.equal(503, status)
+    assert.matches("not ready: Docker: edge-b: ", body, 1, true)
+    assert.matches("daemon edge-b: ", e:stderr_text(), 1, true)
+    assert.matches("trying again in", e:stderr_text(), 1, true)
+    ok, out = proc.sh("sh scripts/test/dockerd.sh start " .. proc.quote(dir_b) .. " 2>&1", 120)
+    assert(ok, out)
+    env_b:run { name = mb, cmd = counter("b", 50) }
+    assert_same_as_daemon(e, env_b, mb)
+    assert_same_as_daemon(e, env_a, ma)
+    proc.wait_for(function() return metrics.get(url .. "/ready") == 200 end, 20, "/ready")
+    assert.equal(0, e:stop("TERM"))
   end)
 
   it("reads a one-daemon cursor file as the first daemon's, and writes it back so", function()
