@@ -215,3 +215,46 @@ return {
     assert.same({ id }, saved_keys())
   end)
 end)
+
+describe("one daemon listed twice under two names #sanitize", function()
+  local prefix, e, state
+  before_each(function()
+    prefix = dockerenv.unique("twice")
+    local _, d = proc.sh("mktemp -d /tmp/state.XXXXXX")
+    state = d:gsub("%s+$", "")
+  end)
+  after_each(function()
+    local de = e
+    e = nil
+    proc.each(function() if de then de:cleanup() end end,
+              function() env_a:cleanup(prefix) end,
+              function() proc.sh("rm -rf " .. proc.quote(state)) end)
+  end)
+
+  it("follows each container once per name: the same ids never collide", function()
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { { name = "x", host = %q }, { name = "y", host = %q } },
+  select = { include = { name = { %q } } },
+  batch = { flush_interval = 0.1 },
+}]], env_a.host, env_a.host, prefix .. "*"), state_dir = state }
+    local name = prefix .. "-c"
+    local id = env_a:run { name = name, cmd = 'i=1; while [ $i -le 50 ]; do echo "t $i"; i=$((i+1)); done; sleep 600' }
+    local recs = e:wait_records(function(rs) return #lines_of(rs, name) >= 100 end, 30)
+    local seen = { x = {}, y = {} }
+    for _, r in ipairs(recs) do
+      if r.name == name then
+        local n = tonumber(r.line:match("^t (%d+)$"))
+        assert.is_nil(seen[r.host][n], "line " .. n .. " twice from " .. r.host)
+        seen[r.host][n] = true
+      end
+    end
+    for _, h in ipairs { "x", "y" } do
+      for n = 1, 50 do assert.is_true(seen[h][n], "line " .. n .. " from " .. h) end
+    end
+    assert.equal(0, e:stop("TERM"))
+    local saved = cjson.decode(proc.read(state .. "/cursors.json")).containers
+    assert.is_table(saved["x/" .. id])
+    assert.is_table(saved["y/" .. id])
+  end)
+end)
