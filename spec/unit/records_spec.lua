@@ -61,6 +61,13 @@ describe("a record", function()
     end } }]], input)
     assert.equal("other", changed.records[1].host)
     assert.is_nil(changed.records[2].host)
+    local ctx = run([[return { filters = { function(batch, ctx)
+      for _, rec in ipairs(batch) do rec.h = ctx.host end
+    end } }]], input)
+    assert.equal("edge-a", ctx.records[1].h)
+    assert.is_nil(run([[return { filters = { function(batch, ctx)
+      for _, rec in ipairs(batch) do rec.h = ctx.host end
+    end } }]]).records[1].h)
   end)
 
   it("takes new values for original fields, and keeps them", function()
