@@ -234,9 +234,12 @@ static void fit_open_files(engine_t *e) {
   }
   if (rl.rlim_cur == RLIM_INFINITY) return;
   unsigned long long limit = rl.rlim_cur;
+  /* every daemon keeps CONN_RESERVE for its own requests; the follow
+   * streams of all daemons share the rest (max_readers is engine-wide) */
+  unsigned long long reserve = (unsigned long long)CONN_RESERVE * e->rt.n_daemons;
   unsigned long long conns =
-      limit > FD_RESERVE + 2 * CONN_RESERVE ? limit - FD_RESERVE : 2 * CONN_RESERVE;
-  unsigned long long readers = conns - CONN_RESERVE;
+      limit > FD_RESERVE + reserve + CONN_RESERVE ? limit - FD_RESERVE : reserve + CONN_RESERVE;
+  unsigned long long readers = conns - reserve;
   /* each daemon may take them all: the readers share max_readers */
   for (size_t i = 0; i < e->rt.n_daemons; i++)
     docker_set_max_connections(e->rt.daemons[i]->docker, (long)conns);
