@@ -1,7 +1,6 @@
 /* daemon.c - one followed Docker daemon (see daemon.h). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "daemon.h"
 
 daemon_t *daemon_new(uv_loop_t *loop, size_t index, const config_daemon_t *cfg, char *err,
@@ -58,9 +57,3 @@ void daemon_close(daemon_t *d, void (*closed)(void *), void *ud) {
 }
 
 void daemon_free(daemon_t *d) { free(d); }
-
-daemon_t *daemon_named(daemon_t *const *daemons, size_t n, const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(daemons[i]->name, name) == 0) return daemons[i];
-  return NULL;
-}

@@ -65,7 +65,4 @@ void daemon_close(daemon_t *d, void (*closed)(void *ud), void *ud);
  * ignored. */
 void daemon_free(daemon_t *d);
 
-/* The daemon of name in rt's list, or NULL. */
-daemon_t *daemon_named(daemon_t *const *daemons, size_t n, const char *name);
-
 #endif

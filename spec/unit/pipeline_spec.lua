@@ -151,6 +151,11 @@ describe("engine.pipeline.validate", function()
     fails({ docker = { "unix:///a.sock" } }, "docker[1] must be a table")
     fails({ docker = { { host = "ssh://x" } } }, "docker[1].host must be unix:///path")
     fails({ docker = { { tls = { cert = "c" } } } }, "docker[1].tls cert and key go together")
+    local many = {}
+    for i = 1, 17 do many[i] = { name = "d" .. i, host = "unix:///run/d" .. i .. ".sock" } end
+    fails({ docker = many }, "docker lists 17 daemons (at most 16)")
+    many[17] = nil
+    assert.equal(16, #validator.validate({ docker = many }).docker.daemons)
   end)
 
   it("bounds docker.read_delay", function()
