@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "checkpoint.h"
+#include "container.h"
 #include "idtable.h"
 #include "log.h"
 #include "json.h"
@@ -43,15 +44,15 @@
 #define CP_KEYS 16384
 
 typedef struct cp_entry {
-  idlink_t link; /* in the checkpoint's table, by id */
-  char id[65];
+  idlink_t link;              /* in the checkpoint's table, by key */
+  char id[CONTAINER_KEY_MAX]; /* the container's key (container.h) */
   cursor_t *acked;
   uint64_t missing_since; /* uv_now when a list first lacked it; 0: listed */
 } cp_entry_t;
 
 /* One container in a save's snapshot. */
 typedef struct snap_entry {
-  char id[65];
+  char id[CONTAINER_KEY_MAX]; /* the key as written */
   cursor_state_t s;
   cursor_key_t *keys;
   size_t n;
@@ -75,7 +76,11 @@ struct checkpoint {
   char *dir, *path, *tmp;
   int64_t margin;
   int do_fsync;
-  idtable_t entries; /* cp_entry_t by container id (entries.count) */
+  idtable_t entries;             /* cp_entry_t by container key (entries.count) */
+  char plain[CONTAINER_KEY_MAX]; /* "<first daemon>/": a key read without a
+                             daemon is that daemon's; "" when not set */
+  int write_plain;               /* write that daemon's keys without it (the one-daemon
+                             form: the file stays as older engines wrote it) */
   int dirty;
   uv_timer_t timer;
   int timer_open;
@@ -100,10 +105,18 @@ static cp_entry_t *next(const checkpoint_t *cp, const cp_entry_t *e) {
   return entry_of(idtable_next(&cp->entries, &e->link));
 }
 
+/* The key of a container as the file names it (key: CONTAINER_KEY_MAX
+ * bytes): a name without a daemon belongs to the first one. */
+static void key_of(const checkpoint_t *cp, const char *name, char *key) {
+  if (cp->plain[0] && !strchr(name, '/'))
+    snprintf(key, CONTAINER_KEY_MAX, "%.64s%.64s", cp->plain, name);
+  else snprintf(key, CONTAINER_KEY_MAX, "%s", name);
+}
+
 static cp_entry_t *add(checkpoint_t *cp, const char *id, cursor_t *acked) {
   cp_entry_t *e = calloc(1, sizeof *e);
   if (!e) return NULL;
-  snprintf(e->id, sizeof e->id, "%s", id);
+  key_of(cp, id, e->id);
   e->acked = acked;
   idtable_add(&cp->entries, &e->link, e->id);
   return e;
@@ -131,7 +144,10 @@ static int snapshot(const checkpoint_t *cp, snap_entry_t **out, size_t *n_out) {
     snap_entry_t *s = &e[n];
     cursor_get_state(c->acked, &s->s);
     if (!s->s.any) continue;
-    memcpy(s->id, c->id, sizeof s->id);
+    size_t plen = strlen(cp->plain);
+    const char *written =
+        cp->write_plain && plen && strncmp(c->id, cp->plain, plen) == 0 ? c->id + plen : c->id;
+    snprintf(s->id, sizeof s->id, "%s", written);
     if (!(s->keys = malloc((s->s.n_keys ? s->s.n_keys : 1) * sizeof *s->keys))) {
       snap_free(e, n);
       return -1;
@@ -256,7 +272,7 @@ static int plain_id(const char *id) {
   size_t n = 0;
   for (; id && id[n]; n++)
     if (id[n] < 0x21 || id[n] > 0x7e || id[n] == '"' || id[n] == '\\') return 0;
-  return n >= 1 && n <= 64;
+  return n >= 1 && n < CONTAINER_KEY_MAX;
 }
 
 /* Loads one container's cursor from a file of the given version. Returns 0
@@ -322,7 +338,9 @@ static int parse_text(checkpoint_t *cp, const char *text, size_t len) {
   }
   const cJSON *c;
   cJSON_ArrayForEach(c, all) {
-    if (find(cp, c->string ? c->string : "") || load_entry(cp, c, version->valueint) != 0) {
+    char key[CONTAINER_KEY_MAX];
+    key_of(cp, c->string ? c->string : "", key);
+    if (find(cp, key) || load_entry(cp, c, version->valueint) != 0) {
       cJSON_Delete(root);
       drop_all(cp);
       return -1;
@@ -356,7 +374,9 @@ static int scalar_in(const char *s, size_t n, const char *name, int64_t *out) {
  * One larger than ENTRY_MAX keeps its position but not its keys (it resumes
  * right after its newest line). Returns 0 or -1. */
 static int load_large_entry(checkpoint_t *cp, const char *text, size_t n, const char *id) {
-  if (!plain_id(id) || find(cp, id)) return -1;
+  char key[CONTAINER_KEY_MAX];
+  key_of(cp, id, key);
+  if (!plain_id(id) || find(cp, key)) return -1;
   if (n <= ENTRY_MAX) {
     char *obj = malloc(n + 2);
     if (!obj) return -1;
@@ -406,11 +426,12 @@ static int parse_large(checkpoint_t *cp, const char *text, size_t len) {
   if ((size_t)(end - p) < tlen || memcmp(end - tlen, tail, tlen) != 0) return -1;
   end -= tlen; /* p..end: the entries, comma-separated */
   while (p < end) {
-    char id[65];
+    char id[CONTAINER_KEY_MAX];
     const char *q = p + 1, *close;
     if (*p != '"') return -1;
     while (q < end && *q != '"' && *q != '\\') q++;
-    if (q >= end || *q != '"' || q - p - 1 > 64 || q + 2 >= end || q[1] != ':' || q[2] != '{')
+    if (q >= end || *q != '"' || q - p - 1 >= CONTAINER_KEY_MAX || q + 2 >= end || q[1] != ':' ||
+        q[2] != '{')
       return -1;
     memcpy(id, p + 1, (size_t)(q - p - 1));
     id[q - p - 1] = '\0';
@@ -563,9 +584,12 @@ double checkpoint_age(const checkpoint_t *cp) {
 }
 
 checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *dir, double interval, int do_fsync,
-                              int64_t margin_ns, char *err, size_t errlen) {
+                              int64_t margin_ns, const char *first_daemon, int write_plain,
+                              char *err, size_t errlen) {
   checkpoint_t *cp = calloc(1, sizeof *cp);
   if (!cp) goto oom;
+  snprintf(cp->plain, sizeof cp->plain, "%.63s/", first_daemon);
+  cp->write_plain = write_plain;
   cp->loop = loop;
   cp->margin = margin_ns;
   cp->do_fsync = do_fsync;
@@ -623,10 +647,10 @@ cursor_t *checkpoint_resume(checkpoint_t *cp, const char *id) {
 
 void checkpoint_ack(checkpoint_t *cp, const batch_t *b) {
   if (!b->n) return;
-  cp_entry_t *e = find(cp, b->container->id);
+  cp_entry_t *e = find(cp, b->container->key);
   if (!e) {
     cursor_t *c = cursor_new(cp->margin, CP_KEYS);
-    if (!c || !(e = add(cp, b->container->id, c))) {
+    if (!c || !(e = add(cp, b->container->key, c))) {
       cursor_free(c);
       log_error(b->container->name, "out of memory: its cursor is not saved");
       return;
@@ -658,13 +682,16 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void checkpoint_reconcile(checkpoint_t *cp, const char **ids, size_t n, double grace) {
+void checkpoint_reconcile(checkpoint_t *cp, const char *prefix, const char **ids, size_t n,
+                          double grace) {
+  size_t plen = strlen(prefix);
   uint64_t now = uv_now(cp->loop) + 1, grace_ms = (uint64_t)(grace * 1000); /* 0 means listed */
   size_t pruned = 0;
   qsort(ids, n, sizeof *ids, cmp_str);
   for (cp_entry_t *e = first(cp), *after; e; e = after) {
     after = next(cp, e);
     const char *id = e->id;
+    if (strncmp(id, prefix, plen) != 0) continue; /* another daemon's */
     if (bsearch(&id, ids, n, sizeof *ids, cmp_str)) {
       e->missing_since = 0;
     } else if (!e->missing_since) {

@@ -30,13 +30,19 @@
 typedef struct checkpoint checkpoint_t;
 
 /* Creates state_dir if needed and loads its cursors. interval: seconds
- * between saves.
+ * between saves. Containers are known by their key, "<daemon>/<id>"
+ * (container.h); a container the file names by its id alone (a file of an
+ * engine that followed one daemon) belongs to first_daemon. write_plain:
+ * first_daemon's containers are written by their id alone (one daemon
+ * followed: the file stays as such engines read and write it); else every
+ * key is written whole.
  * Returns NULL with a message in err when the folder cannot be created or
  * written. do_fsync: fsync each save before it replaces the old file. */
 checkpoint_t *checkpoint_open(uv_loop_t *loop, const char *state_dir, double interval, int do_fsync,
-                              int64_t margin_ns, char *err, size_t errlen);
+                              int64_t margin_ns, const char *first_daemon, int write_plain,
+                              char *err, size_t errlen);
 
-/* A new cursor for a reader of container id, restored from the saved one, or
+/* A new cursor for a reader of the container of key id, restored from the saved one, or
  * NULL when none is saved (or out of memory). The caller owns it. */
 cursor_t *checkpoint_resume(checkpoint_t *cp, const char *id);
 
@@ -46,13 +52,15 @@ void checkpoint_ack(checkpoint_t *cp, const batch_t *b);
 /* Forgets a removed container. */
 void checkpoint_forget(checkpoint_t *cp, const char *id);
 
-/* A complete list of the daemon's containers (running or not): ids[0..n)
- * (sorted here, in place; the strings stay the caller's). A saved cursor
+/* A complete list of one daemon's containers (running or not): their keys
+ * ids[0..n) (sorted here, in place; the strings stay the caller's), each
+ * starting with prefix ("<daemon>/"). A saved cursor of that daemon
  * whose container is missing from every such list for at least grace
  * seconds (and acknowledged nothing meanwhile) is forgotten, at the list
  * that finds it so: the removal of a container goes unnoticed when the
  * engine was down or skipped its event. */
-void checkpoint_reconcile(checkpoint_t *cp, const char **ids, size_t n, double grace);
+void checkpoint_reconcile(checkpoint_t *cp, const char *prefix, const char **ids, size_t n,
+                          double grace);
 
 /* Containers with a saved cursor. */
 size_t checkpoint_count(const checkpoint_t *cp);

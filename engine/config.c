@@ -9,7 +9,8 @@
  * container). Can't fail. */
 void config_defaults(config_t *c) {
   memset(c, 0, sizeof *c);
-  c->docker_host = NULL;
+  c->daemons[0].name = strdup("local"); /* NULL (no memory): engine_run fails */
+  c->n_daemons = 1;
   c->since_start = 0;
   c->batch_max_lines = 1000;
   c->batch_max_bytes = 1024 * 1024;
@@ -38,18 +39,26 @@ void config_defaults(config_t *c) {
   c->metrics_max_containers = 200;
 }
 
+void config_free_daemons(config_t *c) {
+  for (size_t i = 0; i < c->n_daemons; i++) {
+    config_daemon_t *d = &c->daemons[i];
+    free(d->name);
+    free(d->host);
+    free(d->tls_ca);
+    free(d->tls_cert);
+    free(d->tls_key);
+    memset(d, 0, sizeof *d);
+  }
+  c->n_daemons = 0;
+}
+
 /* Releases the strings and the selection rules. c can be filled with
  * config_defaults again afterwards. */
 void config_free(config_t *c) {
-  free(c->docker_host);
-  free(c->docker_tls_ca);
-  free(c->docker_tls_cert);
-  free(c->docker_tls_key);
-  c->docker_tls_ca = c->docker_tls_cert = c->docker_tls_key = NULL;
+  config_free_daemons(c);
   free(c->state_dir);
   free(c->metrics_listen);
   c->metrics_listen = NULL;
-  c->docker_host = NULL;
   selection_free(&c->select);
   memset(&c->select, 0, sizeof c->select);
 }

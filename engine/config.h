@@ -7,15 +7,28 @@
 #define ENGINE_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "select.h"
 
 #define ENGINE_STATE_DIR_DEFAULT "/var/lib/engine"
 
+/* The longest daemon name (docker[i].name), without its NUL. */
+#define CONFIG_DAEMON_NAME_MAX 63
+/* Daemons one engine follows at most. */
+#define CONFIG_DAEMONS_MAX 16
+
+/* One Docker daemon to follow (docker, or docker[i] in the list form). */
+typedef struct config_daemon {
+  char *name; /* given, or derived from the host (lua/engine/pipeline.lua) */
+  char *host; /* NULL: $DOCKER_HOST, else the first socket found (docker.h) */
+  char *tls_ca, *tls_cert, *tls_key; /* tls; NULL: $DOCKER_TLS_VERIFY and
+                               $DOCKER_CERT_PATH */
+} config_daemon_t;
+
 typedef struct config {
-  char *docker_host; /* NULL: $DOCKER_HOST, else the first socket found
-                               (docker.h) */
-  char *docker_tls_ca, *docker_tls_cert, *docker_tls_key; /* docker.tls; NULL:
-                               $DOCKER_TLS_VERIFY and $DOCKER_CERT_PATH */
+  config_daemon_t daemons[CONFIG_DAEMONS_MAX];
+  size_t n_daemons;  /* at least 1 (config_defaults: one daemon "local") */
+  int daemons_list;  /* docker was given as a list: records carry `host` */
   double read_delay; /* 0.5 s: a slow follow stream is read again after
                                this long (docker.h) */
   int attach_rm;     /* 1: a --rm container is attached to before it
@@ -57,5 +70,7 @@ typedef struct config {
 /* Fills c with the defaults above. Can't fail. */
 void config_defaults(config_t *c);
 void config_free(config_t *c);
+/* Releases the daemons' strings and leaves none (n_daemons 0). */
+void config_free_daemons(config_t *c);
 
 #endif

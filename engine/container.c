@@ -50,6 +50,7 @@ container_t *container_new(const char *id, const char *name, const char *image,
   if (!c || !pairs) goto err;
   atomic_init(&c->refs, 1);
   snprintf(c->id, sizeof c->id, "%s", id);
+  snprintf(c->key, sizeof c->key, "%s", c->id);
   if (name && name[0] == '/') name++;
   c->name = strdup(name ? name : "");
   c->image = strdup(image ? image : "");
@@ -125,8 +126,19 @@ container_t *container_renamed(const container_t *c, const char *name) {
     n->running = c->running;
     n->auto_remove = c->auto_remove;
     n->log_local = c->log_local;
+    if (c->host[0]) container_set_host(n, c->host, c->host_field);
   }
   return n;
+}
+
+void container_key(char key[CONTAINER_KEY_MAX], const char *host, const char *id) {
+  snprintf(key, CONTAINER_KEY_MAX, "%.63s/%.64s", host, id);
+}
+
+void container_set_host(container_t *c, const char *host, int field) {
+  snprintf(c->host, sizeof c->host, "%s", host);
+  container_key(c->key, c->host, c->id);
+  c->host_field = field;
 }
 
 container_t *container_ref(container_t *c) {

@@ -36,8 +36,11 @@ typedef struct prepared {
 
 struct discovery {
   runtime_t *rt;
-  void (*ready)(void *, const char *);
+  daemon_t *daemon;
+  void (*ready)(void *, daemon_t *, const char *);
   void *ready_ud;
+  int retry_start;          /* a daemon not reached at start is retried */
+  int ping_pending;         /* retry the ping when the timer fires */
   int started;              /* the first list was handled */
   int listed;               /* the first list succeeded */
   uint64_t ev_window;       /* uv_now of the current one-second window */
@@ -65,6 +68,7 @@ struct discovery {
 static void start_events(discovery_t *d);
 static void start_list(discovery_t *d);
 static void schedule(discovery_t *d);
+static void start_failed(discovery_t *d, const char *why);
 
 /* Notes how the daemon answered discovery's last request (metrics). */
 static void docker_state(discovery_t *d, int ok, const char *why) {
@@ -114,6 +118,21 @@ static void hold_prepared(discovery_t *d, container_t *c) {
   log_debug(c->name, "created: held until it starts");
 }
 
+/* "daemon <name>: " for messages when several daemons are followed, else
+ * "" (the messages of one daemon stay as they were). */
+static const char *who(const discovery_t *d, char buf[CONTAINER_HOST_MAX + 10]) {
+  if (d->rt->n_daemons < 2) return "";
+  snprintf(buf, CONTAINER_HOST_MAX + 10, "daemon %s: ", d->daemon->name);
+  return buf;
+}
+
+/* The live reader of container id on this daemon, or NULL. */
+static reader_t *find_reader(discovery_t *d, const char *id) {
+  char key[CONTAINER_KEY_MAX];
+  container_key(key, d->daemon->name, id);
+  return registry_find(d->rt->registry, key);
+}
+
 static int selected(const discovery_t *d, const container_t *c) {
   return selection_match(&d->rt->cfg->select, c->id, c->name, c->image,
                          (const char *const *)c->label_pairs, c->n_labels);
@@ -125,7 +144,7 @@ static int64_t initial_since(const discovery_t *d) {
 
 /* Follows c if the selection takes it. */
 static void attach_selected(discovery_t *d, container_t *c, uint64_t event_ns) {
-  if (selected(d, c)) registry_attach(d->rt->registry, c, initial_since(d), event_ns);
+  if (selected(d, c)) registry_attach(d->rt->registry, d->daemon, c, initial_since(d), event_ns);
 }
 
 /* A created container is held for its start; a selected --rm one is
@@ -134,8 +153,8 @@ static void hold_created(discovery_t *d, container_t *c) {
   hold_prepared(d, c);
   const config_t *cfg = d->rt->cfg;
   if (c->auto_remove && cfg->attach_rm && !cfg->backfill && selected(d, c) &&
-      strncmp(docker_host(d->rt->docker), "unix://", 7) == 0) /* the engine's clock */
-    registry_attach_created(d->rt->registry, c, initial_since(d));
+      strncmp(docker_host(d->daemon->docker), "unix://", 7) == 0) /* the engine's clock */
+    registry_attach_created(d->rt->registry, d->daemon, c, initial_since(d));
 }
 
 static void on_inspect(void *ud, const http_result_t *res) {
@@ -155,6 +174,7 @@ static void on_inspect(void *ud, const http_result_t *res) {
     drop_inspect(q);
     return;
   }
+  container_set_host(c, d->daemon->name, d->rt->cfg->daemons_list);
   int started = q->started, created = q->created;
   uint64_t event_ns = q->event_ns;
   drop_inspect(q);
@@ -173,7 +193,7 @@ static void on_inspect(void *ud, const http_result_t *res) {
 static void inspect(discovery_t *d, const char *id, int started, int created, uint64_t event_ns) {
   static const http_handler_t handler = {NULL, NULL, on_inspect};
   if (d->stopping) return;
-  reader_t *rd = registry_find(d->rt->registry, id);
+  reader_t *rd = find_reader(d, id);
   if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) return;
   for (inspect_req_t *q = d->inspects; q; q = q->next)
     if (strcmp(q->id, id) == 0) {
@@ -188,7 +208,7 @@ static void inspect(discovery_t *d, const char *id, int started, int created, ui
   q->created = created;
   q->event_ns = started ? event_ns : 0;
   snprintf(q->id, sizeof q->id, "%s", id);
-  if (!(q->req = docker_inspect(d->rt->docker, id, &handler, q))) {
+  if (!(q->req = docker_inspect(d->daemon->docker, id, &handler, q))) {
     free(q);
     return;
   }
@@ -202,7 +222,7 @@ static void consider(discovery_t *d, const char *id, int started) { inspect(d, i
 /* A start event (arrived at event_ns): a held container's reader starts at
  * once; any other is inspected first. */
 static void on_start(discovery_t *d, const char *id, uint64_t event_ns, int64_t started_ns) {
-  reader_t *rd = registry_find(d->rt->registry, id);
+  reader_t *rd = find_reader(d, id);
   if (rd) reader_container_started(rd, event_ns, started_ns);
   container_t *c = take_prepared(d, id);
   if (!c) {
@@ -225,7 +245,7 @@ static void on_rename(discovery_t *d, const char *id, const char *name) {
     container_unref(c);
     return;
   }
-  reader_t *rd = registry_find(d->rt->registry, id);
+  reader_t *rd = find_reader(d, id);
   if (rd && reader_state(rd) != READER_STOPPING && reader_state(rd) != READER_CLOSED) {
     if (reader_rename(rd, name) != 0)
       log_warn(reader_container(rd)->name, "out of memory: the rename to %s is not followed", name);
@@ -244,34 +264,44 @@ static void on_list(void *ud, const http_result_t *res) {
   docker_state(d, doc != NULL, err);
   if (!doc) {
     if (!d->started) {
-      d->started = 1;
       char msg[400];
-      snprintf(msg, sizeof msg, "cannot list containers at %s: %s", docker_host(d->rt->docker),
+      snprintf(msg, sizeof msg, "cannot list containers at %s: %s", docker_host(d->daemon->docker),
                err);
-      d->ready(d->ready_ud, msg);
+      start_failed(d, msg);
       return;
     }
-    log_warn(NULL, "cannot list containers: %s", err);
+    char w[CONTAINER_HOST_MAX + 10];
+    log_warn(NULL, "%scannot list containers: %s", who(d, w), err);
     return;
   }
   /* The list holds every container, running or not: a backfill reads
    * stopped ones too, and the saved cursors of containers it lacks go. */
   const cJSON *c;
   size_t n = 0;
-  const char **ids = malloc(((size_t)cJSON_GetArraySize(doc) + 1) * sizeof *ids);
+  size_t cap = (size_t)cJSON_GetArraySize(doc) + 1;
+  const char **ids = malloc(cap * sizeof *ids);
+  char *keys = d->rt->checkpoint ? malloc(cap * CONTAINER_KEY_MAX) : NULL;
   cJSON_ArrayForEach(c, doc) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "Id");
     const cJSON *state = cJSON_GetObjectItemCaseSensitive(c, "State");
     const char *st = cJSON_IsString(state) ? state->valuestring : "running";
     if (!cJSON_IsString(id)) continue;
-    if (ids) ids[n++] = id->valuestring;
+    if (ids && keys) {
+      container_key(keys + n * CONTAINER_KEY_MAX, d->daemon->name, id->valuestring);
+      ids[n] = keys + n * CONTAINER_KEY_MAX;
+      n++;
+    }
     if (d->rt->cfg->backfill || !strcmp(st, "running") || !strcmp(st, "paused") ||
         !strcmp(st, "restarting"))
       consider(d, id->valuestring, d->rt->cfg->backfill);
   }
-  if (ids && d->rt->checkpoint)
-    checkpoint_reconcile(d->rt->checkpoint, ids, n, 2 * d->rt->cfg->reconcile_interval);
+  if (ids && keys) {
+    char prefix[CONTAINER_KEY_MAX];
+    snprintf(prefix, sizeof prefix, "%s/", d->daemon->name);
+    checkpoint_reconcile(d->rt->checkpoint, prefix, ids, n, 2 * d->rt->cfg->reconcile_interval);
+  }
   free(ids);
+  free(keys);
   cJSON_Delete(doc);
   if (!d->started) {
     d->started = 1;
@@ -280,14 +310,14 @@ static void on_list(void *ud, const http_result_t *res) {
       start_events(d);
       schedule(d);
     }
-    d->ready(d->ready_ud, NULL);
+    d->ready(d->ready_ud, d->daemon, NULL);
   }
 }
 
 static void start_list(discovery_t *d) {
   static const http_handler_t handler = {NULL, NULL, on_list};
   if (d->list || d->stopping) return;
-  d->list = docker_list(d->rt->docker, 1, &handler, d);
+  d->list = docker_list(d->daemon->docker, 1, &handler, d);
 }
 
 /* --- events ------------------------------------------------------------- */
@@ -346,11 +376,13 @@ static void handle_event(discovery_t *d, const char *text, size_t len) {
     } else if (!strcmp(a, "restart") || !strcmp(a, "unpause")) {
       consider(d, id->valuestring, 1);
     } else if (!strcmp(a, "die") || !strcmp(a, "died")) { /* "died": older Podman */
-      reader_t *rd = registry_find(d->rt->registry, id->valuestring);
+      reader_t *rd = find_reader(d, id->valuestring);
       if (rd) reader_container_died(rd);
     } else if (!strcmp(a, "destroy") || !strcmp(a, "remove")) { /* "remove": Podman */
       container_unref(take_prepared(d, id->valuestring));
-      registry_forget(d->rt->registry, id->valuestring);
+      char key[CONTAINER_KEY_MAX];
+      container_key(key, d->daemon->name, id->valuestring);
+      registry_forget(d->rt->registry, key);
     } else if (!strcmp(a, "rename")) {
       const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(actor, "Attributes");
       const cJSON *name = cJSON_GetObjectItemCaseSensitive(attrs, "name");
@@ -412,7 +444,8 @@ static void on_events_done(void *ud, const http_result_t *res) {
   else docker_describe_error(res, why, sizeof why);
   docker_state(d, 0, why);
   double delay = backoff_next(&d->backoff);
-  log_warn(NULL, "events stream: %s; reconnecting in %.2f s", why, delay);
+  char w[CONTAINER_HOST_MAX + 10];
+  log_warn(NULL, "%sevents stream: %s; reconnecting in %.2f s", who(d, w), why, delay);
   d->events_backoff_pending = 1;
   d->next_reconcile = uv_now(d->rt->loop) + (uint64_t)(delay * 1000);
   schedule(d);
@@ -421,16 +454,24 @@ static void on_events_done(void *ud, const http_result_t *res) {
 static void start_events(discovery_t *d) {
   static const http_handler_t handler = {on_events_headers, on_events_body, on_events_done};
   if (d->events || d->stopping) return;
-  d->events = docker_events(d->rt->docker, d->events_since, &handler, d);
+  d->events = docker_events(d->daemon->docker, d->events_since, &handler, d);
 }
 
 /* --- the timer: events reconnect and periodic reconcile ----------------- */
 
+static void start_ping(discovery_t *d);
+
 static void on_timer(uv_timer_t *t) {
   discovery_t *d = t->data;
+  if (d->ping_pending) { /* not reached at start: try again */
+    d->ping_pending = 0;
+    start_ping(d);
+    return;
+  }
   if (d->events_backoff_pending) {
     d->events_backoff_pending = 0;
     d->reconnects++;
+    d->daemon->reconnects++;
     start_events(d);
   }
   start_list(d); /* a reconnect also reconciles: events may have been missed */
@@ -448,35 +489,60 @@ static void schedule(discovery_t *d) {
 
 /* --- start -------------------------------------------------------------- */
 
+/* The daemon could not be used at start (why): retried with backoff when
+ * retry_start, else the engine is told (and nothing is retried). */
+static void start_failed(discovery_t *d, const char *why) {
+  docker_state(d, 0, why);
+  if (!d->retry_start) {
+    d->started = 1;
+    d->ready(d->ready_ud, d->daemon, why);
+    return;
+  }
+  double delay = backoff_next(&d->backoff);
+  log_warn(NULL, "daemon %s: %s; trying again in %.2f s", d->daemon->name, why, delay);
+  d->ping_pending = 1;
+  d->next_reconcile = uv_now(d->rt->loop) + (uint64_t)(delay * 1000);
+  schedule(d);
+}
+
 static void on_ping(void *ud, const http_result_t *res) {
   discovery_t *d = ud;
   char err[400];
   d->ping = NULL;
-  if (docker_negotiate(d->rt->docker, res, err, sizeof err) != 0) {
-    docker_state(d, 0, err);
-    d->started = 1;
-    d->ready(d->ready_ud, err);
+  if (docker_negotiate(d->daemon->docker, res, err, sizeof err) != 0) {
+    start_failed(d, err);
     return;
   }
-  log_info(NULL, "connected to the Docker daemon at %s (API %s)", docker_host(d->rt->docker),
-           docker_api_version(d->rt->docker));
+  backoff_reset(&d->backoff);
+  d->next_reconcile = 0; /* from the first list on (schedule) */
+  log_info(NULL, "connected to the Docker daemon %s%sat %s (API %s)",
+           d->rt->n_daemons > 1 ? d->daemon->name : "", d->rt->n_daemons > 1 ? " " : "",
+           docker_host(d->daemon->docker), docker_api_version(d->daemon->docker));
   /* Events from just before the list on, so none falls between the two. */
   d->events_since = ts_now() - 1000000000LL;
   start_list(d);
 }
 
-discovery_t *discovery_start(runtime_t *rt, void (*ready)(void *, const char *), void *ud) {
+static void start_ping(discovery_t *d) {
   static const http_handler_t handler = {NULL, NULL, on_ping};
+  if (d->ping || d->stopping) return;
+  d->ping = docker_ping(d->daemon->docker, &handler, d);
+}
+
+discovery_t *discovery_start(runtime_t *rt, daemon_t *daemon, int retry_start,
+                             void (*ready)(void *, daemon_t *, const char *), void *ud) {
   discovery_t *d = calloc(1, sizeof *d);
   if (!d) return NULL;
   d->rt = rt;
+  d->daemon = daemon;
+  d->retry_start = retry_start;
   d->ready = ready;
   d->ready_ud = ud;
   backoff_init(&d->backoff, rt->cfg->backoff_initial, rt->cfg->backoff_max);
   uv_timer_init(rt->loop, &d->timer);
   handles_opened((uv_handle_t *)&d->timer);
   d->timer.data = d;
-  d->ping = docker_ping(rt->docker, &handler, d);
+  start_ping(d);
   return d;
 }
 

@@ -16,8 +16,8 @@
  * Every reconcile_interval the list is read again, because the daemon drops
  * events for slow listeners. The list holds every container (running or
  * not); only running ones are followed (every one in a backfill), and it
- * tells the checkpoint which containers still exist (checkpoint_reconcile,
- * with a grace of two reconcile intervals). The events stream reconnects with backoff and
+ * tells the checkpoint which of this daemon's containers still exist
+ * (checkpoint_reconcile, with a grace of two reconcile intervals). The events stream reconnects with backoff and
  * jitter, without limit, from the last event it saw.
  *
  * Loop thread only. Owns its requests and one timer. */
@@ -29,11 +29,17 @@
 
 typedef struct discovery discovery_t;
 
-/* Starts discovery. ready(ud, NULL) runs once the daemon answered and the
- * first list was handled; ready(ud, message) when the daemon cannot be
- * reached or refused the API version at start (nothing is retried then).
+/* Starts discovery of one daemon (daemon.h: its client and name; the
+ * containers it finds carry its name, container_set_host). ready(ud,
+ * daemon, NULL) runs once the daemon answered and the first list was
+ * handled. When the daemon cannot be reached, refuses the API version or
+ * the first list at start: with retry_start, the ping is tried again with
+ * backoff (as the events stream is) and ready runs at the first success;
+ * without it, ready(ud, daemon, message) runs and nothing is retried.
  * Returns NULL when out of memory. */
-discovery_t *discovery_start(runtime_t *rt, void (*ready)(void *ud, const char *error), void *ud);
+discovery_t *discovery_start(runtime_t *rt, daemon_t *daemon, int retry_start,
+                             void (*ready)(void *ud, daemon_t *daemon, const char *error),
+                             void *ud);
 
 /* The first list was handled and every inspection it started is done (a
  * backfill is complete once, besides, no reader is live). */

@@ -1,7 +1,7 @@
 /* engine.c - the engine as a library (engine.h): loading, wiring the
  * modules together on one loop, reloads and signals.
  *
- * engine_run starts, in order: the docker client and the registry, the
+ * engine_run starts, in order: the daemons (daemon.h) and the registry, the
  * checkpoint, the outputs, the metrics endpoint, the engine's own handles,
  * then the pipeline thread and discovery (start_* below). A step that fails
  * starts the stop, which closes whatever did start: one cleanup path
@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <time.h>
 #include "checkpoint.h"
+#include "daemon.h"
 #include "discovery.h"
 #include "engine_internal.h"
 #include "inflight.h"
@@ -145,7 +146,8 @@ static void apply_new_selection(engine_t *e) {
   selection_free(&e->cfg.select);
   e->cfg.select = sel;
   registry_each(e->rt.registry, stop_unselected, e);
-  if (e->discovery) discovery_reconcile(e->discovery);
+  for (size_t i = 0; i < e->rt.n_daemons; i++)
+    if (e->rt.daemons[i]->discovery) discovery_reconcile(e->rt.daemons[i]->discovery);
   log_info(NULL, "reload: the container selection is applied");
 }
 
@@ -188,8 +190,9 @@ void engine_stop(engine_t *e) {
   engine_stop_wake(e);
 }
 
-static void on_ready(void *ud, const char *error) {
+static void on_ready(void *ud, daemon_t *d, const char *error) {
   engine_t *e = ud;
+  (void)d;
   if (!error) return;
   log_error(NULL, "%s", error);
   engine_fail(e, error);
@@ -200,9 +203,7 @@ static void on_ready(void *ud, const char *error) {
 
 static status_t *collect_status(void *ud) {
   engine_t *e = ud;
-  status_source_t src = {e->discovery, e->events_reconnects,
-                         e->pipeline_started && !e->pipeline_exited, e->phase != STOP_NONE};
-  if (e->discovery) src.events_reconnects = discovery_reconnects(e->discovery);
+  status_source_t src = {e->pipeline_started && !e->pipeline_exited, e->phase != STOP_NONE};
   status_t *s = status_collect(&e->rt, &src);
   if (s) s->tap_dropped = tap_dropped(e->tap);
   return s;
@@ -233,10 +234,15 @@ static void fit_open_files(engine_t *e) {
   }
   if (rl.rlim_cur == RLIM_INFINITY) return;
   unsigned long long limit = rl.rlim_cur;
+  /* every daemon keeps CONN_RESERVE for its own requests; the follow
+   * streams of all daemons share the rest (max_readers is engine-wide) */
+  unsigned long long reserve = (unsigned long long)CONN_RESERVE * e->rt.n_daemons;
   unsigned long long conns =
-      limit > FD_RESERVE + 2 * CONN_RESERVE ? limit - FD_RESERVE : 2 * CONN_RESERVE;
-  unsigned long long readers = conns - CONN_RESERVE;
-  docker_set_max_connections(e->rt.docker, (long)conns);
+      limit > FD_RESERVE + reserve + CONN_RESERVE ? limit - FD_RESERVE : reserve + CONN_RESERVE;
+  unsigned long long readers = conns - reserve;
+  /* each daemon may take them all: the readers share max_readers */
+  for (size_t i = 0; i < e->rt.n_daemons; i++)
+    docker_set_max_connections(e->rt.daemons[i]->docker, (long)conns);
   char raised[64] = "";
   if (was != rl.rlim_cur)
     snprintf(raised, sizeof raised, ", raised from %llu", (unsigned long long)was);
@@ -267,21 +273,36 @@ static void log_leftover(uv_handle_t *h, void *arg) {
   log_error(NULL, "libuv handle left open at stop: %s", uv_handle_type_name(h->type));
 }
 
-/* The docker client and the registry. Returns 0, or -1 having closed what it
- * made (nothing else has started: engine_run returns at once). */
+/* Closes the daemons' clients made so far (a start that failed). */
+static void close_daemons(engine_t *e) {
+  for (size_t i = 0; i < e->rt.n_daemons; i++) daemon_close(e->rt.daemons[i], NULL, NULL);
+}
+
+/* The daemons (each with its docker client) and the registry. Returns 0, or
+ * -1 having closed what it made (nothing else has started: engine_run
+ * returns at once). */
 static int start_docker(engine_t *e) {
-  char err[512];
-  docker_tls_t tls = {e->cfg.docker_tls_ca, e->cfg.docker_tls_cert, e->cfg.docker_tls_key};
-  e->rt.docker = docker_new(&e->loop, e->cfg.docker_host, &tls, err, sizeof err);
+  char err[512] = "out of memory";
+  size_t n = e->cfg.n_daemons;
+  int ok = n > 0 && e->cfg.daemons[0].name;
+  e->rt.daemons = ok ? calloc(n, sizeof(daemon_t *)) : NULL;
   e->rt.registry = registry_new(&e->rt);
-  if (e->rt.docker) {
-    docker_set_read_delay(e->rt.docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
-    fit_open_files(e);
+  ok = e->rt.daemons && e->rt.registry;
+  for (size_t i = 0; ok && i < n; i++) {
+    daemon_t *d = daemon_new(&e->loop, i, &e->cfg.daemons[i], err, sizeof err);
+    if (!d) ok = 0;
+    else {
+      e->rt.daemons[e->rt.n_daemons++] = d;
+      docker_set_read_delay(d->docker, (unsigned)(e->cfg.read_delay * 1000 + 0.5));
+    }
   }
-  if (e->rt.docker && e->rt.registry) return 0;
-  engine_fail(e, e->rt.docker ? "out of memory" : err);
+  if (ok) {
+    fit_open_files(e);
+    return 0;
+  }
+  engine_fail(e, err);
   log_error(NULL, "%s", e->error);
-  if (e->rt.docker) docker_close(e->rt.docker, NULL, NULL);
+  close_daemons(e);
   registry_free(e->rt.registry);
   e->rt.registry = NULL;
   return -1;
@@ -295,7 +316,8 @@ static void start_checkpoint(engine_t *e) {
   if (e->cfg.state_dir) {
     e->rt.checkpoint =
         checkpoint_open(&e->loop, e->cfg.state_dir, e->cfg.checkpoint_interval, e->cfg.fsync,
-                        (int64_t)(e->cfg.resume_margin * 1e9), err, sizeof err);
+                        (int64_t)(e->cfg.resume_margin * 1e9), e->rt.daemons[0]->name,
+                        !e->cfg.daemons_list, err, sizeof err);
     if (!e->rt.checkpoint)
       log_warn(NULL, "%s; cursors are kept in memory only (a restart reads history again)", err);
   }
@@ -374,10 +396,24 @@ static int start_pipeline_and_discovery(engine_t *e) {
     return -1;
   }
   e->pipeline_started = 1;
-  e->discovery = discovery_start(&e->rt, on_ready, e);
-  if (e->discovery) return 0;
-  engine_fail(e, "out of memory");
-  return -1;
+  /* With several daemons one that cannot be reached at start is retried
+   * (daemon.h); one daemon, or a backfill, stops the engine then. */
+  int retry = e->rt.n_daemons > 1 && !e->cfg.backfill;
+  for (size_t i = 0; i < e->rt.n_daemons; i++)
+    if (!(e->rt.daemons[i]->discovery =
+              discovery_start(&e->rt, e->rt.daemons[i], retry, on_ready, e))) {
+      engine_fail(e, "out of memory");
+      return -1;
+    }
+  return 0;
+}
+
+/* Frees the daemons (their clients closed). */
+static void free_daemons(engine_t *e) {
+  for (size_t i = 0; i < e->rt.n_daemons; i++) daemon_free(e->rt.daemons[i]);
+  free(e->rt.daemons);
+  e->rt.daemons = NULL;
+  e->rt.n_daemons = 0;
 }
 
 /* After the loop ended with the pipeline thread gone: frees the registry
@@ -386,6 +422,7 @@ static void finish_run(engine_t *e) {
   char err[512];
   registry_free(e->rt.registry);
   e->rt.registry = NULL;
+  free_daemons(e);
   if (e->rt.checkpoint) {
     if (checkpoint_save_now(e->rt.checkpoint, err, sizeof err) != 0) {
       log_error(NULL, "%s", err);
@@ -415,6 +452,7 @@ int engine_run(engine_t *e, int handle_signals) {
   if (start_docker(e) != 0) {
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
+    free_daemons(e);
     e->pipeline_exited = 1; /* it never started: engine_free may free everything */
     e->rt.loop = NULL;      /* nothing ran: engine_free frees everything */
     return -1;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "daemon.h"
 #include "discovery.h"
 #include "engine_internal.h"
 #include "log.h"
@@ -58,7 +59,11 @@ void engine_backfill_tick(uv_timer_t *t) {
   registry_stats(e->rt.registry, &r);
   if (++e->backfill_ticks % 5 == 0 && isatty(STDERR_FILENO) && r.live)
     registry_each(e->rt.registry, print_progress, NULL);
-  if (e->discovery && discovery_settled(e->discovery) && r.live == 0) {
+  int settled = e->rt.n_daemons > 0;
+  for (size_t i = 0; i < e->rt.n_daemons; i++)
+    if (!e->rt.daemons[i]->discovery || !discovery_settled(e->rt.daemons[i]->discovery))
+      settled = 0;
+  if (settled && r.live == 0) {
     log_info(NULL, "backfill: every selected container's history is read (%llu readers)",
              (unsigned long long)r.started);
     engine_begin_stop(e, "backfill done");

@@ -16,7 +16,6 @@
 #include "engine.h"
 #include "pipeline.h"
 
-struct discovery;
 struct metrics;
 struct tap;
 
@@ -46,7 +45,6 @@ struct engine {
   pipeline_t *pipeline;
   uv_loop_t loop;
   runtime_t rt;
-  struct discovery *discovery;
   struct tap *tap;           /* records for /tap, with the metrics endpoint */
   uv_async_t wake;           /* engine_stop from any thread, and reloads */
   pthread_mutex_t reload_mu; /* guards new_select */
@@ -61,14 +59,14 @@ struct engine {
   unsigned backfill_ticks;
   struct metrics *metrics; /* the metrics endpoint, or NULL */
   int handle_signals;
-  atomic_int running;        /* the wake handle may be used by engine_stop */
-  atomic_int senders;        /* engine_stop calls inside uv_async_send */
-  atomic_int stop_requested; /* any thread: engine_stop was called */
-  stop_phase_t phase;        /* engine_set_stop_phase */
-  int pipeline_started;      /* the pipeline thread was started */
-  int pipeline_exited;       /* ... and has exited (or never will start) */
+  atomic_int running;                     /* the wake handle may be used by engine_stop */
+  atomic_int senders;                     /* engine_stop calls inside uv_async_send */
+  atomic_int stop_requested;              /* any thread: engine_stop was called */
+  stop_phase_t phase;                     /* engine_set_stop_phase */
+  int pipeline_started;                   /* the pipeline thread was started */
+  int pipeline_exited;                    /* ... and has exited (or never will start) */
+  size_t daemons_stopped, daemons_closed; /* discoveries stopped, clients closed */
   int discovery_closed, readers_stopped;
-  unsigned long events_reconnects;
   int failed;
   char error[512];
   engine_stats_t final; /* the counts at the end of engine_run */

@@ -1,7 +1,7 @@
 /* engine_stats.c - the engine's counts (engine_stats), the periodic stats
  * line and the line logged at the end of a run (engine_internal.h). */
 #include <string.h>
-#include "discovery.h"
+#include "daemon.h"
 #include "engine_internal.h"
 #include "inflight.h"
 #include "log.h"
@@ -32,10 +32,13 @@ void engine_snapshot(engine_t *e, engine_stats_t *out) {
     out->reader_pauses = inflight_pauses(e->rt.inflight);
     out->bytes_in_flight = inflight_bytes(e->rt.inflight);
   }
-  out->events_reconnects = e->discovery ? discovery_reconnects(e->discovery) : e->events_reconnects;
-  if (e->rt.docker) {
-    out->docker_reads = docker_reads(e->rt.docker);
-    out->docker_rests = docker_rests(e->rt.docker);
+  out->events_reconnects = 0;
+  out->docker_reads = out->docker_rests = 0;
+  for (size_t i = 0; i < e->rt.n_daemons; i++) {
+    const daemon_t *d = e->rt.daemons[i];
+    out->events_reconnects += daemon_reconnects(d);
+    out->docker_reads += daemon_reads(d);
+    out->docker_rests += daemon_rests(d);
   }
   out->handles_open = handles_live();
 }

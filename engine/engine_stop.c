@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "checkpoint.h"
+#include "daemon.h"
 #include "discovery.h"
 #include "engine_internal.h"
 #include "inflight.h"
@@ -72,15 +73,22 @@ static void close_own_handles(engine_t *e) {
   }
 }
 
+/* Each daemon's client closed (handles counted, handles.h): the last one
+ * closes the engine's own handles. */
 static void docker_closed(void *ud) {
   engine_t *e = ud;
-  e->rt.docker = NULL;
+  if (++e->daemons_closed < e->rt.n_daemons) return;
   close_own_handles(e);
 }
 
 static void checkpoint_closed(void *ud) {
   engine_t *e = ud;
-  docker_close(e->rt.docker, docker_closed, e);
+  e->daemons_closed = 0;
+  if (e->rt.n_daemons == 0) {
+    close_own_handles(e);
+    return;
+  }
+  for (size_t i = 0; i < e->rt.n_daemons; i++) daemon_close(e->rt.daemons[i], docker_closed, e);
 }
 
 static void inflight_closed(void *ud) {
@@ -137,7 +145,7 @@ static void maybe_finish_pipeline(engine_t *e) {
 
 static void on_discovery_closed(void *ud) {
   engine_t *e = ud;
-  e->discovery = NULL;
+  if (++e->daemons_stopped < e->rt.n_daemons) return;
   e->discovery_closed = 1;
   maybe_finish_pipeline(e);
 }
@@ -188,9 +196,15 @@ void engine_begin_stop(engine_t *e, const char *why) {
   uv_timer_stop(&e->backfill_timer);
   e->stop_deadline = uv_now(&e->loop) + (uint64_t)(e->cfg.stop_timeout * 1000);
   uv_timer_start(&e->stop_timer, on_stop_timer, (uint64_t)(e->cfg.stop_timeout * 600), 0);
-  if (e->discovery) {
-    e->events_reconnects = discovery_reconnects(e->discovery);
-    discovery_stop(e->discovery, on_discovery_closed, e);
-  } else e->discovery_closed = 1;
+  e->daemons_stopped = 0;
+  if (e->rt.n_daemons == 0) e->discovery_closed = 1;
+  for (size_t i = 0; i < e->rt.n_daemons; i++)
+    if (e->rt.daemons[i]->discovery) {
+      discovery_t *d = e->rt.daemons[i]->discovery;
+      e->rt.daemons[i]->discovery = NULL; /* stopping: no longer asked anything */
+      discovery_stop(d, on_discovery_closed, e);
+    } else {
+      on_discovery_closed(e);
+    }
   registry_stop_all(e->rt.registry, on_readers_stopped, e);
 }

@@ -426,7 +426,7 @@ static int json_add_value(strbuf_t *b, lua_State *L, int idx, int depth) {
 /* The record fields in output order, before the others; the last one,
  * `output`, is the routing field and is never written. */
 static const char *const record_fields[] = {
-    "time", "stream", "container", "name", "image", "line", "labels", "output",
+    "time", "stream", "container", "name", "image", "host", "line", "labels", "output",
 };
 #define N_RECORD_FIELDS (sizeof record_fields / sizeof record_fields[0])
 #define N_WRITTEN_FIELDS (N_RECORD_FIELDS - 1)

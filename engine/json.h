@@ -4,7 +4,7 @@
  * access is used, so no metamethod runs and nothing raises a Lua error short
  * of running out of memory. Runs on the thread that owns the Lua state.
  *
- * Records are written with the keys time, stream, container, name, image,
+ * Records are written with the keys time, stream, container, name, image, host,
  * line, then labels and every other field filters set (strings, numbers,
  * booleans, nested tables), except `output` (the routing field, see
  * pipeline.h). The text is valid JSON for any bytes: control characters are
@@ -59,7 +59,7 @@ int json_add_lua(strbuf_t *b, struct lua_State *L, int idx);
  * is at stack index vidx, nested as a record's field; a value JSON cannot
  * hold writes nothing, key included. json_add_record_rest appends the
  * members json_add_record writes after its fixed ones (every key but time,
- * stream, container, name, image, line, labels and output, sorted), with
+ * stream, container, name, image, host, line, labels and output, sorted), with
  * "truncated":true among them when truncated is set. Each returns 0, or -1
  * when out of memory. */
 int json_add_key(strbuf_t *b, const char *key, size_t len, int *first);

@@ -302,7 +302,8 @@ static void respond_view(conn_t *c, int path, int head_only) {
                "not ready: the pipeline has not finished a batch for %.0f s "
                "(filter_timeout plus %g s) while %llu batches wait\n",
                s->pipeline.stalled_for, STATUS_STALL_MARGIN, s->pipeline.batches_pending);
-    else if (!s->docker_ok) snprintf(text, sizeof text, "not ready: Docker: %s\n", s->docker_why);
+    else if (!s->docker_ok)
+      snprintf(text, sizeof text, "not ready: Docker: %.560s\n", s->docker_why);
     else if ((o = failing_output(s)))
       snprintf(text, sizeof text, "not ready: output %s is failing: %s\n", o->info.name,
                o->st.cause);

@@ -15,6 +15,7 @@
 typedef struct writer {
   strbuf_t *b;
   int oom;
+  const char *host; /* series: a host label first (NULL: none) */
 } writer_t;
 
 static void put(writer_t *w, const char *s, size_t n) {
@@ -52,7 +53,7 @@ static void printf_(writer_t *w, const char *fmt, ...) {
 
 /* A label value as the text format wants it: \\, \" and \n escaped. */
 static void put_label_value(writer_t *w, const char *v) {
-  for (; *v; v++) {
+  for (; v && *v; v++) {
     if (*v == '\\') puts_(w, "\\\\");
     else if (*v == '"') puts_(w, "\\\"");
     else if (*v == '\n') puts_(w, "\\n");
@@ -64,11 +65,19 @@ static void family(writer_t *w, const char *name, const char *type, const char *
   printf_(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* name{label="value"} (label NULL: name alone), then a space. */
+/* name{label="value"} (label NULL: name alone), then a space; with w->host
+ * set, host="<w->host>" comes first among the labels. */
 static void series(writer_t *w, const char *name, const char *label, const char *value) {
   puts_(w, name);
+  if (w->host) {
+    puts_(w, "{host=\"");
+    put_label_value(w, w->host);
+    puts_(w, label ? "\"," : "\"}");
+  } else if (label) {
+    puts_(w, "{");
+  }
   if (label) {
-    printf_(w, "{%s=\"", label);
+    printf_(w, "%s=\"", label);
     put_label_value(w, value);
     puts_(w, "\"}");
   }
@@ -128,6 +137,7 @@ static void histogram(writer_t *w, const char *name, const char *label, const ch
 
 typedef struct per_container {
   const char *name; /* "_other" for the rest */
+  const char *host; /* its daemon (NULL for "_other") */
   unsigned long long lines, bytes, errors, repeated;
   int64_t newest; /* -1: none (or the _other sum) */
 } per_container_t;
@@ -146,12 +156,14 @@ static per_container_t *containers(const status_t *s, size_t max, size_t *n, siz
   for (size_t i = 0; i < s->n_rd; i++) {
     const status_reader_t *r = &s->rd[i];
     per_container_t *c;
-    if (*n && !other && strcmp(out[*n - 1].name, r->name) == 0) {
+    if (*n && !other && strcmp(out[*n - 1].name, r->name) == 0 &&
+        strcmp(out[*n - 1].host, r->host) == 0) {
       c = &out[*n - 1];
       if (r->newest > c->newest) c->newest = r->newest;
     } else if (*n < max) {
       c = &out[(*n)++];
       c->name = r->name;
+      c->host = r->host;
       c->newest = r->newest;
     } else {
       if (!other) {
@@ -159,7 +171,9 @@ static per_container_t *containers(const status_t *s, size_t max, size_t *n, siz
         other->name = "_other";
         other->newest = -1;
       }
-      if (i == 0 || strcmp(s->rd[i - 1].name, r->name) != 0) (*others)++;
+      if (i == 0 || strcmp(s->rd[i - 1].name, r->name) != 0 ||
+          strcmp(s->rd[i - 1].host, r->host) != 0)
+        (*others)++;
       c = other;
     }
     c->lines += r->lines;
@@ -168,6 +182,15 @@ static per_container_t *containers(const status_t *s, size_t max, size_t *n, siz
     c->repeated += r->repeated;
   }
   return out;
+}
+
+/* One per-container sample: with several daemons (the list form) it is
+ * labelled with the container's host too. */
+static void pc_u(writer_t *w, const status_t *s, const char *name, const per_container_t *c,
+                 unsigned long long v) {
+  w->host = s->daemons_list ? c->host : NULL;
+  sample_u(w, name, "container", c->name, v);
+  w->host = NULL;
 }
 
 static void container_families(writer_t *w, const status_t *s, size_t max) {
@@ -179,28 +202,28 @@ static void container_families(writer_t *w, const status_t *s, size_t max) {
   }
   family(w, "engine_lines_read_total", "counter",
          "Log lines delivered by the container's reader since it started.");
-  for (size_t i = 0; i < n; i++)
-    sample_u(w, "engine_lines_read_total", "container", pc[i].name, pc[i].lines);
+  for (size_t i = 0; i < n; i++) pc_u(w, s, "engine_lines_read_total", &pc[i], pc[i].lines);
   family(w, "engine_bytes_read_total", "counter",
          "Bytes of log lines (text without newline) delivered by the container's reader since it "
          "started.");
-  for (size_t i = 0; i < n; i++)
-    sample_u(w, "engine_bytes_read_total", "container", pc[i].name, pc[i].bytes);
+  for (size_t i = 0; i < n; i++) pc_u(w, s, "engine_bytes_read_total", &pc[i], pc[i].bytes);
   family(w, "engine_reader_errors_total", "counter",
          "Errors the container's reader met since it started (each one reconnects).");
-  for (size_t i = 0; i < n; i++)
-    sample_u(w, "engine_reader_errors_total", "container", pc[i].name, pc[i].errors);
+  for (size_t i = 0; i < n; i++) pc_u(w, s, "engine_reader_errors_total", &pc[i], pc[i].errors);
   family(
       w, "engine_docker_repeated_lines_total", "counter",
       "Lines the daemon sent a second time within one log stream (json-file rotation), dropped.");
   for (size_t i = 0; i < n; i++)
-    sample_u(w, "engine_docker_repeated_lines_total", "container", pc[i].name, pc[i].repeated);
+    pc_u(w, s, "engine_docker_repeated_lines_total", &pc[i], pc[i].repeated);
   family(w, "engine_reader_last_timestamp_seconds", "gauge",
          "Docker timestamp of the newest line delivered for the container (Unix seconds).");
   for (size_t i = 0; i < n; i++)
-    if (pc[i].newest >= 0)
+    if (pc[i].newest >= 0) {
+      w->host = s->daemons_list ? pc[i].host : NULL;
       sample_d(w, "engine_reader_last_timestamp_seconds", "container", pc[i].name,
                (double)pc[i].newest / 1e9);
+      w->host = NULL;
+    }
   one_u(w, "engine_metrics_other_containers", "gauge",
         "Containers summed under container=\"_other\" (beyond engine.metrics.max_containers).",
         others);
@@ -405,8 +428,29 @@ static void pipeline_families(writer_t *w, const status_t *s) {
         p->lua_bytes);
 }
 
+enum daemon_count { D_READS, D_RESTS, D_RECONNECTS, D_UP };
+
+/* A family of one sample (v), or with several daemons (the list form) one
+ * sample per daemon labelled host. */
+static void daemon_u(writer_t *w, const status_t *s, const char *name, const char *type,
+                     const char *help, unsigned long long v, enum daemon_count what) {
+  family(w, name, type, help);
+  if (!s->daemons_list) {
+    sample_u(w, name, NULL, NULL, v);
+    return;
+  }
+  for (size_t i = 0; i < s->n_daemons; i++) {
+    const status_daemon_t *d = &s->daemons[i];
+    unsigned long long x = what == D_READS        ? d->reads
+                           : what == D_RESTS      ? d->rests
+                           : what == D_RECONNECTS ? d->events_reconnects
+                                                  : (unsigned long long)(d->ok != 0);
+    sample_u(w, name, "host", d->name, x);
+  }
+}
+
 int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t *out) {
-  writer_t w = {out, 0};
+  writer_t w = {out, 0, NULL};
   family(&w, "engine_info", "gauge", "The engine's version, as a label; always 1.");
   sample_u(&w, "engine_info", "version", ENGINE_VERSION, 1);
   reader_families(&w, s);
@@ -419,19 +463,20 @@ int metrics_render_prometheus(const status_t *s, size_t max_containers, strbuf_t
   one_u(&w, "engine_reader_pauses_total", "counter",
         "Times a reader paused its stream because engine.max_buffered was reached.",
         s->reader_pauses);
-  one_u(&w, "engine_docker_reads_total", "counter",
-        "Reads of Docker API answers that brought data (see docker.read_delay).", s->docker_reads);
-  one_u(&w, "engine_docker_read_rests_total", "counter",
-        "Times a slow follow stream waited docker.read_delay before its next read.",
-        s->docker_rests);
+  daemon_u(&w, s, "engine_docker_reads_total", "counter",
+           "Reads of Docker API answers that brought data (see docker.read_delay).",
+           s->docker_reads, D_READS);
+  daemon_u(&w, s, "engine_docker_read_rests_total", "counter",
+           "Times a slow follow stream waited docker.read_delay before its next read.",
+           s->docker_rests, D_RESTS);
   one_d(&w, "engine_checkpoint_age_seconds", "gauge",
         "Seconds since the cursor file last held every acknowledged cursor; -1: not saved.",
         s->checkpoint_on ? s->checkpoint_age : -1);
-  one_u(&w, "engine_events_reconnects_total", "counter", "Reconnects of the Docker events stream.",
-        s->events_reconnects);
-  one_u(&w, "engine_docker_up", "gauge",
-        "1 when the Docker daemon answered discovery's last request (ping, list, events).",
-        s->docker_ok ? 1 : 0);
+  daemon_u(&w, s, "engine_events_reconnects_total", "counter",
+           "Reconnects of the Docker events stream.", s->events_reconnects, D_RECONNECTS);
+  daemon_u(&w, s, "engine_docker_up", "gauge",
+           "1 when the Docker daemon answered discovery's last request (ping, list, events).",
+           s->docker_ok ? 1 : 0, D_UP);
   one_d(&w, "engine_start_time_seconds", "gauge", "When the engine started (Unix seconds).",
         (double)s->start_ns / 1e9);
   one_u(&w, "engine_libuv_handles", "gauge", "Open libuv handles.",
@@ -460,6 +505,7 @@ static int add_reader(cJSON *arr, const status_reader_t *r) {
   char ts[TS_LEN + 1];
   if (r->newest >= 0) ts_format(r->newest, ts);
   return cJSON_AddStringToObject(o, "name", r->name) && cJSON_AddStringToObject(o, "id", r->id) &&
+         cJSON_AddStringToObject(o, "host", r->host) &&
          cJSON_AddStringToObject(o, "state", r->state) &&
          (r->newest >= 0 ? cJSON_AddStringToObject(o, "last", ts) != NULL
                          : cJSON_AddNullToObject(o, "last") != NULL) &&

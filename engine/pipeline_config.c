@@ -224,6 +224,51 @@ static void copy_outputs(lua_State *L, int idx, program_t *g) {
   lua_pop(L, 1);
 }
 
+/* A string field of the table at -1, copied (NULL when absent). */
+static char *opt_dup(lua_State *L, const char *key) {
+  lua_getfield(L, -1, key);
+  char *v = lua_isstring(L, -1) ? dup_or_raise(L, lua_tostring(L, -1)) : NULL;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* docker.daemons (the normal form, lua/engine/pipeline.lua) into
+ * cfg->daemons. Each copy belongs to cfg at once, so a memory error
+ * leaves nothing to leak. */
+static void copy_daemons(lua_State *L, int docker, config_t *cfg) {
+  if (!lua_istable(L, docker)) return;
+  lua_getfield(L, docker, "list");
+  cfg->daemons_list = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, docker, "daemons");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  size_t n = lua_objlen(L, -1);
+  if (n > CONFIG_DAEMONS_MAX) n = CONFIG_DAEMONS_MAX;
+  if (n == 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  config_free_daemons(cfg);
+  for (size_t i = 0; i < n; i++) {
+    config_daemon_t *d = &cfg->daemons[i];
+    lua_rawgeti(L, -1, (int)i + 1);
+    cfg->n_daemons = i + 1; /* owned by cfg from here on */
+    d->name = opt_dup(L, "name");
+    d->host = opt_dup(L, "host");
+    lua_getfield(L, -1, "tls");
+    if (lua_istable(L, -1)) {
+      d->tls_ca = opt_dup(L, "ca");
+      d->tls_cert = opt_dup(L, "cert");
+      d->tls_key = opt_dup(L, "key");
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
 /* Protected: copies the validated table (argument 1) into the config
  * (argument 3) and the program (argument 2). */
 int pl_copy_config(lua_State *L) {
@@ -233,29 +278,10 @@ int pl_copy_config(lua_State *L) {
   const char *s;
 
   lua_getfield(L, 1, "docker");
-  lua_getfield(L, -1, "host");
-  if (lua_isstring(L, -1)) {
-    free(cfg->docker_host);
-    cfg->docker_host = NULL;
-    cfg->docker_host = dup_or_raise(L, lua_tostring(L, -1));
-  }
-  lua_pop(L, 1);
+  copy_daemons(L, lua_gettop(L), cfg);
   opt_number(L, lua_gettop(L), "read_delay", &cfg->read_delay);
   lua_getfield(L, -1, "attach");
   if (lua_isboolean(L, -1)) cfg->attach_rm = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "tls");
-  if (lua_istable(L, -1)) {
-    char **dst[] = {&cfg->docker_tls_ca, &cfg->docker_tls_cert, &cfg->docker_tls_key};
-    const char *const names[] = {"ca", "cert", "key"};
-    for (int i = 0; i < 3; i++) {
-      lua_getfield(L, -1, names[i]);
-      free(*dst[i]);
-      *dst[i] = NULL;
-      if (lua_isstring(L, -1)) *dst[i] = dup_or_raise(L, lua_tostring(L, -1));
-      lua_pop(L, 1);
-    }
-  }
   lua_pop(L, 1);
   lua_pop(L, 1);
   lua_getfield(L, 1, "select");

@@ -387,13 +387,15 @@ static void run_chain(pipeline_t *p, program_t *g, int recs, int ctx, size_t fro
   write_outputs(p, g, recs, c ? c->name : NULL);
 }
 
-/* Pushes a new ctx: {emit} plus name and container when c is given. */
+/* Pushes a new ctx: {emit} plus name and container when c is given, and
+ * host when its records carry it (container.h: host_field). */
 static void push_ctx(lua_State *L, program_t *g, const container_t *c) {
   lua_createtable(L, 0, 5);
   raw_set_ref(L, lua_gettop(L), "emit", g->emit_ref);
   if (c != NULL) {
     raw_set_string(L, lua_gettop(L), "name", c->name ? c->name : "");
     raw_set_string(L, lua_gettop(L), "container", c->id);
+    if (c->host_field) raw_set_string(L, lua_gettop(L), "host", c->host);
   }
 }
 

@@ -254,7 +254,7 @@ static void child_close_fds(program_t *g, int keep) {
 /* A batch from its message. NULL when the message is broken or out of
  * memory. */
 static batch_t *child_batch(pipeline_t *p, rd_t *r) {
-  char *id = NULL, *name = NULL, *image = NULL, **labels = NULL;
+  char *id = NULL, *name = NULL, *image = NULL, *host = NULL, **labels = NULL;
   container_t *c = NULL;
   batch_t *b = NULL;
   uint32_t n_labels, n, used, i, tap_len;
@@ -263,6 +263,8 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r) {
   take_str(r, &id);
   take_str(r, &name);
   take_str(r, &image);
+  take_str(r, &host);
+  int host_field = (int)take_u32(r);
   tty = (int)take_u32(r);
   n_labels = take_u32(r);
   if (!r->bad && n_labels < 100000 && (labels = calloc(n_labels + 1, sizeof *labels)) != NULL)
@@ -277,6 +279,7 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r) {
   const void *tap = take(r, tap_len);
   uint32_t n_tap = take_u32(r);
   if (!r->bad) c = container_new(id, name, image, (const char *const *)labels, n_labels, tty);
+  if (c != NULL && host && host[0]) container_set_host(c, host, host_field);
   if (c != NULL && (b = batch_new(c)) != NULL) {
     b->recs = malloc(n ? (size_t)n * sizeof(batch_rec_t) : 1);
     b->bytes = malloc(used ? used : 1);
@@ -304,6 +307,7 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r) {
   free(id);
   free(name);
   free(image);
+  free(host);
   return b;
 }
 
@@ -598,8 +602,9 @@ int pl_worker_batch(pipeline_t *p, program_t *g, batch_t *b, ticket_t *t, unsign
   int rc, status;
 
   mp->len = 0;
-  rc = put_str(mp, c->id) | put_str(mp, c->name) | put_str(mp, c->image) |
-       put_u32(mp, (uint32_t)c->tty) | put_u32(mp, (uint32_t)c->n_labels);
+  rc = put_str(mp, c->id) | put_str(mp, c->name) | put_str(mp, c->image) | put_str(mp, c->host) |
+       put_u32(mp, (uint32_t)c->host_field) | put_u32(mp, (uint32_t)c->tty) |
+       put_u32(mp, (uint32_t)c->n_labels);
   for (i = 0; i < c->n_labels; i++) rc |= put_str(mp, c->label_pairs[i]);
   rc |= put(mp, &b->floor_ts, sizeof b->floor_ts) | put_u32(mp, (uint32_t)b->n) |
         put_u32(mp, (uint32_t)b->used) | put(mp, b->recs, b->n * sizeof *b->recs) |

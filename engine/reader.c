@@ -21,6 +21,7 @@ struct reader {
   const reader_owner_t *owner; /* told of state changes and the close */
   void *owner_ud;
   container_t *c;
+  daemon_t *daemon; /* the container's daemon: its requests go there */
   cursor_t *cursor; /* borrowed from the owner */
   reader_state_t state;
   http_req_t *req;   /* the logs or inspect request in flight */
@@ -83,6 +84,7 @@ const char *reader_state_name(reader_state_t s) {
 
 reader_state_t reader_state(const reader_t *r) { return r->state; }
 const container_t *reader_container(const reader_t *r) { return r->c; }
+const daemon_t *reader_daemon(const reader_t *r) { return r->daemon; }
 uint64_t reader_lines(const reader_t *r) { return r->lines; }
 uint64_t reader_errors(const reader_t *r) { return r->errors; }
 uint64_t reader_bytes(const reader_t *r) { return r->bytes; }
@@ -275,7 +277,7 @@ static void on_probe_done(void *ud, const http_result_t *res) {
 static void probe_stream(reader_t *r) {
   static const http_handler_t handler = {NULL, NULL, on_probe_done};
   r->lines_checked = r->stream_lines;
-  r->probe = docker_logs_tail(r->rt->docker, r->c->id, 1, &handler, r);
+  r->probe = docker_logs_tail(r->daemon->docker, r->c->id, 1, &handler, r);
 }
 
 static void on_life(uv_timer_t *t) {
@@ -422,7 +424,7 @@ static void connect_stream(reader_t *r) {
     r->stream_started = uv_now(r->rt->loop);
     r->attach = ATTACH_SENT;
     reader_set_state(r, READER_CONNECTING, "attaching before the start");
-    r->req = docker_attach(r->rt->docker, r->c->id, &handler, r);
+    r->req = docker_attach(r->daemon->docker, r->c->id, &handler, r);
     if (!r->req) {
       r->attach = ATTACH_NONE;
       go_backoff(r, "cannot start the attach request (out of memory)");
@@ -447,7 +449,7 @@ static void connect_stream(reader_t *r) {
   r->win_bytes = r->last_busy = 0;
   reader_set_state(r, READER_CONNECTING, NULL);
   r->req =
-      docker_logs(r->rt->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
+      docker_logs(r->daemon->docker, r->c->id, since, cfg->backfill ? cfg->backfill_until : 0,
                   !cfg->backfill && !r->last_read, &handler, r->event_ns ? on_logs_sent : NULL, r);
   if (!r->req) {
     go_backoff(r, "cannot start the logs request (out of memory)");
@@ -555,7 +557,7 @@ static void on_inspect_done(void *ud, const http_result_t *res) {
 static void inspect_after_end(reader_t *r) {
   static const http_handler_t handler = {NULL, NULL, on_inspect_done};
   reader_set_state(r, READER_INSPECTING, "stream ended");
-  r->req = docker_inspect(r->rt->docker, r->c->id, &handler, r);
+  r->req = docker_inspect(r->daemon->docker, r->c->id, &handler, r);
   if (!r->req) go_backoff(r, "cannot start the inspect request (out of memory)");
 }
 
@@ -645,8 +647,9 @@ int reader_rename(reader_t *r, const char *name) {
 
 /* --- life --------------------------------------------------------------- */
 
-reader_t *reader_start(runtime_t *rt, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns, int attach, const reader_owner_t *owner, void *owner_ud) {
+reader_t *reader_start(runtime_t *rt, daemon_t *d, container_t *c, cursor_t *cursor,
+                       int64_t since_ns, uint64_t event_ns, int attach, const reader_owner_t *owner,
+                       void *owner_ud) {
   reader_t *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   if (!(r->occ = occurrence_new())) {
@@ -654,6 +657,7 @@ reader_t *reader_start(runtime_t *rt, container_t *c, cursor_t *cursor, int64_t 
     return NULL;
   }
   r->rt = rt;
+  r->daemon = d;
   r->owner = owner;
   r->owner_ud = owner_ud;
   r->c = container_ref(c);
@@ -681,7 +685,7 @@ void reader_free(reader_t *r) {
   if (!r) return;
   ENGINE_CHECK(r->state == READER_CLOSED && r->open_handles == 0);
   if (r->rt->retired) /* the metrics' per-container counts outlive the reader */
-    retired_add(r->rt->retired, r->c->id, r->c->name, r->lines, r->bytes, r->errors, r->repeated,
+    retired_add(r->rt->retired, r->c, r->lines, r->bytes, r->errors, r->repeated,
                 cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);

@@ -91,7 +91,8 @@ typedef struct reader_owner {
   void (*closed)(void *ud, reader_t *r);
 } reader_owner_t;
 
-/* Creates a reader for c with the owner's cursor for it (borrowed; the
+/* Creates a reader for c, a container of daemon d (its requests go to
+ * d->docker), with the owner's cursor for it (borrowed; the
  * owner keeps it alive longer than the reader). Takes a new reference to
  * c. owner (static) and owner_ud are told what happens to the reader.
  * Returns NULL when out of memory. The reader starts connecting at once:
@@ -99,8 +100,9 @@ typedef struct reader_owner {
  * front of it. event_ns > 0: the uv_hrtime at which the container's start
  * event arrived; the time from then to the request being written goes to
  * owner->start_latency. attach: read an attach stream (above). */
-reader_t *reader_start(runtime_t *rt, container_t *c, cursor_t *cursor, int64_t since_ns,
-                       uint64_t event_ns, int attach, const reader_owner_t *owner, void *owner_ud);
+reader_t *reader_start(runtime_t *rt, daemon_t *d, container_t *c, cursor_t *cursor,
+                       int64_t since_ns, uint64_t event_ns, int attach, const reader_owner_t *owner,
+                       void *owner_ud);
 
 /* Stops the reader: cancels its request, hands its partial batch to the
  * pipeline (nothing read is lost), closes its timers. Idempotent, safe in
@@ -134,6 +136,7 @@ int reader_rename(reader_t *r, const char *name);
 reader_state_t reader_state(const reader_t *r);
 const char *reader_state_name(reader_state_t s);
 const container_t *reader_container(const reader_t *r);
+const daemon_t *reader_daemon(const reader_t *r);
 
 /* Lines delivered, errors seen, since the reader started. */
 uint64_t reader_lines(const reader_t *r);

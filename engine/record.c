@@ -7,7 +7,8 @@
  *           filters set or deleted (those no longer come from the batch);
  *   mt      the records' metatable: __index and __newindex (C closures),
  *           [1] box, [2] pos, [3] a marker telling lazy records apart,
- *           [4] the labels table, [5] container id, [6] name, [7] image;
+ *           [4] the labels table, [5] container id, [6] name, [7] image,
+ *           [8] host (the daemon's name, when records carry it);
  *   records tables holding `line` (and whatever the filters set), with mt.
  *
  * __index serves an original field unless its bit is set; __newindex sets
@@ -25,18 +26,28 @@
 #include "json.h"
 #include "timestamp.h"
 
-enum { MT_BOX = 1, MT_POS, MT_MARK, MT_LABELS, MT_ID, MT_NAME, MT_IMAGE, MT_SLOTS = MT_IMAGE };
+enum {
+  MT_BOX = 1,
+  MT_POS,
+  MT_MARK,
+  MT_LABELS,
+  MT_ID,
+  MT_NAME,
+  MT_IMAGE,
+  MT_HOST,
+  MT_SLOTS = MT_HOST
+};
 
 #define N_FIELDS RECORD_N_FIELDS
 /* Field numbers: field_names[f], and bit f of the RECORD_F_* bits. */
-enum { F_STREAM, F_TIME, F_CONTAINER, F_NAME, F_IMAGE, F_LABELS, F_TRUNCATED };
+enum { F_STREAM, F_TIME, F_CONTAINER, F_NAME, F_IMAGE, F_LABELS, F_TRUNCATED, F_HOST };
 _Static_assert(RECORD_TEXT_LEN == TS_LEN + 1, "room for a formatted time");
 static const char *const field_names[N_FIELDS] = {"stream", "time",   "container", "name",
-                                                  "image",  "labels", "truncated"};
+                                                  "image",  "labels", "truncated", "host"};
 /* The lazy fields and `line`, the keys the JSON writer looks up. */
 enum { K_LINE = N_FIELDS, N_KEYS };
-static const char *const key_names[N_KEYS] = {"stream", "time",   "container", "name",
-                                              "image",  "labels", "truncated", "line"};
+static const char *const key_names[N_KEYS] = {"stream", "time",      "container", "name", "image",
+                                              "labels", "truncated", "host",      "line"};
 
 #define CHANGED_SHIFT 4294967296.0 /* 2^32: pos values are i + changed * 2^32 */
 
@@ -128,6 +139,7 @@ static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f) 
   case F_NAME: lua_rawgeti(L, mt, MT_NAME); break;
   case F_IMAGE: lua_rawgeti(L, mt, MT_IMAGE); break;
   case F_LABELS: lua_rawgeti(L, mt, MT_LABELS); break;
+  case F_HOST: lua_rawgeti(L, mt, MT_HOST); break;
   default:
     if (r->flags & DECODE_TRUNCATED) lua_pushboolean(L, 1);
     else lua_pushnil(L);
@@ -136,9 +148,13 @@ static void push_field(lua_State *L, int mt, const batch_t *b, size_t i, int f) 
 
 /* Whether line i of b has original field f and the filters neither set nor
  * deleted it (changed: the record's RECORD_F_* bits); `truncated` is there
- * only for a cut line. */
+ * only for a cut line, `host` only when the container's records carry it
+ * (container.h: host_field). */
 static int has_original(const batch_t *b, size_t i, unsigned changed, int f) {
-  return !(changed & (1u << f)) && (f != F_TRUNCATED || (b->recs[i].flags & DECODE_TRUNCATED));
+  if (changed & (1u << f)) return 0;
+  if (f == F_TRUNCATED) return (b->recs[i].flags & DECODE_TRUNCATED) != 0;
+  if (f == F_HOST) return b->container->host_field;
+  return 1;
 }
 
 /* Pushes the raw value of key k (N_KEYS number) of the table at t; anchor:
@@ -302,6 +318,7 @@ static const char *original_text(const batch_t *b, size_t i, int f, char buf[TS_
   case F_NAME: return c->name ? c->name : "";
   case F_IMAGE: return c->image ? c->image : "";
   case F_TRUNCATED: return "true";
+  case F_HOST: return c->host;
   default: return NULL;
   }
 }
@@ -486,6 +503,10 @@ static void push_batch_mt(lua_State *L, const rctx_t *x, batch_t *b) {
   lua_rawseti(L, mt, MT_NAME);
   lua_pushstring(L, c->image ? c->image : "");
   lua_rawseti(L, mt, MT_IMAGE);
+  if (c->host_field) {
+    lua_pushstring(L, c->host);
+    lua_rawseti(L, mt, MT_HOST);
+  }
 }
 
 void record_push_batch(lua_State *L, batch_t *b) {
@@ -586,9 +607,10 @@ static int add_original(strbuf_t *bf, lua_State *L, int mt, const batch_t *b, si
 
 int record_add_json(strbuf_t *b, lua_State *L, int idx) {
   /* The fixed members in json_add_record's order (json.c: time, stream,
-   * container, name, image, line, labels), then the rest as it writes them.
-   * `truncated`, when original, goes among the rest. */
-  static const int fixed[] = {F_TIME, F_STREAM, F_CONTAINER, F_NAME, F_IMAGE, K_LINE, F_LABELS};
+   * container, name, image, host, line, labels), then the rest as it writes
+   * them. `truncated`, when original, goes among the rest. */
+  static const int fixed[] = {F_TIME,  F_STREAM, F_CONTAINER, F_NAME,
+                              F_IMAGE, F_HOST,   K_LINE,      F_LABELS};
   const rctx_t *x = get_ctx(L);
   int top = lua_gettop(L), first = 1, rc = -1;
   size_t i;

@@ -3,7 +3,9 @@
  *
  * Filters see each line as a table. Its `line` is set when the record is
  * made; its other original fields (stream, time, container, name, image,
- * labels, and truncated when the line was cut) are read from the batch
+ * labels, truncated when the line was cut, and host, the daemon's name,
+ * when the engine follows a list of daemons: container.h, host_field) are
+ * read from the batch
  * itself through a metatable shared by the records of one batch, so a filter
  * that does not read them costs nothing for them. Such a record is "lazy".
  * To a filter it is an ordinary table: reading, setting and deleting any
@@ -63,7 +65,8 @@ typedef struct record_origin {
 #define RECORD_F_IMAGE (1u << 4)
 #define RECORD_F_LABELS (1u << 5)
 #define RECORD_F_TRUNCATED (1u << 6)
-#define RECORD_N_FIELDS 7
+#define RECORD_F_HOST (1u << 7)
+#define RECORD_N_FIELDS 8
 
 /* Room for the text of an original field (a formatted time and its NUL). */
 #define RECORD_TEXT_LEN 31
@@ -104,8 +107,8 @@ int record_id(struct lua_State *L, int idx, char out[BATCH_ID_LEN + 1]);
  * for a field the caller found no raw value for (lua_rawget gave nil).
  *
  * record_original_text: the text of original field `name` (len bytes):
- * stream, time (formatted into buf), container, name, image, or "true" for
- * truncated; NULL for labels (a table) and when there is none. Valid while
+ * stream, time (formatted into buf), container, name, image, host, or
+ * "true" for truncated; NULL for labels (a table) and when there is none. Valid while
  * the record lives. Can't fail. */
 const char *record_original_text(struct lua_State *L, int idx, const char *name, size_t len,
                                  char buf[RECORD_TEXT_LEN], size_t *out_len);

@@ -1,4 +1,4 @@
-/* registry.c - every reader and cursor, by container id (see registry.h). */
+/* registry.c - every reader and cursor, by container key (see registry.h). */
 #include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
@@ -9,8 +9,9 @@
 #include "registry.h"
 
 typedef struct entry {
-  idlink_t link; /* in the registry's table, by id */
-  char id[65];
+  idlink_t link;               /* in the registry's table, by key */
+  char key[CONTAINER_KEY_MAX]; /* container.h: "<daemon>/<id>" */
+  daemon_t *daemon;
   cursor_t *cursor;
   reader_t *reader; /* live reader, or NULL */
   int reattach;     /* attach again once the closing reader is gone */
@@ -56,7 +57,7 @@ static const reader_owner_t owner; /* below */
 static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since_ns,
                         uint64_t event_ns, int attach) {
   r->stats.by_state[READER_CLOSED]++; /* a new reader starts out closed */
-  e->reader = reader_start(r->rt, c, e->cursor, since_ns, event_ns, attach, &owner, r);
+  e->reader = reader_start(r->rt, e->daemon, c, e->cursor, since_ns, event_ns, attach, &owner, r);
   if (!e->reader) {
     r->stats.by_state[READER_CLOSED]--;
     log_error(c->name, "out of memory: cannot follow this container");
@@ -68,13 +69,15 @@ static int start_reader(registry_t *r, entry_t *e, container_t *c, int64_t since
   return 0;
 }
 
-static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns, int created) {
+static int attach(registry_t *r, daemon_t *d, container_t *c, int64_t since_ns, uint64_t event_ns,
+                  int created) {
   if (r->stopping || r->rt->stopping) return -1;
-  entry_t *e = find_entry(r, c->id);
+  entry_t *e = find_entry(r, c->key);
   if (!e) {
     if (!(e = calloc(1, sizeof *e))) return -1;
-    memcpy(e->id, c->id, sizeof e->id);
-    if (r->rt->checkpoint && (e->cursor = checkpoint_resume(r->rt->checkpoint, c->id)))
+    memcpy(e->key, c->key, sizeof e->key);
+    e->daemon = d;
+    if (r->rt->checkpoint && (e->cursor = checkpoint_resume(r->rt->checkpoint, c->key)))
       log_info(c->name, "resuming from the saved cursor");
     else
       e->cursor = cursor_new((int64_t)(r->rt->cfg->resume_margin * 1e9), CURSOR_MAX_KEYS_DEFAULT);
@@ -82,7 +85,7 @@ static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t even
       free(e);
       return -1;
     }
-    idtable_add(&r->entries, &e->link, e->id);
+    idtable_add(&r->entries, &e->link, e->key);
   }
   e->forget = 0;
   if (e->unreadable) return 0;
@@ -108,16 +111,17 @@ static int attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t even
   return start_reader(r, e, c, since_ns, event_ns, created);
 }
 
-int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns) {
-  return attach(r, c, since_ns, event_ns, 0);
+int registry_attach(registry_t *r, daemon_t *d, container_t *c, int64_t since_ns,
+                    uint64_t event_ns) {
+  return attach(r, d, c, since_ns, event_ns, 0);
 }
 
-int registry_attach_created(registry_t *r, container_t *c, int64_t since_ns) {
-  return attach(r, c, since_ns, 0, 1);
+int registry_attach_created(registry_t *r, daemon_t *d, container_t *c, int64_t since_ns) {
+  return attach(r, d, c, since_ns, 0, 1);
 }
 
-reader_t *registry_find(registry_t *r, const char *id) {
-  entry_t *e = find_entry(r, id);
+reader_t *registry_find(registry_t *r, const char *key) {
+  entry_t *e = find_entry(r, key);
   return e ? e->reader : NULL;
 }
 
@@ -128,9 +132,9 @@ static void drop_entry(registry_t *r, entry_t *e) {
   free(e);
 }
 
-void registry_forget(registry_t *r, const char *id) {
-  if (r->rt->checkpoint) checkpoint_forget(r->rt->checkpoint, id);
-  entry_t *e = find_entry(r, id);
+void registry_forget(registry_t *r, const char *key) {
+  if (r->rt->checkpoint) checkpoint_forget(r->rt->checkpoint, key);
+  entry_t *e = find_entry(r, key);
   if (!e) return;
   if (e->reader) e->forget = 1;
   else drop_entry(r, e);
@@ -187,13 +191,13 @@ static void on_start_latency(void *ud, uint64_t ns) {
 
 static void on_unreadable(void *ud, reader_t *rd) {
   registry_t *r = ud;
-  entry_t *e = find_entry(r, reader_container(rd)->id);
+  entry_t *e = find_entry(r, reader_container(rd)->key);
   if (e) e->unreadable = 1;
 }
 
 static void on_reader_closed(void *ud, reader_t *rd) {
   registry_t *r = ud;
-  entry_t *e = find_entry(r, reader_container(rd)->id);
+  entry_t *e = find_entry(r, reader_container(rd)->key);
   r->stats.by_state[READER_CLOSED]--;
   r->stats.live--;
   r->stats.stopped++;

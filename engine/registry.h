@@ -3,8 +3,10 @@
  * The registry owns the readers and the cursors. A container known to the
  * engine has one entry: its cursor (kept after its reader finishes, so a
  * restarted container resumes where it stopped) and at most one live reader.
- * registry_attach is idempotent per container id: attaching a container whose
- * reader is live does nothing.
+ * Containers are known by their key (container.h: daemon name and id), so
+ * two daemons' containers never collide; d, the container's daemon, is
+ * the one its reader reads from. registry_attach is idempotent per key:
+ * attaching a container whose reader is live does nothing.
  *
  * Counts: readers live, started, stopped (closed for any reason), cycled,
  * and how many are in each state. Readers report their state changes
@@ -47,18 +49,20 @@ registry_t *registry_new(runtime_t *rt);
  * uv_hrtime at which the container's start event arrived, for the latency
  * histogram (0: not started by an event). Returns 0 (also when a reader was
  * live already), or -1 when out of memory or stopping. */
-int registry_attach(registry_t *r, container_t *c, int64_t since_ns, uint64_t event_ns);
+int registry_attach(registry_t *r, daemon_t *d, container_t *c, int64_t since_ns,
+                    uint64_t event_ns);
 
 /* Like registry_attach for a --rm container that is created and not started
  * yet: its reader reads an attach stream (reader.h). A later
  * registry_attach for its start event finds that reader live. */
-int registry_attach_created(registry_t *r, container_t *c, int64_t since_ns);
+int registry_attach_created(registry_t *r, daemon_t *d, container_t *c, int64_t since_ns);
 
-/* The live reader of a container, or NULL. */
-struct reader *registry_find(registry_t *r, const char *id);
+/* The live reader of a container (its key, container.h), or NULL. */
+struct reader *registry_find(registry_t *r, const char *key);
 
-/* Forgets a removed container: its cursor, once its reader is gone. */
-void registry_forget(registry_t *r, const char *id);
+/* Forgets a removed container (its key): its cursor, once its reader is
+ * gone. */
+void registry_forget(registry_t *r, const char *key);
 
 /* Stops every reader (reader_stop). done() runs on the loop once the last
  * reader has closed (at once when there is none). Idempotent. */

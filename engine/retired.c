@@ -6,7 +6,7 @@
 #include "retired.h"
 
 typedef struct lentry {
-  idlink_t link; /* in the table, by id */
+  idlink_t link; /* in the table, by container key */
   retired_counts_t t;
   struct lentry *older, *newer; /* retirement order */
 } lentry_t;
@@ -49,17 +49,20 @@ static void drop(retired_t *l, lentry_t *e) {
   free(e);
 }
 
-void retired_add(retired_t *l, const char *id, const char *name, uint64_t lines, uint64_t bytes,
+void retired_add(retired_t *l, const container_t *c, uint64_t lines, uint64_t bytes,
                  uint64_t errors, uint64_t repeated, int64_t newest) {
-  lentry_t *e = find(l, id);
+  const char *name = c->name;
+  lentry_t *e = find(l, c->key);
   if (e) {
     unlink_order(l, e);
   } else {
     if (l->entries.count >= l->max) drop(l, l->oldest);
     if (!(e = calloc(1, sizeof *e))) return;
-    snprintf(e->t.id, sizeof e->t.id, "%s", id);
+    snprintf(e->t.key, sizeof e->t.key, "%s", c->key);
+    snprintf(e->t.host, sizeof e->t.host, "%s", c->host);
+    snprintf(e->t.id, sizeof e->t.id, "%s", c->id);
     e->t.newest = -1;
-    idtable_add(&l->entries, &e->link, e->t.id);
+    idtable_add(&l->entries, &e->link, e->t.key);
   }
   link_newest(l, e);
   snprintf(e->t.name, sizeof e->t.name, "%s", name ? name : "");

@@ -11,10 +11,13 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "container.h"
 
 typedef struct retired retired_t;
 
 typedef struct retired_counts {
+  char key[CONTAINER_KEY_MAX];   /* the container's key (container.h) */
+  char host[CONTAINER_HOST_MAX]; /* its daemon's name */
   char id[65];
   char name[256]; /* the name at the last retirement */
   uint64_t lines, bytes, errors;
@@ -26,13 +29,13 @@ typedef struct retired_counts {
  * when out of memory. */
 retired_t *retired_new(size_t max);
 
-/* Adds a finished reader's counts to container id. Out of memory: the
- * counts are lost (the metrics undercount), nothing else. */
-void retired_add(retired_t *l, const char *id, const char *name, uint64_t lines, uint64_t bytes,
+/* Adds a finished reader's counts to container c (by its key). Out of
+ * memory: the counts are lost (the metrics undercount), nothing else. */
+void retired_add(retired_t *l, const container_t *c, uint64_t lines, uint64_t bytes,
                  uint64_t errors, uint64_t repeated, int64_t newest);
 
-/* The totals of container id, or NULL. */
-const retired_counts_t *retired_find(const retired_t *l, const char *id);
+/* The totals of the container of key, or NULL. */
+const retired_counts_t *retired_find(const retired_t *l, const char *key);
 
 /* Calls fn for each container, the one retired longest ago first. */
 void retired_each(const retired_t *l, void (*fn)(void *ud, const retired_counts_t *t), void *ud);

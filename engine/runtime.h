@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "config.h"
-#include "docker.h"
+#include "daemon.h"
 #include "pipeline.h"
 
 struct registry;
@@ -20,7 +20,8 @@ struct retired;
 typedef struct rt {
   uv_loop_t *loop;
   const config_t *cfg;
-  docker_t *docker;
+  daemon_t **daemons; /* the followed daemons (daemon.h), at least one */
+  size_t n_daemons;
   pipeline_t *pipeline;
   struct registry *registry;
   struct inflight *inflight;     /* batches between readers and acknowledgement */

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "checkpoint.h"
+#include "daemon.h"
 #include "discovery.h"
 #include "inflight.h"
 #include "retired.h"
@@ -45,6 +46,7 @@ static void add_reader(void *ud, reader_t *rd) {
   const container_t *ct = reader_container(rd);
   snprintf(o->name, sizeof o->name, "%s", ct->name ? ct->name : "");
   memcpy(o->id, ct->id, sizeof o->id);
+  snprintf(o->host, sizeof o->host, "%s", reader_daemon(rd)->name);
   o->state = reader_state_name(reader_state(rd));
   o->live = 1;
   o->newest = reader_newest(rd);
@@ -53,7 +55,7 @@ static void add_reader(void *ud, reader_t *rd) {
   o->errors = reader_errors(rd);
   o->repeated = reader_repeated(rd);
   o->paused = reader_paused(rd);
-  const retired_counts_t *t = c->rt->retired ? retired_find(c->rt->retired, ct->id) : NULL;
+  const retired_counts_t *t = c->rt->retired ? retired_find(c->rt->retired, ct->key) : NULL;
   if (t) { /* the readers it had before */
     o->lines += t->lines;
     o->bytes += t->bytes;
@@ -66,11 +68,12 @@ static void add_reader(void *ud, reader_t *rd) {
 /* A container whose readers all finished. */
 static void add_finished(void *ud, const retired_counts_t *t) {
   collect_ctx_t *c = ud;
-  if (registry_find(c->rt->registry, t->id)) return; /* counted with its live reader */
+  if (registry_find(c->rt->registry, t->key)) return; /* counted with its live reader */
   status_reader_t *o = new_entry(c);
   if (!o) return;
   snprintf(o->name, sizeof o->name, "%s", t->name);
   memcpy(o->id, t->id, sizeof o->id);
+  memcpy(o->host, t->host, sizeof o->host);
   o->state = "finished";
   o->newest = t->newest;
   o->lines = t->lines;
@@ -82,6 +85,7 @@ static void add_finished(void *ud, const retired_counts_t *t) {
 static int by_name(const void *a, const void *b) {
   const status_reader_t *x = a, *y = b;
   int c = strcmp(x->name, y->name);
+  if (!c) c = strcmp(x->host, y->host);
   return c ? c : strcmp(x->id, y->id);
 }
 
@@ -132,6 +136,40 @@ static int collect_pipeline(runtime_t *rt, status_t *s) {
   return 0;
 }
 
+/* Each daemon's state, and the engine's: docker_ok when every daemon's
+ * last answer was good; docker_why names those whose was not. */
+static int collect_daemons(runtime_t *rt, const status_source_t *src, status_t *s) {
+  size_t n = rt->n_daemons, len = 0;
+  s->docker_ok = n > 0;
+  if (n && !(s->daemons = calloc(n, sizeof *s->daemons))) return -1;
+  s->n_daemons = n;
+  s->daemons_list = rt->cfg->daemons_list;
+  for (size_t i = 0; i < n; i++) {
+    const daemon_t *d = rt->daemons[i];
+    status_daemon_t *o = &s->daemons[i];
+    snprintf(o->name, sizeof o->name, "%s", d->name);
+    o->ok = d->discovery ? discovery_docker_ok(d->discovery, o->why, sizeof o->why) : 0;
+    if (!d->discovery) snprintf(o->why, sizeof o->why, "discovery is not running");
+    if (!d->discovery && src->stopping) snprintf(o->why, sizeof o->why, "the engine is stopping");
+    o->events_reconnects = daemon_reconnects(d);
+    o->reads = daemon_reads(d);
+    o->rests = daemon_rests(d);
+    s->events_reconnects += o->events_reconnects;
+    s->docker_reads += o->reads;
+    s->docker_rests += o->rests;
+    if (o->ok) continue;
+    s->docker_ok = 0;
+    if (len < sizeof s->docker_why) {
+      int w = n > 1 ? snprintf(s->docker_why + len, sizeof s->docker_why - len, "%s%s: %s",
+                               len ? "; " : "", o->name, o->why)
+                    : snprintf(s->docker_why + len, sizeof s->docker_why - len, "%s", o->why);
+      if (w > 0) len += (size_t)w;
+    }
+  }
+  if (n == 0) snprintf(s->docker_why, sizeof s->docker_why, "no daemon");
+  return 0;
+}
+
 status_t *status_collect(runtime_t *rt, const status_source_t *src) {
   status_t *s = calloc(1, sizeof *s);
   if (!s) return NULL;
@@ -142,20 +180,9 @@ status_t *status_collect(runtime_t *rt, const status_source_t *src) {
     s->bytes_in_flight = inflight_bytes(rt->inflight);
     s->reader_pauses = inflight_pauses(rt->inflight);
   }
-  if (rt->docker) {
-    s->docker_reads = docker_reads(rt->docker);
-    s->docker_rests = docker_rests(rt->docker);
-  }
+  if (collect_daemons(rt, src, s) != 0) goto err;
   s->checkpoint_on = rt->checkpoint != NULL;
   s->checkpoint_age = rt->checkpoint ? checkpoint_age(rt->checkpoint) : -1;
-  if (src->discovery) {
-    s->events_reconnects = discovery_reconnects(src->discovery);
-    s->docker_ok = discovery_docker_ok(src->discovery, s->docker_why, sizeof s->docker_why);
-  } else {
-    s->events_reconnects = src->events_reconnects;
-    snprintf(s->docker_why, sizeof s->docker_why, "%s",
-             src->stopping ? "the engine is stopping" : "discovery is not running");
-  }
   s->pipeline_loaded = src->pipeline_loaded;
   s->stopping = src->stopping || rt->stopping;
   s->handles_open = handles_live();
@@ -168,6 +195,7 @@ err:
 void status_free(status_t *s) {
   if (!s) return;
   free(s->rd);
+  free(s->daemons);
   free(s->filters);
   free(s->outputs);
   free(s);

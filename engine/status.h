@@ -16,13 +16,9 @@
 #include "pipeline.h"
 #include "registry.h"
 
-struct discovery;
-
-/* What the engine knows that core_t does not hold (engine.c fills it). */
+/* What the engine knows that runtime_t does not hold (engine.c fills it). */
 typedef struct status_source {
-  struct discovery *discovery;     /* NULL once discovery stopped (or never ran) */
-  unsigned long events_reconnects; /* used when discovery is NULL */
-  int pipeline_loaded;             /* the pipeline thread runs */
+  int pipeline_loaded; /* the pipeline thread runs */
   int stopping;
 } status_source_t;
 
@@ -33,13 +29,23 @@ typedef struct status_source {
 typedef struct status_reader {
   char name[256]; /* the container name, without the leading '/' */
   char id[65];
-  const char *state; /* reader_state_name, or "finished" */
-  int live;          /* it has a live reader */
-  int64_t newest;    /* newest delivered timestamp (ns), or -1 */
+  char host[CONTAINER_HOST_MAX]; /* its daemon's name (daemon.h) */
+  const char *state;             /* reader_state_name, or "finished" */
+  int live;                      /* it has a live reader */
+  int64_t newest;                /* newest delivered timestamp (ns), or -1 */
   uint64_t lines, bytes, errors;
   uint64_t repeated; /* lines the daemon sent twice in one stream, dropped */
   int paused;        /* waits for the outputs (backpressure) */
 } status_reader_t;
+
+/* One followed daemon (daemon.h). */
+typedef struct status_daemon {
+  char name[CONTAINER_HOST_MAX];
+  int ok;        /* its last answer to discovery was good */
+  char why[300]; /* why not, when !ok */
+  unsigned long events_reconnects;
+  unsigned long long reads, rests; /* docker_reads, docker_rests */
+} status_daemon_t;
 
 typedef struct status_output {
   pipeline_output_info_t info;
@@ -62,11 +68,15 @@ typedef struct status {
   size_t bytes_in_flight;
   unsigned long long reader_pauses;
   unsigned long long docker_reads, docker_rests;
-  unsigned long events_reconnects;
+  unsigned long events_reconnects; /* every daemon's */
+  status_daemon_t *daemons;        /* in the order of the pipeline's docker list */
+  size_t n_daemons;
+  int daemons_list;      /* docker was given as a list: metrics carry host */
   int checkpoint_on;     /* cursors are saved */
   double checkpoint_age; /* checkpoint_age(), -1 when off */
-  int docker_ok;
-  char docker_why[300]; /* why not, when !docker_ok */
+  int docker_ok;         /* every daemon's last answer was good */
+  char docker_why[600];  /* why not, when !docker_ok: each failing daemon,
+                           "<name>: <why>" when several are followed */
   int pipeline_loaded, stopping;
   double stall_limit; /* seconds: filter_timeout + STATUS_STALL_MARGIN */
   long handles_open;

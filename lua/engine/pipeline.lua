@@ -3,8 +3,10 @@
 -- checking them again.
 --
 -- validate(tbl, path) returns a new table:
---   docker  = { host = string|nil, read_delay = seconds|nil, attach = boolean|nil,
---               tls = { ca = path|nil, cert = path|nil, key = path|nil }|nil }
+--   docker  = { read_delay = seconds|nil, attach = boolean|nil,
+--               list = boolean,   -- docker was given as a list of daemons
+--               daemons = { { name = string, host = string|nil,
+--                             tls = { ca = path|nil, cert = path|nil, key = path|nil }|nil }, .. } }
 --   select  = { include = { name = {..}, id = {..}, label = {..}, image = {..} },
 --               exclude = { same } }            -- every list present, maybe empty
 --   history = "all" | "start" | nil
@@ -221,23 +223,116 @@ function Check:nonempty_string(v, where)
 end
 
 -- docker = { host = "unix:///...", read_delay = seconds, attach = boolean,
---            tls = { ca = path, cert = path, key = path } }
-function Check:docker(v)
-  if v == nil then return {} end
-  self:table(v, "docker")
-  self:keys(v, { host = true, read_delay = true, attach = true, tls = true }, "docker")
+--            tls = { ca = path, cert = path, key = path }, name = string }
+-- or, for several daemons, a list of { host =, tls =, name = } entries, with
+-- the engine-wide read_delay and attach beside them:
+-- docker = { read_delay = 0.2, { name = "a", host = ... }, { host = ... } }
+-- Normal form: { read_delay, attach, list = boolean,
+--                daemons = { { name, host|nil, tls|nil }, .. } }
+local DAEMON_KEYS = { host = true, tls = true, name = true }
+local DAEMONS_MAX = 16
+
+-- The name a daemon gets when its entry has none: the socket file's name
+-- without ".sock" (unix://), the host and port (tcp, http, https), "local"
+-- without a host ($DOCKER_HOST or the default socket).
+local function default_name(host)
+  if host == nil then return "local" end
+  local scheme, rest = host:match("^(%a[%w+.-]*)://(.*)$")
+  if scheme == "unix" then
+    local base = rest:match("([^/]+)$") or ""
+    base = base:gsub("%.sock$", "")
+    return base ~= "" and base or "local"
+  end
+  return (rest or host):match("^[^/]+") or host
+end
+M.docker_default_name = default_name
+
+-- One daemon's host, tls and name (where: "docker" or "docker[i]").
+function Check:daemon(v, where)
   local out = {}
-  if v.host ~= nil then out.host = self:docker_host(v.host, "docker.host") end
+  if v.host ~= nil then out.host = self:docker_host(v.host, join(where, "host")) end
   if v.tls ~= nil then
-    self:table(v.tls, "docker.tls")
-    self:keys(v.tls, { ca = true, cert = true, key = true }, "docker.tls")
+    local w = join(where, "tls")
+    self:table(v.tls, w)
+    self:keys(v.tls, { ca = true, cert = true, key = true }, w)
     out.tls = {}
     for _, k in ipairs { "ca", "cert", "key" } do
-      if v.tls[k] ~= nil then out.tls[k] = self:nonempty_string(v.tls[k], "docker.tls." .. k) end
+      if v.tls[k] ~= nil then out.tls[k] = self:nonempty_string(v.tls[k], join(w, k)) end
     end
     if (out.tls.cert == nil) ~= (out.tls.key == nil) then
-      self:fail("docker.tls", "cert and key go together (a client certificate and its key)")
+      self:fail(w, "cert and key go together (a client certificate and its key)")
     end
+  end
+  if v.name ~= nil then
+    local w = join(where, "name")
+    self:nonempty_string(v.name, w)
+    if #v.name > 63 or not v.name:match("^[%w_.:-]+$") then
+      self:fail(w, "must be at most 63 letters, digits and _ . : - (got %s)", show(v.name))
+    end
+    out.name = v.name
+  else
+    out.name = default_name(out.host)
+    out.derived = true
+  end
+  return out
+end
+
+function Check:docker(v)
+  if v == nil then return { daemons = { { name = default_name(nil) } }, list = false } end
+  self:table(v, "docker")
+  local n = #v
+  local out = { daemons = {}, list = n > 0 }
+  if n > 0 then
+    local named = {}
+    for k, x in pairs(v) do
+      if type(k) ~= "number" then named[k] = x end
+    end
+    self:keys(named, { read_delay = true, attach = true }, "docker", function(k)
+      if DAEMON_KEYS[k] then
+        return "goes in each daemon's entry when docker is a list of daemons" ..
+          " (read_delay and attach stay beside the list)"
+      end
+    end)
+    if n > DAEMONS_MAX then self:fail("docker", "lists %d daemons (at most %d)", n, DAEMONS_MAX) end
+    local seen = {}
+    for i = 1, n do
+      local where = join("docker", i)
+      local e = v[i]
+      if type(e) ~= "table" then
+        self:note(self:message(where, format("must be a table { host = ..., tls = ..., name = ... } (got %s)", show(e))))
+      else
+        self:keys(e, DAEMON_KEYS, where, function(k)
+          if k == "read_delay" or k == "attach" then
+            return "is engine-wide: set docker." .. k .. " beside the list, not in an entry"
+          end
+        end)
+        local d = self:try("daemon", e, where)
+        if d then
+          local first = seen[d.name]
+          if first then
+            self:note(self:message(join(where, d.derived and "host" or "name"),
+              format("names the daemon %q (%s), as docker[%d] does: each daemon needs its own name%s",
+                d.name, d.derived and "derived from its host" or "given", first,
+                d.derived and " (set name = \"...\")" or ""),
+              d.derived and (e.host ~= nil and join(where, "host") or where) or join(where, "name")))
+          else
+            seen[d.name] = i
+          end
+          d.derived = nil
+          out.daemons[#out.daemons + 1] = d
+        end
+      end
+    end
+    for k in pairs(v) do
+      if type(k) == "number" and (k < 1 or k > n or floor(k) ~= k) then
+        self:fail("docker", "must be a list of daemons with no gaps (found the key %s)", show(k))
+      end
+    end
+  else
+    self:keys(v, { host = true, read_delay = true, attach = true, tls = true, name = true }, "docker")
+    local d = self:daemon(v, "docker")
+    d.derived = nil
+    out.daemons[1] = d
   end
   if v.read_delay ~= nil then
     out.read_delay = self:nonnegative(v.read_delay, "docker.read_delay")
@@ -1074,7 +1169,12 @@ function M.validate(tbl, path, source, opts)
     c:keys(tbl, TOP_KEYS, "")
     local dead_letter
     if tbl.dead_letter ~= nil then dead_letter = c:try("dead_letter", tbl.dead_letter, "dead_letter") end
-    local host = tbl.docker == nil or type(tbl.docker) == "table" and tbl.docker.host == nil
+    local host = tbl.docker == nil or type(tbl.docker) == "table" and tbl.docker.host == nil and
+      (#tbl.docker == 0 or (function()
+        for _, e in ipairs(tbl.docker) do
+          if type(e) == "table" and e.host == nil then return true end
+        end
+      end)())
     out = {
       dead_letter = dead_letter and { path = dead_letter } or nil,
       docker = c:try("docker", tbl.docker),

@@ -10,6 +10,9 @@
 #   scripts/test/dockerd.sh restart-kill DIR  SIGKILL dockerd, its containerd and
 #                                        its containers, then start again on
 #                                        the same folders
+#   scripts/test/dockerd.sh kill DIR          the same SIGKILLs, without the start:
+#                                        the daemon is down (start brings it
+#                                        back on the same folders)
 #
 # start and stop are idempotent. Only processes named dockerd, containerd,
 # containerd-shim* or runc whose command line names DIR are ever signalled,
@@ -246,7 +249,7 @@ do_stop() {
   return 0
 }
 
-do_restart_kill() {
+do_kill() {
   [ -e "$DIR/$MARK" ] || die "no daemon folder at $DIR (run start first)"
   pids=$(owned_named dockerd; owned_named containerd)
   if [ -n "$pids" ]; then
@@ -258,15 +261,21 @@ do_restart_kill() {
   kill_containers
   left=$(owned_pids)
   [ -n "$left" ] && { kill -KILL $left 2>/dev/null; wait_gone 10 $left; }
+  return 0
+}
+
+do_restart_kill() {
+  do_kill
   do_start
 }
 
-[ $# -eq 2 ] || die "usage: $0 start|stop|restart-kill DIR"
+[ $# -eq 2 ] || die "usage: $0 start|stop|restart-kill|kill DIR"
 [ -x "$DOCKERD" ] || die "$DOCKERD not found (install docker.io)"
 DIR=$(resolve_dir "$2") || exit 1
 case "$1" in
   start) do_start ;;
   stop) do_stop ;;
   restart-kill) do_restart_kill ;;
-  *) die "usage: $0 start|stop|restart-kill DIR" ;;
+  kill) do_kill ;;
+  *) die "usage: $0 start|stop|restart-kill|kill DIR" ;;
 esac

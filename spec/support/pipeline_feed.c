@@ -10,6 +10,9 @@
  * blank line ends a batch, and so does a change of container name. A line
  * "@labels TAB name TAB key=value ..." gives a container its labels (before
  * its first record). Containers get the id "id-<name>" and the image "img".
+ * A line "@host TAB name TAB daemon" gives a container its daemon's name,
+ * carried by its records as `host` (container_set_host, as when the
+ * engine follows a list of daemons; before its first record).
  *
  * The pipeline's records go to stdout. At the end the stats go to stderr as
  * one line "stats batches=N records_in=N records_out=N filter_errors=N
@@ -138,6 +141,21 @@ static int labels_line(feed_t *f, char *line)
   return find_container(f, name, labels, n) ? 0 : -1;
 }
 
+/* "@host TAB name TAB daemon" */
+static int host_line(feed_t *f, char *line)
+{
+  char *name, *host, *save = NULL;
+  container_t *c;
+
+  strtok_r(line, "\t", &save); /* "@host" */
+  name = strtok_r(NULL, "\t", &save);
+  host = strtok_r(NULL, "\t", &save);
+  if (name == NULL || host == NULL || (c = find_container(f, name, NULL, 0)) == NULL)
+    return -1;
+  container_set_host(c, host, 1);
+  return 0;
+}
+
 /* One record line. Returns 0 or -1 (malformed). */
 static int record_line(feed_t *f, char *line, size_t len)
 {
@@ -201,6 +219,8 @@ static int feed_file(feed_t *f, const char *path)
       submit(f);
     else if (strncmp(line, "@labels\t", 8) == 0)
       rc = labels_line(f, line);
+    else if (strncmp(line, "@host\t", 6) == 0)
+      rc = host_line(f, line);
     else
       rc = record_line(f, line, (size_t)n);
     if (rc < 0)

@@ -137,6 +137,28 @@ return {
     assert.equal(0, code, table.concat(lines, "\n"))
   end)
 
+  it("refuses two daemons of one name, naming the line, and takes a list of distinct ones", function()
+    local code, lines = check(dir, table.concat({
+      "return {",
+      "  docker = {",
+      '    { host = "unix:///x/docker.sock" },',
+      '    { host = "unix:///y/docker.sock" },',
+      "  },",
+      "}",
+    }, "\n") .. "\n")
+    assert.equal(2, code)
+    assert.same({ 'pipeline.lua:4: docker[2].host names the daemon "docker" (derived from its host), as '
+                  .. 'docker[1] does: each daemon needs its own name (set name = "...")' }, lines)
+    code, lines = check(dir, 'return { docker = { read_delay = 0.1, { name = "a", host = "unix:///x/docker.sock" },'
+                        .. ' { name = "b", host = "unix:///y/docker.sock" } } }\n')
+    assert.equal(0, code, table.concat(lines, "\n"))
+    -- a daemon without a host takes $DOCKER_HOST, which is checked then
+    code, lines = check(dir, 'return { docker = { { name = "a" }, { name = "b", host = "unix:///y.sock" } } }\n',
+                        { DOCKER_HOST = "ssh://x" })
+    assert.equal(2, code)
+    assert.truthy(lines[1]:find("$DOCKER_HOST must be unix:///path", 1, true), lines[1])
+  end)
+
   it("checks that the environment variables an output names are set", function()
     local text = [[
 return {

@@ -97,7 +97,65 @@ describe("engine.pipeline.validate", function()
     fails({ docker = { tls = { cert = "c.pem" } } }, "docker.tls cert and key go together")
     fails({ docker = { tls = { cacert = "c.pem" } } }, "cacert")
     assert.same({ ca = "a", cert = "c", key = "k" },
-                validator.validate({ docker = { tls = { ca = "a", cert = "c", key = "k" } } }).docker.tls)
+                validator.validate({ docker = { tls = { ca = "a", cert = "c", key = "k" } } }).docker.daemons[1].tls)
+  end)
+
+  it("takes docker as one daemon's table, named after its host", function()
+    local d = validator.validate({ docker = { host = "unix:///run/a.sock", read_delay = 0.2 } }).docker
+    assert.is_false(d.list)
+    assert.equal(0.2, d.read_delay)
+    assert.same({ { name = "a", host = "unix:///run/a.sock" } }, d.daemons)
+    assert.same({ { name = "local" } }, validator.validate({}).docker.daemons)
+    assert.same({ { name = "gw", host = "tcp://127.0.0.1:2376" } },
+      validator.validate({ docker = { name = "gw", host = "tcp://127.0.0.1:2376" } }).docker.daemons)
+  end)
+
+  it("takes docker as a list of daemons with engine-wide read_delay and attach beside it", function()
+    local d = validator.validate({ docker = {
+      read_delay = 0.1, attach = false,
+      { name = "edge-a", host = "unix:///run/a.sock" },
+      { host = "tcp://127.0.0.1:2376", tls = { ca = "ca.pem", cert = "c.pem", key = "k.pem" } },
+      { host = "unix:///var/run/docker.sock" },
+    } }).docker
+    assert.is_true(d.list)
+    assert.equal(0.1, d.read_delay)
+    assert.is_false(d.attach)
+    assert.same({
+      { name = "edge-a", host = "unix:///run/a.sock" },
+      { name = "127.0.0.1:2376", host = "tcp://127.0.0.1:2376", tls = { ca = "ca.pem", cert = "c.pem", key = "k.pem" } },
+      { name = "docker", host = "unix:///var/run/docker.sock" },
+    }, d.daemons)
+  end)
+
+  it("refuses duplicate daemon names, mixed forms and bad entries, with the line", function()
+    local src = table.concat({
+      "return { docker = {",
+      '  { name = "a", host = "unix:///run/a.sock" },',
+      '  { name = "a", host = "unix:///run/b.sock" },',
+      "} }",
+    }, "\n")
+    local ok, err = pcall(validator.validate, { docker = {
+      { name = "a", host = "unix:///run/a.sock" }, { name = "a", host = "unix:///run/b.sock" } } },
+      "p.lua", src)
+    assert.is_false(ok)
+    assert.matches('p.lua:3: docker[2].name names the daemon "a" (given), as docker[1] does', err, 1, true)
+    fails({ docker = { { host = "unix:///x/docker.sock" }, { host = "unix:///y/docker.sock" } } },
+      'docker[2].host names the daemon "docker" (derived from its host), as docker[1] does: each daemon needs its own name (set name = "...")')
+    fails({ docker = { { host = "unix:///a.sock" }, {} , { name = "local" } } },
+      'docker[3].name names the daemon "local" (given), as docker[2] does')
+    fails({ docker = { host = "unix:///a.sock", { host = "unix:///b.sock" } } },
+      "docker.host goes in each daemon's entry when docker is a list of daemons")
+    fails({ docker = { { host = "unix:///b.sock", read_delay = 1 } } },
+      "docker[1].read_delay is engine-wide: set docker.read_delay beside the list, not in an entry")
+    fails({ docker = { { name = "a/b" } } }, "docker[1].name must be at most 63 letters, digits and _ . : -")
+    fails({ docker = { "unix:///a.sock" } }, "docker[1] must be a table")
+    fails({ docker = { { host = "ssh://x" } } }, "docker[1].host must be unix:///path")
+    fails({ docker = { { tls = { cert = "c" } } } }, "docker[1].tls cert and key go together")
+    local many = {}
+    for i = 1, 17 do many[i] = { name = "d" .. i, host = "unix:///run/d" .. i .. ".sock" } end
+    fails({ docker = many }, "docker lists 17 daemons (at most 16)")
+    many[17] = nil
+    assert.equal(16, #validator.validate({ docker = many }).docker.daemons)
   end)
 
   it("bounds docker.read_delay", function()

@@ -33,6 +33,43 @@ describe("a record", function()
                   image = "img", labels = { app = "shop", tier = "front" } }, r.records[1])
   end)
 
+  it("has no host unless its container came from a list of daemons", function()
+    local r = run([[return { filters = { function(batch)
+      for _, rec in ipairs(batch) do rec.seen = tostring(rec.host) end
+    end } }]])
+    assert.equal("nil", r.records[1].seen)
+    assert.is_nil(r.records[1].host)
+  end)
+
+  it("carries its daemon's name as host: read, written after image, set, deleted, iterated", function()
+    local input = INPUT:gsub("\n", "\n@host\tweb\tedge-a\n", 1) -- after the labels
+    local r = run([[return { filters = { function(batch)
+      for _, rec in ipairs(batch) do rec.seen = rec.host end
+    end } }]], input)
+    assert.equal("edge-a", r.records[1].seen)
+    assert.same({ line = "first", stream = "stdout", time = TIME, container = "id-web", name = "web",
+                  image = "img", host = "edge-a", labels = { app = "shop", tier = "front" },
+                  seen = "edge-a" }, r.records[1])
+    assert.truthy(r.lines[1]:find('"image":"img","host":"edge-a","line":"first"', 1, true), r.lines[1])
+    -- the same bytes from a record made plain (pairs) as from the lazy one
+    local plain = run([[return { filters = { function(batch)
+      for _, rec in ipairs(batch) do for _ in pairs(rec) do end; rec.seen = rec.host end
+    end } }]], input)
+    assert.same(r.lines, plain.lines)
+    local changed = run([[return { filters = { function(batch)
+      batch[1].host = "other"; batch[2].host = nil
+    end } }]], input)
+    assert.equal("other", changed.records[1].host)
+    assert.is_nil(changed.records[2].host)
+    local ctx = run([[return { filters = { function(batch, ctx)
+      for _, rec in ipairs(batch) do rec.h = ctx.host end
+    end } }]], input)
+    assert.equal("edge-a", ctx.records[1].h)
+    assert.is_nil(run([[return { filters = { function(batch, ctx)
+      for _, rec in ipairs(batch) do rec.h = ctx.host end
+    end } }]]).records[1].h)
+  end)
+
   it("takes new values for original fields, and keeps them", function()
     local r = run([[return { filters = {
       function(batch) for _, rec in ipairs(batch) do rec.name = "renamed"; rec.line = "L" end end,
