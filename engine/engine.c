@@ -1,12 +1,14 @@
 /* engine.c - the engine as a library (engine.h): loading, wiring the
  * modules together on one loop, reloads and signals.
  *
- * engine_run starts, in order: the daemons (daemon.h) and the registry, the
- * checkpoint, the outputs, the metrics endpoint, the engine's own handles,
- * then the pipeline thread and discovery (start_* below). A step that fails
- * starts the stop, which closes whatever did start: one cleanup path
- * (engine_stop.c). The rest of the family: engine_backfill.c,
- * engine_stats.c, all behind engine_internal.h. */
+ * engine_run starts, in order: the zygote of the filter processes (with
+ * engine.filter_isolation = "process", before any thread), the daemons
+ * (daemon.h) and the registry, the checkpoint, the outputs, the metrics
+ * endpoint, the engine's own handles, then the pipeline thread and
+ * discovery (start_* below). A step that fails starts the stop, which
+ * closes whatever did start: one cleanup path (engine_stop.c). The rest of
+ * the family: engine_backfill.c, engine_stats.c, all behind
+ * engine_internal.h. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -440,6 +442,8 @@ int engine_run(engine_t *e, int handle_signals) {
     return -1;
   }
   if (e->cfg.log_level >= 0 && log_get_level() == LOG_INFO) log_set_level(e->cfg.log_level);
+  /* first, while this is the only thread: the filter processes' zygote */
+  pipeline_prefork(e->pipeline);
   srand((unsigned)time(NULL) ^ (unsigned)(uintptr_t)e);
   if (uv_loop_init(&e->loop) != 0) {
     engine_fail(e, "cannot create the event loop");

@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,14 +55,14 @@ static int64_t now_mono(const pipeline_t *p) {
 
 /* Runs the file and validates what it returns; leaves the normal form on
  * the stack. Returns 0, or -1 with the message in p->err. */
-static int load_file(pipeline_t *p, program_t *g, const char *path) {
+static int load_file(pipeline_t *p, program_t *g, const char *path, const char *source) {
   lua_State *L = g->L;
   int rc;
 
-  if (p->source != NULL) {
+  if (source != NULL) {
     /* "@name": messages say "name:line:" as they would for a file */
     lua_pushfstring(L, "@%s", path);
-    rc = luaL_loadbuffer(L, p->source, strlen(p->source), lua_tostring(L, -1));
+    rc = luaL_loadbuffer(L, source, strlen(source), lua_tostring(L, -1));
     lua_remove(L, -2);
   } else {
     rc = luaL_loadfile(L, path);
@@ -87,7 +89,7 @@ static int load_file(pipeline_t *p, program_t *g, const char *path) {
   lua_replace(L, -2); /* the module */
   lua_insert(L, -2);  /* validate under the file's result */
   lua_pushstring(L, path);
-  if (p->source != NULL) lua_pushstring(L, p->source);
+  if (source != NULL) lua_pushstring(L, source);
   else lua_pushnil(L); /* validate reads the file for the lines of its messages */
   /* pipeline_check: the checks of what opening would find */
   lua_createtable(L, 0, 1);
@@ -108,7 +110,7 @@ static int has_output(const program_t *g, const output_t *o) {
 /* Frees the filters, the outputs (unless a delivery took them, and but
  * those of keep, which a failed reload shares with the running program) and
  * the Lua state. NULL is ignored. */
-static void program_free(program_t *g, const program_t *keep) {
+void pl_program_free(program_t *g, const program_t *keep) {
   size_t i;
 
   if (g == NULL) return;
@@ -123,7 +125,8 @@ static void program_free(program_t *g, const program_t *keep) {
     if (f->dl_fd >= 0) close(f->dl_fd);
     free(f->dl_path);
   }
-  pl_shared_free(g->filters);
+  free(g->filters);
+  pl_shared_free(g->counts);
   for (i = 0; i < g->n_outputs && !g->outputs_taken; i++)
     if (!has_output(keep, g->outputs[i])) output_free(g->outputs[i]);
   free(g->outputs);
@@ -131,11 +134,8 @@ static void program_free(program_t *g, const program_t *keep) {
   free(g);
 }
 
-/* Loads path into a new program (see pipeline_load). Returns NULL with the
- * message in err. Runs on the caller's thread, or on the pipeline thread
- * for a reload. */
-static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, char *err,
-                               size_t errlen) {
+program_t *pl_program_load(pipeline_t *p, const char *path, const char *source, config_t *cfg,
+                           char *err, size_t errlen) {
   program_t *g = calloc(1, sizeof *g);
   lua_State *L;
 
@@ -159,7 +159,7 @@ static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, c
   lua_pushstring(L, path);
   lua_pushstring(L, p->lua_dir);
   if (pl_call_protected(p, g, 2, 0, "setup", NULL, 0) != CALL_OK) goto err;
-  if (load_file(p, g, path) < 0) goto err;
+  if (load_file(p, g, path, source) < 0) goto err;
   lua_pushcfunction(L, pl_copy_config);
   lua_insert(L, -2); /* under the validated table */
   lua_pushlightuserdata(L, g);
@@ -171,7 +171,7 @@ static program_t *program_load(pipeline_t *p, const char *path, config_t *cfg, c
   return g;
 err:
   snprintf(err, errlen, "%s", p->err);
-  program_free(g, p->prog);
+  pl_program_free(g, p->prog);
   return NULL;
 }
 
@@ -202,7 +202,7 @@ pipeline_t *pl_load(const char *path, const char *source, const char *lua_dir, i
     snprintf(err, errlen, "out of memory");
     goto err;
   }
-  p->prog = program_load(p, path, cfg, err, errlen);
+  p->prog = pl_program_load(p, path, p->source, cfg, err, errlen);
   if (p->prog == NULL) goto err;
   return p;
 err:
@@ -254,7 +254,7 @@ void pl_program_stop(pipeline_t *p, program_t *g) {
 
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
-    if (f->shutdown_ref != LUA_NOREF && !f->disabled && !atomic_load(&p->aborted))
+    if (f->shutdown_ref != LUA_NOREF && !f->n->disabled && !atomic_load(&p->aborted))
       pl_call_hook(p, g, i, HOOK_SHUTDOWN, 0);
   }
 }
@@ -266,7 +266,7 @@ int64_t pl_next_due(const program_t *g) {
 
   for (i = 0; i < g->n_filters; i++) {
     const filter_t *f = &g->filters[i];
-    if (f->disabled) continue;
+    if (f->n->disabled) continue;
     for (t = 0; t < f->n_timers; t++)
       if (due == 0 || f->timers[t].due < due) due = f->timers[t].due;
   }
@@ -282,7 +282,7 @@ void pl_run_timers(pipeline_t *p, program_t *g) {
 
   for (i = 0; i < g->n_filters; i++) {
     filter_t *f = &g->filters[i];
-    for (t = 0; t < f->n_timers && !f->disabled; t++) {
+    for (t = 0; t < f->n_timers && !f->n->disabled; t++) {
       if (f->timers[t].due > now) continue;
       pl_call_hook(p, g, i, HOOK_TIMER, t);
       ran = 1;
@@ -377,14 +377,55 @@ static void tick_worker(pipeline_t *p, program_t *g) {
   if (pl_worker_tick(p, g) != 0 && !atomic_load(&p->aborted)) start_worker(p, g);
 }
 
+/* The text of the file at path (NUL-terminated, a first line that starts
+ * with '#' blanked as luaL_loadfile skips it), or NULL with errno set. */
+static char *read_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  char *text = NULL;
+  size_t len = 0, cap = 0, n;
+
+  if (f == NULL) return NULL;
+  do {
+    if (cap - len < 4096) {
+      char *t = realloc(text, cap = cap ? cap * 2 : 8192);
+      if (t == NULL) {
+        free(text);
+        fclose(f);
+        errno = ENOMEM;
+        return NULL;
+      }
+      text = t;
+    }
+    n = fread(text + len, 1, cap - len - 1, f);
+    len += n;
+  } while (n > 0);
+  if (ferror(f)) {
+    free(text);
+    fclose(f);
+    errno = EIO;
+    return NULL;
+  }
+  fclose(f);
+  text[len] = '\0';
+  if (text[0] == '#')
+    for (n = 0; n < len && text[n] != '\n'; n++) text[n] = ' ';
+  return text;
+}
+
 /* Loads path in a new program and swaps it in (see pipeline_reload). */
 static void reload(pipeline_t *p, const char *path) {
   program_t *old = p->prog, *g;
   config_t cfg;
   char err[PIPELINE_ERR_MAX];
+  /* the file's text, read once: the zygote loads the very same */
+  char *text = p->source == NULL ? read_text(path) : NULL;
+  const char *source = p->source != NULL ? p->source : text;
 
+  if (source == NULL) snprintf(err, sizeof err, "cannot open %s: %s", path, strerror(errno));
   config_defaults(&cfg);
-  g = program_load(p, path, &cfg, err, sizeof err);
+  g = source != NULL ? pl_program_load(p, path, source, &cfg, err, sizeof err) : NULL;
+  if (g != NULL && p->isolate && p->zygote_pid > 0) pl_zygote_load(p, g, path, source);
+  free(text);
   if (g == NULL) {
     config_free(&cfg);
     pl_count(&p->stats->reload_failures, 1);
@@ -404,7 +445,7 @@ static void reload(pipeline_t *p, const char *path) {
   pthread_mutex_unlock(&p->prog_mu);
   g->reuse = NULL;
   if (p->delivery != NULL) hand_over_outputs(p, old, g);
-  program_free(old, g);
+  pl_program_free(old, g);
   if (isolated(p, g)) start_worker(p, g);
   else pl_program_start(p, g);
   pl_count(&p->stats->reloads, 1);
@@ -501,6 +542,7 @@ static void *pipeline_thread(void *arg) {
              (unsigned long long)atomic_load(&p->discarded));
   if (isolated(p, p->prog)) pl_worker_stop(p, p->prog, !atomic_load(&p->aborted));
   else pl_program_stop(p, p->prog);
+  pl_zygote_stop(p);
   atomic_store(&p->done, 1);
   uv_async_send(&p->async);
   return NULL;
@@ -523,6 +565,7 @@ int pipeline_start(pipeline_t *p, uv_loop_t *loop, void (*on_exit)(void *ud), vo
   int rc;
 
   if (p->thread_started || p->async_open) return -1;
+  pipeline_prefork(p); /* before the outputs start threads (libuv's pool, libraries') */
   if (p->delivery == NULL && pipeline_start_outputs(p, loop, p->err, sizeof p->err) != 0) {
     log_error(NULL, "%s", p->err);
     return -1;
@@ -697,14 +740,14 @@ size_t pipeline_filter_stats(pipeline_t *p, pipeline_filter_stats_t *out, size_t
   for (i = 0; i < n && i < max; i++) {
     filter_t *f = &p->prog->filters[i];
     snprintf(out[i].name, sizeof out[i].name, "%s", f->name);
-    out[i].calls = atomic_load(&f->calls);
-    out[i].errors = atomic_load(&f->errors);
-    out[i].timeouts = atomic_load(&f->timeouts);
-    out[i].dead_letters = atomic_load(&f->dead_letters);
+    out[i].calls = atomic_load(&f->n->calls);
+    out[i].errors = atomic_load(&f->n->errors);
+    out[i].timeouts = atomic_load(&f->n->timeouts);
+    out[i].dead_letters = atomic_load(&f->n->dead_letters);
     for (size_t b = 0; b <= PIPELINE_DURATION_BUCKETS; b++)
-      out[i].buckets[b] = atomic_load(&f->buckets[b]);
-    out[i].duration_ns = atomic_load(&f->duration_ns);
-    out[i].disabled = f->disabled;
+      out[i].buckets[b] = atomic_load(&f->n->buckets[b]);
+    out[i].duration_ns = atomic_load(&f->n->duration_ns);
+    out[i].disabled = f->n->disabled;
     snprintf(out[i].on_error, sizeof out[i].on_error, "%s", pl_on_error_names[f->on_error]);
   }
   pthread_mutex_unlock(&p->prog_mu);
@@ -720,11 +763,12 @@ void pipeline_free(pipeline_t *p) {
     pipeline_finish(p);
     pthread_join(p->thread, NULL);
   }
+  pl_zygote_stop(p);
   for (b = p->head; b != NULL; b = next) {
     next = b->next;
     batch_free(b);
   }
-  program_free(p->prog, NULL);
+  pl_program_free(p->prog, NULL);
   free(p->reload_path);
   free(p->lua_dir);
   free(p->source);
@@ -751,6 +795,36 @@ void *pl_shared_calloc(size_t n, size_t size) {
   if (m == MAP_FAILED) return NULL;
   memcpy(m, &len, sizeof len); /* mmap's memory is zeroed */
   return m + SHARED_HEAD;
+}
+
+void *pl_shared_fd_calloc(size_t n, size_t size, int *fd) {
+  size_t len;
+  char *m;
+
+  *fd = -1;
+  if (size != 0 && n > (SIZE_MAX - SHARED_HEAD) / size) return NULL;
+  len = SHARED_HEAD + n * size;
+  if ((*fd = memfd_create("engine-counts", MFD_CLOEXEC)) < 0) return NULL;
+  if (ftruncate(*fd, (off_t)len) != 0 ||
+      (m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0)) == MAP_FAILED) {
+    close(*fd);
+    *fd = -1;
+    return NULL;
+  }
+  memcpy(m, &len, sizeof len); /* the file is zeroed */
+  return m + SHARED_HEAD;
+}
+
+void *pl_shared_map(int fd, size_t n, size_t size) {
+  struct stat st;
+  size_t len;
+  char *m;
+
+  if (size != 0 && n > (SIZE_MAX - SHARED_HEAD) / size) return NULL;
+  len = SHARED_HEAD + n * size;
+  if (fstat(fd, &st) != 0 || st.st_size < 0 || (size_t)st.st_size != len) return NULL;
+  m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  return m == MAP_FAILED ? NULL : m + SHARED_HEAD;
 }
 
 void pl_shared_free(void *ptr) {

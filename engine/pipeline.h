@@ -102,6 +102,15 @@ pipeline_t *pipeline_load_source(const char *name, const char *source, const cha
  * a line, in err. */
 int pipeline_check(const char *path, const char *lua_dir, char *err, size_t errlen);
 
+/* Before the process has a thread but the caller's (engine_run calls it
+ * first; pipeline_start too): when the pipeline's filters run in processes
+ * (engine.filter_isolation = "process"), forks the zygote, a
+ * single-threaded process that holds the loaded program and forks the
+ * filter processes (pipeline_zygote.c). Returns 0 (also when there is
+ * nothing to do, or done already), or -1 (logged: filter processes then
+ * fork from the pipeline thread). */
+int pipeline_prefork(pipeline_t *p);
+
 /* Starts the pipeline thread. on_exit is called on the loop thread (through
  * a uv_async_t the pipeline owns) once the thread has exited after
  * pipeline_finish or pipeline_abort. Returns 0, or -1 (nothing started, and

@@ -140,8 +140,9 @@ static void copy_filters(lua_State *L, int idx, program_t *g) {
 
   lua_getfield(L, idx, "filters");
   n = lua_objlen(L, -1);
-  g->filters = pl_shared_calloc(n ? n : 1, sizeof *g->filters);
-  if (g->filters == NULL) {
+  g->filters = calloc(n ? n : 1, sizeof *g->filters);
+  g->counts = pl_shared_calloc(n ? n : 1, sizeof *g->counts);
+  if (g->filters == NULL || g->counts == NULL) {
     luaL_error(L, "out of memory"); /* does not return */
     return;
   }
@@ -149,6 +150,7 @@ static void copy_filters(lua_State *L, int idx, program_t *g) {
     f = &g->filters[g->n_filters];
     f->process_ref = f->init_ref = f->shutdown_ref = f->state_ref = LUA_NOREF;
     f->dl_fd = -1;
+    f->n = &g->counts[g->n_filters];
     g->n_filters++;
     lua_rawgeti(L, -1, (int)i);
     copy_filter(L, lua_gettop(L), f, g->check_only);

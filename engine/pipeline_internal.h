@@ -57,6 +57,15 @@ typedef struct ltimer {
   int ref;      /* the handler, in the registry */
 } ltimer_t;
 
+/* A filter's counts, in memory shared with the filter processes
+ * (pl_shared_calloc; for a reload's program, a memfd the zygote maps too):
+ * what a filter process counts is the engine's. */
+typedef struct filter_counts {
+  atomic_int disabled; /* its init failed */
+  atomic_ullong calls, errors, timeouts, dead_letters;
+  atomic_ullong buckets[PIPELINE_DURATION_BUCKETS + 1], duration_ns;
+} filter_counts_t;
+
 typedef struct filter {
   char *name;
   int on_error;
@@ -67,9 +76,7 @@ typedef struct filter {
   selection_t *sel; /* NULL: every batch */
   char *dl_path;    /* dead-letter file, with on_error = "dead_letter" */
   int dl_fd;
-  atomic_int disabled; /* its init failed */
-  atomic_ullong calls, errors, timeouts, dead_letters;
-  atomic_ullong buckets[PIPELINE_DURATION_BUCKETS + 1], duration_ns;
+  filter_counts_t *n; /* its entry in the program's counts */
 } filter_t;
 
 /* The capped allocator's account. Written by the thread that runs the
@@ -92,6 +99,7 @@ typedef struct program {
   int emitbuf_ref; /* the table ctx.emit appends to (its upvalue) */
   filter_t *filters;
   size_t n_filters;
+  filter_counts_t *counts; /* one per filter, shared (pl_shared_calloc) */
   output_t **outputs;
   size_t n_outputs;
   int outputs_taken;           /* a delivery owns the outputs: program_free leaves them */
@@ -183,6 +191,12 @@ struct pipeline {
   int isolate;
   pl_worker_t *worker;
   int64_t worker_tried; /* CLOCK_MONOTONIC ns: the last start of one */
+  /* The zygote (pipeline_zygote.c): pid (0: none) and its channel (the
+   * pipeline thread's, or the loop thread's before it starts); current:
+   * the zygote holds p->prog, so workers fork from it. */
+  pid_t zygote_pid;
+  int zygote_fd;
+  int zygote_current;
   /* in the filter process only */
   int in_worker;  /* this is the filter process */
   int worker_fd;  /* its end of the channel */
@@ -210,6 +224,11 @@ static inline void pl_count(atomic_ullong *c, unsigned long long n) {
  * pl_shared_free(NULL) does nothing. */
 void *pl_shared_calloc(size_t n, size_t size);
 void pl_shared_free(void *ptr);
+/* As pl_shared_calloc, in a memfd (close-on-exec) returned in *fd, which
+ * another process maps with pl_shared_map(fd, n, size) (NULL when the file
+ * is not of that size, or out of memory). pl_shared_free frees either. */
+void *pl_shared_fd_calloc(size_t n, size_t size, int *fd);
+void *pl_shared_map(int fd, size_t n, size_t size);
 
 /* ---- pipeline_worker.c: the filter process ---- */
 
@@ -239,6 +258,30 @@ int pl_worker_tap_wanted(const pipeline_t *p, int point, const char *name);
 /* The process: sends records encoded for a tap client. */
 void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname, const char *data,
                    size_t len);
+
+/* The process forked for a filter process: runs it, never returns. g is
+ * the program, fd its end of the channel, parent the process that forked
+ * it (the engine, or the zygote). */
+void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent);
+/* Closes every descriptor but stdio, keep and g's dead-letter files. */
+void pl_close_fds(const program_t *g, int keep);
+
+/* ---- pipeline_zygote.c: the single-threaded process workers fork from ---- */
+
+/* Forks a worker from the zygote: its pid and the engine's end of its
+ * channel. Returns 0, or -1 (the zygote is gone: stopped, and
+ * p->zygote_pid is 0). */
+int pl_zygote_fork(pipeline_t *p, pid_t *pid, int *fd);
+/* Reaps the zygote's worker pid (killed or exited): its wait status in
+ * *status. Returns 0, or -1 (the zygote is gone). */
+int pl_zygote_wait(pipeline_t *p, pid_t pid, int *status);
+/* A reload loaded g from source (path in messages): the zygote loads the
+ * same, and g's counts move to memory the zygote maps too. When it fails
+ * (logged), p->zygote_current is 0: workers fork from the pipeline thread. */
+void pl_zygote_load(pipeline_t *p, program_t *g, const char *path, const char *source);
+/* Ends the zygote (it kills and reaps the workers it still has) and reaps
+ * it. Nothing when there is none. */
+void pl_zygote_stop(pipeline_t *p);
 
 /* ---- pipeline_lua.c ---- */
 
@@ -332,6 +375,15 @@ void pl_program_start(pipeline_t *p, program_t *g);
 void pl_program_stop(pipeline_t *p, program_t *g);
 void pl_run_timers(pipeline_t *p, program_t *g);
 int64_t pl_next_due(const program_t *g);
+
+/* Loads path (source NULL) or source, under the name path, into a new
+ * program (see pipeline_load; a reload's replaces p->prog, whose unchanged
+ * outputs it keeps). Returns NULL with the message in err. */
+program_t *pl_program_load(pipeline_t *p, const char *path, const char *source, config_t *cfg,
+                           char *err, size_t errlen);
+/* Frees g: its filters, its outputs (unless a delivery took them, and but
+ * those keep shares) and its Lua state. NULL is ignored. */
+void pl_program_free(program_t *g, const program_t *keep);
 
 /* Loads path, or source (not NULL) under the name path (pipeline.h's
  * pipeline_load, pipeline_load_source), with check_only (program_t). On

@@ -102,7 +102,7 @@ static void dead_letter(pipeline_t *p, program_t *g, filter_t *f, int recs, cons
   rc |= strbuf_add(b, "]}\n", 3);
   if (rc == 0 && write(f->dl_fd, b->data, b->len) == (ssize_t)b->len) {
     pl_count(&p->stats->dead_letters, 1);
-    pl_count(&f->dead_letters, 1);
+    pl_count(&f->n->dead_letters, 1);
   } else {
     pl_count(&p->stats->output_errors, 1);
     log_error(c ? c->name : NULL, "filter %s: cannot write to the dead-letter file %s: %s", f->name,
@@ -121,7 +121,7 @@ static int apply_on_error(pipeline_t *p, program_t *g, filter_t *f, int recs, co
 
 static void count_failure(pipeline_t *p, filter_t *f, int rc) {
   pl_count(rc == CALL_TIMEOUT ? &p->stats->filter_timeouts : &p->stats->filter_errors, 1);
-  pl_count(rc == CALL_TIMEOUT ? &f->timeouts : &f->errors, 1);
+  pl_count(rc == CALL_TIMEOUT ? &f->n->timeouts : &f->n->errors, 1);
 }
 
 /* 1 when the filter takes batches of container c (NULL: records emitted by
@@ -151,8 +151,8 @@ static void record_duration(filter_t *f, int64_t ns) {
   double s = (double)ns / 1e9;
   size_t i = 0;
   while (i < PIPELINE_DURATION_BUCKETS && s > pipeline_duration_bounds[i]) i++;
-  pl_count(&f->buckets[i], 1);
-  pl_count(&f->duration_ns, ns > 0 ? (unsigned long long)ns : 0);
+  pl_count(&f->n->buckets[i], 1);
+  pl_count(&f->n->duration_ns, ns > 0 ? (unsigned long long)ns : 0);
 }
 
 /* In the filter process: the engine watches the call of filter f begun at
@@ -180,9 +180,9 @@ static int run_filter(pipeline_t *p, program_t *g, filter_t *f, int recs, int ct
   char what[256], msg[512];
 
   if (!filter_selects(f, c)) return 1;
-  if (f->disabled) return apply_on_error(p, g, f, recs, c, "filter disabled: its init failed");
+  if (f->n->disabled) return apply_on_error(p, g, f, recs, c, "filter disabled: its init failed");
   if (f->process_ref == LUA_NOREF) return 1;
-  pl_count(&f->calls, 1);
+  pl_count(&f->n->calls, 1);
   snprintf(what, sizeof what, "filter %s (on_error=%s)", f->name, pl_on_error_names[f->on_error]);
   push_array_copy(L, recs); /* top + 1: the array the filter gets */
   raw_set_string(L, ctx, "filter", f->name);
@@ -443,7 +443,7 @@ int pl_run_hook(lua_State *L) {
   p->emit_on = kind != HOOK_INIT;
   p->emit_c = NULL;
   p->emit_f = f;
-  pl_count(&f->calls, 1);
+  pl_count(&f->n->calls, 1);
   call_begins(p, g, f, pl_clock_ns(CLOCK_MONOTONIC));
   rc = pl_call_protected(p, g, 1, 0, what, NULL, 1);
   call_ends(p);
@@ -452,7 +452,7 @@ int pl_run_hook(lua_State *L) {
     pl_take_emitted(p, g, 0);
     count_failure(p, f, rc);
     if (kind == HOOK_INIT) {
-      f->disabled = 1;
+      f->n->disabled = 1;
       log_error(NULL, "filter %s is disabled: its init failed; its batches follow on_error=%s",
                 f->name, pl_on_error_names[f->on_error]);
     }

@@ -52,6 +52,7 @@
 
 struct pl_worker {
   pid_t pid;
+  int from_zygote;  /* the zygote's child: the zygote reaps it */
   int fd;           /* the thread's end of the channel */
   int64_t next_due; /* the process's next timer (CLOCK_MONOTONIC ns), 0: none */
   strbuf_t out;     /* the request being sent (kept: one allocation) */
@@ -232,7 +233,7 @@ static void child_done(pipeline_t *p, program_t *g) {
 /* Closes every descriptor but stdio, the channel and the filters'
  * dead-letter files: the process must hold no connection of the engine's
  * open (a stream the engine closes would stay open in it). */
-static void child_close_fds(program_t *g, int keep) {
+void pl_close_fds(const program_t *g, int keep) {
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
   int fds[1024], n = 0, i;
@@ -311,19 +312,18 @@ static batch_t *child_batch(pipeline_t *p, rd_t *r) {
   return b;
 }
 
-/* The process's life: never returns. */
-static void child_main(pipeline_t *p, program_t *g, int fd, pid_t engine) {
+void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent) {
   char *buf = NULL;
   size_t cap = 0;
 
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != engine) _exit(0);
+  if (getppid() != parent) _exit(0);
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGUSR1, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
-  child_close_fds(g, fd);
+  pl_close_fds(g, fd);
   p->worker_fd = fd;
   p->in_worker = 1;
   /* The JIT compiles the filters. The runaway guard's count hook stays:
@@ -386,12 +386,18 @@ static const char *signal_name(int sig) {
 }
 
 /* Ends the process for good: kills it unless it already exited, and reaps
- * it. Returns its wait status. */
-static int reap(pl_worker_t *w, int kill_it) {
+ * it (the zygote does, for its children: until then the pid is not reused,
+ * so the kill cannot reach another process). Returns its wait status (0
+ * when the zygote is gone: the process died with it). */
+static int reap(pipeline_t *p, pl_worker_t *w, int kill_it) {
   int status = 0;
   if (kill_it) kill(w->pid, SIGKILL);
-  while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
-    ;
+  if (w->from_zygote) {
+    if (pl_zygote_wait(p, w->pid, &status) != 0) status = 0;
+  } else {
+    while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+      ;
+  }
   close(w->fd);
   strbuf_free(&w->out);
   free(w->in);
@@ -479,7 +485,7 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname, 
   *status = 0;
   if (rc != WAIT_DONE) {
     p->worker = NULL;
-    *status = reap(w, 1);
+    *status = reap(p, w, 1);
   }
   return rc;
 }
@@ -507,7 +513,7 @@ static void pl_worker_report(pipeline_t *p, program_t *g, int rc, int status, co
     pl_count(rc == WAIT_TIMEOUT || rc == WAIT_ABORTED ? &p->stats->filter_timeouts
                                                       : &p->stats->filter_errors,
              1);
-    pl_count(rc == WAIT_TIMEOUT || rc == WAIT_ABORTED ? &fl->timeouts : &fl->errors, 1);
+    pl_count(rc == WAIT_TIMEOUT || rc == WAIT_ABORTED ? &fl->n->timeouts : &fl->n->errors, 1);
     log_error(cname, "filter %s (on_error=%s): %s", fname, pl_on_error_names[fl->on_error], msg);
   } else {
     pl_count(&p->stats->filter_errors, 1);
@@ -515,32 +521,41 @@ static void pl_worker_report(pipeline_t *p, program_t *g, int rc, int status, co
   }
 }
 
+/* Forks the process from the pipeline thread (no zygote, or it does not
+ * hold g): its pid and the thread's end of the channel. Returns 0, or -1. */
+static int fork_here(pipeline_t *p, program_t *g, pid_t *pid, int *fd) {
+  int sv[2];
+  pid_t engine = getpid();
+
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+  *pid = fork();
+  if (*pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  if (*pid == 0) {
+    close(sv[0]);
+    pl_worker_main(p, g, sv[1], engine);
+  }
+  close(sv[1]);
+  *fd = sv[0];
+  return 0;
+}
+
 int pl_worker_start(pipeline_t *p, program_t *g) {
-  int sv[2], status, rc;
-  pid_t engine = getpid(), pid;
+  int status, rc;
   pl_worker_t *w;
 
   if (p->worker != NULL) return 0;
   if ((w = calloc(1, sizeof *w)) == NULL) return -1;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    free(w);
-    return -1;
-  }
   atomic_store(&p->stats->call_filter, -1);
-  pid = fork();
-  if (pid < 0) {
-    close(sv[0]);
-    close(sv[1]);
+  if (p->zygote_pid > 0 && p->zygote_current && pl_zygote_fork(p, &w->pid, &w->fd) == 0)
+    w->from_zygote = 1;
+  else if (fork_here(p, g, &w->pid, &w->fd) != 0) {
     free(w);
     return -1;
   }
-  if (pid == 0) {
-    close(sv[0]);
-    child_main(p, g, sv[1], engine);
-  }
-  close(sv[1]);
-  w->pid = pid;
-  w->fd = sv[0];
   p->worker = w;
   /* the init hooks run first; what they emit goes to the outputs */
   rc = collect(p, g, NULL, NULL, NULL, &status);
@@ -550,7 +565,8 @@ int pl_worker_start(pipeline_t *p, program_t *g) {
     pl_worker_report(p, g, rc, status, NULL, msg, sizeof msg, &f);
     return -1;
   }
-  log_debug(NULL, "filter process %ld started", (long)pid);
+  log_debug(NULL, "filter process %ld started (forked by the %s)", (long)w->pid,
+            w->from_zygote ? "zygote" : "pipeline thread");
   return 0;
 }
 
@@ -588,7 +604,7 @@ static int request(pipeline_t *p, program_t *g, uint32_t type, const struct iove
   rc = send_msg(w->fd, type, parts, n) == 0 ? collect(p, g, t, cname, sent, status) : WAIT_DIED;
   if (rc != WAIT_DONE && p->worker == w) { /* the send failed: the process is gone */
     p->worker = NULL;
-    *status = reap(w, 1);
+    *status = reap(p, w, 1);
   }
   return rc;
 }
@@ -646,13 +662,13 @@ void pl_worker_stop(pipeline_t *p, program_t *g, int shutdown) {
   if (w == NULL) return;
   if (!shutdown) {
     p->worker = NULL;
-    reap(w, 1);
+    reap(p, w, 1);
     return;
   }
   rc = request(p, g, WMSG_STOP, NULL, 0, NULL, NULL, NULL, &status);
   if (rc == WAIT_DONE) { /* it exits right after "done" */
     p->worker = NULL;
-    reap(w, 0);
+    reap(p, w, 0);
     return;
   }
   pl_worker_report(p, g, rc, status, NULL, msg, sizeof msg, &f);
