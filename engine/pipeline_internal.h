@@ -263,8 +263,9 @@ void pl_worker_tap(pipeline_t *p, int point, const char *name, const char *cname
  * the program, fd its end of the channel, parent the process that forked
  * it (the engine, or the zygote). */
 void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent);
-/* Closes every descriptor but stdio, keep and g's dead-letter files. */
-void pl_close_fds(const program_t *g, int keep);
+/* Closes every descriptor but stdio, keep and g's dead-letter files; with
+ * hold each one's number stays taken (by /dev/null). */
+void pl_close_fds(const program_t *g, int keep, int hold);
 
 /* ---- pipeline_zygote.c: the single-threaded process workers fork from ---- */
 

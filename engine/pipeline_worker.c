@@ -28,6 +28,7 @@
  * memory shared before the fork (pl_shared_calloc). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -233,7 +234,7 @@ static void child_done(pipeline_t *p, program_t *g) {
 /* Closes every descriptor but stdio, the channel and the filters'
  * dead-letter files: the process must hold no connection of the engine's
  * open (a stream the engine closes would stay open in it). */
-void pl_close_fds(const program_t *g, int keep) {
+void pl_close_fds(const program_t *g, int keep, int hold) {
   DIR *d = opendir("/proc/self/fd");
   struct dirent *e;
   int fds[1024], n = 0, i;
@@ -249,7 +250,10 @@ void pl_close_fds(const program_t *g, int keep) {
     if (k == g->n_filters) fds[n++] = (int)fd;
   }
   closedir(d);
-  for (i = 0; i < n; i++) close(fds[i]);
+  int null = hold ? open("/dev/null", O_RDWR | O_CLOEXEC) : -1;
+  for (i = 0; i < n; i++)
+    if (null < 0 || dup3(null, fds[i], O_CLOEXEC) < 0) close(fds[i]);
+  if (null >= 0) close(null);
 }
 
 /* A batch from its message. NULL when the message is broken or out of
@@ -323,7 +327,7 @@ void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent) {
   signal(SIGHUP, SIG_IGN);
   signal(SIGUSR1, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
-  pl_close_fds(g, fd);
+  pl_close_fds(g, fd, 0);
   p->worker_fd = fd;
   p->in_worker = 1;
   /* The JIT compiles the filters. The runaway guard's count hook stays:

@@ -283,9 +283,13 @@ static void zygote_main(pipeline_t *p, int fd, pid_t engine) {
   signal(SIGHUP, SIG_IGN);
   signal(SIGUSR1, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
-  pl_close_fds(p->prog, fd);
+  /* The descriptors are closed, their numbers held (/dev/null): a
+   * pthread_atfork handler may close in each child the ones it remembers
+   * (libuv's signal lock pipe), which must not be a filter process's
+   * channel by then. */
+  pl_close_fds(p->prog, fd, 1);
   for (;;) {
-    zhead_t h;
+    zhead_t h = {0, 0};
     char *data = NULL;
     int got;
     if (zrecv(fd, &h, &data, &got) != 0) break;
@@ -346,7 +350,7 @@ static int lost(pipeline_t *p) {
 }
 
 int pl_zygote_fork(pipeline_t *p, pid_t *pid, int *fd) {
-  zhead_t h;
+  zhead_t h = {0, 0};
   char *data = NULL;
   int32_t v;
 
@@ -366,7 +370,7 @@ int pl_zygote_fork(pipeline_t *p, pid_t *pid, int *fd) {
 }
 
 int pl_zygote_wait(pipeline_t *p, pid_t pid, int *status) {
-  zhead_t h;
+  zhead_t h = {0, 0};
   char *data = NULL;
   int32_t v = (int32_t)pid;
   int got;
@@ -389,7 +393,7 @@ int pl_zygote_wait(pipeline_t *p, pid_t pid, int *status) {
 void pl_zygote_load(pipeline_t *p, program_t *g, const char *path, const char *source) {
   size_t n = g->n_filters ? g->n_filters : 1, i;
   filter_counts_t *counts;
-  zhead_t h;
+  zhead_t h = {0, 0};
   char *data = NULL;
   int fd, got;
 
