@@ -20,7 +20,7 @@ void config_defaults(config_t *c) {
   c->cycle = 300;
   c->stop_timeout = 10;
   c->filter_timeout = 5;
-  c->filter_isolation = 0; /* "thread" */
+  c->filter_isolation = 1; /* "process" */
   c->reconcile_interval = 30;
   c->backoff_initial = 0.5;
   c->backoff_max = 30;

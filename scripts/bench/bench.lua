@@ -51,9 +51,9 @@
 --      compressed) to a local receiver, which keeps each request body;
 --      build/bench_compress then compresses every body with gzip and with
 --      zstd as the output does: MiB/s per core and ratio
--- Each of 1-3 reports lines/s, CPU seconds per million lines (the engine and
--- its filter process) and memory (the engine's peak RSS plus what its filter
--- process does not share with it),
+-- Each of 1-3 reports lines/s, CPU seconds per million lines (the engine,
+-- its zygote and filter process) and memory (the engine's peak RSS plus what
+-- its zygote and filter process do not share with it),
 -- the median of --runs runs, and lines/s as a ratio to a machine-speed
 -- reference timed after each run (row R, scripts/bench/bench-ref.lua: the work
 -- filter alone in a plain LuaJIT process with the JIT on, over the same
@@ -116,14 +116,19 @@ local function status_kb(pid, key)
   return tonumber((proc.read("/proc/" .. pid .. "/status") or ""):match(key .. ":%s*(%d+)"))
 end
 
--- pid and its children (the filter process), as a list.
+-- pid and its descendants (the zygote and the filter process it forked),
+-- as a list, pid first.
 local function family(pid)
-  local out = { pid }
-  local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
-  for _, t in ipairs(ok and tasks or {}) do
-    for c in (proc.read("/proc/" .. pid .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
-      out[#out + 1] = tonumber(c)
+  local out, i = { pid }, 1
+  while i <= #out and #out < 64 do
+    local p = out[i]
+    local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. p .. "/task")
+    for _, t in ipairs(ok and tasks or {}) do
+      for c in (proc.read("/proc/" .. p .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
+        out[#out + 1] = tonumber(c)
+      end
     end
+    i = i + 1
   end
   return out
 end
@@ -135,9 +140,9 @@ local function family_cpu(pid)
   return n
 end
 
--- The engine's memory: its peak RSS, plus the memory its filter process
--- does not share with it (private pages, now: the kernel keeps no peak of
--- those; the pages the two share after the fork count once).
+-- The engine's memory: its peak RSS, plus the memory its zygote and filter
+-- process do not share (private pages, now: the kernel keeps no peak of
+-- those; the pages they share after the forks count once).
 local function family_kb(pid)
   local n = status_kb(pid, "VmHWM") or 0
   for i, c in ipairs(family(pid)) do

@@ -3,7 +3,9 @@
 -- stuck inside one C call, loops in JIT-compiled code or runs out of Lua
 -- memory is reported with its name, its batch follows on_error, the filter
 -- process starts again, the engine reads on and stops within its bound, and
--- no process is left behind.
+-- no process is left behind. The filter processes fork from the zygote, a
+-- child of the engine forked before any thread: a restart or a reload forks
+-- a new one from it, under the sanitizers too.
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
 local proc = require "spec.support.proc"
@@ -49,7 +51,7 @@ local function delivered(recs)
   return count, seen
 end
 
--- The engine's child processes now.
+-- A process's child processes now.
 local function children(pid)
   local out = {}
   local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
@@ -61,23 +63,39 @@ local function children(pid)
   return out
 end
 
+-- The engine's processes: its zygote (its one child) and the zygote's
+-- children (the filter process); nil when they are not (yet) so.
+local function tree(pid)
+  local kids = children(pid)
+  if #kids ~= 1 then return nil end
+  local workers = children(kids[1])
+  if #workers ~= 1 then return nil end
+  return { zygote = kids[1], worker = workers[1] }
+end
+
+-- Waits for the engine's tree, a filter process other than `not_worker`.
+local function wait_tree(e, not_worker)
+  local t
+  proc.wait_for(function()
+    t = tree(e:pid())
+    return t and t.worker ~= not_worker
+  end, 20, "the zygote and a filter process")
+  return t
+end
+
 local function alive(pid) return proc.read("/proc/" .. pid .. "/stat") ~= nil end
 
--- Stops e within STOP_TIMEOUT + 1 s and checks that its filter process is
--- gone too.
+-- Stops e within STOP_TIMEOUT + 1 s and checks that its zygote and filter
+-- process are gone too.
 local function stop_clean(e)
-  local kids = children(e:pid())
-  assert.is_true(#kids >= 1, "the filter process runs")
+  local t = wait_tree(e)
   e:stop_in_bound(STOP_TIMEOUT + 1)
-  for _, k in ipairs(kids) do
-    proc.wait_for(function() return not alive(k) end, 5, "the filter process " .. k .. " to end")
+  for _, k in ipairs { t.zygote, t.worker } do
+    proc.wait_for(function() return not alive(k) end, 5, "the process " .. k .. " to end")
   end
 end
 
--- Plain engine only: the ASan and TSan runtimes of Debian 12's GCC do not
--- take their allocators' locks around fork(), so a filter process forked
--- while another thread allocates can hang in its first malloc.
-describe("a filter that fails hard", function()
+describe("a filter that fails hard #sanitize", function()
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
@@ -104,6 +122,9 @@ describe("a filter that fails hard", function()
   it("segfaulting through FFI: reported, the batch passes as it came, later lines are filtered", function()
     run { bad = "ffi.cast('int *', 0)[0] = 1" }
     assert_reported("the filter process")
+    -- the new filter process came from the zygote, which the crash left as it was
+    local t = wait_tree(e)
+    assert.is_true(alive(t.worker))
     local count, seen = delivered(e:json_records())
     for i = 1, LINES do assert.equal(1, count[i], "line " .. i) end
     assert.is_nil(seen[40], "the crashed batch went on unfiltered")
@@ -176,7 +197,7 @@ describe("a filter that fails hard", function()
   end)
 end)
 
-describe("the filter process", function()
+describe("the filter process #sanitize", function()
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
@@ -205,10 +226,17 @@ return {
   outputs = { { type = "stdout" } },
 }]]
     e = engine.start { pipeline = string.format(src, srv.host) }
+    -- the filter process is the zygote's child, the zygote the engine's
+    e:wait_records(function(recs) return delivered(recs)[5] ~= nil end, 30)
+    local before = wait_tree(e)
     e:wait_records(function(recs)
       local count = delivered(recs)
       return count[150] ~= nil
     end, 30)
+    -- after the crash (line 50): a new filter process, forked by the same zygote
+    local after = wait_tree(e, before.worker)
+    assert.equal(before.zygote, after.zygote)
+    assert.is_false(alive(before.worker))
     local recs = e:json_records()
     local count = delivered(recs)
     for i = 1, 150 do assert.equal(1, count[i], "line " .. i) end
@@ -247,6 +275,11 @@ return {
     e:wait_records(function(r)
       for _, x in ipairs(r) do if x.line == "second tick" then return true end end
     end, 20)
+    -- the reloaded pipeline's filter process comes from the zygote, which
+    -- loaded the new file
+    local reloaded = wait_tree(e, after.worker)
+    assert.equal(before.zygote, reloaded.zygote)
+    assert.is_nil(e:stderr_text():find("the zygote could not load", 1, true))
     stop_clean(e)
   end)
 end)
