@@ -43,8 +43,8 @@ typedef struct config {
   double stop_timeout;           /* 10 */
   double filter_timeout;         /* 5: one filter call */
   int filter_isolation;          /* engine.filter_isolation: 1 "process" (the
-                               filters run in a supervised process), 0
-                               "thread" (on the pipeline thread) */
+                               default: the filters run in a supervised
+                               process), 0 "thread" (on the pipeline thread) */
   double reconcile_interval;     /* 30: periodic container list */
   double backoff_initial;        /* 0.5 */
   double backoff_max;            /* 30 */

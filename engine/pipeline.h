@@ -44,15 +44,17 @@
  * The runaway guard: a count hook checks the call's deadline (and the abort
  * flag) every few thousand VM instructions of interpreted code.
  *
- * Isolation (engine.filter_isolation = "process"): the pipeline thread runs
- * the filters in a process of their own (pipeline_worker.c), forked from the
- * loaded program, with the JIT compiler on; the thread hands it each batch
+ * Isolation (engine.filter_isolation = "process", the default): the
+ * pipeline thread runs the filters in a process of their own
+ * (pipeline_worker.c), forked from the loaded program by the zygote
+ * (pipeline_zygote.c, pipeline_prefork), with the JIT compiler on; the
+ * thread hands it each batch
  * and takes the records it encoded for each output. A call there that the
  * hook cannot reach (compiled code, one C call) is ended past filter_timeout
  * by killing the process, and a process that dies (FFI) is reported; either
  * way the batch follows the filter's on_error and a new process starts
- * (init hooks again; Lua state lost). With "thread" (the default) the
- * filters run on the pipeline thread with the JIT compiler off: a call stuck in one C function
+ * (init hooks again; Lua state lost). With "thread" the filters run on the
+ * pipeline thread with the JIT compiler off: a call stuck in one C function
  * is interrupted only when it returns, and a crash ends the engine. */
 #ifndef ENGINE_PIPELINE_H
 #define ENGINE_PIPELINE_H

@@ -1,14 +1,17 @@
 /* pipeline_worker.c - the filter process (engine.filter_isolation =
- * "process").
+ * "process", the default).
  *
- * The pipeline thread forks a process that runs the filters: a copy of the
- * loaded program (its Lua state, filters and outputs' settings), with the
- * JIT compiler on and no instruction hook. The two talk over a socketpair,
- * one request at a time: the thread sends a batch (or a timer tick, or the
- * stop), the process runs the filters and encodes the records for each
- * output, and answers with the bodies (and the records offered to a tap),
- * then "done" with its next timer. The thread hands the bodies to the
- * outputs under the batch's ticket, exactly as when it encodes them itself.
+ * A process runs the filters: a copy of the loaded program (its Lua state,
+ * filters and outputs' settings), with the JIT compiler on. The zygote
+ * (pipeline_zygote.c), single-threaded, forks it and passes the pipeline
+ * thread its end of the channel; without a zygote (it could not start, or
+ * could not load a reload's program) the pipeline thread forks it. The two
+ * talk over a socketpair, one request at a time: the thread sends a batch
+ * (or a timer tick, or the stop), the process runs the filters and encodes
+ * the records for each output, and answers with the bodies (and the records
+ * offered to a tap), then "done" with its next timer. The thread hands the
+ * bodies to the outputs under the batch's ticket, exactly as when it
+ * encodes them itself.
  *
  * What no filter can take down: the thread watches every call the process
  * makes (pipeline_counters_t.call_filter, in shared memory). A call past
@@ -21,11 +24,12 @@
  * that did not get it yet) and a new process starts from the loaded
  * program: init hooks run again, and state kept in Lua is lost.
  *
- * The process: single-threaded, dies with the engine (PR_SET_PDEATHSIG),
+ * The process: single-threaded, dies with its parent (PR_SET_PDEATHSIG),
  * ignores the signals the engine handles, keeps only stdio, the channel and
  * the filters' dead-letter files open, logs through log.c (one write(2) a
  * line) and ends with _exit. Its counters are the engine's: they live in
- * memory shared before the fork (pl_shared_calloc). */
+ * memory shared with the engine (pl_shared_calloc before the zygote's fork;
+ * a memfd for a reload's program). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

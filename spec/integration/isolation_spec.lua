@@ -8,6 +8,7 @@
 -- a new one from it, under the sanitizers too.
 local engine = require "spec.support.engine"
 local fake = require "spec.support.fake"
+local metrics = require "spec.support.metrics"
 local proc = require "spec.support.proc"
 
 local LINES = 200
@@ -95,7 +96,7 @@ local function stop_clean(e)
   end
 end
 
-describe("a filter that fails hard #sanitize", function()
+describe("a filter that fails hard #sanitize #tsan", function()
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
@@ -197,7 +198,7 @@ describe("a filter that fails hard #sanitize", function()
   end)
 end)
 
-describe("the filter process #sanitize", function()
+describe("the filter process #sanitize #tsan", function()
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
@@ -280,6 +281,31 @@ return {
     local reloaded = wait_tree(e, after.worker)
     assert.equal(before.zygote, reloaded.zygote)
     assert.is_nil(e:stderr_text():find("the zygote could not load", 1, true))
+    stop_clean(e)
+  end)
+
+  it("counts a reloaded pipeline's filter calls as the engine's (the zygote maps its counts)", function()
+    srv = fake.start { "--containers", "1", "--rate", "100", "--lines", "400", "--linger", "--stdout-only" }
+    local function filters(name)
+      return string.format([[ { name = %q, process = function(b) return b end } ]], name)
+    end
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host, filters = filters("first") }
+    local function calls(name)
+      local status, body = metrics.get(url .. "/metrics")
+      if status ~= 200 then return 0 end
+      return metrics.parse(body):value("engine_filter_calls_total", { filter = name }) or 0
+    end
+    proc.wait_for(function() return calls("first") > 0 end, 20, "calls of the first filter")
+    local f = assert(io.open(e.pipeline_path, "w"))
+    f:write(metrics.pipeline { docker_host = srv.host, listen = url:match("//(.*)$"),
+                               filters = filters("second") })
+    f:close()
+    e:signal("HUP")
+    proc.wait_for(function() return calls("second") > 0 end, 20, "calls of the reloaded filter")
+    assert.is_nil(e:stderr_text():find("the zygote could not load", 1, true))
+    local t = wait_tree(e)
+    assert.is_true(alive(t.worker))
     stop_clean(e)
   end)
 end)
