@@ -235,6 +235,12 @@ void *pl_shared_map(int fd, size_t n, size_t size);
 /* The thread: starts a filter process for g (init hooks run in it).
  * Returns 0, or -1 when it could not start or died starting (reported). */
 int pl_worker_start(pipeline_t *p, program_t *g);
+
+/* The filter process's and the zygote's channels (socket pairs): writes or
+ * reads all n bytes, going on after EINTR. -1 when the other end is gone
+ * or failed. */
+int pl_send_all(int fd, const void *data, size_t n);
+int pl_recv_all(int fd, void *data, size_t n);
 /* The thread: runs b through the process; its bodies go to g's outputs
  * under t; sent (g->n_outputs flags) marks the outputs that got one.
  * Returns 0; or -1 when the process failed (reported and gone: the caller

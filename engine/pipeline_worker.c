@@ -91,7 +91,7 @@ typedef struct msg_head {
 
 /* ---- the channel ---- */
 
-static int send_all(int fd, const void *data, size_t n) {
+int pl_send_all(int fd, const void *data, size_t n) {
   const char *s = data;
   while (n > 0) {
     ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
@@ -103,7 +103,7 @@ static int send_all(int fd, const void *data, size_t n) {
   return 0;
 }
 
-static int recv_all(int fd, void *data, size_t n) {
+int pl_recv_all(int fd, void *data, size_t n) {
   char *s = data;
   while (n > 0) {
     ssize_t r = read(fd, s, n);
@@ -120,9 +120,9 @@ static int send_msg(int fd, uint32_t type, const struct iovec *parts, size_t n) 
   msg_head_t h = {type, 0};
   size_t i;
   for (i = 0; i < n; i++) h.len += (uint32_t)parts[i].iov_len;
-  if (send_all(fd, &h, sizeof h) != 0) return -1;
+  if (pl_send_all(fd, &h, sizeof h) != 0) return -1;
   for (i = 0; i < n; i++)
-    if (parts[i].iov_len && send_all(fd, parts[i].iov_base, parts[i].iov_len) != 0) return -1;
+    if (parts[i].iov_len && pl_send_all(fd, parts[i].iov_base, parts[i].iov_len) != 0) return -1;
   return 0;
 }
 
@@ -343,13 +343,13 @@ void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent) {
   child_done(p, g);
   for (;;) {
     msg_head_t h;
-    if (recv_all(fd, &h, sizeof h) != 0 || h.len > WMSG_MAX) _exit(0);
+    if (pl_recv_all(fd, &h, sizeof h) != 0 || h.len > WMSG_MAX) _exit(0);
     if (h.len > cap) {
       free(buf);
       cap = h.len;
       if ((buf = malloc(cap)) == NULL) _exit(1);
     }
-    if (h.len && recv_all(fd, buf, h.len) != 0) _exit(0);
+    if (h.len && pl_recv_all(fd, buf, h.len) != 0) _exit(0);
     rd_t r = {buf, buf + h.len, 0};
     switch (h.type) {
     case WMSG_BATCH: {
@@ -445,14 +445,14 @@ static int collect(pipeline_t *p, program_t *g, ticket_t *t, const char *cname, 
       continue;
     }
     msg_head_t h;
-    if (recv_all(w->fd, &h, sizeof h) != 0 || h.len > WMSG_MAX) break;
+    if (pl_recv_all(w->fd, &h, sizeof h) != 0 || h.len > WMSG_MAX) break;
     if (h.len > w->in_cap) {
       char *nb = realloc(w->in, h.len);
       if (nb == NULL) break;
       w->in = nb;
       w->in_cap = h.len;
     }
-    if (h.len && recv_all(w->fd, w->in, h.len) != 0) break;
+    if (h.len && pl_recv_all(w->fd, w->in, h.len) != 0) break;
     rd_t r = {w->in, w->in + h.len, 0};
     if (h.type == WMSG_DONE) {
       w->next_due = take_i64(&r);

@@ -70,30 +70,6 @@ typedef struct zhead {
 
 /* ---- the channel ---- */
 
-static int zwrite_all(int fd, const void *data, size_t n) {
-  const char *s = data;
-  while (n > 0) {
-    ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    s += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int zread_all(int fd, void *data, size_t n) {
-  char *s = data;
-  while (n > 0) {
-    ssize_t r = read(fd, s, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    s += r;
-    n -= (size_t)r;
-  }
-  return 0;
-}
-
 /* Sends a message (head, then the payload's two parts), with pass_fd (-1:
  * none) attached to its head. */
 static int zsend(int fd, uint32_t type, const void *a, uint32_t alen, const void *b, uint32_t blen,
@@ -122,9 +98,9 @@ static int zsend(int fd, uint32_t type, const void *a, uint32_t alen, const void
   while ((w = sendmsg(fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
     ;
   if (w <= 0) return -1;
-  if ((size_t)w < sizeof h && zwrite_all(fd, (char *)&h + w, sizeof h - (size_t)w) != 0) return -1;
-  if (alen && zwrite_all(fd, a, alen) != 0) return -1;
-  if (blen && zwrite_all(fd, b, blen) != 0) return -1;
+  if ((size_t)w < sizeof h && pl_send_all(fd, (char *)&h + w, sizeof h - (size_t)w) != 0) return -1;
+  if (alen && pl_send_all(fd, a, alen) != 0) return -1;
+  if (blen && pl_send_all(fd, b, blen) != 0) return -1;
   return 0;
 }
 
@@ -151,7 +127,7 @@ static int zrecv_head(int fd, zhead_t *h, int *got) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
         c->cmsg_len == CMSG_LEN(sizeof(int)))
       memcpy(got, CMSG_DATA(c), sizeof(int));
-  if ((size_t)r < sizeof *h && zread_all(fd, (char *)h + r, sizeof *h - (size_t)r) != 0) {
+  if ((size_t)r < sizeof *h && pl_recv_all(fd, (char *)h + r, sizeof *h - (size_t)r) != 0) {
     if (*got >= 0) close(*got);
     *got = -1;
     return -1;
@@ -168,7 +144,7 @@ static int zrecv_head(int fd, zhead_t *h, int *got) {
  * descriptor. Returns 0, or -1 (nothing to free). */
 static int zrecv(int fd, zhead_t *h, char **data, int *got) {
   if (zrecv_head(fd, h, got) != 0) return -1;
-  if ((*data = malloc((size_t)h->len + 1)) == NULL || zread_all(fd, *data, h->len) != 0) {
+  if ((*data = malloc((size_t)h->len + 1)) == NULL || pl_recv_all(fd, *data, h->len) != 0) {
     free(*data);
     *data = NULL;
     if (*got >= 0) close(*got);
