@@ -221,12 +221,17 @@ static void count_data(reader_t *r, size_t len) {
   if (r->win_bytes >= BUSY_BYTES) r->last_busy = now;
 }
 
-/* When the life timer next looks at a connected stream: at its cycle, or
- * every quiet_ms while the cycle waits or the stream is one to probe. */
+/* When the life timer next looks at a connected stream: at its cycle;
+ * every quiet_ms while the cycle waits; and a stream to probe when it will
+ * have been quiet for quiet_ms (a skip may be silent for little longer). */
 static void arm_life(reader_t *r) {
-  uint64_t cycle = ms(r->rt->cfg->cycle), now = uv_now(r->rt->loop);
+  uint64_t cycle = ms(r->rt->cfg->cycle), now = uv_now(r->rt->loop), quiet = quiet_ms(r);
   uint64_t due = r->stream_started + cycle > now ? r->stream_started + cycle - now : 0;
-  if (r->deferred || (r->c->log_local && due > quiet_ms(r))) due = quiet_ms(r);
+  if (r->deferred) due = quiet;
+  if (r->c->log_local) {
+    uint64_t q = r->last_data + quiet > now ? r->last_data + quiet - now : quiet;
+    if (due > q) due = q;
+  }
   uv_timer_start(&r->life, on_life, due, 0);
 }
 

@@ -70,6 +70,30 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
     end)
   end
 
+  -- The local log driver's follow stream skips a whole file where the
+  -- driver rotates: the fake daemon leaves 1,500 lines out of the follow
+  -- stream (the history keeps them) and reports the local driver.
+  it("finds a local-driver stream that skipped lines behind the log, and reads them from its cursor",
+     function()
+    srv = fake.start { "--containers", "1", "--rate", "1000", "--lines", "4000", "--local",
+                       "--fault", "skip:1" }
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host }
+    proc.wait_for(function()
+      local r = reader_entry(url, "c0")
+      return r and r.state == "finished"
+    end, 60, "c0 read to its end")
+    -- (fewer than 1,500 when the engine left the stream before the skip ended)
+    assert.is_true(srv:stats().skipped > 0, "the fake daemon skipped nothing")
+    local count = counts(e:json_records(), "c0")
+    for i = 1, 4000 do assert.equal(1, count["c0 " .. i], "line " .. i) end
+    local status, body = metrics.get(url .. "/metrics")
+    assert.equal(200, status)
+    assert.is_true(metrics.parse(body):value("engine_readers_cycled_total") >= 1)
+    local _, said = e:stderr_text():gsub("follow stream skipped lines where the local log driver rotated", "")
+    assert.equal(1, said)
+  end)
+
   it("counts nothing while the daemon sends each line once, across stream cycles", function()
     srv = fake.start { "--containers", "1", "--rate", "500", "--lines", "1500" }
     local url
@@ -207,6 +231,8 @@ describe("lines the real daemon repeats where its log file rotates", function()
   -- the daemon's newest entry (tail=1) and resumes from its cursor when the
   -- daemon has more; the files still hold what was skipped. Here each file
   -- takes about two seconds to fill: 1,000 lines a second, 128 KiB files.
+  -- The daemon does not skip at every rotation, nor in every run (the fake
+  -- daemon's skip case above always does).
   it("local driver rotation: every line once, although its follow stream skips each rotated file",
      function()
     local slow = string.format('sleep 2; i=1; while [ $i -le %d ]; do echo "line $i of the rotation spec"; ' ..
@@ -221,9 +247,6 @@ describe("lines the real daemon repeats where its log file rotates", function()
     local skipped = metrics.parse(body):value("engine_readers_cycled_total")
     print(string.format("\nlocal driver: %d answers, %d resumed after a skip; %d copies (%d surely read); counted %d",
                         #responses, skipped, all, sure, entry.repeated))
-    assert.is_true(skipped >= 1, "the follow stream was found behind the log only " .. skipped .. " times")
-    assert.matches("the daemon's follow stream skipped lines where the local log driver rotated",
-                   e:stderr_text())
     assert.is_true(entry.repeated <= all)
     assert.is_true(entry.repeated >= sure)
   end)

@@ -35,6 +35,7 @@
  *   --logfmt             lines like the benchmarks': level=info msg="request
  *                        served" status=200 path=... dur_ms=... (levels info
  *                        70%, debug 15%, warn 10%, error 5%)
+ *   --local              inspect reports the local log driver
  *   --quirk-content-type non-TTY logs requested below API 1.42 are labelled
  *                        raw-stream, as Docker does
  *
@@ -60,7 +61,10 @@
  * repeat: after every REPEAT_EVERY lines a logs stream sent, it sends the
  * last REPEAT_RUN of them again (same timestamps), as Docker's json-file
  * follow does where the file rotated; repeat-stderr: only the stderr lines
- * of that run. The stats line counts the lines sent again ("repeated"). */
+ * of that run. The stats line counts the lines sent again ("repeated").
+ * skip: a follow stream sends SKIP_AFTER lines, then leaves out the next
+ * SKIP_RUN lines as they come (they stay in the history), as the local log
+ * driver's follow does where its file rotated; counted ("skipped"). */
 #include "timestamp.h"
 
 #include <cJSON.h>
@@ -91,6 +95,8 @@ enum {
   EVENTS_END_AFTER = 3,
   REPEAT_EVERY = 40,
   REPEAT_RUN = 7,
+  SKIP_AFTER = 200,
+  SKIP_RUN = 1500,
   MIN_API_MINOR = 12,
   NAME_CAP = 32,
   ID_CHARS = 64
@@ -104,13 +110,13 @@ enum {
 enum fault {
   F_NONE, F_STALL_HEADERS, F_STALL_BODY, F_STALL_MID, F_TRUNCATE, F_BAD_HEADER,
   F_HUGE, F_RESET, F_DRIP, F_500, F_404, F_409, F_501, F_EVENTS_END, F_REPEAT,
-  F_REPEAT_STDERR, F_COUNT
+  F_REPEAT_STDERR, F_SKIP, F_COUNT
 };
 
 static const char *const fault_names[F_COUNT] = {
   "none", "stall-headers", "stall-body", "stall-mid-frame", "truncate",
   "bad-header", "huge-frame", "reset", "drip", "500", "404", "409", "501",
-  "events-end", "repeat", "repeat-stderr"
+  "events-end", "repeat", "repeat-stderr", "skip"
 };
 
 enum ctr_state { ST_CREATED, ST_RUNNING, ST_EXITED, ST_RESTARTING };
@@ -135,7 +141,7 @@ struct opts {
   const char *api;
   int api_major, api_minor;
   long containers;
-  int tty, stdout_only, quirk_ct, linger, cut_on_exit;
+  int tty, stdout_only, quirk_ct, linger, cut_on_exit, local;
   double rate, start_delay;
   uint64_t lines, preload, retain, long_every;
   size_t line_bytes;
@@ -179,6 +185,7 @@ struct stream {
   uint64_t first_sent;   /* seq of the first line sent, or NO_END */
   uint64_t sent;         /* lines sent, repeats excluded */
   uint64_t repeat_end;   /* while next_seq < repeat_end, lines go out again */
+  uint64_t skip_end;     /* skip fault: lines before this seq are left out */
   int64_t since;
   int want_out, want_err, stamps;
   /* events */
@@ -233,6 +240,7 @@ static struct {
   uint64_t applied[F_COUNT]; /* faults applied, by mode */
   uint64_t logs_requests, events_requests;
   uint64_t repeated; /* lines a repeat fault sent a second time */
+  uint64_t skipped;  /* lines a skip fault left out */
   long open_conns;
   int stopping, bound;
   char image_id[ID_CHARS + 1];
@@ -1023,6 +1031,10 @@ static void logs_pump(struct stream *s)
     if (ts < s->since || !(type == 1 ? s->want_out : s->want_err) ||
         (again && s->fault == F_REPEAT_STDERR && type != 2))
       continue;
+    if (seq < s->skip_end) {
+      g.skipped++;
+      continue;
+    }
     step = emit_line(s, &out, seq, ts);
     if (again) {
       g.repeated++;
@@ -1031,6 +1043,10 @@ static void logs_pump(struct stream *s)
     if (s->first_sent == NO_END)
       s->first_sent = seq;
     s->sent++;
+    if (s->fault == F_SKIP && s->end_seq == NO_END && s->sent == SKIP_AFTER) {
+      fault_applied(F_SKIP);
+      s->skip_end = s->next_seq + SKIP_RUN;
+    }
     if ((s->fault == F_REPEAT || s->fault == F_REPEAT_STDERR) && s->sent % REPEAT_EVERY == 0) {
       s->repeat_end = s->next_seq; /* go back over the last REPEAT_RUN seqs */
       s->next_seq = seq + 1 - REPEAT_RUN > s->first_sent ? seq + 1 - REPEAT_RUN : s->first_sent;
@@ -1262,14 +1278,14 @@ static void h_inspect(struct conn *c, const struct req *r, const char *id)
              "\"StartedAt\":\"%s\",\"FinishedAt\":\"%s\"},"
              "\"Image\":\"sha256:%s\",\"Name\":\"/%s\",\"RestartCount\":%d,"
              "\"LogPath\":\"/var/lib/docker/containers/%s/%s-json.log\","
-             "\"HostConfig\":{\"LogConfig\":{\"Type\":\"json-file\",\"Config\":{}}},"
+             "\"HostConfig\":{\"LogConfig\":{\"Type\":\"%s\",\"Config\":{}}},"
              "\"Config\":{\"Hostname\":\"%.12s\",\"Tty\":%s,\"Image\":\"fake:latest\","
              "\"Labels\":{\"fake\":\"1\"}}}\n",
              k->id, created, ctr_status(k), k->state == ST_RUNNING ? "true" : "false",
              k->state == ST_RESTARTING ? "true" : "false",
              k->state == ST_RUNNING ? 1000 + (long)(k - g.ctrs) : 0L, started, finished,
-             g.image_id, k->name, k->runs > 1 ? k->runs - 1 : 0, k->id, k->id, k->id,
-             g.o.tty ? "true" : "false");
+             g.image_id, k->name, k->runs > 1 ? k->runs - 1 : 0, k->id, k->id,
+             g.o.local ? "local" : "json-file", k->id, g.o.tty ? "true" : "false");
   respond_json(c, r, 200, &b);
 }
 
@@ -1316,6 +1332,8 @@ static const char *logs_content_type(const struct req *r)
   return "application/vnd.docker.multiplexed-stream";
 }
 
+static int num_u64(const char *s, uint64_t *out);
+
 static void h_logs(struct conn *c, const struct req *r, const char *id)
 {
   char v[64];
@@ -1347,7 +1365,12 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
     respond_error(c, r, 400, "invalid value for since: expected SECONDS[.NANOSECONDS]");
     return;
   }
-  int tail0 = query_get(r->query, "tail", v, sizeof v) == 1 && strcmp(v, "0") == 0;
+  uint64_t tail = NO_END; /* tail=N: the last N lines; all: everything */
+  if (query_get(r->query, "tail", v, sizeof v) == 1 && strcmp(v, "all") != 0 &&
+      num_u64(v, &tail) < 0) {
+    respond_error(c, r, 400, "invalid value for tail");
+    return;
+  }
   if (f == F_STALL_HEADERS) {
     fault_applied(F_STALL_HEADERS);
     c->state = CS_STALL;
@@ -1375,7 +1398,9 @@ static void h_logs(struct conn *c, const struct req *r, const char *id)
   s->want_err = want_err;
   s->stamps = query_bool(r->query, "timestamps");
   s->first_sent = NO_END;
-  s->next_seq = tail0 ? hist_next(k) : hist_find(k, since);
+  s->next_seq = hist_find(k, since);
+  if (tail != NO_END && hist_next(k) - s->next_seq > tail)
+    s->next_seq = hist_next(k) - tail;
   s->end_seq = query_bool(r->query, "follow") && k->state == ST_RUNNING ? NO_END : hist_next(k);
   list_add(&k->streams, &s->link);
   c->stream = s;
@@ -1799,8 +1824,8 @@ static void print_stats(void)
   uint64_t total = 0;
   buf_printf(&b,
              "{\"connections\":%ld,\"logs_requests\":%" PRIu64 ",\"events_requests\":%" PRIu64
-             ",\"repeated\":%" PRIu64 ",\"lines\":{",
-             g.open_conns, g.logs_requests, g.events_requests, g.repeated);
+             ",\"repeated\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"lines\":{",
+             g.open_conns, g.logs_requests, g.events_requests, g.repeated, g.skipped);
   for (long i = 0; i < g.o.containers; i++) {
     uint64_t n = hist_next(&g.ctrs[i]) - 1;
     total += n;
@@ -1913,7 +1938,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     {"lines", 1, 0, 'l'},       {"preload", 1, 0, 'p'},     {"line-bytes", 1, 0, 'b'},
     {"long-every", 1, 0, 'e'},  {"retain", 1, 0, 'R'},      {"start-delay", 1, 0, 'd'},
     {"fault", 1, 0, 'f'},       {"quirk-content-type", 0, 0, 'q'}, {"logfmt", 0, 0, 'L'},
-    {"linger", 0, 0, 'G'},      {"cut-on-exit", 0, 0, 'C'}, {0, 0, 0, 0}};
+    {"linger", 0, 0, 'G'},      {"cut-on-exit", 0, 0, 'C'}, {"local", 0, 0, 'D'},
+    {0, 0, 0, 0}};
   uint64_t u = 0;
   int ch, bad = 0;
   o->api = "1.41";
@@ -1929,6 +1955,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     case 'o': o->stdout_only = 1; break;
     case 'G': o->linger = 1; break;
     case 'C': o->cut_on_exit = 1; break;
+    case 'D': o->local = 1; break;
     case 'r': bad = num_double(optarg, &o->rate) < 0; break;
     case 'l': bad = num_u64(optarg, &o->lines) < 0; break;
     case 'p': bad = num_u64(optarg, &o->preload) < 0; break;
