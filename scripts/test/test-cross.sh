@@ -15,6 +15,7 @@
 # Ends with one line "N passed, N failed". Exit status 0 when all passed.
 set -u
 cd "$(dirname "$0")/../.."
+. scripts/test/busted-counts.sh
 arch=${1:-arm64}
 case "$arch" in
   arm64) t=aarch64-linux-gnu; qemu=qemu-aarch64-static; machine="ARM aarch64"; jit=arm64 ;;
@@ -55,15 +56,10 @@ failed=0
 
 # tally NAME: adds the counts of busted's summary in $log/NAME.out.
 tally() {
-  line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log/$1.out" | tail -n 1)
-  if [ -z "$line" ]; then
+  if ! busted_counts "$log/$1.out"; then
     echo "!! $1: busted printed no summary"
     failed=$((failed + 1)); return
   fi
-  s=$(echo "$line" | grep -oE '[0-9]+ success' | grep -oE '[0-9]+')
-  f=$(echo "$line" | grep -oE '[0-9]+ failure' | grep -oE '[0-9]+')
-  e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+')
-  p=$(echo "$line" | grep -oE '[0-9]+ pending' | grep -oE '[0-9]+')
   passed=$((passed + s))
   failed=$((failed + f + e + p))
 }

@@ -19,6 +19,7 @@
 # "N passed, N failed" over every run.
 set -u
 cd "$(dirname "$0")/../.."
+. scripts/test/busted-counts.sh
 what=${1:-all}
 BUSTED="luajit /usr/bin/busted"
 ASAN_LIBS="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
@@ -36,16 +37,11 @@ run() {
   echo "== $name"
   ( while [ "$1" != "--" ]; do export "$1"; shift; done; shift
     exec $BUSTED -o plainTerminal "$@" ) 2>&1 | tee "$log/$name.out"
-  line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors?' "$log/$name.out" | tail -n 1)
-  if [ -z "$line" ]; then
+  if ! busted_counts "$log/$name.out"; then
     echo "!! $name: busted printed no summary"
     echo "$name: busted printed no summary" >>"$failures"
     failed=$((failed + 1)); status=1; return
   fi
-  s=$(echo "$line" | grep -oE '[0-9]+ success' | grep -oE '[0-9]+')
-  f=$(echo "$line" | grep -oE '[0-9]+ failure' | grep -oE '[0-9]+')
-  e=$(echo "$line" | grep -oE '[0-9]+ error' | grep -oE '[0-9]+')
-  p=$(echo "$line" | grep -oE '[0-9]+ pending' | grep -oE '[0-9]+')
   passed=$((passed + s))
   failed=$((failed + f + e + p))
   if [ "$((f + e + p))" -ne 0 ]; then
