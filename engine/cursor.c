@@ -472,3 +472,73 @@ cursor_t *cursor_restore(int64_t margin_ns, size_t max_keys, const cursor_state_
   }
   return c;
 }
+
+/* --- spans ---------------------------------------------------------------- */
+
+struct cursor_span {
+  cursor_key_t *keys; /* sorted by key_cmp */
+  unsigned char *taken;
+  size_t n;
+};
+
+static int key_cmp(const void *pa, const void *pb) {
+  const cursor_key_t *a = pa, *b = pb;
+  if (a->ts != b->ts) return a->ts < b->ts ? -1 : 1;
+  if (a->hash != b->hash) return a->hash < b->hash ? -1 : 1;
+  if (a->stream != b->stream) return a->stream < b->stream ? -1 : 1;
+  return a->len < b->len ? -1 : a->len > b->len;
+}
+
+cursor_span_t *cursor_span_new(const cursor_t *c, int64_t from, int64_t to) {
+  cursor_span_t *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  size_t n = 0;
+  for (size_t i = 0; i < c->count; i++) {
+    int64_t ts = c->ring[(c->head + i) % c->ring_cap].ts;
+    n += ts >= from && ts <= to;
+  }
+  if (n && (!(s->keys = malloc(n * sizeof *s->keys)) || !(s->taken = calloc(n, 1)))) {
+    cursor_span_free(s);
+    return NULL;
+  }
+  for (size_t i = 0; i < c->count; i++) {
+    const cursor_key_t *k = &c->ring[(c->head + i) % c->ring_cap];
+    if (k->ts >= from && k->ts <= to) s->keys[s->n++] = *k;
+  }
+  if (s->n > 1) qsort(s->keys, s->n, sizeof *s->keys, key_cmp);
+  return s;
+}
+
+void cursor_span_free(cursor_span_t *s) {
+  if (!s) return;
+  free(s->keys);
+  free(s->taken);
+  free(s);
+}
+
+int cursor_span_take(cursor_span_t *s, const cursor_key_t *k) {
+  size_t lo = 0, hi = s->n; /* the first key with (ts, hash) not less than k's */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const cursor_key_t *m = &s->keys[mid];
+    if (m->ts < k->ts || (m->ts == k->ts && m->hash < k->hash)) lo = mid + 1;
+    else hi = mid;
+  }
+  for (size_t i = lo; i < s->n && s->keys[i].ts == k->ts && s->keys[i].hash == k->hash; i++)
+    if (!s->taken[i] && s->keys[i].len == k->len && s->keys[i].stream == k->stream) {
+      s->taken[i] = 1;
+      return 1;
+    }
+  return 0;
+}
+
+size_t cursor_span_left(const cursor_span_t *s) {
+  size_t left = 0;
+  for (size_t i = 0; i < s->n; i++) left += !s->taken[i];
+  return left;
+}
+
+int64_t cursor_window_start(const cursor_t *c) {
+  if (!c->evicted) return INT64_MIN;
+  return c->evicted_max == INT64_MAX ? INT64_MAX : c->evicted_max + 1;
+}

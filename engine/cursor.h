@@ -107,6 +107,29 @@ int64_t cursor_newest(const cursor_t *c);
 /* Number of keys in the window (for tests and metrics). */
 size_t cursor_window(const cursor_t *c);
 
+/* A span of the window: the delivered keys stamped in [from, to], copied,
+ * to check another read of that span against (a local-driver follow
+ * stream may skip lines; reader.c reads the span again and delivers what
+ * the span lacks). Each delivery is one copy. */
+typedef struct cursor_span cursor_span_t;
+
+/* Copies the keys of c stamped in [from, to]. Returns NULL when out of
+ * memory. */
+cursor_span_t *cursor_span_new(const cursor_t *c, int64_t from, int64_t to);
+void cursor_span_free(cursor_span_t *s);
+
+/* Takes one copy of k out of the span: 1 when it held one (that line was
+ * delivered), 0 when not. Can't fail. */
+int cursor_span_take(cursor_span_t *s, const cursor_key_t *k);
+
+/* Copies not taken yet: a read of the span that left some out was not
+ * whole (the daemon missed lines of it too). */
+size_t cursor_span_left(const cursor_span_t *s);
+
+/* The oldest timestamp the window still answers for: keys older than it
+ * may have left (INT64_MIN when none has). */
+int64_t cursor_window_start(const cursor_t *c);
+
 /* What a saved cursor holds besides its keys (checkpoint.h writes it). */
 typedef struct cursor_state {
   int any;             /* something was delivered */

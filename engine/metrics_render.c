@@ -138,7 +138,7 @@ static void histogram(writer_t *w, const char *name, const char *label, const ch
 typedef struct per_container {
   const char *name; /* "_other" for the rest */
   const char *host; /* its daemon (NULL for "_other") */
-  unsigned long long lines, bytes, errors, repeated;
+  unsigned long long lines, bytes, errors, repeated, recovered;
   int64_t newest; /* -1: none (or the _other sum) */
 } per_container_t;
 
@@ -180,6 +180,7 @@ static per_container_t *containers(const status_t *s, size_t max, size_t *n, siz
     c->bytes += r->bytes;
     c->errors += r->errors;
     c->repeated += r->repeated;
+    c->recovered += r->recovered;
   }
   return out;
 }
@@ -215,6 +216,11 @@ static void container_families(writer_t *w, const status_t *s, size_t max) {
       "Lines the daemon sent a second time within one log stream (json-file rotation), dropped.");
   for (size_t i = 0; i < n; i++)
     pc_u(w, s, "engine_docker_repeated_lines_total", &pc[i], pc[i].repeated);
+  family(w, "engine_docker_skipped_lines_total", "counter",
+         "Lines the daemon's follow stream skipped (the local driver's, where its file rotated) "
+         "that a check read found and delivered late.");
+  for (size_t i = 0; i < n; i++)
+    pc_u(w, s, "engine_docker_skipped_lines_total", &pc[i], pc[i].recovered);
   family(w, "engine_reader_last_timestamp_seconds", "gauge",
          "Docker timestamp of the newest line delivered for the container (Unix seconds).");
   for (size_t i = 0; i < n; i++)
@@ -513,6 +519,7 @@ static int add_reader(cJSON *arr, const status_reader_t *r) {
          cJSON_AddNumberToObject(o, "bytes", (double)r->bytes) &&
          cJSON_AddNumberToObject(o, "errors", (double)r->errors) &&
          cJSON_AddNumberToObject(o, "repeated", (double)r->repeated) &&
+         cJSON_AddNumberToObject(o, "skipped", (double)r->recovered) &&
          cJSON_AddBoolToObject(o, "paused", r->paused);
 }
 

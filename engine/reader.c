@@ -1,5 +1,6 @@
 /* reader.c - one container's log stream (see reader.h for the states). */
 #include <cJSON.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,18 @@ struct reader {
   daemon_t *daemon; /* the container's daemon: its requests go there */
   cursor_t *cursor; /* borrowed from the owner */
   reader_state_t state;
-  http_req_t *req;   /* the logs or inspect request in flight */
-  http_req_t *probe; /* the tail request checking a quiet stream, or NULL */
-  uv_timer_t life;   /* cycle while connected, delay while in backoff */
-  uv_timer_t flush;  /* the open batch's flush interval */
+  http_req_t *req;          /* the logs or inspect request in flight */
+  http_req_t *probe;        /* the tail request checking a quiet stream, or NULL */
+  struct span_check *check; /* the read checking a span of a local-driver stream, or NULL */
+  int64_t check_from;       /* that stream is checked up to here (INT64_MAX: nothing yet) */
+  uint64_t check_bytes;     /* bytes delivered since the last check began */
+  uint64_t last_check;      /* uv_now when the last check began */
+  int check_tries;          /* reads of the span from check_from that were not whole */
+  int64_t check_last;       /* the end of the last whole check (INT64_MAX: none) */
+  int64_t replay_until;     /* the cursor's newest when the connection began: a
+                               check waits until the connection is past it */
+  uv_timer_t life;          /* cycle while connected, delay while in backoff */
+  uv_timer_t flush;         /* the open batch's flush interval */
   int open_handles;
   decoder_t dec;
   batch_t *batch;          /* open batch, or NULL */
@@ -39,7 +48,8 @@ struct reader {
   uint64_t win_start;      /* uv_now when the current one-second window began */
   uint64_t win_bytes;      /* bytes the stream brought in that window */
   uint64_t last_busy;      /* uv_now when a window reached BUSY_BYTES */
-  uint64_t lines_checked;  /* stream_lines when the stream was last probed */
+  uint64_t lines_checked;  /* stream_lines when the stream was last probed
+                              (UINT64_MAX: not probed yet) */
   int deferred;            /* the cycle is due and waits for a quiet stream */
   int skip_logged;         /* the daemon's skip was logged for this container */
   int protocol_error;
@@ -54,9 +64,10 @@ struct reader {
   int64_t answered_ns; /* wall clock when the attach was answered */
   char error[192];
   uint64_t lines, errors;
-  uint64_t bytes;    /* of the delivered lines (metrics) */
-  uint64_t repeated; /* lines the daemon sent twice in one stream, dropped */
-  occurrence_t *occ; /* the connection's counts of equal lines */
+  uint64_t bytes;     /* of the delivered lines (metrics) */
+  uint64_t repeated;  /* lines the daemon sent twice in one stream, dropped */
+  uint64_t recovered; /* lines a follow stream skipped, delivered by a check */
+  occurrence_t *occ;  /* the connection's counts of equal lines */
 };
 
 /* An attach stream: sent, not answered; answered, its data held until the
@@ -89,6 +100,7 @@ uint64_t reader_lines(const reader_t *r) { return r->lines; }
 uint64_t reader_errors(const reader_t *r) { return r->errors; }
 uint64_t reader_bytes(const reader_t *r) { return r->bytes; }
 uint64_t reader_repeated(const reader_t *r) { return r->repeated; }
+uint64_t reader_recovered(const reader_t *r) { return r->recovered; }
 int64_t reader_newest(const reader_t *r) { return cursor_newest(r->cursor); }
 
 /* Every state change goes through here. */
@@ -105,12 +117,21 @@ static uint64_t ms(double seconds) { return seconds <= 0 ? 0 : (uint64_t)(second
 
 /* --- batches ------------------------------------------------------------ */
 
+/* The oldest timestamp the cursor must keep covering: the line still being
+ * assembled, and for a local-driver stream the span not checked yet
+ * (check_span): a resume from the cursor, or from the checkpoint after a
+ * restart, then reads that span again. */
+static int64_t floor_ts(const reader_t *r) {
+  int64_t pending = decoder_pending_ts(&r->dec);
+  return r->check_from < pending ? r->check_from : pending;
+}
+
 static void submit_batch(reader_t *r) {
   uv_timer_stop(&r->flush);
   if (!r->batch) return;
   batch_t *b = r->batch;
   r->batch = NULL;
-  b->floor_ts = decoder_pending_ts(&r->dec);
+  b->floor_ts = floor_ts(r);
   inflight_submit(r->rt->inflight, b);
 }
 
@@ -125,6 +146,8 @@ static int outside_window(const config_t *cfg, int64_t ts) {
 }
 
 /* --- lines ---------------------------------------------------------------- */
+
+static void add_line(reader_t *r, const decode_line_t *l, const cursor_key_t *k, uint32_t occ);
 
 static void deliver(reader_t *r, const decode_line_t *line) {
   const config_t *cfg = r->rt->cfg;
@@ -146,10 +169,17 @@ static void deliver(reader_t *r, const decode_line_t *line) {
   if (seen == CURSOR_REPEATED) {
     r->repeated++;
     if (cursor_repeated(r->cursor) == 1)
-      log_info(r->c->name, "the daemon sent lines of this stream twice (json-file does where "
-                           "its file rotates); the copies are dropped and counted");
+      log_info(r->c->name, "the daemon sent lines of this stream twice (json-file and local do "
+                           "where the log file rotates); the copies are dropped and counted");
   }
   if (seen != CURSOR_NEW) return; /* delivered already */
+  if (r->c->log_local && !r->attach && r->check_from == INT64_MAX) r->check_from = l->ts;
+  add_line(r, l, &k, occ);
+}
+
+/* Adds a line to the open batch and records it in the cursor. */
+static void add_line(reader_t *r, const decode_line_t *l, const cursor_key_t *k, uint32_t occ) {
+  const config_t *cfg = r->rt->cfg;
   if (!r->batch) {
     if (!(r->batch = batch_new(r->c))) {
       log_error(r->c->name, "out of memory for a batch; line dropped");
@@ -161,11 +191,12 @@ static void deliver(reader_t *r, const decode_line_t *line) {
     log_error(r->c->name, "out of memory for a line of %zu bytes; line dropped", l->len);
     return;
   }
-  r->batch->recs[r->batch->n - 1].hash = k.hash;
+  r->batch->recs[r->batch->n - 1].hash = k->hash;
   r->batch->recs[r->batch->n - 1].occ = occ;
-  cursor_deliver(r->cursor, &k, decoder_pending_ts(&r->dec));
+  cursor_deliver(r->cursor, k, floor_ts(r));
   r->lines++;
   r->bytes += l->len;
+  r->check_bytes += l->len;
   r->stream_lines++;
   if (r->batch->n >= cfg->batch_max_lines || r->batch->used >= cfg->batch_max_bytes)
     submit_batch(r);
@@ -190,11 +221,25 @@ static void close_reader(reader_t *r, const char *why);
 
 static void confirm_attach(reader_t *r, const char *why);
 
+/* How often a local-driver stream is checked (check_span): every
+ * CHECK_EVERY_MS while busy or after CHECK_BYTES, else every CHECK_IDLE_MS. */
+#define CHECK_EVERY_MS 250
+#define CHECK_BYTES 16384
+#define CHECK_IDLE_MS 60000
+/* Reads of one span that come back without lines delivered from it before
+ * the span is taken as checked (what was missing has left the files). */
+#define CHECK_TRIES 4
+/* How far before its span a check read starts (see check_span). */
+#define CHECK_BACK_NS 2000000000LL
+
 /* A stream that brought nothing for this long is quiet (at least twice
  * read_delay, after which a slow stream is read again). */
 static uint64_t quiet_ms(const reader_t *r) {
-  uint64_t twice = 2 * ms(r->rt->cfg->read_delay);
-  return twice > 1000 ? twice : 1000;
+  uint64_t twice = 2 * ms(r->rt->cfg->read_delay), least = 1000;
+  /* a local-driver stream stalls where its file rotates, and at a few
+   * thousand lines a second the files keep little more than a second */
+  if (r->c->log_local) least = 2 * CHECK_EVERY_MS;
+  return twice > least ? twice : least;
 }
 
 static int is_quiet(const reader_t *r) {
@@ -231,6 +276,9 @@ static void arm_life(reader_t *r) {
   if (r->c->log_local) {
     uint64_t q = r->last_data + quiet > now ? r->last_data + quiet - now : quiet;
     if (due > q) due = q;
+    if ((is_busy(r) || r->check_bytes >= CHECK_BYTES) && due > CHECK_EVERY_MS)
+      due = CHECK_EVERY_MS; /* check_span */
+    else if (r->check_bytes && due > CHECK_IDLE_MS) due = CHECK_IDLE_MS;
   }
   uv_timer_start(&r->life, on_life, due, 0);
 }
@@ -285,6 +333,153 @@ static void probe_stream(reader_t *r) {
   r->probe = docker_logs_tail(r->daemon->docker, r->c->id, 1, &handler, r);
 }
 
+/* --- checking a local-driver stream -------------------------------------- */
+
+/* The local driver's follow stream can skip lines where the driver rotates
+ * its file, also while the container writes on (then the stream is never
+ * quiet and probe_stream never looks). So the span of a local-driver stream
+ * from check_from to a little before its newest line is read again without
+ * follow and compared with the keys the cursor delivered in it; a line the
+ * span lacks was skipped and is delivered now, late. A busy stream (or one
+ * that brought CHECK_BYTES) is checked every CHECK_EVERY_MS: at a few
+ * thousand lines a second small files rotate away what was skipped within
+ * about a second. One that brought less is checked every CHECK_IDLE_MS (a
+ * skip there leaves it quiet long enough for probe_stream). Until a span
+ * is checked the cursor's floor stays at its start, so a resume (and a
+ * restart from the checkpoint) reads it again instead. */
+/* How far behind the newest line a check ends: each stream's lines may be
+ * written a little out of order with the other's. */
+#define CHECK_LAG_NS 100000000LL
+
+typedef struct span_check {
+  reader_t *r;
+  http_req_t *req;
+  decoder_t dec;
+  cursor_span_t *span; /* the keys delivered in [from, to] */
+  occurrence_t *occ;
+  int64_t from, to;
+  uint64_t found; /* lines the span lacked */
+} span_check_t;
+
+static void check_free(span_check_t *ch) {
+  if (!ch) return;
+  http_cancel(ch->req);
+  decoder_free(&ch->dec);
+  cursor_span_free(ch->span);
+  occurrence_free(ch->occ);
+  free(ch);
+}
+
+static void cancel_check(reader_t *r) {
+  check_free(r->check);
+  r->check = NULL;
+}
+
+static void on_check_line(void *ud, const decode_line_t *l) {
+  span_check_t *ch = ud;
+  reader_t *r = ch->r;
+  if (l->stream == DECODE_SYSERR || l->ts < ch->from || l->ts > ch->to)
+    return; /* the stream brings it, or the next span */
+  cursor_key_t k = cursor_key(l->ts, l->stream, l->data, l->len);
+  uint32_t occ = 0;
+  (void)occurrence_count(ch->occ, &k, &occ);
+  if (cursor_span_take(ch->span, &k)) return; /* delivered */
+  ch->found++;
+  r->recovered++;
+  add_line(r, l, &k, occ);
+}
+
+static int on_check_body(void *ud, const char *data, size_t len) {
+  span_check_t *ch = ud;
+  return decoder_feed(&ch->dec, data, len) == 0 ? 0 : -1;
+}
+
+static void on_check_done(void *ud, const http_result_t *res) {
+  span_check_t *ch = ud;
+  reader_t *r = ch->r;
+  ch->req = NULL;
+  if (!res->ok || res->status != 200) {
+    char why[300];
+    docker_describe_error(res, why, sizeof why);
+    log_debug(r->c->name, "checking the stream's last span failed: %s", why);
+    cancel_check(r); /* checked again at the next look */
+    return;
+  }
+  decoder_finish(&ch->dec);
+  size_t left = cursor_span_left(ch->span);
+  if (left) {
+    /* The answer lacked lines that were delivered: the daemon's read of its
+     * files missed some (one rotated under it), and may have missed skipped
+     * ones with them. What it did have is delivered; the span is
+     * read again at the next look. */
+    log_debug(r->c->name,
+              "a check read of the stream lacked %zu delivered lines; reading the "
+              "span again",
+              left);
+    if (ch->found) log_debug(r->c->name, "it found %" PRIu64 " skipped lines", ch->found);
+    if (++r->check_tries < CHECK_TRIES) {
+      cancel_check(r);
+      return;
+    }
+    /* read CHECK_TRIES times and never whole: the files no longer hold it */
+    log_debug(r->c->name, "the daemon's files no longer hold the whole span; checking on");
+  }
+  r->check_tries = 0;
+  if (ch->found) {
+    log_msg(r->recovered == ch->found ? LOG_INFO : LOG_DEBUG, r->c->name,
+            "the daemon's follow stream skipped %" PRIu64 " lines where the local log driver "
+            "rotated its file; read again and delivered",
+            ch->found);
+  }
+  /* Each span is read by two checks: a read of the files while one of them
+   * rotates can miss lines of it that the follow stream skipped too, and
+   * nothing in that answer shows it. */
+  if (r->check_last != INT64_MAX && r->check_last > r->check_from) r->check_from = r->check_last;
+  r->check_last = ch->to;
+  cancel_check(r);
+}
+
+/* Starts a check of the span from check_from when one is due. */
+static void check_span(reader_t *r) {
+  static const http_handler_t handler = {NULL, on_check_body, on_check_done};
+  uint64_t now = uv_now(r->rt->loop);
+  if (!r->c->log_local || r->attach || r->rt->cfg->backfill || r->last_read || r->check ||
+      r->check_from == INT64_MAX || r->paused || r->state != READER_STREAMING ||
+      cursor_newest(r->cursor) <= r->replay_until || now - r->last_check < CHECK_EVERY_MS ||
+      !r->check_bytes ||
+      (!is_busy(r) && r->check_bytes < CHECK_BYTES && now - r->last_check < CHECK_IDLE_MS))
+    return;
+  int64_t to = cursor_newest(r->cursor) - CHECK_LAG_NS, pending = decoder_pending_ts(&r->dec);
+  if (pending != INT64_MAX && pending - 1 < to) to = pending - 1;
+  int64_t from = r->check_from, start = cursor_window_start(r->cursor);
+  if (start > from) { /* keys left the window (max_keys): that part cannot be checked */
+    log_debug(r->c->name, "a span of the stream left the cursor's window unchecked");
+    from = r->check_from = start;
+  }
+  if (to <= from) return;
+  span_check_t *ch = calloc(1, sizeof *ch);
+  if (!ch || !(ch->occ = occurrence_new()) || !(ch->span = cursor_span_new(r->cursor, from, to))) {
+    if (ch) occurrence_free(ch->occ);
+    free(ch);
+    return; /* out of memory: the floor keeps the span for a resume */
+  }
+  ch->r = r;
+  ch->from = from;
+  ch->to = to;
+  decoder_init(&ch->dec, r->c->tty, r->rt->cfg->frame_max, r->rt->cfg->line_max, on_check_line, ch);
+  r->check = ch;
+  r->last_check = now;
+  r->check_bytes = 0;
+  /* Read from CHECK_BACK_NS before the span, without `until`: Debian's
+   * dockerd 20.10 answers a local-driver read whose `since` is within its
+   * newest files without some of them while one is compressed, and one
+   * with `until` sometimes with nothing at all. Lines outside the span are
+   * read and left alone. */
+  int64_t since = from > CHECK_BACK_NS ? from - CHECK_BACK_NS : 0;
+  ch->req = docker_logs(r->daemon->docker, r->c->id, since, 0, 0, &handler, NULL, ch);
+  if (!ch->req) cancel_check(r);
+}
+
 static void on_life(uv_timer_t *t) {
   reader_t *r = t->data;
   if (r->attach == ATTACH_ANSWERED) {
@@ -310,6 +505,7 @@ static void on_life(uv_timer_t *t) {
              r->state == READER_STREAMING) {
     probe_stream(r);
   }
+  check_span(r);
   arm_life(r);
 }
 
@@ -443,11 +639,14 @@ static void connect_stream(reader_t *r) {
   const config_t *cfg = r->rt->cfg;
   if (cfg->backfill && since < cfg->backfill_since) since = cfg->backfill_since;
   decoder_reset(&r->dec);
+  cancel_check(r); /* this connection reads the unchecked span again */
+  r->replay_until = cursor_newest(r->cursor);
   cursor_begin_replay(r->cursor);
   occurrence_clear(r->occ); /* a new connection counts from its since */
   r->protocol_error = 0;
   r->paused = 0;
-  r->stream_lines = r->lines_checked = 0;
+  r->stream_lines = 0;
+  r->lines_checked = UINT64_MAX; /* a stream that never brings a line is probed too */
   r->stream_started = r->last_data = uv_now(r->rt->loop);
   r->deferred = 0;
   r->win_start = r->last_data;
@@ -583,6 +782,7 @@ static void close_reader(reader_t *r, const char *why) {
   r->req = NULL;
   http_cancel(r->probe);
   r->probe = NULL;
+  cancel_check(r);
   submit_batch(r);
   uv_timer_stop(&r->life);
   handles_close((uv_handle_t *)&r->life, timer_closed);
@@ -668,6 +868,7 @@ reader_t *reader_start(runtime_t *rt, daemon_t *d, container_t *c, cursor_t *cur
   r->c = container_ref(c);
   r->cursor = cursor;
   r->initial_since = since_ns;
+  r->check_from = r->check_last = INT64_MAX;
   backoff_init(&r->backoff, rt->cfg->backoff_initial, rt->cfg->backoff_max);
   r->event_ns = event_ns;
   r->state = READER_CLOSED; /* becomes CONNECTING below */
@@ -690,7 +891,7 @@ void reader_free(reader_t *r) {
   if (!r) return;
   ENGINE_CHECK(r->state == READER_CLOSED && r->open_handles == 0);
   if (r->rt->retired) /* the metrics' per-container counts outlive the reader */
-    retired_add(r->rt->retired, r->c, r->lines, r->bytes, r->errors, r->repeated,
+    retired_add(r->rt->retired, r->c, r->lines, r->bytes, r->errors, r->repeated, r->recovered,
                 cursor_newest(r->cursor));
   decoder_free(&r->dec);
   batch_free(r->batch);

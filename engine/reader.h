@@ -150,6 +150,10 @@ uint64_t reader_bytes(const reader_t *r);
  * rotation), dropped, since the reader started. */
 uint64_t reader_repeated(const reader_t *r);
 
+/* Lines a local-driver follow stream skipped that a check read found and
+ * delivered late, since the reader started. */
+uint64_t reader_recovered(const reader_t *r);
+
 /* The newest timestamp delivered through the reader's cursor (ns), or -1. */
 int64_t reader_newest(const reader_t *r);
 

@@ -50,7 +50,7 @@ static void drop(retired_t *l, lentry_t *e) {
 }
 
 void retired_add(retired_t *l, const container_t *c, uint64_t lines, uint64_t bytes,
-                 uint64_t errors, uint64_t repeated, int64_t newest) {
+                 uint64_t errors, uint64_t repeated, uint64_t recovered, int64_t newest) {
   const char *name = c->name;
   lentry_t *e = find(l, c->key);
   if (e) {
@@ -70,6 +70,7 @@ void retired_add(retired_t *l, const container_t *c, uint64_t lines, uint64_t by
   e->t.bytes += bytes;
   e->t.errors += errors;
   e->t.repeated += repeated;
+  e->t.recovered += recovered;
   if (newest > e->t.newest) e->t.newest = newest;
 }
 

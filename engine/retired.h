@@ -21,8 +21,9 @@ typedef struct retired_counts {
   char id[65];
   char name[256]; /* the name at the last retirement */
   uint64_t lines, bytes, errors;
-  uint64_t repeated; /* lines the daemon repeated, dropped */
-  int64_t newest;    /* newest delivered timestamp (ns), or -1 */
+  uint64_t repeated;  /* lines the daemon repeated, dropped */
+  uint64_t recovered; /* lines a follow stream skipped, delivered late */
+  int64_t newest;     /* newest delivered timestamp (ns), or -1 */
 } retired_counts_t;
 
 /* Returns an empty table for at most max containers (at least 1), or NULL
@@ -32,7 +33,7 @@ retired_t *retired_new(size_t max);
 /* Adds a finished reader's counts to container c (by its key). Out of
  * memory: the counts are lost (the metrics undercount), nothing else. */
 void retired_add(retired_t *l, const container_t *c, uint64_t lines, uint64_t bytes,
-                 uint64_t errors, uint64_t repeated, int64_t newest);
+                 uint64_t errors, uint64_t repeated, uint64_t recovered, int64_t newest);
 
 /* The totals of the container of key, or NULL. */
 const retired_counts_t *retired_find(const retired_t *l, const char *key);

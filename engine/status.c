@@ -54,6 +54,7 @@ static void add_reader(void *ud, reader_t *rd) {
   o->bytes = reader_bytes(rd);
   o->errors = reader_errors(rd);
   o->repeated = reader_repeated(rd);
+  o->recovered = reader_recovered(rd);
   o->paused = reader_paused(rd);
   const retired_counts_t *t = c->rt->retired ? retired_find(c->rt->retired, ct->key) : NULL;
   if (t) { /* the readers it had before */
@@ -61,6 +62,7 @@ static void add_reader(void *ud, reader_t *rd) {
     o->bytes += t->bytes;
     o->errors += t->errors;
     o->repeated += t->repeated;
+    o->recovered += t->recovered;
     if (t->newest > o->newest) o->newest = t->newest;
   }
 }
@@ -80,6 +82,7 @@ static void add_finished(void *ud, const retired_counts_t *t) {
   o->bytes = t->bytes;
   o->errors = t->errors;
   o->repeated = t->repeated;
+  o->recovered = t->recovered;
 }
 
 static int by_name(const void *a, const void *b) {

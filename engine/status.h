@@ -34,8 +34,9 @@ typedef struct status_reader {
   int live;                      /* it has a live reader */
   int64_t newest;                /* newest delivered timestamp (ns), or -1 */
   uint64_t lines, bytes, errors;
-  uint64_t repeated; /* lines the daemon sent twice in one stream, dropped */
-  int paused;        /* waits for the outputs (backpressure) */
+  uint64_t repeated;  /* lines the daemon sent twice in one stream, dropped */
+  uint64_t recovered; /* lines a follow stream skipped, delivered late */
+  int paused;         /* waits for the outputs (backpressure) */
 } status_reader_t;
 
 /* One followed daemon (daemon.h). */

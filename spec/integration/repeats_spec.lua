@@ -94,6 +94,34 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
     assert.equal(1, said)
   end)
 
+  -- The same skip while the container writes on: at 4,000 lines a second the
+  -- 1,500 lines are left out within 0.4 s, so the stream never falls quiet
+  -- for the tail probe. The reader checks each span of a busy local-driver
+  -- stream by reading it again (since..until, no follow) and delivers what
+  -- the span lacks, late; the stream itself is not reopened.
+  it("finds lines a busy local-driver stream skipped by reading its spans again", function()
+    srv = fake.start { "--containers", "1", "--rate", "4000", "--lines", "16000", "--local",
+                       "--fault", "skip:1" }
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host }
+    proc.wait_for(function()
+      local r = reader_entry(url, "c0")
+      return r and r.state == "finished"
+    end, 60, "c0 read to its end")
+    local skipped = srv:stats().skipped
+    assert.equal(1500, skipped)
+    local count = counts(e:json_records(), "c0")
+    for i = 1, 16000 do assert.equal(1, count["c0 " .. i], "line " .. i) end
+    assert.equal(skipped, reader_entry(url, "c0").skipped)
+    local status, body = metrics.get(url .. "/metrics")
+    assert.equal(200, status)
+    local m = metrics.parse(body)
+    assert.equal(skipped, m:value("engine_docker_skipped_lines_total", { container = "c0" }))
+    assert.equal(0, m:value("engine_readers_cycled_total"))
+    local _, said = e:stderr_text():gsub("follow stream skipped %d+ lines where the local log driver", "")
+    assert.equal(1, said)
+  end)
+
   it("counts nothing while the daemon sends each line once, across stream cycles", function()
     srv = fake.start { "--containers", "1", "--rate", "500", "--lines", "1500" }
     local url
@@ -229,8 +257,10 @@ describe("lines the real daemon repeats where its log file rotates", function()
   -- old one's offset, so the stream falls quiet while the new file fills).
   -- A reader checks a quiet stream of a local-driver container against
   -- the daemon's newest entry (tail=1) and resumes from its cursor when the
-  -- daemon has more; the files still hold what was skipped. Here each file
-  -- takes about two seconds to fill: 1,000 lines a second, 128 KiB files.
+  -- daemon has more, and reads each span of a busy one again (since, no
+  -- follow) to deliver what the stream skipped; the files still hold what
+  -- was skipped. Here each file takes about two seconds to fill: 1,000
+  -- lines a second, 128 KiB files.
   -- The daemon does not skip at every rotation, nor in every run (the fake
   -- daemon's skip case above always does).
   it("local driver rotation: every line once, although its follow stream skips each rotated file",
@@ -245,10 +275,36 @@ describe("lines the real daemon repeats where its log file rotates", function()
     assert.equal(200, status)
     -- the default cycle is 300 s: every stream reopened here was behind
     local skipped = metrics.parse(body):value("engine_readers_cycled_total")
-    print(string.format("\nlocal driver: %d answers, %d resumed after a skip; %d copies (%d surely read); counted %d",
-                        #responses, skipped, all, sure, entry.repeated))
+    print(string.format("\nlocal driver: %d answers, %d resumed after a skip, %d skipped lines found by " ..
+                        "span checks; %d copies (%d surely read); counted %d",
+                        #responses, skipped, entry.skipped, all, sure, entry.repeated))
     assert.is_true(entry.repeated <= all)
     assert.is_true(entry.repeated >= sure)
+  end)
+
+  -- With 64 KiB files at 4,000 lines a second a file fills in a third of a
+  -- second and the daemon keeps about 1.5 s of log. Debian's dockerd 20.10
+  -- then loses lines in its own reads of a compressed rotation (the
+  -- default): the follow stream skips and stalls, and a read whose `since`
+  -- is within the newest files can miss one being compressed
+  -- (scripts/dev/local-reads.lua measures it). The span checks find much of
+  -- what the stream skipped, not all of it in every run: what is asserted
+  -- here is that no line arrives twice; the counts are printed.
+  it("local driver, 64 KiB files at 4,000 lines a second: no line twice", function()
+    local count, entry, responses = follow({ "--log-driver", "local", "--log-opt", "max-size=64k" },
+                                           numbered)
+    local delivered = 0
+    for text, n in pairs(count) do
+      assert.equal(1, n, text .. " arrived " .. n .. " times")
+      assert.matches("^line %d+ of the rotation spec$", text)
+      delivered = delivered + 1
+    end
+    local checks = 0
+    for _, r in ipairs(responses) do
+      if r.target:find("follow=0", 1, true) and not r.target:find("tail=", 1, true) then checks = checks + 1 end
+    end
+    print(string.format("\nlocal driver, 64 KiB: %d of %d lines delivered, %d of them found by %d span checks",
+                        delivered, N, entry.skipped, checks))
   end)
 
   it("keeps a line the container prints many times a millisecond, every time", function()
