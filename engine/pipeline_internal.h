@@ -273,6 +273,16 @@ void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent);
  * hold each one's number stays taken (by /dev/null). */
 void pl_close_fds(const program_t *g, int keep, int hold);
 
+/* Opens each filter's dead-letter file again by its path (after SIGUSR1,
+ * and in a filter process as it starts: the file may have been rotated
+ * since the program was loaded), closing the descriptor it had; one that
+ * cannot be opened is logged and keeps the old one. */
+void pl_reopen_dead_letters(program_t *g);
+
+/* Closes each filter's dead-letter file (the zygote holds none: a rotated
+ * file is not kept open, and each filter process opens its own). */
+void pl_close_dead_letters(program_t *g);
+
 /* ---- pipeline_zygote.c: the single-threaded process workers fork from ---- */
 
 /* Forks a worker from the zygote: its pid and the engine's end of its

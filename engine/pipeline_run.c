@@ -284,9 +284,15 @@ static int any_routed(lua_State *L, int recs) {
   return found;
 }
 
-/* Reopens the filters' dead-letter files (the outputs' files are reopened
- * on the loop, by the delivery). */
-static void reopen_dead_letters(program_t *g) {
+void pl_close_dead_letters(program_t *g) {
+  for (size_t i = 0; i < g->n_filters; i++)
+    if (g->filters[i].dl_fd >= 0) {
+      close(g->filters[i].dl_fd);
+      g->filters[i].dl_fd = -1;
+    }
+}
+
+void pl_reopen_dead_letters(program_t *g) {
   size_t i;
 
   for (i = 0; i < g->n_filters; i++) {
@@ -298,7 +304,7 @@ static void reopen_dead_letters(program_t *g) {
       log_error(NULL, "filter %s: cannot reopen %s: %s", f->name, f->dl_path, strerror(errno));
       continue;
     }
-    close(f->dl_fd);
+    if (f->dl_fd >= 0) close(f->dl_fd);
     f->dl_fd = fd;
   }
 }
@@ -348,7 +354,7 @@ static void write_outputs(pipeline_t *p, program_t *g, int recs, const char *cna
   size_t i, n = lua_objlen(L, recs), reached = 0;
   unsigned char *hits;
 
-  if (atomic_exchange(&p->reopen, 0)) reopen_dead_letters(g);
+  if (atomic_exchange(&p->reopen, 0)) pl_reopen_dead_letters(g);
   if (n == 0) return;
   if (!g->routing || !any_routed(L, recs)) {
     pl_count(&p->stats->records_out, n);

@@ -332,6 +332,7 @@ void pl_worker_main(pipeline_t *p, program_t *g, int fd, pid_t parent) {
   signal(SIGUSR1, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   pl_close_fds(g, fd, 0);
+  pl_reopen_dead_letters(g);
   p->worker_fd = fd;
   p->in_worker = 1;
   /* The JIT compiles the filters. The runaway guard's count hook stays:
@@ -608,7 +609,10 @@ static int request(pipeline_t *p, program_t *g, uint32_t type, const struct iove
   int rc;
 
   *status = 0;
-  if (atomic_exchange(&p->reopen, 0)) send_msg(w->fd, WMSG_REOPEN, NULL, 0);
+  if (atomic_exchange(&p->reopen, 0)) { /* the thread writes a crashed batch's dead letter */
+    pl_reopen_dead_letters(g);
+    send_msg(w->fd, WMSG_REOPEN, NULL, 0);
+  }
   rc = send_msg(w->fd, type, parts, n) == 0 ? collect(p, g, t, cname, sent, status) : WAIT_DIED;
   if (rc != WAIT_DONE && p->worker == w) { /* the send failed: the process is gone */
     p->worker = NULL;

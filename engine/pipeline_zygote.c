@@ -239,6 +239,7 @@ static void z_load(zygote_t *z, const char *data, uint32_t len, int counts_fd) {
   g->counts = counts;
   for (i = 0; i < g->n_filters; i++) g->filters[i].n = &counts[i];
   g->reuse = NULL;
+  pl_close_dead_letters(g);
   pl_program_free(p->prog, g);
   p->prog = g;
   close(counts_fd);
@@ -264,6 +265,7 @@ static void zygote_main(pipeline_t *p, int fd, pid_t engine) {
    * (libuv's signal lock pipe), which must not be a filter process's
    * channel by then. */
   pl_close_fds(p->prog, fd, 1);
+  pl_close_dead_letters(p->prog);
   for (;;) {
     zhead_t h = {0, 0};
     char *data = NULL;

@@ -149,6 +149,45 @@ describe("a filter that fails hard #sanitize #tsan", function()
     assert.matches("the filter process", text, 1, true)
   end)
 
+  -- logrotate moves the dead-letter file and sends SIGUSR1; a filter
+  -- process forked after that (from the zygote, which loaded the program
+  -- before) writes its dead letters to the new file at the path too
+  it("a filter process started after SIGUSR1 writes dead letters to the file now at the path", function()
+    local dl = os.tmpname()
+    srv = fake.start { "--containers", "1", "--rate", "50", "--lines", tostring(LINES), "--linger",
+                       "--stdout-only" }
+    e = engine.start { pipeline = string.format([[
+local ffi = require("ffi")
+ffi.cdef "void abort(void);"
+return {
+  docker = { host = %q },
+  batch = { flush_interval = 0.05 },
+  engine = { filter_isolation = "process", stop_timeout = %d },
+  dead_letter = { path = %q },
+  filters = { { name = "fragile", on_error = "dead_letter",
+    process = function(batch)
+      for _, r in ipairs(batch) do
+        if r.line == "c0 100" then ffi.C.abort() end
+        if r.line == "c0 150" then error("refused") end
+      end
+      return batch
+    end } },
+  outputs = { { type = "stdout" } },
+}]], srv.host, STOP_TIMEOUT, dl) }
+    e:wait_records(function(r) return delivered(r)[50] end, 30)
+    assert(os.rename(dl, dl .. ".1"))
+    e:signal("USR1")
+    e:wait_records(function(r) return delivered(r)[LINES] end, 30)
+    stop_clean(e)
+    local old, new = proc.read(dl .. ".1") or "", proc.read(dl) or ""
+    os.remove(dl)
+    os.remove(dl .. ".1")
+    assert.matches('"line":"c0 100"', new, 1, true) -- the engine's, for the crashed process
+    assert.matches('"line":"c0 150"', new, 1, true) -- the new filter process's own
+    assert.matches("refused", new, 1, true)
+    assert.equal("", old)
+  end)
+
   it("stuck in a backtracking pattern: timed out, dropped, the engine reads on", function()
     local t0 = proc.now()
     run { bad = "local s = string.rep('x', 5000); s:match('(.-)x(.-)x(.-)y')", on_error = "drop",
