@@ -48,8 +48,10 @@ struct reader {
   uint64_t win_start;      /* uv_now when the current one-second window began */
   uint64_t win_bytes;      /* bytes the stream brought in that window */
   uint64_t last_busy;      /* uv_now when a window reached BUSY_BYTES */
-  uint64_t lines_checked;  /* stream_lines when the stream was last probed
-                              (UINT64_MAX: not probed yet) */
+  uint64_t lines_checked;  /* stream_lines when the stream was last probed */
+  uint64_t last_probe;     /* uv_now of that probe */
+  uint64_t probe_wait;     /* how long a quiet stream that brought nothing since
+                              waits for the next probe (doubles up to PROBE_MAX_MS) */
   int deferred;            /* the cycle is due and waits for a quiet stream */
   int skip_logged;         /* the daemon's skip was logged for this container */
   int protocol_error;
@@ -232,6 +234,12 @@ static void confirm_attach(reader_t *r, const char *why);
 /* How far before its span a check read starts (see check_span). */
 #define CHECK_BACK_NS 2000000000LL
 
+/* A quiet local-driver stream is probed when it has been quiet for
+ * quiet_ms, and again while it stays quiet after waits that double up to
+ * this (a stream that stalled where the file rotated brings nothing more;
+ * an idle container's costs a request a minute). */
+#define PROBE_MAX_MS 60000
+
 /* A stream that brought nothing for this long is quiet (at least twice
  * read_delay, after which a slow stream is read again). */
 static uint64_t quiet_ms(const reader_t *r) {
@@ -329,7 +337,14 @@ static void on_probe_done(void *ud, const http_result_t *res) {
 
 static void probe_stream(reader_t *r) {
   static const http_handler_t handler = {NULL, NULL, on_probe_done};
+  uint64_t now = uv_now(r->rt->loop);
+  if (r->stream_lines == r->lines_checked && r->last_probe) {
+    r->probe_wait = r->probe_wait * 2 < PROBE_MAX_MS ? r->probe_wait * 2 : PROBE_MAX_MS;
+  } else {
+    r->probe_wait = quiet_ms(r);
+  }
   r->lines_checked = r->stream_lines;
+  r->last_probe = now;
   r->probe = docker_logs_tail(r->daemon->docker, r->c->id, 1, &handler, r);
 }
 
@@ -501,7 +516,9 @@ static void on_life(uv_timer_t *t) {
     }
     if (!r->deferred) log_debug(r->c->name, "cycle due: waiting while the stream is busy");
     r->deferred = 1;
-  } else if (is_quiet(r) && r->c->log_local && r->stream_lines != r->lines_checked && !r->probe &&
+  } else if (is_quiet(r) && r->c->log_local && !r->probe &&
+             (r->stream_lines != r->lines_checked || !r->last_probe ||
+              uv_now(r->rt->loop) - r->last_probe >= r->probe_wait) &&
              r->state == READER_STREAMING) {
     probe_stream(r);
   }
@@ -645,8 +662,7 @@ static void connect_stream(reader_t *r) {
   occurrence_clear(r->occ); /* a new connection counts from its since */
   r->protocol_error = 0;
   r->paused = 0;
-  r->stream_lines = 0;
-  r->lines_checked = UINT64_MAX; /* a stream that never brings a line is probed too */
+  r->stream_lines = r->lines_checked = r->last_probe = 0;
   r->stream_started = r->last_data = uv_now(r->rt->loop);
   r->deferred = 0;
   r->win_start = r->last_data;
