@@ -1,4 +1,5 @@
 /* batch.c - batches of lines (see batch.h). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "batch.h"
@@ -11,6 +12,23 @@ batch_t *batch_new(container_t *c) {
   b->container = container_ref(c);
   b->floor_ts = INT64_MAX;
   return b;
+}
+
+int batch_reserve(batch_t *b, size_t lines, size_t bytes) {
+  if (lines > SIZE_MAX / sizeof *b->recs - b->n || bytes > UINT32_MAX - b->used) return -1;
+  if (b->n + lines > b->cap) {
+    batch_rec_t *r = realloc(b->recs, (b->n + lines) * sizeof *r);
+    if (!r) return -1;
+    b->recs = r;
+    b->cap = b->n + lines;
+  }
+  if (b->used + bytes > b->bytes_cap) {
+    char *p = realloc(b->bytes, b->used + bytes);
+    if (!p) return -1;
+    b->bytes = p;
+    b->bytes_cap = b->used + bytes;
+  }
+  return 0;
 }
 
 int batch_add(batch_t *b, int64_t ts, int stream, unsigned flags, const char *data, size_t len) {

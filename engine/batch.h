@@ -47,6 +47,12 @@ typedef struct batch {
 /* Returns an empty batch holding a new reference to c, or NULL when out of
  * memory. */
 batch_t *batch_new(container_t *c);
+/* Makes room for lines more lines of bytes more bytes in all, so that
+ * adding them allocates nothing (a reader sizes each batch like its last
+ * one: growing a batch by doubling copies its lines about once more and
+ * leaves up to half of its buffer unused). Returns 0, or -1 when out of
+ * memory (the batch is then unchanged; batch_add still grows it). */
+int batch_reserve(batch_t *b, size_t lines, size_t bytes);
 
 /* Appends a line. Returns 0, or -1 when out of memory (the batch is then
  * unchanged). */

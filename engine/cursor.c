@@ -151,7 +151,9 @@ static void table_remove(cursor_t *c, size_t i) {
 static int ring_reserve(cursor_t *c) {
   if (c->count < c->ring_cap) return 0;
   size_t cap = c->ring_cap ? c->ring_cap * 2 : RING_MIN;
-  if (cap > c->max_keys + 1) cap = c->max_keys + 1;
+  /* The last step goes straight to max_keys + 1, not through max_keys
+   * (a window of max_keys would be copied once more for its last key). */
+  if (cap >= c->max_keys) cap = c->max_keys + 1;
   if (cap <= c->count) return -1; /* no room: max_keys + 1 overflowed, or the doubling did */
   cursor_key_t *ring = malloc(cap * sizeof *ring);
   if (!ring) return -1;
@@ -188,7 +190,9 @@ static void pass_check(cursor_t *c) {
  * (table_reserve tries again, smaller). */
 static void table_alloc(cursor_t *c) {
   size_t cap = TABLE_MIN;
-  while (cap < c->count * 2 + 2) cap *= 2;
+  /* table_reserve's load limit (a half) with every key of the window in:
+   * a full window of 65536 keys takes 4 MiB, not twice that. */
+  while (cap < c->count * 2) cap *= 2;
   c->table = calloc(cap, sizeof *c->table);
   c->table_cap = c->table ? cap : 0;
   c->table_used = c->indexed = 0;

@@ -39,21 +39,22 @@ struct reader {
   uv_timer_t flush;         /* the open batch's flush interval */
   int open_handles;
   decoder_t dec;
-  batch_t *batch;          /* open batch, or NULL */
-  backoff_t backoff;       /* reconnection delays */
-  int64_t initial_since;   /* where to start while the cursor is empty */
-  uint64_t stream_started; /* uv_now when the current request was made */
-  uint64_t stream_lines;   /* lines delivered by the current request */
-  uint64_t last_data;      /* uv_now when the stream last brought data */
-  uint64_t win_start;      /* uv_now when the current one-second window began */
-  uint64_t win_bytes;      /* bytes the stream brought in that window */
-  uint64_t last_busy;      /* uv_now when a window reached BUSY_BYTES */
-  uint64_t lines_checked;  /* stream_lines when the stream was last probed */
-  uint64_t last_probe;     /* uv_now of that probe */
-  uint64_t probe_wait;     /* how long a quiet stream that brought nothing since
+  batch_t *batch;           /* open batch, or NULL */
+  size_t last_n, last_used; /* lines and bytes of the last batch submitted */
+  backoff_t backoff;        /* reconnection delays */
+  int64_t initial_since;    /* where to start while the cursor is empty */
+  uint64_t stream_started;  /* uv_now when the current request was made */
+  uint64_t stream_lines;    /* lines delivered by the current request */
+  uint64_t last_data;       /* uv_now when the stream last brought data */
+  uint64_t win_start;       /* uv_now when the current one-second window began */
+  uint64_t win_bytes;       /* bytes the stream brought in that window */
+  uint64_t last_busy;       /* uv_now when a window reached BUSY_BYTES */
+  uint64_t lines_checked;   /* stream_lines when the stream was last probed */
+  uint64_t last_probe;      /* uv_now of that probe */
+  uint64_t probe_wait;      /* how long a quiet stream that brought nothing since
                               waits for the next probe (doubles up to PROBE_MAX_MS) */
-  int deferred;            /* the cycle is due and waits for a quiet stream */
-  int skip_logged;         /* the daemon's skip was logged for this container */
+  int deferred;             /* the cycle is due and waits for a quiet stream */
+  int skip_logged;          /* the daemon's skip was logged for this container */
   int protocol_error;
   int paused;          /* the stream waits for the outputs to catch up */
   int last_read;       /* the container exited: its history is read from
@@ -133,6 +134,8 @@ static void submit_batch(reader_t *r) {
   if (!r->batch) return;
   batch_t *b = r->batch;
   r->batch = NULL;
+  r->last_n = b->n;
+  r->last_used = b->used;
   b->floor_ts = floor_ts(r);
   inflight_submit(r->rt->inflight, b);
 }
@@ -187,6 +190,9 @@ static void add_line(reader_t *r, const decode_line_t *l, const cursor_key_t *k,
       log_error(r->c->name, "out of memory for a batch; line dropped");
       return;
     }
+    /* Sized like the last batch, with a sixteenth more room for its bytes
+     * (out of memory: it grows as lines come). */
+    (void)batch_reserve(r->batch, r->last_n, r->last_used + r->last_used / 16);
     uv_timer_start(&r->flush, on_flush, ms(cfg->flush_interval), 0);
   }
   if (batch_add(r->batch, l->ts, l->stream, l->flags, l->data, l->len) != 0) {
