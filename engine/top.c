@@ -21,7 +21,7 @@
 /* --- one sample of the engine ------------------------------------------- */
 
 typedef struct crow { /* a container */
-  char name[NAME_MAX_], id[65], state[16];
+  char name[NAME_MAX_], id[65], state[16], host[NAME_MAX_];
   double lines, bytes, errors;
 } crow_t;
 
@@ -55,7 +55,9 @@ typedef struct sample {
   size_t nc;
   nrow_t *f, *o;
   size_t nf, no;
-  double readers_live, records_in, records_out, in_flight, docker_up;
+  double readers_live, records_in, records_out, in_flight;
+  int daemons, daemons_up; /* engine_docker_up samples, and those at 1 */
+  int hosts;               /* distinct hosts among the containers */
 } sample_t;
 
 static void sample_free(sample_t *s) {
@@ -169,6 +171,10 @@ static int parse_readers(const char *text, sample_t *s, char *err, size_t n) {
     str(r, "name", c->name, sizeof c->name);
     str(r, "id", c->id, sizeof c->id);
     str(r, "state", c->state, sizeof c->state);
+    str(r, "host", c->host, sizeof c->host);
+    int seen = 0;
+    for (size_t i = 0; i + 1 < s->nc && !seen; i++) seen = !strcmp(s->c[i].host, c->host);
+    if (!seen) s->hosts++;
     c->lines = num(r, "lines");
     c->bytes = num(r, "bytes");
     c->errors = num(r, "errors");
@@ -248,7 +254,9 @@ static int parse_metrics(char *text, sample_t *s) {
     else if (!strcmp(name, "engine_records_in_total")) s->records_in = v;
     else if (!strcmp(name, "engine_records_out_total")) s->records_out = v;
     else if (!strcmp(name, "engine_bytes_in_flight")) s->in_flight = v;
-    else if (!strcmp(name, "engine_docker_up")) s->docker_up = v;
+    else if (!strcmp(name, "engine_docker_up")) { /* one per daemon */ s->daemons++;
+      s->daemons_up += v > 0;
+    }
     for (size_t i = 0; i < sizeof fams / sizeof *fams; i++) {
       if (strcmp(name, fams[i].name) != 0) continue;
       nrow_t *r = fams[i].output ? row(&s->o, &s->no, label) : row(&s->f, &s->nf, label);
@@ -337,8 +345,9 @@ static void print_plain(const sample_t *s, const sample_t *prev) {
     const crow_t *c = &s->c[i];
     fmt_rate(r1, sizeof r1, c_rate(s, prev, c, 0));
     fmt_rate(r2, sizeof r2, c_rate(s, prev, c, 1));
-    printf("%s container %s state=%s lines=%.0f lines_per_s=%s bytes_per_s=%s errors=%.0f\n", when,
-           c->name, c->state, c->lines, r1, r2, c->errors);
+    printf(
+        "%s container %s state=%s lines=%.0f lines_per_s=%s bytes_per_s=%s errors=%.0f host=%s\n",
+        when, c->name, c->state, c->lines, r1, r2, c->errors, c->host);
   }
   for (size_t i = 0; i < s->nf; i++) {
     const nrow_t *f = &s->f[i];
@@ -461,15 +470,19 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
     fmt_rate(r1, sizeof r1, rate(s->records_in, prev ? prev->records_in : 0, dt, prev != NULL));
     fmt_rate(r2, sizeof r2, rate(s->records_out, prev ? prev->records_out : 0, dt, prev != NULL));
     fmt_rate(r3, sizeof r3, s->in_flight);
+    char docker[32];
+    if (s->daemons <= 1) snprintf(docker, sizeof docker, "%s", s->daemons_up ? "up" : "DOWN");
+    else snprintf(docker, sizeof docker, "%d/%d up", s->daemons_up, s->daemons);
     line(&sc, "%s  readers %.0f  docker %s  records/s in %s out %s  buffered %sB", base,
-         s->readers_live, s->docker_up > 0 ? "up" : "DOWN", r1, r2, r3);
+         s->readers_live, docker, r1, r2, r3);
   } else {
     line(&sc, "engine top  %s", base);
   }
   line(&sc, "%s", error ? error : "");
   if (s) {
-    line(&sc, "%-32s %-11s %10s %10s %12s %8s", "CONTAINER", "STATE", "LINES/S", "BYTES/S", "LINES",
-         "ERRORS");
+    int hosts = s->hosts > 1; /* several daemons: a HOST column */
+    line(&sc, "%-32s %-11s %10s %10s %12s %8s%s", "CONTAINER", "STATE", "LINES/S", "BYTES/S",
+         "LINES", "ERRORS", hosts ? "  HOST" : "");
     double *order = s->nc ? malloc(s->nc * 2 * sizeof *order) : NULL;
     for (size_t i = 0; order && i < s->nc; i++) {
       order[2 * i] = c_rate(s, prev, &s->c[i], 0);
@@ -480,8 +493,8 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
       const crow_t *c = &s->c[order ? (size_t)order[2 * k + 1] : k];
       fmt_rate(r1, sizeof r1, c_rate(s, prev, c, 0));
       fmt_rate(r2, sizeof r2, c_rate(s, prev, c, 1));
-      line(&sc, "%-32.32s %-11s %10s %10s %12.0f %8.0f", c->name, c->state, r1, r2, c->lines,
-           c->errors);
+      line(&sc, "%-32.32s %-11s %10s %10s %12.0f %8.0f%s%.32s", c->name, c->state, r1, r2, c->lines,
+           c->errors, hosts ? "  " : "", hosts ? c->host : "");
     }
     free(order);
     line(&sc, "%s", "");

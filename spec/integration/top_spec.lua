@@ -210,4 +210,37 @@ describe("engine top #sanitize", function()
     assert.equal(1, code)
     assert.matches("engine top: cannot read http://127%.0%.0%.1:1/readers", out)
   end)
+  it("names each container's daemon when the engine follows several", function()
+    local srv2
+    srv = fake.start { "--containers", "1", "--rate", "50" }
+    srv2 = fake.start { "--containers", "1", "--rate", "50" }
+    local port = metrics.random_port()
+    e = engine.start { pipeline = string.format([[
+return {
+  docker = { { name = "edge-a", host = %q }, { name = "edge-b", host = %q } },
+  batch = { flush_interval = 0.05 },
+  outputs = { { type = "stdout", format = "json" } },
+  engine = { metrics = { listen = "127.0.0.1:%d" } },
+}]], srv.host, srv2.host, port) }
+    local url = "http://127.0.0.1:" .. port
+    local ok, err = pcall(function()
+      proc.wait_for(function() return e:stderr_text():find("metrics: listening on", 1, true) end, 20,
+                    "the metrics endpoint")
+      proc.wait_for(function()
+        local _, body = metrics.get(url .. "/readers")
+        local n = 0
+        for _, r in ipairs(require("cjson").decode(body)) do if r.lines > 0 then n = n + 1 end end
+        return n == 2
+      end, 30, "lines from both daemons")
+      local done, out = proc.sh(proc.join { engine.bin(), "top", url, "-n", "1" } .. " | cat", 30)
+      assert(done, out)
+      local hosts = {}
+      for host in out:gmatch(" container c0 state=%a+ .- host=(%S+)\n") do hosts[#hosts + 1] = host end
+      table.sort(hosts)
+      assert.same({ "edge-a", "edge-b" }, hosts, out)
+    end)
+    engine.release(nil, srv2)
+    assert(ok, err)
+  end)
+
 end)
