@@ -19,7 +19,6 @@
 package.path = "./?.lua;" .. package.path
 local proc = require "spec.support.proc"
 local fake = require "spec.support.fake"
-local dirent = require "posix.dirent"
 
 local scenario, iso, n = tonumber(arg[1]), arg[2] or "thread", tonumber(arg[3] or 2000000)
 local FILTERS = dofile("scripts/bench/bench-filters.lua")
@@ -43,19 +42,7 @@ local p = proc.spawn { argv = { ENGINE, "run", dir .. "/p.lua", "--state-dir", "
                        stdout = "/dev/null", stderr = dir .. "/stderr" }
 
 -- The engine and its descendants (zygote, filter process), engine first.
-local function family(pid)
-  local out, i = { pid }, 1
-  while i <= #out and #out < 64 do
-    local ok, tasks = pcall(dirent.dir, "/proc/" .. out[i] .. "/task")
-    for _, t in ipairs(ok and tasks or {}) do
-      for c in (proc.read("/proc/" .. out[i] .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
-        out[#out + 1] = tonumber(c)
-      end
-    end
-    i = i + 1
-  end
-  return out
-end
+local family = proc.family
 
 -- One process's mappings: { name, range, rss, priv } (KiB) and their sums.
 local function smaps(pid)

@@ -118,20 +118,7 @@ end
 
 -- pid and its descendants (the zygote and the filter process it forked),
 -- as a list, pid first.
-local function family(pid)
-  local out, i = { pid }, 1
-  while i <= #out and #out < 64 do
-    local p = out[i]
-    local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. p .. "/task")
-    for _, t in ipairs(ok and tasks or {}) do
-      for c in (proc.read("/proc/" .. p .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
-        out[#out + 1] = tonumber(c)
-      end
-    end
-    i = i + 1
-  end
-  return out
-end
+local family = proc.family
 
 -- The sum over pid's family of cpu() and of a status field (KiB).
 local function family_cpu(pid)

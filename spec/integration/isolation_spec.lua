@@ -52,17 +52,7 @@ local function delivered(recs)
   return count, seen
 end
 
--- A process's child processes now.
-local function children(pid)
-  local out = {}
-  local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
-  for _, t in ipairs(ok and tasks or {}) do
-    for c in (proc.read("/proc/" .. pid .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
-      out[#out + 1] = tonumber(c)
-    end
-  end
-  return out
-end
+local children = proc.children
 
 -- The engine's processes: its zygote (its one child) and the zygote's
 -- children (the filter process); nil when they are not (yet) so.

@@ -32,6 +32,18 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
   local srv, e
   after_each(function() e, srv = engine.release(e, srv) end)
 
+  -- Starts an engine (extra engine settings `engine_opts`) on the fake
+  -- daemon srv and waits until c0 was read to its end; returns its URL.
+  local function read_c0(engine_opts)
+    local url
+    e, url = metrics.start_engine { docker_host = srv.host, engine = engine_opts }
+    proc.wait_for(function()
+      local r = reader_entry(url, "c0")
+      return r and r.state == "finished"
+    end, 60, "c0 read to its end")
+    return url
+  end
+
   local LINES = 2000
   for _, case in ipairs {
     { "repeat", "a run of earlier lines on both streams" },
@@ -43,12 +55,7 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
       -- the cursor after the container exits
       srv = fake.start { "--containers", "1", "--rate", "1000", "--lines", tostring(LINES),
                          "--fault", mode .. ":1000" }
-      local url
-      e, url = metrics.start_engine { docker_host = srv.host }
-      proc.wait_for(function()
-        local r = reader_entry(url, "c0")
-        return r and r.state == "finished"
-      end, 60, "c0 read to its end")
+      local url = read_c0()
       local count, streams = counts(e:json_records(), "c0")
       for i = 1, LINES do
         local text = "c0 " .. i
@@ -77,12 +84,7 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
      function()
     srv = fake.start { "--containers", "1", "--rate", "1000", "--lines", "4000", "--local",
                        "--fault", "skip:1" }
-    local url
-    e, url = metrics.start_engine { docker_host = srv.host }
-    proc.wait_for(function()
-      local r = reader_entry(url, "c0")
-      return r and r.state == "finished"
-    end, 60, "c0 read to its end")
+    local url = read_c0()
     -- (fewer than 1,500 when the engine left the stream before the skip ended)
     assert.is_true(srv:stats().skipped > 0, "the fake daemon skipped nothing")
     local count = counts(e:json_records(), "c0")
@@ -97,17 +99,12 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
   -- The same skip while the container writes on: at 4,000 lines a second the
   -- 1,500 lines are left out within 0.4 s, so the stream never falls quiet
   -- for the tail probe. The reader checks each span of a busy local-driver
-  -- stream by reading it again (since..until, no follow) and delivers what
-  -- the span lacks, late; the stream itself is not reopened.
+  -- stream by reading it again (from before it, no follow) and delivers
+  -- what the span lacks, late; the stream itself is not reopened.
   it("finds lines a busy local-driver stream skipped by reading its spans again", function()
     srv = fake.start { "--containers", "1", "--rate", "4000", "--lines", "16000", "--local",
                        "--fault", "skip:1" }
-    local url
-    e, url = metrics.start_engine { docker_host = srv.host }
-    proc.wait_for(function()
-      local r = reader_entry(url, "c0")
-      return r and r.state == "finished"
-    end, 60, "c0 read to its end")
+    local url = read_c0()
     local skipped = srv:stats().skipped
     assert.equal(1500, skipped)
     local count = counts(e:json_records(), "c0")
@@ -124,12 +121,7 @@ describe("lines the fake daemon repeats within a stream #tsan #sanitize", functi
 
   it("counts nothing while the daemon sends each line once, across stream cycles", function()
     srv = fake.start { "--containers", "1", "--rate", "500", "--lines", "1500" }
-    local url
-    e, url = metrics.start_engine { docker_host = srv.host, engine = "cycle = 1," }
-    proc.wait_for(function()
-      local r = reader_entry(url, "c0")
-      return r and r.state == "finished"
-    end, 60, "c0 read to its end")
+    local url = read_c0("cycle = 1,")
     local count = counts(e:json_records(), "c0")
     for i = 1, 1500 do assert.equal(1, count["c0 " .. i], "line " .. i) end
     assert.equal(0, reader_entry(url, "c0").repeated)

@@ -77,6 +77,16 @@ local function wait_for_exit(t, marker)
   return screen
 end
 
+-- Waits until n containers in the engine at url delivered lines.
+local function wait_lines(url, n, what)
+  proc.wait_for(function()
+    local _, body = metrics.get(url .. "/readers")
+    local k = 0
+    for _, r in ipairs(require("cjson").decode(body)) do if r.lines > 0 then k = k + 1 end end
+    return k == n
+  end, 30, what)
+end
+
 describe("engine top #sanitize", function()
   local srv, e, t
   after_each(function()
@@ -142,12 +152,7 @@ describe("engine top #sanitize", function()
   it("prints plain lines when stdout is not a terminal", function()
     local url = start()
     -- wait until both containers delivered lines, so each refresh lists them
-    proc.wait_for(function()
-      local _, body = metrics.get(url .. "/readers")
-      local n = 0
-      for _, r in ipairs(require("cjson").decode(body)) do if r.lines > 0 then n = n + 1 end end
-      return n == 2
-    end, 30, "lines of c0 and c1")
+    wait_lines(url, 2, "lines of c0 and c1")
     local ok, out = proc.sh(proc.join { engine.bin(), "top", url, "-n", "3", "-d", "0.5" } .. " | cat", 30)
     assert(ok, out)
     local lines = {}
@@ -226,12 +231,7 @@ return {
     local ok, err = pcall(function()
       proc.wait_for(function() return e:stderr_text():find("metrics: listening on", 1, true) end, 20,
                     "the metrics endpoint")
-      proc.wait_for(function()
-        local _, body = metrics.get(url .. "/readers")
-        local n = 0
-        for _, r in ipairs(require("cjson").decode(body)) do if r.lines > 0 then n = n + 1 end end
-        return n == 2
-      end, 30, "lines from both daemons")
+      wait_lines(url, 2, "lines from both daemons")
       local done, out = proc.sh(proc.join { engine.bin(), "top", url, "-n", "1" } .. " | cat", 30)
       assert(done, out)
       local hosts = {}

@@ -286,4 +286,26 @@ function M.sh(cmd, timeout_s)
   return status == 0, body, status
 end
 
+--- A process's child processes now (from /proc/PID/task/*/children).
+function M.children(pid)
+  local out = {}
+  local ok, tasks = pcall(require("posix.dirent").dir, "/proc/" .. pid .. "/task")
+  for _, t in ipairs(ok and tasks or {}) do
+    for c in (M.read("/proc/" .. pid .. "/task/" .. t .. "/children") or ""):gmatch("%d+") do
+      out[#out + 1] = tonumber(c)
+    end
+  end
+  return out
+end
+
+--- A process and its descendants now (at most 64), the process first.
+function M.family(pid)
+  local out, i = { pid }, 1
+  while i <= #out and #out < 64 do
+    for _, c in ipairs(M.children(out[i])) do out[#out + 1] = c end
+    i = i + 1
+  end
+  return out
+end
+
 return M
