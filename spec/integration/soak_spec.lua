@@ -6,7 +6,9 @@
 -- left. scripts/bench/soak.sh runs the long form.
 -- On the AddressSanitizer engine the quarantine grows RSS by design, so the
 -- RSS bound holds for the plain engine only; the rest holds there too, and
--- the leak check runs at exit.
+-- the leak check runs at exit. Descriptors are those the engine holds for
+-- seconds (see spec/support/soak.lua), not the sockets of the streams that
+-- happen to be reconnecting when a sample is taken.
 local soak = require "spec.support.soak"
 
 describe("a soak of 100 containers cycling every 50 ms #sanitize", function()
