@@ -31,7 +31,10 @@ lint-cppcheck:
 	  --enable=warning,performance,portability --suppress=missingIncludeSystem \
 	  -D_GNU_SOURCE -Iengine $(LINT_SRCS)
 
-lint-tidy:
-	@st=0; for f in $(LINT_SRCS); do \
-	  $(CLANG_TIDY) --quiet $$f -- $(LINT_FLAGS) || st=1; \
-	done; exit $$st
+# one target per file, so that `make -j2 -k lint` checks two at a time and
+# reports every file's findings
+LINT_TIDY := $(addprefix lint-tidy/,$(LINT_SRCS))
+.PHONY: $(LINT_TIDY)
+lint-tidy: $(LINT_TIDY)
+$(LINT_TIDY): lint-tidy/%:
+	@$(CLANG_TIDY) --quiet $* -- $(LINT_FLAGS)

@@ -65,17 +65,40 @@ tally() {
 }
 
 # One LuaJIT per spec file: the emulated armhf LuaJIT has faulted late in a
-# long run of every file in one process, never in a file on its own.
+# long run of every file in one process, never in a file on its own. The
+# files run in CROSS_JOBS lanes at once (default 2: qemu-user runs a
+# LuaJIT on one core), each lane its share of the files in turn; each
+# file's output is printed whole once every lane has finished.
+jobs=${CROSS_JOBS:-2}
+files=""
 for f in spec/unit/*_spec.lua; do
   # the installed library and its pkg-config file are the host's: the
   # emulated LuaJIT cannot load them (make test checks them natively)
   case "$f" in */embed_spec.lua) continue ;; esac
+  files="$files $f"
+done
+unit_file() {
+  f=$1
   n=unit-$(basename "$f" .lua)
-  echo "== $n ($arch, emulated LuaJIT)"
-  ENGINE_LIB=build/$arch/libengine-test.so ENGINE_BIN=$run/engine ENGINE_TOOLS=$run \
-    FAKEDOCKER=$run/fakedocker LUA_CPATH="$cpath" \
-    "$qemu" "$root/usr/bin/luajit" /usr/bin/busted -o plainTerminal "$f" 2>&1 |
-    tee "$log/$n.out"
+  { echo "== $n ($arch, emulated LuaJIT)"
+    ENGINE_LIB=build/$arch/libengine-test.so ENGINE_BIN=$run/engine ENGINE_TOOLS=$run \
+      FAKEDOCKER=$run/fakedocker LUA_CPATH="$cpath" \
+      "$qemu" "$root/usr/bin/luajit" /usr/bin/busted -o plainTerminal "$f" 2>&1
+  } >"$log/$n.out" </dev/null
+}
+lane=0
+while [ "$lane" -lt "$jobs" ]; do
+  ( i=0
+    for f in $files; do
+      [ $((i % jobs)) -eq "$lane" ] && unit_file "$f"
+      i=$((i + 1))
+    done ) &
+  lane=$((lane + 1))
+done
+wait
+for f in $files; do
+  n=unit-$(basename "$f" .lua)
+  cat "$log/$n.out"
   tally "$n"
 done
 

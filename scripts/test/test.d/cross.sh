@@ -5,4 +5,4 @@
 # LuaJIT and an end-to-end run of the arm64 engine under qemu-user
 # (about 30 s). Bounded: 10 minutes at most.
 cd "$(dirname "$0")/../../.."
-exec timeout -k 10 600 make --no-print-directory test-cross ARCH=arm64
+exec timeout -k 10 600 make --no-print-directory -j"${TEST_JOBS:-2}" test-cross ARCH=arm64

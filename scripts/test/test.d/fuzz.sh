@@ -5,4 +5,4 @@
 # seconds each target, about a minute and a half in all. Fails on any crash, leak,
 # sanitizer report or timeout; the input is kept in build/fuzz/artifacts/.
 cd "$(dirname "$0")/../../.."
-exec make --no-print-directory -s fuzz-test FUZZ_TEST_SECONDS="${FUZZ_TEST_SECONDS:-10}"
+exec make --no-print-directory -s -j"${TEST_JOBS:-2}" fuzz-test FUZZ_TEST_SECONDS="${FUZZ_TEST_SECONDS:-10}"
