@@ -333,13 +333,13 @@ describe("the metrics endpoint #sanitize #tsan", function()
     local held = {}
     for i = 1, 200 do held[i] = metrics.open_idle(port) end
     -- the holder reopens connections the server closed (up to 40 a round),
-    -- as an abusive client would; a probe asks /health every 100 ms for 10 s
+    -- as an abusive client would; a probe asks /health every 100 ms for 5 s
     local function now()
       local t = time.clock_gettime(time.CLOCK_MONOTONIC)
       return t.tv_sec + t.tv_nsec / 1e9
     end
     local answered, failed, t0 = 0, {}, now()
-    for round = 1, 100 do
+    for round = 1, 50 do
       local fds = {}
       for _, fd in ipairs(held) do fds[fd] = { events = { IN = true } } end
       poll.poll(fds, 0)
@@ -357,7 +357,7 @@ describe("the metrics endpoint #sanitize #tsan", function()
       else failed[#failed + 1] = answer end
       local wait = t0 + round * 0.1 - now()
       if wait > 0 then time.nanosleep { tv_sec = 0, tv_nsec = math.floor(wait * 1e9) } end
-      if now() - t0 >= 10 then break end
+      if now() - t0 >= 5 then break end
     end
     for _, fd in ipairs(held) do unistd.close(fd) end
     assert.same({}, failed)
@@ -401,7 +401,7 @@ describe("the metrics endpoint with a stuck pipeline #sanitize", function()
   it("is not ready, and says why, while the pipeline finishes no batch; /health stays ok", function()
     srv = fake.start { "--containers", "1", "--rate", "100" }
     local url
-    -- the first batch blocks the pipeline thread 14 s in a C call the
+    -- the first batch blocks the pipeline thread 10 s in a C call the
     -- runaway guard cannot stop (filter_timeout 1 s: /ready gives up at 6 s);
     -- the filters run on the pipeline thread (in their own process such a
     -- call is ended after filter_timeout: isolation_spec)
@@ -411,7 +411,7 @@ describe("the metrics endpoint with a stuck pipeline #sanitize", function()
       filters = [[ { name = "stuck", on_error = "pass", process = (function()
         local stuck = false
         return function(b)
-          if not stuck then stuck = true; os.execute("sleep 14") end
+          if not stuck then stuck = true; os.execute("sleep 10") end
           return b
         end
       end)() } ]],
