@@ -106,9 +106,12 @@ run:
 	@$(MAKE) --no-print-directory $(B)/engine
 	@sh scripts/dev/run-demo.sh
 
+# The builds of make test use every core (TEST_JOBS).
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: deps
-	@$(MAKE) --no-print-directory build asan tsan
-	@sh scripts/test/test.sh
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) build asan tsan
+	@TEST_JOBS=$(TEST_JOBS) sh scripts/test/test.sh
 
 test-unit: build asan
 	@sh scripts/test/test.sh unit
