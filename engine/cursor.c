@@ -90,6 +90,11 @@ struct cursor {
 #define TABLE_MIN 16
 #define RING_MIN 16
 
+/* The i-th key of the window, oldest first. */
+static cursor_key_t *ring_at(const cursor_t *c, size_t i) {
+  return &c->ring[(c->head + i) % c->ring_cap];
+}
+
 static uint64_t slot_hash(const cursor_key_t *k) {
   uint64_t h =
       k->hash ^ ((uint64_t)k->ts * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)k->len << 8 | k->stream);
@@ -157,8 +162,7 @@ static int ring_reserve(cursor_t *c) {
   if (cap <= c->count) return -1; /* no room: max_keys + 1 overflowed, or the doubling did */
   cursor_key_t *ring = malloc(cap * sizeof *ring);
   if (!ring) return -1;
-  for (size_t i = 0; c->ring_cap > 0 && i < c->count; i++)
-    ring[i] = c->ring[(c->head + i) % c->ring_cap];
+  for (size_t i = 0; c->ring_cap > 0 && i < c->count; i++) ring[i] = *ring_at(c, i);
   free(c->ring);
   c->ring = ring;
   c->ring_cap = cap;
@@ -325,12 +329,12 @@ int64_t cursor_since(const cursor_t *c) {
   if (!c->any) return -1;
   int64_t since = sub_sat(c->newest, c->margin);
   for (size_t i = 0; i < c->count; i++) {
-    int64_t ts = c->ring[(c->head + i) % c->ring_cap].ts;
+    int64_t ts = ring_at(c, i)->ts;
     if (ts < since) since = ts;
   }
   if (c->floor < since) since = c->floor;
-  if (c->evicted && since <= c->evicted_max)
-    since = c->evicted_max == INT64_MAX ? INT64_MAX : c->evicted_max + 1;
+  int64_t start = cursor_window_start(c);
+  if (since < start) since = start;
   return since < 0 ? 0 : since;
 }
 
@@ -338,9 +342,7 @@ void cursor_begin_replay(cursor_t *c) {
   table_drop(c);
   table_alloc(c);
   /* Out of memory: the rest is not skipped (repeated, never lost). */
-  while (c->indexed < c->count &&
-         index_key(c, &c->ring[(c->head + c->indexed) % c->ring_cap], 1, 1) == 0)
-    c->indexed++;
+  while (c->indexed < c->count && index_key(c, ring_at(c, c->indexed), 1, 1) == 0) c->indexed++;
   for (int s = 0; s < STREAMS; s++) {
     c->open[s] = 1;
     c->returned[s] = INT64_MIN;
@@ -353,9 +355,7 @@ void cursor_begin_replay(cursor_t *c) {
 static void begin_pass(cursor_t *c, int s) {
   if (!c->table) table_alloc(c);
   /* Lines delivered since the index was built: this connection's own. */
-  while (c->indexed < c->count &&
-         index_key(c, &c->ring[(c->head + c->indexed) % c->ring_cap], 0, 0) == 0)
-    c->indexed++;
+  while (c->indexed < c->count && index_key(c, ring_at(c, c->indexed), 0, 0) == 0) c->indexed++;
   for (size_t i = 0; i < c->table_cap; i++) {
     entry_t *e = &c->table[i];
     if (e->delivered != 0 && stream_index(e->key.stream) == s)
@@ -403,7 +403,7 @@ uint64_t cursor_repeated(const cursor_t *c) { return c->repeated; }
  * Returns 0, or -1 when out of memory (nothing recorded). */
 static int record(cursor_t *c, const cursor_key_t *k) {
   if (ring_reserve(c) < 0) return -1;
-  c->ring[(c->head + c->count) % c->ring_cap] = *k;
+  *ring_at(c, c->count) = *k;
   c->count++;
   return 0;
 }
@@ -445,7 +445,7 @@ void cursor_get_state(const cursor_t *c, cursor_state_t *s) {
 
 size_t cursor_keys(const cursor_t *c, cursor_key_t *out, size_t max) {
   size_t n = c->count < max ? c->count : max;
-  for (size_t i = 0; i < n; i++) out[i] = c->ring[(c->head + i) % c->ring_cap];
+  for (size_t i = 0; i < n; i++) out[i] = *ring_at(c, i);
   return n;
 }
 
@@ -498,7 +498,7 @@ cursor_span_t *cursor_span_new(const cursor_t *c, int64_t from, int64_t to) {
   if (!s) return NULL;
   size_t n = 0;
   for (size_t i = 0; i < c->count; i++) {
-    int64_t ts = c->ring[(c->head + i) % c->ring_cap].ts;
+    int64_t ts = ring_at(c, i)->ts;
     n += ts >= from && ts <= to;
   }
   if (n && (!(s->keys = malloc(n * sizeof *s->keys)) || !(s->taken = calloc(n, 1)))) {
@@ -506,7 +506,7 @@ cursor_span_t *cursor_span_new(const cursor_t *c, int64_t from, int64_t to) {
     return NULL;
   }
   for (size_t i = 0; i < c->count; i++) {
-    const cursor_key_t *k = &c->ring[(c->head + i) % c->ring_cap];
+    const cursor_key_t *k = ring_at(c, i);
     if (k->ts >= from && k->ts <= to) s->keys[s->n++] = *k;
   }
   if (s->n > 1) qsort(s->keys, s->n, sizeof *s->keys, key_cmp);
