@@ -239,6 +239,9 @@ static void confirm_attach(reader_t *r, const char *why);
 #define CHECK_TRIES 4
 /* How far before its span a check read starts (see check_span). */
 #define CHECK_BACK_NS 2000000000LL
+/* How far behind the newest line a check ends: each stream's lines may be
+ * written a little out of order with the other's. */
+#define CHECK_LAG_NS 100000000LL
 
 /* A quiet local-driver stream is probed when it has been quiet for
  * quiet_ms, and again while it stays quiet after waits that double up to
@@ -269,6 +272,14 @@ static int is_busy(const reader_t *r) {
   return r->last_busy && uv_now(r->rt->loop) - r->last_busy < 1000;
 }
 
+/* How long after the last check a local-driver stream is checked again:
+ * CHECK_EVERY_MS while busy or once it brought CHECK_BYTES, CHECK_IDLE_MS
+ * once it brought anything, else never (0). */
+static uint64_t check_interval(const reader_t *r) {
+  if (!r->check_bytes) return 0;
+  return is_busy(r) || r->check_bytes >= CHECK_BYTES ? CHECK_EVERY_MS : CHECK_IDLE_MS;
+}
+
 static void count_data(reader_t *r, size_t len) {
   uint64_t now = uv_now(r->rt->loop);
   r->last_data = now;
@@ -290,9 +301,8 @@ static void arm_life(reader_t *r) {
   if (r->c->log_local) {
     uint64_t q = r->last_data + quiet > now ? r->last_data + quiet - now : quiet;
     if (due > q) due = q;
-    if ((is_busy(r) || r->check_bytes >= CHECK_BYTES) && due > CHECK_EVERY_MS)
-      due = CHECK_EVERY_MS; /* check_span */
-    else if (r->check_bytes && due > CHECK_IDLE_MS) due = CHECK_IDLE_MS;
+    uint64_t check = check_interval(r); /* check_span */
+    if (check && due > check) due = check;
   }
   uv_timer_start(&r->life, on_life, due, 0);
 }
@@ -368,10 +378,6 @@ static void probe_stream(reader_t *r) {
  * skip there leaves it quiet long enough for probe_stream). Until a span
  * is checked the cursor's floor stays at its start, so a resume (and a
  * restart from the checkpoint) reads it again instead. */
-/* How far behind the newest line a check ends: each stream's lines may be
- * written a little out of order with the other's. */
-#define CHECK_LAG_NS 100000000LL
-
 typedef struct span_check {
   reader_t *r;
   http_req_t *req;
@@ -466,9 +472,8 @@ static void check_span(reader_t *r) {
   uint64_t now = uv_now(r->rt->loop);
   if (!r->c->log_local || r->attach || r->rt->cfg->backfill || r->last_read || r->check ||
       r->check_from == INT64_MAX || r->paused || r->state != READER_STREAMING ||
-      cursor_newest(r->cursor) <= r->replay_until || now - r->last_check < CHECK_EVERY_MS ||
-      !r->check_bytes ||
-      (!is_busy(r) && r->check_bytes < CHECK_BYTES && now - r->last_check < CHECK_IDLE_MS))
+      cursor_newest(r->cursor) <= r->replay_until || !check_interval(r) ||
+      now - r->last_check < check_interval(r))
     return;
   int64_t to = cursor_newest(r->cursor) - CHECK_LAG_NS, pending = decoder_pending_ts(&r->dec);
   if (pending != INT64_MAX && pending - 1 < to) to = pending - 1;
