@@ -57,7 +57,7 @@ typedef struct sample {
   size_t nf, no;
   double readers_live, records_in, records_out, in_flight;
   int daemons, daemons_up; /* engine_docker_up samples, and those at 1 */
-  int hosts;               /* distinct hosts among the containers */
+  int several_hosts;       /* the containers are not all on one daemon */
 } sample_t;
 
 static void sample_free(sample_t *s) {
@@ -172,9 +172,7 @@ static int parse_readers(const char *text, sample_t *s, char *err, size_t n) {
     str(r, "id", c->id, sizeof c->id);
     str(r, "state", c->state, sizeof c->state);
     str(r, "host", c->host, sizeof c->host);
-    int seen = 0;
-    for (size_t i = 0; i + 1 < s->nc && !seen; i++) seen = !strcmp(s->c[i].host, c->host);
-    if (!seen) s->hosts++;
+    if (strcmp(c->host, s->c[0].host) != 0) s->several_hosts = 1;
     c->lines = num(r, "lines");
     c->bytes = num(r, "bytes");
     c->errors = num(r, "errors");
@@ -222,6 +220,12 @@ static int split_sample(char *line, char **name, char **label, double *value) {
 }
 
 /* Takes the families top shows from a /metrics text. */
+/* One engine_docker_up sample: there is one per daemon. */
+static void count_daemon(sample_t *s, double up) {
+  s->daemons++;
+  s->daemons_up += up > 0;
+}
+
 static int parse_metrics(char *text, sample_t *s) {
   static const struct {
     const char *name;
@@ -254,9 +258,7 @@ static int parse_metrics(char *text, sample_t *s) {
     else if (!strcmp(name, "engine_records_in_total")) s->records_in = v;
     else if (!strcmp(name, "engine_records_out_total")) s->records_out = v;
     else if (!strcmp(name, "engine_bytes_in_flight")) s->in_flight = v;
-    else if (!strcmp(name, "engine_docker_up")) { /* one per daemon */ s->daemons++;
-      s->daemons_up += v > 0;
-    }
+    else if (!strcmp(name, "engine_docker_up")) count_daemon(s, v);
     for (size_t i = 0; i < sizeof fams / sizeof *fams; i++) {
       if (strcmp(name, fams[i].name) != 0) continue;
       nrow_t *r = fams[i].output ? row(&s->o, &s->no, label) : row(&s->f, &s->nf, label);
@@ -480,7 +482,7 @@ static void draw(const char *base, const sample_t *s, const sample_t *prev, cons
   }
   line(&sc, "%s", error ? error : "");
   if (s) {
-    int hosts = s->hosts > 1; /* several daemons: a HOST column */
+    int hosts = s->several_hosts; /* a HOST column */
     line(&sc, "%-32s %-11s %10s %10s %12s %8s%s", "CONTAINER", "STATE", "LINES/S", "BYTES/S",
          "LINES", "ERRORS", hosts ? "  HOST" : "");
     double *order = s->nc ? malloc(s->nc * 2 * sizeof *order) : NULL;
