@@ -12,6 +12,8 @@ local proc = require "spec.support.proc"
 
 local M = {}
 
+-- readlink(2) itself: luaposix's readlink refuses /proc's descriptor links,
+-- whose lstat size is not their length ("readlink wrote only 9 of 64 bytes").
 local ffi = require "ffi"
 ffi.cdef [[ long readlink(const char *path, char *buf, unsigned long size); ]]
 local linkbuf = ffi.new("char[?]", 4096)
